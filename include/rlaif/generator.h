@@ -1,0 +1,83 @@
+// The batched generation engine: many prompts in, many samples out.
+//
+// S sequence slots share one preallocated KV cache. A prompt is prefilled in one forward pass and its keys/values
+// copied to the slots of its other samples (G samples of one prompt share one prefill). Each decode step advances
+// every active slot by one token; when a sequence finishes, its slot takes the next waiting sample (continuous
+// batching), so the batch stays full. Every sample draws from its own random stream, seeded from the request's seed
+// and the sample's index, so the same seed gives the same text whatever else is in the batch.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "rlaif/model.h"
+#include "rlaif/sampler.h"
+#include "rlaif/tokenizer.h"
+
+namespace rlaif {
+
+struct GenerationParams {
+  SamplingParams sampling;
+  int64_t max_new_tokens = 128;    // >= 1
+  std::vector<std::string> stop;   // stop strings: generation ends once the text contains one (text is cut before it)
+  bool ignore_eos = false;         // true: do not stop at end-of-sequence tokens
+};
+
+struct GenerationRequest {
+  std::vector<int64_t> prompt_ids;  // non-empty
+  int64_t num_samples = 1;          // G
+  uint64_t seed = 0;                // sample j uses the stream sample_seed(seed, j)
+  GenerationParams params;
+};
+
+enum class FinishReason { kStop, kLength };
+const char* to_string(FinishReason r);  // "stop" | "length"
+
+struct Sample {
+  std::vector<int64_t> token_ids;  // generated tokens, including a final end-of-sequence token if one was sampled
+  std::vector<float> logprobs;     // one per token: see SampledToken::logprob
+  std::string text;                // decoded completion without special tokens, cut before a matched stop string
+  FinishReason finish_reason = FinishReason::kLength;
+};
+
+struct GenerationResult {
+  std::vector<Sample> samples;  // num_samples of them, in sample-index order
+};
+
+struct GeneratorOptions {
+  int64_t max_batch = 32;     // S: sequences decoded together
+  int64_t max_seq_len = 0;    // KV cache length per slot; 0 = enough for the longest request (within the model's limit)
+};
+
+struct GenerationStats {
+  int64_t prefill_tokens = 0, decode_tokens = 0, decode_steps = 0;
+  double prefill_seconds = 0, decode_seconds = 0, sample_seconds = 0;
+};
+
+class Generator {
+ public:
+  // `model` is used in inference mode; `eos_ids` end a sequence (see load_eos_token_ids).
+  Generator(CausalLM model, Tokenizer tokenizer, std::vector<int64_t> eos_ids, GeneratorOptions options = {});
+
+  // Called once per finished sample, as soon as it finishes (so a judge can start on it), from the calling thread.
+  using OnSample = std::function<void(size_t request_index, size_t sample_index, const Sample& sample)>;
+
+  // Generates every sample of every request. Throws rlaif::Error (naming the request index) for an empty prompt, a
+  // prompt that leaves no room in the model's context, or invalid parameters — before any work is done.
+  std::vector<GenerationResult> generate(const std::vector<GenerationRequest>& requests, const OnSample& on_sample = {});
+
+  const GenerationStats& stats() const { return stats_; }
+  const Tokenizer& tokenizer() const { return tokenizer_; }
+  CausalLM& model() { return model_; }
+
+ private:
+  CausalLM model_;
+  Tokenizer tokenizer_;
+  std::vector<int64_t> eos_ids_;
+  GeneratorOptions options_;
+  std::unique_ptr<KVCache> cache_;
+  GenerationStats stats_;
+};
+
+}  // namespace rlaif

@@ -1,0 +1,117 @@
+// Decoder-only transformer of the llama family (llama, mistral, qwen2, qwen3) with a preallocated KV cache.
+//
+// Submodules are registered under Hugging Face's names, so named_parameters() is exactly the list of safetensors keys
+// (model.embed_tokens.weight, model.layers.0.self_attn.q_proj.weight, ..., lm_head.weight when untied).
+// Shape legend: N rows (sequences), T tokens, C model width, H query heads, Hkv key/value heads, D head size, V vocab.
+#pragma once
+
+#include <torch/torch.h>
+
+#include "rlaif/model_config.h"
+
+namespace rlaif {
+
+// Keys and values of every layer for S sequence slots of up to Tmax tokens each, allocated once.
+class KVCache {
+ public:
+  KVCache(const ModelConfig& config, int64_t slots, int64_t max_len, torch::ScalarType dtype);
+  torch::Tensor& k(int64_t layer) { return k_[layer]; }  // [S, Hkv, Tmax, D]
+  torch::Tensor& v(int64_t layer) { return v_[layer]; }  // [S, Hkv, Tmax, D]
+  int64_t slots() const { return slots_; }
+  int64_t max_len() const { return max_len_; }
+  // Copies positions [0, len) of slot `from` into slot `to` (G samples of one prompt share one prefill).
+  void copy_slot(int64_t from, int64_t to, int64_t len);
+
+ private:
+  std::vector<torch::Tensor> k_, v_;
+  int64_t slots_, max_len_;
+};
+
+// One forward over cache slots [slot_begin, slot_begin + N): token t of row n sits at positions[n][t], its keys and
+// values are written there, and it attends to the cached positions 0..positions[n][t] of its slot.
+struct CachedBatch {
+  torch::Tensor input_ids;  // [N, T] int64
+  torch::Tensor positions;  // [N, T] int64
+  int64_t slot_begin = 0;
+  int64_t key_len = 0;      // > every position in the batch; keys [0, key_len) are read
+};
+
+struct RMSNormImpl : torch::nn::Module {
+  RMSNormImpl(int64_t dim, double eps);
+  torch::Tensor forward(const torch::Tensor& x);  // [..., dim]; normalised in fp32, as transformers does
+  torch::Tensor weight;
+  double eps;
+};
+TORCH_MODULE(RMSNorm);
+
+struct AttentionImpl : torch::nn::Module {
+  explicit AttentionImpl(const ModelConfig& c);
+  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  RMSNorm q_norm{nullptr}, k_norm{nullptr};  // qwen3 only
+  int64_t heads, kv_heads, head_dim;
+};
+TORCH_MODULE(Attention);
+
+struct MLPImpl : torch::nn::Module {
+  explicit MLPImpl(const ModelConfig& c);
+  torch::Tensor forward(const torch::Tensor& x);  // SwiGLU: down(silu(gate(x)) * up(x))
+  torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+};
+TORCH_MODULE(MLP);
+
+struct DecoderLayerImpl : torch::nn::Module {
+  explicit DecoderLayerImpl(const ModelConfig& c);
+  Attention self_attn{nullptr};
+  MLP mlp{nullptr};
+  RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
+};
+TORCH_MODULE(DecoderLayer);
+
+struct BaseModelImpl : torch::nn::Module {
+  explicit BaseModelImpl(const ModelConfig& c);
+  torch::nn::Embedding embed_tokens{nullptr};
+  torch::nn::ModuleList layers{nullptr};
+  RMSNorm norm{nullptr};
+};
+TORCH_MODULE(BaseModel);
+
+class CausalLMImpl : public torch::nn::Module {
+ public:
+  explicit CausalLMImpl(ModelConfig config);
+
+  // Full forward without a cache (training, reference checks). attention_mask [N, T] (1 = token, 0 = padding;
+  // undefined = all ones); positions count only real tokens, so left and right padding both work.
+  torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask = {});  // [N, T, V]
+  torch::Tensor hidden_states(const torch::Tensor& input_ids, const torch::Tensor& attention_mask = {});  // [N, T, C]
+  // Forward through the KV cache; returns the final hidden states [N, T, C] (apply logits() to the rows needed).
+  torch::Tensor forward_cached(const CachedBatch& batch, KVCache& cache);
+  torch::Tensor logits(const torch::Tensor& hidden);  // [..., C] -> [..., V]
+
+  const ModelConfig& config() const { return config_; }
+  torch::ScalarType dtype() const { return model->embed_tokens->weight.scalar_type(); }
+
+  BaseModel model{nullptr};
+  torch::nn::Linear lm_head{nullptr};  // null when tie_word_embeddings
+
+ private:
+  // Runs the layers; `kv` returns each layer's keys/values [N, Hkv, L, D] to attend to, given this step's k, v.
+  torch::Tensor run_layers(const torch::Tensor& input_ids, const torch::Tensor& positions, const torch::Tensor& allowed,
+                           KVCache* cache, const CachedBatch* batch);
+  std::pair<torch::Tensor, torch::Tensor> rope(const torch::Tensor& positions);  // cos, sin [N, T, 1, D] in fp32
+  void ensure_rope_table(int64_t len);
+
+  ModelConfig config_;
+  torch::Tensor inv_freq_;         // [D/2] fp32
+  torch::Tensor cos_, sin_;        // [P, D] fp32, grown on demand
+};
+TORCH_MODULE(CausalLM);
+
+// Rotary embedding frequencies 1/theta^(2i/D), with llama3 scaling applied when configured. [D/2] fp32.
+torch::Tensor rope_inv_freq(const ModelConfig& c);
+
+// Scaled dot-product attention with grouped-query heads. q [N, H, T, D]; k, v [N, Hkv, L, D]; allowed [N, T, L] bool.
+// Returns [N, H, T, D]. Softmax runs in fp32.
+torch::Tensor gqa_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                            const torch::Tensor& allowed);
+
+}  // namespace rlaif

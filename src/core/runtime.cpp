@@ -1,0 +1,43 @@
+#include "rlaif/runtime.h"
+
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <thread>
+
+namespace rlaif {
+
+void ensure_runtime_env(int argc, char** argv) {
+  if (std::getenv("RLAIF_NO_REEXEC") || std::getenv("RLAIF_REEXECED")) return;
+  bool changed = false;
+  if (!std::getenv("OMP_WAIT_POLICY")) {
+    ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    changed = true;
+  }
+  if (!changed) return;
+  ::setenv("RLAIF_REEXECED", "1", 1);
+  ::execv("/proc/self/exe", argv);
+  // If exec fails we simply carry on with the settings the process started with.
+}
+
+int set_num_threads(int n) {
+  if (n <= 0) n = static_cast<int>(std::thread::hardware_concurrency());
+  if (n <= 0) n = 1;
+  torch::set_num_threads(n);
+  return n;
+}
+
+}  // namespace rlaif
+
+#include "rlaif/error.h"
+
+namespace rlaif {
+
+c10::ScalarType resolve_inference_dtype(const std::string& name) {
+  if (name == "auto" || name == "float32") return torch::kFloat32;
+  if (name == "bfloat16") return torch::kBFloat16;
+  throw Error("unknown dtype \"" + name + "\"", "--dtype", "use auto, float32 or bfloat16");
+}
+
+}  // namespace rlaif

@@ -1,0 +1,209 @@
+#include "rlaif/generator.h"
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <chrono>
+#include <deque>
+
+#include "rlaif/error.h"
+
+namespace rlaif {
+
+const char* to_string(FinishReason r) { return r == FinishReason::kStop ? "stop" : "length"; }
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+struct Slot {
+  bool active = false;
+  size_t request = 0;
+  int64_t sample = 0;
+  int64_t len = 0;         // tokens in the cache for this slot
+  int64_t next_token = 0;  // sampled, not yet fed to the model
+  SampleRng rng;
+  Sample out;
+  std::string bytes;       // raw bytes of the completion so far (for stop strings)
+  std::vector<int32_t> scratch;
+};
+
+// Pending work: samples [first, first + count) of one request.
+struct Pending {
+  size_t request;
+  int64_t first, count;
+};
+
+}  // namespace
+
+Generator::Generator(CausalLM model, Tokenizer tokenizer, std::vector<int64_t> eos_ids, GeneratorOptions options)
+    : model_(std::move(model)), tokenizer_(std::move(tokenizer)), eos_ids_(std::move(eos_ids)), options_(options) {
+  if (options_.max_batch < 1) throw Error("max_batch must be >= 1", "max_batch");
+  model_->eval();
+}
+
+std::vector<GenerationResult> Generator::generate(const std::vector<GenerationRequest>& requests,
+                                                  const OnSample& on_sample) {
+  const auto& cfg = model_->config();
+  int64_t ctx = cfg.max_position_embeddings;
+  if (cfg.sliding_window > 0) ctx = std::min(ctx, cfg.sliding_window);
+  int64_t need = 1;
+  for (size_t r = 0; r < requests.size(); ++r) {
+    const auto& q = requests[r];
+    std::string where = "request " + std::to_string(r);
+    if (q.prompt_ids.empty()) throw Error("empty prompt", where, "a prompt needs at least one token");
+    if (q.num_samples < 1) throw Error("num_samples must be >= 1", where);
+    if (q.params.max_new_tokens < 1) throw Error("max_new_tokens must be >= 1", where);
+    validate(q.params.sampling);
+    for (int64_t id : q.prompt_ids)
+      if (id < 0 || id >= cfg.vocab_size) throw Error("token id " + std::to_string(id) + " is outside the vocabulary", where);
+    if (static_cast<int64_t>(q.prompt_ids.size()) >= ctx)
+      throw Error("prompt of " + std::to_string(q.prompt_ids.size()) + " tokens leaves no room in the model's context of " +
+                      std::to_string(ctx),
+                  where, "shorten the prompt");
+    need = std::max<int64_t>(need, std::min<int64_t>(ctx, q.prompt_ids.size() + q.params.max_new_tokens));
+  }
+  int64_t cache_len = options_.max_seq_len > 0 ? std::min(options_.max_seq_len, ctx) : need;
+  for (size_t r = 0; r < requests.size(); ++r)
+    if (static_cast<int64_t>(requests[r].prompt_ids.size()) >= cache_len)
+      throw Error("prompt longer than the KV cache (max_seq_len " + std::to_string(cache_len) + ")",
+                  "request " + std::to_string(r), "raise max_seq_len");
+  const int64_t S = options_.max_batch;
+  if (!cache_ || cache_->max_len() < cache_len || cache_->slots() != S)
+    cache_ = std::make_unique<KVCache>(cfg, S, cache_len, model_->dtype());
+
+  torch::InferenceMode inference;
+  std::vector<GenerationResult> results(requests.size());
+  for (size_t r = 0; r < requests.size(); ++r) results[r].samples.resize(requests[r].num_samples);
+  std::deque<Pending> pending;
+  for (size_t r = 0; r < requests.size(); ++r) pending.push_back({r, 0, requests[r].num_samples});
+  std::vector<Slot> slots(S);
+  const int64_t V = cfg.vocab_size;
+
+  // Appends a sampled token to slot s; returns true when the sample is finished.
+  auto append = [&](Slot& s, const SampledToken& t) {
+    const auto& p = requests[s.request].params;
+    s.out.token_ids.push_back(t.token);
+    s.out.logprobs.push_back(t.logprob);
+    s.next_token = t.token;
+    bool eos = !p.ignore_eos && std::find(eos_ids_.begin(), eos_ids_.end(), t.token) != eos_ids_.end();
+    if (eos) {
+      s.out.finish_reason = FinishReason::kStop;
+      return true;
+    }
+    if (!tokenizer_.is_special(t.token)) {
+      size_t before = s.bytes.size();
+      s.bytes += tokenizer_.token_bytes(t.token);
+      for (const auto& stop : p.stop) {
+        if (stop.empty()) continue;
+        size_t from = before >= stop.size() ? before - stop.size() + 1 : 0;
+        size_t at = s.bytes.find(stop, from);
+        if (at != std::string::npos) {
+          s.bytes.resize(at);
+          s.out.finish_reason = FinishReason::kStop;
+          return true;
+        }
+      }
+    }
+    if (static_cast<int64_t>(s.out.token_ids.size()) >= p.max_new_tokens || s.len + 1 >= cache_->max_len()) {
+      s.out.finish_reason = FinishReason::kLength;
+      return true;
+    }
+    return false;
+  };
+  auto finish = [&](Slot& s) {
+    s.out.text = utf8_lossy(s.bytes);
+    Sample& dst = results[s.request].samples[s.sample];
+    dst = std::move(s.out);
+    if (on_sample) on_sample(s.request, s.sample, dst);
+    s.active = false;
+    s.out = Sample();
+    s.bytes.clear();
+  };
+
+  for (;;) {
+    // 1. Fill free slots with waiting samples; one prefill per prompt, shared by its samples.
+    while (!pending.empty()) {
+      std::vector<int64_t> free;
+      for (int64_t i = 0; i < S; ++i)
+        if (!slots[i].active) free.push_back(i);
+      if (free.empty()) break;
+      Pending& item = pending.front();
+      const auto& q = requests[item.request];
+      const int64_t P = static_cast<int64_t>(q.prompt_ids.size());
+      const int64_t n = std::min<int64_t>(item.count, free.size());
+      auto t0 = Clock::now();
+      CachedBatch batch;
+      batch.input_ids = torch::tensor(q.prompt_ids, torch::kInt64).view({1, P});
+      batch.positions = torch::arange(P, torch::kInt64).view({1, P});
+      batch.slot_begin = free[0];
+      batch.key_len = P;
+      auto hidden = model_->forward_cached(batch, *cache_);                          // [1, P, C]
+      auto logits = model_->logits(hidden.select(1, P - 1)).to(torch::kFloat32).contiguous();  // [1, V]
+      for (int64_t j = 1; j < n; ++j) cache_->copy_slot(free[0], free[j], P);
+      stats_.prefill_tokens += P;
+      stats_.prefill_seconds += seconds_since(t0);
+      for (int64_t j = 0; j < n; ++j) {
+        Slot& s = slots[free[j]];
+        s.active = true;
+        s.request = item.request;
+        s.sample = item.first + j;
+        s.len = P;
+        s.rng = SampleRng(sample_seed(q.seed, s.sample));
+        if (append(s, sample_token(logits.data_ptr<float>(), V, q.params.sampling, s.rng, s.scratch))) finish(s);
+      }
+      item.first += n;
+      item.count -= n;
+      if (item.count == 0) pending.pop_front();
+    }
+
+    // 2. One decode step over slots [0, hi).
+    int64_t hi = 0, key_len = 0;
+    for (int64_t i = 0; i < S; ++i)
+      if (slots[i].active) {
+        hi = i + 1;
+        key_len = std::max(key_len, slots[i].len + 1);
+      }
+    if (hi == 0) {
+      if (pending.empty()) break;
+      continue;
+    }
+    auto t0 = Clock::now();
+    std::vector<int64_t> ids(hi, 0), pos(hi, 0);
+    for (int64_t i = 0; i < hi; ++i)
+      if (slots[i].active) {
+        ids[i] = slots[i].next_token;
+        pos[i] = slots[i].len;
+      }
+    CachedBatch batch;
+    batch.input_ids = torch::tensor(ids, torch::kInt64).view({hi, 1});
+    batch.positions = torch::tensor(pos, torch::kInt64).view({hi, 1});
+    batch.slot_begin = 0;
+    batch.key_len = key_len;
+    auto hidden = model_->forward_cached(batch, *cache_);                                  // [hi, 1, C]
+    auto logits = model_->logits(hidden.squeeze(1)).to(torch::kFloat32).contiguous();     // [hi, V]
+    stats_.decode_seconds += seconds_since(t0);
+    auto t1 = Clock::now();
+    std::vector<SampledToken> picked(hi);
+    const float* lp = logits.data_ptr<float>();
+    at::parallel_for(0, hi, 1, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i)
+        if (slots[i].active)
+          picked[i] = sample_token(lp + i * V, V, requests[slots[i].request].params.sampling, slots[i].rng,
+                                   slots[i].scratch);
+    });
+    stats_.sample_seconds += seconds_since(t1);
+    for (int64_t i = 0; i < hi; ++i) {
+      Slot& s = slots[i];
+      if (!s.active) continue;
+      s.len += 1;
+      stats_.decode_tokens += 1;
+      if (append(s, picked[i])) finish(s);
+    }
+    stats_.decode_steps += 1;
+  }
+  return results;
+}
+
+}  // namespace rlaif

@@ -1,0 +1,14 @@
+// Subcommands of the rlaif CLI. Each registers its options on the app and returns the function that runs it.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+
+namespace rlaif_cli {
+
+using Run = std::function<int()>;
+Run add_init_model(CLI::App& app);
+Run add_generate(CLI::App& app);
+
+}  // namespace rlaif_cli

@@ -1,0 +1,42 @@
+// rlaif: reinforcement fine-tuning of language models with an LLM as the judge.
+// The CLI parses flags, calls the library and turns errors into messages and exit codes:
+// 0 success, 1 an error in the input or the environment (the message says what, where and how to fix it),
+// 2 bad command-line usage, 3 an internal error (a bug: please report it).
+#include <c10/util/Exception.h>
+
+#include <cstdio>
+#include <map>
+
+#include "commands.h"
+#include "rlaif/error.h"
+#include "rlaif/runtime.h"
+
+int main(int argc, char** argv) {
+  rlaif::ensure_runtime_env(argc, argv);
+  CLI::App app{"rlaif — reinforcement fine-tuning of language models with an LLM as the judge (RLAIF)"};
+  app.require_subcommand(1);
+  std::map<CLI::App*, rlaif_cli::Run> runs;
+  auto* init = app.add_subcommand("init-model", "write a seeded, randomly initialised model folder (no download needed)");
+  runs[init] = rlaif_cli::add_init_model(*init);
+  auto* gen = app.add_subcommand("generate", "sample completions for a JSONL file of prompts");
+  runs[gen] = rlaif_cli::add_generate(*gen);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  try {
+    for (auto& kv : runs)
+      if (kv.first->parsed()) return kv.second();
+  } catch (const rlaif::Error& e) {
+    std::fprintf(stderr, "rlaif: error: %s\n", e.what());
+    return 1;
+  } catch (const c10::Error& e) {
+    std::fprintf(stderr, "rlaif: internal error: %s\n", e.what_without_backtrace());
+    return 3;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "rlaif: error: %s\n", e.what());
+    return 1;
+  }
+  return 2;
+}
