@@ -109,6 +109,9 @@ TORCH_MODULE(CausalLM);
 // Rotary embedding frequencies 1/theta^(2i/D), with llama3 scaling applied when configured. [D/2] fp32.
 torch::Tensor rope_inv_freq(const ModelConfig& c);
 
+// Rotary position embedding (transformers' rotate-half form): x [N, T, heads, D], cos/sin [N, T, 1, D].
+torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin);
+
 // Scaled dot-product attention with grouped-query heads. q [N, H, T, D]; k, v [N, Hkv, L, D]; allowed [N, T, L] bool.
 // Returns [N, H, T, D]. Softmax runs in fp32.
 torch::Tensor gqa_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,

@@ -29,10 +29,11 @@ SampledToken sample_token(const float* logits, int64_t V, const SamplingParams& 
   float mx = logits[0];
   for (int64_t i = 1; i < V; ++i)
     if (logits[i] > mx) mx = logits[best = i];
-  if (std::isnan(mx)) throw Error("the model produced NaN logits", "", "the weights may be corrupt or overflowed");
   const double m = mx * inv_t;  // max of scaled logits
   double sum = 0;
   for (int64_t i = 0; i < V; ++i) sum += std::exp(logits[i] * inv_t - m);
+  if (!std::isfinite(sum) || std::isnan(mx))
+    throw Error("the model produced NaN or infinite logits", "", "the weights may be corrupt or overflowed");
   const double lse = m + std::log(sum);
   auto logprob = [&](int64_t i) { return static_cast<float>(logits[i] * inv_t - lse); };
   if (greedy || params.top_k == 1) return {best, logprob(best)};

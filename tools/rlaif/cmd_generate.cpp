@@ -42,6 +42,16 @@ int run_generate(const GenerateArgs& a) {
   if (a.on_error != "stop" && a.on_error != "skip")
     throw rlaif::Error("--on-error must be stop or skip", "--on-error");
   if (a.num_generations < 1) throw rlaif::Error("must be >= 1", "--num-generations");
+  rlaif::GenerationParams params;
+  params.sampling.temperature = a.temperature;
+  params.sampling.top_k = a.top_k;
+  params.sampling.top_p = a.top_p;
+  params.sampling.min_p = a.min_p;
+  params.max_new_tokens = a.max_new_tokens;
+  params.stop = a.stop;
+  rlaif::validate(params.sampling);
+  if (params.max_new_tokens < 1) throw rlaif::Error("must be >= 1", "--max-new-tokens");
+
   rlaif::set_num_threads(a.threads);
   torch::ScalarType dtype = rlaif::resolve_inference_dtype(a.dtype);
   rlaif::LoadOptions lo;
@@ -53,15 +63,6 @@ int run_generate(const GenerateArgs& a) {
   go.max_batch = a.batch_size;
   rlaif::Generator gen(model, tokenizer, eos, go);
 
-  rlaif::GenerationParams params;
-  params.sampling.temperature = a.temperature;
-  params.sampling.top_k = a.top_k;
-  params.sampling.top_p = a.top_p;
-  params.sampling.min_p = a.min_p;
-  params.max_new_tokens = a.max_new_tokens;
-  params.stop = a.stop;
-  rlaif::validate(params.sampling);
-  if (params.max_new_tokens < 1) throw rlaif::Error("must be >= 1", "--max-new-tokens");
 
   // Rows -> requests. A bad row is an error (--on-error stop) or an error row in the output (skip).
   auto rows = rlaif::read_jsonl(a.prompts);

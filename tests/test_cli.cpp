@@ -1,0 +1,93 @@
+// The rlaif binary end to end: init-model then generate on real files, and the exit codes and messages of misuse.
+#include <filesystem>
+
+#include "rlaif/jsonl.h"
+#include "test_util.h"
+
+using rlaif_test::run_command;
+using rlaif_test::TempDir;
+
+namespace {
+std::string bin() { return RLAIF_BIN; }
+}  // namespace
+
+TEST(Cli, InitModelThenGenerate) {
+  TempDir dir;
+  auto r = run_command(bin() + " init-model --arch llama --size tiny --seed 3 --out " + (dir / "m"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  rlaif_test::write_text(dir / "p.jsonl",
+                         "{\"prompt\": \"Write a haiku\"}\n\n{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}\n");
+  r = run_command(bin() + " generate --model " + (dir / "m") + " --prompts " + (dir / "p.jsonl") + " --out " +
+                  (dir / "o.jsonl") + " --num-generations 3 --max-new-tokens 7 --temperature 0.8 --top-p 0.9 --seed 4");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto rows = rlaif::read_jsonl(dir / "o.jsonl");
+  ASSERT_EQ(rows.size(), 6u);
+  for (const auto& row : rows) {
+    EXPECT_TRUE(row.error.empty());
+    EXPECT_EQ(row.value["token_ids"].size(), row.value["logprobs"].size());
+    EXPECT_LE(row.value["token_ids"].size(), 7u);
+    EXPECT_TRUE(row.value["finish_reason"] == "stop" || row.value["finish_reason"] == "length");
+  }
+  EXPECT_EQ(rows[0].value["line"], 1);
+  EXPECT_EQ(rows[3].value["line"], 3);
+  EXPECT_EQ(rows[3].value["prompt"], "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
+  // Same seed, same samples whatever the batch size (logprobs may differ in the last bits: other matmul shapes).
+  r = run_command(bin() + " generate --quiet --model " + (dir / "m") + " --prompts " + (dir / "p.jsonl") + " --out " +
+                  (dir / "o2.jsonl") + " --num-generations 3 --max-new-tokens 7 --temperature 0.8 --top-p 0.9 --seed 4 --batch-size 2");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto again = rlaif::read_jsonl(dir / "o2.jsonl");
+  ASSERT_EQ(again.size(), rows.size());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    EXPECT_EQ(again[i].value["token_ids"], rows[i].value["token_ids"]);
+    EXPECT_EQ(again[i].value["completion"], rows[i].value["completion"]);
+    for (size_t t = 0; t < rows[i].value["logprobs"].size(); ++t)
+      EXPECT_NEAR(again[i].value["logprobs"][t].get<double>(), rows[i].value["logprobs"][t].get<double>(), 1e-5);
+  }
+}
+
+TEST(Cli, MalformedRowStopsOrIsReported) {
+  TempDir dir;
+  ASSERT_EQ(run_command(bin() + " init-model --out " + (dir / "m")).exit_code, 0);
+  rlaif_test::write_text(dir / "p.jsonl", "{\"prompt\": \"ok\"}\n{\"prompt\": 5}\n{broken\n{\"prompt\": \"fine\"}\n");
+  auto r = run_command(bin() + " generate --model " + (dir / "m") + " --prompts " + (dir / "p.jsonl") + " --out " +
+                       (dir / "o.jsonl") + " --max-new-tokens 3");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("p.jsonl:2"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("--on-error skip"), std::string::npos) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(dir / "o.jsonl")) << "no partial output";
+  r = run_command(bin() + " generate --model " + (dir / "m") + " --prompts " + (dir / "p.jsonl") + " --out " +
+                  (dir / "o.jsonl") + " --max-new-tokens 3 --on-error skip");
+  EXPECT_EQ(r.exit_code, 4) << r.output;
+  auto rows = rlaif::read_jsonl(dir / "o.jsonl");
+  ASSERT_EQ(rows.size(), 4u);
+  EXPECT_TRUE(rows[1].value.contains("error"));
+  EXPECT_EQ(rows[1].value["line"], 2);
+  EXPECT_EQ(rows[2].value["line"], 3);
+  EXPECT_TRUE(rows[2].value.contains("error"));
+  EXPECT_EQ(rows[3].value["prompt"], "fine");
+}
+
+TEST(Cli, ErrorsNameTheFileAndExitNonZero) {
+  TempDir dir;
+  rlaif_test::write_text(dir / "p.jsonl", "{\"prompt\": \"ok\"}\n");
+  auto r = run_command(bin() + " generate --model " + (dir / "none") + " --prompts " + (dir / "p.jsonl") + " --out " + (dir / "o"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find(dir / "none"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("hint:"), std::string::npos) << r.output;
+  ASSERT_EQ(run_command(bin() + " init-model --out " + (dir / "m")).exit_code, 0);
+  rlaif_test::write_text(dir / "m/model.safetensors", "garbage!");
+  r = run_command(bin() + " generate --model " + (dir / "m") + " --prompts " + (dir / "p.jsonl") + " --out " + (dir / "o"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("model.safetensors"), std::string::npos) << r.output;
+  r = run_command(bin() + " init-model --arch gpt2 --out " + (dir / "x"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("--arch"), std::string::npos) << r.output;
+  r = run_command(bin() + " generate --model " + (dir / "m") + " --prompts " + (dir / "p.jsonl") + " --out " +
+                  (dir / "o") + " --top-p 1.5");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("top_p"), std::string::npos) << r.output;
+  EXPECT_EQ(run_command(bin() + " generate --no-such-flag").exit_code, 2);
+  r = run_command(bin() + " generate --help");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.output.find("--num-generations"), std::string::npos);
+}

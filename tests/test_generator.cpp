@@ -1,0 +1,169 @@
+// The generation engine: batching never changes results, seeds are per sample, logprobs are the model's, stop
+// conditions work, and continuous batching finishes every sample exactly once.
+#include "rlaif/generator.h"
+#include "rlaif/init_model.h"
+#include "rlaif/model_folder.h"
+#include "test_util.h"
+
+using rlaif_test::TempDir;
+
+namespace {
+
+struct Fixture {
+  TempDir dir;
+  std::string path;
+  rlaif::CausalLM model{nullptr};
+  rlaif::Tokenizer tok;
+  Fixture(const std::string& arch = "qwen2") {
+    rlaif::InitModelOptions o;
+    o.arch = arch;
+    o.size = "hidden=64,layers=2,heads=4,kv_heads=2,intermediate=128";
+    o.seed = 21;
+    path = dir / "m";
+    rlaif::init_model(o, path);
+    model = rlaif::load_model(path);
+    {  // sharpen the distribution so greedy and sampled texts are far from uniform noise
+      torch::NoGradGuard g;
+      for (auto& p : model->named_parameters())
+        if (p.key().find("norm") == std::string::npos) p.value().mul_(8.0);
+    }
+    tok = rlaif::Tokenizer::load(path);
+  }
+  rlaif::Generator generator(int64_t max_batch, std::vector<int64_t> eos = {}) {
+    rlaif::GeneratorOptions go;
+    go.max_batch = max_batch;
+    return rlaif::Generator(model, tok, eos, go);
+  }
+};
+
+rlaif::GenerationRequest request(const rlaif::Tokenizer& tok, const std::string& prompt, uint64_t seed, int64_t n,
+                                 float temperature, int64_t max_new = 12) {
+  rlaif::GenerationRequest r;
+  r.prompt_ids = tok.encode(prompt);
+  r.num_samples = n;
+  r.seed = seed;
+  r.params.sampling.temperature = temperature;
+  r.params.max_new_tokens = max_new;
+  return r;
+}
+
+std::vector<rlaif::GenerationRequest> mixed_requests(const rlaif::Tokenizer& tok, float temperature) {
+  std::vector<rlaif::GenerationRequest> rs;
+  const char* prompts[] = {"a", "The quick brown fox", "12345", "hello, world", "x y z", "Once upon a time there"};
+  for (int i = 0; i < 6; ++i) rs.push_back(request(tok, prompts[i], 100 + i, 1 + i % 3, temperature, 6 + 3 * i));
+  return rs;
+}
+
+}  // namespace
+
+TEST(Generator, BatchedGreedyEqualsOneAtATime) {
+  Fixture f;
+  auto reqs = mixed_requests(f.tok, 0.0f);
+  auto batched = f.generator(8).generate(reqs);
+  for (size_t r = 0; r < reqs.size(); ++r) {
+    auto alone = f.generator(1).generate({reqs[r]});
+    for (size_t j = 0; j < alone[0].samples.size(); ++j)
+      EXPECT_EQ(batched[r].samples[j].token_ids, alone[0].samples[j].token_ids) << "request " << r;
+  }
+  EXPECT_EQ(batched[1].samples[0].token_ids.size(), 9u);  // max_new_tokens = 6 + 3
+  EXPECT_EQ(batched[1].samples[0].finish_reason, rlaif::FinishReason::kLength);
+}
+
+TEST(Generator, SameSeedSameSamplesWhateverElseIsInTheBatch) {
+  Fixture f;
+  auto reqs = mixed_requests(f.tok, 1.0f);
+  auto all = f.generator(4).generate(reqs);
+  auto target = reqs[3];
+  auto alone = f.generator(2).generate({target});
+  std::vector<rlaif::GenerationRequest> other = {reqs[5], target, reqs[0]};
+  auto among = f.generator(16).generate(other);
+  for (size_t j = 0; j < alone[0].samples.size(); ++j) {
+    EXPECT_EQ(all[3].samples[j].token_ids, alone[0].samples[j].token_ids) << j;
+    EXPECT_EQ(among[1].samples[j].token_ids, alone[0].samples[j].token_ids) << j;
+    EXPECT_EQ(all[3].samples[j].text, alone[0].samples[j].text);
+  }
+  // Different seeds give different samples, and samples of one prompt differ from each other.
+  auto reseeded = target;
+  reseeded.seed += 1;
+  EXPECT_NE(f.generator(2).generate({reseeded})[0].samples[0].token_ids, alone[0].samples[0].token_ids);
+  auto many = f.generator(8).generate({request(f.tok, "abc", 1, 4, 1.0f)});
+  EXPECT_NE(many[0].samples[0].token_ids, many[0].samples[1].token_ids);
+}
+
+TEST(Generator, SamplesOfOnePromptShareOnePrefill) {
+  Fixture f;
+  auto g = f.generator(8);
+  auto r = request(f.tok, "a shared prompt", 3, 5, 1.0f);
+  g.generate({r});
+  EXPECT_EQ(g.stats().prefill_tokens, static_cast<int64_t>(r.prompt_ids.size()));
+}
+
+TEST(Generator, LogprobsAreTheModelsTemperatureScaledLogSoftmax) {
+  Fixture f;
+  const float T = 0.7f;
+  auto r = request(f.tok, "logprob check", 8, 1, T, 10);
+  auto res = f.generator(4).generate({r});
+  const auto& s = res[0].samples[0];
+  std::vector<int64_t> seq = r.prompt_ids;
+  seq.insert(seq.end(), s.token_ids.begin(), s.token_ids.end());
+  torch::NoGradGuard g;
+  auto logits = f.model->forward(torch::tensor(seq).view({1, -1}))[0];  // [T, V]
+  auto lp = torch::log_softmax(logits / T, -1);
+  const size_t P = r.prompt_ids.size();
+  for (size_t i = 0; i < s.token_ids.size(); ++i)
+    EXPECT_NEAR(s.logprobs[i], lp[P - 1 + i][s.token_ids[i]].item<float>(), 1e-4) << i;
+}
+
+TEST(Generator, StopStringsEosAndLength) {
+  Fixture f;
+  auto r = request(f.tok, "stop here", 1, 1, 0.0f, 16);
+  auto base = f.generator(2).generate({r})[0].samples[0];
+  ASSERT_EQ(base.token_ids.size(), 16u);
+  // A stop string taken from the middle of the greedy text ends generation there, cut before it.
+  std::string bytes;
+  for (auto id : base.token_ids) bytes += f.tok.token_bytes(id);
+  std::string stop = bytes.substr(5, 2);
+  size_t first = bytes.find(stop);
+  r.params.stop = {stop};
+  auto stopped = f.generator(2).generate({r})[0].samples[0];
+  EXPECT_EQ(stopped.finish_reason, rlaif::FinishReason::kStop);
+  EXPECT_EQ(stopped.text, rlaif::utf8_lossy(bytes.substr(0, first)));
+  EXPECT_LE(stopped.token_ids.size(), first + 2);
+  // An end-of-sequence id stops generation and stays in the token ids, not the text.
+  r.params.stop.clear();
+  auto with_eos = f.generator(2, {base.token_ids[4]}).generate({r})[0].samples[0];
+  size_t at = std::find(base.token_ids.begin(), base.token_ids.end(), base.token_ids[4]) - base.token_ids.begin();
+  EXPECT_EQ(with_eos.finish_reason, rlaif::FinishReason::kStop);
+  EXPECT_EQ(with_eos.token_ids.size(), at + 1);
+  r.params.ignore_eos = true;
+  EXPECT_EQ(f.generator(2, {base.token_ids[4]}).generate({r})[0].samples[0].token_ids.size(), 16u);
+}
+
+TEST(Generator, ContinuousBatchingFinishesEverySampleOnce) {
+  Fixture f("qwen3");
+  std::vector<rlaif::GenerationRequest> reqs;
+  for (int i = 0; i < 10; ++i) reqs.push_back(request(f.tok, "prompt " + std::to_string(i), i, 3, 1.0f, 3 + (i * 7) % 11));
+  std::map<std::pair<size_t, size_t>, int> calls;
+  auto small = f.generator(3).generate(reqs, [&](size_t r, size_t s, const rlaif::Sample&) { calls[{r, s}]++; });
+  EXPECT_EQ(calls.size(), 30u);
+  for (const auto& c : calls) EXPECT_EQ(c.second, 1);
+  auto big = f.generator(32).generate(reqs);
+  for (size_t r = 0; r < reqs.size(); ++r)
+    for (size_t s = 0; s < 3; ++s) {
+      EXPECT_EQ(small[r].samples[s].token_ids, big[r].samples[s].token_ids);
+      EXPECT_EQ(small[r].samples[s].token_ids.size(), static_cast<size_t>(reqs[r].params.max_new_tokens));
+    }
+}
+
+TEST(Generator, BadRequestsAreErrorsBeforeAnyWork) {
+  Fixture f;
+  auto g = f.generator(2);
+  auto r = request(f.tok, "x", 0, 1, 1.0f);
+  r.prompt_ids.clear();
+  rlaif_test::expect_error([&] { g.generate({request(f.tok, "ok", 0, 1, 1.0f), r}); }, {"request 1", "empty prompt"});
+  r.prompt_ids.assign(4000, 65);
+  rlaif_test::expect_error([&] { g.generate({r}); }, {"request 0", "no room"});
+  r = request(f.tok, "x", 0, 1, 1.0f);
+  r.params.sampling.top_p = 2;
+  rlaif_test::expect_error([&] { g.generate({r}); }, {"top_p"});
+}
