@@ -1,1 +1,140 @@
-int main(){return 0;}
+// Generation speed for a SmolLM2-135M-shaped llama (random weights), beside this machine's matmul throughput and
+// memory bandwidth, so the ratios hold on a noisy machine. Prints a fixed table; never a pass/fail test.
+//
+//   build/bench/bench_generate [--threads N] [--dtypes float32,bfloat16] [--batches 1,8,32,64] [--new-tokens 128]
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cstdio>
+#include <sstream>
+
+#include "rlaif/generator.h"
+#include "rlaif/init_model.h"
+#include "rlaif/runtime.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  std::string x;
+  while (std::getline(ss, x, ',')) out.push_back(x);
+  return out;
+}
+
+double matmul_gflops(torch::ScalarType dtype, int64_t n) {
+  auto a = torch::randn({n, n}).to(dtype), b = torch::randn({n, n}).to(dtype);
+  torch::matmul(a, b);
+  int reps = 0;
+  auto t = Clock::now();
+  while (seconds(t) < 1.5 || reps < 3) {
+    torch::matmul(a, b);
+    ++reps;
+  }
+  return 2.0 * n * n * n * reps / seconds(t) / 1e9;
+}
+
+double read_bandwidth_gbs() {
+  auto x = torch::ones({256 << 20}, torch::kFloat32);  // 1 GiB
+  x.sum();
+  int reps = 0;
+  auto t = Clock::now();
+  while (seconds(t) < 1.5 || reps < 3) {
+    x.sum();
+    ++reps;
+  }
+  return 4.0 * x.numel() * reps / seconds(t) / 1e9;
+}
+
+double peak_rss_mb() {
+  struct rusage u {};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_maxrss / 1024.0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  rlaif::ensure_runtime_env(argc, argv);
+  int threads = 0;
+  std::string dtypes = "torch-float32,torch-bfloat16,float32,bfloat16", batches = "1,8,32,64";
+  int64_t new_tokens = 128, prompt_len = 64;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string k = argv[i], v = argv[i + 1];
+    if (k == "--threads") threads = std::stoi(v);
+    else if (k == "--dtypes") dtypes = v;
+    else if (k == "--batches") batches = v;
+    else if (k == "--new-tokens") new_tokens = std::stoll(v);
+    else {
+      std::fprintf(stderr, "unknown option %s\n", k.c_str());
+      return 2;
+    }
+  }
+  threads = rlaif::set_num_threads(threads);
+  const char* wait = std::getenv("OMP_WAIT_POLICY");
+  const char* core = std::getenv("OPENBLAS_CORETYPE");
+  std::printf("threads %d, OMP_WAIT_POLICY=%s, OPENBLAS_CORETYPE=%s\n", threads, wait ? wait : "(unset)",
+              core ? core : "(unset)");
+
+  const double f32_peak = matmul_gflops(torch::kFloat32, 2048);
+  const double bf16_peak = matmul_gflops(torch::kBFloat16, 2048);
+  const double bw = read_bandwidth_gbs();
+  std::printf("\n| machine | value |\n|---|---|\n");
+  std::printf("| fp32 matmul 2048^3 | %.1f GFLOP/s |\n| bf16 matmul 2048^3 | %.1f GFLOP/s |\n| memory read bandwidth | %.1f GB/s |\n",
+              f32_peak, bf16_peak, bw);
+
+  rlaif::InitModelOptions o;
+  o.size = "smollm2-135m";
+  auto config = rlaif::init_model_config(o);
+  torch::manual_seed(0);
+  const int64_t n_params = config.num_parameters();
+  std::printf("\nmodel: SmolLM2-135M shape (hidden 576, 30 layers, 9 heads, 3 KV heads, vocab 49152, tied), %.1fM "
+              "parameters; prompt %lld tokens, %lld new tokens\n\n",
+              n_params / 1e6, (long long)prompt_len, (long long)new_tokens);
+  std::printf("| compute path | sequences | prefill tok/s | decode tok/s (sum) | weight GB/s (batch 1) | %% of bandwidth | "
+              "GFLOP/s | %% of fp32 peak | peak RSS MB |\n|---|---|---|---|---|---|---|---|---|\n");
+  for (const auto& dt : split(dtypes)) {
+    rlaif::CausalLM model(config);
+    {
+      torch::NoGradGuard g;
+      for (auto& p : model->named_parameters()) p.value().normal_(p.key().find("norm") != std::string::npos ? 1.0 : 0.0, 0.02);
+    }
+    std::string path = dt == "torch-float32" ? (model->set_packed_inference(false, false), "fp32 (libtorch)")
+                       : dt == "torch-bfloat16" ? (model->to(torch::kBFloat16), "bf16 (libtorch)")
+                                                : rlaif::set_inference_precision(model, dt);
+    auto dtype = path.rfind("bf16", 0) == 0 ? torch::kBFloat16 : torch::kFloat32;
+    for (const auto& bs : split(batches)) {
+      const int64_t n = std::stoll(bs);
+      rlaif::GeneratorOptions go;
+      go.max_batch = n;
+      rlaif::Generator gen(model, rlaif::Tokenizer::byte_level({"<|endoftext|>"}), {}, go);
+      std::vector<rlaif::GenerationRequest> reqs(n);
+      for (int64_t i = 0; i < n; ++i) {
+        for (int64_t t = 0; t < prompt_len; ++t) reqs[i].prompt_ids.push_back((i * 131 + t * 7) % config.vocab_size);
+        reqs[i].seed = i;
+        reqs[i].params.max_new_tokens = new_tokens;
+        reqs[i].params.ignore_eos = true;
+      }
+      gen.generate(reqs);
+      const auto& st = gen.stats();
+      double prefill = st.prefill_tokens / st.prefill_seconds;
+      double decode = st.decode_tokens / (st.decode_seconds + st.sample_seconds);
+      double bytes_per_token = static_cast<double>(n_params) * c10::elementSize(dtype);
+      double gflops = 2.0 * n_params * decode / 1e9;
+      char bwcol[64] = "", pctbw[32] = "";
+      if (n == 1) {
+        std::snprintf(bwcol, sizeof bwcol, "%.1f", bytes_per_token * decode / 1e9);
+        std::snprintf(pctbw, sizeof pctbw, "%.0f%%", 100 * bytes_per_token * decode / 1e9 / bw);
+      }
+      std::printf("| %s | %lld | %.0f | %.1f | %s | %s | %.1f | %.0f%% | %.0f |\n", path.c_str(), (long long)n, prefill,
+                  decode, bwcol, pctbw, gflops, 100 * gflops / f32_peak, peak_rss_mb());
+      (void)dt;
+      std::fflush(stdout);
+    }
+  }
+  return 0;
+}

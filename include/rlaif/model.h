@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 
 #include "rlaif/model_config.h"
+#include "rlaif/packed_linear.h"
 
 namespace rlaif {
 
@@ -87,6 +88,18 @@ class CausalLMImpl : public torch::nn::Module {
   torch::Tensor forward_cached(const CachedBatch& batch, KVCache& cache);
   torch::Tensor logits(const torch::Tensor& hidden);  // [..., C] -> [..., V]
 
+  // Inference fast path: with packing on, forwards run without autograd (inference/no-grad mode) use packed_linear
+  // for every projection (q/k/v fused, gate/up fused) and the output head, in fp32 or bf16 (fp32 accumulation);
+  // forwards that record gradients always use the plain libtorch path. The packed copy is rebuilt automatically when
+  // a parameter changes (tensor version counters), so it never goes stale. Off when the CPU lacks AVX-512.
+  // Returns whether packing is on.
+  bool set_packed_inference(bool enable, bool bf16);
+  bool packed_inference() const { return packed_enabled_; }
+  // Brings the packed copy up to date now (so the first forward is not slowed by packing). Returns whether a forward
+  // in the current grad mode takes the packed path.
+  bool prepare_inference() { return use_packed(); }
+  bool packed_bf16() const { return packed_bf16_; }
+
   const ModelConfig& config() const { return config_; }
   torch::ScalarType dtype() const { return model->embed_tokens->weight.scalar_type(); }
 
@@ -100,11 +113,27 @@ class CausalLMImpl : public torch::nn::Module {
   std::pair<torch::Tensor, torch::Tensor> rope(const torch::Tensor& positions);  // cos, sin [N, T, 1, D] in fp32
   void ensure_rope_table(int64_t len);
 
+  struct PackedLayer {
+    PackedWeight qkv, o, gate_up, down;
+  };
+  bool use_packed();  // true when this forward should take the packed path (repacks if parameters changed)
+  void repack();
+
   ModelConfig config_;
+  bool packed_enabled_ = false, packed_bf16_ = false;
+  int64_t packed_version_ = -1;
+  std::vector<PackedLayer> packed_;
+  PackedWeight packed_head_;
   torch::Tensor inv_freq_;         // [D/2] fp32
   torch::Tensor cos_, sin_;        // [P, D] fp32, grown on demand
 };
 TORCH_MODULE(CausalLM);
+
+// Chooses how `model` computes in inference: "float32" (packed fp32 kernels where the CPU has AVX-512, else libtorch),
+// "bfloat16" (packed bf16 kernels with fp32 accumulation where the CPU has AVX512_BF16, else libtorch in bf16), or
+// "auto" (bfloat16 where the packed bf16 kernels run, the fastest measured path: docs/perf.md; else float32).
+// Returns a short description of the path taken. Throws rlaif::Error for another name.
+std::string set_inference_precision(CausalLM& model, const std::string& name);
 
 // Rotary embedding frequencies 1/theta^(2i/D), with llama3 scaling applied when configured. [D/2] fp32.
 torch::Tensor rope_inv_freq(const ModelConfig& c);

@@ -15,11 +15,3 @@ int set_num_threads(int n);
 
 }  // namespace rlaif
 
-#include <c10/core/ScalarType.h>
-#include <string>
-
-namespace rlaif {
-// "auto" -> the fastest dtype measured for inference on this machine kind (docs/perf.md); "float32", "bfloat16".
-// Throws rlaif::Error for anything else.
-c10::ScalarType resolve_inference_dtype(const std::string& name);
-}  // namespace rlaif

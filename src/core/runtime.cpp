@@ -30,14 +30,3 @@ int set_num_threads(int n) {
 
 }  // namespace rlaif
 
-#include "rlaif/error.h"
-
-namespace rlaif {
-
-c10::ScalarType resolve_inference_dtype(const std::string& name) {
-  if (name == "auto" || name == "float32") return torch::kFloat32;
-  if (name == "bfloat16") return torch::kBFloat16;
-  throw Error("unknown dtype \"" + name + "\"", "--dtype", "use auto, float32 or bfloat16");
-}
-
-}  // namespace rlaif

@@ -74,6 +74,7 @@ std::vector<GenerationResult> Generator::generate(const std::vector<GenerationRe
     cache_ = std::make_unique<KVCache>(cfg, S, cache_len, model_->dtype());
 
   torch::InferenceMode inference;
+  model_->prepare_inference();
   std::vector<GenerationResult> results(requests.size());
   for (size_t r = 0; r < requests.size(); ++r) results[r].samples.resize(requests[r].num_samples);
   std::deque<Pending> pending;

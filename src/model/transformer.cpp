@@ -2,6 +2,7 @@
 #include <cmath>
 #include <limits>
 
+#include "rlaif/error.h"
 #include "rlaif/model.h"
 
 namespace rlaif {
@@ -127,10 +128,50 @@ std::pair<torch::Tensor, torch::Tensor> CausalLMImpl::rope(const torch::Tensor& 
   return {cos, sin};
 }
 
+bool CausalLMImpl::set_packed_inference(bool enable, bool bf16) {
+  packed_enabled_ = enable && packed_linear_supported(bf16);
+  packed_bf16_ = bf16;
+  packed_version_ = -1;
+  packed_.clear();
+  packed_head_ = PackedWeight();
+  return packed_enabled_;
+}
+
+bool CausalLMImpl::use_packed() {
+  if (!packed_enabled_ || torch::GradMode::is_enabled()) return false;
+  int64_t version = 0;
+  for (const auto& p : parameters()) version += p._version();
+  if (version != packed_version_) {
+    repack();
+    packed_version_ = version;
+  }
+  return true;
+}
+
+void CausalLMImpl::repack() {
+  packed_.clear();
+  for (int64_t i = 0; i < config_.num_hidden_layers; ++i) {
+    auto& layer = model->layers->at<DecoderLayerImpl>(i);
+    auto& a = *layer.self_attn;
+    auto& m = *layer.mlp;
+    PackedLayer pl;
+    auto qkv_w = torch::cat({a.q_proj->weight, a.k_proj->weight, a.v_proj->weight});
+    auto qkv_b = config_.qkv_bias ? torch::cat({a.q_proj->bias, a.k_proj->bias, a.v_proj->bias}) : torch::Tensor();
+    pl.qkv = pack_linear(qkv_w, qkv_b, packed_bf16_);
+    pl.o = pack_linear(a.o_proj->weight, config_.o_bias ? a.o_proj->bias : torch::Tensor(), packed_bf16_);
+    auto gu_b = config_.mlp_bias ? torch::cat({m.gate_proj->bias, m.up_proj->bias}) : torch::Tensor();
+    pl.gate_up = pack_linear(torch::cat({m.gate_proj->weight, m.up_proj->weight}), gu_b, packed_bf16_);
+    pl.down = pack_linear(m.down_proj->weight, config_.mlp_bias ? m.down_proj->bias : torch::Tensor(), packed_bf16_);
+    packed_.push_back(std::move(pl));
+  }
+  packed_head_ = pack_linear(lm_head ? lm_head->weight : model->embed_tokens->weight, torch::Tensor(), packed_bf16_);
+}
+
 torch::Tensor CausalLMImpl::run_layers(const torch::Tensor& input_ids, const torch::Tensor& positions,
                                        const torch::Tensor& allowed, KVCache* cache, const CachedBatch* batch) {
   const int64_t N = input_ids.size(0), T = input_ids.size(1);
   const int64_t H = config_.num_attention_heads, Hkv = config_.num_key_value_heads, D = config_.head_dim;
+  const bool packed = use_packed();
   auto [cos, sin] = rope(positions);         // [N, T, 1, D]
   auto x = model->embed_tokens(input_ids);   // [N, T, C]
   torch::Tensor slot_idx;
@@ -139,9 +180,17 @@ torch::Tensor CausalLMImpl::run_layers(const torch::Tensor& input_ids, const tor
     auto& layer = model->layers->at<DecoderLayerImpl>(i);
     auto& a = *layer.self_attn;
     auto h = layer.input_layernorm(x);
-    auto q = a.q_proj(h).view({N, T, H, D});
-    auto k = a.k_proj(h).view({N, T, Hkv, D});
-    auto v = a.v_proj(h).view({N, T, Hkv, D});
+    torch::Tensor q, k, v;
+    if (packed) {
+      auto qkv = packed_linear(h, packed_[i].qkv);  // [N, T, (H + 2 Hkv) D]
+      q = qkv.narrow(-1, 0, H * D).view({N, T, H, D});
+      k = qkv.narrow(-1, H * D, Hkv * D).view({N, T, Hkv, D});
+      v = qkv.narrow(-1, (H + Hkv) * D, Hkv * D).view({N, T, Hkv, D});
+    } else {
+      q = a.q_proj(h).view({N, T, H, D});
+      k = a.k_proj(h).view({N, T, Hkv, D});
+      v = a.v_proj(h).view({N, T, Hkv, D});
+    }
     if (config_.qk_norm) {
       q = a.q_norm(q);
       k = a.k_norm(k);
@@ -159,8 +208,16 @@ torch::Tensor CausalLMImpl::run_layers(const torch::Tensor& input_ids, const tor
       values = v.transpose(1, 2);
     }
     auto o = gqa_attention(q.transpose(1, 2), keys, values, allowed);  // [N, H, T, D]
-    x = x + a.o_proj(o.transpose(1, 2).reshape({N, T, H * D}));
-    x = x + layer.mlp(layer.post_attention_layernorm(x));
+    auto attn = o.transpose(1, 2).reshape({N, T, H * D});
+    if (packed) {
+      x = x + packed_linear(attn, packed_[i].o);
+      auto gu = packed_linear(layer.post_attention_layernorm(x), packed_[i].gate_up);  // [N, T, 2I]
+      const int64_t I = config_.intermediate_size;
+      x = x + packed_linear(torch::silu(gu.narrow(-1, 0, I)) * gu.narrow(-1, I, I), packed_[i].down);
+    } else {
+      x = x + a.o_proj(attn);
+      x = x + layer.mlp(layer.post_attention_layernorm(x));
+    }
   }
   return model->norm(x);
 }
@@ -188,8 +245,25 @@ torch::Tensor CausalLMImpl::forward_cached(const CachedBatch& batch, KVCache& ca
 }
 
 torch::Tensor CausalLMImpl::logits(const torch::Tensor& hidden) {
+  if (use_packed()) return packed_linear(hidden, packed_head_);
   const auto& w = lm_head ? lm_head->weight : model->embed_tokens->weight;  // [V, C]
   return torch::nn::functional::linear(hidden, w);
+}
+
+}  // namespace rlaif
+
+namespace rlaif {
+
+std::string set_inference_precision(CausalLM& model, const std::string& name) {
+  if (name != "auto" && name != "float32" && name != "bfloat16")
+    throw Error("unknown precision \"" + name + "\"", "--dtype", "use auto, float32 or bfloat16");
+  bool want_bf16 = name == "bfloat16" || (name == "auto" && packed_linear_supported(/*bf16=*/true));
+  if (model->set_packed_inference(true, want_bf16)) return want_bf16 ? "bf16 (packed AVX-512 BF16 kernels)" : "fp32 (packed AVX-512 kernels)";
+  if (want_bf16) {
+    model->to(torch::kBFloat16);
+    return "bf16 (libtorch)";
+  }
+  return "fp32 (libtorch)";
 }
 
 }  // namespace rlaif

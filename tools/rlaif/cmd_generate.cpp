@@ -53,10 +53,9 @@ int run_generate(const GenerateArgs& a) {
   if (params.max_new_tokens < 1) throw rlaif::Error("must be >= 1", "--max-new-tokens");
 
   rlaif::set_num_threads(a.threads);
-  torch::ScalarType dtype = rlaif::resolve_inference_dtype(a.dtype);
-  rlaif::LoadOptions lo;
-  lo.dtype = dtype;
-  auto model = rlaif::load_model(a.model, lo);
+  auto model = rlaif::load_model(a.model);
+  std::string precision = rlaif::set_inference_precision(model, a.dtype);
+  if (!a.quiet) std::fprintf(stderr, "generate: %s, compute %s, %d threads\n", a.model.c_str(), precision.c_str(), torch::get_num_threads());
   auto tokenizer = rlaif::Tokenizer::load(a.model);
   auto eos = rlaif::load_eos_token_ids(a.model, model->config());
   rlaif::GeneratorOptions go;

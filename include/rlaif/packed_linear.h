@@ -1,0 +1,31 @@
+// Fast inference matmul for the generator: y = x W^T + b with W pre-packed for AVX-512.
+//
+// libtorch's CPU linear goes through OpenBLAS, whose small-M kernels (decode: M = sequences in the batch) reach a
+// fraction of the machine's bandwidth and FLOPs (docs/perf.md). PackedWeight stores W once in a blocked layout of
+// 16 output columns — [N/16][K][16] fp32, or [N/16][K/2][16][2] bf16 for vdpbf16ps — so the kernel keeps a tile of
+// up to 6 rows x 64 columns in registers, streams the weights once per tile and needs no horizontal reductions.
+// bf16 mode rounds x to bf16 and accumulates in fp32 (the numerics of oneDNN's bf16 matmul).
+#pragma once
+
+#include <torch/torch.h>
+
+namespace rlaif {
+
+struct PackedWeight {
+  torch::Tensor data;   // packed weights (fp32 or bf16 bits as int16), 64-byte aligned blocks
+  torch::Tensor bias;   // [Npad] fp32 (zeros when the layer has none)
+  int64_t n = 0, k = 0, n_pad = 0, k_pad = 0;
+  bool bf16 = false;
+  bool defined() const { return data.defined(); }
+};
+
+// True when this CPU runs the packed kernels (AVX-512F; bf16 also needs AVX512_BF16).
+bool packed_linear_supported(bool bf16);
+
+// Packs w [N, K] (any float dtype) and optional bias [N].
+PackedWeight pack_linear(const torch::Tensor& w, const torch::Tensor& bias, bool bf16);
+
+// x [..., K] fp32 -> [..., N] fp32. No autograd: for inference only.
+torch::Tensor packed_linear(const torch::Tensor& x, const PackedWeight& w);
+
+}  // namespace rlaif

@@ -1,0 +1,142 @@
+// The kernels carry target attributes for AVX-512 and are called only after a run-time CPU check.
+#include "rlaif/packed_linear.h"
+
+#include <ATen/Parallel.h>
+#include <immintrin.h>
+
+#include <cstring>
+
+namespace rlaif {
+namespace {
+
+constexpr int64_t kBlock = 16;     // output columns per zmm register
+constexpr int64_t kBlocksPerTile = 4;  // 64 columns per tile
+constexpr int kRowsPerTile = 6;    // 6 x 4 accumulators = 24 of the 32 zmm registers
+
+// fp32: acc[m][j] += broadcast(x[m][k]) * W[block j][k][0:16].
+template <int MT>
+__attribute__((target("avx512f,fma"))) void tile_f32(const float* x, int64_t ldx, const float* w, int64_t K, const float* bias, float* y, int64_t ldy) {
+  __m512 acc[MT][kBlocksPerTile];
+  for (int j = 0; j < kBlocksPerTile; ++j) {
+    __m512 b = _mm512_loadu_ps(bias + j * kBlock);
+    for (int m = 0; m < MT; ++m) acc[m][j] = b;
+  }
+  const int64_t block_stride = K * kBlock;
+  for (int64_t k = 0; k < K; ++k) {
+    __m512 wv[kBlocksPerTile];
+    for (int j = 0; j < kBlocksPerTile; ++j) wv[j] = _mm512_load_ps(w + j * block_stride + k * kBlock);
+    for (int m = 0; m < MT; ++m) {
+      __m512 xv = _mm512_set1_ps(x[m * ldx + k]);
+      for (int j = 0; j < kBlocksPerTile; ++j) acc[m][j] = _mm512_fmadd_ps(xv, wv[j], acc[m][j]);
+    }
+  }
+  for (int m = 0; m < MT; ++m)
+    for (int j = 0; j < kBlocksPerTile; ++j) _mm512_storeu_ps(y + m * ldy + j * kBlock, acc[m][j]);
+}
+
+// bf16: acc[m][j] += dot2(x[m][2p:2p+2], W[block j][p][0:16][0:2]) with fp32 accumulation.
+template <int MT>
+__attribute__((target("avx512f,avx512bf16"))) void tile_bf16(const uint16_t* x, int64_t ldx, const uint16_t* w,
+                                                               int64_t Kp, const float* bias, float* y, int64_t ldy) {
+  __m512 acc[MT][kBlocksPerTile];
+  for (int j = 0; j < kBlocksPerTile; ++j) {
+    __m512 b = _mm512_loadu_ps(bias + j * kBlock);
+    for (int m = 0; m < MT; ++m) acc[m][j] = b;
+  }
+  const int64_t pairs = Kp / 2, block_stride = pairs * 2 * kBlock;
+  for (int64_t p = 0; p < pairs; ++p) {
+    __m512bh wv[kBlocksPerTile];
+    for (int j = 0; j < kBlocksPerTile; ++j)
+      wv[j] = (__m512bh)_mm512_load_si512(reinterpret_cast<const void*>(w + j * block_stride + p * 2 * kBlock));
+    for (int m = 0; m < MT; ++m) {
+      int32_t two;
+      std::memcpy(&two, x + m * ldx + 2 * p, 4);
+      __m512bh xv = (__m512bh)_mm512_set1_epi32(two);
+      for (int j = 0; j < kBlocksPerTile; ++j) acc[m][j] = _mm512_dpbf16_ps(acc[m][j], xv, wv[j]);
+    }
+  }
+  for (int m = 0; m < MT; ++m)
+    for (int j = 0; j < kBlocksPerTile; ++j) _mm512_storeu_ps(y + m * ldy + j * kBlock, acc[m][j]);
+}
+
+using TileF32 = void (*)(const float*, int64_t, const float*, int64_t, const float*, float*, int64_t);
+using TileBf16 = void (*)(const uint16_t*, int64_t, const uint16_t*, int64_t, const float*, float*, int64_t);
+const TileF32 kTilesF32[] = {nullptr, tile_f32<1>, tile_f32<2>, tile_f32<3>, tile_f32<4>, tile_f32<5>, tile_f32<6>};
+const TileBf16 kTilesBf16[] = {nullptr, tile_bf16<1>, tile_bf16<2>, tile_bf16<3>, tile_bf16<4>, tile_bf16<5>, tile_bf16<6>};
+
+int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
+
+}  // namespace
+
+bool packed_linear_supported(bool bf16) {
+  __builtin_cpu_init();
+  if (!__builtin_cpu_supports("avx512f")) return false;
+  return !bf16 || __builtin_cpu_supports("avx512bf16");
+}
+
+PackedWeight pack_linear(const torch::Tensor& w_in, const torch::Tensor& bias, bool bf16) {
+  TORCH_CHECK(w_in.dim() == 2, "pack_linear: weight must be 2-D");
+  PackedWeight p;
+  p.bf16 = bf16;
+  p.n = w_in.size(0);
+  p.k = w_in.size(1);
+  p.n_pad = round_up(p.n, kBlock * kBlocksPerTile);
+  p.k_pad = bf16 ? round_up(p.k, 2) : p.k;
+  auto w = torch::zeros({p.n_pad, p.k_pad}, torch::kFloat32);
+  w.narrow(0, 0, p.n).narrow(1, 0, p.k).copy_(w_in.detach().to(torch::kCPU, torch::kFloat32));
+  const int64_t nb = p.n_pad / kBlock;
+  if (bf16) {
+    // [nb, 16, Kp/2, 2] -> [nb, Kp/2, 16, 2]
+    auto b = w.to(torch::kBFloat16).view({nb, kBlock, p.k_pad / 2, 2}).permute({0, 2, 1, 3}).contiguous();
+    p.data = b.view(torch::kInt16);
+  } else {
+    p.data = w.view({nb, kBlock, p.k}).permute({0, 2, 1}).contiguous();  // [nb, K, 16]
+  }
+  p.bias = torch::zeros({p.n_pad}, torch::kFloat32);
+  if (bias.defined()) p.bias.narrow(0, 0, p.n).copy_(bias.detach().to(torch::kCPU, torch::kFloat32));
+  TORCH_CHECK(reinterpret_cast<uintptr_t>(p.data.data_ptr()) % 64 == 0, "pack_linear: data not 64-byte aligned");
+  return p;
+}
+
+torch::Tensor packed_linear(const torch::Tensor& x_in, const PackedWeight& w) {
+  TORCH_CHECK(x_in.size(-1) == w.k, "packed_linear: x has ", x_in.size(-1), " features, weight expects ", w.k);
+  auto lead = x_in.sizes().vec();
+  lead.pop_back();
+  auto x = x_in.reshape({-1, w.k}).to(torch::kFloat32).contiguous();  // [M, K]
+  const int64_t M = x.size(0);
+  auto y = torch::empty({M, w.n_pad}, torch::kFloat32);
+  const int64_t tiles = w.n_pad / (kBlock * kBlocksPerTile);
+  const float* bias = w.bias.data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  if (w.bf16) {
+    auto xb = torch::zeros({M, w.k_pad}, torch::kBFloat16);
+    xb.narrow(1, 0, w.k).copy_(x);
+    const auto* xp = reinterpret_cast<const uint16_t*>(xb.data_ptr());
+    const auto* wp = reinterpret_cast<const uint16_t*>(w.data.data_ptr());
+    const int64_t tile_stride = kBlocksPerTile * kBlock * w.k_pad;
+    at::parallel_for(0, tiles, 1, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t)
+        for (int64_t m = 0; m < M; m += kRowsPerTile) {
+          int mt = static_cast<int>(std::min<int64_t>(kRowsPerTile, M - m));
+          kTilesBf16[mt](xp + m * w.k_pad, w.k_pad, wp + t * tile_stride, w.k_pad, bias + t * 64, yp + m * w.n_pad + t * 64,
+                         w.n_pad);
+        }
+    });
+  } else {
+    const float* xp = x.data_ptr<float>();
+    const float* wp = w.data.data_ptr<float>();
+    const int64_t tile_stride = kBlocksPerTile * kBlock * w.k;
+    at::parallel_for(0, tiles, 1, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t)
+        for (int64_t m = 0; m < M; m += kRowsPerTile) {
+          int mt = static_cast<int>(std::min<int64_t>(kRowsPerTile, M - m));
+          kTilesF32[mt](xp + m * w.k, w.k, wp + t * tile_stride, w.k, bias + t * 64, yp + m * w.n_pad + t * 64, w.n_pad);
+        }
+    });
+  }
+  lead.push_back(w.n);
+  auto out = w.n_pad == w.n ? y : y.narrow(1, 0, w.n);
+  return out.view(lead);
+}
+
+}  // namespace rlaif
