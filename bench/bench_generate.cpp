@@ -10,6 +10,7 @@
 
 #include "rlaif/generator.h"
 #include "rlaif/init_model.h"
+#include "rlaif/packed_linear.h"
 #include "rlaif/runtime.h"
 
 namespace {
@@ -87,6 +88,30 @@ int main(int argc, char** argv) {
   std::printf("| fp32 matmul 2048^3 | %.1f GFLOP/s |\n| bf16 matmul 2048^3 | %.1f GFLOP/s |\n| memory read bandwidth | %.1f GB/s |\n",
               f32_peak, bf16_peak, bw);
 
+  // The packed kernels alone on this model's projection shapes (N x K), as GFLOP/s and weight GB/s.
+  std::printf("\n| kernel | M | qkv 960x576 | o 576x576 | gate_up 3072x576 | down 576x1536 | head 49152x576 |\n|---|---|---|---|---|---|---|\n");
+  for (bool bf16 : {false, true}) {
+    if (!rlaif::packed_linear_supported(bf16)) continue;
+    for (int64_t M : {1, 8, 32, 64}) {
+      std::printf("| %s | %lld |", bf16 ? "bf16" : "fp32", (long long)M);
+      for (auto nk : std::vector<std::pair<int64_t, int64_t>>{{960, 576}, {576, 576}, {3072, 576}, {576, 1536}, {49152, 576}}) {
+        auto w = rlaif::pack_linear(torch::randn({nk.first, nk.second}), {}, bf16);
+        auto x = torch::randn({M, nk.second});
+        rlaif::packed_linear(x, w);
+        int reps = 0;
+        auto t = Clock::now();
+        while (seconds(t) < 0.3 || reps < 3) {
+          rlaif::packed_linear(x, w);
+          ++reps;
+        }
+        double s = seconds(t) / reps;
+        std::printf(" %.0f GFLOP/s %.1f GB/s |", 2.0 * M * nk.first * nk.second / s / 1e9,
+                    nk.first * nk.second * (bf16 ? 2.0 : 4.0) / s / 1e9);
+      }
+      std::printf("\n");
+    }
+  }
+
   rlaif::InitModelOptions o;
   o.size = "smollm2-135m";
   auto config = rlaif::init_model_config(o);
@@ -130,6 +155,7 @@ int main(int argc, char** argv) {
         std::snprintf(bwcol, sizeof bwcol, "%.1f", bytes_per_token * decode / 1e9);
         std::snprintf(pctbw, sizeof pctbw, "%.0f%%", 100 * bytes_per_token * decode / 1e9 / bw);
       }
+      std::fprintf(stderr, "  sampling %.0f%% of decode time\n", 100 * st.sample_seconds / (st.decode_seconds + st.sample_seconds));
       std::printf("| %s | %lld | %.0f | %.1f | %s | %s | %.1f | %.0f%% | %.0f |\n", path.c_str(), (long long)n, prefill,
                   decode, bwcol, pctbw, gflops, 100 * gflops / f32_peak, peak_rss_mb());
       (void)dt;

@@ -167,3 +167,16 @@ TEST(Generator, BadRequestsAreErrorsBeforeAnyWork) {
   r.params.sampling.top_p = 2;
   rlaif_test::expect_error([&] { g.generate({r}); }, {"top_p"});
 }
+
+TEST(Generator, PackedFp32PathGivesTheSameGreedyTokens) {
+  Fixture f("qwen3");
+  auto reqs = mixed_requests(f.tok, 0.0f);
+  auto plain = f.generator(4).generate(reqs);
+  if (!f.model->set_packed_inference(true, /*bf16=*/false)) GTEST_SKIP() << "CPU without AVX-512";
+  auto packed = f.generator(4).generate(reqs);
+  for (size_t r = 0; r < reqs.size(); ++r) {
+    EXPECT_EQ(packed[r].samples[0].token_ids, plain[r].samples[0].token_ids) << r;
+    for (size_t i = 0; i < plain[r].samples[0].logprobs.size(); ++i)
+      EXPECT_NEAR(packed[r].samples[0].logprobs[i], plain[r].samples[0].logprobs[i], 1e-3);
+  }
+}

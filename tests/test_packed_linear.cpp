@@ -72,3 +72,30 @@ TEST(PackedLinear, ModelPackedPathMatchesAndFollowsWeightUpdates) {
     }
   }
 }
+
+TEST(PackedLinear, FusedDecodeStepsMatchTheFullForward) {
+  if (!rlaif::packed_linear_supported(false)) GTEST_SKIP() << "CPU without AVX-512";
+  for (std::string arch : {"llama", "qwen2", "qwen3"}) {
+    rlaif::InitModelOptions o;
+    o.arch = arch;
+    o.size = "hidden=64,layers=2,heads=4,kv_heads=2,intermediate=100";
+    torch::manual_seed(4);
+    rlaif::CausalLM m(rlaif::init_model_config(o));
+    torch::NoGradGuard g;
+    for (auto& p : m->named_parameters()) p.value().normal_(p.key().find("norm") != std::string::npos ? 1.0 : 0.0, 0.2);
+    const int64_t T = 12, P = 4;
+    auto ids = torch::randint(0, m->config().vocab_size, {2, T});
+    auto full = m->forward(ids);  // plain path, [2, T, V]
+    ASSERT_TRUE(m->set_packed_inference(true, /*bf16=*/false));
+    rlaif::KVCache cache(m->config(), 3, 16, torch::kFloat32);
+    for (int64_t r = 0; r < 2; ++r) {  // prefill rows into slots 1 and 2
+      rlaif::CachedBatch b{ids[r].narrow(0, 0, P).view({1, P}), torch::arange(P).view({1, P}), 1 + r, P};
+      m->forward_cached(b, cache);
+    }
+    for (int64_t t = P; t < T; ++t) {  // fused one-token steps over both slots at once
+      rlaif::CachedBatch b{ids.narrow(1, t, 1), torch::full({2, 1}, t, torch::kInt64), 1, t + 1};
+      auto logits = m->logits(m->forward_cached(b, cache)).squeeze(1);  // [2, V]
+      EXPECT_LT(max_rel(logits, full.select(1, t)), 1e-4) << arch << " position " << t;
+    }
+  }
+}

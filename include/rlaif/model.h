@@ -110,6 +110,9 @@ class CausalLMImpl : public torch::nn::Module {
   // Runs the layers; `kv` returns each layer's keys/values [N, Hkv, L, D] to attend to, given this step's k, v.
   torch::Tensor run_layers(const torch::Tensor& input_ids, const torch::Tensor& positions, const torch::Tensor& allowed,
                            KVCache* cache, const CachedBatch* batch);
+  // One-token decode step on the packed path with fused kernels (norms, rope, cache write, attention).
+  torch::Tensor decode_layers(const torch::Tensor& input_ids, const torch::Tensor& positions, KVCache& cache,
+                              int64_t slot_begin);
   std::pair<torch::Tensor, torch::Tensor> rope(const torch::Tensor& positions);  // cos, sin [N, T, 1, D] in fp32
   void ensure_rope_table(int64_t len);
 

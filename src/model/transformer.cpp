@@ -4,6 +4,7 @@
 
 #include "rlaif/error.h"
 #include "rlaif/model.h"
+#include "fused_ops.h"
 
 namespace rlaif {
 
@@ -167,6 +168,38 @@ void CausalLMImpl::repack() {
   packed_head_ = pack_linear(lm_head ? lm_head->weight : model->embed_tokens->weight, torch::Tensor(), packed_bf16_);
 }
 
+torch::Tensor CausalLMImpl::decode_layers(const torch::Tensor& input_ids, const torch::Tensor& positions,
+                                          KVCache& cache, int64_t slot_begin) {
+  const int64_t N = input_ids.size(0);
+  const int64_t I = config_.intermediate_size;
+  auto pos = positions.reshape({N}).contiguous();
+  ensure_rope_table(pos.max().item<int64_t>() + 1);
+  auto x = model->embed_tokens(input_ids.reshape({N}));  // [N, C]
+  for (int64_t i = 0; i < config_.num_hidden_layers; ++i) {
+    auto& layer = model->layers->at<DecoderLayerImpl>(i);
+    auto& a = *layer.self_attn;
+    const auto& pl = packed_[i];
+    auto h = rms_norm_rows(x, layer.input_layernorm->weight, config_.rms_norm_eps);
+    DecodeAttentionArgs args;
+    args.qkv = packed_linear(h, pl.qkv);  // [N, (H + 2 Hkv) D]
+    args.positions = pos.data_ptr<int64_t>();
+    args.slot_begin = slot_begin;
+    args.heads = config_.num_attention_heads;
+    args.kv_heads = config_.num_key_value_heads;
+    args.head_dim = config_.head_dim;
+    args.cos = cos_.data_ptr<float>();
+    args.sin = sin_.data_ptr<float>();
+    args.q_norm = config_.qk_norm ? a.q_norm->weight.data_ptr<float>() : nullptr;
+    args.k_norm = config_.qk_norm ? a.k_norm->weight.data_ptr<float>() : nullptr;
+    args.eps = config_.rms_norm_eps;
+    auto attn = decode_attention(args, cache.k(i), cache.v(i));  // [N, H D]
+    x = x + packed_linear(attn, pl.o);
+    auto gu = packed_linear(rms_norm_rows(x, layer.post_attention_layernorm->weight, config_.rms_norm_eps), pl.gate_up);
+    x = x + packed_linear(torch::silu(gu.narrow(-1, 0, I)) * gu.narrow(-1, I, I), pl.down);
+  }
+  return rms_norm_rows(x, model->norm->weight, config_.rms_norm_eps).view({N, 1, -1});
+}
+
 torch::Tensor CausalLMImpl::run_layers(const torch::Tensor& input_ids, const torch::Tensor& positions,
                                        const torch::Tensor& allowed, KVCache* cache, const CachedBatch* batch) {
   const int64_t N = input_ids.size(0), T = input_ids.size(1);
@@ -239,6 +272,8 @@ torch::Tensor CausalLMImpl::forward(const torch::Tensor& input_ids, const torch:
 torch::Tensor CausalLMImpl::forward_cached(const CachedBatch& batch, KVCache& cache) {
   TORCH_CHECK(batch.slot_begin >= 0 && batch.slot_begin + batch.input_ids.size(0) <= cache.slots(), "slot range");
   TORCH_CHECK(batch.key_len <= cache.max_len(), "key_len beyond the cache");
+  if (batch.input_ids.size(1) == 1 && cache.k(0).scalar_type() == torch::kFloat32 && use_packed())
+    return decode_layers(batch.input_ids, batch.positions, cache, batch.slot_begin);
   auto keys = torch::arange(batch.key_len).view({1, 1, batch.key_len});
   auto allowed = keys <= batch.positions.unsqueeze(-1);  // [N, T, L]
   return run_layers(batch.input_ids, batch.positions, allowed, &cache, &batch);
