@@ -12,7 +12,8 @@
 
 namespace rlaif {
 
-// Keys and values of every layer for S sequence slots of up to Tmax tokens each, allocated once.
+// Keys and values of every layer for S sequence slots of up to Tmax tokens each, allocated once. The dtype may
+// differ from the model's (bf16 cache with an fp32 model): values are converted when written and read.
 class KVCache {
  public:
   KVCache(const ModelConfig& config, int64_t slots, int64_t max_len, torch::ScalarType dtype);

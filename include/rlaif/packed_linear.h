@@ -1,9 +1,10 @@
 // Fast inference matmul for the generator: y = x W^T + b with W pre-packed for AVX-512.
 //
 // libtorch's CPU linear goes through OpenBLAS, whose small-M kernels (decode: M = sequences in the batch) reach a
-// fraction of the machine's bandwidth and FLOPs (docs/perf.md). PackedWeight stores W once in a blocked layout of
-// 16 output columns — [N/16][K][16] fp32, or [N/16][K/2][16][2] bf16 for vdpbf16ps — so the kernel keeps a tile of
-// up to 6 rows x 64 columns in registers, streams the weights once per tile and needs no horizontal reductions.
+// fraction of the machine's bandwidth and FLOPs (docs/perf.md). PackedWeight stores W once in tiles of 64 output
+// columns, each one sequential stream — [N/64][K][4][16] fp32, or [N/64][K/2][4][16][2] bf16 for vdpbf16ps — so the
+// kernel keeps up to 6 rows x 64 columns of y in registers, streams the weights once per tile (prefetched ahead)
+// and needs no horizontal reductions.
 // bf16 mode rounds x to bf16 and accumulates in fp32 (the numerics of oneDNN's bf16 matmul).
 #pragma once
 

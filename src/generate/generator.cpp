@@ -70,8 +70,11 @@ std::vector<GenerationResult> Generator::generate(const std::vector<GenerationRe
       throw Error("prompt longer than the KV cache (max_seq_len " + std::to_string(cache_len) + ")",
                   "request " + std::to_string(r), "raise max_seq_len");
   const int64_t S = options_.max_batch;
-  if (!cache_ || cache_->max_len() < cache_len || cache_->slots() != S)
-    cache_ = std::make_unique<KVCache>(cfg, S, cache_len, model_->dtype());
+  // bf16 compute keeps keys/values in bf16 too: at 32-64 sequences the cache is read as often as the weights.
+  const torch::ScalarType cache_dtype =
+      model_->packed_inference() && model_->packed_bf16() ? torch::kBFloat16 : model_->dtype();
+  if (!cache_ || cache_->max_len() < cache_len || cache_->slots() != S || cache_->k(0).scalar_type() != cache_dtype)
+    cache_ = std::make_unique<KVCache>(cfg, S, cache_len, cache_dtype);
 
   torch::InferenceMode inference;
   model_->prepare_inference();

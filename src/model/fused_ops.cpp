@@ -1,6 +1,9 @@
 #include "fused_ops.h"
 
 #include <ATen/Parallel.h>
+#include <immintrin.h>
+
+#include <c10/util/BFloat16.h>
 
 #include <cmath>
 #include <vector>
@@ -45,14 +48,102 @@ void rope_head(float* x, const float* cos, const float* sin, int64_t D) {
   }
 }
 
+// exp(x) for x <= 0 (softmax after subtracting the max): 2^n * p(f), f = x - n ln2 in [-ln2/2, ln2/2], degree-6
+// polynomial, relative error < 2e-7.
+__attribute__((target("avx512f"))) inline __m512 exp_avx512(__m512 x) {
+  x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
+  __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT);
+  __m512 f = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+  f = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187e-06f), f);
+  __m512 p = _mm512_set1_ps(1.0f / 720);
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f / 120));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f / 24));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f / 6));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.5f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(p, n);
+}
+
+__attribute__((target("avx512f"))) inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
+__attribute__((target("avx512f"))) inline __m512 load16(const c10::BFloat16* p) {  // bf16 -> fp32 is a shift
+  __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
+}
+
+// Attention of the R query heads q[r] (r < R, each D floats) that share one key/value head, over keys/values
+// K, V [L, D] (fp32 or bf16). Writes out[r]. D % 16 == 0. `s` is scratch of R * L floats.
+template <typename T>
+__attribute__((target("avx512f"))) void attend_group_avx512(const float* const* q, int64_t R, const T* K, const T* V,
+                                                          int64_t L, int64_t D, float scale, float* const* out,
+                                                          float* s) {
+  for (int64_t r = 0; r < R; ++r) {
+    float* sr = s + r * L;
+    float mx = -INFINITY;
+    for (int64_t l = 0; l < L; ++l) {
+      __m512 acc = _mm512_setzero_ps();
+      for (int64_t d = 0; d < D; d += 16)
+        acc = _mm512_fmadd_ps(_mm512_loadu_ps(q[r] + d), load16(K + l * D + d), acc);
+      sr[l] = _mm512_reduce_add_ps(acc) * scale;
+      mx = std::max(mx, sr[l]);
+    }
+    __m512 sum = _mm512_setzero_ps(), m = _mm512_set1_ps(mx);
+    int64_t l = 0;
+    for (; l + 16 <= L; l += 16) {
+      __m512 e = exp_avx512(_mm512_sub_ps(_mm512_loadu_ps(sr + l), m));
+      _mm512_storeu_ps(sr + l, e);
+      sum = _mm512_add_ps(sum, e);
+    }
+    if (l < L) {
+      __mmask16 k = static_cast<__mmask16>((1u << (L - l)) - 1);
+      __m512 e = exp_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, sr + l), m));
+      _mm512_mask_storeu_ps(sr + l, k, e);
+      sum = _mm512_add_ps(sum, _mm512_maskz_mov_ps(k, e));
+    }
+    const float inv = 1.0f / _mm512_reduce_add_ps(sum);
+    for (int64_t d = 0; d < D; d += 16) {
+      __m512 o = _mm512_setzero_ps();
+      for (int64_t j = 0; j < L; ++j) o = _mm512_fmadd_ps(_mm512_set1_ps(sr[j]), load16(V + j * D + d), o);
+      _mm512_storeu_ps(out[r] + d, _mm512_mul_ps(o, _mm512_set1_ps(inv)));
+    }
+  }
+}
+
+// The same, in portable C++ (any D, any CPU).
+template <typename T>
+void attend_group(const float* const* q, int64_t R, const T* K, const T* V, int64_t L, int64_t D, float scale,
+                  float* const* out, float* s) {
+  for (int64_t r = 0; r < R; ++r) {
+    float* sr = s + r * L;
+    float mx = -INFINITY;
+    for (int64_t l = 0; l < L; ++l) {
+      float dot = 0;
+#pragma omp simd reduction(+ : dot)
+      for (int64_t d = 0; d < D; ++d) dot += q[r][d] * static_cast<float>(K[l * D + d]);
+      sr[l] = dot * scale;
+      mx = std::max(mx, sr[l]);
+    }
+    float sum = 0;
+    for (int64_t l = 0; l < L; ++l) sum += (sr[l] = std::exp(sr[l] - mx));
+    for (int64_t d = 0; d < D; ++d) out[r][d] = 0;
+    for (int64_t l = 0; l < L; ++l) {
+      const float w = sr[l] / sum;
+      for (int64_t d = 0; d < D; ++d) out[r][d] += w * static_cast<float>(V[l * D + d]);
+    }
+  }
+}
+
 }  // namespace
 
-torch::Tensor decode_attention(const DecodeAttentionArgs& a, torch::Tensor& cache_k, torch::Tensor& cache_v) {
+namespace {
+
+template <typename T>
+torch::Tensor decode_attention_t(const DecodeAttentionArgs& a, torch::Tensor& cache_k, torch::Tensor& cache_v) {
   const int64_t N = a.qkv.size(0), H = a.heads, Hkv = a.kv_heads, D = a.head_dim, R = H / Hkv;
   const int64_t row_stride = a.qkv.stride(0), Tmax = cache_k.size(2);
   float* qkv = a.qkv.data_ptr<float>();
-  float* kc = cache_k.data_ptr<float>();
-  float* vc = cache_v.data_ptr<float>();
+  T* kc = cache_k.data_ptr<T>();
+  T* vc = cache_v.data_ptr<T>();
   // 1. Per row: q/k norms and rope in place; k and v into the cache.
   at::parallel_for(0, N, 1, [&](int64_t n0, int64_t n1) {
   for (int64_t n = n0; n < n1; ++n) {
@@ -68,42 +159,46 @@ torch::Tensor decode_attention(const DecodeAttentionArgs& a, torch::Tensor& cach
     }
     const int64_t slot = a.slot_begin + n;
     for (int64_t g = 0; g < Hkv; ++g) {
-      std::memcpy(kc + ((slot * Hkv + g) * Tmax + p) * D, row + (H + g) * D, D * sizeof(float));
-      std::memcpy(vc + ((slot * Hkv + g) * Tmax + p) * D, row + (H + Hkv + g) * D, D * sizeof(float));
+      T* kd = kc + ((slot * Hkv + g) * Tmax + p) * D;
+      T* vd = vc + ((slot * Hkv + g) * Tmax + p) * D;
+      for (int64_t d = 0; d < D; ++d) {
+        kd[d] = static_cast<T>(row[(H + g) * D + d]);
+        vd[d] = static_cast<T>(row[(H + Hkv + g) * D + d]);
+      }
     }
   }
   });
-  // 2. Attention of each (row, query head) over positions 0..p of its slot.
+  // 2. Attention: the R query heads of each (row, key/value head) together, over positions 0..p of the slot.
   auto out = torch::empty({N, H * D}, torch::kFloat32);
   float* op = out.data_ptr<float>();
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
-  at::parallel_for(0, N * H, 1, [&](int64_t b, int64_t e) {
+  static const bool avx512 = (__builtin_cpu_init(), __builtin_cpu_supports("avx512f"));
+  const bool fast = avx512 && D % 16 == 0;
+  at::parallel_for(0, N * Hkv, 1, [&](int64_t b, int64_t e) {
     std::vector<float> s;
+    std::vector<const float*> q(R);
+    std::vector<float*> o(R);
     for (int64_t i = b; i < e; ++i) {
-      const int64_t n = i / H, h = i % H, g = h / R, p = a.positions[n], slot = a.slot_begin + n;
-      const float* q = qkv + n * row_stride + h * D;
-      const float* K = kc + (slot * Hkv + g) * Tmax * D;
-      const float* V = vc + (slot * Hkv + g) * Tmax * D;
-      s.resize(p + 1);
-      float mx = -INFINITY;
-      for (int64_t l = 0; l <= p; ++l) {
-        float dot = 0;
-#pragma omp simd reduction(+ : dot)
-        for (int64_t d = 0; d < D; ++d) dot += q[d] * K[l * D + d];
-        s[l] = dot * scale;
-        mx = std::max(mx, s[l]);
+      const int64_t n = i / Hkv, g = i % Hkv, L = a.positions[n] + 1, slot = a.slot_begin + n;
+      for (int64_t r = 0; r < R; ++r) {
+        q[r] = qkv + n * row_stride + (g * R + r) * D;
+        o[r] = op + n * H * D + (g * R + r) * D;
       }
-      float sum = 0;
-      for (int64_t l = 0; l <= p; ++l) sum += (s[l] = std::exp(s[l] - mx));
-      float* o = op + n * H * D + h * D;
-      for (int64_t d = 0; d < D; ++d) o[d] = 0;
-      for (int64_t l = 0; l <= p; ++l) {
-        const float w = s[l] / sum;
-        for (int64_t d = 0; d < D; ++d) o[d] += w * V[l * D + d];
-      }
+      const T* K = kc + (slot * Hkv + g) * Tmax * D;
+      const T* V = vc + (slot * Hkv + g) * Tmax * D;
+      s.resize(R * L);
+      if (fast) attend_group_avx512(q.data(), R, K, V, L, D, scale, o.data(), s.data());
+      else attend_group(q.data(), R, K, V, L, D, scale, o.data(), s.data());
     }
   });
   return out;
+}
+
+}  // namespace
+
+torch::Tensor decode_attention(const DecodeAttentionArgs& a, torch::Tensor& cache_k, torch::Tensor& cache_v) {
+  if (cache_k.scalar_type() == torch::kBFloat16) return decode_attention_t<c10::BFloat16>(a, cache_k, cache_v);
+  return decode_attention_t<float>(a, cache_k, cache_v);
 }
 
 }  // namespace rlaif

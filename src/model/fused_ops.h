@@ -22,7 +22,8 @@ struct DecodeAttentionArgs {
 };
 
 // For each row: normalise q/k heads (qwen3), rotate q and k, write k and v into the cache at the row's position,
-// then attend over cache positions 0..position. Returns [N, H * D] fp32. cache_k/cache_v: [S, Hkv, Tmax, D] fp32.
+// then attend over cache positions 0..position. Returns [N, H * D] fp32. cache_k/cache_v: [S, Hkv, Tmax, D], fp32 or
+// bf16 (keys and values rounded to bf16 when stored; all arithmetic in fp32).
 torch::Tensor decode_attention(const DecodeAttentionArgs& a, torch::Tensor& cache_k, torch::Tensor& cache_v);
 
 }  // namespace rlaif

@@ -21,10 +21,11 @@ __attribute__((target("avx512f,fma"))) void tile_f32(const float* x, int64_t ldx
     __m512 b = _mm512_loadu_ps(bias + j * kBlock);
     for (int m = 0; m < MT; ++m) acc[m][j] = b;
   }
-  const int64_t block_stride = K * kBlock;
+  constexpr int64_t kStep = kBlocksPerTile * kBlock;  // floats of W per k: one 256-byte line of the tile's stream
   for (int64_t k = 0; k < K; ++k) {
+    const float* wk = w + k * kStep;
     __m512 wv[kBlocksPerTile];
-    for (int j = 0; j < kBlocksPerTile; ++j) wv[j] = _mm512_load_ps(w + j * block_stride + k * kBlock);
+    for (int j = 0; j < kBlocksPerTile; ++j) wv[j] = _mm512_load_ps(wk + j * kBlock);
     for (int m = 0; m < MT; ++m) {
       __m512 xv = _mm512_set1_ps(x[m * ldx + k]);
       for (int j = 0; j < kBlocksPerTile; ++j) acc[m][j] = _mm512_fmadd_ps(xv, wv[j], acc[m][j]);
@@ -43,11 +44,13 @@ __attribute__((target("avx512f,avx512bf16"))) void tile_bf16(const uint16_t* x, 
     __m512 b = _mm512_loadu_ps(bias + j * kBlock);
     for (int m = 0; m < MT; ++m) acc[m][j] = b;
   }
-  const int64_t pairs = Kp / 2, block_stride = pairs * 2 * kBlock;
+  const int64_t pairs = Kp / 2;
+  constexpr int64_t kStep = kBlocksPerTile * kBlock * 2;  // bf16 of W per pair of k: 256 bytes of the tile's stream
   for (int64_t p = 0; p < pairs; ++p) {
+    const uint16_t* wp = w + p * kStep;
     __m512bh wv[kBlocksPerTile];
     for (int j = 0; j < kBlocksPerTile; ++j)
-      wv[j] = (__m512bh)_mm512_load_si512(reinterpret_cast<const void*>(w + j * block_stride + p * 2 * kBlock));
+      wv[j] = (__m512bh)_mm512_load_si512(reinterpret_cast<const void*>(wp + j * kBlock * 2));
     for (int m = 0; m < MT; ++m) {
       int32_t two;
       std::memcpy(&two, x + m * ldx + 2 * p, 4);
@@ -84,13 +87,15 @@ PackedWeight pack_linear(const torch::Tensor& w_in, const torch::Tensor& bias, b
   p.k_pad = bf16 ? round_up(p.k, 2) : p.k;
   auto w = torch::zeros({p.n_pad, p.k_pad}, torch::kFloat32);
   w.narrow(0, 0, p.n).narrow(1, 0, p.k).copy_(w_in.detach().to(torch::kCPU, torch::kFloat32));
-  const int64_t nb = p.n_pad / kBlock;
+  // Each tile of 64 output columns is one sequential stream: k-major, then its 4 blocks of 16 columns.
+  const int64_t tiles = p.n_pad / (kBlock * kBlocksPerTile);
   if (bf16) {
-    // [nb, 16, Kp/2, 2] -> [nb, Kp/2, 16, 2]
-    auto b = w.to(torch::kBFloat16).view({nb, kBlock, p.k_pad / 2, 2}).permute({0, 2, 1, 3}).contiguous();
+    // [tiles, 4, 16, Kp/2, 2] -> [tiles, Kp/2, 4, 16, 2]
+    auto b = w.to(torch::kBFloat16).view({tiles, kBlocksPerTile, kBlock, p.k_pad / 2, 2}).permute({0, 3, 1, 2, 4}).contiguous();
     p.data = b.view(torch::kInt16);
   } else {
-    p.data = w.view({nb, kBlock, p.k}).permute({0, 2, 1}).contiguous();  // [nb, K, 16]
+    // [tiles, 4, 16, K] -> [tiles, K, 4, 16]
+    p.data = w.view({tiles, kBlocksPerTile, kBlock, p.k}).permute({0, 3, 1, 2}).contiguous();
   }
   p.bias = torch::zeros({p.n_pad}, torch::kFloat32);
   if (bias.defined()) p.bias.narrow(0, 0, p.n).copy_(bias.detach().to(torch::kCPU, torch::kFloat32));

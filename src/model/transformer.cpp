@@ -232,10 +232,11 @@ torch::Tensor CausalLMImpl::run_layers(const torch::Tensor& input_ids, const tor
     k = apply_rope(k, cos, sin);
     torch::Tensor keys, values;  // [N, Hkv, L, D]
     if (cache) {
-      cache->k(i).index_put_({slot_idx, Slice(), positions}, k);
-      cache->v(i).index_put_({slot_idx, Slice(), positions}, v);
-      keys = cache->k(i).narrow(0, batch->slot_begin, N).narrow(2, 0, batch->key_len);
-      values = cache->v(i).narrow(0, batch->slot_begin, N).narrow(2, 0, batch->key_len);
+      const auto cdt = cache->k(i).scalar_type();
+      cache->k(i).index_put_({slot_idx, Slice(), positions}, k.to(cdt));
+      cache->v(i).index_put_({slot_idx, Slice(), positions}, v.to(cdt));
+      keys = cache->k(i).narrow(0, batch->slot_begin, N).narrow(2, 0, batch->key_len).to(q.scalar_type());
+      values = cache->v(i).narrow(0, batch->slot_begin, N).narrow(2, 0, batch->key_len).to(q.scalar_type());
     } else {
       keys = k.transpose(1, 2);
       values = v.transpose(1, 2);
@@ -272,7 +273,7 @@ torch::Tensor CausalLMImpl::forward(const torch::Tensor& input_ids, const torch:
 torch::Tensor CausalLMImpl::forward_cached(const CachedBatch& batch, KVCache& cache) {
   TORCH_CHECK(batch.slot_begin >= 0 && batch.slot_begin + batch.input_ids.size(0) <= cache.slots(), "slot range");
   TORCH_CHECK(batch.key_len <= cache.max_len(), "key_len beyond the cache");
-  if (batch.input_ids.size(1) == 1 && cache.k(0).scalar_type() == torch::kFloat32 && use_packed())
+  if (batch.input_ids.size(1) == 1 && use_packed())
     return decode_layers(batch.input_ids, batch.positions, cache, batch.slot_begin);
   auto keys = torch::arange(batch.key_len).view({1, 1, batch.key_len});
   auto allowed = keys <= batch.positions.unsqueeze(-1);  // [N, T, L]
