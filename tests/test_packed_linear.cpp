@@ -110,3 +110,34 @@ TEST(PackedLinear, FusedDecodeStepsMatchTheFullForward) {
     }
   }
 }
+
+TEST(PackedLinear, Bf16PackedModelStaysCloseToFp32) {
+  // bf16 weights and activations with fp32 accumulation, bf16 KV cache: with weights ~N(0, 0.06) (activation scale kept
+  // per layer, like a trained model) the logits stay within 3% relative RMS error of the fp32 plain path and the
+  // argmax agrees on at least 85% of positions. Measured here: printed below.
+  if (!rlaif::packed_linear_supported(true)) GTEST_SKIP() << "CPU without AVX512_BF16";
+  rlaif::InitModelOptions o;
+  o.size = "small";
+  torch::manual_seed(8);
+  rlaif::CausalLM m(rlaif::init_model_config(o));
+  torch::NoGradGuard g;
+  for (auto& p : m->named_parameters()) p.value().normal_(p.key().find("norm") != std::string::npos ? 1.0 : 0.0, 0.06);
+  const int64_t T = 24, P = 8;
+  auto ids = torch::randint(0, m->config().vocab_size, {1, T});
+  auto ref = m->forward(ids)[0];  // [T, V] fp32 plain path
+  ASSERT_TRUE(m->set_packed_inference(true, /*bf16=*/true));
+  rlaif::KVCache cache(m->config(), 1, T, torch::kBFloat16);
+  std::vector<torch::Tensor> rows;
+  rlaif::CachedBatch pre{ids.narrow(1, 0, P), torch::arange(P).view({1, P}), 0, P};
+  rows.push_back(m->logits(m->forward_cached(pre, cache))[0]);
+  for (int64_t t = P; t < T; ++t) {
+    rlaif::CachedBatch b{ids.narrow(1, t, 1), torch::full({1, 1}, t, torch::kInt64), 0, t + 1};
+    rows.push_back(m->logits(m->forward_cached(b, cache))[0]);
+  }
+  auto got = torch::cat(rows);  // [T, V]
+  double rel = ((got - ref).norm() / ref.norm()).item<double>();
+  double agree = (got.argmax(-1) == ref.argmax(-1)).to(torch::kFloat32).mean().item<double>();
+  std::printf("packed bf16 vs fp32: relative RMS error %.4f, argmax agreement %.3f\n", rel, agree);
+  EXPECT_LT(rel, 0.03);
+  EXPECT_GT(agree, 0.85);
+}

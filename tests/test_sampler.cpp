@@ -16,7 +16,7 @@ std::vector<float> logits_of(const std::vector<double>& probs) {
 
 std::vector<double> frequencies(const std::vector<float>& logits, const rlaif::SamplingParams& p, int draws, uint64_t seed = 1) {
   rlaif::SampleRng rng(seed);
-  std::vector<int32_t> scratch;
+  rlaif::SamplerScratch scratch;
   std::vector<double> f(logits.size(), 0);
   for (int i = 0; i < draws; ++i) f[rlaif::sample_token(logits.data(), logits.size(), p, rng, scratch).token] += 1.0 / draws;
   return f;
@@ -33,7 +33,7 @@ TEST(Sampler, GreedyIsArgmaxWithLogSoftmaxLogprob) {
   rlaif::SamplingParams p;
   p.temperature = 0;
   rlaif::SampleRng rng(0);
-  std::vector<int32_t> s;
+  rlaif::SamplerScratch s;
   auto t = rlaif::sample_token(l.data(), 4, p, rng, s);
   EXPECT_EQ(t.token, 1);
   double lse = std::log(std::exp(0.1) + std::exp(2.0) + std::exp(-1.0) + std::exp(1.9));
@@ -49,7 +49,7 @@ TEST(Sampler, TemperatureFrequenciesAndLogprob) {
   const double want[4] = {0.25 / z, 0.09 / z, 0.0225 / z, 0.0025 / z};
   for (int i = 0; i < 4; ++i) EXPECT_NEAR(f[i], want[i], kFreqTol) << i;
   rlaif::SampleRng rng(3);
-  std::vector<int32_t> s;
+  rlaif::SamplerScratch s;
   auto t = rlaif::sample_token(l.data(), 4, p, rng, s);
   EXPECT_NEAR(t.logprob, std::log(want[t.token]), 1e-5);
 }
@@ -115,7 +115,7 @@ TEST(Sampler, TopPOnALargeVocabularyMatchesAFullSort) {
   rlaif::SamplingParams p;
   p.top_p = 0.5f;
   rlaif::SampleRng rng(9);
-  std::vector<int32_t> s;
+  rlaif::SamplerScratch s;
   std::set<int> seen;
   for (int i = 0; i < 20000; ++i) seen.insert(rlaif::sample_token(l.data(), 5000, p, rng, s).token);
   for (int x : seen) EXPECT_TRUE(want.count(x)) << "token " << x << " is outside the nucleus";
@@ -126,7 +126,7 @@ TEST(Sampler, SameSeedSameDrawsAndSampleSeedsDiffer) {
   auto l = logits_of({0.25, 0.25, 0.25, 0.25});
   rlaif::SamplingParams p;
   rlaif::SampleRng a(42), b(42);
-  std::vector<int32_t> s;
+  rlaif::SamplerScratch s;
   for (int i = 0; i < 100; ++i)
     EXPECT_EQ(rlaif::sample_token(l.data(), 4, p, a, s).token, rlaif::sample_token(l.data(), 4, p, b, s).token);
   EXPECT_NE(rlaif::sample_seed(1, 0), rlaif::sample_seed(1, 1));
@@ -137,7 +137,7 @@ TEST(Sampler, NanLogitsAndBadParametersAreErrors) {
   std::vector<float> l = {NAN, 1.0f};
   rlaif::SamplingParams p;
   rlaif::SampleRng rng(0);
-  std::vector<int32_t> s;
+  rlaif::SamplerScratch s;
   rlaif_test::expect_error([&] { rlaif::sample_token(l.data(), 2, p, rng, s); }, {"NaN"});
   p.top_p = 0;
   rlaif_test::expect_error([&] { rlaif::validate(p); }, {"top_p"});

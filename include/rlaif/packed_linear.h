@@ -26,7 +26,8 @@ bool packed_linear_supported(bool bf16);
 // Packs w [N, K] (any float dtype) and optional bias [N].
 PackedWeight pack_linear(const torch::Tensor& w, const torch::Tensor& bias, bool bf16);
 
-// x [..., K] fp32 -> [..., N] fp32. No autograd: for inference only.
-torch::Tensor packed_linear(const torch::Tensor& x, const PackedWeight& w);
+// x [..., K] fp32 -> [..., N] fp32. No autograd: for inference only. With `residual` ([..., N] fp32, contiguous),
+// returns residual + x W^T + b in the same pass (the residual connection of a transformer block).
+torch::Tensor packed_linear(const torch::Tensor& x, const PackedWeight& w, const torch::Tensor& residual = {});
 
 }  // namespace rlaif

@@ -33,10 +33,20 @@ class SampleRng {
 // Seed of sample `index` of a request seeded with `seed` (splitmix64 of both), so samples of one prompt differ.
 uint64_t sample_seed(uint64_t seed, uint64_t index);
 
-// Samples from logits[0..V). `scratch` is reused between calls to avoid allocation. Thread-safe for distinct
-// rng/scratch. Throws rlaif::Error if the logits hold NaN.
+// Buffers reused between calls, to avoid allocating per token.
+struct SamplerScratch {
+  std::vector<int32_t> order;
+  std::vector<float> z, probs;
+};
+
+// Samples from logits[0..V). Thread-safe for distinct rng/scratch. Throws rlaif::Error if the logits hold NaN/inf.
 SampledToken sample_token(const float* logits, int64_t V, const SamplingParams& params, SampleRng& rng,
-                          std::vector<int32_t>& scratch);
+                          SamplerScratch& scratch);
+
+// The same, from precomputed z = logits / temperature (logits when greedy), probs = softmax(z) and lse =
+// logsumexp(z): the generator computes these for a whole batch with vectorised libtorch ops.
+SampledToken sample_token_from_probs(const float* z, const float* probs, double lse, int64_t V,
+                                     const SamplingParams& params, SampleRng& rng, SamplerScratch& scratch);
 
 // Checks the ranges (temperature >= 0, top_k >= 0, 0 < top_p <= 1, 0 <= min_p <= 1); throws rlaif::Error naming the
 // option.

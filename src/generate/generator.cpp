@@ -26,7 +26,7 @@ struct Slot {
   SampleRng rng;
   Sample out;
   std::string bytes;       // raw bytes of the completion so far (for stop strings)
-  std::vector<int32_t> scratch;
+  SamplerScratch scratch;
 };
 
 // Pending work: samples [first, first + count) of one request.
@@ -189,13 +189,25 @@ std::vector<GenerationResult> Generator::generate(const std::vector<GenerationRe
     auto logits = model_->logits(hidden.squeeze(1)).to(torch::kFloat32).contiguous();     // [hi, V]
     stats_.decode_seconds += seconds_since(t0);
     auto t1 = Clock::now();
+    // Scaled logits, softmax and logsumexp for all rows at once (vectorised), then each row draws with its own rng.
+    std::vector<float> inv_t(hi, 1.0f);
+    for (int64_t i = 0; i < hi; ++i)
+      if (slots[i].active) {
+        float t = requests[slots[i].request].params.sampling.temperature;
+        inv_t[i] = t > 0 ? 1.0f / t : 1.0f;
+      }
+    auto z = (logits * torch::tensor(inv_t).view({hi, 1})).contiguous();  // [hi, V]
+    auto lse = torch::logsumexp(z, -1, /*keepdim=*/true);                  // [hi, 1]
+    auto probs = (z - lse).exp_().contiguous();                            // [hi, V]
     std::vector<SampledToken> picked(hi);
-    const float* lp = logits.data_ptr<float>();
+    const float* zp = z.data_ptr<float>();
+    const float* pp = probs.data_ptr<float>();
+    const float* lp = lse.data_ptr<float>();
     at::parallel_for(0, hi, 1, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i)
         if (slots[i].active)
-          picked[i] = sample_token(lp + i * V, V, requests[slots[i].request].params.sampling, slots[i].rng,
-                                   slots[i].scratch);
+          picked[i] = sample_token_from_probs(zp + i * V, pp + i * V, lp[i], V, requests[slots[i].request].params.sampling,
+                                              slots[i].rng, slots[i].scratch);
     });
     stats_.sample_seconds += seconds_since(t1);
     for (int64_t i = 0; i < hi; ++i) {

@@ -22,55 +22,73 @@ void validate(const SamplingParams& p) {
 }
 
 SampledToken sample_token(const float* logits, int64_t V, const SamplingParams& params, SampleRng& rng,
-                          std::vector<int32_t>& scratch) {
-  const bool greedy = params.temperature == 0.0f;
-  const double inv_t = greedy ? 1.0 : 1.0 / params.temperature;
-  int64_t best = 0;
-  float mx = logits[0];
-  for (int64_t i = 1; i < V; ++i)
-    if (logits[i] > mx) mx = logits[best = i];
-  const double m = mx * inv_t;  // max of scaled logits
+                          SamplerScratch& scratch) {
+  const double inv_t = params.temperature == 0.0f ? 1.0 : 1.0 / params.temperature;
+  scratch.z.resize(V);
+  scratch.probs.resize(V);
+  double mx = -INFINITY;
+  for (int64_t i = 0; i < V; ++i) {
+    scratch.z[i] = static_cast<float>(logits[i] * inv_t);
+    mx = std::max<double>(mx, scratch.z[i]);
+  }
   double sum = 0;
-  for (int64_t i = 0; i < V; ++i) sum += std::exp(logits[i] * inv_t - m);
-  if (!std::isfinite(sum) || std::isnan(mx))
-    throw Error("the model produced NaN or infinite logits", "", "the weights may be corrupt or overflowed");
-  const double lse = m + std::log(sum);
-  auto logprob = [&](int64_t i) { return static_cast<float>(logits[i] * inv_t - lse); };
-  if (greedy || params.top_k == 1) return {best, logprob(best)};
+  for (int64_t i = 0; i < V; ++i) sum += std::exp(scratch.z[i] - mx);
+  const double lse = mx + std::log(sum);
+  for (int64_t i = 0; i < V; ++i) scratch.probs[i] = static_cast<float>(std::exp(scratch.z[i] - lse));
+  return sample_token_from_probs(scratch.z.data(), scratch.probs.data(), lse, V, params, rng, scratch);
+}
 
-  const bool truncate = params.top_k > 0 || params.top_p < 1.0f || params.min_p > 0.0f;
-  if (!truncate) {  // plain temperature sampling over the full vocabulary
-    double u = rng.uniform() * sum, acc = 0;
-    for (int64_t i = 0; i < V; ++i) {
-      acc += std::exp(logits[i] * inv_t - m);
-      if (acc > u) return {i, logprob(i)};
-    }
+SampledToken sample_token_from_probs(const float* z, const float* probs, double lse, int64_t V,
+                                     const SamplingParams& params, SampleRng& rng, SamplerScratch& scratch) {
+  if (!std::isfinite(lse))
+    throw Error("the model produced NaN or infinite logits", "", "the weights may be corrupt or overflowed");
+  auto logprob = [&](int64_t i) { return static_cast<float>(z[i] - lse); };
+  auto argmax = [&] {
+    int64_t best = 0;
+    for (int64_t i = 1; i < V; ++i)
+      if (z[i] > z[best]) best = i;
+    return best;
+  };
+  if (params.temperature == 0.0f || params.top_k == 1) {
+    int64_t best = argmax();
     return {best, logprob(best)};
   }
 
-  // Candidates: the k most likely, sorted by decreasing logit. Without top_k, grow k until top_p mass is covered.
-  scratch.resize(V);
-  for (int64_t i = 0; i < V; ++i) scratch[i] = static_cast<int32_t>(i);
-  auto by_logit = [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
+  const bool truncate = params.top_k > 0 || params.top_p < 1.0f || params.min_p > 0.0f;
+  if (!truncate) {  // plain temperature sampling over the whole vocabulary
+    double u = rng.uniform(), acc = 0;
+    for (int64_t i = 0; i < V; ++i) {
+      acc += probs[i];
+      if (acc > u) return {i, logprob(i)};
+    }
+    int64_t best = argmax();  // u beyond the rounded total: the mode
+    return {best, logprob(best)};
+  }
+  const int64_t best = argmax();
+
+  // Candidates: the k most likely, by decreasing probability. Without top_k, grow k until it holds the top_p mass
+  // and everything above the min_p floor.
+  auto& order = scratch.order;
+  order.resize(V);
+  for (int64_t i = 0; i < V; ++i) order[i] = static_cast<int32_t>(i);
+  auto by_prob = [&](int32_t a, int32_t b) { return z[a] > z[b] || (z[a] == z[b] && a < b); };
+  const double floor = params.min_p * static_cast<double>(probs[best]);
   int64_t k = params.top_k > 0 ? std::min<int64_t>(params.top_k, V) : std::min<int64_t>(64, V);
-  double min_p_floor = params.min_p > 0 ? m + std::log(static_cast<double>(params.min_p)) : -INFINITY;
   for (;;) {
-    std::nth_element(scratch.begin(), scratch.begin() + (k - 1), scratch.end(), by_logit);
-    std::sort(scratch.begin(), scratch.begin() + k, by_logit);
+    std::nth_element(order.begin(), order.begin() + (k - 1), order.end(), by_prob);
+    std::sort(order.begin(), order.begin() + k, by_prob);
     if (params.top_k > 0 || k == V) break;
-    // Without top_k the candidates must hold the top_p mass, and all tokens above the min_p floor.
     double mass = 0;
-    for (int64_t i = 0; i < k; ++i) mass += std::exp(logits[scratch[i]] * inv_t - m) / sum;
-    bool p_ok = params.top_p >= 1.0f ? false : mass >= params.top_p;
-    bool minp_ok = params.min_p > 0 && logits[scratch[k - 1]] * inv_t < min_p_floor;
+    for (int64_t i = 0; i < k; ++i) mass += probs[order[i]];
+    bool p_ok = params.top_p < 1.0f && mass >= params.top_p;
+    bool minp_ok = params.min_p > 0 && probs[order[k - 1]] < floor;
     if (p_ok || minp_ok) break;
     k = std::min<int64_t>(k * 4, V);
   }
-  // Weights relative to the max; total over the top_k set, for top_p renormalisation.
-  double total = sum;  // without top_k, top_p is over the whole distribution
+  double total = 1.0;  // without top_k, top_p is over the whole distribution
   if (params.top_k > 0) {
     total = 0;
-    for (int64_t i = 0; i < k; ++i) total += std::exp(logits[scratch[i]] * inv_t - m);
+    for (int64_t i = 0; i < k; ++i) total += probs[order[i]];
   }
   int64_t keep = k;
   if (params.top_p < 1.0f) {
@@ -80,22 +98,22 @@ SampledToken sample_token(const float* logits, int64_t V, const SamplingParams& 
         keep = i;
         break;
       }
-      acc += std::exp(logits[scratch[i]] * inv_t - m);
+      acc += probs[order[i]];
     }
   }
   if (params.min_p > 0) {
     int64_t n = 1;
-    while (n < keep && logits[scratch[n]] * inv_t >= min_p_floor) ++n;
+    while (n < keep && probs[order[n]] >= floor) ++n;
     keep = n;
   }
   double kept = 0;
-  for (int64_t i = 0; i < keep; ++i) kept += std::exp(logits[scratch[i]] * inv_t - m);
+  for (int64_t i = 0; i < keep; ++i) kept += probs[order[i]];
   double u = rng.uniform() * kept, acc = 0;
   for (int64_t i = 0; i < keep; ++i) {
-    acc += std::exp(logits[scratch[i]] * inv_t - m);
-    if (acc > u) return {scratch[i], logprob(scratch[i])};
+    acc += probs[order[i]];
+    if (acc > u) return {order[i], logprob(order[i])};
   }
-  return {scratch[keep - 1], logprob(scratch[keep - 1])};
+  return {order[keep - 1], logprob(order[keep - 1])};
 }
 
 }  // namespace rlaif

@@ -137,6 +137,43 @@ void attend_group(const float* const* q, int64_t R, const T* K, const T* V, int6
 
 namespace {
 
+__attribute__((target("avx512f"))) void silu_mul_avx512(const float* g, const float* u, float* o, int64_t I) {
+  int64_t i = 0;
+  for (; i + 16 <= I; i += 16) {
+    __m512 x = _mm512_loadu_ps(g + i);
+    // silu(x) = x / (1 + exp(-x)); exp_avx512 takes x <= 0, so use exp(-|x|) and the identity for x < 0.
+    __m512 e = exp_avx512(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_abs_ps(x)));
+    __m512 one = _mm512_set1_ps(1.0f);
+    __m512 sig_pos = _mm512_div_ps(one, _mm512_add_ps(one, e));  // sigmoid(|x|)
+    __mmask16 neg = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
+    __m512 sig = _mm512_mask_sub_ps(sig_pos, neg, one, sig_pos);  // sigmoid(x) = 1 - sigmoid(|x|) for x < 0
+    _mm512_storeu_ps(o + i, _mm512_mul_ps(_mm512_mul_ps(x, sig), _mm512_loadu_ps(u + i)));
+  }
+  for (; i < I; ++i) o[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+}
+
+}  // namespace
+
+torch::Tensor silu_mul(const torch::Tensor& gu, int64_t I) {
+  const int64_t M = gu.size(0), stride = gu.stride(0);
+  TORCH_CHECK(gu.stride(1) == 1 && gu.scalar_type() == torch::kFloat32, "silu_mul: rows must be fp32 and dense");
+  auto out = torch::empty({M, I}, torch::kFloat32);
+  const float* in = gu.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  static const bool avx512 = (__builtin_cpu_init(), __builtin_cpu_supports("avx512f"));
+  at::parallel_for(0, M, 8, [&](int64_t b, int64_t e) {
+    for (int64_t m = b; m < e; ++m) {
+      const float* g = in + m * stride;
+      if (avx512) silu_mul_avx512(g, g + I, op + m * I, I);
+      else
+        for (int64_t i = 0; i < I; ++i) op[m * I + i] = g[i] / (1.0f + std::exp(-g[i])) * g[I + i];
+    }
+  });
+  return out;
+}
+
+namespace {
+
 template <typename T>
 torch::Tensor decode_attention_t(const DecodeAttentionArgs& a, torch::Tensor& cache_k, torch::Tensor& cache_v) {
   const int64_t N = a.qkv.size(0), H = a.heads, Hkv = a.kv_heads, D = a.head_dim, R = H / Hkv;

@@ -9,6 +9,9 @@ namespace rlaif {
 // y = w * x / sqrt(mean(x^2) + eps) over the last dimension. x [M, C] contiguous fp32.
 torch::Tensor rms_norm_rows(const torch::Tensor& x, const torch::Tensor& weight, double eps);
 
+// SwiGLU's gate: silu(gu[..., :I]) * gu[..., I:2I] for gu [M, >= 2I] (row stride may be padded). Returns [M, I].
+torch::Tensor silu_mul(const torch::Tensor& gu, int64_t I);
+
 struct DecodeAttentionArgs {
   torch::Tensor qkv;        // [N, >= (H + 2 Hkv) D] fp32: q, k, v of each row's one new token (row stride may be padded)
   const int64_t* positions; // [N]: the new token's position in its slot

@@ -2,6 +2,7 @@
 #include "rlaif/packed_linear.h"
 
 #include <ATen/Parallel.h>
+#include <c10/util/BFloat16.h>
 #include <immintrin.h>
 
 #include <cstring>
@@ -14,12 +15,14 @@ constexpr int64_t kBlocksPerTile = 4;  // 64 columns per tile
 constexpr int kRowsPerTile = 6;    // 6 x 4 accumulators = 24 of the 32 zmm registers
 
 // fp32: acc[m][j] += broadcast(x[m][k]) * W[block j][k][0:16].
+// Every tile starts its accumulators from bias (+ y when `add`, the residual already in the output).
 template <int MT>
-__attribute__((target("avx512f,fma"))) void tile_f32(const float* x, int64_t ldx, const float* w, int64_t K, const float* bias, float* y, int64_t ldy) {
+__attribute__((target("avx512f,fma"))) void tile_f32(const float* x, int64_t ldx, const float* w, int64_t K,
+                                                   const float* bias, float* y, int64_t ldy, bool add) {
   __m512 acc[MT][kBlocksPerTile];
   for (int j = 0; j < kBlocksPerTile; ++j) {
     __m512 b = _mm512_loadu_ps(bias + j * kBlock);
-    for (int m = 0; m < MT; ++m) acc[m][j] = b;
+    for (int m = 0; m < MT; ++m) acc[m][j] = add ? _mm512_add_ps(b, _mm512_loadu_ps(y + m * ldy + j * kBlock)) : b;
   }
   constexpr int64_t kStep = kBlocksPerTile * kBlock;  // floats of W per k: one 256-byte line of the tile's stream
   for (int64_t k = 0; k < K; ++k) {
@@ -38,11 +41,12 @@ __attribute__((target("avx512f,fma"))) void tile_f32(const float* x, int64_t ldx
 // bf16: acc[m][j] += dot2(x[m][2p:2p+2], W[block j][p][0:16][0:2]) with fp32 accumulation.
 template <int MT>
 __attribute__((target("avx512f,avx512bf16"))) void tile_bf16(const uint16_t* x, int64_t ldx, const uint16_t* w,
-                                                               int64_t Kp, const float* bias, float* y, int64_t ldy) {
+                                                               int64_t Kp, const float* bias, float* y, int64_t ldy,
+                                                               bool add) {
   __m512 acc[MT][kBlocksPerTile];
   for (int j = 0; j < kBlocksPerTile; ++j) {
     __m512 b = _mm512_loadu_ps(bias + j * kBlock);
-    for (int m = 0; m < MT; ++m) acc[m][j] = b;
+    for (int m = 0; m < MT; ++m) acc[m][j] = add ? _mm512_add_ps(b, _mm512_loadu_ps(y + m * ldy + j * kBlock)) : b;
   }
   const int64_t pairs = Kp / 2;
   constexpr int64_t kStep = kBlocksPerTile * kBlock * 2;  // bf16 of W per pair of k: 256 bytes of the tile's stream
@@ -62,8 +66,8 @@ __attribute__((target("avx512f,avx512bf16"))) void tile_bf16(const uint16_t* x, 
     for (int j = 0; j < kBlocksPerTile; ++j) _mm512_storeu_ps(y + m * ldy + j * kBlock, acc[m][j]);
 }
 
-using TileF32 = void (*)(const float*, int64_t, const float*, int64_t, const float*, float*, int64_t);
-using TileBf16 = void (*)(const uint16_t*, int64_t, const uint16_t*, int64_t, const float*, float*, int64_t);
+using TileF32 = void (*)(const float*, int64_t, const float*, int64_t, const float*, float*, int64_t, bool);
+using TileBf16 = void (*)(const uint16_t*, int64_t, const uint16_t*, int64_t, const float*, float*, int64_t, bool);
 const TileF32 kTilesF32[] = {nullptr, tile_f32<1>, tile_f32<2>, tile_f32<3>, tile_f32<4>, tile_f32<5>, tile_f32<6>};
 const TileBf16 kTilesBf16[] = {nullptr, tile_bf16<1>, tile_bf16<2>, tile_bf16<3>, tile_bf16<4>, tile_bf16<5>, tile_bf16<6>};
 
@@ -103,45 +107,59 @@ PackedWeight pack_linear(const torch::Tensor& w_in, const torch::Tensor& bias, b
   return p;
 }
 
-torch::Tensor packed_linear(const torch::Tensor& x_in, const PackedWeight& w) {
+torch::Tensor packed_linear(const torch::Tensor& x_in, const PackedWeight& w, const torch::Tensor& residual) {
   TORCH_CHECK(x_in.size(-1) == w.k, "packed_linear: x has ", x_in.size(-1), " features, weight expects ", w.k);
   auto lead = x_in.sizes().vec();
   lead.pop_back();
-  auto x = x_in.reshape({-1, w.k}).to(torch::kFloat32).contiguous();  // [M, K]
-  const int64_t M = x.size(0);
-  auto y = torch::empty({M, w.n_pad}, torch::kFloat32);
+  auto x = x_in.scalar_type() == torch::kFloat32 && x_in.is_contiguous() ? x_in : x_in.to(torch::kFloat32).contiguous();
+  const int64_t M = x.numel() / w.k;
+  // The residual is written straight into the output when no padding columns are needed.
+  const bool add = residual.defined() && w.n_pad == w.n;
+  torch::Tensor y;
+  if (add) {
+    TORCH_CHECK(residual.numel() == M * w.n && residual.scalar_type() == torch::kFloat32, "packed_linear: residual shape");
+    y = residual.contiguous().clone();
+  } else {
+    y = torch::empty({M, w.n_pad}, torch::kFloat32);
+  }
   const int64_t tiles = w.n_pad / (kBlock * kBlocksPerTile);
   const float* bias = w.bias.data_ptr<float>();
   float* yp = y.data_ptr<float>();
+  const float* xf = x.data_ptr<float>();
   if (w.bf16) {
-    auto xb = torch::zeros({M, w.k_pad}, torch::kBFloat16);
-    xb.narrow(1, 0, w.k).copy_(x);
-    const auto* xp = reinterpret_cast<const uint16_t*>(xb.data_ptr());
+    // x rounded to bf16 (round to nearest even), rows padded to an even length.
+    thread_local std::vector<uint16_t> xb;
+    xb.assign(M * w.k_pad, 0);
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t k = 0; k < w.k; ++k) xb[m * w.k_pad + k] = c10::BFloat16(xf[m * w.k + k]).x;
+    const uint16_t* xp = xb.data();
     const auto* wp = reinterpret_cast<const uint16_t*>(w.data.data_ptr());
     const int64_t tile_stride = kBlocksPerTile * kBlock * w.k_pad;
     at::parallel_for(0, tiles, 1, [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t)
         for (int64_t m = 0; m < M; m += kRowsPerTile) {
           int mt = static_cast<int>(std::min<int64_t>(kRowsPerTile, M - m));
-          kTilesBf16[mt](xp + m * w.k_pad, w.k_pad, wp + t * tile_stride, w.k_pad, bias + t * 64, yp + m * w.n_pad + t * 64,
-                         w.n_pad);
+          kTilesBf16[mt](xp + m * w.k_pad, w.k_pad, wp + t * tile_stride, w.k_pad, bias + t * 64,
+                         yp + m * w.n_pad + t * 64, w.n_pad, add);
         }
     });
   } else {
-    const float* xp = x.data_ptr<float>();
     const float* wp = w.data.data_ptr<float>();
     const int64_t tile_stride = kBlocksPerTile * kBlock * w.k;
     at::parallel_for(0, tiles, 1, [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t)
         for (int64_t m = 0; m < M; m += kRowsPerTile) {
           int mt = static_cast<int>(std::min<int64_t>(kRowsPerTile, M - m));
-          kTilesF32[mt](xp + m * w.k, w.k, wp + t * tile_stride, w.k, bias + t * 64, yp + m * w.n_pad + t * 64, w.n_pad);
+          kTilesF32[mt](xf + m * w.k, w.k, wp + t * tile_stride, w.k, bias + t * 64, yp + m * w.n_pad + t * 64, w.n_pad,
+                        add);
         }
     });
   }
   lead.push_back(w.n);
   auto out = w.n_pad == w.n ? y : y.narrow(1, 0, w.n);
-  return out.view(lead);
+  out = out.view(lead);
+  if (residual.defined() && !add) out = out + residual;
+  return out;
 }
 
 }  // namespace rlaif

@@ -193,9 +193,9 @@ torch::Tensor CausalLMImpl::decode_layers(const torch::Tensor& input_ids, const 
     args.k_norm = config_.qk_norm ? a.k_norm->weight.data_ptr<float>() : nullptr;
     args.eps = config_.rms_norm_eps;
     auto attn = decode_attention(args, cache.k(i), cache.v(i));  // [N, H D]
-    x = x + packed_linear(attn, pl.o);
+    x = packed_linear(attn, pl.o, /*residual=*/x);
     auto gu = packed_linear(rms_norm_rows(x, layer.post_attention_layernorm->weight, config_.rms_norm_eps), pl.gate_up);
-    x = x + packed_linear(torch::silu(gu.narrow(-1, 0, I)) * gu.narrow(-1, I, I), pl.down);
+    x = packed_linear(silu_mul(gu, I), pl.down, /*residual=*/x);
   }
   return rms_norm_rows(x, model->norm->weight, config_.rms_norm_eps).view({N, 1, -1});
 }
