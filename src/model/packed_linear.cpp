@@ -5,6 +5,9 @@
 #include <c10/util/BFloat16.h>
 #include <immintrin.h>
 
+#include <sys/mman.h>
+
+#include <cstdlib>
 #include <cstring>
 
 namespace rlaif {
@@ -73,6 +76,18 @@ const TileBf16 kTilesBf16[] = {nullptr, tile_bf16<1>, tile_bf16<2>, tile_bf16<3>
 
 int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 
+// A copy of `t` in memory aligned to 2 MiB and advised for transparent huge pages: the weights are streamed once per
+// token, and with 4 KiB pages a 135M-parameter model costs ~65,000 TLB misses per token.
+torch::Tensor to_huge_pages(const torch::Tensor& t) {
+  const size_t bytes = t.numel() * t.element_size();
+  constexpr size_t kHuge = 2u << 20;
+  void* p = nullptr;
+  if (bytes < kHuge || posix_memalign(&p, kHuge, round_up(bytes, kHuge)) != 0) return t;
+  ::madvise(p, round_up(bytes, kHuge), MADV_HUGEPAGE);  // a hint: without THP the memory is still ordinary
+  std::memcpy(p, t.data_ptr(), bytes);
+  return torch::from_blob(p, t.sizes(), [](void* q) { std::free(q); }, t.options());
+}
+
 }  // namespace
 
 bool packed_linear_supported(bool bf16) {
@@ -101,6 +116,7 @@ PackedWeight pack_linear(const torch::Tensor& w_in, const torch::Tensor& bias, b
     // [tiles, 4, 16, K] -> [tiles, K, 4, 16]
     p.data = w.view({tiles, kBlocksPerTile, kBlock, p.k}).permute({0, 3, 1, 2}).contiguous();
   }
+  p.data = to_huge_pages(p.data);
   p.bias = torch::zeros({p.n_pad}, torch::kFloat32);
   if (bias.defined()) p.bias.narrow(0, 0, p.n).copy_(bias.detach().to(torch::kCPU, torch::kFloat32));
   TORCH_CHECK(reinterpret_cast<uintptr_t>(p.data.data_ptr()) % 64 == 0, "pack_linear: data not 64-byte aligned");
