@@ -120,6 +120,28 @@ int main(int argc, char** argv) {
     }
   }
 
+  // All 121 projections of the model in order at M = 1 (the weights of a batch-1 token, streamed from memory).
+  for (bool bf16 : {false, true}) {
+    if (!rlaif::packed_linear_supported(bf16)) continue;
+    std::vector<rlaif::PackedWeight> ws;
+    double bytes = 0;
+    for (int l = 0; l < 30; ++l)
+      for (auto nk : std::vector<std::pair<int64_t, int64_t>>{{960, 576}, {576, 576}, {3072, 576}, {576, 1536}})
+        ws.push_back(rlaif::pack_linear(torch::randn({nk.first, nk.second}), {}, bf16));
+    ws.push_back(rlaif::pack_linear(torch::randn({49152, 576}), {}, bf16));
+    for (const auto& w : ws) bytes += static_cast<double>(w.n_pad) * w.k_pad * (bf16 ? 2 : 4);
+    auto x576 = torch::randn({1, 576}), x1536 = torch::randn({1, 1536});
+    auto pass = [&] {
+      for (const auto& w : ws) rlaif::packed_linear(w.k == 576 ? x576 : x1536, w);
+    };
+    pass();
+    auto t = Clock::now();
+    for (int i = 0; i < 10; ++i) pass();
+    double s = seconds(t) / 10;
+    std::printf("%s kernels only, all projections of one batch-1 token: %.2f ms, %.1f GB/s\n", bf16 ? "bf16" : "fp32",
+                s * 1e3, bytes / s / 1e9);
+  }
+
   rlaif::InitModelOptions o;
   o.size = "smollm2-135m";
   auto config = rlaif::init_model_config(o);
