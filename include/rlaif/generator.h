@@ -69,7 +69,6 @@ class Generator {
 
   const GenerationStats& stats() const { return stats_; }
   const Tokenizer& tokenizer() const { return tokenizer_; }
-  CausalLM& model() { return model_; }
 
  private:
   CausalLM model_;

@@ -19,13 +19,10 @@ std::vector<int64_t> load_eos_token_ids(const std::string& dir, const ModelConfi
 // model.safetensors.index.json, whose entries must all exist in the named shards.
 std::map<std::string, torch::Tensor> load_weights(const std::string& dir);
 
-struct LoadOptions {
-  torch::ScalarType dtype = torch::kFloat32;  // dtype the parameters are held in (F32/BF16/F16 on disk are converted)
-};
-
-// Builds the model of DIR/config.json and fills every parameter from the weights. A missing tensor, a tensor whose
+// Builds the model of DIR/config.json and fills every parameter from the weights, held in fp32 (F32/BF16/F16 on disk
+// are converted; set_inference_precision chooses how inference computes). A missing tensor, a tensor whose
 // shape does not fit the config or whose dtype is not floating point is an rlaif::Error naming file and tensor.
-CausalLM load_model(const std::string& dir, const LoadOptions& options = {});
+CausalLM load_model(const std::string& dir);
 
 struct SaveOptions {
   int64_t max_shard_bytes = 5LL << 30;   // weights beyond this are split into model-0000i-of-0000n.safetensors

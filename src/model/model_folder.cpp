@@ -102,7 +102,7 @@ std::map<std::string, torch::Tensor> load_weights(const std::string& dir) {
   return out;
 }
 
-CausalLM load_model(const std::string& dir, const LoadOptions& options) {
+CausalLM load_model(const std::string& dir) {
   ModelConfig config = load_config(dir);
   auto weights = load_weights(dir);
   // Name of the file each tensor lives in, for messages.
@@ -135,7 +135,6 @@ CausalLM load_model(const std::string& dir, const LoadOptions& options) {
     std::fprintf(stderr, "warning: %s: tensor %s is not used by a %s model\n", dir.c_str(), kv.first.c_str(),
                  config.model_type.c_str());
   }
-  if (options.dtype != torch::kFloat32) model->to(options.dtype);
   model->eval();
   return model;
 }
