@@ -39,3 +39,93 @@ TEST(Tokenizer, UnsupportedOrBrokenFilesAreNamedErrors) {
   rlaif_test::write_text(dir / "tokenizer.json", R"({"model": {"type": "Unigram", "vocab": []}})");
   rlaif_test::expect_error([&] { rlaif::Tokenizer::load(dir.path()); }, {"tokenizer.json", "Unigram"});
 }
+
+namespace {
+
+// A small BPE tokenizer.json written by hand: byte-level alphabet for "abc ", three merges, one special token.
+nlohmann::json tiny_bpe() {
+  nlohmann::json vocab = {{"a", 0}, {"b", 1}, {"c", 2}, {"Ġ", 3}, {"ab", 4}, {"abc", 5}, {"Ġa", 6}};
+  return {{"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", {"a b", "ab c", "Ġ a"}}}},
+          {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}}},
+          {"decoder", {{"type", "ByteLevel"}}},
+          {"added_tokens", {{{"id", 7}, {"content", "<eos>"}, {"special", true}}}}};
+}
+
+}  // namespace
+
+TEST(Tokenizer, MergesApplyByRank) {
+  auto t = rlaif::Tokenizer::from_json(tiny_bpe().dump(), "tiny");
+  EXPECT_EQ(t.encode("abc"), (std::vector<int64_t>{5}));
+  // " abc" is Ġ a b c: "a b" (rank 0) merges before "Ġ a" (rank 2), then "ab c", and Ġ stays alone.
+  EXPECT_EQ(t.encode("abc abc"), (std::vector<int64_t>{5, 3, 5}));
+  EXPECT_EQ(t.encode(" ac"), (std::vector<int64_t>{6, 2}));  // here "Ġ a" is the only merge that applies
+  EXPECT_EQ(t.encode("cab<eos>"), (std::vector<int64_t>{2, 4, 7}));
+  EXPECT_EQ(t.decode({5, 6, 1, 2, 7}, false), "abc abc<eos>");
+  EXPECT_EQ(t.decode({5, 6, 1, 2, 7}, true), "abc abc");
+  EXPECT_EQ(t.vocab_size(), 8);
+  EXPECT_TRUE(t.is_special(7));
+  EXPECT_EQ(t.token_bytes(6), " a");
+  EXPECT_EQ(t.id_to_token(6), "Ġa");
+}
+
+TEST(Tokenizer, EncodeBatchEqualsEncodeOnEveryThreadCount) {
+  auto t = rlaif::Tokenizer::from_json(tiny_bpe().dump(), "tiny");
+  std::vector<std::string> texts;
+  for (int i = 0; i < 200; ++i) texts.push_back(std::string(i % 7, 'a') + " abc" + std::string(i % 5, 'c') + "<eos>");
+  for (int threads : {1, 2, 3}) {
+    auto batch = t.encode_batch(texts, false, threads);
+    ASSERT_EQ(batch.size(), texts.size());
+    for (size_t i = 0; i < texts.size(); ++i) EXPECT_EQ(batch[i], t.encode(texts[i])) << threads << " threads, text " << i;
+  }
+}
+
+TEST(Tokenizer, DecodeStreamNeverSplitsACharacter) {
+  auto t = rlaif::Tokenizer::byte_level({"<|endoftext|>"});
+  std::string text = "héllo 😀 日本 <|endoftext|>end";
+  auto ids = t.encode(text);
+  rlaif::DecodeStream stream(t, /*skip_special_tokens=*/false);
+  std::string joined;
+  for (int64_t id : ids) {
+    std::string chunk = stream.step(id);
+    EXPECT_TRUE(chunk.find("\xEF\xBF\xBD") == std::string::npos) << "chunk with a broken character";
+    joined += chunk;
+  }
+  EXPECT_EQ(joined, text);
+  EXPECT_EQ(joined, t.decode(ids, false));
+}
+
+TEST(Tokenizer, InvalidUtf8InputIsEncodedAsReplacementCharacters) {
+  auto t = rlaif::Tokenizer::byte_level({});
+  EXPECT_EQ(t.encode("a\xFF" "b"), t.encode("a\xEF\xBF\xBD" "b"));
+  EXPECT_EQ(t.encode(""), std::vector<int64_t>{});
+  EXPECT_EQ(t.decode({}), "");
+}
+
+TEST(Tokenizer, BadTokenizerJsonNamesTheProblem) {
+  auto bad = [](const std::function<void(nlohmann::json&)>& edit, std::initializer_list<std::string> parts) {
+    auto j = tiny_bpe();
+    edit(j);
+    rlaif_test::expect_error([&] { rlaif::Tokenizer::from_json(j.dump(), "tok.json"); }, parts);
+  };
+  bad([](auto& j) { j["model"]["merges"].push_back("a zz"); }, {"tok.json", "merges[3]", "\"zz\"", "not in the vocabulary"});
+  bad([](auto& j) { j["model"]["merges"].push_back("b c"); }, {"merges[3]", "merged token \"bc\""});
+  bad([](auto& j) { j["model"]["merges"].push_back("abc"); }, {"merges[3]", "two tokens"});
+  bad([](auto& j) { j["normalizer"] = {{"type", "BertNormalizer"}}; }, {"normalizer", "BertNormalizer", "supported"});
+  bad([](auto& j) { j["pre_tokenizer"] = {{"type", "Sequence"}, {"pretokenizers", {{{"type", "Whitespace"}}}}}; },
+      {"pre_tokenizer.pretokenizers[0]", "Whitespace"});
+  bad([](auto& j) { j["decoder"] = {{"type", "WordPiece"}}; }, {"decoder", "WordPiece"});
+  bad([](auto& j) { j["post_processor"] = {{"type", "Unknown"}}; }, {"post_processor", "Unknown"});
+  bad([](auto& j) { j["model"]["type"] = "WordPiece"; }, {"model", "WordPiece", "BPE"});
+  bad([](auto& j) { j["model"]["dropout"] = 0.1; }, {"dropout"});
+  bad([](auto& j) { j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", "(unclosed"}}}, {"behavior", "Isolated"}}; },
+      {"pre_tokenizer.pattern", "regex does not compile"});
+  bad([](auto& j) { j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"String", "x"}}}, {"behavior", "Sideways"}}; },
+      {"behavior", "Sideways"});
+  bad([](auto& j) { j["added_tokens"][0]["id"] = -3; }, {"added_tokens[0]", "id"});
+  bad([](auto& j) { j["model"]["vocab"]["a"] = "zero"; }, {"vocab", "\"a\""});
+  bad([](auto& j) { j["model"]["unk_token"] = "<unk>"; }, {"unk_token", "<unk>"});
+  std::string text = tiny_bpe().dump();
+  rlaif_test::expect_error([&] { rlaif::Tokenizer::from_json(text.substr(0, text.size() / 2), "tok.json"); },
+                           {"tok.json", "invalid JSON"});
+  rlaif_test::expect_error([&] { rlaif::Tokenizer::from_json("[1, 2]", "tok.json"); }, {"tok.json", "not a JSON object"});
+}
