@@ -4,6 +4,7 @@
 // special tokens, and identical decodes.
 #include <random>
 
+#include "rlaif/chat_template.h"
 #include "rlaif/tokenizer.h"
 #include "test_util.h"
 
@@ -154,6 +155,63 @@ TEST_F(HfTokenizers, OneMegabyteLinesMatch) {
                                     << show(want_text.substr(0, 40));
     }
   }
+}
+
+}  // namespace
+
+namespace {
+
+TEST_F(HfTokenizers, TokenizeCommandPrintsTheReferenceIds) {
+  // The first 50 corpus lines, written as JSON strings so newlines survive, through `rlaif tokenize`.
+  std::string input;
+  std::vector<std::string> texts(inputs_.begin(), inputs_.begin() + 50);
+  for (const auto& t : texts) input += nlohmann::json(t).dump() + "\n";
+  rlaif_test::write_text(*dir_ / "cli_in.txt", input);
+  rlaif_test::write_text(*dir_ / "cli_texts.json", nlohmann::json(texts).dump());
+  for (const std::string name : {"qwen3", "mistral"}) {
+    auto r = rlaif_test::run_command(std::string(RLAIF_BIN) + " tokenize --tokenizer " + (*dir_ / name) +
+                                     " --add-special-tokens < " + (*dir_ / "cli_in.txt"));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    auto ref = rlaif_test::run_command("node " + kRef + "/tokenizers_ref.js " + kNpm + " " + (*dir_ / name) +
+                                       "/tokenizer.json " + (*dir_ / "cli_texts.json") + " " + (*dir_ / "cli_ref.jsonl"));
+    ASSERT_EQ(ref.exit_code, 0) << ref.output;
+    std::istringstream got(r.output);
+    std::ifstream want(*dir_ / "cli_ref.jsonl");
+    std::string g, w;
+    size_t n = 0;
+    while (std::getline(want, w)) {
+      ASSERT_TRUE(static_cast<bool>(std::getline(got, g))) << name << ": rlaif tokenize printed fewer lines";
+      EXPECT_EQ(nlohmann::json::parse(g)["ids"], nlohmann::json::parse(w)["ids_special"]) << name << " line " << n;
+      ++n;
+    }
+    EXPECT_EQ(n, texts.size());
+  }
+}
+
+TEST_F(HfTokenizers, ModelWithARealVocabularyGeneratesFromChatMessages) {
+  // init-model --tokenizer gives a tiny model Qwen3's vocabulary and chat template; generate renders the messages
+  // with that template and encodes them with that tokenizer.
+  std::string model = *dir_ / "qwen3-tiny";
+  auto r = rlaif_test::run_command(std::string(RLAIF_BIN) + " init-model --arch qwen3 --size tiny --tokenizer " +
+                                   (*dir_ / "qwen3") + " --out " + model);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto config = nlohmann::json::parse(rlaif::read_file(model + "/config.json"));
+  auto tok = rlaif::Tokenizer::load(model);
+  EXPECT_EQ(config["vocab_size"].get<int64_t>(), tok.vocab_size());
+  auto eos = config["eos_token_id"];  // an int or a list, as transformers writes either
+  EXPECT_EQ(eos.is_array() ? eos : nlohmann::json::array({eos}), nlohmann::json::array({tok.token_id("<|im_end|>")}));
+  nlohmann::ordered_json messages = {{{"role", "system"}, {"content", "Be brief."}}, {{"role", "user"}, {"content", "Hi 😀"}}};
+  rlaif_test::write_text(*dir_ / "chat.jsonl", nlohmann::json({{"messages", messages}}).dump() + "\n");
+  r = rlaif_test::run_command(std::string(RLAIF_BIN) + " generate --model " + model + " --prompts " + (*dir_ / "chat.jsonl") +
+                              " --out " + (*dir_ / "chat_out.jsonl") + " --max-new-tokens 4 --quiet");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::string out = rlaif::read_file(*dir_ / "chat_out.jsonl");
+  auto row = nlohmann::json::parse(out.substr(0, out.find('\n')));
+  std::string want = rlaif::ChatTemplate::for_tokenizer(tok).render_for(tok, messages, true);
+  EXPECT_EQ(row["prompt"].get<std::string>(), want);
+  EXPECT_NE(want.find("<|im_start|>assistant\n"), std::string::npos);
+  EXPECT_NE(want.find("<|im_start|>system\nBe brief.<|im_end|>"), std::string::npos);
+  EXPECT_EQ(row["token_ids"].size(), 4u);
 }
 
 }  // namespace

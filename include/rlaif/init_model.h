@@ -14,13 +14,16 @@ struct InitModelOptions {
   std::string size = "tiny";
   uint64_t seed = 0;
   std::string dtype = "float32";  // float32 | bfloat16 | float16: dtype of the written weights
+  // A folder with a real tokenizer (tokenizer.json, tokenizer_config.json) to give the model; "" = byte-level. The
+  // vocabulary size grows to fit it, and bos/eos (plus <|im_end|> and <|eot_id|> where present) come from it.
+  std::string tokenizer;
 };
 
 // The config `options` describe (throws rlaif::Error for an unknown arch, size or key).
 ModelConfig init_model_config(const InitModelOptions& options);
 
-// Writes a model folder at `out`: config.json, generation_config.json, model.safetensors and a byte-level
-// tokenizer (tokenizer.json, tokenizer_config.json). Weights ~ N(0, 0.02) as transformers initialises them, except that
+// Writes a model folder at `out`: config.json, generation_config.json, model.safetensors and a tokenizer (byte-level,
+// or copied from options.tokenizer) (tokenizer.json, tokenizer_config.json). Weights ~ N(0, 0.02) as transformers initialises them, except that
 // norm weights and biases are perturbed too so that tests exercise them. Same seed, same bytes.
 void init_model(const InitModelOptions& options, const std::string& out);
 

@@ -10,7 +10,7 @@ namespace rlaif {
 
 struct JsonlRow {
   size_t line = 0;          // 1-based line number in the file
-  nlohmann::json value;     // parsed value (null when `error` is set)
+  nlohmann::ordered_json value;  // parsed value, keys in file order (null when `error` is set)
   std::string error;        // "" or why the line is not valid JSON
 };
 

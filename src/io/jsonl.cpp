@@ -20,8 +20,8 @@ std::vector<JsonlRow> read_jsonl(const std::string& path) {
     JsonlRow row;
     row.line = n;
     try {
-      row.value = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::parse_error& e) {
+      row.value = nlohmann::ordered_json::parse(line);
+    } catch (const nlohmann::ordered_json::parse_error& e) {
       row.error = std::string("invalid JSON: ") + e.what();
     }
     rows.push_back(std::move(row));

@@ -1,5 +1,6 @@
 #include "rlaif/init_model.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <sstream>
 
@@ -18,10 +19,22 @@ const std::vector<std::string> kSpecialTokens = {"<|endoftext|>", "<|im_start|>"
 ModelConfig init_model_config(const InitModelOptions& o) {
   if (o.arch != "llama" && o.arch != "mistral" && o.arch != "qwen2" && o.arch != "qwen3")
     throw Error("unknown architecture \"" + o.arch + "\"", "--arch", "use llama, mistral, qwen2 or qwen3");
-  const int64_t tok_vocab = 256 + static_cast<int64_t>(kSpecialTokens.size());
+  int64_t tok_vocab = 256 + static_cast<int64_t>(kSpecialTokens.size());
+  nlohmann::json eos = {256, 258}, bos = nullptr;
+  if (!o.tokenizer.empty()) {
+    Tokenizer tok = Tokenizer::load(o.tokenizer);
+    tok_vocab = tok.vocab_size();
+    eos = nlohmann::json::array();
+    for (int64_t id : {tok.eos_id(), tok.token_id("<|im_end|>"), tok.token_id("<|eot_id|>")})
+      if (id >= 0 && std::find(eos.begin(), eos.end(), id) == eos.end()) eos.push_back(id);
+    if (eos.empty()) throw Error("the tokenizer names no eos token", o.tokenizer + "/tokenizer_config.json",
+                                 "set \"eos_token\" there");
+    if (tok.bos_id() >= 0) bos = tok.bos_id();
+  }
   nlohmann::json j = {{"model_type", o.arch}, {"vocab_size", tok_vocab}, {"rms_norm_eps", 1e-6},
                       {"max_position_embeddings", 2048}, {"tie_word_embeddings", true},
-                      {"eos_token_id", {256, 258}}};
+                      {"eos_token_id", eos}};
+  if (!bos.is_null()) j["bos_token_id"] = bos;
   std::string spec = o.size;
   if (spec == "tiny") spec = "hidden=64,layers=2,heads=4,kv_heads=2,intermediate=176";
   else if (spec == "small") spec = "hidden=256,layers=4,heads=8,kv_heads=4,intermediate=688";
@@ -81,10 +94,14 @@ void init_model(const InitModelOptions& o, const std::string& out) {
     }
   }
   std::filesystem::create_directories(out);
-  Tokenizer tok = Tokenizer::byte_level(kSpecialTokens);
-  write_file_atomic((std::filesystem::path(out) / "tokenizer.json").string(), tok.to_tokenizer_json());
-  write_file_atomic((std::filesystem::path(out) / "tokenizer_config.json").string(), tok.to_tokenizer_config_json());
   SaveOptions save;
+  if (o.tokenizer.empty()) {
+    Tokenizer tok = Tokenizer::byte_level(kSpecialTokens);
+    write_file_atomic((std::filesystem::path(out) / "tokenizer.json").string(), tok.to_tokenizer_json());
+    write_file_atomic((std::filesystem::path(out) / "tokenizer_config.json").string(), tok.to_tokenizer_config_json());
+  } else {
+    save.tokenizer_from = o.tokenizer;  // save_model copies the tokenizer files
+  }
   save.dtype = dtype;
   save.generation_config = {{"do_sample", true}, {"temperature", 1.0}};
   save_model(model, out, save);

@@ -4,6 +4,7 @@
 
 #include "commands.h"
 #include "rlaif/atomic_file.h"
+#include "rlaif/chat_template.h"
 #include "rlaif/error.h"
 #include "rlaif/generator.h"
 #include "rlaif/jsonl.h"
@@ -24,19 +25,6 @@ struct GenerateArgs {
   std::vector<std::string> stop;
   bool quiet = false;
 };
-
-// ChatML, the documented default until chat templates are read from tokenizer_config.json.
-std::string render_chatml(const nlohmann::json& messages, const std::string& where) {
-  if (!messages.is_array() || messages.empty()) throw rlaif::Error("\"messages\" must be a non-empty list", where);
-  std::string s;
-  for (const auto& m : messages) {
-    if (!m.is_object() || !m.contains("role") || !m.contains("content") || !m["role"].is_string() ||
-        !m["content"].is_string())
-      throw rlaif::Error("each message needs string \"role\" and \"content\"", where);
-    s += "<|im_start|>" + m["role"].get<std::string>() + "\n" + m["content"].get<std::string>() + "<|im_end|>\n";
-  }
-  return s + "<|im_start|>assistant\n";
-}
 
 int run_generate(const GenerateArgs& a) {
   if (a.on_error != "stop" && a.on_error != "skip")
@@ -61,6 +49,8 @@ int run_generate(const GenerateArgs& a) {
   rlaif::GeneratorOptions go;
   go.max_batch = a.batch_size;
   rlaif::Generator gen(model, tokenizer, eos, go);
+  // The model folder's chat template (tokenizer_config.json), or ChatML when it has none.
+  auto chat = rlaif::ChatTemplate::for_tokenizer(tokenizer);
 
 
   // Rows -> requests. A bad row is an error (--on-error stop) or an error row in the output (skip).
@@ -77,17 +67,26 @@ int run_generate(const GenerateArgs& a) {
     try {
       if (!r.error.empty()) throw rlaif::Error(r.error, where, "each line must be one JSON object");
       if (!r.value.is_object()) throw rlaif::Error("row is not a JSON object", where);
+      bool from_messages = false;
       if (r.value.contains("prompt")) {
         if (!r.value["prompt"].is_string()) throw rlaif::Error("\"prompt\" must be a string", where);
         prompt_text[i] = r.value["prompt"].get<std::string>();
       } else if (r.value.contains("messages")) {
-        prompt_text[i] = render_chatml(r.value["messages"], where);
+        const auto& messages = r.value["messages"];
+        if (!messages.is_array() || messages.empty()) throw rlaif::Error("\"messages\" must be a non-empty list", where);
+        try {
+          prompt_text[i] = chat.render_for(tokenizer, messages, /*add_generation_prompt=*/true);
+        } catch (const rlaif::Error& e) {
+          throw rlaif::Error(e.what_part() + " (at " + e.where() + ")", where, e.hint());
+        }
+        from_messages = true;
       } else {
         throw rlaif::Error("row has neither \"prompt\" nor \"messages\"", where,
                            "rows look like {\"prompt\": \"...\"} or {\"messages\": [{\"role\": \"user\", \"content\": \"...\"}]}");
       }
       rlaif::GenerationRequest q;
-      q.prompt_ids = tokenizer.encode(prompt_text[i], /*add_special_tokens=*/true);
+      // A rendered chat template already holds its special tokens (transformers' apply_chat_template does the same).
+      q.prompt_ids = tokenizer.encode(prompt_text[i], /*add_special_tokens=*/!from_messages);
       if (q.prompt_ids.empty()) throw rlaif::Error("empty prompt", where);
       if (static_cast<int64_t>(q.prompt_ids.size()) >= ctx)
         throw rlaif::Error("prompt has " + std::to_string(q.prompt_ids.size()) + " tokens, the model's context is " +
@@ -155,7 +154,7 @@ int run_generate(const GenerateArgs& a) {
 Run add_generate(CLI::App& app) {
   auto a = std::make_shared<GenerateArgs>();
   app.add_option("--model", a->model, "Hugging Face model folder (config.json, safetensors, tokenizer.json)")->required();
-  app.add_option("--prompts", a->prompts, "JSONL input: rows {\"prompt\": \"...\"} or {\"messages\": [...]} (ChatML)")
+  app.add_option("--prompts", a->prompts, "JSONL input: rows {\"prompt\": \"...\"} or {\"messages\": [...]} (rendered with the model's chat template; ChatML if it has none)")
       ->required();
   app.add_option("--out", a->out, "JSONL output, one row per sample; written atomically")->required();
   app.add_option("--num-generations", a->num_generations, "samples per prompt (they share one prefill)")->capture_default_str();

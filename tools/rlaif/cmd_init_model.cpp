@@ -16,6 +16,9 @@ Run add_init_model(CLI::App& app) {
       ->capture_default_str();
   app.add_option("--out", *out, "folder to write (created if missing)")->required();
   app.add_option("--seed", o->seed, "random seed: the same seed writes the same weights")->capture_default_str();
+  app.add_option("--tokenizer", o->tokenizer,
+                 "folder with a real tokenizer.json (+ tokenizer_config.json) to use instead of the byte-level one; "
+                 "the vocabulary grows to fit it");
   app.add_option("--dtype", o->dtype, "dtype of the stored weights: float32, bfloat16 or float16")->capture_default_str();
   return [o, out]() {
     rlaif::init_model(*o, *out);

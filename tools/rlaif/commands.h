@@ -10,5 +10,6 @@ namespace rlaif_cli {
 using Run = std::function<int()>;
 Run add_init_model(CLI::App& app);
 Run add_generate(CLI::App& app);
+Run add_tokenize(CLI::App& app);
 
 }  // namespace rlaif_cli

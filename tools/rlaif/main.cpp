@@ -20,6 +20,8 @@ int main(int argc, char** argv) {
   runs[init] = rlaif_cli::add_init_model(*init);
   auto* gen = app.add_subcommand("generate", "sample completions for a JSONL file of prompts");
   runs[gen] = rlaif_cli::add_generate(*gen);
+  auto* tok = app.add_subcommand("tokenize", "encode or decode stdin lines with a model folder's tokenizer (JSONL out)");
+  runs[tok] = rlaif_cli::add_tokenize(*tok);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
