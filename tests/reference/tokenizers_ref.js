@@ -7,7 +7,7 @@
 const fs = require('fs');
 const path = require('path');
 const [npmDir, tokPath, inPath, outPath] = process.argv.slice(2);
-const { Tokenizer } = require(path.join(npmDir, 'node_modules', 'tokenizers'));
+const { Tokenizer } = require(path.resolve(npmDir, 'node_modules', 'tokenizers'));
 const tok = Tokenizer.fromFile(tokPath);
 const texts = JSON.parse(fs.readFileSync(inPath, 'utf8'));
 (async () => {
