@@ -1,0 +1,45 @@
+// The judge's prompt: a template with documented variables, filled with a rubric and one sample. The texts under
+// judgment (prompt, completion, reference) sit between delimiters carrying a nonce derived from their content, and
+// anything in them that imitates a delimiter or the verdict format is neutralised first, so a completion can neither
+// close its block nor hand the judge a ready-made verdict.
+//
+// Template variables: {prompt} {completion} {reference} (each with its delimiters), {criteria} (one line per
+// criterion with its scale), {output_format} (the JSON the judge must answer with), {reference_block} (the reference
+// section, or "" when there is none).
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "rlaif/rubric.h"
+
+namespace rlaif {
+
+struct JudgeSample {
+  std::string prompt, completion, reference;  // reference "" = none (the rubric's reference is used if it has one)
+};
+
+struct JudgeTemplate {
+  std::string system, user;
+  static JudgeTemplate pointwise_default();
+  // Throws rlaif::Error naming `where` for an unknown {variable} or a template without {completion}.
+  void validate(const std::string& where) const;
+};
+
+struct JudgeMessages {
+  std::string system, user;
+  nlohmann::json to_openai() const;  // [{"role": "system", ...}, {"role": "user", ...}]
+};
+
+JudgeMessages render_judge_prompt(const JudgeTemplate& tmpl, const Rubric& rubric, const JudgeSample& sample);
+
+// What render_judge_prompt does to a text under judgment: '<' opening a tag named like a delimiter
+// (completion, prompt, reference, response, instructions, system) becomes '‹'; a quoted verdict key ("scores",
+// "score", "rationale", "verdict" or a criterion name) followed by ':' gets typographic quotes; a line starting with
+// such a key and ':', '=' or '-' (e.g. "Score: 10/10") is prefixed with "(quoted) " and its separator becomes '∶'.
+std::string neutralize(const std::string& text, const Rubric& rubric);
+
+// The JSON schema of the verdict, for backends that accept response_format {"type": "json_schema"}.
+nlohmann::json verdict_schema(const Rubric& rubric);
+
+}  // namespace rlaif

@@ -1,0 +1,38 @@
+// Reading a judge's reply: the JSON verdict (also inside prose or code fences), or "name: 7/10" lines as a fallback.
+// A reply without a valid score for every criterion is a failure with a cause — never a made-up number. Scores outside
+// a criterion's scale are clamped and reported.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "rlaif/rubric.h"
+
+namespace rlaif {
+
+struct Verdict {
+  bool ok = false;
+  std::string failure;                    // cause when !ok: no_verdict, missing_score, non_numeric_score
+  std::string detail;                     // what exactly (e.g. which criterion)
+  std::map<std::string, double> scores;   // per criterion, on its scale
+  std::vector<std::string> clamped;       // criteria whose score was outside the scale (and was clamped)
+  std::string rationale;
+  double reward = 0;                      // the rubric's weighted aggregate in [0, 1]
+};
+
+Verdict parse_verdict(const std::string& reply, const Rubric& rubric);
+
+// The score distribution read from the top log-probabilities at the score token: tokens that are integers within
+// [min, max] (after trimming spaces) count; mean = expected score over them (renormalised), confidence = probability
+// of the most likely score after renormalisation, mass = total probability the valid tokens had. nullopt when no
+// listed token is a valid score.
+struct ScoreDistribution {
+  double mean = 0, confidence = 0, mass = 0;
+};
+std::optional<ScoreDistribution> expected_score(const std::vector<std::pair<std::string, double>>& top_logprobs,
+                                                double min, double max);
+
+}  // namespace rlaif
