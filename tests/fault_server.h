@@ -1,0 +1,163 @@
+// A real HTTP server on 127.0.0.1 (cpp-httplib) that misbehaves on purpose, for the HTTP client and judge tests.
+// POST /v1/chat/completions reads {"fault": MODE, "id": ID} from the body (or, for judge requests, "FAULT=MODE" and
+// "ID=..." inside the last message) and counts attempts per id. MODE is one of
+//   ok | 4xx | invalid_json | non_numeric | 429xN | 500xN | timeoutxN | truncatexN | dripxN | timeout | 500
+// where "xN" means: misbehave on the first N attempts, then answer normally.
+// A normal answer is an OpenAI chat completion whose content is a verdict JSON (scores 7 on every requested key).
+#pragma once
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+
+namespace rlaif_test {
+
+class FaultServer {
+ public:
+  explicit FaultServer(int added_latency_ms = 0, int threads = 300) : latency_ms_(added_latency_ms) {
+    server_.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+    server_.Get("/health", [](const httplib::Request&, httplib::Response& res) { res.set_content("ok", "text/plain"); });
+    server_.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) { handle(req, res); });
+    port_ = server_.bind_to_any_port("127.0.0.1");
+    raise_backlog(port_);
+    thread_ = std::thread([this] { server_.listen_after_bind(); });
+    while (!server_.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ~FaultServer() {
+    server_.stop();
+    thread_.join();
+  }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/v1/chat/completions"; }
+  std::string base_url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/v1"; }
+  int64_t requests() const { return requests_; }
+  int attempts(const std::string& id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return attempts_[id];
+  }
+
+ private:
+  // Debian's cpp-httplib listens with a backlog of 5, so a burst of connections overflows the accept queue and the
+  // kernel drops connections: the server, not the client under test, would then be the bottleneck. Calling listen()
+  // again on the listening socket raises its backlog.
+  static void raise_backlog(int port) {
+    DIR* d = opendir("/proc/self/fd");
+    if (!d) return;
+    while (dirent* e = readdir(d)) {
+      int fd = std::atoi(e->d_name);
+      sockaddr_in addr{};
+      socklen_t len = sizeof(addr);
+      int listening = 0;
+      socklen_t optlen = sizeof(listening);
+      if (fd > 2 && getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0 && addr.sin_family == AF_INET &&
+          ntohs(addr.sin_port) == port && getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &optlen) == 0 && listening)
+        ::listen(fd, 4096);
+    }
+    closedir(d);
+  }
+
+  static std::string field(const std::string& text, const std::string& key) {
+    size_t at = text.find(key + "=");
+    if (at == std::string::npos) return "";
+    size_t end = text.find_first_of(" \n\"", at);
+    return text.substr(at + key.size() + 1, end == std::string::npos ? std::string::npos : end - at - key.size() - 1);
+  }
+
+  void handle(const httplib::Request& req, httplib::Response& res) {
+    ++requests_;
+    if (latency_ms_ > 0) std::this_thread::sleep_for(std::chrono::milliseconds(latency_ms_));
+    auto body = nlohmann::json::parse(req.body, nullptr, false);
+    std::string fault = "ok", id = "-", text;
+    if (body.is_object() && body.contains("fault")) {
+      fault = body["fault"];
+      id = body.value("id", "-");
+    } else if (body.is_object() && body.contains("messages") && !body["messages"].empty()) {
+      text = body["messages"].back().value("content", "");
+      if (!field(text, "FAULT").empty()) fault = field(text, "FAULT");
+      if (!field(text, "ID").empty()) id = field(text, "ID");
+    }
+    int attempt;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      attempt = ++attempts_[id];
+    }
+    std::string mode = fault;
+    size_t x = fault.rfind('x');
+    if (x != std::string::npos && x + 1 < fault.size() && std::isdigit(static_cast<unsigned char>(fault[x + 1]))) {
+      mode = fault.substr(0, x);
+      if (attempt > std::stoi(fault.substr(x + 1))) mode = "ok";
+    }
+    if (mode == "429") {
+      res.status = 429;
+      res.set_header("Retry-After", "1");
+      res.set_content("{\"error\": {\"message\": \"rate limited\"}}", "application/json");
+    } else if (mode == "500") {
+      res.status = 500;
+      res.set_content("{\"error\": {\"message\": \"internal\"}}", "application/json");
+    } else if (mode == "4xx") {
+      res.status = 400;
+      res.set_content("{\"error\": {\"message\": \"bad request\"}}", "application/json");
+    } else if (mode == "timeout") {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+      res.set_content(answer(body, 7), "application/json");
+    } else if (mode == "truncate") {
+      std::string full = answer(body, 7);
+      res.set_content_provider(full.size(), "application/json", [full](size_t offset, size_t, httplib::DataSink& sink) {
+        if (offset == 0) sink.write(full.data(), full.size() / 2);
+        return false;  // abort: the client gets half the declared body
+      });
+    } else if (mode == "drip") {
+      std::string full = answer(body, 7);
+      res.set_content_provider(full.size(), "application/json", [full](size_t offset, size_t, httplib::DataSink& sink) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the whole body takes 8 x 300 ms
+        sink.write(full.data() + offset, std::min(full.size() / 8 + 1, full.size() - offset));
+        return true;
+      });
+    } else if (mode == "invalid_json") {
+      res.set_content("{\"choices\": [{\"message\": {\"content\": ", "application/json");
+    } else if (mode == "non_numeric") {
+      res.set_content(answer(body, -1), "application/json");
+    } else {
+      res.set_content(answer(body, 7), "application/json");
+    }
+  }
+
+  // An OpenAI chat completion whose content is a verdict with `score` for each criterion named in the prompt's
+  // output format ("key": <integer ...>); score -1 writes "high" instead of a number.
+  static std::string answer(const nlohmann::json& body, int score) {
+    std::string prompt = body.is_object() && body.contains("messages") && !body["messages"].empty()
+                             ? body["messages"].back().value("content", "")
+                             : "";
+    nlohmann::json scores = nlohmann::json::object();
+    for (size_t p = prompt.find("\": <integer"); p != std::string::npos; p = prompt.find("\": <integer", p + 1)) {
+      size_t q = prompt.rfind('"', p - 1);
+      std::string key = prompt.substr(q + 1, p - q - 1);
+      if (score < 0) scores[key] = "high";
+      else scores[key] = score;
+    }
+    nlohmann::json content = {{"rationale", "fine"}, {"scores", scores}};
+    nlohmann::json reply = {
+        {"id", "chatcmpl-test"}, {"object", "chat.completion"}, {"model", body.value("model", "fault")},
+        {"choices", {{{"index", 0}, {"message", {{"role", "assistant"}, {"content", content.dump()}}}, {"finish_reason", "stop"}}}},
+        {"usage", {{"prompt_tokens", 100}, {"completion_tokens", 20}, {"total_tokens", 120}}}};
+    return reply.dump();
+  }
+
+  httplib::Server server_;
+  std::thread thread_;
+  int port_ = 0, latency_ms_ = 0;
+  std::atomic<int64_t> requests_{0};
+  std::mutex mu_;
+  std::map<std::string, int> attempts_;
+};
+
+}  // namespace rlaif_test
