@@ -24,7 +24,7 @@ struct HttpResponse {
   int status = 0;              // HTTP status of the last attempt (0 = no HTTP answer)
   std::string body;
   std::string failure;         // "" = a 2xx answer; else timeout, connection, truncated, http_429, http_5xx,
-                               // http_4xx, deadline
+                               // http_4xx, deadline, stopped
   std::string detail;          // human-readable detail of the failure
   int attempts = 0;
   double latency_s = 0;        // from the first attempt's start to the end
@@ -59,8 +59,10 @@ class HttpClient {
   HttpClient& operator=(const HttpClient&) = delete;
 
   // POSTs every request and calls on_done(index, response) as each one ends, on this thread. Returns when all have
-  // ended. Throws only for programming errors (libcurl cannot start).
-  void run(const std::vector<HttpRequest>& requests, const std::function<void(size_t, HttpResponse&&)>& on_done);
+  // ended. keep_sending (optional) is asked before each new attempt; once it says false, requests not yet sent end
+  // with failure "stopped" (used for budget caps). Throws only when libcurl cannot start.
+  void run(const std::vector<HttpRequest>& requests, const std::function<void(size_t, HttpResponse&&)>& on_done,
+           const std::function<bool()>& keep_sending = {});
 
   const HttpStats& stats() const { return stats_; }
 

@@ -76,7 +76,8 @@ HttpClient::HttpClient(HttpClientOptions options) : options_(std::move(options))
 HttpClient::~HttpClient() { curl_multi_cleanup(static_cast<CURLM*>(multi_)); }
 
 void HttpClient::run(const std::vector<HttpRequest>& requests,
-                     const std::function<void(size_t, HttpResponse&&)>& on_done) {
+                     const std::function<void(size_t, HttpResponse&&)>& on_done,
+                     const std::function<bool()>& keep_sending) {
   CURLM* multi = static_cast<CURLM*>(multi_);
   const auto t0 = Clock::now();
   const bool has_deadline = options_.deadline_s > 0;
@@ -227,6 +228,18 @@ void HttpClient::run(const std::vector<HttpRequest>& requests,
       bucket_time = now;
     }
     if (circuit_open && now >= open_until && !probe_in_flight && in_flight == 0) probe_in_flight = true;  // half-open
+    // A caller that stopped sending (budget reached) ends what is still waiting.
+    if (keep_sending && (!ready.empty() || !delayed.empty()) && !keep_sending()) {
+      auto stop = [&](size_t i) {
+        HttpResponse r;
+        r.failure = "stopped";
+        r.detail = "not sent: the caller stopped sending (budget reached)";
+        finish(i, std::move(r));
+      };
+      while (!ready.empty()) stop(ready.front()), ready.pop_front();
+      while (!delayed.empty()) stop(delayed.top().second), delayed.pop();
+      if (remaining == 0) break;
+    }
     // Start what the limits allow.
     Clock::time_point wake = now + std::chrono::milliseconds(100);
     while (!ready.empty() && in_flight < options_.max_in_flight) {

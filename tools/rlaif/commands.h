@@ -11,5 +11,6 @@ using Run = std::function<int()>;
 Run add_init_model(CLI::App& app);
 Run add_generate(CLI::App& app);
 Run add_tokenize(CLI::App& app);
+Run add_judge(CLI::App& app);
 
 }  // namespace rlaif_cli

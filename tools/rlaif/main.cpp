@@ -22,6 +22,8 @@ int main(int argc, char** argv) {
   runs[gen] = rlaif_cli::add_generate(*gen);
   auto* tok = app.add_subcommand("tokenize", "encode or decode stdin lines with a model folder's tokenizer (JSONL out)");
   runs[tok] = rlaif_cli::add_tokenize(*tok);
+  auto* judge = app.add_subcommand("judge", "score a JSONL file of prompt/completion rows with an LLM judge");
+  runs[judge] = rlaif_cli::add_judge(*judge);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,88 @@
+// The judge: rubric -> prompt -> backend -> verdict, for many samples at once, with a persistent content-addressed
+// cache (SQLite), a JSONL journal of every judgment, token and cost accounting and budget caps. A judgment that fails
+// (transport, or a reply without a valid verdict) is returned as failed with its cause — never as a score.
+//
+// Backend today: "openai", any server speaking /v1/chat/completions (vLLM, llama.cpp, Ollama, SGLang, OpenAI, ...).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "rlaif/http_client.h"
+#include "rlaif/judge_prompt.h"
+#include "rlaif/rubric.h"
+#include "rlaif/verdict.h"
+
+namespace rlaif {
+
+struct JudgeConfig {
+  std::string backend = "openai";
+  std::string base_url = "http://127.0.0.1:8000/v1";  // .../chat/completions is appended
+  std::string model;
+  std::string api_key_env;                   // name of the environment variable holding the key ("" = none)
+  std::vector<std::string> headers;          // extra "Name: value" headers
+  double temperature = 0;
+  int max_tokens = 512;
+  std::string response_format = "json_schema";  // json_schema | json_object | none
+  int top_logprobs = 0;                      // > 0: ask for logprobs (reported per judgment)
+  HttpClientOptions http;
+  Rubric rubric = Rubric::default_rubric();
+  JudgeTemplate tmpl = JudgeTemplate::pointwise_default();
+  std::string cache_path;                    // "" = no cache
+  std::string journal_path;                  // "" = no journal
+  double price_input_per_million = 0, price_output_per_million = 0;
+  double budget_tokens = 0, budget_cost = 0;  // 0 = no cap
+
+  // Reads judge.toml ([judge], [judge.headers], [rubric], [[rubric.criteria]], [template]); every key is checked,
+  // unknown keys are errors naming file and key. Relative cache/journal paths are relative to the working directory.
+  static JudgeConfig from_toml(const std::string& path);
+  void validate(const std::string& where) const;
+};
+
+struct JudgeResult {
+  bool ok = false;
+  std::string failure, detail;   // cause when !ok: a transport cause (timeout, http_429, ...), bad_response,
+                                 // no_verdict, missing_score, non_numeric_score, budget_exhausted
+  Verdict verdict;
+  bool cached = false;
+  double latency_s = 0;
+  int attempts = 0;
+  int64_t prompt_tokens = 0, completion_tokens = 0;
+  double cost = 0;
+  std::string reply;             // the judge's raw reply text
+};
+
+struct JudgeStats {
+  int64_t judged = 0, ok = 0, failed = 0, cache_hits = 0;
+  int64_t prompt_tokens = 0, completion_tokens = 0;
+  double cost = 0;
+  std::map<std::string, int64_t> failures;  // by cause
+  std::vector<double> latencies;            // of non-cached judgments
+};
+
+class JudgeCache;
+
+class Judge {
+ public:
+  explicit Judge(JudgeConfig config);
+  ~Judge();
+  // Judges every sample; on_result(i, result) fires as each one ends. Results are in input order.
+  std::vector<JudgeResult> judge(const std::vector<JudgeSample>& samples,
+                                 const std::function<void(size_t, const JudgeResult&)>& on_result = {});
+  const JudgeStats& stats() const { return stats_; }
+  const JudgeConfig& config() const { return config_; }
+  // The cache key of a sample: SHA-256 over the judge model, backend settings, template, rubric and the texts.
+  std::string cache_key(const JudgeSample& sample) const;
+
+ private:
+  JudgeConfig config_;
+  std::unique_ptr<HttpClient> http_;
+  std::unique_ptr<JudgeCache> cache_;
+  JudgeStats stats_;
+};
+
+}  // namespace rlaif

@@ -1,0 +1,195 @@
+#include "rlaif/judge.h"
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "judge/judge_cache.h"
+#include "rlaif/error.h"
+#include "rlaif/sha256.h"
+
+namespace rlaif {
+namespace {
+
+using json = nlohmann::json;
+
+json result_to_json(const JudgeResult& r) {
+  return {{"ok", r.ok}, {"failure", r.failure}, {"detail", r.detail}, {"scores", r.verdict.scores},
+          {"reward", r.verdict.reward}, {"rationale", r.verdict.rationale}, {"clamped", r.verdict.clamped},
+          {"prompt_tokens", r.prompt_tokens}, {"completion_tokens", r.completion_tokens}, {"cost", r.cost},
+          {"latency_s", r.latency_s}, {"attempts", r.attempts}, {"reply", r.reply}};
+}
+
+JudgeResult result_from_json(const json& j) {
+  JudgeResult r;
+  r.ok = j.value("ok", false);
+  r.failure = j.value("failure", "");
+  r.detail = j.value("detail", "");
+  r.verdict.ok = r.ok;
+  r.verdict.scores = j.value("scores", std::map<std::string, double>{});
+  r.verdict.reward = j.value("reward", 0.0);
+  r.verdict.rationale = j.value("rationale", "");
+  r.verdict.clamped = j.value("clamped", std::vector<std::string>{});
+  r.reply = j.value("reply", "");
+  return r;
+}
+
+// The reply text, token counts and failure of an OpenAI chat completion body.
+void read_openai_reply(const std::string& body, JudgeResult& r) {
+  auto j = json::parse(body, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) {
+    r.failure = "bad_response";
+    r.detail = "the reply is not JSON: " + body.substr(0, 120);
+    return;
+  }
+  if (j.contains("usage") && j["usage"].is_object()) {
+    r.prompt_tokens = j["usage"].value("prompt_tokens", 0);
+    r.completion_tokens = j["usage"].value("completion_tokens", 0);
+  }
+  if (!j.contains("choices") || !j["choices"].is_array() || j["choices"].empty() ||
+      !j["choices"][0].contains("message") || !j["choices"][0]["message"].contains("content") ||
+      !j["choices"][0]["message"]["content"].is_string()) {
+    r.failure = "bad_response";
+    r.detail = "the reply has no choices[0].message.content: " + body.substr(0, 120);
+    return;
+  }
+  r.reply = j["choices"][0]["message"]["content"].get<std::string>();
+}
+
+}  // namespace
+
+Judge::Judge(JudgeConfig config) : config_(std::move(config)) {
+  config_.validate("judge config");
+  http_ = std::make_unique<HttpClient>(config_.http);
+  if (!config_.cache_path.empty()) cache_ = std::make_unique<JudgeCache>(config_.cache_path);
+}
+
+Judge::~Judge() = default;
+
+std::string Judge::cache_key(const JudgeSample& s) const {
+  json material = {{"backend", config_.backend}, {"base_url", config_.base_url}, {"model", config_.model},
+                   {"temperature", config_.temperature}, {"max_tokens", config_.max_tokens},
+                   {"response_format", config_.response_format}, {"system", config_.tmpl.system},
+                   {"user", config_.tmpl.user}, {"reference", config_.rubric.reference},
+                   {"pass_fail", config_.rubric.pass_fail}, {"prompt", s.prompt}, {"completion", s.completion},
+                   {"sample_reference", s.reference}};
+  for (const auto& c : config_.rubric.criteria)
+    material["criteria"].push_back({c.name, c.description, c.min, c.max, c.weight});
+  return sha256_hex(material.dump());
+}
+
+std::vector<JudgeResult> Judge::judge(const std::vector<JudgeSample>& samples,
+                                      const std::function<void(size_t, const JudgeResult&)>& on_result) {
+  std::vector<JudgeResult> results(samples.size());
+  std::ofstream journal;
+  if (!config_.journal_path.empty()) {
+    journal.open(config_.journal_path, std::ios::app);
+    if (!journal) throw Error("cannot append to the judge journal", config_.journal_path, "check the path");
+  }
+  auto record = [&](size_t i, const std::string& key, const json& request) {
+    JudgeResult& r = results[i];
+    ++stats_.judged;
+    if (r.ok) ++stats_.ok;
+    else ++stats_.failed, ++stats_.failures[r.failure];
+    if (r.cached) ++stats_.cache_hits;
+    else stats_.latencies.push_back(r.latency_s);
+    if (journal) {
+      json line = result_to_json(r);
+      line["time"] = static_cast<double>(std::time(nullptr));
+      line["key"] = key;
+      line["cached"] = r.cached;
+      line["model"] = config_.model;
+      if (!r.cached) line["request"] = request;  // the messages; headers (and so the API key) are never written
+      journal << line.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
+      journal.flush();
+    }
+    if (on_result) on_result(i, r);
+  };
+
+  // Cache hits answer at once; the rest become HTTP requests.
+  std::vector<std::string> keys(samples.size());
+  std::vector<json> bodies(samples.size());
+  std::vector<HttpRequest> requests;
+  std::vector<size_t> request_sample;
+  std::vector<std::string> headers = config_.headers;
+  if (!config_.api_key_env.empty()) {
+    const char* key = std::getenv(config_.api_key_env.c_str());
+    if (!key || !*key)
+      throw Error("the environment variable " + config_.api_key_env + " (api_key_env) is empty", "judge config",
+                  "export it, or remove api_key_env for servers without a key");
+    headers.push_back(std::string("Authorization: Bearer ") + key);
+  }
+  for (size_t i = 0; i < samples.size(); ++i) {
+    keys[i] = cache_key(samples[i]);
+    if (cache_) {
+      if (auto hit = cache_->get(keys[i])) {
+        auto j = json::parse(*hit, nullptr, false);
+        if (j.is_object()) {
+          results[i] = result_from_json(j);
+          results[i].cached = true;
+          record(i, keys[i], json());
+          continue;
+        }
+      }
+    }
+    auto messages = render_judge_prompt(config_.tmpl, config_.rubric, samples[i]);
+    json body = {{"model", config_.model}, {"messages", messages.to_openai()}, {"temperature", config_.temperature},
+                 {"max_tokens", config_.max_tokens}};
+    if (config_.response_format == "json_object") body["response_format"] = {{"type", "json_object"}};
+    if (config_.response_format == "json_schema")
+      body["response_format"] = {{"type", "json_schema"},
+                                 {"json_schema", {{"name", "verdict"}, {"schema", verdict_schema(config_.rubric)}}}};
+    if (config_.top_logprobs > 0) body["logprobs"] = true, body["top_logprobs"] = config_.top_logprobs;
+    bodies[i] = body;
+    HttpRequest q;
+    q.url = config_.base_url + "/chat/completions";
+    q.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
+    q.headers = headers;
+    q.tokens = static_cast<double>(q.body.size()) / 4 + config_.max_tokens;  // rough estimate for rate limits
+    requests.push_back(std::move(q));
+    request_sample.push_back(i);
+  }
+
+  auto within_budget = [&]() {
+    int64_t tokens = stats_.prompt_tokens + stats_.completion_tokens;
+    return (config_.budget_tokens <= 0 || tokens < config_.budget_tokens) &&
+           (config_.budget_cost <= 0 || stats_.cost < config_.budget_cost);
+  };
+  http_->run(
+      requests,
+      [&](size_t k, HttpResponse&& resp) {
+        size_t i = request_sample[k];
+        JudgeResult& r = results[i];
+        r.latency_s = resp.latency_s;
+        r.attempts = resp.attempts;
+        if (!resp.failure.empty()) {
+          r.failure = resp.failure == "stopped" ? "budget_exhausted" : resp.failure;
+          r.detail = resp.detail;
+        } else {
+          read_openai_reply(resp.body, r);
+          r.cost = (r.prompt_tokens * config_.price_input_per_million +
+                    r.completion_tokens * config_.price_output_per_million) / 1e6;
+          stats_.prompt_tokens += r.prompt_tokens;
+          stats_.completion_tokens += r.completion_tokens;
+          stats_.cost += r.cost;
+          if (r.failure.empty()) {
+            r.verdict = parse_verdict(r.reply, config_.rubric);
+            if (r.verdict.ok) {
+              r.ok = true;
+            } else {
+              r.failure = r.verdict.failure;
+              r.detail = r.verdict.detail;
+            }
+          }
+        }
+        if (r.ok && cache_) cache_->put(keys[i], result_to_json(r).dump(-1, ' ', false, json::error_handler_t::replace));
+        record(i, keys[i], bodies[i]["messages"]);
+      },
+      within_budget);
+  return results;
+}
+
+}  // namespace rlaif

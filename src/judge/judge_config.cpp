@@ -1,0 +1,174 @@
+// judge.toml: every key is read with its type checked; an unknown key is an error naming it (a typo must not be
+// silently ignored).
+#include <toml++/toml.h>
+
+#include <set>
+
+#include "rlaif/error.h"
+#include "rlaif/judge.h"
+
+namespace rlaif {
+namespace {
+
+class TomlReader {
+ public:
+  TomlReader(const toml::table& t, std::string where) : t_(t), where_(std::move(where)) {}
+  ~TomlReader() = default;
+
+  template <class T>
+  void get(const char* key, T& out) {
+    seen_.insert(key);
+    const toml::node* n = t_.get(key);
+    if (!n) return;
+    if constexpr (std::is_same_v<T, std::string>) {
+      if (!n->is_string()) fail(key, "a string");
+      out = **n->as_string();
+    } else if constexpr (std::is_same_v<T, bool>) {
+      if (!n->is_boolean()) fail(key, "true or false");
+      out = **n->as_boolean();
+    } else if constexpr (std::is_integral_v<T>) {
+      if (!n->is_integer()) fail(key, "an integer");
+      out = static_cast<T>(**n->as_integer());
+    } else {
+      if (n->is_integer()) out = static_cast<T>(**n->as_integer());
+      else if (n->is_floating_point()) out = static_cast<T>(**n->as_floating_point());
+      else fail(key, "a number");
+    }
+  }
+  const toml::table* table(const char* key) {
+    seen_.insert(key);
+    const toml::node* n = t_.get(key);
+    if (n && !n->is_table()) fail(key, "a table");
+    return n ? n->as_table() : nullptr;
+  }
+  const toml::array* array(const char* key) {
+    seen_.insert(key);
+    const toml::node* n = t_.get(key);
+    if (n && !n->is_array()) fail(key, "an array");
+    return n ? n->as_array() : nullptr;
+  }
+  // Any key that was never asked for is a typo or an option that does not exist.
+  void check_unknown(const std::string& valid) {
+    for (const auto& [k, v] : t_)
+      if (!seen_.count(std::string(k.str())))
+        throw Error("unknown key \"" + std::string(k.str()) + "\"", at(std::string(k.str()), v), "valid keys: " + valid);
+  }
+
+ private:
+  std::string at(const std::string& key, const toml::node& n) const {
+    return where_ + "." + key + " (line " + std::to_string(n.source().begin.line) + ")";
+  }
+  [[noreturn]] void fail(const char* key, const char* what) {
+    throw Error(std::string("must be ") + what, at(key, *t_.get(key)), "see docs/config.md");
+  }
+  const toml::table& t_;
+  std::string where_;
+  std::set<std::string> seen_;
+};
+
+}  // namespace
+
+JudgeConfig JudgeConfig::from_toml(const std::string& path) {
+  toml::table root;
+  try {
+    root = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    throw Error(std::string("invalid TOML: ") + std::string(e.description()),
+                path + ":" + std::to_string(e.source().begin.line), "fix the syntax");
+  }
+  JudgeConfig c;
+  TomlReader top(root, path);
+  if (const toml::table* j = top.table("judge")) {
+    TomlReader r(*j, path + ": judge");
+    r.get("backend", c.backend);
+    r.get("base_url", c.base_url);
+    r.get("model", c.model);
+    r.get("api_key_env", c.api_key_env);
+    r.get("temperature", c.temperature);
+    r.get("max_tokens", c.max_tokens);
+    r.get("response_format", c.response_format);
+    r.get("top_logprobs", c.top_logprobs);
+    r.get("concurrency", c.http.max_in_flight);
+    r.get("timeout_s", c.http.timeout_s);
+    r.get("deadline_s", c.http.deadline_s);
+    r.get("max_retries", c.http.max_retries);
+    r.get("backoff_base_s", c.http.backoff_base_s);
+    r.get("backoff_max_s", c.http.backoff_max_s);
+    r.get("requests_per_minute", c.http.requests_per_minute);
+    r.get("tokens_per_minute", c.http.tokens_per_minute);
+    r.get("circuit_failures", c.http.circuit_failures);
+    r.get("circuit_cooldown_s", c.http.circuit_cooldown_s);
+    r.get("cache", c.cache_path);
+    r.get("journal", c.journal_path);
+    r.get("price_input_per_million", c.price_input_per_million);
+    r.get("price_output_per_million", c.price_output_per_million);
+    r.get("budget_tokens", c.budget_tokens);
+    r.get("budget_cost", c.budget_cost);
+    if (const toml::table* h = r.table("headers")) {
+      for (const auto& [k, v] : *h) {
+        if (!v.is_string()) throw Error("header values must be strings", path + ": judge.headers." + std::string(k.str()));
+        c.headers.push_back(std::string(k.str()) + ": " + std::string(**v.as_string()));
+      }
+    }
+    r.check_unknown(
+        "backend, base_url, model, api_key_env, temperature, max_tokens, response_format, top_logprobs, concurrency, "
+        "timeout_s, deadline_s, max_retries, backoff_base_s, backoff_max_s, requests_per_minute, tokens_per_minute, "
+        "circuit_failures, circuit_cooldown_s, cache, journal, price_input_per_million, price_output_per_million, "
+        "budget_tokens, budget_cost, headers");
+  }
+  if (const toml::table* rb = top.table("rubric")) {
+    TomlReader r(*rb, path + ": rubric");
+    std::string pass_fail;
+    r.get("reference", c.rubric.reference);
+    r.get("pass_fail", pass_fail);
+    if (const toml::array* list = r.array("criteria")) {
+      c.rubric.criteria.clear();
+      for (size_t i = 0; i < list->size(); ++i) {
+        const toml::node& n = *list->get(i);
+        std::string at = path + ": rubric.criteria[" + std::to_string(i) + "]";
+        if (!n.is_table()) throw Error("each criterion is a table ([[rubric.criteria]])", at);
+        TomlReader cr(*n.as_table(), at);
+        Criterion crit;
+        cr.get("name", crit.name);
+        cr.get("description", crit.description);
+        cr.get("min", crit.min);
+        cr.get("max", crit.max);
+        cr.get("weight", crit.weight);
+        cr.check_unknown("name, description, min, max, weight");
+        c.rubric.criteria.push_back(crit);
+      }
+    }
+    if (!pass_fail.empty()) {
+      std::string reference = c.rubric.reference;
+      c.rubric = Rubric::pass_fail_check(pass_fail);
+      c.rubric.reference = reference;
+    }
+    r.check_unknown("reference, pass_fail, criteria");
+  }
+  if (const toml::table* t = top.table("template")) {
+    TomlReader r(*t, path + ": template");
+    r.get("system", c.tmpl.system);
+    r.get("user", c.tmpl.user);
+    r.check_unknown("system, user");
+  }
+  top.check_unknown("judge, rubric, template");
+  c.validate(path);
+  return c;
+}
+
+void JudgeConfig::validate(const std::string& where) const {
+  if (backend != "openai") throw Error("unknown backend \"" + backend + "\"", where + ": judge.backend", "use openai");
+  if (base_url.rfind("http://", 0) != 0 && base_url.rfind("https://", 0) != 0)
+    throw Error("base_url must start with http:// or https://", where + ": judge.base_url", "e.g. http://127.0.0.1:8000/v1");
+  if (model.empty()) throw Error("the judge model is not set", where + ": judge.model", "the model name the server expects");
+  if (response_format != "json_schema" && response_format != "json_object" && response_format != "none")
+    throw Error("response_format must be json_schema, json_object or none", where + ": judge.response_format");
+  if (http.max_in_flight < 1) throw Error("must be >= 1", where + ": judge.concurrency");
+  if (!(http.timeout_s > 0)) throw Error("must be > 0", where + ": judge.timeout_s");
+  if (http.max_retries < 0) throw Error("must be >= 0", where + ": judge.max_retries");
+  if (max_tokens < 1) throw Error("must be >= 1", where + ": judge.max_tokens");
+  rubric.validate(where + ": rubric");
+  tmpl.validate(where + ": template");
+}
+
+}  // namespace rlaif

@@ -1,0 +1,166 @@
+// The judge end to end against a real HTTP server on 127.0.0.1 that misbehaves on purpose: verdicts, failures by
+// cause (never a score), the SQLite cache (a rerun pays nothing), the journal (no API key in it), budgets, judge.toml
+// validation and the `rlaif judge` command.
+#include <cstdlib>
+
+#include "fault_server.h"
+#include "rlaif/judge.h"
+#include "rlaif/jsonl.h"
+#include "test_util.h"
+
+using rlaif_test::TempDir;
+
+namespace {
+
+rlaif::JudgeConfig config_for(const rlaif_test::FaultServer& s, const TempDir& dir) {
+  rlaif::JudgeConfig c;
+  c.base_url = s.base_url();
+  c.model = "fault-judge";
+  c.http.timeout_s = 2;
+  c.http.max_retries = 2;
+  c.http.backoff_base_s = 0.02;
+  c.http.circuit_failures = 0;
+  c.cache_path = dir / "cache.sqlite";
+  c.journal_path = dir / "journal.jsonl";
+  c.price_input_per_million = 1.0;
+  c.price_output_per_million = 2.0;
+  return c;
+}
+
+std::vector<rlaif::JudgeSample> samples() {
+  std::vector<rlaif::JudgeSample> s;
+  for (const char* fault : {"ok", "429x1", "non_numeric", "invalid_json", "4xx", "500", "truncatex1", "ok"})
+    s.push_back({"What is 2+2?", std::string("4. FAULT=") + fault + " ID=" + fault + std::to_string(s.size()), ""});
+  return s;
+}
+
+TEST(Judge, VerdictsAndFailuresByCauseCacheAndJournal) {
+  TempDir dir;
+  rlaif_test::FaultServer server;
+  ::setenv("RLAIF_TEST_JUDGE_KEY", "sk-secret-never-logged", 1);
+  auto config = config_for(server, dir);
+  config.api_key_env = "RLAIF_TEST_JUDGE_KEY";
+  auto input = samples();
+  std::vector<std::string> want = {"", "", "non_numeric_score", "bad_response", "http_4xx", "http_5xx", "", ""};
+  {
+    rlaif::Judge judge(config);
+    int callbacks = 0;
+    auto results = judge.judge(input, [&](size_t, const rlaif::JudgeResult&) { ++callbacks; });
+    EXPECT_EQ(callbacks, 8);
+    for (size_t i = 0; i < input.size(); ++i) {
+      EXPECT_EQ(results[i].failure, want[i]) << i << ": " << results[i].detail;
+      EXPECT_EQ(results[i].ok, want[i].empty()) << i;
+      if (results[i].ok) {
+        EXPECT_NEAR(results[i].verdict.reward, 6.0 / 9, 1e-12);  // the server answers 7 on 1..10 everywhere
+        EXPECT_EQ(results[i].verdict.scores.size(), 3u);
+        EXPECT_NEAR(results[i].cost, (100 * 1.0 + 20 * 2.0) / 1e6, 1e-15);
+      } else {
+        EXPECT_EQ(results[i].verdict.reward, 0);  // no made-up score
+      }
+    }
+    const auto& st = judge.stats();
+    EXPECT_EQ(st.ok, 4);
+    EXPECT_EQ(st.failed, 4);
+    EXPECT_EQ(st.failures.at("http_5xx"), 1);
+    EXPECT_EQ(st.cache_hits, 0);
+  }
+  int64_t requests_first = server.requests();
+  // The journal: one line per judgment, with the request messages and raw reply, never the key.
+  std::string journal = rlaif::read_file(dir / "journal.jsonl");
+  EXPECT_EQ(std::count(journal.begin(), journal.end(), '\n'), 8);
+  EXPECT_EQ(journal.find("sk-secret-never-logged"), std::string::npos);
+  EXPECT_NE(journal.find("\"request\""), std::string::npos);
+  // A rerun: the four good judgments come from the cache; only the failed ones are asked again.
+  {
+    rlaif::Judge judge(config);
+    auto results = judge.judge(input);
+    EXPECT_EQ(judge.stats().cache_hits, 4);
+    for (size_t i = 0; i < input.size(); ++i) {
+      EXPECT_EQ(results[i].cached, want[i].empty()) << i;
+      if (results[i].cached) EXPECT_NEAR(results[i].verdict.reward, 6.0 / 9, 1e-12);
+    }
+  }
+  int64_t asked_again = server.requests() - requests_first;
+  EXPECT_GE(asked_again, 4);  // the failed ones (the 500 with its retries)
+  EXPECT_LE(asked_again, 6);
+  // A different rubric is a different key: nothing comes from the cache.
+  auto other = config;
+  other.rubric.criteria[0].description = "changed";
+  rlaif::Judge judge(other);
+  judge.judge({input[0]});
+  EXPECT_EQ(judge.stats().cache_hits, 0);
+  EXPECT_NE(judge.cache_key(input[0]), rlaif::Judge(config).cache_key(input[0]));
+}
+
+TEST(Judge, BudgetStopsSendingAndMarksTheRest) {
+  TempDir dir;
+  rlaif_test::FaultServer server;
+  auto config = config_for(server, dir);
+  config.cache_path = "";
+  config.http.max_in_flight = 1;
+  config.budget_tokens = 250;  // each judgment uses 120 tokens
+  std::vector<rlaif::JudgeSample> input;
+  for (int i = 0; i < 6; ++i) input.push_back({"p", "c" + std::to_string(i), ""});
+  rlaif::Judge judge(config);
+  auto results = judge.judge(input);
+  int ok = 0, exhausted = 0;
+  for (const auto& r : results) {
+    ok += r.ok;
+    exhausted += r.failure == "budget_exhausted";
+  }
+  EXPECT_EQ(ok, 3);  // 120, 240 (< 250: one more), 360
+  EXPECT_EQ(exhausted, 3);
+  EXPECT_EQ(server.requests(), 3);
+}
+
+TEST(Judge, ConfigErrorsNameFileKeyAndLine) {
+  TempDir dir;
+  auto write = [&](const std::string& text) {
+    rlaif_test::write_text(dir / "judge.toml", text);
+    return dir / "judge.toml";
+  };
+  rlaif_test::expect_error([&] { rlaif::JudgeConfig::from_toml(write("[judge]\nmodel = \"m\"\ntemprature = 0.5\n")); },
+                           {"judge.toml: judge.temprature (line 3)", "unknown key", "temperature"});
+  rlaif_test::expect_error([&] { rlaif::JudgeConfig::from_toml(write("[judge]\nmodel = \"m\"\nconcurrency = \"many\"\n")); },
+                           {"judge.concurrency", "must be an integer"});
+  rlaif_test::expect_error([&] { rlaif::JudgeConfig::from_toml(write("[judge]\nmodel = \"m\"\n[[rubric.criteria]]\nname = \"a\"\nmin = 5\nmax = 1\n")); },
+                           {"criteria[0] (a)", "min must be below max"});
+  rlaif_test::expect_error([&] { rlaif::JudgeConfig::from_toml(write("[judge]\nmodel = \"m\"\nbase_url = \"localhost:80\"\n")); },
+                           {"judge.base_url", "http://"});
+  rlaif_test::expect_error([&] { rlaif::JudgeConfig::from_toml(write("[judge\nmodel = 1\n")); }, {"judge.toml:1", "invalid TOML"});
+  rlaif_test::expect_error([&] { rlaif::JudgeConfig::from_toml(write("[judge]\n")); }, {"judge.model", "not set"});
+  auto c = rlaif::JudgeConfig::from_toml(write(
+      "[judge]\nmodel = \"m\"\nconcurrency = 32\n[judge.headers]\nX-Team = \"rl\"\n[rubric]\npass_fail = \"Is it right?\"\n"));
+  EXPECT_EQ(c.http.max_in_flight, 32);
+  EXPECT_TRUE(c.rubric.pass_fail);
+  EXPECT_EQ(c.headers, std::vector<std::string>{"X-Team: rl"});
+}
+
+TEST(Judge, CommandScoresAFileWithASummary) {
+  TempDir dir;
+  rlaif_test::FaultServer server;
+  rlaif_test::write_text(dir / "judge.toml", "[judge]\nbase_url = \"" + server.base_url() + "\"\nmodel = \"m\"\n"
+                                             "max_retries = 0\ncache = \"" + (dir / "c.sqlite") + "\"\n");
+  std::string rows;
+  for (const char* fault : {"ok", "4xx", "ok"})
+    rows += nlohmann::json{{"prompt", "Capital of France?"}, {"completion", std::string("Paris FAULT=") + fault + " ID=" + fault + std::to_string(rows.size())}}.dump() + "\n";
+  rlaif_test::write_text(dir / "in.jsonl", rows);
+  auto r = rlaif_test::run_command(std::string(RLAIF_BIN) + " judge --config " + (dir / "judge.toml") + " --in " +
+                                   (dir / "in.jsonl") + " --out " + (dir / "out.jsonl") + " --quiet");
+  EXPECT_EQ(r.exit_code, 4) << r.output;  // finished, but one judgment failed
+  EXPECT_NE(r.output.find("3 judged, 2 ok, 1 failed"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("failed http_4xx"), std::string::npos) << r.output;
+  auto out = rlaif::read_jsonl(dir / "out.jsonl");
+  ASSERT_EQ(out.size(), 3u);
+  EXPECT_EQ(out[0].value["scores"]["relevance"], 7);
+  EXPECT_EQ(out[1].value["failure"], "http_4xx");
+  EXPECT_FALSE(out[1].value.contains("reward"));
+  // A malformed row names its line.
+  rlaif_test::write_text(dir / "bad.jsonl", "{\"prompt\": \"x\"}\n");
+  r = rlaif_test::run_command(std::string(RLAIF_BIN) + " judge --config " + (dir / "judge.toml") + " --in " +
+                              (dir / "bad.jsonl") + " --out " + (dir / "o2.jsonl"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("bad.jsonl:1"), std::string::npos) << r.output;
+}
+
+}  // namespace
