@@ -26,6 +26,7 @@ class FaultServer {
  public:
   explicit FaultServer(int added_latency_ms = 0, int threads = 300) : latency_ms_(added_latency_ms) {
     server_.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+    server_.set_tcp_nodelay(true);  // else Nagle holds the body behind the headers for a delayed ACK
     server_.Get("/health", [](const httplib::Request&, httplib::Response& res) { res.set_content("ok", "text/plain"); });
     server_.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) { handle(req, res); });
     port_ = server_.bind_to_any_port("127.0.0.1");

@@ -131,6 +131,8 @@ void HttpClient::run(const std::vector<HttpRequest>& requests,
     t->retry_after.clear();
     curl_slist_free_all(t->headers);
     t->headers = curl_slist_append(nullptr, "Content-Type: application/json");
+    // No "Expect: 100-continue" (curl's default above 1 KB): it costs a round trip per request.
+    t->headers = curl_slist_append(t->headers, "Expect:");
     for (const auto& h : q.headers) t->headers = curl_slist_append(t->headers, h.c_str());
     double timeout = options_.timeout_s;
     if (has_deadline) timeout = std::min(timeout, seconds(deadline - now));
@@ -241,21 +243,25 @@ void HttpClient::run(const std::vector<HttpRequest>& requests,
       if (remaining == 0) break;
     }
     // Start what the limits allow.
-    Clock::time_point wake = now + std::chrono::milliseconds(100);
+    Clock::time_point wake = now + std::chrono::seconds(1);  // curl_multi_poll also honours curl's own timers
+    bool limited = false;  // a limit or the circuit holds back a ready request
     while (!ready.empty() && in_flight < options_.max_in_flight) {
       if (circuit_open && !(probe_in_flight && in_flight == 0)) {
         wake = std::min(wake, std::max(open_until, now + std::chrono::milliseconds(5)));
+        limited = true;
         break;
       }
       size_t i = ready.front();
       if (options_.requests_per_minute > 0 && now < next_start) {
         wake = std::min(wake, next_start);
+        limited = true;
         break;
       }
       // A request larger than the whole budget waits for a full bucket, then goes.
       double need = std::min(requests[i].tokens, options_.tokens_per_minute);
       if (options_.tokens_per_minute > 0 && bucket < need) {
         wake = std::min(wake, now + dur((need - bucket) * 60 / options_.tokens_per_minute));
+        limited = true;
         break;
       }
       ready.pop_front();
@@ -268,9 +274,10 @@ void HttpClient::run(const std::vector<HttpRequest>& requests,
     int running = 0;
     curl_multi_perform(multi, &running);
     CURLMsg* msg;
-    int left;
+    int left, completed = 0;
     while ((msg = curl_multi_info_read(multi, &left))) {
       if (msg->msg != CURLMSG_DONE) continue;
+      ++completed;
       Transfer* t = nullptr;
       curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &t);
       CURLcode code = msg->data.result;
@@ -311,9 +318,11 @@ void HttpClient::run(const std::vector<HttpRequest>& requests,
       failed_attempt(i, std::move(r), retryable, retry_after);
     }
     if (remaining == 0) break;
+    // A finished transfer freed a slot: start the next request now rather than after the next socket event.
+    if (completed > 0 && !ready.empty() && !limited) continue;
     long wait_ms = std::max(0L, static_cast<long>(seconds(wake - Clock::now()) * 1000));
-    if (in_flight > 0) curl_multi_poll(multi, nullptr, 0, static_cast<int>(std::min(wait_ms, 100L)), nullptr);
-    else if (wait_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(std::min(wait_ms, 100L)));
+    if (in_flight > 0) curl_multi_poll(multi, nullptr, 0, static_cast<int>(std::min(wait_ms, 1000L)), nullptr);
+    else if (wait_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(std::min(wait_ms, 1000L)));
   }
   for (auto& t : all_transfers) {
     curl_slist_free_all(t->headers);
