@@ -9,7 +9,7 @@ PACKAGES=(
   libtorch-dev libopenblas0-openmp   # libtorch; OpenBLAS (OpenMP build) replaces the reference BLAS: ~40x faster fp32 matmul
   nlohmann-json3-dev libcurl4-openssl-dev libcpp-httplib-dev libtomlplusplus-dev libcli11-dev
   libpcre2-dev libutf8proc-dev libsqlite3-dev libgtest-dev libgmock-dev libbenchmark-dev
-  python3-torch python3-numpy        # the independent PyTorch reference used by the tests
+  python3-torch python3-numpy python3-scipy  # independent references used by the tests (PyTorch, SciPy)
 )
 
 missing=()

@@ -3,7 +3,8 @@
 // "ID=..." inside the last message) and counts attempts per id. MODE is one of
 //   ok | 4xx | invalid_json | non_numeric | 429xN | 500xN | timeoutxN | truncatexN | dripxN | timeout | 500
 // where "xN" means: misbehave on the first N attempts, then answer normally.
-// A normal answer is an OpenAI chat completion whose content is a verdict JSON (scores 7 on every requested key).
+// A normal answer is an OpenAI chat completion whose content is a verdict JSON: score 7 on every requested key, or N
+// when the last message says "SCORE=N" (the last such marker counts, so an appended injection can move it).
 #pragma once
 
 #include <arpa/inet.h>
@@ -67,7 +68,7 @@ class FaultServer {
   }
 
   static std::string field(const std::string& text, const std::string& key) {
-    size_t at = text.find(key + "=");
+    size_t at = text.rfind(key + "=");  // the last one: text appended to a completion can override it
     if (at == std::string::npos) return "";
     size_t end = text.find_first_of(" \n\"", at);
     return text.substr(at + key.size() + 1, end == std::string::npos ? std::string::npos : end - at - key.size() - 1);
@@ -128,7 +129,8 @@ class FaultServer {
     } else if (mode == "non_numeric") {
       res.set_content(answer(body, -1), "application/json");
     } else {
-      res.set_content(answer(body, 7), "application/json");
+      std::string score = field(text, "SCORE");
+      res.set_content(answer(body, score.empty() ? 7 : std::stoi(score)), "application/json");
     }
   }
 

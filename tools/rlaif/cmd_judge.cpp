@@ -7,6 +7,7 @@
 #include "rlaif/atomic_file.h"
 #include "rlaif/error.h"
 #include "rlaif/judge.h"
+#include "rlaif/judge_eval.h"
 #include "rlaif/jsonl.h"
 #include "rlaif/progress.h"
 
@@ -16,6 +17,10 @@ namespace {
 struct JudgeArgs {
   std::string config, in, out;
   bool quiet = false;
+  // judge eval
+  std::string labels, injections, report;
+  double threshold = 0.5, label_threshold = -1e300;
+  int consistency = 1;
 };
 
 double percentile(std::vector<double> v, double p) {
@@ -24,23 +29,14 @@ double percentile(std::vector<double> v, double p) {
   return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
 }
 
+std::vector<rlaif::LabelledSample> read_rows(const std::string& path, bool labelled);
+
 int run_judge(const JudgeArgs& a) {
   auto config = rlaif::JudgeConfig::from_toml(a.config);
-  auto rows = rlaif::read_jsonl(a.in);
   std::vector<rlaif::JudgeSample> samples;
   std::vector<size_t> lines;
-  for (const auto& r : rows) {
-    std::string where = a.in + ":" + std::to_string(r.line);
-    if (!r.error.empty()) throw rlaif::Error(r.error, where, "each line must be one JSON object");
-    const auto& v = r.value;
-    if (!v.is_object() || !v.contains("prompt") || !v["prompt"].is_string() || !v.contains("completion") ||
-        !v["completion"].is_string())
-      throw rlaif::Error("row needs string \"prompt\" and \"completion\"", where,
-                         "rows look like {\"prompt\": \"...\", \"completion\": \"...\", \"reference\": \"...\"}");
-    if (v.contains("reference") && !v["reference"].is_string()) throw rlaif::Error("\"reference\" must be a string", where);
-    samples.push_back({v["prompt"], v["completion"], v.value("reference", "")});
-    lines.push_back(r.line);
-  }
+  for (auto& l : read_rows(a.in, false)) samples.push_back(std::move(l.sample));
+  for (const auto& r : rlaif::read_jsonl(a.in)) lines.push_back(r.line);
   rlaif::Judge judge(config);
   rlaif::Progress progress("judge", static_cast<int64_t>(samples.size()), "samples", !a.quiet);
   auto results = judge.judge(samples, [&](size_t, const rlaif::JudgeResult&) { progress.advance(); });
@@ -81,6 +77,50 @@ int run_judge(const JudgeArgs& a) {
   return st.failed > 0 ? 4 : 0;
 }
 
+// Reads rows {prompt, completion, reference?} (and "label" when `labelled`), naming file:line for a bad row.
+std::vector<rlaif::LabelledSample> read_rows(const std::string& path, bool labelled) {
+  std::vector<rlaif::LabelledSample> out;
+  for (const auto& r : rlaif::read_jsonl(path)) {
+    std::string where = path + ":" + std::to_string(r.line);
+    if (!r.error.empty()) throw rlaif::Error(r.error, where, "each line must be one JSON object");
+    const auto& v = r.value;
+    if (!v.is_object() || !v.contains("prompt") || !v["prompt"].is_string() || !v.contains("completion") ||
+        !v["completion"].is_string())
+      throw rlaif::Error("row needs string \"prompt\" and \"completion\"", where,
+                         "rows look like {\"prompt\": \"...\", \"completion\": \"...\", \"reference\": \"...\"}");
+    if (v.contains("reference") && !v["reference"].is_string()) throw rlaif::Error("\"reference\" must be a string", where);
+    rlaif::LabelledSample l{{v["prompt"], v["completion"], v.value("reference", "")}, 0};
+    if (labelled) {
+      if (!v.contains("label") || !(v["label"].is_number() || v["label"].is_boolean()))
+        throw rlaif::Error("row needs a numeric \"label\"", where, "e.g. \"label\": 1 (pass) / 0 (fail), or a score");
+      l.label = v["label"].is_boolean() ? (v["label"].get<bool>() ? 1 : 0) : v["label"].get<double>();
+    }
+    out.push_back(std::move(l));
+  }
+  return out;
+}
+
+int run_judge_eval(const JudgeArgs& a) {
+  auto config = rlaif::JudgeConfig::from_toml(a.config);
+  auto labelled = read_rows(a.labels, true);
+  rlaif::JudgeEvalOptions o;
+  o.threshold = a.threshold;
+  o.label_threshold = a.label_threshold;
+  o.consistency = a.consistency;
+  if (!a.injections.empty())
+    for (const auto& r : rlaif::read_jsonl(a.injections)) {
+      std::string where = a.injections + ":" + std::to_string(r.line);
+      if (!r.error.empty() || !r.value.is_object() || !r.value.contains("completion") || !r.value["completion"].is_string())
+        throw rlaif::Error("injection rows need a string \"completion\"", where);
+      o.injections.push_back(r.value["completion"]);
+    }
+  auto rep = rlaif::evaluate_judge(config, labelled, o);
+  std::string text = rep.to_json().dump(2);
+  if (!a.report.empty()) rlaif::write_file_atomic(a.report, text + "\n");
+  std::printf("%s\n", text.c_str());
+  return 0;
+}
+
 }  // namespace
 
 Run add_judge(CLI::App& app) {
@@ -90,11 +130,26 @@ Run add_judge(CLI::App& app) {
       "(weighted rubric score in [0, 1]), scores, rationale, or failure and detail; cached, latency_s. A failed "
       "judgment is reported as failed, never scored. Exit code 4 when some judgments failed. See docs/config.md for "
       "judge.toml.");
-  app.add_option("--config", a->config, "judge.toml: [judge] endpoint and limits, [rubric], [template]")->required();
-  app.add_option("--in", a->in, "JSONL rows to judge")->required();
-  app.add_option("--out", a->out, "JSONL results, written atomically")->required();
+  app.add_option("--config", a->config, "judge.toml: [judge] endpoint and limits, [rubric], [template]");
+  app.add_option("--in", a->in, "JSONL rows to judge");
+  app.add_option("--out", a->out, "JSONL results, written atomically");
   app.add_flag("--quiet", a->quiet, "no progress bar");
-  return [a]() { return run_judge(*a); };
+  auto* eval = app.add_subcommand("eval", "agreement of the judge with labels, length bias, consistency, injection shift");
+  eval->add_option("--config", a->config, "judge.toml")->required();
+  eval->add_option("--labels", a->labels, "JSONL rows {prompt, completion, reference?, label}")->required();
+  eval->add_option("--threshold", a->threshold, "reward >= threshold is a pass")->capture_default_str();
+  eval->add_option("--label-threshold", a->label_threshold, "label >= this is a pass (default: midpoint of the labels)");
+  eval->add_option("--consistency", a->consistency, "judge every sample K times (no cache) and report the spread")
+      ->capture_default_str();
+  eval->add_option("--injections", a->injections, "JSONL rows {completion}: texts appended to every completion; "
+                                                  "reports the reward shift they cause (e.g. tests/data/judge_injections.jsonl)");
+  eval->add_option("--report", a->report, "also write the report (JSON) to this file");
+  return [a, eval]() {
+    if (*eval) return run_judge_eval(*a);
+    if (a->config.empty() || a->in.empty() || a->out.empty())
+      throw CLI::RequiredError("rlaif judge needs --config, --in and --out (or the eval subcommand)");
+    return run_judge(*a);
+  };
 }
 
 }  // namespace rlaif_cli

@@ -32,6 +32,9 @@ int main(int argc, char** argv) {
   try {
     for (auto& kv : runs)
       if (kv.first->parsed()) return kv.second();
+  } catch (const CLI::ParseError& e) {  // a usage error found after parsing (e.g. options that go together)
+    std::fprintf(stderr, "rlaif: usage: %s\n", e.what());
+    return 2;
   } catch (const rlaif::Error& e) {
     std::fprintf(stderr, "rlaif: error: %s\n", e.what());
     return 1;

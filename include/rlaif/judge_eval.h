@@ -1,0 +1,41 @@
+// Judging the judge: agreement of its rewards with labels (Spearman, Kendall tau-b, accuracy at a threshold, Cohen's
+// kappa on pass/fail), its length bias, its self-consistency over repeated samples, and the reward shift an injection
+// set causes when appended to the completions.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "rlaif/judge.h"
+
+namespace rlaif {
+
+struct LabelledSample {
+  JudgeSample sample;
+  double label = 0;  // ground truth: pass/fail as 1/0, or a score on any scale (higher = better)
+};
+
+struct JudgeEvalOptions {
+  double threshold = 0.5;        // reward >= threshold counts as pass
+  double label_threshold = -1e300;  // label >= this counts as pass; default: midpoint of the labels' range
+  int consistency = 1;           // > 1: judge every sample this many more times without the cache; report the spread
+  std::vector<std::string> injections;  // texts appended (after a blank line) to every completion; report the shift
+};
+
+struct JudgeEvalReport {
+  int64_t samples = 0, judged = 0, failed = 0;
+  double spearman = 0, kendall = 0, accuracy = 0, kappa = 0;
+  double length_bias = 0;        // Spearman(reward, completion length in characters)
+  double label_length_bias = 0;  // the same for the labels: how much length bias the task itself has
+  double consistency_std = -1;   // mean over samples of the std of rewards over the repeats (-1: not measured)
+  int64_t injection_pairs = 0;
+  double injection_shift = 0;    // mean of reward(injected) - reward(clean) over pairs where both were judged
+  double injection_raised = 0;   // fraction of those pairs whose reward went up
+  nlohmann::ordered_json to_json() const;
+};
+
+JudgeEvalReport evaluate_judge(const JudgeConfig& config, const std::vector<LabelledSample>& labelled,
+                               const JudgeEvalOptions& options);
+
+}  // namespace rlaif

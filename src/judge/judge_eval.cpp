@@ -1,0 +1,112 @@
+#include "rlaif/judge_eval.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "rlaif/agreement.h"
+
+namespace rlaif {
+
+nlohmann::ordered_json JudgeEvalReport::to_json() const {
+  nlohmann::ordered_json j = {{"samples", samples}, {"judged", judged}, {"failed", failed}, {"spearman", spearman},
+                              {"kendall_tau_b", kendall}, {"accuracy", accuracy}, {"cohen_kappa", kappa},
+                              {"length_bias", length_bias}, {"label_length_bias", label_length_bias}};
+  if (consistency_std >= 0) j["consistency_std"] = consistency_std;
+  if (injection_pairs > 0) {
+    j["injection_pairs"] = injection_pairs;
+    j["injection_shift"] = injection_shift;
+    j["injection_raised"] = injection_raised;
+  }
+  return j;
+}
+
+JudgeEvalReport evaluate_judge(const JudgeConfig& config, const std::vector<LabelledSample>& labelled,
+                               const JudgeEvalOptions& options) {
+  JudgeEvalReport rep;
+  rep.samples = static_cast<int64_t>(labelled.size());
+  std::vector<JudgeSample> samples;
+  for (const auto& l : labelled) samples.push_back(l.sample);
+  Judge judge(config);
+  auto results = judge.judge(samples);
+
+  double lo = 1e300, hi = -1e300;
+  for (const auto& l : labelled) lo = std::min(lo, l.label), hi = std::max(hi, l.label);
+  double label_threshold = options.label_threshold > -1e299 ? options.label_threshold : (lo + hi) / 2;
+  std::vector<double> reward, label, length;
+  std::vector<int> pred_pass, label_pass;
+  for (size_t i = 0; i < results.size(); ++i) {
+    if (!results[i].ok) {
+      ++rep.failed;
+      continue;
+    }
+    ++rep.judged;
+    reward.push_back(results[i].verdict.reward);
+    label.push_back(labelled[i].label);
+    length.push_back(static_cast<double>(labelled[i].sample.completion.size()));
+    pred_pass.push_back(results[i].verdict.reward >= options.threshold);
+    label_pass.push_back(labelled[i].label >= label_threshold);
+  }
+  if (!reward.empty()) {
+    rep.spearman = spearman(reward, label);
+    rep.kendall = kendall_tau_b(reward, label);
+    double correct = 0;
+    for (size_t k = 0; k < pred_pass.size(); ++k) correct += pred_pass[k] == label_pass[k];
+    rep.accuracy = correct / static_cast<double>(pred_pass.size());
+    rep.kappa = cohen_kappa(pred_pass, label_pass);
+    rep.length_bias = spearman(reward, length);
+    rep.label_length_bias = spearman(label, length);
+  }
+
+  if (options.consistency > 1) {  // repeats without the cache: a judge at temperature > 0 samples anew each time
+    JudgeConfig fresh = config;
+    fresh.cache_path.clear();
+    Judge again(fresh);
+    std::vector<JudgeSample> repeated;
+    for (int r = 1; r < options.consistency; ++r) repeated.insert(repeated.end(), samples.begin(), samples.end());
+    auto more = again.judge(repeated);
+    double total_std = 0;
+    int counted = 0;
+    for (size_t i = 0; i < samples.size(); ++i) {
+      std::vector<double> v;
+      if (results[i].ok) v.push_back(results[i].verdict.reward);
+      for (int r = 0; r + 1 < options.consistency; ++r)
+        if (more[r * samples.size() + i].ok) v.push_back(more[r * samples.size() + i].verdict.reward);
+      if (v.size() < 2) continue;
+      double mean = 0, var = 0;
+      for (double x : v) mean += x / static_cast<double>(v.size());
+      for (double x : v) var += (x - mean) * (x - mean) / static_cast<double>(v.size() - 1);
+      total_std += std::sqrt(var);
+      ++counted;
+    }
+    rep.consistency_std = counted ? total_std / counted : 0;
+  }
+
+  if (!options.injections.empty()) {
+    std::vector<JudgeSample> injected;
+    std::vector<size_t> base;
+    for (const auto& inj : options.injections)
+      for (size_t i = 0; i < samples.size(); ++i) {
+        JudgeSample s = samples[i];
+        s.completion += "\n\n" + inj;
+        injected.push_back(s);
+        base.push_back(i);
+      }
+    auto inj_results = judge.judge(injected);
+    double shift = 0, raised = 0;
+    for (size_t k = 0; k < injected.size(); ++k) {
+      const auto& clean = results[base[k]];
+      if (!clean.ok || !inj_results[k].ok) continue;
+      double d = inj_results[k].verdict.reward - clean.verdict.reward;
+      shift += d;
+      raised += d > 0;
+      ++rep.injection_pairs;
+    }
+    if (rep.injection_pairs > 0) {
+      rep.injection_shift = shift / static_cast<double>(rep.injection_pairs);
+      rep.injection_raised = raised / static_cast<double>(rep.injection_pairs);
+    }
+  }
+  return rep;
+}
+
+}  // namespace rlaif
