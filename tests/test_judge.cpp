@@ -141,7 +141,8 @@ TEST(Judge, CommandScoresAFileWithASummary) {
   TempDir dir;
   rlaif_test::FaultServer server;
   rlaif_test::write_text(dir / "judge.toml", "[judge]\nbase_url = \"" + server.base_url() + "\"\nmodel = \"m\"\n"
-                                             "max_retries = 0\ncache = \"" + (dir / "c.sqlite") + "\"\n");
+                                             "max_retries = 0\ncache = \"" + (dir / "c.sqlite") + "\"\n"
+                                             "[[graders]]\ntype = \"contains\"\nvalue = \"Paris\"\nweight = 2\n");
   std::string rows;
   for (const char* fault : {"ok", "4xx", "ok"})
     rows += nlohmann::json{{"prompt", "Capital of France?"}, {"completion", std::string("Paris FAULT=") + fault + " ID=" + fault + std::to_string(rows.size())}}.dump() + "\n";
@@ -154,6 +155,9 @@ TEST(Judge, CommandScoresAFileWithASummary) {
   auto out = rlaif::read_jsonl(dir / "out.jsonl");
   ASSERT_EQ(out.size(), 3u);
   EXPECT_EQ(out[0].value["scores"]["relevance"], 7);
+  // reward = (1 x judge 6/9 + 2 x contains "Paris" 1) / 3.
+  EXPECT_NEAR(out[0].value["reward"].get<double>(), (6.0 / 9 + 2.0) / 3, 1e-12);
+  EXPECT_EQ(out[0].value["grades"]["contains"], 1);
   EXPECT_EQ(out[1].value["failure"], "http_4xx");
   EXPECT_FALSE(out[1].value.contains("reward"));
   // judge eval: labels in, a JSON report out (the statistics themselves are checked against SciPy below).

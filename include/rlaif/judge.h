@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "rlaif/graders.h"
 #include "rlaif/http_client.h"
 #include "rlaif/judge_prompt.h"
 #include "rlaif/rubric.h"
@@ -36,6 +37,9 @@ struct JudgeConfig {
   std::string journal_path;                  // "" = no journal
   double price_input_per_million = 0, price_output_per_million = 0;
   double budget_tokens = 0, budget_cost = 0;  // 0 = no cap
+  // Rule graders combined with the judge: reward = (judge_weight * judge reward + sum of weight * grade) / weights.
+  std::vector<Grader> graders;
+  double judge_weight = 1;
 
   // Reads judge.toml ([judge], [judge.headers], [rubric], [[rubric.criteria]], [template]); every key is checked,
   // unknown keys are errors naming file and key. Relative cache/journal paths are relative to the working directory.
@@ -48,6 +52,8 @@ struct JudgeResult {
   std::string failure, detail;   // cause when !ok: a transport cause (timeout, http_429, ...), bad_response,
                                  // no_verdict, missing_score, non_numeric_score, budget_exhausted
   Verdict verdict;
+  double reward = 0;                   // the judge's reward combined with the graders (== verdict.reward without any)
+  std::map<std::string, double> grades;  // per grader name, 1 or 0
   bool cached = false;
   double latency_s = 0;
   int attempts = 0;
@@ -79,6 +85,8 @@ class Judge {
   std::string cache_key(const JudgeSample& sample) const;
 
  private:
+  void apply_graders(const JudgeSample& sample, JudgeResult& result) const;
+
   JudgeConfig config_;
   std::unique_ptr<HttpClient> http_;
   std::unique_ptr<JudgeCache> cache_;

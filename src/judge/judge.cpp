@@ -81,6 +81,18 @@ std::string Judge::cache_key(const JudgeSample& s) const {
   return sha256_hex(material.dump());
 }
 
+void Judge::apply_graders(const JudgeSample& s, JudgeResult& r) const {
+  if (!r.ok) return;  // a failed judgment stays failed: no partial reward
+  double total = config_.judge_weight * r.verdict.reward, weights = config_.judge_weight;
+  for (const auto& g : config_.graders) {
+    double v = g.grade(s.completion, s.reference.empty() ? config_.rubric.reference : s.reference);
+    r.grades[g.name] = v;
+    total += g.weight * v;
+    weights += g.weight;
+  }
+  r.reward = weights > 0 ? total / weights : 0;
+}
+
 std::vector<JudgeResult> Judge::judge(const std::vector<JudgeSample>& samples,
                                       const std::function<void(size_t, const JudgeResult&)>& on_result) {
   std::vector<JudgeResult> results(samples.size());
@@ -102,6 +114,7 @@ std::vector<JudgeResult> Judge::judge(const std::vector<JudgeSample>& samples,
       line["key"] = key;
       line["cached"] = r.cached;
       line["model"] = config_.model;
+      if (!config_.graders.empty()) line["grades"] = r.grades, line["combined_reward"] = r.reward;
       if (!r.cached) line["request"] = request;  // the messages; headers (and so the API key) are never written
       journal << line.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
       journal.flush();
@@ -130,6 +143,7 @@ std::vector<JudgeResult> Judge::judge(const std::vector<JudgeSample>& samples,
         if (j.is_object()) {
           results[i] = result_from_json(j);
           results[i].cached = true;
+          apply_graders(samples[i], results[i]);
           record(i, keys[i], json());
           continue;
         }
@@ -186,6 +200,7 @@ std::vector<JudgeResult> Judge::judge(const std::vector<JudgeSample>& samples,
           }
         }
         if (r.ok && cache_) cache_->put(keys[i], result_to_json(r).dump(-1, ' ', false, json::error_handler_t::replace));
+        apply_graders(samples[i], r);
         record(i, keys[i], bodies[i]["messages"]);
       },
       within_budget);

@@ -1,5 +1,6 @@
 // judge.toml: every key is read with its type checked; an unknown key is an error naming it (a typo must not be
 // silently ignored).
+#include <nlohmann/json.hpp>
 #include <toml++/toml.h>
 
 #include <set>
@@ -104,6 +105,7 @@ JudgeConfig JudgeConfig::from_toml(const std::string& path) {
     r.get("price_output_per_million", c.price_output_per_million);
     r.get("budget_tokens", c.budget_tokens);
     r.get("budget_cost", c.budget_cost);
+    r.get("judge_weight", c.judge_weight);
     if (const toml::table* h = r.table("headers")) {
       for (const auto& [k, v] : *h) {
         if (!v.is_string()) throw Error("header values must be strings", path + ": judge.headers." + std::string(k.str()));
@@ -114,7 +116,7 @@ JudgeConfig JudgeConfig::from_toml(const std::string& path) {
         "backend, base_url, model, api_key_env, temperature, max_tokens, response_format, top_logprobs, concurrency, "
         "timeout_s, deadline_s, max_retries, backoff_base_s, backoff_max_s, requests_per_minute, tokens_per_minute, "
         "circuit_failures, circuit_cooldown_s, cache, journal, price_input_per_million, price_output_per_million, "
-        "budget_tokens, budget_cost, headers");
+        "budget_tokens, budget_cost, judge_weight, headers");
   }
   if (const toml::table* rb = top.table("rubric")) {
     TomlReader r(*rb, path + ": rubric");
@@ -151,7 +153,33 @@ JudgeConfig JudgeConfig::from_toml(const std::string& path) {
     r.get("user", c.tmpl.user);
     r.check_unknown("system, user");
   }
-  top.check_unknown("judge, rubric, template");
+  if (const toml::array* list = top.array("graders")) {
+    for (size_t i = 0; i < list->size(); ++i) {
+      const toml::node& n = *list->get(i);
+      std::string at = path + ": graders[" + std::to_string(i) + "]";
+      if (!n.is_table()) throw Error("each grader is a table ([[graders]])", at);
+      TomlReader gr(*n.as_table(), at);
+      Grader g;
+      std::string schema;
+      gr.get("name", g.name);
+      gr.get("type", g.type);
+      gr.get("value", g.value);
+      gr.get("ignore_case", g.ignore_case);
+      gr.get("schema", schema);
+      gr.get("min_chars", g.min_chars);
+      gr.get("max_chars", g.max_chars);
+      gr.get("weight", g.weight);
+      gr.check_unknown("name, type, value, ignore_case, schema, min_chars, max_chars, weight");
+      if (!schema.empty()) {
+        g.schema = nlohmann::json::parse(schema, nullptr, false);
+        if (g.schema.is_discarded() || !g.schema.is_object())
+          throw Error("schema must be a JSON object written as a string", at + ".schema", "e.g. schema = '{\"type\": \"object\"}'");
+      }
+      g.validate(at);
+      c.graders.push_back(std::move(g));
+    }
+  }
+  top.check_unknown("judge, rubric, template, graders");
   c.validate(path);
   return c;
 }
@@ -166,6 +194,8 @@ void JudgeConfig::validate(const std::string& where) const {
   if (http.max_in_flight < 1) throw Error("must be >= 1", where + ": judge.concurrency");
   if (!(http.timeout_s > 0)) throw Error("must be > 0", where + ": judge.timeout_s");
   if (http.max_retries < 0) throw Error("must be >= 0", where + ": judge.max_retries");
+  if (judge_weight < 0 || (judge_weight == 0 && graders.empty()))
+    throw Error("judge_weight must be >= 0, and > 0 when there are no graders", where + ": judge.judge_weight");
   if (max_tokens < 1) throw Error("must be >= 1", where + ": judge.max_tokens");
   rubric.validate(where + ": rubric");
   tmpl.validate(where + ": template");

@@ -47,7 +47,8 @@ int run_judge(const JudgeArgs& a) {
     const auto& r = results[i];
     nlohmann::ordered_json row = {{"line", lines[i]}, {"ok", r.ok}};
     if (r.ok) {
-      row["reward"] = r.verdict.reward;
+      row["reward"] = r.reward;
+      if (!r.grades.empty()) row["judge_reward"] = r.verdict.reward, row["grades"] = r.grades;
       row["scores"] = r.verdict.scores;
       row["rationale"] = r.verdict.rationale;
       if (!r.verdict.clamped.empty()) row["clamped"] = r.verdict.clamped;

@@ -1,0 +1,36 @@
+// Rule graders, programmatic checks combined with the judge into one reward: exact, contains and regex matches
+// (against a fixed text or the row's reference), JSON validity against a schema, and length bounds. Each gives 1
+// (pass) or 0 (fail).
+#pragma once
+
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace rlaif {
+
+class Regex;
+
+struct Grader {
+  std::string name;        // shown in outputs; defaults to the type
+  std::string type;        // exact | contains | regex | json | length
+  std::string value;       // exact/contains: the text, "{reference}" = the row's reference; regex: the pattern
+  bool ignore_case = false;     // exact and contains
+  nlohmann::json schema;   // json: a JSON Schema subset (type, properties, required, additionalProperties, items,
+                           // enum, minimum, maximum, minLength, maxLength); null = any valid JSON
+  int64_t min_chars = 0, max_chars = 0;  // length: bounds in characters (max 0 = none)
+  double weight = 1;
+
+  // Throws rlaif::Error naming `where` for an unknown type, a bad regex or bounds.
+  void validate(const std::string& where);
+  double grade(const std::string& completion, const std::string& reference) const;
+
+ private:
+  std::shared_ptr<Regex> regex_;
+};
+
+// Whether `value` satisfies `schema` (the subset listed above); `why` receives the first violation.
+bool json_matches_schema(const nlohmann::json& value, const nlohmann::json& schema, std::string* why = nullptr);
+
+}  // namespace rlaif

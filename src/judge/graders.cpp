@@ -1,0 +1,104 @@
+#include "rlaif/graders.h"
+
+#include <algorithm>
+#include <cctype>
+
+#include "rlaif/error.h"
+#include "tokenizer/regex.h"
+#include "tokenizer/unicode.h"
+
+namespace rlaif {
+namespace {
+
+std::string lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+std::string trim(const std::string& s) {
+  size_t a = s.find_first_not_of(" \t\r\n"), b = s.find_last_not_of(" \t\r\n");
+  return a == std::string::npos ? "" : s.substr(a, b - a + 1);
+}
+
+bool fail(std::string* why, const std::string& w) {
+  if (why) *why = w;
+  return false;
+}
+
+}  // namespace
+
+bool json_matches_schema(const nlohmann::json& v, const nlohmann::json& s, std::string* why) {
+  if (s.is_null() || (s.is_object() && s.empty())) return true;
+  if (s.contains("enum") && std::find(s["enum"].begin(), s["enum"].end(), v) == s["enum"].end())
+    return fail(why, v.dump() + " is not one of " + s["enum"].dump());
+  if (s.contains("type")) {
+    std::string t = s["type"];
+    bool ok = (t == "object" && v.is_object()) || (t == "array" && v.is_array()) || (t == "string" && v.is_string()) ||
+              (t == "number" && v.is_number()) || (t == "integer" && v.is_number_integer()) ||
+              (t == "boolean" && v.is_boolean()) || (t == "null" && v.is_null());
+    if (!ok) return fail(why, v.dump() + " is not of type " + t);
+  }
+  if (v.is_number()) {
+    if (s.contains("minimum") && v.get<double>() < s["minimum"].get<double>()) return fail(why, v.dump() + " < minimum");
+    if (s.contains("maximum") && v.get<double>() > s["maximum"].get<double>()) return fail(why, v.dump() + " > maximum");
+  }
+  if (v.is_string()) {
+    size_t n = 0;
+    const std::string& str = v.get_ref<const std::string&>();
+    for (size_t i = 0; i < str.size(); i += unicode::cp_len(static_cast<unsigned char>(str[i]))) ++n;
+    if (s.contains("minLength") && n < s["minLength"].get<size_t>()) return fail(why, "string shorter than minLength");
+    if (s.contains("maxLength") && n > s["maxLength"].get<size_t>()) return fail(why, "string longer than maxLength");
+  }
+  if (v.is_object()) {
+    for (const auto& r : s.value("required", nlohmann::json::array()))
+      if (!v.contains(r.get<std::string>())) return fail(why, "missing required key \"" + r.get<std::string>() + "\"");
+    const auto props = s.value("properties", nlohmann::json::object());
+    for (auto it = v.begin(); it != v.end(); ++it) {
+      if (props.contains(it.key())) {
+        if (!json_matches_schema(it.value(), props[it.key()], why)) return false;
+      } else if (s.contains("additionalProperties") && s["additionalProperties"] == false) {
+        return fail(why, "unexpected key \"" + it.key() + "\"");
+      }
+    }
+  }
+  if (v.is_array() && s.contains("items"))
+    for (const auto& e : v)
+      if (!json_matches_schema(e, s["items"], why)) return false;
+  return true;
+}
+
+void Grader::validate(const std::string& where) {
+  if (name.empty()) name = type;
+  if (type == "regex") {
+    regex_ = std::make_shared<Regex>(value, where + ".value");
+  } else if (type == "exact" || type == "contains") {
+    if (value.empty()) throw Error("needs a value (a text, or \"{reference}\")", where + ".value");
+  } else if (type == "length") {
+    if (min_chars < 0 || max_chars < 0 || (max_chars > 0 && max_chars < min_chars))
+      throw Error("needs 0 <= min_chars <= max_chars (max_chars 0 = no maximum)", where);
+  } else if (type != "json") {
+    throw Error("unknown grader type \"" + type + "\"", where + ".type", "use exact, contains, regex, json or length");
+  }
+  if (!(weight > 0)) throw Error("weight must be positive", where + ".weight");
+}
+
+double Grader::grade(const std::string& completion, const std::string& reference) const {
+  std::string want = value == "{reference}" ? reference : value;
+  if (type == "exact") return ignore_case ? lower(trim(completion)) == lower(trim(want)) : trim(completion) == trim(want);
+  if (type == "contains")
+    return ignore_case ? lower(completion).find(lower(want)) != std::string::npos : completion.find(want) != std::string::npos;
+  if (type == "regex") {
+    std::vector<std::pair<size_t, size_t>> m;
+    regex_->find_all(completion, m);
+    return !m.empty();
+  }
+  if (type == "json") {
+    auto j = nlohmann::json::parse(trim(completion), nullptr, false);
+    return !j.is_discarded() && json_matches_schema(j, schema);
+  }
+  int64_t n = 0;  // length, in characters
+  for (size_t i = 0; i < completion.size(); i += unicode::cp_len(static_cast<unsigned char>(completion[i]))) ++n;
+  return n >= min_chars && (max_chars == 0 || n <= max_chars);
+}
+
+}  // namespace rlaif
