@@ -1,6 +1,7 @@
 // The judge end to end against a real HTTP server on 127.0.0.1 that misbehaves on purpose: verdicts, failures by
 // cause (never a score), the SQLite cache (a rerun pays nothing), the journal (no API key in it), budgets, judge.toml
 // validation and the `rlaif judge` command.
+#include <chrono>
 #include <cstdlib>
 
 #include "fault_server.h"
@@ -232,6 +233,47 @@ TEST(JudgeEval, AgreementLengthBiasConsistencyAndInjectionShiftMatchReferences) 
   EXPECT_EQ(rep.injection_pairs, 20);
   EXPECT_NEAR(rep.injection_shift, want_shift / 2, 1e-12);
   EXPECT_NEAR(rep.injection_raised, 0.5, 1e-12);
+}
+
+}  // namespace
+
+namespace {
+
+TEST(Judge, CommandBackendRunsANovaRewardLambdaUnchanged) {
+  TempDir dir;
+  rlaif::JudgeConfig c;
+  c.backend = "command";
+  c.command = {"/usr/bin/python3", std::string(RLAIF_REFERENCE_DIR) + "/../data/nova_reward_lambda.py"};
+  c.command_batch = 2;  // 3 samples: two runs of the command
+  std::vector<rlaif::JudgeSample> s = {{"Capital of France?", "Paris.", "paris"},
+                                       {"Capital of France?", "I believe it is Lyon, a large city in the south-east.", "Paris"},
+                                       {"2+2?", "It is 4, because two and two make four, always and everywhere.", "4"}};
+  rlaif::Judge judge(c);
+  auto r = judge.judge(s);
+  ASSERT_TRUE(r[0].ok) << r[0].detail;
+  EXPECT_DOUBLE_EQ(r[0].reward, 1.0);
+  EXPECT_DOUBLE_EQ(r[1].reward, 0.0);
+  EXPECT_DOUBLE_EQ(r[2].reward, 0.75);
+  EXPECT_EQ(r[2].verdict.scores.at("exact"), 1.0);
+  EXPECT_EQ(r[2].verdict.scores.at("brevity"), 0.0);
+
+  // A command that fails, hangs or prints garbage: every sample fails with the cause, none is scored.
+  auto fails = [&](const std::string& script, double timeout) {
+    rlaif_test::write_text(dir / "r.py", script);
+    rlaif::JudgeConfig bad = c;
+    bad.command = {"/usr/bin/python3", dir / "r.py"};
+    bad.command_timeout_s = timeout;
+    rlaif::Judge j(bad);
+    return j.judge(s);
+  };
+  for (const auto& res : fails("import sys\nsys.exit(3)\n", 10)) EXPECT_EQ(res.failure, "command_failed");
+  auto t0 = std::chrono::steady_clock::now();
+  for (const auto& res : fails("import time\ntime.sleep(30)\n", 0.5)) EXPECT_EQ(res.failure, "command_timeout");
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 5.0);
+  for (const auto& res : fails("print('no json')\n", 10)) EXPECT_EQ(res.failure, "bad_response");
+  auto partial = fails("import json,sys\nd=json.load(sys.stdin)\nprint(json.dumps([{'id': d[0]['id'], 'aggregate_reward_score': 0.5}]))\n", 10);
+  EXPECT_TRUE(partial[0].ok);
+  EXPECT_EQ(partial[1].failure, "missing_score");
 }
 
 }  // namespace

@@ -2,7 +2,8 @@
 // cache (SQLite), a JSONL journal of every judgment, token and cost accounting and budget caps. A judgment that fails
 // (transport, or a reply without a valid verdict) is returned as failed with its cause — never as a score.
 //
-// Backend today: "openai", any server speaking /v1/chat/completions (vLLM, llama.cpp, Ollama, SGLang, OpenAI, ...).
+// Backends: "openai", any server speaking /v1/chat/completions (vLLM, llama.cpp, Ollama, SGLang, OpenAI, ...), and
+// "command", an external program scoring batches of samples in Amazon Nova's reward-Lambda JSON shape.
 #pragma once
 
 #include <cstdint>
@@ -21,7 +22,10 @@
 namespace rlaif {
 
 struct JudgeConfig {
-  std::string backend = "openai";
+  std::string backend = "openai";               // openai | command
+  std::vector<std::string> command;              // command backend: program and arguments
+  double command_timeout_s = 300;                // per batch
+  int command_batch = 64;                        // samples per run of the command
   std::string base_url = "http://127.0.0.1:8000/v1";  // .../chat/completions is appended
   std::string model;
   std::string api_key_env;                   // name of the environment variable holding the key ("" = none)

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "judge/command_backend.h"
 #include "judge/judge_cache.h"
 #include "rlaif/error.h"
 #include "rlaif/sha256.h"
@@ -70,7 +71,7 @@ Judge::Judge(JudgeConfig config) : config_(std::move(config)) {
 Judge::~Judge() = default;
 
 std::string Judge::cache_key(const JudgeSample& s) const {
-  json material = {{"backend", config_.backend}, {"base_url", config_.base_url}, {"model", config_.model},
+  json material = {{"backend", config_.backend}, {"command", config_.command}, {"base_url", config_.base_url}, {"model", config_.model},
                    {"temperature", config_.temperature}, {"max_tokens", config_.max_tokens},
                    {"response_format", config_.response_format}, {"system", config_.tmpl.system},
                    {"user", config_.tmpl.user}, {"reference", config_.rubric.reference},
@@ -149,6 +150,11 @@ std::vector<JudgeResult> Judge::judge(const std::vector<JudgeSample>& samples,
         }
       }
     }
+    if (config_.backend == "command") {
+      requests.push_back(HttpRequest());  // a placeholder: the sample goes to the command
+      request_sample.push_back(i);
+      continue;
+    }
     auto messages = render_judge_prompt(config_.tmpl, config_.rubric, samples[i]);
     json body = {{"model", config_.model}, {"messages", messages.to_openai()}, {"temperature", config_.temperature},
                  {"max_tokens", config_.max_tokens}};
@@ -167,6 +173,23 @@ std::vector<JudgeResult> Judge::judge(const std::vector<JudgeSample>& samples,
     request_sample.push_back(i);
   }
 
+  if (config_.backend == "command") {
+    for (size_t start = 0; start < request_sample.size(); start += static_cast<size_t>(config_.command_batch)) {
+      size_t end = std::min(request_sample.size(), start + static_cast<size_t>(config_.command_batch));
+      std::vector<JudgeSample> batch;
+      for (size_t k = start; k < end; ++k) batch.push_back(samples[request_sample[k]]);
+      std::vector<JudgeResult> out;
+      run_command_batch(config_.command, config_.command_timeout_s, batch, out);
+      for (size_t k = start; k < end; ++k) {
+        size_t i = request_sample[k];
+        results[i] = std::move(out[k - start]);
+        if (results[i].ok && cache_) cache_->put(keys[i], result_to_json(results[i]).dump(-1, ' ', false, json::error_handler_t::replace));
+        apply_graders(samples[i], results[i]);
+        record(i, keys[i], json());
+      }
+    }
+    return results;
+  }
   auto within_budget = [&]() {
     int64_t tokens = stats_.prompt_tokens + stats_.completion_tokens;
     return (config_.budget_tokens <= 0 || tokens < config_.budget_tokens) &&

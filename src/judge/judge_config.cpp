@@ -82,6 +82,13 @@ JudgeConfig JudgeConfig::from_toml(const std::string& path) {
   if (const toml::table* j = top.table("judge")) {
     TomlReader r(*j, path + ": judge");
     r.get("backend", c.backend);
+    r.get("command_timeout_s", c.command_timeout_s);
+    r.get("command_batch", c.command_batch);
+    if (const toml::array* cmd = r.array("command"))
+      for (const auto& part : *cmd) {
+        if (!part.is_string()) throw Error("command must be a list of strings", path + ": judge.command");
+        c.command.push_back(std::string(**part.as_string()));
+      }
     r.get("base_url", c.base_url);
     r.get("model", c.model);
     r.get("api_key_env", c.api_key_env);
@@ -116,7 +123,7 @@ JudgeConfig JudgeConfig::from_toml(const std::string& path) {
         "backend, base_url, model, api_key_env, temperature, max_tokens, response_format, top_logprobs, concurrency, "
         "timeout_s, deadline_s, max_retries, backoff_base_s, backoff_max_s, requests_per_minute, tokens_per_minute, "
         "circuit_failures, circuit_cooldown_s, cache, journal, price_input_per_million, price_output_per_million, "
-        "budget_tokens, budget_cost, judge_weight, headers");
+        "budget_tokens, budget_cost, judge_weight, headers, command, command_timeout_s, command_batch");
   }
   if (const toml::table* rb = top.table("rubric")) {
     TomlReader r(*rb, path + ": rubric");
@@ -185,10 +192,16 @@ JudgeConfig JudgeConfig::from_toml(const std::string& path) {
 }
 
 void JudgeConfig::validate(const std::string& where) const {
-  if (backend != "openai") throw Error("unknown backend \"" + backend + "\"", where + ": judge.backend", "use openai");
-  if (base_url.rfind("http://", 0) != 0 && base_url.rfind("https://", 0) != 0)
-    throw Error("base_url must start with http:// or https://", where + ": judge.base_url", "e.g. http://127.0.0.1:8000/v1");
-  if (model.empty()) throw Error("the judge model is not set", where + ": judge.model", "the model name the server expects");
+  if (backend != "openai" && backend != "command")
+    throw Error("unknown backend \"" + backend + "\"", where + ": judge.backend", "use openai or command");
+  if (backend == "command") {
+    if (command.empty()) throw Error("the command backend needs a command", where + ": judge.command", "e.g. command = [\"python3\", \"reward.py\"]");
+    if (!(command_timeout_s > 0) || command_batch < 1) throw Error("command_timeout_s > 0 and command_batch >= 1", where + ": judge");
+  } else {
+    if (base_url.rfind("http://", 0) != 0 && base_url.rfind("https://", 0) != 0)
+      throw Error("base_url must start with http:// or https://", where + ": judge.base_url", "e.g. http://127.0.0.1:8000/v1");
+    if (model.empty()) throw Error("the judge model is not set", where + ": judge.model", "the model name the server expects");
+  }
   if (response_format != "json_schema" && response_format != "json_object" && response_format != "none")
     throw Error("response_format must be json_schema, json_object or none", where + ": judge.response_format");
   if (http.max_in_flight < 1) throw Error("must be >= 1", where + ": judge.concurrency");
