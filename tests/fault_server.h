@@ -4,7 +4,8 @@
 //   ok | 4xx | invalid_json | non_numeric | 429xN | 500xN | timeoutxN | truncatexN | dripxN | timeout | 500
 // where "xN" means: misbehave on the first N attempts, then answer normally.
 // A normal answer is an OpenAI chat completion whose content is a verdict JSON: score 7 on every requested key, or N
-// when the last message says "SCORE=N" (the last such marker counts, so an appended injection can move it).
+// when the last message says "SCORE=N" (the last such marker counts, so an appended injection can move it). A
+// pairwise prompt gets {"winner": ...} preferring the response containing GOOD, or always "A" if BIAS=A appears.
 #pragma once
 
 #include <arpa/inet.h>
@@ -148,6 +149,13 @@ class FaultServer {
       else scores[key] = score;
     }
     nlohmann::json content = {{"rationale", "fine"}, {"scores", scores}};
+    size_t a = prompt.find("<response-A-"), b = prompt.find("<response-B-");
+    if (a != std::string::npos && b != std::string::npos) {  // pairwise: prefer the response that says GOOD
+      bool good_a = prompt.substr(a, b - a).find("GOOD") != std::string::npos;
+      bool good_b = prompt.substr(b).find("GOOD") != std::string::npos;
+      std::string winner = prompt.find("BIAS=A") != std::string::npos ? "A" : good_a == good_b ? "tie" : good_a ? "A" : "B";
+      content = {{"rationale", "compared"}, {"winner", winner}};
+    }
     nlohmann::json reply = {
         {"id", "chatcmpl-test"}, {"object", "chat.completion"}, {"model", body.value("model", "fault")},
         {"choices", {{{"index", 0}, {"message", {{"role", "assistant"}, {"content", content.dump()}}}, {"finish_reason", "stop"}}}},

@@ -10,6 +10,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,7 @@ struct JudgeConfig {
   HttpClientOptions http;
   Rubric rubric = Rubric::default_rubric();
   JudgeTemplate tmpl = JudgeTemplate::pointwise_default();
+  JudgeTemplate pairwise_tmpl = JudgeTemplate::pairwise_default();
   std::string cache_path;                    // "" = no cache
   std::string journal_path;                  // "" = no journal
   double price_input_per_million = 0, price_output_per_million = 0;
@@ -66,8 +68,23 @@ struct JudgeResult {
   std::string reply;             // the judge's raw reply text
 };
 
+// Pairwise: which of two responses to one prompt is better, asked in both orders.
+struct PairSample {
+  std::string prompt, a, b, reference;
+};
+struct PairResult {
+  bool ok = false;
+  std::string failure, detail;
+  std::string winner;          // "a", "b" or "tie"; a verdict that flips with the order is a tie
+  bool flipped = false;        // the two orders disagreed
+  std::string first, second;   // raw verdicts: A/B/tie with (a, b) shown as (A, B), then with (b, a) as (A, B)
+  std::string rationale;
+  double latency_s = 0;
+};
+
 struct JudgeStats {
   int64_t judged = 0, ok = 0, failed = 0, cache_hits = 0;
+  int64_t pairs = 0, pairs_ok = 0, flips = 0;  // pairwise: flip rate = flips / pairs_ok
   int64_t prompt_tokens = 0, completion_tokens = 0;
   double cost = 0;
   std::map<std::string, int64_t> failures;  // by cause
@@ -83,6 +100,9 @@ class Judge {
   // Judges every sample; on_result(i, result) fires as each one ends. Results are in input order.
   std::vector<JudgeResult> judge(const std::vector<JudgeSample>& samples,
                                  const std::function<void(size_t, const JudgeResult&)>& on_result = {});
+  // Pairwise judgments (not cached; journaled). Each pair costs two requests, sent concurrently with the others.
+  std::vector<PairResult> compare(const std::vector<PairSample>& pairs,
+                                  const std::function<void(size_t, const PairResult&)>& on_result = {});
   const JudgeStats& stats() const { return stats_; }
   const JudgeConfig& config() const { return config_; }
   // The cache key of a sample: SHA-256 over the judge model, backend settings, template, rubric and the texts.
@@ -90,6 +110,8 @@ class Judge {
 
  private:
   void apply_graders(const JudgeSample& sample, JudgeResult& result) const;
+  std::string request_body(const JudgeMessages& messages, const nlohmann::json& schema) const;
+  std::vector<std::string> auth_headers() const;
 
   JudgeConfig config_;
   std::unique_ptr<HttpClient> http_;

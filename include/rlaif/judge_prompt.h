@@ -22,6 +22,8 @@ struct JudgeSample {
 struct JudgeTemplate {
   std::string system, user;
   static JudgeTemplate pointwise_default();
+  // Pairwise: {completion_a} and {completion_b} instead of {completion}; the judge answers {"winner": "A|B|tie"}.
+  static JudgeTemplate pairwise_default();
   // Throws rlaif::Error naming `where` for an unknown {variable} or a template without {completion}.
   void validate(const std::string& where) const;
 };
@@ -32,6 +34,9 @@ struct JudgeMessages {
 };
 
 JudgeMessages render_judge_prompt(const JudgeTemplate& tmpl, const Rubric& rubric, const JudgeSample& sample);
+// Two responses to one prompt, as "A" and "B" in that order.
+JudgeMessages render_pairwise_prompt(const JudgeTemplate& tmpl, const Rubric& rubric, const std::string& prompt,
+                                     const std::string& a, const std::string& b, const std::string& reference);
 
 // What render_judge_prompt does to a text under judgment: '<' opening a tag named like a delimiter
 // (completion, prompt, reference, response, instructions, system) becomes '‹'; a quoted verdict key ("scores",

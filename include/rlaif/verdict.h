@@ -25,6 +25,10 @@ struct Verdict {
 
 Verdict parse_verdict(const std::string& reply, const Rubric& rubric);
 
+// A pairwise reply: "A", "B" or "tie" (from {"winner": ...} JSON, else a "winner: A" line), or "" with `failure`
+// set (no_verdict when neither is there).
+std::string parse_pairwise(const std::string& reply, std::string* failure, std::string* rationale = nullptr);
+
 // The score distribution read from the top log-probabilities at the score token: tokens that are integers within
 // [min, max] (after trimming spaces) count; mean = expected score over them (renormalised), confidence = probability
 // of the most likely score after renormalisation, mass = total probability the valid tokens had. nullopt when no

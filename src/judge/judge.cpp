@@ -82,6 +82,98 @@ std::string Judge::cache_key(const JudgeSample& s) const {
   return sha256_hex(material.dump());
 }
 
+std::vector<std::string> Judge::auth_headers() const {
+  std::vector<std::string> headers = config_.headers;
+  if (!config_.api_key_env.empty()) {
+    const char* key = std::getenv(config_.api_key_env.c_str());
+    if (!key || !*key)
+      throw Error("the environment variable " + config_.api_key_env + " (api_key_env) is empty", "judge config",
+                  "export it, or remove api_key_env for servers without a key");
+    headers.push_back(std::string("Authorization: Bearer ") + key);
+  }
+  return headers;
+}
+
+std::string Judge::request_body(const JudgeMessages& messages, const json& schema) const {
+  json body = {{"model", config_.model}, {"messages", messages.to_openai()}, {"temperature", config_.temperature},
+               {"max_tokens", config_.max_tokens}};
+  if (config_.response_format == "json_object") body["response_format"] = {{"type", "json_object"}};
+  if (config_.response_format == "json_schema")
+    body["response_format"] = {{"type", "json_schema"}, {"json_schema", {{"name", "verdict"}, {"schema", schema}}}};
+  if (config_.top_logprobs > 0) body["logprobs"] = true, body["top_logprobs"] = config_.top_logprobs;
+  return body.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::vector<PairResult> Judge::compare(const std::vector<PairSample>& pairs,
+                                       const std::function<void(size_t, const PairResult&)>& on_result) {
+  if (config_.backend != "openai") throw Error("pairwise judging needs the openai backend", "judge config");
+  std::vector<PairResult> results(pairs.size());
+  std::vector<HttpRequest> requests;
+  const json schema = {{"type", "object"},
+                       {"properties", {{"rationale", {{"type", "string"}}}, {"winner", {{"enum", {"A", "B", "tie"}}}}}},
+                       {"required", {"rationale", "winner"}}};
+  auto headers = auth_headers();
+  for (const auto& p : pairs)
+    for (int order = 0; order < 2; ++order) {
+      auto m = render_pairwise_prompt(config_.pairwise_tmpl, config_.rubric, p.prompt, order ? p.b : p.a,
+                                      order ? p.a : p.b, p.reference);
+      HttpRequest q;
+      q.url = config_.base_url + "/chat/completions";
+      q.body = request_body(m, schema);
+      q.headers = headers;
+      q.tokens = static_cast<double>(q.body.size()) / 4 + config_.max_tokens;
+      requests.push_back(std::move(q));
+    }
+  std::vector<int> pending(pairs.size(), 2);
+  std::vector<std::string> verdict(requests.size()), failure(requests.size()), detail(requests.size());
+  std::ofstream journal;
+  if (!config_.journal_path.empty()) journal.open(config_.journal_path, std::ios::app);
+  http_->run(requests, [&](size_t k, HttpResponse&& resp) {
+    size_t i = k / 2;
+    PairResult& r = results[i];
+    r.latency_s = std::max(r.latency_s, resp.latency_s);
+    if (!resp.failure.empty()) {
+      failure[k] = resp.failure, detail[k] = resp.detail;
+    } else {
+      JudgeResult reply;
+      read_openai_reply(resp.body, reply);
+      stats_.prompt_tokens += reply.prompt_tokens;
+      stats_.completion_tokens += reply.completion_tokens;
+      stats_.cost += (reply.prompt_tokens * config_.price_input_per_million +
+                      reply.completion_tokens * config_.price_output_per_million) / 1e6;
+      if (!reply.failure.empty()) failure[k] = reply.failure, detail[k] = reply.detail;
+      else verdict[k] = parse_pairwise(reply.reply, &failure[k], k % 2 == 0 ? &r.rationale : nullptr);
+    }
+    if (--pending[i] > 0) return;
+    ++stats_.pairs;
+    r.first = verdict[2 * i];
+    r.second = verdict[2 * i + 1];
+    for (size_t o : {2 * i, 2 * i + 1})
+      if (!failure[o].empty() && r.failure.empty()) r.failure = failure[o], r.detail = detail[o];
+    if (r.failure.empty()) {
+      // The second request showed b as A: map both verdicts back to a/b.
+      std::string w1 = r.first == "A" ? "a" : r.first == "B" ? "b" : "tie";
+      std::string w2 = r.second == "A" ? "b" : r.second == "B" ? "a" : "tie";
+      r.ok = true;
+      r.flipped = w1 != w2;
+      r.winner = r.flipped ? "tie" : w1;
+      ++stats_.pairs_ok;
+      stats_.flips += r.flipped;
+    } else {
+      ++stats_.failures[r.failure];
+    }
+    if (journal) {
+      json line = {{"pairwise", true}, {"ok", r.ok}, {"winner", r.winner}, {"flipped", r.flipped},
+                   {"first", r.first}, {"second", r.second}, {"failure", r.failure}, {"detail", r.detail},
+                   {"rationale", r.rationale}, {"latency_s", r.latency_s}, {"model", config_.model}};
+      journal << line.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
+      journal.flush();
+    }
+    if (on_result) on_result(i, r);
+  });
+  return results;
+}
+
 void Judge::apply_graders(const JudgeSample& s, JudgeResult& r) const {
   if (!r.ok) return;  // a failed judgment stays failed: no partial reward
   double total = config_.judge_weight * r.verdict.reward, weights = config_.judge_weight;
@@ -128,14 +220,7 @@ std::vector<JudgeResult> Judge::judge(const std::vector<JudgeSample>& samples,
   std::vector<json> bodies(samples.size());
   std::vector<HttpRequest> requests;
   std::vector<size_t> request_sample;
-  std::vector<std::string> headers = config_.headers;
-  if (!config_.api_key_env.empty()) {
-    const char* key = std::getenv(config_.api_key_env.c_str());
-    if (!key || !*key)
-      throw Error("the environment variable " + config_.api_key_env + " (api_key_env) is empty", "judge config",
-                  "export it, or remove api_key_env for servers without a key");
-    headers.push_back(std::string("Authorization: Bearer ") + key);
-  }
+  std::vector<std::string> headers = auth_headers();
   for (size_t i = 0; i < samples.size(); ++i) {
     keys[i] = cache_key(samples[i]);
     if (cache_) {
@@ -156,17 +241,10 @@ std::vector<JudgeResult> Judge::judge(const std::vector<JudgeSample>& samples,
       continue;
     }
     auto messages = render_judge_prompt(config_.tmpl, config_.rubric, samples[i]);
-    json body = {{"model", config_.model}, {"messages", messages.to_openai()}, {"temperature", config_.temperature},
-                 {"max_tokens", config_.max_tokens}};
-    if (config_.response_format == "json_object") body["response_format"] = {{"type", "json_object"}};
-    if (config_.response_format == "json_schema")
-      body["response_format"] = {{"type", "json_schema"},
-                                 {"json_schema", {{"name", "verdict"}, {"schema", verdict_schema(config_.rubric)}}}};
-    if (config_.top_logprobs > 0) body["logprobs"] = true, body["top_logprobs"] = config_.top_logprobs;
-    bodies[i] = body;
+    bodies[i] = {{"messages", messages.to_openai()}};
     HttpRequest q;
     q.url = config_.base_url + "/chat/completions";
-    q.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
+    q.body = request_body(messages, verdict_schema(config_.rubric));
     q.headers = headers;
     q.tokens = static_cast<double>(q.body.size()) / 4 + config_.max_tokens;  // rough estimate for rate limits
     requests.push_back(std::move(q));

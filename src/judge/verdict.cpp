@@ -135,6 +135,39 @@ Verdict parse_verdict(const std::string& reply, const Rubric& rubric) {
   return v;
 }
 
+std::string parse_pairwise(const std::string& reply, std::string* failure, std::string* rationale) {
+  auto norm = [](std::string w) -> std::string {
+    w.erase(0, w.find_first_not_of(" \t\"'*"));
+    w.erase(w.find_last_not_of(" \t\"'*.") + 1);
+    w = lower(w);
+    if (w == "a" || w == "response a") return "A";
+    if (w == "b" || w == "response b") return "B";
+    if (w == "tie" || w == "draw" || w == "equal") return "tie";
+    return "";
+  };
+  auto objects = json_objects(reply);
+  for (auto it = objects.rbegin(); it != objects.rend(); ++it) {
+    if (!it->contains("winner") || !(*it)["winner"].is_string()) continue;
+    std::string w = norm((*it)["winner"].get<std::string>());
+    if (rationale && it->contains("rationale") && (*it)["rationale"].is_string()) *rationale = (*it)["rationale"];
+    if (!w.empty()) return w;
+    *failure = "non_numeric_score";
+    return "";
+  }
+  std::string text = lower(reply);
+  size_t at = text.rfind("winner");
+  if (at != std::string::npos) {
+    size_t colon = text.find_first_of(":=", at);
+    if (colon != std::string::npos && colon - at <= 8) {
+      size_t eol = text.find('\n', colon);
+      std::string w = norm(text.substr(colon + 1, eol == std::string::npos ? std::string::npos : eol - colon - 1));
+      if (!w.empty()) return w;
+    }
+  }
+  *failure = "no_verdict";
+  return "";
+}
+
 std::optional<ScoreDistribution> expected_score(const std::vector<std::pair<std::string, double>>& top_logprobs,
                                                 double min, double max) {
   std::map<long, double> prob;  // score -> probability (tokens " 7" and "7" add up)

@@ -16,7 +16,7 @@ namespace {
 
 struct JudgeArgs {
   std::string config, in, out;
-  bool quiet = false;
+  bool quiet = false, pairwise = false;
   // judge eval
   std::string labels, injections, report;
   double threshold = 0.5, label_threshold = -1e300;
@@ -101,6 +101,50 @@ std::vector<rlaif::LabelledSample> read_rows(const std::string& path, bool label
   return out;
 }
 
+// rlaif judge --pairwise: rows {prompt, completion_a, completion_b, reference?}, both orders, flips are ties.
+int run_pairwise(const JudgeArgs& a) {
+  auto config = rlaif::JudgeConfig::from_toml(a.config);
+  std::vector<rlaif::PairSample> pairs;
+  std::vector<size_t> lines;
+  for (const auto& r : rlaif::read_jsonl(a.in)) {
+    std::string where = a.in + ":" + std::to_string(r.line);
+    const auto& v = r.value;
+    if (!r.error.empty() || !v.is_object() || !v.contains("prompt") || !v["prompt"].is_string() ||
+        !v.contains("completion_a") || !v["completion_a"].is_string() || !v.contains("completion_b") ||
+        !v["completion_b"].is_string())
+      throw rlaif::Error("pairwise rows need string \"prompt\", \"completion_a\" and \"completion_b\"", where,
+                         r.error.empty() ? "add the missing field" : r.error);
+    pairs.push_back({v["prompt"], v["completion_a"], v["completion_b"], v.value("reference", "")});
+    lines.push_back(r.line);
+  }
+  rlaif::Judge judge(config);
+  rlaif::Progress progress("judge pairs", static_cast<int64_t>(pairs.size()), "pairs", !a.quiet);
+  auto results = judge.compare(pairs, [&](size_t, const rlaif::PairResult&) { progress.advance(); });
+  progress.finish();
+  std::string out;
+  for (size_t i = 0; i < results.size(); ++i) {
+    const auto& r = results[i];
+    nlohmann::ordered_json row = {{"line", lines[i]}, {"ok", r.ok}};
+    if (r.ok) {
+      row["winner"] = r.winner;
+      row["flipped"] = r.flipped;
+      row["first"] = r.first;
+      row["second"] = r.second;
+      row["rationale"] = r.rationale;
+    } else {
+      row["failure"] = r.failure;
+      row["detail"] = r.detail;
+    }
+    out += row.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  }
+  rlaif::write_file_atomic(a.out, out);
+  const auto& st = judge.stats();
+  std::fprintf(stderr, "judge: %lld pairs, %lld judged in both orders, flip rate %.3f\n", static_cast<long long>(st.pairs),
+               static_cast<long long>(st.pairs_ok), st.pairs_ok ? static_cast<double>(st.flips) / st.pairs_ok : 0.0);
+  for (const auto& [k, n] : st.failures) std::fprintf(stderr, "  failed %-12s %lld\n", k.c_str(), static_cast<long long>(n));
+  return st.pairs_ok < st.pairs ? 4 : 0;
+}
+
 int run_judge_eval(const JudgeArgs& a) {
   auto config = rlaif::JudgeConfig::from_toml(a.config);
   auto labelled = read_rows(a.labels, true);
@@ -135,6 +179,9 @@ Run add_judge(CLI::App& app) {
   app.add_option("--in", a->in, "JSONL rows to judge");
   app.add_option("--out", a->out, "JSONL results, written atomically");
   app.add_flag("--quiet", a->quiet, "no progress bar");
+  app.add_flag("--pairwise", a->pairwise,
+               "rows {prompt, completion_a, completion_b}: which is better, asked in both orders (a verdict that flips "
+               "with the order is a tie); prints the flip rate");
   auto* eval = app.add_subcommand("eval", "agreement of the judge with labels, length bias, consistency, injection shift");
   eval->add_option("--config", a->config, "judge.toml")->required();
   eval->add_option("--labels", a->labels, "JSONL rows {prompt, completion, reference?, label}")->required();
@@ -149,7 +196,7 @@ Run add_judge(CLI::App& app) {
     if (*eval) return run_judge_eval(*a);
     if (a->config.empty() || a->in.empty() || a->out.empty())
       throw CLI::RequiredError("rlaif judge needs --config, --in and --out (or the eval subcommand)");
-    return run_judge(*a);
+    return a->pairwise ? run_pairwise(*a) : run_judge(*a);
   };
 }
 
