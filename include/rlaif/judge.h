@@ -82,6 +82,21 @@ struct PairResult {
   double latency_s = 0;
 };
 
+// Group ranking: all completions of one prompt in one call, one score each (on the rubric's first criterion scale).
+struct GroupSample {
+  std::string prompt;
+  std::vector<std::string> completions;
+  std::string reference;
+};
+struct GroupResult {
+  bool ok = false;
+  std::string failure, detail;
+  std::vector<double> scores;   // per completion, on the scale
+  std::vector<double> rewards;  // per completion, scores mapped to [0, 1]
+  std::string rationale;
+  double latency_s = 0;
+};
+
 struct JudgeStats {
   int64_t judged = 0, ok = 0, failed = 0, cache_hits = 0;
   int64_t pairs = 0, pairs_ok = 0, flips = 0;  // pairwise: flip rate = flips / pairs_ok
@@ -103,6 +118,8 @@ class Judge {
   // Pairwise judgments (not cached; journaled). Each pair costs two requests, sent concurrently with the others.
   std::vector<PairResult> compare(const std::vector<PairSample>& pairs,
                                   const std::function<void(size_t, const PairResult&)>& on_result = {});
+  // Group ranking: one request per group; a reply missing any completion's score fails the whole group.
+  std::vector<GroupResult> rank(const std::vector<GroupSample>& groups);
   const JudgeStats& stats() const { return stats_; }
   const JudgeConfig& config() const { return config_; }
   // The cache key of a sample: SHA-256 over the judge model, backend settings, template, rubric and the texts.

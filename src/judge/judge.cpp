@@ -174,6 +174,81 @@ std::vector<PairResult> Judge::compare(const std::vector<PairSample>& pairs,
   return results;
 }
 
+std::vector<GroupResult> Judge::rank(const std::vector<GroupSample>& groups) {
+  if (config_.backend != "openai") throw Error("group ranking needs the openai backend", "judge config");
+  const Criterion& scale = config_.rubric.criteria[0];
+  std::vector<GroupResult> results(groups.size());
+  std::vector<HttpRequest> requests;
+  auto headers = auth_headers();
+  auto numbered = [&](size_t n) {  // one criterion per completion, named 1..n, on the scale
+    Rubric r;
+    for (size_t k = 0; k < n; ++k) r.criteria.push_back({std::to_string(k + 1), "", scale.min, scale.max, 1});
+    return r;
+  };
+  for (const auto& g : groups) {
+    // The completions as numbered blocks; the judge answers {"scores": {"1": n, "2": n, ...}}.
+    std::string list;
+    JudgeSample nonce_source{g.prompt, "", g.reference};
+    for (const auto& c : g.completions) nonce_source.completion += c + "\x1f";
+    for (size_t k = 0; k < g.completions.size(); ++k) {
+      JudgeSample one{g.prompt, g.completions[k], g.reference};
+      auto block = render_judge_prompt({"", "{completion}"}, config_.rubric, one).user;  // "<completion-N>...</...>"
+      list += "Response " + std::to_string(k + 1) + ":\n" + block + "\n\n";
+    }
+    auto prompt_block = render_judge_prompt({"", "{prompt}\n{completion}"}, config_.rubric, nonce_source).user;
+    prompt_block = prompt_block.substr(0, prompt_block.find("\n<completion-"));
+    std::string criteria, format = "{\"rationale\": \"<one or two sentences>\", \"scores\": {";
+    for (size_t i = 0; i < config_.rubric.criteria.size(); ++i)
+      criteria += "- " + config_.rubric.criteria[i].name + ": " + config_.rubric.criteria[i].description + "\n";
+    for (size_t k = 0; k < g.completions.size(); ++k)
+      format += std::string(k ? ", " : "") + "\"" + std::to_string(k + 1) + "\": <integer " +
+                std::to_string(static_cast<int>(scale.min)) + "-" + std::to_string(static_cast<int>(scale.max)) + ">";
+    format += "}}";
+    JudgeMessages m{config_.tmpl.system,
+                    "Prompt:\n" + prompt_block + "\n\n" + std::to_string(g.completions.size()) +
+                        " responses to assess, each on its own:\n\n" + list + "Criteria:\n" + criteria +
+                        "\nScore every response, then answer with only this JSON object and nothing else:\n" + format};
+    HttpRequest q;
+    q.url = config_.base_url + "/chat/completions";
+    q.body = request_body(m, verdict_schema(numbered(g.completions.size())));
+    q.headers = headers;
+    q.tokens = static_cast<double>(q.body.size()) / 4 + config_.max_tokens;
+    requests.push_back(std::move(q));
+  }
+  http_->run(requests, [&](size_t i, HttpResponse&& resp) {
+    GroupResult& r = results[i];
+    r.latency_s = resp.latency_s;
+    if (!resp.failure.empty()) {
+      r.failure = resp.failure, r.detail = resp.detail;
+      ++stats_.failures[r.failure];
+      return;
+    }
+    JudgeResult reply;
+    read_openai_reply(resp.body, reply);
+    stats_.prompt_tokens += reply.prompt_tokens;
+    stats_.completion_tokens += reply.completion_tokens;
+    if (!reply.failure.empty()) {
+      r.failure = reply.failure, r.detail = reply.detail;
+      ++stats_.failures[r.failure];
+      return;
+    }
+    Verdict v = parse_verdict(reply.reply, numbered(groups[i].completions.size()));
+    if (!v.ok) {
+      r.failure = v.failure, r.detail = v.detail;
+      ++stats_.failures[r.failure];
+      return;
+    }
+    r.ok = true;
+    r.rationale = v.rationale;
+    for (size_t k = 0; k < groups[i].completions.size(); ++k) {
+      double s = v.scores[std::to_string(k + 1)];
+      r.scores.push_back(s);
+      r.rewards.push_back((s - scale.min) / (scale.max - scale.min));
+    }
+  });
+  return results;
+}
+
 void Judge::apply_graders(const JudgeSample& s, JudgeResult& r) const {
   if (!r.ok) return;  // a failed judgment stays failed: no partial reward
   double total = config_.judge_weight * r.verdict.reward, weights = config_.judge_weight;
