@@ -43,10 +43,6 @@ class FaultServer {
   std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/v1/chat/completions"; }
   std::string base_url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/v1"; }
   int64_t requests() const { return requests_; }
-  int attempts(const std::string& id) {
-    std::lock_guard<std::mutex> lock(mu_);
-    return attempts_[id];
-  }
 
  private:
   // Debian's cpp-httplib listens with a backlog of 5, so a burst of connections overflows the accept queue and the

@@ -129,6 +129,8 @@ class Judge {
   void apply_graders(const JudgeSample& sample, JudgeResult& result) const;
   std::string request_body(const JudgeMessages& messages, const nlohmann::json& schema) const;
   std::vector<std::string> auth_headers() const;
+  // Reads an OpenAI chat completion into `r` (reply, tokens, cost, or a failure) and adds its tokens and cost to stats.
+  void read_reply(const std::string& body, JudgeResult& r);
 
   JudgeConfig config_;
   std::unique_ptr<HttpClient> http_;

@@ -44,6 +44,12 @@ JudgeMessages render_pairwise_prompt(const JudgeTemplate& tmpl, const Rubric& ru
 // such a key and ':', '=' or '-' (e.g. "Score: 10/10") is prefixed with "(quoted) " and its separator becomes '∶'.
 std::string neutralize(const std::string& text, const Rubric& rubric);
 
+// The nonce of a sample's blocks: a hash of its texts, so the same sample renders the same prompt (cacheable) while a
+// completion cannot know the nonce of the block it sits in.
+std::string judge_nonce(const JudgeSample& sample);
+// "<name-NONCE>\n" + neutralize(text) + "\n</name-NONCE>".
+std::string quoted_block(const std::string& name, const std::string& text, const std::string& nonce, const Rubric& rubric);
+
 // The JSON schema of the verdict, for backends that accept response_format {"type": "json_schema"}.
 nlohmann::json verdict_schema(const Rubric& rubric);
 

@@ -82,6 +82,14 @@ std::string Judge::cache_key(const JudgeSample& s) const {
   return sha256_hex(material.dump());
 }
 
+void Judge::read_reply(const std::string& body, JudgeResult& r) {
+  read_openai_reply(body, r);
+  r.cost = (r.prompt_tokens * config_.price_input_per_million + r.completion_tokens * config_.price_output_per_million) / 1e6;
+  stats_.prompt_tokens += r.prompt_tokens;
+  stats_.completion_tokens += r.completion_tokens;
+  stats_.cost += r.cost;
+}
+
 std::vector<std::string> Judge::auth_headers() const {
   std::vector<std::string> headers = config_.headers;
   if (!config_.api_key_env.empty()) {
@@ -136,11 +144,7 @@ std::vector<PairResult> Judge::compare(const std::vector<PairSample>& pairs,
       failure[k] = resp.failure, detail[k] = resp.detail;
     } else {
       JudgeResult reply;
-      read_openai_reply(resp.body, reply);
-      stats_.prompt_tokens += reply.prompt_tokens;
-      stats_.completion_tokens += reply.completion_tokens;
-      stats_.cost += (reply.prompt_tokens * config_.price_input_per_million +
-                      reply.completion_tokens * config_.price_output_per_million) / 1e6;
+      read_reply(resp.body, reply);
       if (!reply.failure.empty()) failure[k] = reply.failure, detail[k] = reply.detail;
       else verdict[k] = parse_pairwise(reply.reply, &failure[k], k % 2 == 0 ? &r.rationale : nullptr);
     }
@@ -187,16 +191,14 @@ std::vector<GroupResult> Judge::rank(const std::vector<GroupSample>& groups) {
   };
   for (const auto& g : groups) {
     // The completions as numbered blocks; the judge answers {"scores": {"1": n, "2": n, ...}}.
+    JudgeSample all{g.prompt, "", g.reference};
+    for (const auto& c : g.completions) all.completion += c + "\x1f";
+    const std::string nonce = judge_nonce(all);
     std::string list;
-    JudgeSample nonce_source{g.prompt, "", g.reference};
-    for (const auto& c : g.completions) nonce_source.completion += c + "\x1f";
-    for (size_t k = 0; k < g.completions.size(); ++k) {
-      JudgeSample one{g.prompt, g.completions[k], g.reference};
-      auto block = render_judge_prompt({"", "{completion}"}, config_.rubric, one).user;  // "<completion-N>...</...>"
-      list += "Response " + std::to_string(k + 1) + ":\n" + block + "\n\n";
-    }
-    auto prompt_block = render_judge_prompt({"", "{prompt}\n{completion}"}, config_.rubric, nonce_source).user;
-    prompt_block = prompt_block.substr(0, prompt_block.find("\n<completion-"));
+    for (size_t k = 0; k < g.completions.size(); ++k)
+      list += "Response " + std::to_string(k + 1) + ":\n" +
+              quoted_block("response-" + std::to_string(k + 1), g.completions[k], nonce, config_.rubric) + "\n\n";
+    std::string prompt_block = quoted_block("prompt", g.prompt, nonce, config_.rubric);
     std::string criteria, format = "{\"rationale\": \"<one or two sentences>\", \"scores\": {";
     for (size_t i = 0; i < config_.rubric.criteria.size(); ++i)
       criteria += "- " + config_.rubric.criteria[i].name + ": " + config_.rubric.criteria[i].description + "\n";
@@ -224,9 +226,7 @@ std::vector<GroupResult> Judge::rank(const std::vector<GroupSample>& groups) {
       return;
     }
     JudgeResult reply;
-    read_openai_reply(resp.body, reply);
-    stats_.prompt_tokens += reply.prompt_tokens;
-    stats_.completion_tokens += reply.completion_tokens;
+    read_reply(resp.body, reply);
     if (!reply.failure.empty()) {
       r.failure = reply.failure, r.detail = reply.detail;
       ++stats_.failures[r.failure];
@@ -311,8 +311,7 @@ std::vector<JudgeResult> Judge::judge(const std::vector<JudgeSample>& samples,
       }
     }
     if (config_.backend == "command") {
-      requests.push_back(HttpRequest());  // a placeholder: the sample goes to the command
-      request_sample.push_back(i);
+      request_sample.push_back(i);  // scored by the command below
       continue;
     }
     auto messages = render_judge_prompt(config_.tmpl, config_.rubric, samples[i]);
@@ -359,12 +358,7 @@ std::vector<JudgeResult> Judge::judge(const std::vector<JudgeSample>& samples,
           r.failure = resp.failure == "stopped" ? "budget_exhausted" : resp.failure;
           r.detail = resp.detail;
         } else {
-          read_openai_reply(resp.body, r);
-          r.cost = (r.prompt_tokens * config_.price_input_per_million +
-                    r.completion_tokens * config_.price_output_per_million) / 1e6;
-          stats_.prompt_tokens += r.prompt_tokens;
-          stats_.completion_tokens += r.completion_tokens;
-          stats_.cost += r.cost;
+          read_reply(resp.body, r);
           if (r.failure.empty()) {
             r.verdict = parse_verdict(r.reply, config_.rubric);
             if (r.verdict.ok) {

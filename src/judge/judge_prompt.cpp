@@ -29,19 +29,6 @@ std::set<std::string> verdict_keys(const Rubric& rubric) {
   return keys;
 }
 
-// A nonce that depends on the texts, so the same sample renders the same prompt (cacheable) while a completion cannot
-// know the nonce of the block it is in.
-std::string nonce_for(const JudgeSample& s) {
-  uint64_t h = 1469598103934665603ULL;
-  for (const std::string* part : {&s.prompt, &s.completion, &s.reference}) {
-    for (unsigned char c : *part) h = (h ^ c) * 1099511628211ULL;
-    h = (h ^ 0xFF) * 1099511628211ULL;
-  }
-  char buf[17];
-  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(h));
-  return std::string(buf, 10);
-}
-
 std::string format_scale(double v) {
   char buf[32];
   std::snprintf(buf, sizeof(buf), "%g", v);
@@ -74,6 +61,24 @@ std::string replace_vars(const std::string& tmpl, const std::map<std::string, st
 }
 
 }  // namespace
+
+// A nonce that depends on the texts, so the same sample renders the same prompt (cacheable) while a completion cannot
+// know the nonce of the block it is in.
+std::string judge_nonce(const JudgeSample& s) {
+  uint64_t h = 1469598103934665603ULL;
+  for (const std::string* part : {&s.prompt, &s.completion, &s.reference}) {
+    for (unsigned char c : *part) h = (h ^ c) * 1099511628211ULL;
+    h = (h ^ 0xFF) * 1099511628211ULL;
+  }
+  char buf[17];
+  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(h));
+  return std::string(buf, 10);
+}
+
+std::string quoted_block(const std::string& name, const std::string& text, const std::string& nonce, const Rubric& rubric) {
+  std::string tag = name + "-" + nonce;
+  return "<" + tag + ">\n" + neutralize(text, rubric) + "\n</" + tag + ">";
+}
 
 std::string neutralize(const std::string& text, const Rubric& rubric) {
   const auto keys = verdict_keys(rubric);
@@ -171,11 +176,8 @@ void JudgeTemplate::validate(const std::string& where) const {
 }
 
 JudgeMessages render_judge_prompt(const JudgeTemplate& tmpl, const Rubric& rubric, const JudgeSample& sample) {
-  std::string nonce = nonce_for(sample);
-  auto block = [&](const char* name, const std::string& text) {
-    std::string tag = std::string(name) + "-" + nonce;
-    return "<" + tag + ">\n" + neutralize(text, rubric) + "\n</" + tag + ">";
-  };
+  std::string nonce = judge_nonce(sample);
+  auto block = [&](const char* name, const std::string& text) { return quoted_block(name, text, nonce, rubric); };
   std::string reference = sample.reference.empty() ? rubric.reference : sample.reference;
   std::string criteria, format = "{\"rationale\": \"<one or two sentences>\", \"scores\": {";
   for (size_t i = 0; i < rubric.criteria.size(); ++i) {
@@ -198,11 +200,8 @@ JudgeMessages render_judge_prompt(const JudgeTemplate& tmpl, const Rubric& rubri
 
 JudgeMessages render_pairwise_prompt(const JudgeTemplate& tmpl, const Rubric& rubric, const std::string& prompt,
                                      const std::string& a, const std::string& b, const std::string& reference) {
-  std::string nonce = nonce_for({prompt, a + "\x1f" + b, reference});
-  auto block = [&](const std::string& name, const std::string& text) {
-    std::string tag = name + "-" + nonce;
-    return "<" + tag + ">\n" + neutralize(text, rubric) + "\n</" + tag + ">";
-  };
+  std::string nonce = judge_nonce({prompt, a + "\x1f" + b, reference});
+  auto block = [&](const char* name, const std::string& text) { return quoted_block(name, text, nonce, rubric); };
   std::string ref = reference.empty() ? rubric.reference : reference, criteria;
   for (size_t i = 0; i < rubric.criteria.size(); ++i)
     criteria += "- " + rubric.criteria[i].name + ": " + rubric.criteria[i].description + (i + 1 < rubric.criteria.size() ? "\n" : "");

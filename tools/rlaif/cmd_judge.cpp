@@ -29,14 +29,13 @@ double percentile(std::vector<double> v, double p) {
   return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
 }
 
-std::vector<rlaif::LabelledSample> read_rows(const std::string& path, bool labelled);
+std::vector<rlaif::LabelledSample> read_rows(const std::string& path, bool labelled, std::vector<size_t>* lines = nullptr);
 
 int run_judge(const JudgeArgs& a) {
   auto config = rlaif::JudgeConfig::from_toml(a.config);
   std::vector<rlaif::JudgeSample> samples;
   std::vector<size_t> lines;
-  for (auto& l : read_rows(a.in, false)) samples.push_back(std::move(l.sample));
-  for (const auto& r : rlaif::read_jsonl(a.in)) lines.push_back(r.line);
+  for (auto& l : read_rows(a.in, false, &lines)) samples.push_back(std::move(l.sample));
   rlaif::Judge judge(config);
   rlaif::Progress progress("judge", static_cast<int64_t>(samples.size()), "samples", !a.quiet);
   auto results = judge.judge(samples, [&](size_t, const rlaif::JudgeResult&) { progress.advance(); });
@@ -78,8 +77,9 @@ int run_judge(const JudgeArgs& a) {
   return st.failed > 0 ? 4 : 0;
 }
 
-// Reads rows {prompt, completion, reference?} (and "label" when `labelled`), naming file:line for a bad row.
-std::vector<rlaif::LabelledSample> read_rows(const std::string& path, bool labelled) {
+// Reads rows {prompt, completion, reference?} (and "label" when `labelled`), naming file:line for a bad row; `lines`
+// (optional) receives each row's line number.
+std::vector<rlaif::LabelledSample> read_rows(const std::string& path, bool labelled, std::vector<size_t>* lines) {
   std::vector<rlaif::LabelledSample> out;
   for (const auto& r : rlaif::read_jsonl(path)) {
     std::string where = path + ":" + std::to_string(r.line);
@@ -97,6 +97,7 @@ std::vector<rlaif::LabelledSample> read_rows(const std::string& path, bool label
       l.label = v["label"].is_boolean() ? (v["label"].get<bool>() ? 1 : 0) : v["label"].get<double>();
     }
     out.push_back(std::move(l));
+    if (lines) lines->push_back(r.line);
   }
   return out;
 }

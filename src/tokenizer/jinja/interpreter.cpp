@@ -301,7 +301,7 @@ class Interpreter {
       s.parent = defined_in;
       for (size_t k = 0; k < macro->items.size(); ++k) {
         const Node& p = *macro->items[k];
-        std::string name = p.type == Node::Type::Kwarg ? p.name : p.name;
+        const std::string& name = p.name;
         Value v;
         bool given = false;
         for (const auto& [key, val] : kwargs)
