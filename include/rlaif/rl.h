@@ -1,0 +1,91 @@
+// The reinforcement-learning math: advantages, KL estimators and the policy losses. Pure tensor functions with no I/O,
+// checked against formulas and a plain PyTorch implementation (tests/reference/rl_ref.py).
+//
+// Notation: N completions (B prompts x G samples), T completion tokens (right-padded), mask [N, T] 1 on real tokens.
+// logp = log pi_theta(o_t | q, o_<t), old = log pi_old (the policy that sampled, or the previous iterate when
+// num_iterations > 1), ref = log pi_ref (the frozen reference). A_i is the advantage of completion i.
+//
+// Advantages (per completion, from the rewards r of the G samples of its prompt; failed samples are left out):
+//   grpo                   A_i = (r_i - mean_g r) / (std_g r + 1e-4)    scale_rewards = group (std over the group),
+//                                                                       batch (std over all valid rewards), none (no /)
+//   rloo                   A_i = r_i - mean_{j != i} r_j = G/(G-1) (r_i - mean_g r)          (Ahmadian et al. 2024)
+//   reinforce_pp           A_i = (r_i - mean_batch r) / std_batch r                            (Hu 2025, REINFORCE++)
+//   reinforce_pp_baseline  A_i = (r_i - mean_g r - mean_batch(r - mean_g r)) / std_batch(r - mean_g r)
+// std is the unbiased sample standard deviation (torch.std), as in TRL.
+//
+// KL estimators of KL(pi_theta || pi_ref) per token, with x = ref - logp (Schulman, "Approximating KL divergence"):
+//   k1 = -x        k2 = x^2 / 2        k3 = exp(x) - x - 1
+//
+// Clipped surrogate (PPO / GRPO), per token, with ratio w:
+//   token level:     w_{i,t} = exp(logp_{i,t} - old_{i,t})
+//   sequence level:  w_{i,t} = exp( sum_t mask (logp - old) / |o_i| )                       (GSPO, Zheng et al. 2025)
+//   l_{i,t} = -min(w A_i, clip(w, 1 - epsilon, 1 + epsilon_high) A_i) + beta k_{i,t} - entropy_coef H_{i,t}
+//   and, with a truncated importance-sampling correction (sampler and trainer numerics differ),
+//   l_{i,t} *= min(exp(old_{i,t} - sampler_{i,t}), is_cap)                               (Yao et al. 2025, TIS)
+// Normalisation by loss_type (sums are over mask):
+//   grpo     L = 1/N sum_i ( 1/|o_i| sum_t l_{i,t} )                                       (Shao et al. 2024)
+//   bnpo     L = sum_{i,t} l / sum_{i,t} mask                      (tokens of this micro-batch)
+//   dr_grpo  L = sum_{i,t} l / (N * max_completion_length)                                 (Liu et al. 2025, Dr. GRPO)
+//   dapo     L = sum_{i,t} l / num_items  (tokens of the whole accumulated batch)         (Yu et al. 2025, DAPO)
+//
+// Online DPO from pairwise judge preferences (Guo et al. 2024), per pair with summed completion log-probs:
+//   L = -log sigmoid( beta * ((logp_w - ref_w) - (logp_l - ref_l)) )
+#pragma once
+
+#include <string>
+
+#include <torch/torch.h>
+
+namespace rlaif {
+
+// rewards [B, G], valid [B, G] bool (false = judgment failed: no advantage, left out of every statistic).
+// Returns advantages [B, G] (0 where !valid). estimator: grpo | rloo | reinforce_pp | reinforce_pp_baseline;
+// scale_rewards (grpo only): group | batch | none. Throws rlaif::Error for unknown names.
+torch::Tensor compute_advantages(const torch::Tensor& rewards, const torch::Tensor& valid, const std::string& estimator,
+                                 const std::string& scale_rewards = "group");
+
+// Per-token KL estimate [N, T] of the named estimator (k1 | k2 | k3) from logp and ref [N, T].
+torch::Tensor kl_estimate(const torch::Tensor& logp, const torch::Tensor& ref, const std::string& estimator);
+
+struct PolicyLossOptions {
+  std::string loss_type = "dapo";        // grpo | bnpo | dr_grpo | dapo
+  std::string importance_sampling_level = "token";  // token | sequence (GSPO)
+  double epsilon = 0.2, epsilon_high = 0.2;
+  double beta = 0;                       // KL coefficient in the loss (0 = no KL term)
+  std::string kl_estimator = "k3";
+  double entropy_coef = 0;
+  int64_t max_completion_length = 0;     // dr_grpo's constant
+  double num_items = 0;                  // dapo: completion tokens in the whole accumulated batch (0 = this batch's)
+  double is_cap = 0;                     // > 0: truncated importance-sampling correction with this cap
+};
+
+struct PolicyLossInputs {
+  torch::Tensor logp;        // [N, T] under the current policy (with grad)
+  torch::Tensor old_logp;    // [N, T] under the sampling policy / previous iterate (no grad)
+  torch::Tensor ref_logp;    // [N, T] under the reference (undefined when beta = 0)
+  torch::Tensor sampler_logp;  // [N, T] as reported by the generator (only with is_cap > 0)
+  torch::Tensor entropy;     // [N, T] per-token entropy (only with entropy_coef != 0)
+  torch::Tensor advantages;  // [N]
+  torch::Tensor mask;        // [N, T] float, 1 on completion tokens
+};
+
+struct PolicyLossOutput {
+  torch::Tensor loss;        // scalar, differentiable
+  // Statistics over the masked tokens (detached scalars, as doubles):
+  double kl = 0, entropy = 0, clip_low = 0, clip_high = 0, clip_region = 0, tokens = 0;
+};
+
+// Throws rlaif::Error for unknown loss_type / importance_sampling_level / kl_estimator.
+PolicyLossOutput policy_loss(const PolicyLossInputs& in, const PolicyLossOptions& options);
+
+// Online DPO: logp_w, logp_l, ref_w, ref_l [P] (summed completion log-probs of the preferred and rejected
+// completion of each pair). Returns the mean loss over pairs.
+torch::Tensor online_dpo_loss(const torch::Tensor& logp_w, const torch::Tensor& logp_l, const torch::Tensor& ref_w,
+                              const torch::Tensor& ref_l, double beta);
+
+// log softmax(logits / temperature)[target] without a full [N, T, V] log-softmax: logits [N, T, V], targets [N, T].
+// Returns [N, T]. With `entropy` non-null, also the per-token entropy of softmax(logits / temperature) [N, T].
+torch::Tensor token_logprobs(const torch::Tensor& logits, const torch::Tensor& targets, double temperature = 1,
+                             torch::Tensor* entropy = nullptr);
+
+}  // namespace rlaif

@@ -1,0 +1,60 @@
+// Advantages from the rewards of each prompt's group of samples. The formulas are at the top of include/rlaif/rl.h.
+#include "rlaif/error.h"
+#include "rlaif/rl.h"
+
+namespace rlaif {
+namespace {
+
+struct GroupStats {
+  torch::Tensor count, mean, std;  // [B, 1] each, over the valid samples of each group
+};
+
+GroupStats group_stats(const torch::Tensor& r, const torch::Tensor& v) {  // r [B, G] (0 where invalid), v [B, G]
+  auto count = v.sum(1, /*keepdim=*/true);
+  auto mean = r.sum(1, true) / count.clamp_min(1);
+  auto sq = ((r - mean) * v).pow(2).sum(1, true);
+  auto std = (sq / (count - 1).clamp_min(1)).sqrt();  // unbiased, as torch.std
+  return {count, mean, std};
+}
+
+// Mean and unbiased std over the valid entries of x.
+std::pair<torch::Tensor, torch::Tensor> batch_stats(const torch::Tensor& x, const torch::Tensor& v) {
+  auto n = v.sum();
+  auto mean = (x * v).sum() / n.clamp_min(1);
+  auto std = (((x - mean) * v).pow(2).sum() / (n - 1).clamp_min(1)).sqrt();
+  return {mean, std};
+}
+
+}  // namespace
+
+torch::Tensor compute_advantages(const torch::Tensor& rewards, const torch::Tensor& valid, const std::string& estimator,
+                                 const std::string& scale_rewards) {
+  TORCH_CHECK(rewards.dim() == 2 && rewards.sizes() == valid.sizes(), "rewards and valid must both be [B, G]");
+  auto v = valid.to(torch::kFloat64);
+  auto r = rewards.to(torch::kFloat64) * v;
+  auto g = group_stats(r, v);
+  torch::Tensor a;
+  if (estimator == "grpo") {
+    a = r - g.mean;
+    if (scale_rewards == "group") {
+      a = a / (g.std + 1e-4);
+    } else if (scale_rewards == "batch") {
+      a = a / (batch_stats(r, v).second + 1e-4);
+    } else if (scale_rewards != "none") {
+      throw Error("unknown scale_rewards \"" + scale_rewards + "\"", "scale_rewards", "use group, batch or none");
+    }
+  } else if (estimator == "rloo") {
+    // r_i - mean of the others = count/(count-1) (r_i - mean); a group of one has no baseline (advantage 0).
+    a = (r - g.mean) * (g.count / (g.count - 1).clamp_min(1));
+  } else if (estimator == "reinforce_pp" || estimator == "reinforce_pp_baseline") {
+    auto x = estimator == "reinforce_pp" ? r : r - g.mean;
+    auto [mean, std] = batch_stats(x, v);
+    a = (x - mean) / (std + 1e-8);
+  } else {
+    throw Error("unknown advantage estimator \"" + estimator + "\"", "algorithm",
+                "use grpo, rloo, reinforce_pp or reinforce_pp_baseline");
+  }
+  return (a * v).to(rewards.scalar_type());
+}
+
+}  // namespace rlaif

@@ -1,0 +1,101 @@
+// Policy losses, KL estimators and token log-probabilities. The objectives are written out at the top of
+// include/rlaif/rl.h; each line below follows one term of them.
+#include "rlaif/error.h"
+#include "rlaif/rl.h"
+
+namespace rlaif {
+
+torch::Tensor kl_estimate(const torch::Tensor& logp, const torch::Tensor& ref, const std::string& estimator) {
+  auto x = ref - logp;  // log(pi_ref / pi_theta) per token
+  if (estimator == "k1") return -x;
+  if (estimator == "k2") return 0.5 * x * x;
+  if (estimator == "k3") return torch::exp(x) - x - 1;
+  throw Error("unknown KL estimator \"" + estimator + "\"", "kl_estimator", "use k1, k2 or k3");
+}
+
+namespace {
+
+double masked_mean(const torch::Tensor& x, const torch::Tensor& mask, double tokens) {
+  return tokens > 0 ? (x.detach() * mask).sum().item<double>() / tokens : 0.0;
+}
+
+}  // namespace
+
+PolicyLossOutput policy_loss(const PolicyLossInputs& in, const PolicyLossOptions& o) {
+  const auto& mask = in.mask;                                   // [N, T]
+  const int64_t N = mask.size(0);
+  auto log_ratio = in.logp - in.old_logp;                       // [N, T]
+  torch::Tensor log_w;
+  if (o.importance_sampling_level == "token") {
+    log_w = log_ratio;
+  } else if (o.importance_sampling_level == "sequence") {
+    log_w = ((log_ratio * mask).sum(-1) / mask.sum(-1).clamp_min(1)).unsqueeze(-1);  // [N, 1]
+  } else {
+    throw Error("unknown importance_sampling_level \"" + o.importance_sampling_level + "\"",
+                "importance_sampling_level", "use token or sequence (GSPO)");
+  }
+  auto w = torch::exp(log_w);                                   // [N, T] or [N, 1]
+  auto w_clipped = torch::clamp(w, 1 - o.epsilon, 1 + o.epsilon_high);
+  auto adv = in.advantages.view({N, 1});
+  auto per_token = -torch::min(w * adv, w_clipped * adv);       // [N, T]
+  if (per_token.size(1) != mask.size(1)) per_token = per_token.expand_as(mask);
+
+  PolicyLossOutput out;
+  out.tokens = mask.sum().item<double>();
+  if (o.beta != 0) {
+    auto kl = kl_estimate(in.logp, in.ref_logp, o.kl_estimator);
+    per_token = per_token + o.beta * kl;
+    out.kl = masked_mean(kl, mask, out.tokens);
+  } else if (in.ref_logp.defined()) {
+    out.kl = masked_mean(kl_estimate(in.logp, in.ref_logp, o.kl_estimator), mask, out.tokens);
+  }
+  if (in.entropy.defined()) {
+    if (o.entropy_coef != 0) per_token = per_token - o.entropy_coef * in.entropy;
+    out.entropy = masked_mean(in.entropy, mask, out.tokens);
+  }
+  if (o.is_cap > 0) {
+    auto is_w = torch::exp(in.old_logp - in.sampler_logp).clamp_max(o.is_cap).detach();
+    per_token = per_token * is_w;
+  }
+
+  auto masked = per_token * mask;
+  if (o.loss_type == "grpo") {
+    out.loss = (masked.sum(-1) / mask.sum(-1).clamp_min(1)).mean();
+  } else if (o.loss_type == "bnpo") {
+    out.loss = masked.sum() / mask.sum().clamp_min(1);
+  } else if (o.loss_type == "dr_grpo") {
+    TORCH_CHECK(o.max_completion_length > 0, "dr_grpo needs max_completion_length");
+    out.loss = masked.sum() / static_cast<double>(N * o.max_completion_length);
+  } else if (o.loss_type == "dapo") {
+    out.loss = masked.sum() / (o.num_items > 0 ? o.num_items : std::max(out.tokens, 1.0));
+  } else {
+    throw Error("unknown loss_type \"" + o.loss_type + "\"", "loss_type", "use grpo, bnpo, dr_grpo or dapo");
+  }
+
+  auto wd = w.detach().expand_as(mask);
+  auto a = adv.detach().expand_as(mask);
+  auto low = ((wd < 1 - o.epsilon) & (a < 0)).to(mask.scalar_type());
+  auto high = ((wd > 1 + o.epsilon_high) & (a > 0)).to(mask.scalar_type());
+  out.clip_low = masked_mean(low, mask, out.tokens);
+  out.clip_high = masked_mean(high, mask, out.tokens);
+  out.clip_region = masked_mean((low + high).clamp_max(1), mask, out.tokens);
+  return out;
+}
+
+torch::Tensor online_dpo_loss(const torch::Tensor& logp_w, const torch::Tensor& logp_l, const torch::Tensor& ref_w,
+                              const torch::Tensor& ref_l, double beta) {
+  auto margin = (logp_w - ref_w) - (logp_l - ref_l);  // [P]
+  return -torch::log_sigmoid(beta * margin).mean();
+}
+
+torch::Tensor token_logprobs(const torch::Tensor& logits, const torch::Tensor& targets, double temperature,
+                             torch::Tensor* entropy) {
+  auto z = logits.to(torch::kFloat32);
+  if (temperature != 1) z = z / temperature;                   // [N, T, V]
+  auto lse = torch::logsumexp(z, -1);                          // [N, T]
+  auto picked = z.gather(-1, targets.unsqueeze(-1)).squeeze(-1);  // [N, T]
+  if (entropy) *entropy = lse - (torch::softmax(z, -1) * z).sum(-1);  // H = lse - E_p[z]
+  return picked - lse;
+}
+
+}  // namespace rlaif
