@@ -7,6 +7,10 @@
 
 #include <torch/torch.h>
 
+#include <array>
+#include <map>
+#include <string>
+
 #include "rlaif/model_config.h"
 #include "rlaif/packed_linear.h"
 
@@ -38,6 +42,17 @@ struct CachedBatch {
   int64_t key_len = 0;      // > every position in the batch; keys [0, key_len) are read
 };
 
+// A LoRA adapter on one projection, as PEFT defines it: y = W x + b + scale * B A dropout(x).
+struct LoraAdapter {
+  torch::Tensor A;     // [r, in]  (PEFT's lora_A.weight)
+  torch::Tensor B;     // [out, r] (PEFT's lora_B.weight)
+  double scale = 1;    // lora_alpha / r (or / sqrt(r) with rsLoRA)
+  double dropout = 0;  // on the adapter's input, in training forwards only
+};
+
+// The projections LoRA can adapt, by their Hugging Face module names.
+extern const char* const kLoraProjections[7];  // q_proj k_proj v_proj o_proj gate_proj up_proj down_proj
+
 struct RMSNormImpl : torch::nn::Module {
   RMSNormImpl(int64_t dim, double eps);
   torch::Tensor forward(const torch::Tensor& x);  // [..., dim]; normalised in fp32, as transformers does
@@ -56,7 +71,7 @@ TORCH_MODULE(Attention);
 
 struct MLPImpl : torch::nn::Module {
   explicit MLPImpl(const ModelConfig& c);
-  torch::Tensor forward(const torch::Tensor& x);  // SwiGLU: down(silu(gate(x)) * up(x))
+  // SwiGLU, down(silu(gate(x)) * up(x)), computed by CausalLMImpl so LoRA adapters apply to each projection.
   torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
 };
 TORCH_MODULE(MLP);
@@ -101,6 +116,17 @@ class CausalLMImpl : public torch::nn::Module {
   bool prepare_inference() { return use_packed(); }
   bool packed_bf16() const { return packed_bf16_; }
 
+  // LoRA adapters keyed by module path ("model.layers.0.self_attn.q_proj"). They are not registered parameters, so
+  // named_parameters() stays the base model's key list. Every forward path (training, cached, packed inference —
+  // which packs W + scale B A) applies them while enabled; disabled, the model is the base (LoRA's reference policy).
+  // Throws rlaif::Error for a path that is not an adaptable projection or shapes that do not fit it.
+  void set_lora(std::map<std::string, LoraAdapter> adapters);
+  const std::map<std::string, LoraAdapter>& lora() const { return lora_; }
+  void set_lora_enabled(bool enabled) { lora_enabled_ = enabled; }
+  bool lora_enabled() const { return lora_enabled_ && !lora_.empty(); }
+  // The projection at `path` (as in set_lora); throws rlaif::Error if there is none.
+  torch::nn::Linear& projection(const std::string& path);
+
   const ModelConfig& config() const { return config_; }
   torch::ScalarType dtype() const { return model->embed_tokens->weight.scalar_type(); }
 
@@ -120,10 +146,16 @@ class CausalLMImpl : public torch::nn::Module {
   struct PackedLayer {
     PackedWeight qkv, o, gate_up, down;
   };
+  // x through projection `proj` (index into kLoraProjections) of `layer`, with its adapter when LoRA is on.
+  torch::Tensor project(int64_t layer, int proj, torch::nn::Linear& linear, const torch::Tensor& x);
+  torch::Tensor effective_weight(int64_t layer, int proj, const torch::nn::Linear& linear) const;  // W (+ scale B A)
   bool use_packed();  // true when this forward should take the packed path (repacks if parameters changed)
   void repack();
 
   ModelConfig config_;
+  std::map<std::string, LoraAdapter> lora_;
+  std::vector<std::array<const LoraAdapter*, 7>> lora_slots_;  // per layer, per projection (null = none)
+  bool lora_enabled_ = true;
   bool packed_enabled_ = false, packed_bf16_ = false;
   int64_t packed_version_ = -1;
   std::vector<PackedLayer> packed_;

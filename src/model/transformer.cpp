@@ -41,10 +41,6 @@ MLPImpl::MLPImpl(const ModelConfig& c) {
   down_proj = register_module("down_proj", torch::nn::Linear(LinearOptions(c.intermediate_size, c.hidden_size).bias(c.mlp_bias)));
 }
 
-torch::Tensor MLPImpl::forward(const torch::Tensor& x) {
-  return down_proj(torch::silu(gate_proj(x)) * up_proj(x));
-}
-
 DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& c) {
   self_attn = register_module("self_attn", Attention(c));
   mlp = register_module("mlp", MLP(c));
@@ -129,6 +125,70 @@ std::pair<torch::Tensor, torch::Tensor> CausalLMImpl::rope(const torch::Tensor& 
   return {cos, sin};
 }
 
+const char* const kLoraProjections[7] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+
+torch::nn::Linear& CausalLMImpl::projection(const std::string& path) {
+  const std::string prefix = "model.layers.";
+  if (path.compare(0, prefix.size(), prefix) == 0) {
+    size_t dot = path.find('.', prefix.size());
+    std::string idx = path.substr(prefix.size(), dot == std::string::npos ? 0 : dot - prefix.size());
+    int64_t layer = idx.empty() || idx.find_first_not_of("0123456789") != std::string::npos ? -1 : std::stoll(idx);
+    if (layer >= 0 && layer < config_.num_hidden_layers) {
+      auto& l = model->layers->at<DecoderLayerImpl>(layer);
+      std::string rest = path.substr(dot + 1);
+      if (rest == "self_attn.q_proj") return l.self_attn->q_proj;
+      if (rest == "self_attn.k_proj") return l.self_attn->k_proj;
+      if (rest == "self_attn.v_proj") return l.self_attn->v_proj;
+      if (rest == "self_attn.o_proj") return l.self_attn->o_proj;
+      if (rest == "mlp.gate_proj") return l.mlp->gate_proj;
+      if (rest == "mlp.up_proj") return l.mlp->up_proj;
+      if (rest == "mlp.down_proj") return l.mlp->down_proj;
+    }
+  }
+  throw Error("no adaptable projection \"" + path + "\" in this model", path,
+              "expected model.layers.<0.." + std::to_string(config_.num_hidden_layers - 1) +
+                  ">.self_attn.{q,k,v,o}_proj or .mlp.{gate,up,down}_proj");
+}
+
+void CausalLMImpl::set_lora(std::map<std::string, LoraAdapter> adapters) {
+  std::vector<std::array<const LoraAdapter*, 7>> slots(config_.num_hidden_layers);
+  for (auto& s : slots) s.fill(nullptr);
+  for (const auto& [path, a] : adapters) {
+    auto& lin = projection(path);
+    const int64_t out = lin->weight.size(0), in = lin->weight.size(1);
+    if (a.A.dim() != 2 || a.B.dim() != 2 || a.A.size(1) != in || a.B.size(0) != out || a.A.size(0) != a.B.size(1))
+      throw Error("LoRA shapes A " + c10::str(a.A.sizes()) + " and B " +
+                      c10::str(a.B.sizes()) + " do not fit the projection [" + std::to_string(out) + ", " +
+                      std::to_string(in) + "]",
+                  path, "A must be [r, " + std::to_string(in) + "] and B [" + std::to_string(out) + ", r]");
+  }
+  lora_ = std::move(adapters);
+  for (const auto& [path, a] : lora_) {
+    size_t b = std::string("model.layers.").size();
+    int64_t layer = std::stoll(path.substr(b, path.find('.', b) - b));
+    std::string name = path.substr(path.rfind('.') + 1);
+    for (int p = 0; p < 7; ++p)
+      if (name == kLoraProjections[p]) slots[layer][p] = &a;
+  }
+  lora_slots_ = std::move(slots);
+  packed_version_ = -1;  // repack with the adapters merged
+}
+
+torch::Tensor CausalLMImpl::project(int64_t layer, int proj, torch::nn::Linear& linear, const torch::Tensor& x) {
+  auto y = linear(x);
+  const LoraAdapter* a = lora_enabled() ? lora_slots_[layer][proj] : nullptr;
+  if (!a) return y;
+  auto xin = a->dropout > 0 && is_training() && torch::GradMode::is_enabled()
+                 ? torch::dropout(x, a->dropout, /*train=*/true) : x;
+  return y + torch::nn::functional::linear(torch::nn::functional::linear(xin, a->A), a->B) * a->scale;
+}
+
+torch::Tensor CausalLMImpl::effective_weight(int64_t layer, int proj, const torch::nn::Linear& linear) const {
+  const LoraAdapter* a = lora_enabled() ? lora_slots_[layer][proj] : nullptr;
+  if (!a) return linear->weight;
+  return linear->weight + torch::matmul(a->B, a->A) * a->scale;
+}
+
 bool CausalLMImpl::set_packed_inference(bool enable, bool bf16) {
   packed_enabled_ = enable && packed_linear_supported(bf16);
   packed_bf16_ = bf16;
@@ -140,8 +200,10 @@ bool CausalLMImpl::set_packed_inference(bool enable, bool bf16) {
 
 bool CausalLMImpl::use_packed() {
   if (!packed_enabled_ || torch::GradMode::is_enabled()) return false;
+  if (!lora_.empty() && !lora_enabled_) return false;  // the base model with adapters off: plain path
   int64_t version = 0;
   for (const auto& p : parameters()) version += p._version();
+  for (const auto& kv : lora_) version += kv.second.A._version() + kv.second.B._version();
   if (version != packed_version_) {
     repack();
     packed_version_ = version;
@@ -156,13 +218,16 @@ void CausalLMImpl::repack() {
     auto& a = *layer.self_attn;
     auto& m = *layer.mlp;
     PackedLayer pl;
-    auto qkv_w = torch::cat({a.q_proj->weight, a.k_proj->weight, a.v_proj->weight});
+    torch::NoGradGuard no_grad;
+    auto qkv_w = torch::cat({effective_weight(i, 0, a.q_proj), effective_weight(i, 1, a.k_proj),
+                             effective_weight(i, 2, a.v_proj)});
     auto qkv_b = config_.qkv_bias ? torch::cat({a.q_proj->bias, a.k_proj->bias, a.v_proj->bias}) : torch::Tensor();
     pl.qkv = pack_linear(qkv_w, qkv_b, packed_bf16_);
-    pl.o = pack_linear(a.o_proj->weight, config_.o_bias ? a.o_proj->bias : torch::Tensor(), packed_bf16_);
+    pl.o = pack_linear(effective_weight(i, 3, a.o_proj), config_.o_bias ? a.o_proj->bias : torch::Tensor(), packed_bf16_);
     auto gu_b = config_.mlp_bias ? torch::cat({m.gate_proj->bias, m.up_proj->bias}) : torch::Tensor();
-    pl.gate_up = pack_linear(torch::cat({m.gate_proj->weight, m.up_proj->weight}), gu_b, packed_bf16_);
-    pl.down = pack_linear(m.down_proj->weight, config_.mlp_bias ? m.down_proj->bias : torch::Tensor(), packed_bf16_);
+    pl.gate_up = pack_linear(torch::cat({effective_weight(i, 4, m.gate_proj), effective_weight(i, 5, m.up_proj)}), gu_b,
+                             packed_bf16_);
+    pl.down = pack_linear(effective_weight(i, 6, m.down_proj), config_.mlp_bias ? m.down_proj->bias : torch::Tensor(), packed_bf16_);
     packed_.push_back(std::move(pl));
   }
   packed_head_ = pack_linear(lm_head ? lm_head->weight : model->embed_tokens->weight, torch::Tensor(), packed_bf16_);
@@ -220,9 +285,9 @@ torch::Tensor CausalLMImpl::run_layers(const torch::Tensor& input_ids, const tor
       k = qkv.narrow(-1, H * D, Hkv * D).view({N, T, Hkv, D});
       v = qkv.narrow(-1, (H + Hkv) * D, Hkv * D).view({N, T, Hkv, D});
     } else {
-      q = a.q_proj(h).view({N, T, H, D});
-      k = a.k_proj(h).view({N, T, Hkv, D});
-      v = a.v_proj(h).view({N, T, Hkv, D});
+      q = project(i, 0, a.q_proj, h).view({N, T, H, D});
+      k = project(i, 1, a.k_proj, h).view({N, T, Hkv, D});
+      v = project(i, 2, a.v_proj, h).view({N, T, Hkv, D});
     }
     if (config_.qk_norm) {
       q = a.q_norm(q);
@@ -249,8 +314,10 @@ torch::Tensor CausalLMImpl::run_layers(const torch::Tensor& input_ids, const tor
       const int64_t I = config_.intermediate_size;
       x = x + packed_linear(torch::silu(gu.narrow(-1, 0, I)) * gu.narrow(-1, I, I), packed_[i].down);
     } else {
-      x = x + a.o_proj(attn);
-      x = x + layer.mlp(layer.post_attention_layernorm(x));
+      x = x + project(i, 3, a.o_proj, attn);
+      auto& m = *layer.mlp;
+      auto hn = layer.post_attention_layernorm(x);
+      x = x + project(i, 6, m.down_proj, torch::silu(project(i, 4, m.gate_proj, hn)) * project(i, 5, m.up_proj, hn));
     }
   }
   return model->norm(x);

@@ -2,7 +2,9 @@
 """Independent reference for rlaif's transformer: a plain PyTorch llama/mistral/qwen2/qwen3 written from the
 transformers formulas, reading and writing safetensors by hand (struct + json), so nothing is shared with the C++ code.
 
-  llama_ref.py logits MODEL_DIR IDS_JSON OUT_JSON   # IDS_JSON: [[ids of row 0], ...]; OUT_JSON: logits [rows][T][V]
+  llama_ref.py logits MODEL_DIR IDS_JSON OUT_JSON [ADAPTER_DIR]
+      # IDS_JSON: [[ids of row 0], ...]; OUT_JSON: logits [rows][T][V]. ADAPTER_DIR: a PEFT LoRA folder, applied as
+      # PEFT's LoRA layer does: y = W x + b + (lora_alpha / r) B A x (rsLoRA: lora_alpha / sqrt(r)).
   llama_ref.py write MODEL_DIR ARCH SEED DTYPE      # writes a random model folder (config.json + model.safetensors)
 """
 import json
@@ -83,9 +85,19 @@ def rotate(x, pos, inv):  # x [T, heads, D], rotate pairs (i, i + D/2) by angle 
     return torch.cat([a * c - b * s, b * c + a * s], -1)
 
 
-def logits(model_dir, ids):
+def load_adapter(adapter_dir):
+    if not adapter_dir:
+        return {}, 0.0
+    acfg = json.load(open(os.path.join(adapter_dir, "adapter_config.json")))
+    r = acfg["r"]
+    scale = acfg["lora_alpha"] / (math.sqrt(r) if acfg.get("use_rslora") else r)
+    return load_safetensors(os.path.join(adapter_dir, "adapter_model.safetensors")), scale
+
+
+def logits(model_dir, ids, adapter_dir=None):
     cfg = json.load(open(os.path.join(model_dir, "config.json")))
     w = load_safetensors(os.path.join(model_dir, "model.safetensors"))
+    lora, scale = load_adapter(adapter_dir)
     mt = cfg["model_type"]
     H = cfg["num_attention_heads"]
     Hkv = cfg.get("num_key_value_heads") or H
@@ -97,6 +109,9 @@ def logits(model_dir, ids):
     x = w["model.embed_tokens.weight"][torch.tensor(ids)]
     def lin(name, h):
         y = h @ w[name + ".weight"].T
+        a = "base_model.model." + name + ".lora_A.weight"
+        if a in lora:
+            y = y + scale * (h @ lora[a].T) @ lora["base_model.model." + name + ".lora_B.weight"].T
         return y + w[name + ".bias"] if name + ".bias" in w else y
     for i in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{i}."
@@ -157,7 +172,8 @@ def write(model_dir, arch, seed, dtype):
 if __name__ == "__main__":
     if sys.argv[1] == "logits":
         rows = json.load(open(sys.argv[3]))
-        out = [logits(sys.argv[2], r).tolist() for r in rows]
+        adapter = sys.argv[5] if len(sys.argv) > 5 else None
+        out = [logits(sys.argv[2], r, adapter).tolist() for r in rows]
         json.dump(out, open(sys.argv[4], "w"))
     elif sys.argv[1] == "write":
         write(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5])
