@@ -3,7 +3,8 @@
 // (transport, or a reply without a valid verdict) is returned as failed with its cause — never as a score.
 //
 // Backends: "openai", any server speaking /v1/chat/completions (vLLM, llama.cpp, Ollama, SGLang, OpenAI, ...), and
-// "command", an external program scoring batches of samples in Amazon Nova's reward-Lambda JSON shape.
+// "command", an external program scoring batches of samples in Amazon Nova's reward-Lambda JSON shape, and "none",
+// rule graders only (verifiable rewards).
 #pragma once
 
 #include <cstdint>
@@ -23,7 +24,7 @@
 namespace rlaif {
 
 struct JudgeConfig {
-  std::string backend = "openai";               // openai | command
+  std::string backend = "openai";               // openai | command | none (rule graders only)
   std::vector<std::string> command;              // command backend: program and arguments
   double command_timeout_s = 300;                // per batch
   int command_batch = 64;                        // samples per run of the command

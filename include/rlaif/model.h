@@ -115,6 +115,9 @@ class CausalLMImpl : public torch::nn::Module {
   // in the current grad mode takes the packed path.
   bool prepare_inference() { return use_packed(); }
   bool packed_bf16() const { return packed_bf16_; }
+  // While suspended, no-grad forwards take the plain path too: the trainer's log-probs without gradient (old policy,
+  // reference) must use the same numerics as its gradient forwards.
+  void set_packed_suspended(bool suspended) { packed_suspended_ = suspended; }
 
   // LoRA adapters keyed by module path ("model.layers.0.self_attn.q_proj"). They are not registered parameters, so
   // named_parameters() stays the base model's key list. Every forward path (training, cached, packed inference —
@@ -156,7 +159,7 @@ class CausalLMImpl : public torch::nn::Module {
   std::map<std::string, LoraAdapter> lora_;
   std::vector<std::array<const LoraAdapter*, 7>> lora_slots_;  // per layer, per projection (null = none)
   bool lora_enabled_ = true;
-  bool packed_enabled_ = false, packed_bf16_ = false;
+  bool packed_enabled_ = false, packed_bf16_ = false, packed_suspended_ = false;
   int64_t packed_version_ = -1;
   std::vector<PackedLayer> packed_;
   PackedWeight packed_head_;

@@ -1,84 +1,33 @@
 // judge.toml: every key is read with its type checked; an unknown key is an error naming it (a typo must not be
 // silently ignored).
+#include "judge/judge_toml.h"
+
 #include <nlohmann/json.hpp>
-#include <toml++/toml.h>
 
-#include <set>
-
+#include "core/toml_reader.h"
 #include "rlaif/error.h"
-#include "rlaif/judge.h"
 
 namespace rlaif {
-namespace {
-
-class TomlReader {
- public:
-  TomlReader(const toml::table& t, std::string where) : t_(t), where_(std::move(where)) {}
-  ~TomlReader() = default;
-
-  template <class T>
-  void get(const char* key, T& out) {
-    seen_.insert(key);
-    const toml::node* n = t_.get(key);
-    if (!n) return;
-    if constexpr (std::is_same_v<T, std::string>) {
-      if (!n->is_string()) fail(key, "a string");
-      out = **n->as_string();
-    } else if constexpr (std::is_same_v<T, bool>) {
-      if (!n->is_boolean()) fail(key, "true or false");
-      out = **n->as_boolean();
-    } else if constexpr (std::is_integral_v<T>) {
-      if (!n->is_integer()) fail(key, "an integer");
-      out = static_cast<T>(**n->as_integer());
-    } else {
-      if (n->is_integer()) out = static_cast<T>(**n->as_integer());
-      else if (n->is_floating_point()) out = static_cast<T>(**n->as_floating_point());
-      else fail(key, "a number");
-    }
-  }
-  const toml::table* table(const char* key) {
-    seen_.insert(key);
-    const toml::node* n = t_.get(key);
-    if (n && !n->is_table()) fail(key, "a table");
-    return n ? n->as_table() : nullptr;
-  }
-  const toml::array* array(const char* key) {
-    seen_.insert(key);
-    const toml::node* n = t_.get(key);
-    if (n && !n->is_array()) fail(key, "an array");
-    return n ? n->as_array() : nullptr;
-  }
-  // Any key that was never asked for is a typo or an option that does not exist.
-  void check_unknown(const std::string& valid) {
-    for (const auto& [k, v] : t_)
-      if (!seen_.count(std::string(k.str())))
-        throw Error("unknown key \"" + std::string(k.str()) + "\"", at(std::string(k.str()), v), "valid keys: " + valid);
-  }
-
- private:
-  std::string at(const std::string& key, const toml::node& n) const {
-    return where_ + "." + key + " (line " + std::to_string(n.source().begin.line) + ")";
-  }
-  [[noreturn]] void fail(const char* key, const char* what) {
-    throw Error(std::string("must be ") + what, at(key, *t_.get(key)), "see docs/config.md");
-  }
-  const toml::table& t_;
-  std::string where_;
-  std::set<std::string> seen_;
-};
-
-}  // namespace
-
-JudgeConfig JudgeConfig::from_toml(const std::string& path) {
-  toml::table root;
+toml::table parse_toml_file(const std::string& path) {
   try {
-    root = toml::parse_file(path);
+    return toml::parse_file(path);
   } catch (const toml::parse_error& e) {
     throw Error(std::string("invalid TOML: ") + std::string(e.description()),
                 path + ":" + std::to_string(e.source().begin.line), "fix the syntax");
   }
-  JudgeConfig c;
+}
+
+JudgeConfig JudgeConfig::from_toml(const std::string& path) {
+  auto root = parse_toml_file(path);
   TomlReader top(root, path);
+  auto c = read_judge_tables(top, path);
+  top.check_unknown(kJudgeTables);
+  c.validate(path);
+  return c;
+}
+
+JudgeConfig read_judge_tables(TomlReader& top, const std::string& path) {
+  JudgeConfig c;
   if (const toml::table* j = top.table("judge")) {
     TomlReader r(*j, path + ": judge");
     r.get("backend", c.backend);
@@ -186,15 +135,17 @@ JudgeConfig JudgeConfig::from_toml(const std::string& path) {
       c.graders.push_back(std::move(g));
     }
   }
-  top.check_unknown("judge, rubric, template, graders");
-  c.validate(path);
   return c;
 }
 
 void JudgeConfig::validate(const std::string& where) const {
-  if (backend != "openai" && backend != "command")
-    throw Error("unknown backend \"" + backend + "\"", where + ": judge.backend", "use openai or command");
-  if (backend == "command") {
+  if (backend != "openai" && backend != "command" && backend != "none")
+    throw Error("unknown backend \"" + backend + "\"", where + ": judge.backend", "use openai, command or none");
+  if (backend == "none") {
+    if (graders.empty())
+      throw Error("the none backend (rule graders only) needs at least one grader", where + ": judge.backend",
+                  "add [[graders]] or choose the openai or command backend");
+  } else if (backend == "command") {
     if (command.empty()) throw Error("the command backend needs a command", where + ": judge.command", "e.g. command = [\"python3\", \"reward.py\"]");
     if (!(command_timeout_s > 0) || command_batch < 1) throw Error("command_timeout_s > 0 and command_batch >= 1", where + ": judge");
   } else {

@@ -199,7 +199,7 @@ bool CausalLMImpl::set_packed_inference(bool enable, bool bf16) {
 }
 
 bool CausalLMImpl::use_packed() {
-  if (!packed_enabled_ || torch::GradMode::is_enabled()) return false;
+  if (!packed_enabled_ || packed_suspended_ || torch::GradMode::is_enabled()) return false;
   if (!lora_.empty() && !lora_enabled_) return false;  // the base model with adapters off: plain path
   int64_t version = 0;
   for (const auto& p : parameters()) version += p._version();

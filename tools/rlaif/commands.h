@@ -12,5 +12,7 @@ Run add_init_model(CLI::App& app);
 Run add_generate(CLI::App& app);
 Run add_tokenize(CLI::App& app);
 Run add_judge(CLI::App& app);
+Run add_train(CLI::App& app);
+Run add_sft(CLI::App& app);
 
 }  // namespace rlaif_cli

@@ -24,6 +24,10 @@ int main(int argc, char** argv) {
   runs[tok] = rlaif_cli::add_tokenize(*tok);
   auto* judge = app.add_subcommand("judge", "score a JSONL file of prompt/completion rows with an LLM judge");
   runs[judge] = rlaif_cli::add_judge(*judge);
+  auto* train = app.add_subcommand("train", "reinforcement fine-tuning with judge rewards (GRPO family, online DPO)");
+  runs[train] = rlaif_cli::add_train(*train);
+  auto* sft = app.add_subcommand("sft", "supervised fine-tuning on prompt/completion pairs (loss on completions)");
+  runs[sft] = rlaif_cli::add_sft(*sft);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

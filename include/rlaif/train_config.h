@@ -1,0 +1,97 @@
+// run.toml: everything one RL run (`rlaif train`) or SFT run (`rlaif sft`) needs, in one file. Option names follow
+// TRL's GRPOConfig / SFTConfig wherever the concept is the same. Every option is documented in docs/config.md.
+//
+//   [model]    path, dtype (sampling precision)
+//   [data]     prompts, eval_prompts, completion_only_loss (sft)
+//   [train]    the algorithm and its hyper-parameters, optimisation, checkpoints, logging
+//   [lora]     enabled, r, lora_alpha, lora_dropout, target_modules, use_rslora
+//   [judge] [rubric] [template] [[graders]]   the reward, exactly as in judge.toml
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "rlaif/judge.h"
+#include "rlaif/lora.h"
+
+namespace rlaif {
+
+struct TrainConfig {
+  // [model]
+  std::string model_path;              // Hugging Face folder of the policy (and of the reference)
+  std::string dtype = "auto";          // sampling precision: auto | float32 | bfloat16
+
+  // [data]
+  std::string prompts;                 // JSONL: {"prompt": "..."} or {"messages": [...]}, optional "reference"
+  std::string eval_prompts;            // held-out JSONL for evaluation ("" = none)
+
+  // [train]
+  std::string output_dir;
+  std::string algorithm = "grpo";      // grpo | rloo | reinforce_pp | reinforce_pp_baseline | online_dpo
+  int64_t max_steps = -1;                   // optimizer steps; -1 = num_train_epochs passes over the data
+  double num_train_epochs = 1;
+  int64_t per_device_train_batch_size = 8;  // completions per micro-batch
+  int64_t gradient_accumulation_steps = 1;  // micro-batches per optimizer step
+  int64_t num_generations = 8;              // G completions per prompt
+  int64_t max_prompt_length = 512;          // tokens; longer prompts keep their end
+  int64_t max_completion_length = 256;
+  double temperature = 1.0, top_p = 1.0, min_p = 0.0;
+  int64_t top_k = 0;
+  double learning_rate = 1e-6;
+  double adam_beta1 = 0.9, adam_beta2 = 0.999, adam_epsilon = 1e-8, weight_decay = 0.0;
+  double max_grad_norm = 1.0;
+  std::string lr_scheduler_type = "linear";  // constant | linear | cosine
+  int64_t warmup_steps = 0;
+  double warmup_ratio = 0.0;
+  double beta = 0.0;                        // KL coefficient
+  std::string kl_estimator = "k3";          // k1 | k2 | k3
+  bool kl_in_reward = false;                // false: beta * KL in the loss; true: subtracted from the reward
+  double epsilon = 0.2;
+  double epsilon_high = -1;                 // < 0: same as epsilon
+  std::string loss_type = "dapo";           // grpo | bnpo | dr_grpo | dapo
+  std::string scale_rewards = "group";      // group | batch | none
+  std::string importance_sampling_level = "token";  // token | sequence (GSPO)
+  int64_t num_iterations = 1;               // mu: optimizer passes over each generated batch
+  bool mask_truncated_completions = false;
+  double entropy_coef = 0.0;
+  bool importance_sampling_correction = false;  // truncated IS between sampler and trainer log-probs
+  double importance_sampling_cap = 2.0;
+  bool dynamic_sampling = false;            // drop zero-variance groups and sample more prompts to refill
+  int64_t max_dynamic_sampling_rounds = 4;
+  int64_t overlong_buffer_length = 0;       // DAPO soft overlong punishment over the last L_cache tokens (0 = off)
+  double overlong_penalty_factor = 1.0;
+  double missing_eos_penalty = 0.0;         // subtracted from the reward of completions cut at max length
+  uint64_t seed = 42;
+  int64_t logging_steps = 1;
+  int64_t save_steps = 50;                  // 0 = only at the end
+  int64_t save_total_limit = 3;             // checkpoints kept
+  int64_t eval_steps = 0;                   // 0 = no evaluation during training
+  int64_t eval_samples = 64;                // held-out prompts per evaluation
+  int64_t generation_batch_size = 32;       // sequences the sampler decodes together
+  int num_threads = 0;                      // 0 = all cores
+
+  // [lora]
+  bool use_lora = false;
+  LoraConfig lora;
+
+  // [judge], [rubric], [template], [[graders]]
+  JudgeConfig judge;
+  bool has_judge = false;                   // any of the judge tables present
+
+  // Completions per optimizer step and prompts per step.
+  int64_t generation_batch() const { return per_device_train_batch_size * gradient_accumulation_steps; }
+  int64_t prompts_per_step() const { return generation_batch() / num_generations; }
+  // Steps of the run over `rows` training rows: max_steps, or enough for num_train_epochs passes.
+  int64_t total_steps(int64_t rows, bool rl = true) const;
+  double clip_high() const { return epsilon_high < 0 ? epsilon : epsilon_high; }
+
+  // Reads `path`, applying `overrides` ("train.learning_rate=1e-5", values in TOML syntax; a bare word is a string)
+  // first. Unknown tables and keys are errors naming file, key and line. Relative paths are relative to the working
+  // directory. Does not validate.
+  static TrainConfig from_toml(const std::string& path, const std::vector<std::string>& overrides = {});
+  // Checks every option and their interactions up front; throws rlaif::Error saying how to fix it. `rl` = false
+  // checks only what sft uses.
+  void validate(const std::string& where, bool rl = true) const;
+};
+
+}  // namespace rlaif

@@ -1,0 +1,27 @@
+// The training loops: `rlaif train` (GRPO and its family with judge rewards) and `rlaif sft`.
+//
+// One RL step reads top to bottom in src/train/grpo_trainer.cpp:
+//   prompts -> G completions each (judged as each finishes) -> rewards (judge + graders + shaping) -> advantages
+//   -> loss over micro-batches (x num_iterations) -> AdamW step -> metrics.jsonl, checkpoint, evaluation.
+#pragma once
+
+#include <string>
+
+#include "rlaif/train_config.h"
+
+namespace rlaif {
+
+struct RunOptions {
+  bool resume = false;   // continue from the newest checkpoint in output_dir
+  bool quiet = false;    // no progress output
+};
+
+// Both throw rlaif::Error for bad configs or data (before any training), and for judge or I/O failures.
+void run_rl(const TrainConfig& config, const RunOptions& options);
+void run_sft(const TrainConfig& config, const RunOptions& options);
+
+// The learning rate of optimizer step `step` (0-based) of `total`, as transformers' schedulers compute it:
+// linear warmup from 0, then constant, linear decay to 0 or cosine decay to 0.
+double scheduled_lr(const TrainConfig& config, int64_t step, int64_t total);
+
+}  // namespace rlaif

@@ -1,0 +1,57 @@
+// Training-forward layout and completion log-probabilities.
+#include "rlaif/sequence_batch.h"
+
+#include "rlaif/rl.h"
+
+namespace rlaif {
+
+SequenceBatch make_sequence_batch(const std::vector<const std::vector<int64_t>*>& prompts,
+                                  const std::vector<const std::vector<int64_t>*>& completions, int64_t pad_id) {
+  TORCH_CHECK(prompts.size() == completions.size() && !prompts.empty(), "one completion per prompt");
+  const int64_t N = static_cast<int64_t>(prompts.size());
+  int64_t P = 1, Tc = 1;
+  for (int64_t i = 0; i < N; ++i) {
+    P = std::max<int64_t>(P, prompts[i]->size());
+    Tc = std::max<int64_t>(Tc, completions[i]->size());
+  }
+  SequenceBatch b;
+  b.prompt_len = P;
+  b.input_ids = torch::full({N, P + Tc}, pad_id, torch::kInt64);
+  b.attention_mask = torch::zeros({N, P + Tc}, torch::kInt64);
+  b.completion_ids = torch::full({N, Tc}, pad_id, torch::kInt64);
+  b.completion_mask = torch::zeros({N, Tc}, torch::kFloat32);
+  auto ids = b.input_ids.accessor<int64_t, 2>();
+  auto am = b.attention_mask.accessor<int64_t, 2>();
+  auto cid = b.completion_ids.accessor<int64_t, 2>();
+  auto cm = b.completion_mask.accessor<float, 2>();
+  for (int64_t i = 0; i < N; ++i) {
+    const auto& p = *prompts[i];
+    const int64_t off = P - static_cast<int64_t>(p.size());
+    for (size_t t = 0; t < p.size(); ++t) ids[i][off + t] = p[t], am[i][off + t] = 1;
+    const auto& c = *completions[i];
+    for (size_t t = 0; t < c.size(); ++t) {
+      ids[i][P + t] = c[t];
+      am[i][P + t] = 1;
+      cid[i][t] = c[t];
+      cm[i][t] = 1;
+    }
+  }
+  return b;
+}
+
+torch::Tensor completion_logprobs(CausalLM& model, const SequenceBatch& b, double temperature, torch::Tensor* entropy) {
+  struct Suspend {  // the no-grad forwards use the training numerics too
+    CausalLM& m;
+    explicit Suspend(CausalLM& model) : m(model) { m->set_packed_suspended(true); }
+    ~Suspend() { m->set_packed_suspended(false); }
+  } suspend(model);
+  auto hidden = model->hidden_states(b.input_ids, b.attention_mask);        // [N, P + Tc, C]
+  const int64_t Tc = b.completion_ids.size(1);
+  auto h = hidden.narrow(1, b.prompt_len - 1, Tc);                          // [N, Tc, C]
+  auto logits = model->logits(h);                                           // [N, Tc, V]
+  auto logp = token_logprobs(logits, b.completion_ids, temperature, entropy);  // [N, Tc]
+  if (entropy) *entropy = *entropy * b.completion_mask;
+  return logp * b.completion_mask;
+}
+
+}  // namespace rlaif

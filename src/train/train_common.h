@@ -1,0 +1,54 @@
+// What rlaif train and rlaif sft share: the trainable tensors (LoRA or full), AdamW, the metrics file, the config
+// fingerprint, output-folder handling on start and resume. Internal to the trainers.
+#pragma once
+
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "rlaif/checkpoint.h"
+#include "rlaif/model.h"
+#include "rlaif/train_config.h"
+
+namespace rlaif {
+
+struct Trainable {
+  std::vector<std::string> names;
+  std::vector<torch::Tensor> params;
+};
+
+// LoRA: fresh adapters (seeded), base frozen. Full: every parameter.
+Trainable make_trainable(CausalLM& model, const TrainConfig& c);
+
+// AdamW with transformers' grouping: no weight decay on biases and norm weights.
+std::unique_ptr<torch::optim::AdamW> make_adamw(const TrainConfig& c, const Trainable& t);
+void set_lr(torch::optim::Optimizer& opt, double lr);
+
+// Global gradient norm (before clipping); clips to max_norm when > 0.
+double clip_gradients(const std::vector<torch::Tensor>& params, double max_norm);
+
+// SHA-256 over the options a resumed run must share with the run it continues.
+std::string config_fingerprint(const TrainConfig& c, const std::string& kind);
+
+// Prepares output_dir: a fresh run refuses a folder holding checkpoints; a resumed run loads the newest one
+// (returns its state, step 0 if none) and cuts metrics/sample logs back to its step.
+TrainerState start_run(const TrainConfig& c, const std::string& kind, bool resume, const CheckpointContents& contents,
+                       bool quiet);
+
+// metrics.jsonl and friends: one JSON object per line, flushed at once.
+class JsonlLog {
+ public:
+  explicit JsonlLog(const std::string& path);
+  void write(const nlohmann::json& line);
+
+ private:
+  std::ofstream out_;
+  std::string path_;
+};
+
+// Writes the final model (or adapter) to output_dir/final.
+void save_final(const TrainConfig& c, CausalLM& model);
+
+}  // namespace rlaif

@@ -1,0 +1,200 @@
+// run.toml: reading (with --set overrides) and up-front validation of every option and their interactions.
+#include "rlaif/train_config.h"
+
+#include <cmath>
+#include <sstream>
+
+#include "core/toml_reader.h"
+#include "judge/judge_toml.h"
+#include "rlaif/error.h"
+
+namespace rlaif {
+namespace {
+
+// Applies "a.b.c=value" to `root`: value in TOML syntax (1e-5, true, "x", [..]); anything else is a string.
+void apply_override(toml::table& root, const std::string& assignment) {
+  auto eq = assignment.find('=');
+  if (eq == std::string::npos || eq == 0)
+    throw Error("--set needs key=value, got \"" + assignment + "\"", "--set", "e.g. --set train.learning_rate=1e-5");
+  std::string key = assignment.substr(0, eq), value = assignment.substr(eq + 1);
+  toml::table parsed;
+  try {
+    parsed = toml::parse("v = " + value);
+  } catch (const toml::parse_error&) {
+    parsed = toml::table{{"v", value}};
+  }
+  std::vector<std::string> parts;
+  std::stringstream ss(key);
+  for (std::string p; std::getline(ss, p, '.');) parts.push_back(p);
+  toml::table* t = &root;
+  for (size_t i = 0; i + 1 < parts.size(); ++i) {
+    toml::node* n = t->get(parts[i]);
+    if (!n) n = &t->insert_or_assign(parts[i], toml::table{}).first->second;
+    if (!n->is_table()) throw Error("\"" + parts[i] + "\" is not a table", "--set " + key);
+    t = n->as_table();
+  }
+  t->insert_or_assign(parts.back(), *parsed.get("v"));
+}
+
+}  // namespace
+
+TrainConfig TrainConfig::from_toml(const std::string& path, const std::vector<std::string>& overrides) {
+  auto root = parse_toml_file(path);
+  for (const auto& o : overrides) apply_override(root, o);
+  TrainConfig c;
+  TomlReader top(root, path);
+  if (const toml::table* t = top.table("model")) {
+    TomlReader r(*t, path + ": model");
+    r.get("path", c.model_path);
+    r.get("dtype", c.dtype);
+    r.check_unknown();
+  }
+  if (const toml::table* t = top.table("data")) {
+    TomlReader r(*t, path + ": data");
+    r.get("prompts", c.prompts);
+    r.get("eval_prompts", c.eval_prompts);
+    r.check_unknown();
+  }
+  if (const toml::table* t = top.table("train")) {
+    TomlReader r(*t, path + ": train");
+    r.get("output_dir", c.output_dir);
+    r.get("algorithm", c.algorithm);
+    r.get("max_steps", c.max_steps);
+    r.get("num_train_epochs", c.num_train_epochs);
+    r.get("per_device_train_batch_size", c.per_device_train_batch_size);
+    r.get("gradient_accumulation_steps", c.gradient_accumulation_steps);
+    r.get("num_generations", c.num_generations);
+    r.get("max_prompt_length", c.max_prompt_length);
+    r.get("max_completion_length", c.max_completion_length);
+    r.get("temperature", c.temperature);
+    r.get("top_p", c.top_p);
+    r.get("top_k", c.top_k);
+    r.get("min_p", c.min_p);
+    r.get("learning_rate", c.learning_rate);
+    r.get("adam_beta1", c.adam_beta1);
+    r.get("adam_beta2", c.adam_beta2);
+    r.get("adam_epsilon", c.adam_epsilon);
+    r.get("weight_decay", c.weight_decay);
+    r.get("max_grad_norm", c.max_grad_norm);
+    r.get("lr_scheduler_type", c.lr_scheduler_type);
+    r.get("warmup_steps", c.warmup_steps);
+    r.get("warmup_ratio", c.warmup_ratio);
+    r.get("beta", c.beta);
+    r.get("kl_estimator", c.kl_estimator);
+    r.get("kl_in_reward", c.kl_in_reward);
+    r.get("epsilon", c.epsilon);
+    r.get("epsilon_high", c.epsilon_high);
+    r.get("loss_type", c.loss_type);
+    r.get("scale_rewards", c.scale_rewards);
+    r.get("importance_sampling_level", c.importance_sampling_level);
+    r.get("num_iterations", c.num_iterations);
+    r.get("mask_truncated_completions", c.mask_truncated_completions);
+    r.get("entropy_coef", c.entropy_coef);
+    r.get("importance_sampling_correction", c.importance_sampling_correction);
+    r.get("importance_sampling_cap", c.importance_sampling_cap);
+    r.get("dynamic_sampling", c.dynamic_sampling);
+    r.get("max_dynamic_sampling_rounds", c.max_dynamic_sampling_rounds);
+    r.get("overlong_buffer_length", c.overlong_buffer_length);
+    r.get("overlong_penalty_factor", c.overlong_penalty_factor);
+    r.get("missing_eos_penalty", c.missing_eos_penalty);
+    r.get("seed", c.seed);
+    r.get("logging_steps", c.logging_steps);
+    r.get("save_steps", c.save_steps);
+    r.get("save_total_limit", c.save_total_limit);
+    r.get("eval_steps", c.eval_steps);
+    r.get("eval_samples", c.eval_samples);
+    r.get("generation_batch_size", c.generation_batch_size);
+    r.get("num_threads", c.num_threads);
+    r.check_unknown();
+  }
+  if (const toml::table* t = top.table("lora")) {
+    TomlReader r(*t, path + ": lora");
+    c.use_lora = true;
+    r.get("enabled", c.use_lora);
+    r.get("r", c.lora.r);
+    r.get("lora_alpha", c.lora.lora_alpha);
+    r.get("lora_dropout", c.lora.lora_dropout);
+    r.get_strings("target_modules", c.lora.target_modules);
+    r.get("use_rslora", c.lora.use_rslora);
+    r.check_unknown();
+  }
+  for (const char* k : {"judge", "rubric", "template", "graders"}) c.has_judge = c.has_judge || root.contains(k);
+  c.judge = read_judge_tables(top, path);
+  top.check_unknown(std::string("model, data, train, lora, ") + kJudgeTables);
+  return c;
+}
+
+int64_t TrainConfig::total_steps(int64_t rows, bool rl) const {
+  if (max_steps > 0) return max_steps;
+  const int64_t per_step = rl ? prompts_per_step() : generation_batch();
+  return std::max<int64_t>(1, static_cast<int64_t>(std::ceil(num_train_epochs * rows / double(per_step))));
+}
+
+void TrainConfig::validate(const std::string& where, bool rl) const {
+  auto fail = [&](const std::string& key, const std::string& what, const std::string& hint = "") {
+    throw Error(what, where + ": " + key, hint);
+  };
+  if (model_path.empty()) fail("model.path", "the policy model folder is not set", "path = \"models/my-model\"");
+  if (prompts.empty()) fail("data.prompts", "the training data file is not set", "prompts = \"prompts.jsonl\"");
+  if (output_dir.empty()) fail("train.output_dir", "the output folder is not set", "output_dir = \"runs/my-run\"");
+  if (dtype != "auto" && dtype != "float32" && dtype != "bfloat16")
+    fail("model.dtype", "unknown dtype \"" + dtype + "\"", "use auto, float32 or bfloat16");
+  if (max_steps == 0 || max_steps < -1) fail("train.max_steps", "must be >= 1, or -1 to run num_train_epochs");
+  if (!(num_train_epochs > 0)) fail("train.num_train_epochs", "must be > 0");
+  if (per_device_train_batch_size < 1) fail("train.per_device_train_batch_size", "must be >= 1");
+  if (gradient_accumulation_steps < 1) fail("train.gradient_accumulation_steps", "must be >= 1");
+  if (!(learning_rate > 0)) fail("train.learning_rate", "must be > 0");
+  if (!(adam_beta1 >= 0 && adam_beta1 < 1) || !(adam_beta2 >= 0 && adam_beta2 < 1))
+    fail("train.adam_beta1/adam_beta2", "must be in [0, 1)");
+  if (!(adam_epsilon > 0)) fail("train.adam_epsilon", "must be > 0");
+  if (weight_decay < 0) fail("train.weight_decay", "must be >= 0");
+  if (max_grad_norm < 0) fail("train.max_grad_norm", "must be >= 0 (0 = no clipping)");
+  if (lr_scheduler_type != "constant" && lr_scheduler_type != "linear" && lr_scheduler_type != "cosine")
+    fail("train.lr_scheduler_type", "unknown schedule \"" + lr_scheduler_type + "\"", "use constant, linear or cosine");
+  if (warmup_steps < 0 || warmup_ratio < 0 || warmup_ratio > 1) fail("train.warmup_steps/warmup_ratio", "must be >= 0 (ratio <= 1)");
+  if (max_prompt_length < 1) fail("train.max_prompt_length", "must be >= 1");
+  if (max_completion_length < 1) fail("train.max_completion_length", "must be >= 1");
+  if (save_total_limit < 1) fail("train.save_total_limit", "must be >= 1");
+  if (save_steps < 0 || logging_steps < 1 || eval_steps < 0) fail("train.save_steps/logging_steps/eval_steps", "must be >= 0 (logging_steps >= 1)");
+  if (use_lora) lora.validate(where + ": lora");
+  if (!rl) return;
+  const std::string algos = "grpo, rloo, reinforce_pp, reinforce_pp_baseline or online_dpo";
+  if (algorithm != "grpo" && algorithm != "rloo" && algorithm != "reinforce_pp" && algorithm != "reinforce_pp_baseline" &&
+      algorithm != "online_dpo")
+    fail("train.algorithm", "unknown algorithm \"" + algorithm + "\"", "use " + algos);
+  if (num_generations < 2) fail("train.num_generations", "must be >= 2: advantages compare the samples of one prompt");
+  if (algorithm == "online_dpo" && num_generations != 2)
+    fail("train.num_generations", "online_dpo compares exactly 2 completions per prompt", "set num_generations = 2");
+  if (generation_batch() % num_generations != 0)
+    fail("train.per_device_train_batch_size",
+         "per_device_train_batch_size x gradient_accumulation_steps = " + std::to_string(generation_batch()) +
+             " completions per step is not divisible by num_generations = " + std::to_string(num_generations),
+         "make it a multiple, e.g. per_device_train_batch_size = " + std::to_string(num_generations));
+  if (!(temperature > 0)) fail("train.temperature", "must be > 0 (the loss divides logits by it)");
+  if (!(top_p > 0 && top_p <= 1)) fail("train.top_p", "must be in (0, 1]");
+  if (top_k < 0) fail("train.top_k", "must be >= 0 (0 = off)");
+  if (!(min_p >= 0 && min_p < 1)) fail("train.min_p", "must be in [0, 1)");
+  if (beta < 0) fail("train.beta", "must be >= 0");
+  if (kl_estimator != "k1" && kl_estimator != "k2" && kl_estimator != "k3") fail("train.kl_estimator", "use k1, k2 or k3");
+  if (!(epsilon > 0 && epsilon < 1)) fail("train.epsilon", "must be in (0, 1)");
+  if (epsilon_high >= 0 && epsilon_high < epsilon) fail("train.epsilon_high", "must be >= epsilon (clip-higher)");
+  if (loss_type != "grpo" && loss_type != "bnpo" && loss_type != "dr_grpo" && loss_type != "dapo")
+    fail("train.loss_type", "unknown loss_type \"" + loss_type + "\"", "use grpo, bnpo, dr_grpo or dapo");
+  if (scale_rewards != "group" && scale_rewards != "batch" && scale_rewards != "none")
+    fail("train.scale_rewards", "unknown scale_rewards \"" + scale_rewards + "\"", "use group, batch or none");
+  if (importance_sampling_level != "token" && importance_sampling_level != "sequence")
+    fail("train.importance_sampling_level", "use token or sequence (GSPO)");
+  if (num_iterations < 1) fail("train.num_iterations", "must be >= 1");
+  if (importance_sampling_cap < 1) fail("train.importance_sampling_cap", "must be >= 1");
+  if (overlong_buffer_length < 0 || overlong_buffer_length >= max_completion_length)
+    fail("train.overlong_buffer_length", "must be in [0, max_completion_length)");
+  if (max_dynamic_sampling_rounds < 1) fail("train.max_dynamic_sampling_rounds", "must be >= 1");
+  if (generation_batch_size < 1) fail("train.generation_batch_size", "must be >= 1");
+  if (eval_steps > 0 && eval_prompts.empty()) fail("train.eval_steps", "evaluation needs held-out prompts", "set data.eval_prompts");
+  if (!has_judge) fail("judge", "no reward is configured", "add a [judge] table (and [rubric]) or [[graders]] with [judge] backend = \"none\"");
+  if (algorithm == "online_dpo" && judge.backend != "openai")
+    fail("judge.backend", "online_dpo needs pairwise preferences from an openai-compatible judge");
+  judge.validate(where);
+}
+
+}  // namespace rlaif
