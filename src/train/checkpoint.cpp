@@ -2,9 +2,11 @@
 #include "rlaif/checkpoint.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -75,6 +77,10 @@ std::string save_checkpoint(const std::string& output_dir, const TrainerState& s
   }
   tensors.emplace_back("rng.torch_cpu", at::detail::getDefaultCPUGenerator().get_state());  // RNG of LoRA dropout
   write_safetensors(tmp + "/optimizer.safetensors", tensors);
+  // Test hook: RLAIF_TEST_KILL_IN_CHECKPOINT=STEP kills the process (SIGKILL) in the middle of writing that
+  // checkpoint, after the weights and before the state, so the tests can prove such a kill loses nothing.
+  if (const char* k = std::getenv("RLAIF_TEST_KILL_IN_CHECKPOINT"))
+    if (std::to_string(state.step) == k) ::kill(::getpid(), SIGKILL);
   nlohmann::json j = {{"global_step", state.step},
                       {"data_epoch", state.data_epoch},
                       {"data_position", state.data_position},

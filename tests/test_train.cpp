@@ -1,0 +1,299 @@
+// The trainers end to end on real files: run.toml validation, the learning-rate schedules against transformers'
+// formulas, a rising reward on a tiny task with a known reward (a rule grader), no movement under a constant reward,
+// LoRA leaving the base untouched, SFT memorising its data, judge failures left out of their groups (a real HTTP
+// judge that fails on purpose), and SIGKILL at several points (one inside a checkpoint write) then --resume ending
+// with bit-identical weights.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <sstream>
+#include <thread>
+
+#include "fault_server.h"
+#include "rlaif/checkpoint.h"
+#include "rlaif/init_model.h"
+#include "rlaif/jsonl.h"
+#include "rlaif/model_folder.h"
+#include "rlaif/safetensors.h"
+#include "rlaif/trainer.h"
+#include "test_util.h"
+
+namespace fs = std::filesystem;
+using rlaif_test::TempDir;
+
+namespace {
+
+std::string make_model(const TempDir& dir, const std::string& name = "model") {
+  if (fs::exists(dir / name)) return dir / name;
+  rlaif::InitModelOptions o;
+  o.arch = "qwen2";
+  o.seed = 1;
+  rlaif::init_model(o, dir / name);
+  return dir / name;
+}
+
+void write_prompts(const std::string& path, int n, const std::string& prefix = "Say something") {
+  std::string text;
+  for (int i = 0; i < n; ++i) text += nlohmann::json({{"prompt", prefix + " #" + std::to_string(i) + ":"}}).dump() + "\n";
+  rlaif_test::write_text(path, text);
+}
+
+// A run.toml with a rule-grader reward (completion contains "a"); `extra` lines ("key = value") override or add to
+// [train]; `tail` is appended (e.g. a [lora] table).
+std::string write_config(const TempDir& dir, const std::string& extra = "", const std::string& tail = "") {
+  make_model(dir);
+  if (!fs::exists(dir / "prompts.jsonl")) write_prompts(dir / "prompts.jsonl", 20);
+  std::map<std::string, std::string> train = {
+      {"output_dir", "\"" + (dir / "out") + "\""}, {"max_steps", "6"}, {"per_device_train_batch_size", "8"},
+      {"gradient_accumulation_steps", "2"}, {"num_generations", "4"}, {"max_completion_length", "16"},
+      {"learning_rate", "1e-3"}, {"num_threads", "1"}};
+  std::stringstream lines(extra);
+  for (std::string line; std::getline(lines, line);) {
+    auto eq = line.find(" = ");
+    if (eq != std::string::npos) train[line.substr(0, eq)] = line.substr(eq + 3);
+  }
+  std::string text = "[model]\npath = \"" + (dir / "model") + "\"\n[data]\nprompts = \"" + (dir / "prompts.jsonl") +
+                     "\"\n[train]\n";
+  for (const auto& [k, v] : train) text += k + " = " + v + "\n";
+  text += "[judge]\nbackend = \"none\"\n[[graders]]\ntype = \"regex\"\nvalue = \"a\"\n" + tail;
+  rlaif_test::write_text(dir / "run.toml", text);
+  return dir / "run.toml";
+}
+
+std::vector<nlohmann::json> metrics(const std::string& path) {
+  std::vector<nlohmann::json> out;
+  for (const auto& r : rlaif::read_jsonl(path))
+    if (r.value.contains("reward")) out.push_back(nlohmann::json::parse(r.value.dump()));
+  return out;
+}
+
+std::map<std::string, torch::Tensor> weights(const std::string& file) {
+  rlaif::SafetensorsFile f(file);
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& kv : f.entries()) out[kv.first] = f.get(kv.first).clone();
+  return out;
+}
+
+bool same_weights(const std::string& a, const std::string& b) {
+  auto wa = weights(a), wb = weights(b);
+  if (wa.size() != wb.size()) return false;
+  for (const auto& [k, t] : wa)
+    if (!wb.count(k) || !torch::equal(t, wb[k])) return false;
+  return true;
+}
+
+TEST(TrainConfig, ValidationSaysHowToFix) {
+  TempDir dir;
+  auto path = write_config(dir, "per_device_train_batch_size = 5");
+  auto c = rlaif::TrainConfig::from_toml(path);
+  rlaif_test::expect_error([&] { c.validate(path); }, {"train.per_device_train_batch_size", "10 completions", "num_generations = 4", "multiple"});
+  rlaif_test::write_text(dir / "typo.toml", "[train]\nlearnig_rate = 1\n");
+  rlaif_test::expect_error([&] { rlaif::TrainConfig::from_toml(dir / "typo.toml"); }, {"typo.toml: train.learnig_rate (line 2)", "unknown key", "learning_rate"});
+  rlaif_test::expect_error([&] { rlaif::TrainConfig::from_toml(path, {"train.loss_type=ppo", "train.per_device_train_batch_size=8"}).validate(path); }, {"train.loss_type", "ppo", "dapo"});
+  auto o = rlaif::TrainConfig::from_toml(path, {"train.per_device_train_batch_size=4", "lora.r=4", "train.lr_scheduler_type=cosine"});
+  EXPECT_EQ(o.per_device_train_batch_size, 4);
+  EXPECT_TRUE(o.use_lora);
+  EXPECT_EQ(o.lora.r, 4);
+  EXPECT_EQ(o.lr_scheduler_type, "cosine");
+  o.validate(path);
+  rlaif_test::expect_error([&] { rlaif::TrainConfig::from_toml(path, {"oops"}); }, {"--set", "key=value"});
+  rlaif_test::write_text(dir / "nojudge.toml", "[model]\npath = \"m\"\n[data]\nprompts = \"p\"\n[train]\noutput_dir = \"o\"\n");
+  rlaif_test::expect_error([&] { rlaif::TrainConfig::from_toml(dir / "nojudge.toml").validate("x"); }, {"no reward is configured"});
+}
+
+TEST(TrainSchedule, MatchesTransformersSchedulers) {
+  rlaif::TrainConfig c;
+  c.learning_rate = 1.0;
+  c.warmup_steps = 2;
+  c.lr_scheduler_type = "linear";  // get_linear_schedule_with_warmup: s/w, then (T - s)/(T - w)
+  EXPECT_DOUBLE_EQ(rlaif::scheduled_lr(c, 0, 10), 0.0);
+  EXPECT_DOUBLE_EQ(rlaif::scheduled_lr(c, 1, 10), 0.5);
+  EXPECT_DOUBLE_EQ(rlaif::scheduled_lr(c, 2, 10), 1.0);
+  EXPECT_DOUBLE_EQ(rlaif::scheduled_lr(c, 6, 10), 0.5);
+  c.lr_scheduler_type = "cosine";  // 0.5 (1 + cos(pi p))
+  EXPECT_NEAR(rlaif::scheduled_lr(c, 4, 10), 0.5 * (1 + std::cos(M_PI * 0.25)), 1e-12);
+  c.lr_scheduler_type = "constant";
+  EXPECT_DOUBLE_EQ(rlaif::scheduled_lr(c, 9, 10), 1.0);
+  c.warmup_steps = 0;
+  c.warmup_ratio = 0.1;  // ceil(0.1 * 30) = 3 warmup steps
+  EXPECT_DOUBLE_EQ(rlaif::scheduled_lr(c, 1, 30), 1.0 / 3);
+}
+
+TEST(TrainRl, RewardRisesOnATaskWithAKnownReward) {
+  TempDir dir;
+  auto c = rlaif::TrainConfig::from_toml(write_config(dir, "beta = 0.04\nsave_steps = 0"), {"train.max_steps=60"});
+  rlaif::run_rl(c, {false, true});
+  auto m = metrics(dir / "out/metrics.jsonl");
+  ASSERT_EQ(m.size(), 60u);
+  double first = 0, last = 0;
+  for (int i = 0; i < 10; ++i) first += m[i]["reward"].get<double>() / 10, last += m[50 + i]["reward"].get<double>() / 10;
+  EXPECT_GT(last, first + 0.15) << "reward " << first << " -> " << last;
+  for (const char* key : {"reward", "reward_std", "rewards/regex/mean", "frac_reward_zero_std", "kl", "entropy",
+                          "clip_ratio/low_mean", "clip_ratio/high_mean", "clip_ratio/region_mean", "completions/mean_length",
+                          "completions/clipped_ratio", "judge/latency_p50", "judge/latency_p95", "judge/failures",
+                          "judge/cache_hit_rate", "timing/generate", "timing/judge", "timing/train", "tokens_per_s", "lr",
+                          "grad_norm"})
+    EXPECT_TRUE(m.back().contains(key)) << key;
+  EXPECT_GT(m.back()["kl"].get<double>(), 0.0);
+  EXPECT_TRUE(fs::exists(dir / "out/final/model.safetensors"));
+  EXPECT_TRUE(fs::exists(dir / "out/final/tokenizer.json"));
+}
+
+TEST(TrainRl, ConstantRewardWithoutKlLeavesWeightsUnchanged) {
+  for (bool lora : {false, true}) {
+    TempDir dir;
+    // The regex "" matches everything: every reward is 1, every advantage 0.
+    auto path = write_config(dir, "beta = 0.0\nsave_steps = 0\nweight_decay = 0.0", lora ? "[lora]\nr = 4\n" : "");
+    auto c = rlaif::TrainConfig::from_toml(path, {"train.max_steps=3"});
+    c.judge.graders[0].value = "";
+    c.judge.graders[0].validate("test");
+    rlaif::run_rl(c, {false, true});
+    auto m = metrics(dir / "out/metrics.jsonl");
+    EXPECT_DOUBLE_EQ(m.back()["frac_reward_zero_std"].get<double>(), 1.0);
+    if (lora) {
+      for (const auto& [k, t] : weights(dir / "out/final/adapter_model.safetensors"))
+        if (k.find("lora_B") != std::string::npos) EXPECT_EQ(t.abs().max().item<double>(), 0.0) << k;
+    } else {
+      EXPECT_TRUE(same_weights(dir / "model/model.safetensors", dir / "out/final/model.safetensors"));
+    }
+  }
+}
+
+TEST(TrainRl, LoraTrainsAdaptersOnlyAndWritesPeftFolders) {
+  TempDir dir;
+  auto path = write_config(dir, "beta = 0.04\nsave_steps = 2", "[lora]\nr = 4\nlora_alpha = 8\ntarget_modules = \"all-linear\"\n");
+  auto c = rlaif::TrainConfig::from_toml(path, {"train.max_steps=4"});
+  auto before = weights(dir / "model/model.safetensors");
+  rlaif::run_rl(c, {false, true});
+  EXPECT_TRUE(same_weights(dir / "model/model.safetensors", dir / "model/model.safetensors"));
+  auto adapter = weights(dir / "out/final/adapter_model.safetensors");
+  ASSERT_TRUE(adapter.count("base_model.model.model.layers.0.mlp.down_proj.lora_B.weight"));
+  EXPECT_GT(adapter["base_model.model.model.layers.0.mlp.down_proj.lora_B.weight"].abs().max().item<double>(), 0.0);
+  EXPECT_TRUE(fs::exists(dir / "out/checkpoint-2/adapter_config.json"));
+  EXPECT_TRUE(fs::exists(dir / "out/checkpoint-4/optimizer.safetensors"));
+  // The trained adapter loads onto the base and changes it.
+  auto model = rlaif::load_model(dir / "model");
+  rlaif::load_lora(model, dir / "out/final");
+  EXPECT_EQ(model->lora().size(), 7u * model->config().num_hidden_layers);
+}
+
+TEST(TrainRl, FailedJudgmentsAreLeftOutOfTheirGroups) {
+  rlaif_test::FaultServer server;
+  TempDir dir;
+  make_model(dir);
+  std::string text;  // one id per prompt: the fault server counts attempts per id
+  for (int i = 0; i < 8; ++i)
+    text += nlohmann::json({{"prompt", "FAULT=500x1 ID=p" + std::to_string(i) + " say:"}}).dump() + "\n";
+  rlaif_test::write_text(dir / "prompts.jsonl", text);
+  auto path = write_config(dir, "max_steps = 1\nsave_steps = 0");
+  auto c = rlaif::TrainConfig::from_toml(path);
+  c.judge.backend = "openai";
+  c.judge.base_url = server.base_url();
+  c.judge.model = "judge";
+  c.judge.http.max_retries = 0;
+  c.judge.graders.clear();
+  rlaif::run_rl(c, {false, true});
+  auto m = metrics(dir / "out/metrics.jsonl");
+  ASSERT_EQ(m.size(), 1u);
+  // 4 prompts x 4 samples; per prompt, the first request fails (500, no retries) and the other 3 succeed.
+  EXPECT_EQ(m[0]["judge/failures"].get<int64_t>(), 4);
+  EXPECT_EQ(m[0]["groups/kept"].get<int64_t>(), 4);
+  EXPECT_DOUBLE_EQ(m[0]["reward"].get<double>(), 2.0 / 3);  // score 7 on 1..10 for each criterion, failures not scored 0
+  int invalid = 0;
+  for (const auto& r : rlaif::read_jsonl(dir / "out/samples.jsonl")) invalid += !r.value["valid"].get<bool>();
+  EXPECT_EQ(invalid, 4);
+}
+
+TEST(TrainSft, MemorisesItsDataWithLossOnCompletionsOnly) {
+  TempDir dir;
+  make_model(dir);
+  rlaif_test::write_text(dir / "sft.jsonl", R"({"prompt": "Q: colour of the sky?\nA:", "completion": " blue"}
+{"prompt": "Q: two plus two?\nA:", "completion": " four"}
+)");
+  std::string text = "[model]\npath = \"" + (dir / "model") + "\"\n[data]\nprompts = \"" + (dir / "sft.jsonl") +
+                     "\"\neval_prompts = \"" + (dir / "sft.jsonl") + "\"\n[train]\noutput_dir = \"" + (dir / "out") +
+                     "\"\nmax_steps = 80\nper_device_train_batch_size = 2\nlearning_rate = 3e-3\nsave_steps = 0\n"
+                     "lr_scheduler_type = \"constant\"\n";
+  rlaif_test::write_text(dir / "sft.toml", text);
+  rlaif::run_sft(rlaif::TrainConfig::from_toml(dir / "sft.toml"), {false, true});
+  std::vector<nlohmann::json> m;
+  for (const auto& r : rlaif::read_jsonl(dir / "out/metrics.jsonl")) m.push_back(nlohmann::json::parse(r.value.dump()));
+  ASSERT_EQ(m.size(), 80u);
+  EXPECT_LT(m.back()["loss"].get<double>(), 0.05);
+  EXPECT_GT(m.front()["loss"].get<double>(), 3.0);
+  EXPECT_LT(m.back()["eval_loss"].get<double>(), 0.05);
+  EXPECT_EQ(m.front()["num_tokens"].get<double>(), 5 + 5 + 2);  // " blue", " four" (bytes) + 2 end-of-sequence tokens
+  auto r = rlaif_test::run_command(std::string(RLAIF_BIN) + " generate --model " + (dir / "out/final") +
+                                   " --prompts " + (dir / "sft.jsonl") + " --out " + (dir / "gen.jsonl") +
+                                   " --temperature 0 --max-new-tokens 8 --quiet");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto rows = rlaif::read_jsonl(dir / "gen.jsonl");
+  EXPECT_EQ(rows[0].value["completion"], " blue");
+  EXPECT_EQ(rows[1].value["completion"], " four");
+}
+
+// Runs `rlaif train` in a child process. With `kill_when` set, kills it with SIGKILL `delay_ms` after that file
+// appears (the run is then mid-training, past the checkpoint that file belongs to).
+int run_train(const std::string& config, const std::string& extra_env, bool resume, const std::string& kill_when = "",
+              int delay_ms = 0) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    std::string cmd = extra_env + " exec " + std::string(RLAIF_BIN) + " train --quiet --config " + config + (resume ? " --resume" : "");
+    execl("/bin/sh", "sh", "-c", cmd.c_str(), nullptr);
+    _exit(127);
+  }
+  int status = 0;
+  if (!kill_when.empty()) {
+    while (!fs::exists(kill_when) && waitpid(pid, &status, WNOHANG) == 0)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+    kill(pid, SIGKILL);
+  }
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+}
+
+TEST(TrainResume, KilledAnywhereAndResumedEndsBitIdentical) {
+  for (bool lora : {false, true}) {
+    TempDir ref_dir, dir;
+    const std::string extra = "max_steps = 8\nsave_steps = 1\nsave_total_limit = 2\nbeta = 0.04\nnum_iterations = 2";
+    const std::string tail = lora ? "[lora]\nr = 4\nlora_dropout = 0.1\n" : "";
+    ASSERT_EQ(run_train(write_config(ref_dir, extra, tail), "", false), 0);
+    auto config = write_config(dir, extra, tail);
+    // A kill inside the write of checkpoint 3 (after the weights, before the state)...
+    EXPECT_EQ(run_train(config, "RLAIF_TEST_KILL_IN_CHECKPOINT=3", false), -SIGKILL);
+    EXPECT_FALSE(fs::exists(dir / "out/checkpoint-3"));
+    EXPECT_TRUE(fs::exists(dir / "out/checkpoint-2/trainer_state.json"));
+    // ... then kills at arbitrary moments of later steps (generation, judging, the update, the next checkpoint).
+    int step = 3;
+    for (int delay : {0, 7, 23}) {
+      int rc = run_train(config, "", true, dir / ("out/checkpoint-" + std::to_string(step)), delay);
+      EXPECT_EQ(rc, -SIGKILL);
+      std::printf("killed %d ms after checkpoint-%d appeared; newest checkpoint now %s\n", delay, step,
+                  rlaif::latest_checkpoint(dir / "out").c_str());
+      step += 1;
+    }
+    ASSERT_EQ(run_train(config, "", true), 0);
+    const std::string file = lora ? "adapter_model.safetensors" : "model.safetensors";
+    EXPECT_TRUE(same_weights(ref_dir / ("out/final/" + file), dir / ("out/final/" + file))) << (lora ? "LoRA" : "full");
+    // The metrics log holds each step once.
+    auto m = metrics(dir / "out/metrics.jsonl");
+    ASSERT_EQ(m.size(), 8u);
+    for (int i = 0; i < 8; ++i) EXPECT_EQ(m[i]["step"].get<int>(), i + 1);
+  }
+}
+
+TEST(TrainResume, RefusesToOverwriteOrToResumeADifferentRun) {
+  TempDir dir;
+  auto path = write_config(dir, "save_steps = 1", "");
+  auto c = rlaif::TrainConfig::from_toml(path, {"train.max_steps=1"});
+  rlaif::run_rl(c, {false, true});
+  rlaif_test::expect_error([&] { rlaif::run_rl(c, {false, true}); }, {"already holds checkpoints", "--resume"});
+  auto changed = rlaif::TrainConfig::from_toml(path, {"train.max_steps=2", "train.learning_rate=0.5"});
+  rlaif_test::expect_error([&] { rlaif::run_rl(changed, {true, true}); }, {"differs from the run being resumed"});
+}
+
+}  // namespace
