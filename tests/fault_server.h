@@ -5,7 +5,8 @@
 // where "xN" means: misbehave on the first N attempts, then answer normally.
 // A normal answer is an OpenAI chat completion whose content is a verdict JSON: score 7 on every requested key, or N
 // when the last message says "SCORE=N" (the last such marker counts, so an appended injection can move it). A
-// pairwise prompt gets {"winner": ...} preferring the response containing GOOD, or always "A" if BIAS=A appears.
+// pairwise prompt gets {"winner": ...} preferring the response containing GOOD, or always "A" if BIAS=A appears, or
+// the response with more letters 'a' if PREFER=a appears.
 #pragma once
 
 #include <arpa/inet.h>
@@ -150,6 +151,12 @@ class FaultServer {
       bool good_a = prompt.substr(a, b - a).find("GOOD") != std::string::npos;
       bool good_b = prompt.substr(b).find("GOOD") != std::string::npos;
       std::string winner = prompt.find("BIAS=A") != std::string::npos ? "A" : good_a == good_b ? "tie" : good_a ? "A" : "B";
+      if (prompt.find("PREFER=a") != std::string::npos) {  // the response with more letters 'a' wins
+        size_t end_a = prompt.find("</response-A-"), end_b = prompt.find("</response-B-");
+        auto count = [&](size_t from, size_t to) { return std::count(prompt.begin() + from, prompt.begin() + to, 'a'); };
+        auto na = count(prompt.find('>', a), end_a), nb = count(prompt.find('>', b), end_b);  // texts only, not tags
+        winner = na == nb ? "tie" : na > nb ? "A" : "B";
+      }
       content = {{"rationale", "compared"}, {"winner", winner}};
     }
     nlohmann::json reply = {

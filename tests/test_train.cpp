@@ -207,6 +207,38 @@ TEST(TrainRl, FailedJudgmentsAreLeftOutOfTheirGroups) {
   EXPECT_EQ(invalid, 4);
 }
 
+TEST(TrainRl, OnlineDpoLearnsTheJudgesPreference) {
+  rlaif_test::FaultServer server;  // prefers the response with more letters 'a' (PREFER=a in the prompt)
+  TempDir dir;
+  make_model(dir);
+  write_prompts(dir / "prompts.jsonl", 16, "PREFER=a write");
+  auto c = rlaif::TrainConfig::from_toml(
+      write_config(dir, "algorithm = \"online_dpo\"\nnum_generations = 2\nbeta = 0.1\nmax_steps = 40\nsave_steps = 0\nper_device_train_batch_size = 16\nlearning_rate = 5e-3\nlr_scheduler_type = \"constant\""));
+  c.judge.backend = "openai";
+  c.judge.base_url = server.base_url();
+  c.judge.model = "judge";
+  c.judge.graders.clear();
+  rlaif::run_rl(c, {false, true});
+  auto m = metrics(dir / "out/metrics.jsonl");
+  ASSERT_EQ(m.size(), 40u);
+  EXPECT_TRUE(m.back().contains("judge/flip_rate"));
+  EXPECT_TRUE(m.back().contains("rewards/margins"));
+  // The share of letters 'a' in the completions rises.
+  std::map<int, std::pair<double, double>> per_step;  // step -> (a count, characters)
+  for (const auto& r : rlaif::read_jsonl(dir / "out/samples.jsonl")) {
+    auto text = r.value["completion"].get<std::string>();
+    auto& p = per_step[r.value["step"].get<int>()];
+    p.first += std::count(text.begin(), text.end(), 'a');
+    p.second += text.size();
+  }
+  auto share = [&](int from, int to) {
+    double a = 0, n = 0;
+    for (int s = from; s <= to; ++s) a += per_step[s].first, n += per_step[s].second;
+    return a / std::max(1.0, n);
+  };
+  EXPECT_GT(share(31, 40), 2 * share(1, 10)) << share(1, 10) << " -> " << share(31, 40);
+}
+
 TEST(TrainSft, MemorisesItsDataWithLossOnCompletionsOnly) {
   TempDir dir;
   make_model(dir);
