@@ -69,6 +69,9 @@ struct TrainConfig {
   int64_t eval_samples = 64;                // held-out prompts per evaluation
   int64_t generation_batch_size = 32;       // sequences the sampler decodes together
   int num_threads = 0;                      // 0 = all cores
+  int bf16 = -1;                            // training matmuls in bfloat16 (fp32 master weights): 1 on, 0 off,
+                                            // -1 auto = on where the CPU has AVX512_BF16 (docs/perf.md)
+  bool use_bf16() const;
 
   // [lora]
   bool use_lora = false;

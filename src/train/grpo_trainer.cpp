@@ -87,6 +87,7 @@ class RlTrainer {
   std::unique_ptr<JsonlLog> metrics_, samples_, eval_log_;
   int64_t pad_id_ = 0;
   int64_t total_steps_ = 0;
+  bool bf16_ = false;
   JudgeStats last_stats_;
 };
 
@@ -107,6 +108,7 @@ void RlTrainer::setup() {
                     std::to_string(model_->config().max_position_embeddings),
                 "train.max_completion_length", "lower one of them");
   trainable_ = make_trainable(model_, c_);
+  bf16_ = c_.use_bf16();
   const bool needs_ref = c_.beta > 0 || c_.algorithm == "online_dpo";
   if (needs_ref && !c_.use_lora) {  // full fine-tuning: a frozen copy (LoRA: the base with adapters off)
     ref_ = load_model(c_.model_path);
@@ -123,9 +125,9 @@ void RlTrainer::setup() {
   order_ = std::make_unique<DataOrder>(rows_.size(), c_.seed);
   total_steps_ = c_.total_steps(static_cast<int64_t>(rows_.size()));
   if (!o_.quiet)
-    std::fprintf(stderr, "train: %s (%s, %zu trainable tensors), %zu prompts, sampling %s, %d threads\n",
+    std::fprintf(stderr, "train: %s (%s, %zu trainable tensors), %zu prompts, sampling %s, training %s, %d threads\n",
                  c_.model_path.c_str(), c_.use_lora ? "LoRA" : "full fine-tuning", trainable_.params.size(), rows_.size(),
-                 precision.c_str(), torch::get_num_threads());
+                 precision.c_str(), bf16_ ? "bf16 matmuls, fp32 master weights" : "fp32", torch::get_num_threads());
 }
 
 CheckpointContents RlTrainer::contents() {
@@ -301,9 +303,9 @@ std::vector<Group> RlTrainer::collect_batch(int64_t step, nlohmann::json& m) {
 
 torch::Tensor RlTrainer::reference_logprobs(const SequenceBatch& b) {
   torch::NoGradGuard no_grad;
-  if (ref_) return completion_logprobs(ref_, b, c_.temperature);
+  if (ref_) return completion_logprobs(ref_, b, c_.temperature, nullptr, bf16_);
   model_->set_lora_enabled(false);  // LoRA: the base model is the reference
-  auto out = completion_logprobs(model_, b, c_.temperature);
+  auto out = completion_logprobs(model_, b, c_.temperature, nullptr, bf16_);
   model_->set_lora_enabled(true);
   return out;
 }
@@ -348,7 +350,7 @@ void RlTrainer::train_step(std::vector<Group>& groups, int64_t step, nlohmann::j
   for (size_t k = 0; k < batches.size(); ++k) {
     if (need_old) {
       torch::NoGradGuard no_grad;
-      old_lp[k] = completion_logprobs(model_, batches[k], c_.temperature);
+      old_lp[k] = completion_logprobs(model_, batches[k], c_.temperature, nullptr, bf16_);
     }
     if (c_.beta > 0) ref_lp[k] = reference_logprobs(batches[k]);
   }
@@ -399,7 +401,7 @@ void RlTrainer::train_step(std::vector<Group>& groups, int64_t step, nlohmann::j
         a[j] = adv[it.g][it.i].item<double>();
       }
       torch::Tensor entropy;
-      auto logp = completion_logprobs(model_, b, c_.temperature, &entropy);  // [n, Tc], with grad
+      auto logp = completion_logprobs(model_, b, c_.temperature, &entropy, bf16_);  // [n, Tc], with grad
       PolicyLossInputs in;
       in.logp = logp;
       in.old_logp = need_old ? old_lp[k] : logp.detach();
@@ -465,7 +467,7 @@ void RlTrainer::train_dpo_step(std::vector<Group>& groups, int64_t step, nlohman
       }
       auto b = make_sequence_batch(p, comp, pad_id_);
       auto ref = reference_logprobs(b).sum(-1).view({n, 2});                  // [n, 2]
-      auto logp = completion_logprobs(model_, b, c_.temperature).sum(-1).view({n, 2});
+      auto logp = completion_logprobs(model_, b, c_.temperature, nullptr, bf16_).sum(-1).view({n, 2});
       auto loss = online_dpo_loss(logp.select(1, 0), logp.select(1, 1), ref.select(1, 0), ref.select(1, 1), c_.beta);
       (loss * (double(n) / P)).backward();
       loss_sum += loss.item<double>() * n / P / c_.num_iterations;

@@ -1,6 +1,8 @@
 // Training-forward layout and completion log-probabilities.
 #include "rlaif/sequence_batch.h"
 
+#include <ATen/autocast_mode.h>
+
 #include "rlaif/rl.h"
 
 namespace rlaif {
@@ -39,7 +41,21 @@ SequenceBatch make_sequence_batch(const std::vector<const std::vector<int64_t>*>
   return b;
 }
 
-torch::Tensor completion_logprobs(CausalLM& model, const SequenceBatch& b, double temperature, torch::Tensor* entropy) {
+torch::Tensor completion_logprobs(CausalLM& model, const SequenceBatch& b, double temperature, torch::Tensor* entropy,
+                                  bool bf16) {
+  struct Autocast {  // bf16 matmuls; weights cast once per forward (autocast's cache), cleared on exit
+    bool on;
+    explicit Autocast(bool enable) : on(enable) {
+      if (!on) return;
+      at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+      at::autocast::set_cpu_enabled(true);
+    }
+    ~Autocast() {
+      if (!on) return;
+      at::autocast::set_cpu_enabled(false);
+      at::autocast::clear_cache();
+    }
+  } autocast(bf16);
   struct Suspend {  // the no-grad forwards use the training numerics too
     CausalLM& m;
     explicit Suspend(CausalLM& model) : m(model) { m->set_packed_suspended(true); }

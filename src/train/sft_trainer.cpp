@@ -16,14 +16,14 @@ namespace rlaif {
 namespace {
 
 // Mean NLL of the completion tokens of `rows` (no gradient), in micro-batches.
-double eval_loss(CausalLM& model, const std::vector<PromptRow>& rows, int64_t mb, int64_t pad) {
+double eval_loss(CausalLM& model, const std::vector<PromptRow>& rows, int64_t mb, int64_t pad, bool bf16) {
   torch::NoGradGuard no_grad;
   double nll = 0, tokens = 0;
   for (size_t s = 0; s < rows.size(); s += mb) {
     std::vector<const std::vector<int64_t>*> p, c;
     for (size_t k = s; k < std::min(rows.size(), s + mb); ++k) p.push_back(&rows[k].prompt_ids), c.push_back(&rows[k].completion_ids);
     auto b = make_sequence_batch(p, c, pad);
-    nll -= completion_logprobs(model, b, 1.0).sum().item<double>();
+    nll -= completion_logprobs(model, b, 1.0, nullptr, bf16).sum().item<double>();
     tokens += b.completion_mask.sum().item<double>();
   }
   return nll / std::max(1.0, tokens);
@@ -85,7 +85,7 @@ void run_sft(const TrainConfig& c, const RunOptions& o) {
     set_lr(*opt, lr);
     double loss_sum = 0;
     for (const auto& b : micro) {
-      auto logp = completion_logprobs(model, b, 1.0);  // [n, Tc]
+      auto logp = completion_logprobs(model, b, 1.0, nullptr, c.use_bf16());  // [n, Tc]
       auto loss = -logp.sum() / tokens;
       loss.backward();
       loss_sum += loss.item<double>();
@@ -104,7 +104,7 @@ void run_sft(const TrainConfig& c, const RunOptions& o) {
     s.config_fingerprint = config_fingerprint(c, "sft");
     if (!eval_rows.empty() && ((c.eval_steps > 0 && s.step % c.eval_steps == 0) || s.step == total)) {
       model->eval();
-      m["eval_loss"] = eval_loss(model, eval_rows, c.per_device_train_batch_size, pad);
+      m["eval_loss"] = eval_loss(model, eval_rows, c.per_device_train_batch_size, pad, c.use_bf16());
       model->train();
     }
     metrics.write(m);

@@ -7,6 +7,7 @@
 #include "core/toml_reader.h"
 #include "judge/judge_toml.h"
 #include "rlaif/error.h"
+#include "rlaif/packed_linear.h"
 
 namespace rlaif {
 namespace {
@@ -105,6 +106,13 @@ TrainConfig TrainConfig::from_toml(const std::string& path, const std::vector<st
     r.get("eval_samples", c.eval_samples);
     r.get("generation_batch_size", c.generation_batch_size);
     r.get("num_threads", c.num_threads);
+    bool bf16 = false;
+    if (t->contains("bf16")) {
+      r.get("bf16", bf16);
+      c.bf16 = bf16 ? 1 : 0;
+    } else {
+      r.get("bf16", bf16);  // marks the key as known
+    }
     r.check_unknown();
   }
   if (const toml::table* t = top.table("lora")) {
@@ -123,6 +131,8 @@ TrainConfig TrainConfig::from_toml(const std::string& path, const std::vector<st
   top.check_unknown(std::string("model, data, train, lora, ") + kJudgeTables);
   return c;
 }
+
+bool TrainConfig::use_bf16() const { return bf16 < 0 ? packed_linear_supported(/*bf16=*/true) : bf16 == 1; }
 
 int64_t TrainConfig::total_steps(int64_t rows, bool rl) const {
   if (max_steps > 0) return max_steps;
