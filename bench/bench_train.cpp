@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -64,6 +65,7 @@ int main(int argc, char** argv) {
     }
   }
   rlaif::set_num_threads(threads);
+  if (!std::getenv("RLAIF_BENCH_DEFAULT_MALLOC")) rlaif::keep_freed_memory();  // as rlaif train does
   torch::manual_seed(0);
   auto model = rlaif::load_model(model_dir);
   int64_t params = 0;

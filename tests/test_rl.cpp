@@ -256,4 +256,31 @@ TEST(RlTokenLogprobs, MatchFullLogSoftmaxAndEntropy) {
   expect_close(entropy.to(torch::kFloat64), from_json(ref["entropy"]), 1e-5, "entropy (fp32 vs fp64)");
 }
 
+// The chunked head (logits recomputed in backward, never stored) against the full-logits path with libtorch's
+// autograd: values and gradients for hidden states and weight, through log-probs and entropy, over several chunks.
+// fp32 on both sides: tolerance 1e-4 relative.
+TEST(RlTokenLogprobs, ChunkedHeadMatchesFullLogitsWithGradients) {
+  torch::manual_seed(21);
+  auto h = torch::randn({3, 7, 16}).requires_grad_(true);
+  auto w = (torch::randn({50, 16}) * 0.5).requires_grad_(true);
+  auto targets = torch::randint(0, 50, {3, 7});
+  auto a = torch::randn({3, 7}), b = torch::randn({3, 7});
+  for (double temperature : {1.0, 0.7}) {
+    torch::Tensor ent_ref, ent;
+    auto ref = rlaif::token_logprobs(torch::matmul(h, w.t()), targets, temperature, &ent_ref);
+    auto loss_ref = (ref * a).sum() + (ent_ref * b).sum();
+    auto g_ref = torch::autograd::grad({loss_ref}, {h, w});
+    auto got = rlaif::linear_token_logprobs(h, w, targets, temperature, false, &ent, /*chunk_rows=*/4);
+    auto loss = (got * a).sum() + (ent * b).sum();
+    auto g = torch::autograd::grad({loss}, {h, w});
+    expect_close(got, ref, 1e-4, "logp");
+    expect_close(ent, ent_ref, 1e-4, "entropy");
+    expect_close(g[0], g_ref[0], 1e-4, "d/dh");
+    expect_close(g[1], g_ref[1], 1e-4, "d/dW");
+  }
+  // bf16 head: close to fp32 (bf16 keeps ~3 significant digits).
+  auto got16 = rlaif::linear_token_logprobs(h, w, targets, 1.0, true);
+  expect_close(got16, rlaif::token_logprobs(torch::matmul(h, w.t()), targets), 0.05, "bf16 logp");
+}
+
 }  // namespace

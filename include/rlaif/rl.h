@@ -88,4 +88,12 @@ torch::Tensor online_dpo_loss(const torch::Tensor& logp_w, const torch::Tensor& 
 torch::Tensor token_logprobs(const torch::Tensor& logits, const torch::Tensor& targets, double temperature = 1,
                              torch::Tensor* entropy = nullptr);
 
+// The same from hidden states [..., C] and the output head's weight [V, C] (targets [...]): logits are computed a chunk
+// of rows at a time and recomputed in the backward pass, never stored whole (memory O(chunk_rows x V); chunk_rows 0 =
+// about 64 MiB of logits). bf16: the head matmuls in bfloat16 (fp32 softmax and accumulation of the gradients).
+// Differentiable in hidden and weight (and through the entropy when it is used in a loss).
+torch::Tensor linear_token_logprobs(const torch::Tensor& hidden, const torch::Tensor& weight, const torch::Tensor& targets,
+                                    double temperature = 1, bool bf16 = false, torch::Tensor* entropy = nullptr,
+                                    int64_t chunk_rows = 0);
+
 }  // namespace rlaif

@@ -1,3 +1,4 @@
+#include <malloc.h>
 #include "rlaif/runtime.h"
 
 #include <torch/torch.h>
@@ -19,6 +20,12 @@ void ensure_runtime_env(int argc, char** argv) {
   ::setenv("RLAIF_REEXECED", "1", 1);
   ::execv("/proc/self/exe", argv);
   // If exec fails we simply carry on with the settings the process started with.
+}
+
+void keep_freed_memory() {
+  mallopt(M_MMAP_MAX, 0);                        // large blocks from the heap, not fresh mappings
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);            // and freed heap memory stays ours up to 1 GiB at the top
+  mallopt(M_TOP_PAD, 64 << 20);
 }
 
 int set_num_threads(int n) {

@@ -93,6 +93,7 @@ class RlTrainer {
 
 void RlTrainer::setup() {
   set_num_threads(c_.num_threads);
+  keep_freed_memory();
   torch::manual_seed(c_.seed);
   model_ = load_model(c_.model_path);
   tokenizer_ = std::make_unique<Tokenizer>(Tokenizer::load(c_.model_path));

@@ -34,6 +34,7 @@ double eval_loss(CausalLM& model, const std::vector<PromptRow>& rows, int64_t mb
 void run_sft(const TrainConfig& c, const RunOptions& o) {
   c.validate("run config", /*rl=*/false);
   set_num_threads(c.num_threads);
+  keep_freed_memory();
   torch::manual_seed(c.seed);
   auto model = load_model(c.model_path);
   auto tokenizer = Tokenizer::load(c.model_path);

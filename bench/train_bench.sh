@@ -1,0 +1,17 @@
+#!/bin/bash
+# One GRPO update, side by side: rlaif (fp32 and bf16, full and LoRA r=16) and the eager PyTorch baseline
+# (bench/train_step_ref.py), each configuration in its own process so peak RSS is its own. Prints a fixed table.
+#   bash bench/train_bench.sh [BUILD_DIR] [extra args for both, e.g. --steps 1]
+set -euo pipefail
+build=${1:-build}
+shift || true
+here=$(cd "$(dirname "$0")" && pwd)
+model=${RLAIF_BENCH_MODEL:-/tmp/rlaif-bench-smollm2-135m}
+[ -f "$model/model.safetensors" ] || "$build/rlaif" init-model --arch llama --size smollm2-135m --seed 1 --out "$model" >/dev/null
+echo "| configuration | step time | tokens/s | peak RSS | achieved | of peak | matmul peaks (GFLOP/s, this run) |"
+echo "| --- | --- | --- | --- | --- | --- | --- |"
+for lora in "" "--lora 16"; do
+  OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 "$here/train_step_ref.py" "$model" $lora "$@"
+  "$build/bench/bench_train" --model "$model" $lora "$@"
+  "$build/bench/bench_train" --model "$model" $lora --bf16 "$@"
+done
