@@ -1,6 +1,8 @@
 #!/bin/bash
 # One GRPO update, side by side: rlaif (fp32 and bf16, full and LoRA r=16) and the eager PyTorch baseline
-# (bench/train_step_ref.py), each configuration in its own process so peak RSS is its own. Prints a fixed table.
+# (bench/train_step_ref.py, fp32 as the target defines it, and with bf16 autocast too), each configuration in its own
+# process so peak RSS is its own. The baseline gets the same allocator settings rlaif uses (keep_freed_memory), so it
+# too stops paying for fresh zeroed pages every micro-batch. Prints a fixed table.
 #   bash bench/train_bench.sh [BUILD_DIR] [extra args for both, e.g. --steps 1]
 set -euo pipefail
 build=${1:-build}
@@ -11,7 +13,10 @@ model=${RLAIF_BENCH_MODEL:-/tmp/rlaif-bench-smollm2-135m}
 echo "| configuration | step time | tokens/s | peak RSS | achieved | of peak | matmul peaks (GFLOP/s, this run) |"
 echo "| --- | --- | --- | --- | --- | --- | --- |"
 for lora in "" "--lora 16"; do
-  OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 "$here/train_step_ref.py" "$model" $lora "$@"
+  for bf16 in "" "--bf16"; do
+    OMP_WAIT_POLICY=PASSIVE MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=1073741824 MALLOC_TOP_PAD_=67108864 \
+      /usr/bin/python3 "$here/train_step_ref.py" "$model" $lora $bf16 "$@"
+  done
   "$build/bench/bench_train" --model "$model" $lora "$@"
   "$build/bench/bench_train" --model "$model" $lora --bf16 "$@"
 done

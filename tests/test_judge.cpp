@@ -5,7 +5,11 @@
 #include <cstdlib>
 
 #include "fault_server.h"
+#include "rlaif/chat_template.h"
+#include "rlaif/init_model.h"
 #include "rlaif/judge.h"
+#include "rlaif/model_folder.h"
+#include "rlaif/tokenizer.h"
 #include "rlaif/judge_eval.h"
 #include "rlaif/jsonl.h"
 #include "test_util.h"
@@ -353,6 +357,87 @@ TEST(Judge, GroupRankingScoresEveryCompletionInOneCall) {
   EXPECT_FALSE(r[1].ok);
   EXPECT_EQ(r[1].failure, "non_numeric_score");  // one bad score fails the whole group: no made-up numbers
   EXPECT_EQ(server.requests(), 2);                // one call per group
+}
+
+}  // namespace
+
+namespace {
+
+// The local backend against a direct computation on the same model: full forwards of prefix + candidate (no trie, no
+// batching), the score's probability as the product of its tokens' probabilities times the probability of not
+// continuing into a longer score. Tolerance 1e-4 on the expected score (fp32 logits, different batching).
+TEST(Judge, LocalBackendReadsScoreDistributionsFromTheModel) {
+  rlaif_test::TempDir dir;
+  rlaif::InitModelOptions o;
+  o.arch = "llama";
+  o.seed = 4;
+  rlaif::init_model(o, dir / "judge");
+  rlaif::JudgeConfig c;
+  c.backend = "local";
+  c.model_path = dir / "judge";
+  c.cache_path = dir / "cache.sqlite";
+  c.local_batch = 3;
+  c.tmpl.system = "Score the answer.";  // a short prompt keeps the test fast
+  c.tmpl.user = "Q: {prompt}\nA: {completion}\n{criteria}\n{output_format}";
+  rlaif::Judge judge(c);
+  std::vector<rlaif::JudgeSample> samples = {{"Name a colour.", "Blue.", ""}, {"Add 2 and 2.", "It is 4.", "4"}};
+  auto results = judge.judge(samples);
+  auto model = rlaif::load_model(dir / "judge");
+  auto tok = rlaif::Tokenizer::load(dir / "judge");
+  auto chat = rlaif::ChatTemplate::for_tokenizer(tok);
+  torch::NoGradGuard ng;
+  auto next_logprobs = [&](const std::string& text) {  // [V] after `text`
+    auto ids = tok.encode(text, false);
+    auto t = torch::tensor(ids).view({1, -1});
+    return torch::log_softmax(model->forward(t)[0][-1], -1);
+  };
+  for (size_t i = 0; i < samples.size(); ++i) {
+    ASSERT_TRUE(results[i].ok) << results[i].failure;
+    auto m = rlaif::render_judge_prompt(c.tmpl, c.rubric, samples[i]);
+    nlohmann::ordered_json msgs = {{{"role", "system"}, {"content", m.system}}, {{"role", "user"}, {"content", m.user}}};
+    std::string prefix = chat.render_for(tok, msgs, true) + "{\"rationale\": \"\", \"scores\": {";
+    double reward_check = 0, weights = 0;
+    for (size_t j = 0; j < c.rubric.criteria.size(); ++j) {
+      const auto& crit = c.rubric.criteria[j];
+      std::string p = prefix + "\"" + crit.name + "\": ";
+      auto lp0 = next_logprobs(p), lp1 = next_logprobs(p + "1");
+      auto digit = [&](int d) { return tok.encode(std::to_string(d), false).at(0); };
+      std::vector<double> probs;  // values 1..10 (byte-level: "10" is "1" then "0")
+      double total = 0;
+      for (int v = 1; v <= 10; ++v) {
+        double pv;
+        if (v == 1) pv = std::exp(lp0[digit(1)].item<double>()) * (1 - std::exp(lp1[digit(0)].item<double>()));
+        else if (v == 10) pv = std::exp(lp0[digit(1)].item<double>()) * std::exp(lp1[digit(0)].item<double>());
+        else pv = std::exp(lp0[digit(v)].item<double>());
+        probs.push_back(pv);
+        total += pv;
+      }
+      double mean = 0, best = 0;
+      int arg = 1;
+      for (int v = 1; v <= 10; ++v) {
+        mean += probs[v - 1] / total * v;
+        if (probs[v - 1] > best) best = probs[v - 1], arg = v;
+      }
+      EXPECT_NEAR(results[i].verdict.scores.at(crit.name), mean, 1e-4) << crit.name;
+      EXPECT_NEAR(results[i].distributions.at(crit.name).confidence, best / total, 1e-4);
+      EXPECT_NEAR(results[i].distributions.at(crit.name).mass, total, 1e-4);
+      prefix += "\"" + crit.name + "\": " + std::to_string(arg) + (j + 1 < c.rubric.criteria.size() ? ", " : "");
+      reward_check += crit.weight * (mean - crit.min) / (crit.max - crit.min);
+      weights += crit.weight;
+    }
+    EXPECT_NEAR(results[i].reward, reward_check / weights, 1e-4);
+  }
+  // The second time every judgment comes from the cache, with the same scores.
+  auto again = judge.judge(samples);
+  EXPECT_TRUE(again[0].cached);
+  EXPECT_DOUBLE_EQ(again[1].reward, results[1].reward);
+  // A prompt longer than the judge's context fails with a cause; it is never scored.
+  auto long_result = judge.judge({{std::string(5000, 'x'), "y", ""}});
+  EXPECT_FALSE(long_result[0].ok);
+  EXPECT_EQ(long_result[0].failure, "prompt_too_long");
+  rlaif::JudgeConfig bad;
+  bad.backend = "local";
+  rlaif_test::expect_error([&] { bad.validate("j.toml"); }, {"judge.model_path"});
 }
 
 }  // namespace

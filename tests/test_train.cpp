@@ -105,6 +105,25 @@ TEST(TrainConfig, ValidationSaysHowToFix) {
   rlaif_test::expect_error([&] { rlaif::TrainConfig::from_toml(dir / "nojudge.toml").validate("x"); }, {"no reward is configured"});
 }
 
+TEST(TrainCli, BadConfigsExitOneNamingTheKey) {
+  TempDir dir;
+  auto path = write_config(dir);
+  auto r = rlaif_test::run_command(std::string(RLAIF_BIN) + " train --quiet --config " + path + " --set train.num_generations=3");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("train.per_device_train_batch_size"), std::string::npos) << r.output;
+  r = rlaif_test::run_command(std::string(RLAIF_BIN) + " train --quiet --config " + (dir / "missing.toml"));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("missing.toml"), std::string::npos) << r.output;
+  r = rlaif_test::run_command(std::string(RLAIF_BIN) + " sft --quiet --config " + path + " --set data.prompts=\"" +
+                              (dir / "prompts.jsonl") + "\"");
+  EXPECT_EQ(r.exit_code, 1) << r.output;  // RL prompts are not SFT rows
+  EXPECT_NE(r.output.find("prompts.jsonl:1"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("completion"), std::string::npos) << r.output;
+  r = rlaif_test::run_command(std::string(RLAIF_BIN) + " train --help");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.output.find("--resume"), std::string::npos);
+}
+
 TEST(TrainSchedule, MatchesTransformersSchedulers) {
   rlaif::TrainConfig c;
   c.learning_rate = 1.0;

@@ -4,7 +4,8 @@
 //
 // Backends: "openai", any server speaking /v1/chat/completions (vLLM, llama.cpp, Ollama, SGLang, OpenAI, ...), and
 // "command", an external program scoring batches of samples in Amazon Nova's reward-Lambda JSON shape, and "none",
-// rule graders only (verifiable rewards).
+// rule graders only (verifiable rewards), and "local", a model folder run in-process whose score distributions are
+// read exactly from its next-token probabilities.
 #pragma once
 
 #include <cstdint>
@@ -24,7 +25,9 @@
 namespace rlaif {
 
 struct JudgeConfig {
-  std::string backend = "openai";               // openai | command | none (rule graders only)
+  std::string backend = "openai";               // openai | command | local | none (rule graders only)
+  std::string model_path;                        // local backend: the judge's Hugging Face model folder
+  int local_batch = 16;                          // local backend: sequences per forward
   std::vector<std::string> command;              // command backend: program and arguments
   double command_timeout_s = 300;                // per batch
   int command_batch = 64;                        // samples per run of the command
@@ -59,6 +62,7 @@ struct JudgeResult {
   std::string failure, detail;   // cause when !ok: a transport cause (timeout, http_429, ...), bad_response,
                                  // no_verdict, missing_score, non_numeric_score, budget_exhausted
   Verdict verdict;
+  std::map<std::string, ScoreDistribution> distributions;  // local backend: per criterion (mean is the score)
   double reward = 0;                   // the judge's reward combined with the graders (== verdict.reward without any)
   std::map<std::string, double> grades;  // per grader name, 1 or 0
   bool cached = false;
@@ -108,6 +112,7 @@ struct JudgeStats {
 };
 
 class JudgeCache;
+class LocalJudge;
 
 class Judge {
  public:
@@ -136,6 +141,7 @@ class Judge {
   JudgeConfig config_;
   std::unique_ptr<HttpClient> http_;
   std::unique_ptr<JudgeCache> cache_;
+  std::unique_ptr<LocalJudge> local_;
   JudgeStats stats_;
 };
 

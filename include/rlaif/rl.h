@@ -1,35 +1,6 @@
 // The reinforcement-learning math: advantages, KL estimators and the policy losses. Pure tensor functions with no I/O,
-// checked against formulas and a plain PyTorch implementation (tests/reference/rl_ref.py).
-//
-// Notation: N completions (B prompts x G samples), T completion tokens (right-padded), mask [N, T] 1 on real tokens.
-// logp = log pi_theta(o_t | q, o_<t), old = log pi_old (the policy that sampled, or the previous iterate when
-// num_iterations > 1), ref = log pi_ref (the frozen reference). A_i is the advantage of completion i.
-//
-// Advantages (per completion, from the rewards r of the G samples of its prompt; failed samples are left out):
-//   grpo                   A_i = (r_i - mean_g r) / (std_g r + 1e-4)    scale_rewards = group (std over the group),
-//                                                                       batch (std over all valid rewards), none (no /)
-//   rloo                   A_i = r_i - mean_{j != i} r_j = G/(G-1) (r_i - mean_g r)          (Ahmadian et al. 2024)
-//   reinforce_pp           A_i = (r_i - mean_batch r) / std_batch r                            (Hu 2025, REINFORCE++)
-//   reinforce_pp_baseline  A_i = (r_i - mean_g r - mean_batch(r - mean_g r)) / std_batch(r - mean_g r)
-// std is the unbiased sample standard deviation (torch.std), as in TRL.
-//
-// KL estimators of KL(pi_theta || pi_ref) per token, with x = ref - logp (Schulman, "Approximating KL divergence"):
-//   k1 = -x        k2 = x^2 / 2        k3 = exp(x) - x - 1
-//
-// Clipped surrogate (PPO / GRPO), per token, with ratio w:
-//   token level:     w_{i,t} = exp(logp_{i,t} - old_{i,t})
-//   sequence level:  w_{i,t} = exp( sum_t mask (logp - old) / |o_i| )                       (GSPO, Zheng et al. 2025)
-//   l_{i,t} = -min(w A_i, clip(w, 1 - epsilon, 1 + epsilon_high) A_i) + beta k_{i,t} - entropy_coef H_{i,t}
-//   and, with a truncated importance-sampling correction (sampler and trainer numerics differ),
-//   l_{i,t} *= min(exp(old_{i,t} - sampler_{i,t}), is_cap)                               (Yao et al. 2025, TIS)
-// Normalisation by loss_type (sums are over mask):
-//   grpo     L = 1/N sum_i ( 1/|o_i| sum_t l_{i,t} )                                       (Shao et al. 2024)
-//   bnpo     L = sum_{i,t} l / sum_{i,t} mask                      (tokens of this micro-batch)
-//   dr_grpo  L = sum_{i,t} l / (N * max_completion_length)                                 (Liu et al. 2025, Dr. GRPO)
-//   dapo     L = sum_{i,t} l / num_items  (tokens of the whole accumulated batch)         (Yu et al. 2025, DAPO)
-//
-// Online DPO from pairwise judge preferences (Guo et al. 2024), per pair with summed completion log-probs:
-//   L = -log sigmoid( beta * ((logp_w - ref_w) - (logp_l - ref_l)) )
+// checked against hand-computed examples and a plain PyTorch implementation (tests/reference/rl_ref.py).
+// The exact objectives open src/rl/losses.cpp (losses, KL, online DPO) and src/rl/advantages.cpp (advantages).
 #pragma once
 
 #include <string>

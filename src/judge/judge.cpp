@@ -1,3 +1,4 @@
+#include <filesystem>
 #include "rlaif/judge.h"
 
 #include <chrono>
@@ -8,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "judge/command_backend.h"
+#include "judge/local_backend.h"
 #include "judge/judge_cache.h"
 #include "rlaif/error.h"
 #include "rlaif/sha256.h"
@@ -66,6 +68,7 @@ Judge::Judge(JudgeConfig config) : config_(std::move(config)) {
   config_.validate("judge config");
   http_ = std::make_unique<HttpClient>(config_.http);
   if (!config_.cache_path.empty()) cache_ = std::make_unique<JudgeCache>(config_.cache_path);
+  if (config_.backend == "local") local_ = std::make_unique<LocalJudge>(config_.model_path, config_.local_batch);
 }
 
 Judge::~Judge() = default;
@@ -77,6 +80,16 @@ std::string Judge::cache_key(const JudgeSample& s) const {
                    {"user", config_.tmpl.user}, {"reference", config_.rubric.reference},
                    {"pass_fail", config_.rubric.pass_fail}, {"prompt", s.prompt}, {"completion", s.completion},
                    {"sample_reference", s.reference}};
+  if (config_.backend == "local") {  // the folder's weights may change between runs: key on their size and time
+    material["model_path"] = config_.model_path;
+    for (const char* f : {"config.json", "model.safetensors", "model.safetensors.index.json"}) {
+      std::error_code ec;
+      auto p = std::filesystem::path(config_.model_path) / f;
+      if (!std::filesystem::exists(p, ec)) continue;
+      material["stamp"].push_back({f, std::filesystem::file_size(p, ec),
+                                   std::filesystem::last_write_time(p, ec).time_since_epoch().count()});
+    }
+  }
   for (const auto& c : config_.rubric.criteria)
     material["criteria"].push_back({c.name, c.description, c.min, c.max, c.weight});
   return sha256_hex(material.dump());
@@ -114,7 +127,7 @@ std::string Judge::request_body(const JudgeMessages& messages, const json& schem
 
 std::vector<PairResult> Judge::compare(const std::vector<PairSample>& pairs,
                                        const std::function<void(size_t, const PairResult&)>& on_result) {
-  if (config_.backend != "openai") throw Error("pairwise judging needs the openai backend", "judge config");
+  if (config_.backend != "openai") throw Error("pairwise judging needs the openai backend", "judge config", "the " + config_.backend + " backend scores one completion at a time");
   std::vector<PairResult> results(pairs.size());
   std::vector<HttpRequest> requests;
   const json schema = {{"type", "object"},
@@ -320,8 +333,8 @@ std::vector<JudgeResult> Judge::judge(const std::vector<JudgeSample>& samples,
         }
       }
     }
-    if (config_.backend == "command") {
-      request_sample.push_back(i);  // scored by the command below
+    if (config_.backend == "command" || config_.backend == "local") {
+      request_sample.push_back(i);  // scored by the command or the local model below
       continue;
     }
     auto messages = render_judge_prompt(config_.tmpl, config_.rubric, samples[i]);
@@ -335,6 +348,23 @@ std::vector<JudgeResult> Judge::judge(const std::vector<JudgeSample>& samples,
     request_sample.push_back(i);
   }
 
+  if (config_.backend == "local") {
+    std::vector<JudgeMessages> prompts;
+    for (size_t i : request_sample) prompts.push_back(render_judge_prompt(config_.tmpl, config_.rubric, samples[i]));
+    std::vector<JudgeResult> out(prompts.size());
+    auto t0 = std::chrono::steady_clock::now();
+    local_->score(prompts, config_.rubric, out);
+    const double per = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / std::max<size_t>(1, out.size());
+    for (size_t k = 0; k < request_sample.size(); ++k) {
+      size_t i = request_sample[k];
+      results[i] = std::move(out[k]);
+      results[i].latency_s = per;
+      if (results[i].ok && cache_) cache_->put(keys[i], result_to_json(results[i]).dump(-1, ' ', false, json::error_handler_t::replace));
+      apply_graders(samples[i], results[i]);
+      record(i, keys[i], json());
+    }
+    return results;
+  }
   if (config_.backend == "command") {
     for (size_t start = 0; start < request_sample.size(); start += static_cast<size_t>(config_.command_batch)) {
       size_t end = std::min(request_sample.size(), start + static_cast<size_t>(config_.command_batch));

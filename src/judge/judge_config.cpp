@@ -2,6 +2,7 @@
 // silently ignored).
 #include "judge/judge_toml.h"
 
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "core/toml_reader.h"
@@ -9,6 +10,7 @@
 
 namespace rlaif {
 toml::table parse_toml_file(const std::string& path) {
+  if (!std::filesystem::is_regular_file(path)) throw Error("file not found", path, "check the path");
   try {
     return toml::parse_file(path);
   } catch (const toml::parse_error& e) {
@@ -31,6 +33,8 @@ JudgeConfig read_judge_tables(TomlReader& top, const std::string& path) {
   if (const toml::table* j = top.table("judge")) {
     TomlReader r(*j, path + ": judge");
     r.get("backend", c.backend);
+    r.get("model_path", c.model_path);
+    r.get("local_batch", c.local_batch);
     r.get("command_timeout_s", c.command_timeout_s);
     r.get("command_batch", c.command_batch);
     if (const toml::array* cmd = r.array("command"))
@@ -72,7 +76,8 @@ JudgeConfig read_judge_tables(TomlReader& top, const std::string& path) {
         "backend, base_url, model, api_key_env, temperature, max_tokens, response_format, top_logprobs, concurrency, "
         "timeout_s, deadline_s, max_retries, backoff_base_s, backoff_max_s, requests_per_minute, tokens_per_minute, "
         "circuit_failures, circuit_cooldown_s, cache, journal, price_input_per_million, price_output_per_million, "
-        "budget_tokens, budget_cost, judge_weight, headers, command, command_timeout_s, command_batch");
+        "budget_tokens, budget_cost, judge_weight, headers, command, command_timeout_s, command_batch, model_path, "
+        "local_batch");
   }
   if (const toml::table* rb = top.table("rubric")) {
     TomlReader r(*rb, path + ": rubric");
@@ -139,9 +144,13 @@ JudgeConfig read_judge_tables(TomlReader& top, const std::string& path) {
 }
 
 void JudgeConfig::validate(const std::string& where) const {
-  if (backend != "openai" && backend != "command" && backend != "none")
-    throw Error("unknown backend \"" + backend + "\"", where + ": judge.backend", "use openai, command or none");
-  if (backend == "none") {
+  if (backend != "openai" && backend != "command" && backend != "none" && backend != "local")
+    throw Error("unknown backend \"" + backend + "\"", where + ": judge.backend", "use openai, command, local or none");
+  if (backend == "local") {
+    if (model_path.empty())
+      throw Error("the local backend needs the judge model's folder", where + ": judge.model_path", "model_path = \"models/judge\"");
+    if (local_batch < 1) throw Error("must be >= 1", where + ": judge.local_batch");
+  } else if (backend == "none") {
     if (graders.empty())
       throw Error("the none backend (rule graders only) needs at least one grader", where + ": judge.backend",
                   "add [[graders]] or choose the openai or command backend");

@@ -1,4 +1,12 @@
-// Advantages from the rewards of each prompt's group of samples. The formulas are at the top of include/rlaif/rl.h.
+// Advantages from the rewards of each prompt's group of samples, exactly as computed below:
+//
+// Advantages (per completion, from the rewards r of the G samples of its prompt; failed samples are left out):
+//   grpo                   A_i = (r_i - mean_g r) / (std_g r + 1e-4)    scale_rewards = group (std over the group),
+//                                                                       batch (std over all valid rewards), none (no /)
+//   rloo                   A_i = r_i - mean_{j != i} r_j = G/(G-1) (r_i - mean_g r)          (Ahmadian et al. 2024)
+//   reinforce_pp           A_i = (r_i - mean_batch r) / std_batch r                            (Hu 2025, REINFORCE++)
+//   reinforce_pp_baseline  A_i = (r_i - mean_g r - mean_batch(r - mean_g r)) / std_batch(r - mean_g r)
+// std is the unbiased sample standard deviation (torch.std), as in TRL.
 #include "rlaif/error.h"
 #include "rlaif/rl.h"
 

@@ -1,0 +1,32 @@
+// The local judge backend: a model folder run in-process. Each criterion's score distribution is read exactly from
+// the model's next-token probabilities at the score position of the verdict JSON — no sampling, no parsing. Internal
+// to the judge.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "rlaif/judge.h"
+#include "rlaif/model.h"
+#include "rlaif/tokenizer.h"
+
+namespace rlaif {
+
+class LocalJudge {
+ public:
+  // Loads the judge model folder; throws rlaif::Error naming it.
+  LocalJudge(const std::string& dir, int64_t batch_size);
+  // Fills out[i] for every sample: ok, verdict (scores = expected values, reward), distributions. A prompt that does
+  // not fit the judge's context fails with "prompt_too_long".
+  void score(const std::vector<JudgeMessages>& prompts, const Rubric& rubric, std::vector<JudgeResult>& out);
+
+ private:
+  // Next-token log-probabilities after each sequence, [S, V] (sequences left-padded into batches).
+  torch::Tensor last_logprobs(const std::vector<std::vector<int64_t>>& seqs);
+
+  CausalLM model_{nullptr};
+  std::unique_ptr<Tokenizer> tokenizer_;
+  int64_t batch_size_;
+};
+
+}  // namespace rlaif
