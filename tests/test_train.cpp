@@ -296,6 +296,48 @@ TEST(TrainRl, OnlineDpoLearnsTheJudgesPreference) {
   EXPECT_GT(share(31, 40), 2 * share(1, 10)) << share(1, 10) << " -> " << share(31, 40);
 }
 
+TEST(TrainRl, DynamicSamplingRefillsTheBatchWithInformativeGroups) {
+  TempDir dir;
+  make_model(dir);
+  // Half the prompts can only ever score 1 (their reference is "", which every completion contains): no signal.
+  std::string text;
+  for (int i = 0; i < 16; ++i)
+    text += nlohmann::json({{"prompt", "Say #" + std::to_string(i)}, {"reference", i % 2 ? "a" : ""}}).dump() + "\n";
+  rlaif_test::write_text(dir / "prompts.jsonl", text);
+  auto path = write_config(dir, "max_steps = 4\nsave_steps = 0\ndynamic_sampling = true\nmax_dynamic_sampling_rounds = 8\nmax_completion_length = 64");
+  auto c = rlaif::TrainConfig::from_toml(path);
+  c.judge.graders[0].type = "contains";
+  c.judge.graders[0].value = "{reference}";
+  c.judge.graders[0].validate("test");
+  rlaif::run_rl(c, {false, true});
+  auto m = metrics(dir / "out/metrics.jsonl");
+  ASSERT_EQ(m.size(), 4u);
+  int full = 0;
+  for (const auto& x : m) {
+    EXPECT_GT(x["frac_reward_zero_std"].get<double>(), 0.0);  // flat groups were seen ...
+    EXPECT_GT(x["reward_std"].get<double>(), 0.0);            // ... and none was kept
+    full += x["groups/kept"].get<int64_t>() == c.prompts_per_step();
+  }
+  EXPECT_GE(full, 3);  // refilled to the full batch of prompts (a step may run out of rounds)
+}
+
+TEST(TrainSft, ConversationsTrainOnTheAssistantTurnOnly) {
+  TempDir dir;
+  make_model(dir);
+  rlaif_test::write_text(dir / "chat.jsonl", R"({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+)");
+  std::string text = "[model]\npath = \"" + (dir / "model") + "\"\n[data]\nprompts = \"" + (dir / "chat.jsonl") +
+                     "\"\n[train]\noutput_dir = \"" + (dir / "out") +
+                     "\"\nmax_steps = 1\nper_device_train_batch_size = 1\nsave_steps = 0\n";
+  rlaif_test::write_text(dir / "sft.toml", text);
+  rlaif::run_sft(rlaif::TrainConfig::from_toml(dir / "sft.toml"), {false, true});
+  auto rows = rlaif::read_jsonl(dir / "out/metrics.jsonl");
+  ASSERT_EQ(rows.size(), 1u);
+  // ChatML: the assistant turn after "<|im_start|>assistant\n" is "hello<|im_end|>\n": 5 bytes, the end token and the
+  // newline — the system/user turns and the generation prompt are not in the loss.
+  EXPECT_EQ(rows[0].value["num_tokens"].get<double>(), 7);
+}
+
 TEST(TrainSft, MemorisesItsDataWithLossOnCompletionsOnly) {
   TempDir dir;
   make_model(dir);
