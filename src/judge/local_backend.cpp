@@ -1,4 +1,5 @@
-// The local judge: the verdict JSON is written up to each score, and the score's distribution is read there.
+// The local judge: the verdict JSON is written up to each score, and the score's distribution is read there. Each
+// judge prompt is prefilled once into a KV-cache slot; the verdict then grows a few tokens per criterion.
 //
 // For criterion j the judge model is conditioned on its chat-rendered judge prompt and the assistant prefix
 //   {"rationale": "", "scores": {"c1": v1, ..., "cj":
@@ -25,119 +26,150 @@ LocalJudge::LocalJudge(const std::string& dir, int64_t batch_size) : batch_size_
   tokenizer_ = std::make_unique<Tokenizer>(Tokenizer::load(dir));
 }
 
-torch::Tensor LocalJudge::last_logprobs(const std::vector<std::vector<int64_t>>& seqs) {
+torch::Tensor LocalJudge::feed(KVCache& cache, const std::vector<std::vector<int64_t>>& tokens,
+                               const std::vector<int64_t>& at) {
   torch::NoGradGuard no_grad;
-  std::vector<torch::Tensor> out;
-  for (size_t s = 0; s < seqs.size(); s += batch_size_) {
-    const size_t e = std::min(seqs.size(), s + batch_size_);
-    size_t T = 0;
-    for (size_t i = s; i < e; ++i) T = std::max(T, seqs[i].size());
-    auto ids = torch::zeros({int64_t(e - s), int64_t(T)}, torch::kInt64);
-    auto mask = torch::zeros_like(ids);
-    for (size_t i = s; i < e; ++i)
-      for (size_t t = 0; t < seqs[i].size(); ++t) {
-        ids[i - s][T - seqs[i].size() + t] = seqs[i][t];
-        mask[i - s][T - seqs[i].size() + t] = 1;
-      }
-    auto h = model_->hidden_states(ids, mask).select(1, int64_t(T) - 1);  // [n, C], left padding: the last is real
-    out.push_back(torch::log_softmax(model_->logits(h).to(torch::kFloat32), -1));
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  int64_t T = 1, key_len = 0;
+  for (int64_t s = 0; s < n; ++s) T = std::max<int64_t>(T, tokens[s].size());
+  CachedBatch b;
+  b.input_ids = torch::zeros({n, T}, torch::kInt64);
+  b.positions = torch::zeros({n, T}, torch::kInt64);
+  auto ids = b.input_ids.accessor<int64_t, 2>();
+  auto pos = b.positions.accessor<int64_t, 2>();
+  for (int64_t s = 0; s < n; ++s) {
+    // Padding goes after a row's tokens, at later positions its real tokens never attend to (and later feeds
+    // overwrite).
+    for (int64_t t = 0; t < T; ++t) {
+      ids[s][t] = t < static_cast<int64_t>(tokens[s].size()) ? tokens[s][t] : 0;
+      pos[s][t] = at[s] + t;
+    }
+    key_len = std::max(key_len, at[s] + T);
   }
-  return torch::cat(out);
+  b.slot_begin = 0;
+  b.key_len = key_len;
+  auto hidden = model_->forward_cached(b, cache);  // [n, T, C]
+  auto last = torch::empty({n}, torch::kInt64);
+  for (int64_t s = 0; s < n; ++s) last[s] = static_cast<int64_t>(tokens[s].size()) - 1;
+  auto h = hidden.gather(1, last.view({n, 1, 1}).expand({n, 1, hidden.size(2)})).squeeze(1);  // [n, C]
+  return torch::log_softmax(model_->logits(h).to(torch::kFloat32), -1);  // [n, V]
 }
 
 void LocalJudge::score(const std::vector<JudgeMessages>& prompts, const Rubric& rubric, std::vector<JudgeResult>& out) {
   auto chat = ChatTemplate::for_tokenizer(*tokenizer_);
-  const int64_t ctx = model_->config().max_position_embeddings;
-  std::vector<std::string> base(prompts.size());
-  std::vector<bool> alive(prompts.size(), true);
+  const auto& cfg = model_->config();
+  const int64_t ctx = cfg.max_position_embeddings;
+  // Candidate scores per criterion as token sequences, and the trie nodes (their proper prefixes, root first).
+  struct Scale {
+    std::vector<int> values;
+    std::vector<std::vector<int64_t>> tokens;
+    std::vector<std::vector<int64_t>> nodes;  // [] first, then longer prefixes
+  };
+  std::vector<Scale> scales(rubric.criteria.size());
+  int64_t extra = 0;  // tokens the verdict adds after the prompt, at most
+  for (size_t j = 0; j < rubric.criteria.size(); ++j) {
+    const auto& c = rubric.criteria[j];
+    auto& sc = scales[j];
+    std::set<std::vector<int64_t>> nodes;
+    size_t longest = 0;
+    for (int v = static_cast<int>(std::ceil(c.min)); v <= static_cast<int>(std::floor(c.max)); ++v) {
+      sc.values.push_back(v);
+      sc.tokens.push_back(tokenizer_->encode(std::to_string(v), false));
+      longest = std::max(longest, sc.tokens.back().size());
+      for (size_t k = 0; k < sc.tokens.back().size(); ++k)
+        nodes.insert(std::vector<int64_t>(sc.tokens.back().begin(), sc.tokens.back().begin() + k));
+    }
+    sc.nodes.assign(nodes.begin(), nodes.end());  // std::set orders [] first
+    extra += static_cast<int64_t>(tokenizer_->encode(", \"" + c.name + "\": ", false).size() + longest);
+  }
+  std::vector<std::vector<int64_t>> base(prompts.size());
   for (size_t i = 0; i < prompts.size(); ++i) {
     nlohmann::ordered_json messages = nlohmann::ordered_json::array();
     if (!prompts[i].system.empty()) messages.push_back({{"role", "system"}, {"content", prompts[i].system}});
     messages.push_back({{"role", "user"}, {"content", prompts[i].user}});
-    base[i] = chat.render_for(*tokenizer_, messages, /*add_generation_prompt=*/true) + "{\"rationale\": \"\", \"scores\": {";
+    base[i] = tokenizer_->encode(chat.render_for(*tokenizer_, messages, /*add_generation_prompt=*/true) +
+                                     "{\"rationale\": \"\", \"scores\": {",
+                                 false);
     out[i] = JudgeResult();
-  }
-  for (size_t j = 0; j < rubric.criteria.size(); ++j) {
-    const auto& c = rubric.criteria[j];
-    // Candidate scores as token sequences after the prefix (the tokenizer decides " 7" vs "7" via the text).
-    std::vector<int> values;
-    for (int v = static_cast<int>(std::ceil(c.min)); v <= static_cast<int>(std::floor(c.max)); ++v) values.push_back(v);
-    // Every (sample, trie node) needs the next-token distribution: nodes are the candidates' token prefixes.
-    std::vector<std::vector<int64_t>> seqs;
-    std::vector<std::map<std::vector<int64_t>, size_t>> node_of(prompts.size());
-    std::vector<std::vector<std::vector<int64_t>>> cand(prompts.size());  // candidate suffix tokens per value
-    for (size_t i = 0; i < prompts.size(); ++i) {
-      if (!alive[i]) continue;
-      const std::string prefix = base[i] + "\"" + c.name + "\": ";
-      auto prefix_ids = tokenizer_->encode(prefix, false);
-      for (int v : values) {
-        auto full = tokenizer_->encode(prefix + std::to_string(v), false);
-        // The candidate's tokens after the prefix; if the tokenizer merges across the boundary, fall back to
-        // encoding the number alone after the prefix tokens.
-        std::vector<int64_t> suffix;
-        if (full.size() > prefix_ids.size() && std::equal(prefix_ids.begin(), prefix_ids.end(), full.begin()))
-          suffix.assign(full.begin() + prefix_ids.size(), full.end());
-        else
-          suffix = tokenizer_->encode(std::to_string(v), false);
-        cand[i].push_back(suffix);
-      }
-      if (static_cast<int64_t>(prefix_ids.size() + 3) >= ctx) {
-        alive[i] = false;
-        out[i].failure = "prompt_too_long";
-        out[i].detail = std::to_string(prefix_ids.size()) + " tokens, the judge's context is " + std::to_string(ctx);
-        continue;
-      }
-      std::set<std::vector<int64_t>> nodes;
-      for (const auto& s : cand[i])
-        for (size_t k = 0; k <= s.size(); ++k) nodes.insert(std::vector<int64_t>(s.begin(), s.begin() + k));
-      for (const auto& n : nodes) {
-        node_of[i][n] = seqs.size();
-        auto seq = prefix_ids;
-        seq.insert(seq.end(), n.begin(), n.end());
-        seqs.push_back(std::move(seq));
-      }
+    if (static_cast<int64_t>(base[i].size()) + extra > ctx) {
+      out[i].failure = "prompt_too_long";
+      out[i].detail = std::to_string(base[i].size()) + " prompt tokens + " + std::to_string(extra) +
+                      " for the verdict exceed the judge's context of " + std::to_string(ctx);
     }
-    if (seqs.empty()) break;
-    auto lp = last_logprobs(seqs);  // [S, V]
-    auto lpa = lp.accessor<float, 2>();
-    for (size_t i = 0; i < prompts.size(); ++i) {
-      if (!alive[i]) continue;
-      // P(v) = prod P(token | path) * P(stop | full path); stop = not continuing into a longer candidate.
-      std::vector<double> p(values.size());
-      double mass = 0;
-      for (size_t k = 0; k < values.size(); ++k) {
-        const auto& s = cand[i][k];
-        double logp = 0;
-        for (size_t t = 0; t < s.size(); ++t) logp += lpa[node_of[i][std::vector<int64_t>(s.begin(), s.begin() + t)]][s[t]];
-        double cont = 0;
-        std::set<int64_t> seen;
-        for (size_t k2 = 0; k2 < values.size(); ++k2) {  // children of s's node among longer candidates
-          const auto& o = cand[i][k2];
-          if (o.size() > s.size() && std::equal(s.begin(), s.end(), o.begin()) && seen.insert(o[s.size()]).second)
-            cont += std::exp(lpa[node_of[i][s]][o[s.size()]]);
+  }
+  std::vector<size_t> todo;
+  for (size_t i = 0; i < prompts.size(); ++i)
+    if (out[i].failure.empty()) todo.push_back(i);
+  for (size_t b0 = 0; b0 < todo.size(); b0 += batch_size_) {
+    const size_t n = std::min<size_t>(batch_size_, todo.size() - b0);
+    int64_t max_len = 0;
+    for (size_t s = 0; s < n; ++s) max_len = std::max<int64_t>(max_len, base[todo[b0 + s]].size());
+    KVCache cache(cfg, static_cast<int64_t>(n), max_len + extra + 1, torch::kFloat32);
+    std::vector<int64_t> cur(n);
+    for (size_t s = 0; s < n; ++s) {  // prefill each judge prompt once, into its slot
+      const auto& ids = base[todo[b0 + s]];
+      CachedBatch b;
+      b.input_ids = torch::tensor(ids).view({1, -1});
+      b.positions = torch::arange(static_cast<int64_t>(ids.size())).view({1, -1});
+      b.slot_begin = static_cast<int64_t>(s);
+      b.key_len = static_cast<int64_t>(ids.size());
+      torch::NoGradGuard no_grad;
+      model_->forward_cached(b, cache);
+      cur[s] = static_cast<int64_t>(ids.size());
+    }
+    std::vector<std::vector<int64_t>> pending(n);  // verdict text still to feed, per row
+    for (size_t j = 0; j < rubric.criteria.size(); ++j) {
+      const auto& c = rubric.criteria[j];
+      const auto& sc = scales[j];
+      auto key = tokenizer_->encode(std::string(j ? ", " : "") + "\"" + c.name + "\": ", false);
+      for (auto& p : pending) p.insert(p.end(), key.begin(), key.end());
+      // The distribution after each trie node: the root advances the rows; deeper nodes are read speculatively.
+      std::vector<torch::Tensor> at_node(sc.nodes.size());
+      at_node[0] = feed(cache, pending, cur);
+      for (size_t s = 0; s < n; ++s) cur[s] += static_cast<int64_t>(pending[s].size());
+      for (size_t k = 1; k < sc.nodes.size(); ++k)
+        at_node[k] = feed(cache, std::vector<std::vector<int64_t>>(n, sc.nodes[k]), cur);
+      auto node_index = [&](const std::vector<int64_t>& path) {
+        return static_cast<size_t>(std::lower_bound(sc.nodes.begin(), sc.nodes.end(), path) - sc.nodes.begin());
+      };
+      for (size_t s = 0; s < n; ++s) {
+        const size_t i = todo[b0 + s];
+        // P(v) = prod_t P(token_t | prefix, tokens_<t) * P(not continuing into a longer candidate)
+        std::vector<double> p(sc.values.size());
+        double mass = 0;
+        for (size_t k = 0; k < sc.values.size(); ++k) {
+          const auto& t = sc.tokens[k];
+          double prob = 1;
+          for (size_t q = 0; q < t.size(); ++q)
+            prob *= std::exp(at_node[node_index({t.begin(), t.begin() + q})][s][t[q]].item<double>());
+          double cont = 0;
+          std::set<int64_t> seen;
+          for (const auto& o : sc.tokens)
+            if (o.size() > t.size() && std::equal(t.begin(), t.end(), o.begin()) && seen.insert(o[t.size()]).second)
+              cont += std::exp(at_node[node_index(t)][s][o[t.size()]].item<double>());
+          p[k] = prob * std::max(0.0, 1.0 - cont);
+          mass += p[k];
         }
-        p[k] = std::exp(logp) * std::max(0.0, 1.0 - cont);
-        mass += p[k];
+        ScoreDistribution d;
+        d.mass = mass;
+        size_t best = 0;
+        for (size_t k = 0; k < sc.values.size(); ++k) {
+          p[k] = mass > 0 ? p[k] / mass : 1.0 / sc.values.size();
+          d.mean += p[k] * sc.values[k];
+          if (p[k] > p[best]) best = k;
+        }
+        d.confidence = p[best];
+        out[i].verdict.scores[c.name] = d.mean;
+        out[i].distributions[c.name] = d;
+        pending[s] = sc.tokens[best];  // the verdict continues with the most likely score
       }
-      ScoreDistribution d;
-      d.mass = mass;
-      size_t best = 0;
-      for (size_t k = 0; k < values.size(); ++k) {
-        p[k] = mass > 0 ? p[k] / mass : 1.0 / values.size();
-        d.mean += p[k] * values[k];
-        if (p[k] > p[best]) best = k;
-      }
-      d.confidence = p[best];
-      out[i].verdict.scores[c.name] = d.mean;
-      out[i].distributions[c.name] = d;
-      base[i] += "\"" + c.name + "\": " + std::to_string(values[best]) + (j + 1 < rubric.criteria.size() ? ", " : "");
     }
-  }
-  for (size_t i = 0; i < prompts.size(); ++i) {
-    if (!alive[i]) continue;
-    out[i].ok = true;
-    out[i].verdict.ok = true;
-    out[i].verdict.reward = rubric.aggregate(out[i].verdict.scores);
+    for (size_t s = 0; s < n; ++s) {
+      const size_t i = todo[b0 + s];
+      out[i].ok = true;
+      out[i].verdict.ok = true;
+      out[i].verdict.reward = rubric.aggregate(out[i].verdict.scores);
+    }
   }
 }
 

@@ -21,8 +21,9 @@ class LocalJudge {
   void score(const std::vector<JudgeMessages>& prompts, const Rubric& rubric, std::vector<JudgeResult>& out);
 
  private:
-  // Next-token log-probabilities after each sequence, [S, V] (sequences left-padded into batches).
-  torch::Tensor last_logprobs(const std::vector<std::vector<int64_t>>& seqs);
+  // Feeds tokens[s] into cache slot s at positions at[s].. and returns the next-token log-probabilities after each
+  // row's last token, [n, V]. The cache keeps what was fed.
+  torch::Tensor feed(KVCache& cache, const std::vector<std::vector<int64_t>>& tokens, const std::vector<int64_t>& at);
 
   CausalLM model_{nullptr};
   std::unique_ptr<Tokenizer> tokenizer_;
