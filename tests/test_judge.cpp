@@ -243,6 +243,23 @@ TEST(JudgeEval, AgreementLengthBiasConsistencyAndInjectionShiftMatchReferences) 
 
 namespace {
 
+TEST(JudgeEval, PairwiseFlipRateAndAccuracy) {
+  TempDir dir;
+  rlaif_test::FaultServer server;  // pairwise: prefers the response with GOOD, or always "A" under BIAS=A
+  auto config = config_for(server, dir);
+  std::vector<rlaif::LabelledSample> rows = {
+      {{"P1", "a GOOD answer", ""}, 1}, {{"P1", "a poor answer", ""}, 0},
+      {{"P2 BIAS=A", "right", ""}, 1}, {{"P2 BIAS=A", "wrong", ""}, 0}, {{"P2 BIAS=A", "also right", ""}, 1}};
+  rlaif::JudgeEvalOptions o;
+  o.pairwise = true;
+  auto rep = rlaif::evaluate_judge(config, rows, o);
+  EXPECT_EQ(rep.pairs, 3);         // P1: 1 pair; P2: right/wrong and wrong/also right (equal labels are not paired)
+  EXPECT_EQ(rep.pairs_judged, 3);
+  EXPECT_NEAR(rep.flip_rate, 2.0 / 3, 1e-12);  // the position-biased judge flips on both P2 pairs
+  EXPECT_NEAR(rep.pairwise_accuracy, 1.0, 1e-12);  // the one decided pair went to the better answer
+  EXPECT_TRUE(rep.to_json().contains("pairwise_flip_rate"));
+}
+
 TEST(Judge, CommandBackendRunsANovaRewardLambdaUnchanged) {
   TempDir dir;
   rlaif::JudgeConfig c;

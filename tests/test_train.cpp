@@ -264,6 +264,31 @@ TEST(TrainRl, FailedJudgmentsAreLeftOutOfTheirGroups) {
   EXPECT_EQ(invalid, 4);
 }
 
+TEST(TrainRl, GroupJudgingScoresAPromptsCompletionsInOneCall) {
+  rlaif_test::FaultServer server;
+  TempDir dir;
+  make_model(dir);
+  std::string text;  // prompts 1 and 3 get a reply with a non-numeric score: their whole group fails
+  for (int i = 0; i < 4; ++i)
+    text += nlohmann::json({{"prompt", (i % 2 ? "FAULT=non_numeric ID=g" + std::to_string(i) + " " : "") + "say"}}).dump() + "\n";
+  rlaif_test::write_text(dir / "prompts.jsonl", text);
+  auto c = rlaif::TrainConfig::from_toml(write_config(dir, "max_steps = 1\nsave_steps = 0\njudge_mode = \"group\""));
+  c.judge.backend = "openai";
+  c.judge.base_url = server.base_url();
+  c.judge.model = "judge";
+  c.judge.graders.clear();
+  rlaif::run_rl(c, {false, true});
+  auto m = metrics(dir / "out/metrics.jsonl");
+  ASSERT_EQ(m.size(), 1u);
+  EXPECT_EQ(server.requests(), 4);  // one call per prompt, not per completion
+  EXPECT_EQ(m[0]["groups/kept"].get<int64_t>(), 2);
+  EXPECT_EQ(m[0]["groups/dropped"].get<int64_t>(), 2);
+  EXPECT_EQ(m[0]["judge/failures"].get<int64_t>(), 8);
+  EXPECT_NEAR(m[0]["reward"].get<double>(), 6.0 / 9, 1e-12);  // the server scores 7 on 1..10
+  c.judge.backend = "none";
+  rlaif_test::expect_error([&] { c.validate("run.toml"); }, {"train.judge_mode", "openai"});
+}
+
 TEST(TrainRl, OnlineDpoLearnsTheJudgesPreference) {
   rlaif_test::FaultServer server;  // prefers the response with more letters 'a' (PREFER=a in the prompt)
   TempDir dir;

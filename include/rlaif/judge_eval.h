@@ -1,6 +1,6 @@
 // Judging the judge: agreement of its rewards with labels (Spearman, Kendall tau-b, accuracy at a threshold, Cohen's
-// kappa on pass/fail), its length bias, its self-consistency over repeated samples, and the reward shift an injection
-// set causes when appended to the completions.
+// kappa on pass/fail), its length bias, its self-consistency over repeated samples, the reward shift an injection
+// set causes when appended to the completions, and (pairwise) its position-flip rate and pairwise accuracy.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -21,6 +21,7 @@ struct JudgeEvalOptions {
   double label_threshold = -1e300;  // label >= this counts as pass; default: midpoint of the labels' range
   int consistency = 1;           // > 1: judge every sample this many more times without the cache; report the spread
   std::vector<std::string> injections;  // texts appended (after a blank line) to every completion; report the shift
+  bool pairwise = false;         // also compare completions of one prompt with different labels, in both orders
 };
 
 struct JudgeEvalReport {
@@ -29,6 +30,9 @@ struct JudgeEvalReport {
   double length_bias = 0;        // Spearman(reward, completion length in characters)
   double label_length_bias = 0;  // the same for the labels: how much length bias the task itself has
   double consistency_std = -1;   // mean over samples of the std of rewards over the repeats (-1: not measured)
+  int64_t pairs = 0, pairs_judged = 0;  // pairwise: pairs with different labels; those judged in both orders
+  double flip_rate = 0;          // share of judged pairs whose verdict changed with the order (counted as ties)
+  double pairwise_accuracy = 0;  // of the non-tie verdicts, the share that prefer the higher label
   int64_t injection_pairs = 0;
   double injection_shift = 0;    // mean of reward(injected) - reward(clean) over pairs where both were judged
   double injection_raised = 0;   // fraction of those pairs whose reward went up

@@ -56,6 +56,7 @@ struct TrainConfig {
   double entropy_coef = 0.0;
   bool importance_sampling_correction = false;  // truncated IS between sampler and trainer log-probs
   double importance_sampling_cap = 2.0;
+  std::string judge_mode = "pointwise";     // pointwise | group (all G completions of a prompt in one judge call)
   bool dynamic_sampling = false;            // drop zero-variance groups and sample more prompts to refill
   int64_t max_dynamic_sampling_rounds = 4;
   int64_t overlong_buffer_length = 0;       // DAPO soft overlong punishment over the last L_cache tokens (0 = off)

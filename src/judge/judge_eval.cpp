@@ -1,3 +1,4 @@
+#include <map>
 #include "rlaif/judge_eval.h"
 
 #include <algorithm>
@@ -12,6 +13,12 @@ nlohmann::ordered_json JudgeEvalReport::to_json() const {
                               {"kendall_tau_b", kendall}, {"accuracy", accuracy}, {"cohen_kappa", kappa},
                               {"length_bias", length_bias}, {"label_length_bias", label_length_bias}};
   if (consistency_std >= 0) j["consistency_std"] = consistency_std;
+  if (pairs > 0) {
+    j["pairs"] = pairs;
+    j["pairs_judged"] = pairs_judged;
+    j["pairwise_flip_rate"] = flip_rate;
+    j["pairwise_accuracy"] = pairwise_accuracy;
+  }
   if (injection_pairs > 0) {
     j["injection_pairs"] = injection_pairs;
     j["injection_shift"] = injection_shift;
@@ -79,6 +86,34 @@ JudgeEvalReport evaluate_judge(const JudgeConfig& config, const std::vector<Labe
       ++counted;
     }
     rep.consistency_std = counted ? total_std / counted : 0;
+  }
+
+  if (options.pairwise) {  // completions of one prompt with different labels, compared in both orders
+    std::vector<PairSample> pairs;
+    std::vector<int> better;  // +1: a's label is higher, -1: b's
+    std::map<std::string, std::vector<size_t>> by_prompt;
+    for (size_t i = 0; i < labelled.size(); ++i) by_prompt[labelled[i].sample.prompt].push_back(i);
+    for (const auto& [prompt, idx] : by_prompt)
+      for (size_t x = 0; x < idx.size(); ++x)
+        for (size_t y = x + 1; y < idx.size(); ++y) {
+          const auto &a = labelled[idx[x]], &b = labelled[idx[y]];
+          if (a.label == b.label) continue;
+          pairs.push_back({prompt, a.sample.completion, b.sample.completion, a.sample.reference});
+          better.push_back(a.label > b.label ? 1 : -1);
+        }
+    auto verdicts = judge.compare(pairs);
+    int64_t flips = 0, decided = 0, right = 0;
+    for (size_t k = 0; k < verdicts.size(); ++k) {
+      if (!verdicts[k].ok) continue;
+      ++rep.pairs_judged;
+      flips += verdicts[k].flipped;
+      if (verdicts[k].winner == "tie") continue;
+      ++decided;
+      right += (verdicts[k].winner == "a") == (better[k] > 0);
+    }
+    rep.pairs = static_cast<int64_t>(pairs.size());
+    rep.flip_rate = rep.pairs_judged ? double(flips) / rep.pairs_judged : 0;
+    rep.pairwise_accuracy = decided ? double(right) / decided : 0;
   }
 
   if (!options.injections.empty()) {

@@ -64,13 +64,14 @@ class RlTrainer {
 
  private:
   void setup();
-  std::vector<Group> generate_groups(const std::vector<size_t>& rows, int64_t step, int64_t round, bool judge_pairs);
+  std::vector<Group> generate_groups(const std::vector<size_t>& rows, int64_t step, int64_t round, bool stream);
   void shape_rewards(Group& g) const;
   std::vector<Group> collect_batch(int64_t step, nlohmann::json& m);
   void train_step(std::vector<Group>& groups, int64_t step, nlohmann::json& m);
   void train_dpo_step(std::vector<Group>& groups, int64_t step, nlohmann::json& m);
   void evaluate(int64_t step);
   torch::Tensor reference_logprobs(const SequenceBatch& b);
+  GenerationParams generation_params() const;  // the run's sampling settings
   CheckpointContents contents();
 
   const TrainConfig& c_;
@@ -131,6 +132,16 @@ void RlTrainer::setup() {
                  precision.c_str(), bf16_ ? "bf16 matmuls, fp32 master weights" : "fp32", torch::get_num_threads());
 }
 
+GenerationParams RlTrainer::generation_params() const {
+  GenerationParams p;
+  p.max_new_tokens = c_.max_completion_length;
+  p.sampling.temperature = c_.temperature;
+  p.sampling.top_p = c_.top_p;
+  p.sampling.top_k = c_.top_k;
+  p.sampling.min_p = c_.min_p;
+  return p;
+}
+
 CheckpointContents RlTrainer::contents() {
   CheckpointContents k;
   k.model = model_;
@@ -141,9 +152,10 @@ CheckpointContents RlTrainer::contents() {
   return k;
 }
 
-// Generates G completions for each row; pointwise judging streams alongside (pairwise is asked afterwards).
+// Generates G completions for each row; with `stream`, each goes to the pointwise judge as it finishes (pairwise and
+// group judging need the whole group and are asked afterwards).
 std::vector<Group> RlTrainer::generate_groups(const std::vector<size_t>& rows, int64_t step, int64_t round,
-                                              bool judge_pairs) {
+                                              bool stream) {
   const int64_t G = c_.num_generations;
   std::vector<GenerationRequest> requests;
   for (size_t k = 0; k < rows.size(); ++k) {
@@ -151,15 +163,11 @@ std::vector<Group> RlTrainer::generate_groups(const std::vector<size_t>& rows, i
     q.prompt_ids = rows_[rows[k]].prompt_ids;
     q.num_samples = G;
     q.seed = sample_seed(sample_seed(c_.seed, static_cast<uint64_t>(step)), static_cast<uint64_t>(round * 100003 + k));
-    q.params.max_new_tokens = c_.max_completion_length;
-    q.params.sampling.temperature = c_.temperature;
-    q.params.sampling.top_p = c_.top_p;
-    q.params.sampling.top_k = c_.top_k;
-    q.params.sampling.min_p = c_.min_p;
+    q.params = generation_params();
     requests.push_back(std::move(q));
   }
   auto on_sample = [&](size_t r, size_t s, const Sample& sample) {
-    if (judge_pairs) return;
+    if (!stream) return;
     const auto& row = rows_[rows[r]];
     stream_->push(r * G + s, JudgeSample{row.text, sample.text, row.reference});
   };
@@ -191,7 +199,7 @@ void RlTrainer::shape_rewards(Group& g) const {
 // Steps 1-2: generation with streamed judging, dropping, dynamic sampling.
 std::vector<Group> RlTrainer::collect_batch(int64_t step, nlohmann::json& m) {
   const int64_t B = c_.prompts_per_step(), G = c_.num_generations;
-  const bool pairwise = c_.algorithm == "online_dpo";
+  const bool pairwise = c_.algorithm == "online_dpo", group_mode = c_.judge_mode == "group";
   std::vector<Group> kept;
   double t_gen = 0, t_judge = 0;
   int64_t failed = 0, dropped_groups = 0, zero_std = 0, groups_seen = 0;
@@ -202,7 +210,7 @@ std::vector<Group> RlTrainer::collect_batch(int64_t step, nlohmann::json& m) {
     std::vector<size_t> rows;
     for (int64_t k = 0; k < B - static_cast<int64_t>(kept.size()); ++k) rows.push_back(order_->next());
     auto t0 = Clock::now();
-    auto groups = generate_groups(rows, step, round, pairwise);
+    auto groups = generate_groups(rows, step, round, /*stream=*/!pairwise && !group_mode);
     t_gen += seconds_since(t0);
     auto t1 = Clock::now();
     if (pairwise) {
@@ -217,6 +225,28 @@ std::vector<Group> RlTrainer::collect_batch(int64_t step, nlohmann::json& m) {
         g.rewards = {verdicts[k].winner == "a" ? 1.0 : 0.0, verdicts[k].winner == "b" ? 1.0 : 0.0};
         if (!verdicts[k].ok) failed += 2;
         latencies.push_back(verdicts[k].latency_s);
+      }
+    } else if (group_mode) {  // all G completions of a prompt in one judge call, one score each
+      std::vector<GroupSample> asks;
+      for (auto& g : groups) {
+        GroupSample q{rows_[g.row].text, {}, rows_[g.row].reference};
+        for (const auto& smp : g.samples) q.completions.push_back(smp.text);
+        asks.push_back(std::move(q));
+      }
+      auto ranked = judge_->rank(asks);
+      for (size_t k = 0; k < groups.size(); ++k) {
+        auto& g = groups[k];
+        g.judged.assign(G, JudgeResult());
+        g.rewards.assign(G, 0.0);
+        g.valid.assign(G, ranked[k].ok);
+        if (!ranked[k].ok) failed += G;
+        else latencies.push_back(ranked[k].latency_s);
+        for (int64_t i = 0; i < G && ranked[k].ok; ++i) {
+          g.judged[i].ok = true;
+          g.judged[i].reward = ranked[k].rewards[i];
+          g.judged[i].verdict.scores["group_score"] = ranked[k].scores[i];
+        }
+        shape_rewards(g);
       }
     } else {
       auto judged = stream_->collect(groups.size() * G);
@@ -497,11 +527,7 @@ void RlTrainer::evaluate(int64_t step) {
     GenerationRequest q;
     q.prompt_ids = eval_rows_[k].prompt_ids;
     q.seed = sample_seed(c_.seed ^ 0xE7A1ULL, k);
-    q.params.max_new_tokens = c_.max_completion_length;
-    q.params.sampling.temperature = c_.temperature;
-    q.params.sampling.top_p = c_.top_p;
-    q.params.sampling.top_k = c_.top_k;
-    q.params.sampling.min_p = c_.min_p;
+    q.params = generation_params();
     requests.push_back(std::move(q));
   }
   auto results = gen_->generate(requests);

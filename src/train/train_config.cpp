@@ -93,6 +93,7 @@ TrainConfig TrainConfig::from_toml(const std::string& path, const std::vector<st
     r.get("entropy_coef", c.entropy_coef);
     r.get("importance_sampling_correction", c.importance_sampling_correction);
     r.get("importance_sampling_cap", c.importance_sampling_cap);
+    r.get("judge_mode", c.judge_mode);
     r.get("dynamic_sampling", c.dynamic_sampling);
     r.get("max_dynamic_sampling_rounds", c.max_dynamic_sampling_rounds);
     r.get("overlong_buffer_length", c.overlong_buffer_length);
@@ -202,6 +203,10 @@ void TrainConfig::validate(const std::string& where, bool rl) const {
   if (generation_batch_size < 1) fail("train.generation_batch_size", "must be >= 1");
   if (eval_steps > 0 && eval_prompts.empty()) fail("train.eval_steps", "evaluation needs held-out prompts", "set data.eval_prompts");
   if (!has_judge) fail("judge", "no reward is configured", "add a [judge] table (and [rubric]) or [[graders]] with [judge] backend = \"none\"");
+  if (judge_mode != "pointwise" && judge_mode != "group")
+    fail("train.judge_mode", "unknown judge_mode \"" + judge_mode + "\"", "use pointwise or group");
+  if (judge_mode == "group" && (judge.backend != "openai" || algorithm == "online_dpo"))
+    fail("train.judge_mode", "group judging needs an openai-compatible judge and a policy-gradient algorithm");
   if (algorithm == "online_dpo" && judge.backend != "openai")
     fail("judge.backend", "online_dpo needs pairwise preferences from an openai-compatible judge");
   judge.validate(where);

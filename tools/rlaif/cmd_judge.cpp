@@ -153,6 +153,7 @@ int run_judge_eval(const JudgeArgs& a) {
   o.threshold = a.threshold;
   o.label_threshold = a.label_threshold;
   o.consistency = a.consistency;
+  o.pairwise = a.pairwise;
   if (!a.injections.empty())
     for (const auto& r : rlaif::read_jsonl(a.injections)) {
       std::string where = a.injections + ":" + std::to_string(r.line);
@@ -193,6 +194,9 @@ Run add_judge(CLI::App& app) {
   eval->add_option("--injections", a->injections, "JSONL rows {completion}: texts appended to every completion; "
                                                   "reports the reward shift they cause (e.g. tests/data/judge_injections.jsonl)");
   eval->add_option("--report", a->report, "also write the report (JSON) to this file");
+  eval->add_flag("--pairwise", a->pairwise,
+                 "also compare completions of one prompt with different labels, in both orders: reports the flip "
+                 "rate (verdicts that change with the order) and pairwise accuracy");
   return [a, eval]() {
     if (*eval) return run_judge_eval(*a);
     if (a->config.empty() || a->in.empty() || a->out.empty())
