@@ -289,6 +289,37 @@ TEST(TrainRl, GroupJudgingScoresAPromptsCompletionsInOneCall) {
   rlaif_test::expect_error([&] { c.validate("run.toml"); }, {"train.judge_mode", "openai"});
 }
 
+// Reward-integrity telemetry: a judge that passes everything (score 7 of 10) against a verifier that almost never
+// passes; the verifier (weight 0) is reported, not rewarded, and the gap raises a warning.
+TEST(TrainRl, IntegrityTelemetryComparesTheJudgeWithAVerifier) {
+  rlaif_test::FaultServer server;
+  TempDir dir;
+  auto c = rlaif::TrainConfig::from_toml(
+      write_config(dir, "max_steps = 2\nsave_steps = 0\nintegrity_verifier = \"has_x\""));
+  c.judge.backend = "openai";
+  c.judge.base_url = server.base_url();
+  c.judge.model = "judge";
+  c.judge.graders[0].name = "has_x";
+  c.judge.graders[0].value = "x";
+  c.judge.graders[0].weight = 0;
+  c.judge.graders[0].validate("test");
+  rlaif::run_rl(c, {false, true});
+  auto m = metrics(dir / "out/metrics.jsonl");
+  ASSERT_EQ(m.size(), 2u);
+  double passed = 0, valid = 0;
+  for (const auto& r : rlaif::read_jsonl(dir / "out/samples.jsonl"))
+    if (r.value["step"] == 1 && r.value["valid"].get<bool>()) valid += 1, passed += r.value["grades"]["has_x"].get<double>();
+  EXPECT_DOUBLE_EQ(m[0]["integrity/judge_success_rate"].get<double>(), 1.0);
+  EXPECT_DOUBLE_EQ(m[0]["integrity/verifier_success_rate"].get<double>(), passed / valid);
+  EXPECT_DOUBLE_EQ(m[0]["integrity/judge_verifier_gap"].get<double>(), 1.0 - passed / valid);
+  EXPECT_NEAR(m[0]["reward"].get<double>(), 6.0 / 9, 1e-12);  // the weight-0 verifier does not enter the reward
+  ASSERT_TRUE(m[0].contains("warnings"));
+  EXPECT_NE(m[0]["warnings"][0].get<std::string>().find("judge_verifier_gap"), std::string::npos);
+  auto bad = c;
+  bad.integrity_verifier = "nope";
+  rlaif_test::expect_error([&] { bad.validate("run.toml"); }, {"train.integrity_verifier", "nope", "has_x"});
+}
+
 TEST(TrainRl, OnlineDpoLearnsTheJudgesPreference) {
   rlaif_test::FaultServer server;  // prefers the response with more letters 'a' (PREFER=a in the prompt)
   TempDir dir;

@@ -20,7 +20,7 @@ struct Grader {
   nlohmann::json schema;   // json: a JSON Schema subset (type, properties, required, additionalProperties, items,
                            // enum, minimum, maximum, minLength, maxLength); null = any valid JSON
   int64_t min_chars = 0, max_chars = 0;  // length: bounds in characters (max 0 = none)
-  double weight = 1;
+  double weight = 1;        // >= 0; 0 = graded and reported (e.g. as the trainer's integrity verifier), not rewarded
 
   // Throws rlaif::Error naming `where` for an unknown type, a bad regex or bounds.
   void validate(const std::string& where);

@@ -62,6 +62,13 @@ struct TrainConfig {
   int64_t overlong_buffer_length = 0;       // DAPO soft overlong punishment over the last L_cache tokens (0 = off)
   double overlong_penalty_factor = 1.0;
   double missing_eos_penalty = 0.0;         // subtracted from the reward of completions cut at max length
+  // Reward-integrity telemetry (docs/metrics.md): a grader named here is the ground-truth check the judge is compared
+  // with (give it weight 0 to keep it out of the reward); warnings when a threshold is crossed (0 = no warning).
+  std::string integrity_verifier;
+  double integrity_judge_threshold = 0.5;   // judge reward >= this counts as the judge calling it a success
+  double warn_reward_length_corr = 0.5;     // |corr(reward, length)| above this
+  double warn_judge_verifier_gap = 0.2;     // judge success rate - verifier success rate above this
+  double warn_flip_rate = 0.3;              // pairwise flip rate above this
   uint64_t seed = 42;
   int64_t logging_steps = 1;
   int64_t save_steps = 50;                  // 0 = only at the end

@@ -79,7 +79,8 @@ void Grader::validate(const std::string& where) {
   } else if (type != "json") {
     throw Error("unknown grader type \"" + type + "\"", where + ".type", "use exact, contains, regex, json or length");
   }
-  if (!(weight > 0)) throw Error("weight must be positive", where + ".weight");
+  if (!(weight >= 0))
+    throw Error("weight must be >= 0", where + ".weight", "0 = checked and reported (e.g. as a verifier), not rewarded");
 }
 
 double Grader::grade(const std::string& completion, const std::string& reference) const {

@@ -152,7 +152,7 @@ void JudgeConfig::validate(const std::string& where) const {
     if (local_batch < 1) throw Error("must be >= 1", where + ": judge.local_batch");
   } else if (backend == "none") {
     if (graders.empty())
-      throw Error("the none backend (rule graders only) needs at least one grader", where + ": judge.backend",
+      throw Error("the none backend (rule graders only) needs at least one grader with a positive weight", where + ": judge.backend",
                   "add [[graders]] or choose the openai or command backend");
   } else if (backend == "command") {
     if (command.empty()) throw Error("the command backend needs a command", where + ": judge.command", "e.g. command = [\"python3\", \"reward.py\"]");

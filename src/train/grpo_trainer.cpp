@@ -70,6 +70,7 @@ class RlTrainer {
   void train_step(std::vector<Group>& groups, int64_t step, nlohmann::json& m);
   void train_dpo_step(std::vector<Group>& groups, int64_t step, nlohmann::json& m);
   void evaluate(int64_t step);
+  void warn_integrity(nlohmann::json& m) const;  // reward-integrity thresholds: m["warnings"] and stderr
   torch::Tensor reference_logprobs(const SequenceBatch& b);
   GenerationParams generation_params() const;  // the run's sampling settings
   CheckpointContents contents();
@@ -285,10 +286,19 @@ std::vector<Group> RlTrainer::collect_batch(int64_t step, nlohmann::json& m) {
   std::vector<double> rewards, lens_valid;
   double std_sum = 0;
   std::map<std::string, std::pair<double, int64_t>> per_criterion;
+  double judge_success = 0, verifier_success = 0, checked = 0;
   for (const auto& g : kept) {
     std_sum += g.reward_std();
     for (size_t i = 0; i < g.samples.size(); ++i) {
       if (!g.valid[i]) continue;
+      if (!c_.integrity_verifier.empty()) {
+        auto it = g.judged[i].grades.find(c_.integrity_verifier);
+        if (it != g.judged[i].grades.end()) {
+          judge_success += g.judged[i].verdict.reward >= c_.integrity_judge_threshold;
+          verifier_success += it->second >= 0.5;
+          checked += 1;
+        }
+      }
       rewards.push_back(g.rewards[i]);
       lens_valid.push_back(static_cast<double>(g.samples[i].token_ids.size()));
       for (const auto& [name, score] : g.judged[i].verdict.scores) per_criterion[name].first += score, per_criterion[name].second++;
@@ -304,6 +314,11 @@ std::vector<Group> RlTrainer::collect_batch(int64_t step, nlohmann::json& m) {
   m["frac_reward_zero_std"] = groups_seen ? double(zero_std) / groups_seen : 0.0;
   m["reward_length_corr"] = rewards.size() > 2 ? pearson(rewards, lens_valid) : 0.0;
   if (std::isnan(m["reward_length_corr"].get<double>())) m["reward_length_corr"] = 0.0;
+  if (checked > 0) {
+    m["integrity/judge_success_rate"] = judge_success / checked;
+    m["integrity/verifier_success_rate"] = verifier_success / checked;
+    m["integrity/judge_verifier_gap"] = (judge_success - verifier_success) / checked;
+  }
   double lsum = 0;
   for (double l : lengths) lsum += l;
   m["completions/mean_length"] = lengths.empty() ? 0 : lsum / lengths.size();
@@ -564,6 +579,24 @@ void RlTrainer::evaluate(int64_t step) {
   if (!o_.quiet) std::fprintf(stderr, "eval at step %lld: reward %.4f over %zu prompts\n", (long long)step, m["eval/reward"].get<double>(), n);
 }
 
+void RlTrainer::warn_integrity(nlohmann::json& m) const {
+  std::vector<std::string> warnings;
+  auto check = [&](const char* key, double limit, bool absolute, const char* why) {
+    if (limit <= 0 || !m.contains(key)) return;
+    double v = m[key].get<double>();
+    if ((absolute ? std::abs(v) : v) > limit)
+      warnings.push_back(std::string(key) + " " + std::to_string(v) + " beyond " + std::to_string(limit) + ": " + why);
+  };
+  check("reward_length_corr", c_.warn_reward_length_corr, true, "the reward follows completion length");
+  check("integrity/judge_verifier_gap", c_.warn_judge_verifier_gap, false,
+        "the judge passes more than the verifier does (is it being gamed?)");
+  check("judge/flip_rate", c_.warn_flip_rate, false, "the judge's verdicts depend on the order of the answers");
+  if (warnings.empty()) return;
+  m["warnings"] = warnings;
+  if (!o_.quiet)
+    for (const auto& w : warnings) std::fprintf(stderr, "\nwarning: step %lld: %s\n", (long long)m["step"].get<int64_t>(), w.c_str());
+}
+
 void RlTrainer::run() {
   setup();
   auto state = start_run(c_, "train", o_.resume, contents(), o_.quiet);
@@ -600,6 +633,7 @@ void RlTrainer::run() {
         }
         samples_->write(line);
       }
+    warn_integrity(m);
     metrics_->write(m);
     bar.set_extra("reward " + std::to_string(m["reward"].get<double>()).substr(0, 6) +
                   (m.contains("kl") ? " kl " + std::to_string(m["kl"].get<double>()).substr(0, 7) : "") +

@@ -99,6 +99,11 @@ TrainConfig TrainConfig::from_toml(const std::string& path, const std::vector<st
     r.get("overlong_buffer_length", c.overlong_buffer_length);
     r.get("overlong_penalty_factor", c.overlong_penalty_factor);
     r.get("missing_eos_penalty", c.missing_eos_penalty);
+    r.get("integrity_verifier", c.integrity_verifier);
+    r.get("integrity_judge_threshold", c.integrity_judge_threshold);
+    r.get("warn_reward_length_corr", c.warn_reward_length_corr);
+    r.get("warn_judge_verifier_gap", c.warn_judge_verifier_gap);
+    r.get("warn_flip_rate", c.warn_flip_rate);
     r.get("seed", c.seed);
     r.get("logging_steps", c.logging_steps);
     r.get("save_steps", c.save_steps);
@@ -210,6 +215,15 @@ void TrainConfig::validate(const std::string& where, bool rl) const {
   if (algorithm == "online_dpo" && judge.backend != "openai")
     fail("judge.backend", "online_dpo needs pairwise preferences from an openai-compatible judge");
   judge.validate(where);
+  if (!integrity_verifier.empty()) {
+    bool found = false;
+    std::string names;
+    for (const auto& g : judge.graders) found = found || g.name == integrity_verifier, names += (names.empty() ? "" : ", ") + g.name;
+    if (!found)
+      fail("train.integrity_verifier", "no grader is named \"" + integrity_verifier + "\"",
+           names.empty() ? "add a [[graders]] entry with that name (weight = 0 keeps it out of the reward)"
+                         : "graders: " + names);
+  }
 }
 
 }  // namespace rlaif
