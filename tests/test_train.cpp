@@ -64,6 +64,13 @@ std::string write_config(const TempDir& dir, const std::string& extra = "", cons
   return dir / "run.toml";
 }
 
+// Points the run's judge at a test server (tests/fault_server.h) speaking the OpenAI API.
+void use_http_judge(rlaif::TrainConfig& c, const rlaif_test::FaultServer& server) {
+  c.judge.backend = "openai";
+  c.judge.base_url = server.base_url();
+  c.judge.model = "judge";
+}
+
 std::vector<nlohmann::json> metrics(const std::string& path) {
   std::vector<nlohmann::json> out;
   for (const auto& r : rlaif::read_jsonl(path))
@@ -247,9 +254,7 @@ TEST(TrainRl, FailedJudgmentsAreLeftOutOfTheirGroups) {
   rlaif_test::write_text(dir / "prompts.jsonl", text);
   auto path = write_config(dir, "max_steps = 1\nsave_steps = 0");
   auto c = rlaif::TrainConfig::from_toml(path);
-  c.judge.backend = "openai";
-  c.judge.base_url = server.base_url();
-  c.judge.model = "judge";
+  use_http_judge(c, server);
   c.judge.http.max_retries = 0;
   c.judge.graders.clear();
   rlaif::run_rl(c, {false, true});
@@ -273,9 +278,7 @@ TEST(TrainRl, GroupJudgingScoresAPromptsCompletionsInOneCall) {
     text += nlohmann::json({{"prompt", (i % 2 ? "FAULT=non_numeric ID=g" + std::to_string(i) + " " : "") + "say"}}).dump() + "\n";
   rlaif_test::write_text(dir / "prompts.jsonl", text);
   auto c = rlaif::TrainConfig::from_toml(write_config(dir, "max_steps = 1\nsave_steps = 0\njudge_mode = \"group\""));
-  c.judge.backend = "openai";
-  c.judge.base_url = server.base_url();
-  c.judge.model = "judge";
+  use_http_judge(c, server);
   c.judge.graders.clear();
   rlaif::run_rl(c, {false, true});
   auto m = metrics(dir / "out/metrics.jsonl");
@@ -296,9 +299,7 @@ TEST(TrainRl, IntegrityTelemetryComparesTheJudgeWithAVerifier) {
   TempDir dir;
   auto c = rlaif::TrainConfig::from_toml(
       write_config(dir, "max_steps = 2\nsave_steps = 0\nintegrity_verifier = \"has_x\""));
-  c.judge.backend = "openai";
-  c.judge.base_url = server.base_url();
-  c.judge.model = "judge";
+  use_http_judge(c, server);
   c.judge.graders[0].name = "has_x";
   c.judge.graders[0].value = "x";
   c.judge.graders[0].weight = 0;
@@ -327,9 +328,7 @@ TEST(TrainRl, OnlineDpoLearnsTheJudgesPreference) {
   write_prompts(dir / "prompts.jsonl", 16, "PREFER=a write");
   auto c = rlaif::TrainConfig::from_toml(
       write_config(dir, "algorithm = \"online_dpo\"\nnum_generations = 2\nbeta = 0.1\nmax_steps = 40\nsave_steps = 0\nper_device_train_batch_size = 16\nlearning_rate = 5e-3\nlr_scheduler_type = \"constant\""));
-  c.judge.backend = "openai";
-  c.judge.base_url = server.base_url();
-  c.judge.model = "judge";
+  use_http_judge(c, server);
   c.judge.graders.clear();
   rlaif::run_rl(c, {false, true});
   auto m = metrics(dir / "out/metrics.jsonl");

@@ -59,7 +59,8 @@ std::string save_checkpoint(const std::string& output_dir, const TrainerState& s
   } else {
     SaveOptions so;
     so.tokenizer_from = c.base_model;
-    save_model(const_cast<CausalLM&>(c.model), tmp, so);
+    CausalLM model = c.model;  // the holder shares the module
+    save_model(model, tmp, so);
   }
   std::vector<std::pair<std::string, torch::Tensor>> tensors;
   nlohmann::json steps = nlohmann::json::array();

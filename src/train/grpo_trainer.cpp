@@ -19,7 +19,6 @@
 #include "rlaif/model_folder.h"
 #include "rlaif/progress.h"
 #include "rlaif/rl.h"
-#include "rlaif/runtime.h"
 #include "rlaif/sequence_batch.h"
 #include "rlaif/trainer.h"
 #include "train/judge_stream.h"
@@ -94,9 +93,7 @@ class RlTrainer {
 };
 
 void RlTrainer::setup() {
-  set_num_threads(c_.num_threads);
-  keep_freed_memory();
-  torch::manual_seed(c_.seed);
+  prepare_runtime(c_);
   model_ = load_model(c_.model_path);
   tokenizer_ = std::make_unique<Tokenizer>(Tokenizer::load(c_.model_path));
   auto eos = load_eos_token_ids(c_.model_path, model_->config());
@@ -643,7 +640,7 @@ void RlTrainer::run() {
     s.step = step + 1;
     s.data_epoch = order_->epoch();
     s.data_position = order_->position();
-    s.config_fingerprint = config_fingerprint(c_, "train");
+    s.config_fingerprint = state.config_fingerprint;
     if ((c_.save_steps > 0 && s.step % c_.save_steps == 0) || s.step == total_steps_)
       save_checkpoint(c_.output_dir, s, contents(), c_.save_total_limit);
     if (!eval_rows_.empty() && ((c_.eval_steps > 0 && s.step % c_.eval_steps == 0) || s.step == total_steps_))

@@ -7,7 +7,6 @@
 #include "rlaif/error.h"
 #include "rlaif/model_folder.h"
 #include "rlaif/progress.h"
-#include "rlaif/runtime.h"
 #include "rlaif/sequence_batch.h"
 #include "rlaif/trainer.h"
 #include "train/train_common.h"
@@ -33,9 +32,7 @@ double eval_loss(CausalLM& model, const std::vector<PromptRow>& rows, int64_t mb
 
 void run_sft(const TrainConfig& c, const RunOptions& o) {
   c.validate("run config", /*rl=*/false);
-  set_num_threads(c.num_threads);
-  keep_freed_memory();
-  torch::manual_seed(c.seed);
+  prepare_runtime(c);
   auto model = load_model(c.model_path);
   auto tokenizer = Tokenizer::load(c.model_path);
   auto eos = load_eos_token_ids(c.model_path, model->config());
@@ -102,7 +99,7 @@ void run_sft(const TrainConfig& c, const RunOptions& o) {
     s.step = step + 1;
     s.data_epoch = order.epoch();
     s.data_position = order.position();
-    s.config_fingerprint = config_fingerprint(c, "sft");
+    s.config_fingerprint = state.config_fingerprint;
     if (!eval_rows.empty() && ((c.eval_steps > 0 && s.step % c.eval_steps == 0) || s.step == total)) {
       model->eval();
       m["eval_loss"] = eval_loss(model, eval_rows, c.per_device_train_batch_size, pad, c.use_bf16());

@@ -8,12 +8,19 @@
 #include "rlaif/error.h"
 #include "rlaif/lora.h"
 #include "rlaif/model_folder.h"
+#include "rlaif/runtime.h"
 #include "rlaif/sha256.h"
 #include "rlaif/trainer.h"
 
 namespace fs = std::filesystem;
 
 namespace rlaif {
+
+void prepare_runtime(const TrainConfig& c) {
+  set_num_threads(c.num_threads);
+  keep_freed_memory();
+  torch::manual_seed(c.seed);
+}
 
 Trainable make_trainable(CausalLM& model, const TrainConfig& c) {
   Trainable t;

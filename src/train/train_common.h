@@ -19,6 +19,9 @@ struct Trainable {
   std::vector<torch::Tensor> params;
 };
 
+// Threads, allocator (keep_freed_memory) and the torch seed, as both trainers start.
+void prepare_runtime(const TrainConfig& c);
+
 // LoRA: fresh adapters (seeded), base frozen. Full: every parameter.
 Trainable make_trainable(CausalLM& model, const TrainConfig& c);
 
