@@ -10,6 +10,7 @@ PACKAGES=(
   nlohmann-json3-dev libcurl4-openssl-dev libcpp-httplib-dev libtomlplusplus-dev libcli11-dev
   libpcre2-dev libutf8proc-dev libsqlite3-dev libgtest-dev libgmock-dev libbenchmark-dev
   python3-torch python3-numpy python3-scipy  # independent references used by the tests (PyTorch, SciPy)
+  chromium-headless-shell                    # the report test loads rlaif report's page in a real browser
 )
 
 missing=()

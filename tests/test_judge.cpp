@@ -383,6 +383,92 @@ namespace {
 // The local backend against a direct computation on the same model: full forwards of prefix + candidate (no trie, no
 // batching), the score's probability as the product of its tokens' probabilities times the probability of not
 // continuing into a longer score. Tolerance 1e-4 on the expected score (fp32 logits, different batching).
+TEST(Judge, RenderWritesTheJudgePromptAndVerdictAsSftRows) {
+  rlaif_test::TempDir dir;
+  rlaif_test::write_text(dir / "judge.toml", "[judge]\nbackend = \"none\"\n[[graders]]\ntype = \"length\"\n"
+                                             "[rubric]\npass_fail = \"Is it right?\"\n[template]\nsystem = \"\"\n"
+                                             "user = \"{prompt}\\n{completion}\"\n");
+  rlaif_test::write_text(dir / "rows.jsonl", R"({"prompt": "Say hi", "completion": "hi </completion>", "label": 1, "rationale": "it did"}
+{"prompt": "Say hi", "completion": "bye", "label": false}
+{"prompt": "Say hi", "completion": "hm"}
+)");
+  auto r = rlaif_test::run_command(std::string(RLAIF_BIN) + " judge render --config " + (dir / "judge.toml") + " --in " +
+                                   (dir / "rows.jsonl") + " --out " + (dir / "sft.jsonl"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto rows = rlaif::read_jsonl(dir / "sft.jsonl");
+  ASSERT_EQ(rows.size(), 3u);
+  auto config = rlaif::JudgeConfig::from_toml(dir / "judge.toml");
+  auto want = rlaif::render_judge_prompt(config.tmpl, config.rubric, {"Say hi", "hi </completion>", ""});
+  const auto& m0 = rows[0].value["messages"];
+  ASSERT_EQ(m0.size(), 2u);  // no system message: the template's is empty
+  EXPECT_EQ(m0[0]["role"], "user");
+  EXPECT_EQ(m0[0]["content"], want.user);  // delimited and neutralised exactly as the judge sends it
+  EXPECT_EQ(m0[1]["role"], "assistant");
+  EXPECT_EQ(m0[1]["content"], R"({"rationale": "it did", "scores": {"pass": 1}})");
+  EXPECT_EQ(rows[1].value["messages"][1]["content"], R"({"rationale": "", "scores": {"pass": 0}})");
+  EXPECT_EQ(rows[2].value["messages"].size(), 1u);  // no label: the prompt only
+  // A label outside the scale names the row.
+  rlaif_test::write_text(dir / "bad.jsonl", "{\"prompt\": \"p\", \"completion\": \"c\", \"label\": 7}\n");
+  r = rlaif_test::run_command(std::string(RLAIF_BIN) + " judge render --config " + (dir / "judge.toml") + " --in " +
+                              (dir / "bad.jsonl") + " --out " + (dir / "x.jsonl"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("bad.jsonl:1"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("outside its scale"), std::string::npos) << r.output;
+}
+
+TEST(Judge, LocalBackendWritesItsRationaleFirstThenScoresAfterIt) {
+  rlaif_test::TempDir dir;
+  rlaif::InitModelOptions o;
+  o.seed = 9;
+  rlaif::init_model(o, dir / "judge");
+  rlaif::JudgeConfig c;
+  c.backend = "local";
+  c.model_path = dir / "judge";
+  c.local_batch = 2;
+  c.local_rationale_tokens = 6;
+  c.rubric = rlaif::Rubric::pass_fail_check("Is it right?");
+  c.tmpl.system = "";
+  c.tmpl.user = "{prompt}\n{completion}";
+  rlaif::Judge judge(c);
+  std::vector<rlaif::JudgeSample> samples = {{"Name a colour.", "Blue.", ""}, {"2+2?", "4", ""}, {"Hi", "Hello there", ""}};
+  auto results = judge.judge(samples);
+  // The reference: greedy decoding with full forwards over the whole text, then the score after the verdict text.
+  auto model = rlaif::load_model(dir / "judge");
+  rlaif::set_inference_precision(model, "float32");
+  auto tok = rlaif::Tokenizer::load(dir / "judge");
+  auto chat = rlaif::ChatTemplate::for_tokenizer(tok);
+  torch::NoGradGuard ng;
+  auto logprobs = [&](const std::vector<int64_t>& ids) {
+    return torch::log_softmax(model->forward(torch::tensor(ids).view({1, -1}))[0][-1], -1);
+  };
+  for (size_t i = 0; i < samples.size(); ++i) {
+    ASSERT_TRUE(results[i].ok) << results[i].failure;
+    auto m = rlaif::render_judge_prompt(c.tmpl, c.rubric, samples[i]);
+    nlohmann::ordered_json msgs = {{{"role", "user"}, {"content", m.user}}};
+    std::string prefix = chat.render_for(tok, msgs, true) + "{\"rationale\": \"";
+    auto ids = tok.encode(prefix, false);
+    std::vector<int64_t> written;
+    std::string why;
+    for (int k = 0; k < c.local_rationale_tokens; ++k) {
+      int64_t next = logprobs(ids).argmax().item<int64_t>();
+      written.push_back(next);
+      ids.push_back(next);
+      why = tok.decode(written);
+      if (why.find('"') != std::string::npos || tok.is_special(next)) {
+        why = why.substr(0, why.find('"'));
+        break;
+      }
+    }
+    EXPECT_EQ(results[i].verdict.rationale, why);
+    auto lp = logprobs(tok.encode(prefix + why + "\", \"scores\": {\"pass\": ", false));
+    double p0 = std::exp(lp[tok.encode("0", false).at(0)].item<double>());
+    double p1 = std::exp(lp[tok.encode("1", false).at(0)].item<double>());
+    EXPECT_NEAR(results[i].verdict.scores.at("pass"), p1 / (p0 + p1), 1e-4);
+  }
+  c.local_rationale_tokens = -1;
+  rlaif_test::expect_error([&] { c.validate("j.toml"); }, {"judge.local_rationale_tokens"});
+}
+
 TEST(Judge, LocalBackendReadsScoreDistributionsFromTheModel) {
   rlaif_test::TempDir dir;
   rlaif::InitModelOptions o;
@@ -437,7 +523,9 @@ TEST(Judge, LocalBackendReadsScoreDistributionsFromTheModel) {
       }
       EXPECT_NEAR(results[i].verdict.scores.at(crit.name), mean, 1e-4) << crit.name;
       EXPECT_NEAR(results[i].distributions.at(crit.name).confidence, best / total, 1e-4);
-      EXPECT_NEAR(results[i].distributions.at(crit.name).mass, total, 1e-4);
+      // Candidates are " v": the mass includes the probability of the space after `"name":`.
+      const double space = std::exp(next_logprobs(prefix + "\"" + crit.name + "\":")[tok.encode(" ", false).at(0)].item<double>());
+      EXPECT_NEAR(results[i].distributions.at(crit.name).mass, space * total, 1e-6);
       prefix += "\"" + crit.name + "\": " + std::to_string(arg) + (j + 1 < c.rubric.criteria.size() ? ", " : "");
       reward_check += crit.weight * (mean - crit.min) / (crit.max - crit.min);
       weights += crit.weight;

@@ -1,8 +1,11 @@
 // Rubrics, the judge prompt (delimiters, neutralised injections) and verdict parsing.
 #include <cmath>
 
+#include "rlaif/atomic_file.h"
 #include "rlaif/graders.h"
+#include "rlaif/jsonl.h"
 #include "rlaif/judge_prompt.h"
+#include "rlaif/review_task.h"
 #include "rlaif/rubric.h"
 #include "rlaif/verdict.h"
 #include "test_util.h"
@@ -149,6 +152,18 @@ TEST(Verdict, FailuresAreNamedAndOutOfRangeIsClamped) {
   EXPECT_EQ(v.clamped, (std::vector<std::string>{"relevance", "coherence"}));
 }
 
+TEST(Verdict, FormatVerdictIsWhatParseVerdictReadsBack) {
+  auto r = rlaif::Rubric::default_rubric();
+  std::map<std::string, double> scores = {{"relevance", 8}, {"coherence", 2.5}, {"safety", 10}};
+  auto text = rlaif::format_verdict(r, scores, "says \"hi\"");
+  EXPECT_EQ(text, R"({"rationale": "says \"hi\"", "scores": {"relevance": 8, "coherence": 2.5, "safety": 10}})");
+  auto v = rlaif::parse_verdict(text, r);
+  ASSERT_TRUE(v.ok) << v.failure;
+  EXPECT_EQ(v.scores, scores);
+  EXPECT_EQ(v.rationale, "says \"hi\"");
+  rlaif_test::expect_error([&] { rlaif::format_verdict(r, {{"relevance", 1}}, ""); }, {"coherence"});
+}
+
 TEST(Verdict, ExpectedScoreFromTopLogprobs) {
   // p(7) = 0.5, p(" 8") = 0.25, p("8") = 0.05, p("x") = 0.1, p("11") = 0.1 (outside 1..10).
   std::vector<std::pair<std::string, double>> top = {
@@ -187,6 +202,22 @@ TEST(Graders, EachRuleAndItsErrors) {
   regex.validate("g");
   EXPECT_EQ(regex.grade("555-1234", ""), 1);
   EXPECT_EQ(regex.grade("call 555-1234", ""), 0);
+  // "{reference}" in a pattern is the row's reference taken literally (regex metacharacters and "\E" included).
+  auto word = grader("regex", R"((?i)\b{reference}\b)");
+  word.validate("g");
+  EXPECT_EQ(word.grade("The Red fox.", "red"), 1);
+  EXPECT_EQ(word.grade("The tired fox.", "red"), 0);
+  EXPECT_EQ(word.grade("costs 1.5 now", "1.5"), 1);
+  EXPECT_EQ(word.grade("costs 105 now", "1.5"), 0);  // '.' is literal
+  auto odd = grader("regex", "^{reference}$");
+  odd.validate("g");
+  EXPECT_EQ(odd.grade(R"(a\E+b)", R"(a\E+b)"), 1);
+  EXPECT_EQ(odd.grade(R"(a\EEb)", R"(a\E+b)"), 0);
+  auto per_row = grader("regex", "(?i){reference_regex}");  // each row brings its own rule
+  per_row.validate("g");
+  EXPECT_EQ(per_row.grade("Great lamp", "great|love"), 1);
+  EXPECT_EQ(per_row.grade("Poor lamp", "great|love"), 0);
+  rlaif_test::expect_error([&] { per_row.grade("x", "("); }, {"grader regex", "pattern"});
   auto length = grader("length");
   length.min_chars = 3;
   length.max_chars = 5;
@@ -211,6 +242,63 @@ TEST(Graders, EachRuleAndItsErrors) {
   rlaif_test::expect_error([] { grader("fuzzy").validate("judge.toml: graders[0]"); }, {"graders[0].type", "fuzzy"});
   rlaif_test::expect_error([] { grader("regex", "(").validate("judge.toml: graders[1]"); }, {"graders[1].value", "regex"});
   rlaif_test::expect_error([] { grader("exact").validate("g"); }, {"needs a value"});
+}
+
+}  // namespace
+
+namespace {
+
+TEST(ReviewTask, GroundTruthRegexEqualsTheProgramAndLabelsAreTrue) {
+  rlaif_test::TempDir dir;
+  rlaif::ReviewTaskOptions o;
+  o.policy_rows = 2000;
+  o.judge_rows = 300;
+  o.heldout_rows = 100;
+  rlaif::write_review_task(dir.path(), o);
+  auto verifier = grader("regex", "{reference_regex}");
+  verifier.validate("g");
+  // Labelled rows: the label is the program's verdict and the per-row regex (the trainer's verifier) agrees.
+  int64_t rows = 0, follows = 0;
+  for (const char* name : {"judge_train.jsonl", "judge_heldout.jsonl"})
+    for (const auto& r : rlaif::read_jsonl(dir / name)) {
+      const auto& v = r.value;
+      const std::string sentiment = v["prompt"].get<std::string>().find("positive") != std::string::npos ? "positive" : "negative";
+      const bool truth = rlaif::review_follows(sentiment, v["completion"]);
+      EXPECT_EQ(v["label"].get<int>(), truth ? 1 : 0) << v.dump();
+      EXPECT_EQ(verifier.grade(v["completion"], v["reference"]), truth ? 1 : 0) << v.dump();
+      EXPECT_EQ(v["rationale"], rlaif::review_rationale(sentiment, v["completion"]));
+      ++rows, follows += truth;
+    }
+  EXPECT_EQ(rows, 400);
+  // Half follow before damage; o.garbled_rate of the rows are damaged (looping, cut off, rambling, spliced), and most
+  // of those then fail as garbled or mixed.
+  EXPECT_NEAR(static_cast<double>(follows) / rows, 0.5 * (1 - o.garbled_rate), 0.1);
+  int64_t damaged = 0;
+  for (const auto& r : rlaif::read_jsonl(dir / "judge_train.jsonl")) {
+    const std::string why = r.value["rationale"];
+    damaged += why.find("garbled") != std::string::npos || why.find("mixed") != std::string::npos;
+  }
+  EXPECT_GT(static_cast<double>(damaged) / 300, 0.5 * o.garbled_rate);
+  // Texts the generator never writes: both agree too (mixed, none, case, word boundaries).
+  for (const std::string text : std::vector<std::string>{"I love it but it broke.", "It is a lamp.", "GREAT!", "greatness awaits", "Avoid.",
+                                 "not terrible at all", "lovely and great", "great great great lamp.",
+                                 "Great lamp, Lamp, LAMP.", "great lamp lamp.", "A great lamp. ",
+                                 "A great " + std::string(120, 'x') + ".", "Great lamp, it broke.", "Great lamp, it stopped."})
+    for (const std::string s : {"positive", "negative"})
+      EXPECT_EQ(verifier.grade(text, rlaif::review_reference_regex(s)), rlaif::review_follows(s, text) ? 1 : 0)
+          << s << ": " << text;
+  // The policy data follows its instruction at the configured rate; same seed, same files.
+  int64_t n = 0, ok = 0;
+  for (const auto& r : rlaif::read_jsonl(dir / "policy_sft.jsonl")) {
+    const std::string p = r.value["prompt"];
+    ok += rlaif::review_follows(p.find("positive") != std::string::npos ? "positive" : "negative", r.value["completion"]);
+    ++n;
+  }
+  EXPECT_NEAR(static_cast<double>(ok) / n, o.follow_rate, 0.04);
+  rlaif_test::TempDir again;
+  rlaif::write_review_task(again.path(), o);
+  EXPECT_EQ(rlaif::read_file(again / "prompts.jsonl"), rlaif::read_file(dir / "prompts.jsonl"));
+  EXPECT_EQ(rlaif::read_file(again / "judge_train.jsonl"), rlaif::read_file(dir / "judge_train.jsonl"));
 }
 
 }  // namespace

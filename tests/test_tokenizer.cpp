@@ -129,3 +129,28 @@ TEST(Tokenizer, BadTokenizerJsonNamesTheProblem) {
                            {"tok.json", "invalid JSON"});
   rlaif_test::expect_error([&] { rlaif::Tokenizer::from_json("[1, 2]", "tok.json"); }, {"tok.json", "not a JSON object"});
 }
+
+TEST(Tokenizer, TrainedByteLevelBpeMergesTheMostFrequentPairsFirst) {
+  // "ab" occurs 6 times, "abc" 4 times, "xy" 2 times: the merges are (a,b), then (ab,c), then (x,y); "q" pairs occur
+  // once, so training stops there although the vocabulary has room.
+  std::vector<std::string> texts = {"ab ab", "abc abc abc abc", "xy xy", "pq"};
+  auto tok = rlaif::Tokenizer::train_byte_level_bpe(texts, 300, {"<|endoftext|>"});
+  auto j = nlohmann::json::parse(tok.to_tokenizer_json());
+  auto merges = j["model"]["merges"];
+  ASSERT_GE(merges.size(), 3u);
+  EXPECT_EQ(merges[0], "a b");
+  EXPECT_EQ(merges[1], "ab c");
+  EXPECT_EQ(j["pre_tokenizer"]["use_regex"], true);
+  // Words start with their space (GPT-2 split): " abc" is its own word, so "Ġab" + "c" and friends appear too.
+  EXPECT_EQ(tok.vocab_size(), 256 + static_cast<int64_t>(merges.size()) + 1);
+  EXPECT_EQ(tok.encode("abc", false).size(), 1u);
+  EXPECT_EQ(tok.encode("xy", false).size(), 1u);
+  EXPECT_EQ(tok.encode("pq", false).size(), 2u);
+  EXPECT_EQ(tok.token_id("<|endoftext|>"), tok.vocab_size() - 1);
+  for (const std::string s : {"abc xy pq", "never seen: ünïcödé ✓", "<|endoftext|>ab"})
+    EXPECT_EQ(tok.decode(tok.encode(s, false), false), s);
+  // Deterministic, and the vocabulary bound holds.
+  EXPECT_EQ(rlaif::Tokenizer::train_byte_level_bpe(texts, 300, {"<|endoftext|>"}).to_tokenizer_json(), tok.to_tokenizer_json());
+  EXPECT_EQ(rlaif::Tokenizer::train_byte_level_bpe(texts, 258, {"<|endoftext|>"}).vocab_size(), 258);
+  rlaif_test::expect_error([&] { rlaif::Tokenizer::train_byte_level_bpe(texts, 100, {"<|endoftext|>"}); }, {"vocab_size", "257"});
+}

@@ -239,3 +239,40 @@ TEST_F(HfTokenizers, StreamedDecodingEqualsDecodeOnRealVocabularies) {
 }
 
 }  // namespace
+
+namespace {
+
+// A tokenizer learnt by `rlaif train-tokenizer` is a real tokenizer.json: Hugging Face's library loads it and encodes
+// the corpus (and strings it never saw) to the same ids.
+TEST(HfTrainedTokenizer, TrainTokenizerWritesAFileHuggingFaceEncodesIdentically) {
+  TempDir dir;
+  auto corpus = read_corpus();
+  std::string rows;
+  for (const auto& s : corpus) rows += nlohmann::json({{"text", s}}).dump() + "\n";
+  rlaif_test::write_text(dir / "corpus.jsonl", rows);
+  auto r = rlaif_test::run_command(std::string(RLAIF_BIN) + " train-tokenizer --corpus " + (dir / "corpus.jsonl") +
+                                   " --vocab-size 600 --out " + (dir / "tok"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto tok = rlaif::Tokenizer::load(dir / "tok");
+  ASSERT_EQ(tok.vocab_size(), 600);
+  auto inputs = corpus;
+  auto random = random_strings(2000, 99);
+  inputs.insert(inputs.end(), random.begin(), random.end());
+  rlaif_test::write_text(dir / "inputs.json", nlohmann::json(inputs).dump());
+  r = rlaif_test::run_command("node " + kRef + "/tokenizers_ref.js " + kNpm + " " + (dir / "tok/tokenizer.json") + " " +
+                              (dir / "inputs.json") + " " + (dir / "ref.jsonl"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::ifstream in(dir / "ref.jsonl");
+  std::string line;
+  size_t i = 0, bad = 0, merged = 0;
+  for (; std::getline(in, line); ++i) {
+    auto want = nlohmann::json::parse(line)["ids"].get<std::vector<int64_t>>();
+    auto got = tok.encode(inputs[i], false);
+    for (int64_t id : got) merged += id >= 256 && id < 597;
+    if (got != want && bad++ < 5) ADD_FAILURE() << "input " << i << " " << show(inputs[i]) << ": ids differ";
+  }
+  EXPECT_EQ(i, inputs.size());
+  EXPECT_GT(merged, 1000u);  // the merges are used
+}
+
+}  // namespace

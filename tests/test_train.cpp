@@ -321,6 +321,39 @@ TEST(TrainRl, IntegrityTelemetryComparesTheJudgeWithAVerifier) {
   rlaif_test::expect_error([&] { bad.validate("run.toml"); }, {"train.integrity_verifier", "nope", "has_x"});
 }
 
+TEST(TrainRl, PreflightGateRefusesAJudgeThatDisagreesWithTheLabels) {
+  rlaif_test::FaultServer server;  // every reply scores 6/9: a judge that calls everything a pass
+  TempDir dir;
+  // 3 of 4 labels are passes: the judge's accuracy at threshold 0.5 is exactly 0.75.
+  rlaif_test::write_text(dir / "labels.jsonl", R"({"prompt": "p1", "completion": "good", "label": 1}
+{"prompt": "p2", "completion": "fine", "label": 1}
+{"prompt": "p3", "completion": "ok", "label": 1}
+{"prompt": "p4", "completion": "bad", "label": 0}
+)");
+  auto c = rlaif::TrainConfig::from_toml(write_config(
+      dir, "max_steps = 1\nsave_steps = 0\njudge_eval_labels = \"" + (dir / "labels.jsonl") + "\"\njudge_min_agreement = 0.8"));
+  use_http_judge(c, server);
+  rlaif_test::expect_error([&] { rlaif::run_rl(c, {false, true}); },
+                           {"accuracy", "0.75", "train.judge_min_agreement", "labels.jsonl", "judge_validation.json"});
+  auto report = nlohmann::json::parse(rlaif::read_file(dir / "out/judge_validation.json"));
+  EXPECT_EQ(report["passed"], false);
+  EXPECT_DOUBLE_EQ(report["agreement"].get<double>(), 0.75);
+  EXPECT_EQ(report["samples"], 4);
+  EXPECT_FALSE(fs::exists(dir / "out/metrics.jsonl"));  // no step ran
+  // Below the judge's agreement the run starts, and the report says it passed.
+  c.judge_min_agreement = 0.7;
+  rlaif::run_rl(c, {false, true});
+  report = nlohmann::json::parse(rlaif::read_file(dir / "out/judge_validation.json"));
+  EXPECT_EQ(report["passed"], true);
+  EXPECT_EQ(metrics(dir / "out/metrics.jsonl").size(), 1u);
+  auto bad = c;
+  bad.judge_eval_labels = "";
+  rlaif_test::expect_error([&] { bad.validate("run.toml"); }, {"train.judge_min_agreement", "judge_eval_labels"});
+  bad = c;
+  bad.judge_agreement_metric = "vibes";
+  rlaif_test::expect_error([&] { bad.validate("run.toml"); }, {"train.judge_agreement_metric", "vibes"});
+}
+
 TEST(TrainRl, OnlineDpoLearnsTheJudgesPreference) {
   rlaif_test::FaultServer server;  // prefers the response with more letters 'a' (PREFER=a in the prompt)
   TempDir dir;

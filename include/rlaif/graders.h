@@ -15,7 +15,9 @@ class Regex;
 struct Grader {
   std::string name;        // shown in outputs; defaults to the type
   std::string type;        // exact | contains | regex | json | length
-  std::string value;       // exact/contains: the text, "{reference}" = the row's reference; regex: the pattern
+  std::string value;       // exact/contains: the text, "{reference}" = the row's reference; regex: the pattern,
+                           // where "{reference}" stands for the row's reference matched literally and
+                           // "{reference_regex}" for the row's reference as a pattern (per-row rules)
   bool ignore_case = false;     // exact and contains
   nlohmann::json schema;   // json: a JSON Schema subset (type, properties, required, additionalProperties, items,
                            // enum, minimum, maximum, minLength, maxLength); null = any valid JSON

@@ -28,6 +28,8 @@ struct JudgeConfig {
   std::string backend = "openai";               // openai | command | local | none (rule graders only)
   std::string model_path;                        // local backend: the judge's Hugging Face model folder
   int local_batch = 16;                          // local backend: sequences per forward
+  int local_rationale_tokens = 0;                // local backend: > 0 = write the rationale first (greedy, at most
+                                                 // this many tokens), then read the scores conditioned on it
   std::vector<std::string> command;              // command backend: program and arguments
   double command_timeout_s = 300;                // per batch
   int command_batch = 64;                        // samples per run of the command

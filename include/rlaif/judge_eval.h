@@ -39,6 +39,12 @@ struct JudgeEvalReport {
   nlohmann::ordered_json to_json() const;
 };
 
+// Rows {prompt, completion, reference?} and, when `need_label`, a numeric or boolean "label". Throws rlaif::Error
+// naming file:line for a bad row; `lines` (optional) receives each row's line number.
+std::vector<LabelledSample> read_labelled(const std::string& path, bool need_label, std::vector<size_t>* lines = nullptr);
+// An injection set: rows {completion}, the texts appended to completions by JudgeEvalOptions::injections.
+std::vector<std::string> read_injections(const std::string& path);
+
 JudgeEvalReport evaluate_judge(const JudgeConfig& config, const std::vector<LabelledSample>& labelled,
                                const JudgeEvalOptions& options);
 

@@ -39,6 +39,11 @@ class Tokenizer {
                              const std::string& tokenizer_config_json = "");
   // The byte-level tokenizer init-model writes: ids 0..255 are bytes (GPT-2's byte alphabet), then `special` tokens.
   static Tokenizer byte_level(const std::vector<std::string>& special);
+  // A byte-level BPE tokenizer learnt from `texts` (GPT-2's byte alphabet and word split, as Hugging Face's
+  // ByteLevelBPETokenizer): merges of the most frequent adjacent pair, repeated until the vocabulary (bytes + merges,
+  // then `special`) has `vocab_size` entries or no pair occurs twice. Deterministic: ties go to the smallest pair.
+  static Tokenizer train_byte_level_bpe(const std::vector<std::string>& texts, int64_t vocab_size,
+                                        const std::vector<std::string>& special);
 
   // Thread-safe (const). add_special_tokens applies the post-processor (e.g. Llama-2's <s>); special tokens written
   // inside `text` are always recognised, as in Hugging Face.
@@ -65,7 +70,8 @@ class Tokenizer {
   const std::string& bos_token() const;
   const std::string& eos_token() const;
 
-  // The tokenizer.json / tokenizer_config.json texts of byte_level() tokenizers (init-model writes them).
+  // The tokenizer.json / tokenizer_config.json texts of tokenizers made in memory (byte_level, train_byte_level_bpe,
+  // from_json); init-model and train-tokenizer write them.
   std::string to_tokenizer_json() const;
   std::string to_tokenizer_config_json() const;
 

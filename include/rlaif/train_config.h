@@ -69,6 +69,12 @@ struct TrainConfig {
   double warn_reward_length_corr = 0.5;     // |corr(reward, length)| above this
   double warn_judge_verifier_gap = 0.2;     // judge success rate - verifier success rate above this
   double warn_flip_rate = 0.3;              // pairwise flip rate above this
+  // Pre-flight gate: before the first step the judge scores this labelled set (rlaif judge eval's report goes to
+  // output_dir/judge_validation.json); training refuses to start when the agreement metric is below the minimum.
+  std::string judge_eval_labels;            // JSONL {prompt, completion, reference?, label}; "" = no gate
+  std::string judge_eval_injections;        // optional injection set: its score shift is reported too
+  std::string judge_agreement_metric = "accuracy";  // accuracy | spearman | kendall | kappa
+  double judge_min_agreement = 0.0;         // the gate; a pass is judge reward >= integrity_judge_threshold
   uint64_t seed = 42;
   int64_t logging_steps = 1;
   int64_t save_steps = 50;                  // 0 = only at the end
@@ -100,6 +106,7 @@ struct TrainConfig {
   // first. Unknown tables and keys are errors naming file, key and line. Relative paths are relative to the working
   // directory. Does not validate.
   static TrainConfig from_toml(const std::string& path, const std::vector<std::string>& overrides = {});
+  std::string effective_toml;  // the file as read, overrides applied (written to output_dir/run_config.toml)
   // Checks every option and their interactions up front; throws rlaif::Error saying how to fix it. `rl` = false
   // checks only what sft uses.
   void validate(const std::string& where, bool rl = true) const;

@@ -25,6 +25,14 @@ struct Verdict {
 
 Verdict parse_verdict(const std::string& reply, const Rubric& rubric);
 
+// The verdict as the judge is asked to write it, the text parse_verdict reads back:
+//   {"rationale": "...", "scores": {"c1": v1, "c2": v2}}
+// with the rubric's criteria in order (integral scores without a decimal point). The local backend conditions its
+// judge model on exactly this text up to each score, so it is also the target when training a judge model
+// (`rlaif judge render`). Throws rlaif::Error when `scores` lacks a criterion.
+std::string format_verdict(const Rubric& rubric, const std::map<std::string, double>& scores,
+                           const std::string& rationale);
+
 // A pairwise reply: "A", "B" or "tie" (from {"winner": ...} JSON, else a "winner: A" line), or "" with `failure`
 // set (no_verdict when neither is there).
 std::string parse_pairwise(const std::string& reply, std::string* failure, std::string* rationale = nullptr);

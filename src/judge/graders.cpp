@@ -67,10 +67,34 @@ bool json_matches_schema(const nlohmann::json& v, const nlohmann::json& s, std::
   return true;
 }
 
+namespace {
+
+// `pattern` with each "{reference}" replaced by `reference` as a literal (\Q...\E, with any "\E" in it split) and each
+// "{reference_regex}" by `reference` as a pattern.
+std::string with_reference(const std::string& pattern, const std::string& reference) {
+  std::string quoted = "\\Q";
+  for (size_t i = 0; i < reference.size(); ++i) {
+    if (reference.compare(i, 2, "\\E") == 0) quoted += "\\E\\\\E\\Q", ++i;
+    else quoted += reference[i];
+  }
+  quoted += "\\E";
+  std::string out = pattern;
+  for (size_t at = out.find("{reference}"); at != std::string::npos; at = out.find("{reference}", at + quoted.size()))
+    out.replace(at, 11, quoted);
+  for (size_t at = out.find("{reference_regex}"); at != std::string::npos;
+       at = out.find("{reference_regex}", at + reference.size()))
+    out.replace(at, 17, reference);
+  return out;
+}
+
+}  // namespace
+
 void Grader::validate(const std::string& where) {
   if (name.empty()) name = type;
   if (type == "regex") {
-    regex_ = std::make_shared<Regex>(value, where + ".value");
+    // With {reference} or {reference_regex} the pattern is compiled per row; check the rest compiles now.
+    regex_ = std::make_shared<Regex>(with_reference(value, "x"), where + ".value");
+    if (value.find("{reference") != std::string::npos) regex_.reset();
   } else if (type == "exact" || type == "contains") {
     if (value.empty()) throw Error("needs a value (a text, or \"{reference}\")", where + ".value");
   } else if (type == "length") {
@@ -90,7 +114,8 @@ double Grader::grade(const std::string& completion, const std::string& reference
     return ignore_case ? lower(completion).find(lower(want)) != std::string::npos : completion.find(want) != std::string::npos;
   if (type == "regex") {
     std::vector<std::pair<size_t, size_t>> m;
-    regex_->find_all(completion, m);
+    if (regex_) regex_->find_all(completion, m);
+    else Regex(with_reference(value, reference), "grader " + name + " (pattern with the row's reference)").find_all(completion, m);
     return !m.empty();
   }
   if (type == "json") {

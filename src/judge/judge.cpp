@@ -68,7 +68,8 @@ Judge::Judge(JudgeConfig config) : config_(std::move(config)) {
   config_.validate("judge config");
   http_ = std::make_unique<HttpClient>(config_.http);
   if (!config_.cache_path.empty()) cache_ = std::make_unique<JudgeCache>(config_.cache_path);
-  if (config_.backend == "local") local_ = std::make_unique<LocalJudge>(config_.model_path, config_.local_batch);
+  if (config_.backend == "local") local_ = std::make_unique<LocalJudge>(config_.model_path, config_.local_batch,
+                                                                     config_.local_rationale_tokens);
 }
 
 Judge::~Judge() = default;

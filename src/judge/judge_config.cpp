@@ -35,6 +35,7 @@ JudgeConfig read_judge_tables(TomlReader& top, const std::string& path) {
     r.get("backend", c.backend);
     r.get("model_path", c.model_path);
     r.get("local_batch", c.local_batch);
+    r.get("local_rationale_tokens", c.local_rationale_tokens);
     r.get("command_timeout_s", c.command_timeout_s);
     r.get("command_batch", c.command_batch);
     if (const toml::array* cmd = r.array("command"))
@@ -77,7 +78,7 @@ JudgeConfig read_judge_tables(TomlReader& top, const std::string& path) {
         "timeout_s, deadline_s, max_retries, backoff_base_s, backoff_max_s, requests_per_minute, tokens_per_minute, "
         "circuit_failures, circuit_cooldown_s, cache, journal, price_input_per_million, price_output_per_million, "
         "budget_tokens, budget_cost, judge_weight, headers, command, command_timeout_s, command_batch, model_path, "
-        "local_batch");
+        "local_batch, local_rationale_tokens");
   }
   if (const toml::table* rb = top.table("rubric")) {
     TomlReader r(*rb, path + ": rubric");
@@ -150,6 +151,8 @@ void JudgeConfig::validate(const std::string& where) const {
     if (model_path.empty())
       throw Error("the local backend needs the judge model's folder", where + ": judge.model_path", "model_path = \"models/judge\"");
     if (local_batch < 1) throw Error("must be >= 1", where + ": judge.local_batch");
+    if (local_rationale_tokens < 0 || local_rationale_tokens > 1024)
+      throw Error("must be in [0, 1024]", where + ": judge.local_rationale_tokens", "0 = no rationale");
   } else if (backend == "none") {
     if (graders.empty())
       throw Error("the none backend (rule graders only) needs at least one grader with a positive weight", where + ": judge.backend",

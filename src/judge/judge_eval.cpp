@@ -1,10 +1,12 @@
-#include <map>
 #include "rlaif/judge_eval.h"
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 
 #include "rlaif/agreement.h"
+#include "rlaif/error.h"
+#include "rlaif/jsonl.h"
 
 namespace rlaif {
 
@@ -25,6 +27,40 @@ nlohmann::ordered_json JudgeEvalReport::to_json() const {
     j["injection_raised"] = injection_raised;
   }
   return j;
+}
+
+std::vector<LabelledSample> read_labelled(const std::string& path, bool labelled, std::vector<size_t>* lines) {
+  std::vector<LabelledSample> out;
+  for (const auto& r : read_jsonl(path)) {
+    std::string where = path + ":" + std::to_string(r.line);
+    if (!r.error.empty()) throw Error(r.error, where, "each line must be one JSON object");
+    const auto& v = r.value;
+    if (!v.is_object() || !v.contains("prompt") || !v["prompt"].is_string() || !v.contains("completion") ||
+        !v["completion"].is_string())
+      throw Error("row needs string \"prompt\" and \"completion\"", where,
+      "rows look like {\"prompt\": \"...\", \"completion\": \"...\", \"reference\": \"...\"}");
+    if (v.contains("reference") && !v["reference"].is_string()) throw Error("\"reference\" must be a string", where);
+    LabelledSample l{{v["prompt"], v["completion"], v.value("reference", "")}, 0};
+    if (labelled) {
+      if (!v.contains("label") || !(v["label"].is_number() || v["label"].is_boolean()))
+        throw Error("row needs a numeric \"label\"", where, "e.g. \"label\": 1 (pass) / 0 (fail), or a score");
+      l.label = v["label"].is_boolean() ? (v["label"].get<bool>() ? 1 : 0) : v["label"].get<double>();
+    }
+    out.push_back(std::move(l));
+    if (lines) lines->push_back(r.line);
+  }
+  return out;
+}
+
+std::vector<std::string> read_injections(const std::string& path) {
+  std::vector<std::string> out;
+  for (const auto& r : read_jsonl(path)) {
+    std::string where = path + ":" + std::to_string(r.line);
+    if (!r.error.empty() || !r.value.is_object() || !r.value.contains("completion") || !r.value["completion"].is_string())
+      throw Error("injection rows need a string \"completion\"", where, "rows look like {\"completion\": \"...\"}");
+    out.push_back(r.value["completion"]);
+  }
+  return out;
 }
 
 JudgeEvalReport evaluate_judge(const JudgeConfig& config, const std::vector<LabelledSample>& labelled,

@@ -2,9 +2,11 @@
 // judge prompt is prefilled once into a KV-cache slot; the verdict then grows a few tokens per criterion.
 //
 // For criterion j the judge model is conditioned on its chat-rendered judge prompt and the assistant prefix
-//   {"rationale": "", "scores": {"c1": v1, ..., "cj":
-// (earlier criteria at their most likely value). Each candidate score v in [min, max] is a token sequence s(v)
-// (" 7" or "7"; "10" may be one token or two). With a trie over the candidates, exactly:
+//   {"rationale": "R", "scores": {"c1": v1, ..., "cj":
+// (R = "" unless local_rationale_tokens > 0, when the model writes it first, greedily; earlier criteria at their most
+// likely value) — the text format_verdict writes, encoded as one text, so the model sees the tokens it was trained
+// on. Each candidate score v in [min, max] is the token sequence s(v) of " v" (one or more tokens). With a trie over
+// the candidates, exactly:
 //   P(v) = prod_k P(s(v)_k | prefix, s(v)_<k) * P(stop | prefix, s(v))
 // where P(stop) = 1 - the probability of continuing into a longer candidate. The distribution is renormalised over
 // the candidates (what the model puts on non-scores is reported as 1 - mass); the score is its mean, the confidence
@@ -20,7 +22,8 @@
 
 namespace rlaif {
 
-LocalJudge::LocalJudge(const std::string& dir, int64_t batch_size) : batch_size_(batch_size) {
+LocalJudge::LocalJudge(const std::string& dir, int64_t batch_size, int64_t rationale_tokens)
+    : batch_size_(batch_size), rationale_tokens_(rationale_tokens) {
   model_ = load_model(dir);
   set_inference_precision(model_, "float32");
   tokenizer_ = std::make_unique<Tokenizer>(Tokenizer::load(dir));
@@ -55,6 +58,75 @@ torch::Tensor LocalJudge::feed(KVCache& cache, const std::vector<std::vector<int
   return torch::log_softmax(model_->logits(h).to(torch::kFloat32), -1);  // [n, V]
 }
 
+namespace {
+
+// Token `at` of prompt + written.
+int64_t full_token_at(const std::vector<int64_t>& prompt, const std::vector<int64_t>& written, int64_t at) {
+  return at < static_cast<int64_t>(prompt.size()) ? prompt[at] : written.at(at - prompt.size());
+}
+
+}  // namespace
+
+std::vector<std::string> LocalJudge::write_rationales(KVCache& cache, const std::vector<std::vector<int64_t>>& prompts,
+                                                     const std::string& first_key, std::vector<int64_t>& cur,
+                                                     std::vector<std::vector<int64_t>>& pending) {
+  const size_t n = prompts.size();
+  std::vector<std::vector<int64_t>> written(n);
+  std::vector<std::string> text(n);
+  std::vector<bool> done(n, false);
+  // Each step feeds every row's last token (the prompt's last token was fed by the prefill: re-feed it at its own
+  // position, which rewrites the same cache entry) and appends the most likely next token.
+  std::vector<std::vector<int64_t>> last(n);
+  std::vector<int64_t> at(n);
+  for (size_t s = 0; s < n; ++s) last[s] = {prompts[s].back()}, at[s] = cur[s] - 1;
+  for (int64_t step = 0; step < rationale_tokens_; ++step) {
+    auto logp = feed(cache, last, at);  // [n, V]
+    auto next = logp.argmax(-1);
+    bool all = true;
+    for (size_t s = 0; s < n; ++s) {
+      if (done[s]) continue;
+      const int64_t id = next[static_cast<int64_t>(s)].item<int64_t>();
+      written[s].push_back(id);
+      text[s] = tokenizer_->decode(written[s]);
+      const size_t quote = text[s].find('"');
+      if (quote != std::string::npos || tokenizer_->is_special(id)) {
+        text[s] = text[s].substr(0, std::min(quote, text[s].size()));
+        done[s] = true;
+      } else {
+        all = false;
+        last[s] = {id};
+        at[s] = cur[s] + static_cast<int64_t>(written[s].size()) - 1;
+      }
+    }
+    if (all) break;
+  }
+  // The verdict continues as the judge was trained to write it: the prompt, the rationale and `", "scores": {"c1":`
+  // encoded as one text. The tokens after the part already in the cache are fed, all but the last, which is left in
+  // `pending` for the first criterion (a stale tail past cur is never attended to and gets overwritten).
+  std::vector<std::vector<int64_t>> rest(n);
+  std::vector<int64_t> from(n);
+  bool any = false;
+  for (size_t s = 0; s < n; ++s) {
+    // In the cache: the prompt and every written token but the last, which was chosen and never fed.
+    std::vector<int64_t> cached = prompts[s];
+    if (!written[s].empty()) cached.insert(cached.end(), written[s].begin(), written[s].end() - 1);
+    auto full = tokenizer_->encode(tokenizer_->decode(prompts[s], /*skip_special_tokens=*/false) + text[s] + first_key, false);
+    size_t common = 0;
+    while (common + 1 < full.size() && common < cached.size() && full[common] == cached[common]) ++common;
+    rest[s].assign(full.begin() + static_cast<std::ptrdiff_t>(common), full.end() - 1);
+    pending[s] = {full.back()};
+    from[s] = static_cast<int64_t>(common);
+    cur[s] = from[s] + static_cast<int64_t>(rest[s].size());
+    any = any || !rest[s].empty();
+  }
+  if (any) {  // rows with nothing to feed re-feed their last cached token in place (a harmless rewrite)
+    for (size_t s = 0; s < n; ++s)
+      if (rest[s].empty()) rest[s] = {full_token_at(prompts[s], written[s], from[s] - 1)}, from[s] -= 1;
+    feed(cache, rest, from);
+  }
+  return text;
+}
+
 void LocalJudge::score(const std::vector<JudgeMessages>& prompts, const Rubric& rubric, std::vector<JudgeResult>& out) {
   auto chat = ChatTemplate::for_tokenizer(*tokenizer_);
   const auto& cfg = model_->config();
@@ -74,21 +146,25 @@ void LocalJudge::score(const std::vector<JudgeMessages>& prompts, const Rubric& 
     size_t longest = 0;
     for (int v = static_cast<int>(std::ceil(c.min)); v <= static_cast<int>(std::floor(c.max)); ++v) {
       sc.values.push_back(v);
-      sc.tokens.push_back(tokenizer_->encode(std::to_string(v), false));
+      sc.tokens.push_back(tokenizer_->encode(" " + std::to_string(v), false));
       longest = std::max(longest, sc.tokens.back().size());
       for (size_t k = 0; k < sc.tokens.back().size(); ++k)
         nodes.insert(std::vector<int64_t>(sc.tokens.back().begin(), sc.tokens.back().begin() + k));
     }
     sc.nodes.assign(nodes.begin(), nodes.end());  // std::set orders [] first
-    extra += static_cast<int64_t>(tokenizer_->encode(", \"" + c.name + "\": ", false).size() + longest);
+    extra += static_cast<int64_t>(tokenizer_->encode(", \"" + c.name + "\":", false).size() + longest);
   }
+  // With a rationale: its tokens, then `", "scores": {"c1":` (re-encoded with it).
+  const std::string first_key = "\", \"scores\": {\"" + rubric.criteria.at(0).name + "\":";
+  if (rationale_tokens_ > 0) extra += rationale_tokens_ + static_cast<int64_t>(tokenizer_->encode(first_key, false).size()) + 2;
   std::vector<std::vector<int64_t>> base(prompts.size());
   for (size_t i = 0; i < prompts.size(); ++i) {
     nlohmann::ordered_json messages = nlohmann::ordered_json::array();
     if (!prompts[i].system.empty()) messages.push_back({{"role", "system"}, {"content", prompts[i].system}});
     messages.push_back({{"role", "user"}, {"content", prompts[i].user}});
+    // Without a rationale the prompt runs up to the first score; its last token is fed with the first criterion.
     base[i] = tokenizer_->encode(chat.render_for(*tokenizer_, messages, /*add_generation_prompt=*/true) +
-                                     "{\"rationale\": \"\", \"scores\": {",
+                                     "{\"rationale\": \"" + (rationale_tokens_ > 0 ? "" : first_key),
                                  false);
     out[i] = JudgeResult();
     if (static_cast<int64_t>(base[i].size()) + extra > ctx) {
@@ -106,8 +182,10 @@ void LocalJudge::score(const std::vector<JudgeMessages>& prompts, const Rubric& 
     for (size_t s = 0; s < n; ++s) max_len = std::max<int64_t>(max_len, base[todo[b0 + s]].size());
     KVCache cache(cfg, static_cast<int64_t>(n), max_len + extra + 1, torch::kFloat32);
     std::vector<int64_t> cur(n);
+    std::vector<std::vector<int64_t>> pending(n);  // verdict tokens still to feed, per row
     for (size_t s = 0; s < n; ++s) {  // prefill each judge prompt once, into its slot
-      const auto& ids = base[todo[b0 + s]];
+      std::vector<int64_t> ids = base[todo[b0 + s]];
+      if (rationale_tokens_ == 0) pending[s] = {ids.back()}, ids.pop_back();
       CachedBatch b;
       b.input_ids = torch::tensor(ids).view({1, -1});
       b.positions = torch::arange(static_cast<int64_t>(ids.size())).view({1, -1});
@@ -117,12 +195,19 @@ void LocalJudge::score(const std::vector<JudgeMessages>& prompts, const Rubric& 
       model_->forward_cached(b, cache);
       cur[s] = static_cast<int64_t>(ids.size());
     }
-    std::vector<std::vector<int64_t>> pending(n);  // verdict text still to feed, per row
+    if (rationale_tokens_ > 0) {
+      std::vector<std::vector<int64_t>> rows;
+      for (size_t s = 0; s < n; ++s) rows.push_back(base[todo[b0 + s]]);
+      auto why = write_rationales(cache, rows, first_key, cur, pending);
+      for (size_t s = 0; s < n; ++s) out[todo[b0 + s]].verdict.rationale = why[s];
+    }
     for (size_t j = 0; j < rubric.criteria.size(); ++j) {
       const auto& c = rubric.criteria[j];
       const auto& sc = scales[j];
-      auto key = tokenizer_->encode(std::string(j ? ", " : "") + "\"" + c.name + "\": ", false);
-      for (auto& p : pending) p.insert(p.end(), key.begin(), key.end());
+      if (j > 0) {
+        auto key = tokenizer_->encode(", \"" + c.name + "\":", false);
+        for (auto& p : pending) p.insert(p.end(), key.begin(), key.end());
+      }
       // The distribution after each trie node: the root advances the rows; deeper nodes are read speculatively.
       std::vector<torch::Tensor> at_node(sc.nodes.size());
       at_node[0] = feed(cache, pending, cur);

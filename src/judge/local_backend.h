@@ -15,7 +15,8 @@ namespace rlaif {
 class LocalJudge {
  public:
   // Loads the judge model folder; throws rlaif::Error naming it.
-  LocalJudge(const std::string& dir, int64_t batch_size);
+  // rationale_tokens > 0: the judge first writes its rationale, greedily, up to that many tokens.
+  LocalJudge(const std::string& dir, int64_t batch_size, int64_t rationale_tokens = 0);
   // Fills out[i] for every sample: ok, verdict (scores = expected values, reward), distributions. A prompt that does
   // not fit the judge's context fails with "prompt_too_long".
   void score(const std::vector<JudgeMessages>& prompts, const Rubric& rubric, std::vector<JudgeResult>& out);
@@ -27,7 +28,14 @@ class LocalJudge {
 
   CausalLM model_{nullptr};
   std::unique_ptr<Tokenizer> tokenizer_;
-  int64_t batch_size_;
+  // Greedy rationale for the rows of a batch whose prompts (ending in `{"rationale": "`) sit in the cache up to
+  // cur[s]: returns each rationale; the cache then holds prompt + rationale + `first_key` up to cur[s] except its
+  // last token, which is put in pending[s].
+  std::vector<std::string> write_rationales(KVCache& cache, const std::vector<std::vector<int64_t>>& prompts,
+                                            const std::string& first_key, std::vector<int64_t>& cur,
+                                            std::vector<std::vector<int64_t>>& pending);
+
+  int64_t batch_size_, rationale_tokens_;
 };
 
 }  // namespace rlaif

@@ -5,6 +5,8 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "rlaif/error.h"
+
 namespace rlaif {
 namespace {
 
@@ -189,6 +191,26 @@ std::optional<ScoreDistribution> expected_score(const std::vector<std::pair<std:
     best = std::max(best, p / mass);
   }
   return ScoreDistribution{mean, best, mass};
+}
+
+}  // namespace rlaif
+
+namespace rlaif {
+
+std::string format_verdict(const Rubric& rubric, const std::map<std::string, double>& scores,
+                           const std::string& rationale) {
+  std::string text = "{\"rationale\": " + nlohmann::json(rationale).dump() + ", \"scores\": {";
+  for (size_t j = 0; j < rubric.criteria.size(); ++j) {
+    const auto& name = rubric.criteria[j].name;
+    auto it = scores.find(name);
+    if (it == scores.end())
+      throw Error("no score for criterion \"" + name + "\"", "verdict", "give every criterion of the rubric a score");
+    const double v = it->second;
+    std::string value = v == std::floor(v) && std::abs(v) < 1e15 ? std::to_string(static_cast<int64_t>(v))
+                                                                   : nlohmann::json(v).dump();
+    text += std::string(j ? ", " : "") + nlohmann::json(name).dump() + ": " + value;
+  }
+  return text + "}}";
 }
 
 }  // namespace rlaif

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <filesystem>
+#include <map>
 #include <set>
 #include <thread>
 #include <unordered_map>
@@ -38,7 +39,7 @@ class TokenizerImpl {
   std::vector<char> special;          // id -> is special
   int64_t vocab_size = 0, bos = -1, eos = -1;
   std::string chat_template, bos_token, eos_token;
-  std::string source_json, source_config;  // kept for byte_level() tokenizers, which init-model writes out
+  std::string source_json, source_config;  // kept for tokenizers made in memory, which are written out
 
   std::string token_string(int64_t id) const {
     auto it = added_at.find(id);
@@ -209,7 +210,10 @@ static std::shared_ptr<TokenizerImpl> build_checked(const std::string& json_text
 Tokenizer Tokenizer::from_json(const std::string& tokenizer_json, const std::string& where,
                                const std::string& tokenizer_config_json) {
   Tokenizer t;
-  t.impl_ = build_checked(tokenizer_json, where, tokenizer_config_json, where + " (tokenizer_config)");
+  auto impl = build_checked(tokenizer_json, where, tokenizer_config_json, where + " (tokenizer_config)");
+  impl->source_json = tokenizer_json;
+  impl->source_config = tokenizer_config_json;
+  t.impl_ = impl;
   return t;
 }
 
@@ -224,15 +228,26 @@ Tokenizer Tokenizer::load(const std::string& dir) {
   return t;
 }
 
-Tokenizer Tokenizer::byte_level(const std::vector<std::string>& special) {
+namespace {
+
+// tokenizer.json / tokenizer_config.json of a byte-level BPE: ids 0..255 are the bytes, then one per merge, then the
+// special tokens. Without merges the whole text is one word (use_regex false: every byte is a token anyway).
+Tokenizer make_byte_level(const std::vector<std::string>& special,
+                          const std::vector<std::pair<std::string, std::string>>& merges) {
   nlohmann::ordered_json vocab = nlohmann::ordered_json::object();
   for (int b = 0; b < 256; ++b) vocab[unicode::byte_to_char(static_cast<unsigned char>(b))] = b;
+  nlohmann::ordered_json merge_list = nlohmann::ordered_json::array();
+  for (const auto& [a, b] : merges) {
+    vocab[a + b] = static_cast<int64_t>(vocab.size());
+    merge_list.push_back(a + " " + b);
+  }
+  const int64_t first_special = static_cast<int64_t>(vocab.size());
   nlohmann::ordered_json added = nlohmann::ordered_json::array();
   for (size_t i = 0; i < special.size(); ++i)
-    added.push_back({{"id", 256 + i}, {"content", special[i]}, {"single_word", false}, {"lstrip", false},
-                     {"rstrip", false}, {"normalized", false}, {"special", true}});
+    added.push_back({{"id", first_special + static_cast<int64_t>(i)}, {"content", special[i]}, {"single_word", false},
+                     {"lstrip", false}, {"rstrip", false}, {"normalized", false}, {"special", true}});
   nlohmann::ordered_json byte_level = {
-      {"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", false}};
+      {"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", !merges.empty()}};
   nlohmann::ordered_json j = {
       {"version", "1.0"},
       {"truncation", nullptr},
@@ -245,7 +260,7 @@ Tokenizer Tokenizer::byte_level(const std::vector<std::string>& special) {
       {"model",
        {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr}, {"continuing_subword_prefix", nullptr},
         {"end_of_word_suffix", nullptr}, {"fuse_unk", false}, {"byte_fallback", false}, {"ignore_merges", false},
-        {"vocab", vocab}, {"merges", nlohmann::ordered_json::array()}}}};
+        {"vocab", vocab}, {"merges", merge_list}}}};
   nlohmann::ordered_json cfg;
   cfg["tokenizer_class"] = "PreTrainedTokenizerFast";
   cfg["model_max_length"] = 2048;
@@ -253,12 +268,62 @@ Tokenizer Tokenizer::byte_level(const std::vector<std::string>& special) {
   cfg["eos_token"] = special.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(special[0]);
   cfg["pad_token"] = cfg["eos_token"];
   cfg["clean_up_tokenization_spaces"] = false;
-  Tokenizer t;
-  auto impl = build_checked(j.dump(2), "byte-level tokenizer", cfg.dump(2), "byte-level tokenizer_config");
-  impl->source_json = j.dump(2);
-  impl->source_config = cfg.dump(2);
-  t.impl_ = impl;
-  return t;
+  return Tokenizer::from_json(j.dump(2), "byte-level tokenizer", cfg.dump(2));
+}
+
+}  // namespace
+
+Tokenizer Tokenizer::byte_level(const std::vector<std::string>& special) { return make_byte_level(special, {}); }
+
+Tokenizer Tokenizer::train_byte_level_bpe(const std::vector<std::string>& texts, int64_t vocab_size,
+                                          const std::vector<std::string>& special) {
+  if (vocab_size < 256 + static_cast<int64_t>(special.size()))
+    throw Error("vocab_size " + std::to_string(vocab_size) + " is below the 256 bytes + " +
+                    std::to_string(special.size()) + " special tokens",
+                "--vocab-size", "use at least " + std::to_string(256 + special.size()));
+  // Words (GPT-2 split, bytes as GPT-2's printable characters) with their counts, each a list of symbols.
+  auto split = make_pre_tokenizer({{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}},
+                                  "byte-level BPE trainer");
+  std::map<std::string, int64_t> counts;
+  for (const auto& text : texts) {
+    std::vector<Piece> pieces{{unicode::is_valid_utf8(text) ? text : utf8_lossy(text), true}};
+    split->pre_tokenize(pieces);
+    for (const auto& p : pieces) ++counts[p.text];
+  }
+  std::vector<std::pair<std::vector<std::string>, int64_t>> words;
+  for (const auto& [w, n] : counts) {
+    std::vector<std::string> symbols;
+    for (size_t i = 0; i < w.size(); i += unicode::cp_len(static_cast<unsigned char>(w[i])))
+      symbols.push_back(w.substr(i, unicode::cp_len(static_cast<unsigned char>(w[i]))));
+    words.emplace_back(std::move(symbols), n);
+  }
+  std::vector<std::pair<std::string, std::string>> merges;
+  const int64_t max_merges = vocab_size - 256 - static_cast<int64_t>(special.size());
+  while (static_cast<int64_t>(merges.size()) < max_merges) {
+    std::map<std::pair<std::string, std::string>, int64_t> pairs;  // ordered: the first maximum is the smallest pair
+    for (const auto& [symbols, n] : words)
+      for (size_t i = 0; i + 1 < symbols.size(); ++i) pairs[{symbols[i], symbols[i + 1]}] += n;
+    const std::pair<std::string, std::string>* best = nullptr;
+    int64_t best_n = 1;
+    for (const auto& [pair, n] : pairs)
+      if (n > best_n) best = &pair, best_n = n;
+    if (!best) break;  // no pair occurs twice: more merges would only memorise
+    const auto merged = *best;
+    merges.push_back(merged);
+    for (auto& [symbols, n] : words) {
+      std::vector<std::string> out;
+      for (size_t i = 0; i < symbols.size(); ++i) {
+        if (i + 1 < symbols.size() && symbols[i] == merged.first && symbols[i + 1] == merged.second) {
+          out.push_back(merged.first + merged.second);
+          ++i;
+        } else {
+          out.push_back(symbols[i]);
+        }
+      }
+      symbols.swap(out);
+    }
+  }
+  return make_byte_level(special, merges);
 }
 
 std::vector<int64_t> Tokenizer::encode(const std::string& text, bool add_special_tokens) const {
@@ -343,12 +408,12 @@ const std::string& Tokenizer::bos_token() const { return impl_->bos_token; }
 const std::string& Tokenizer::eos_token() const { return impl_->eos_token; }
 
 std::string Tokenizer::to_tokenizer_json() const {
-  if (impl_->source_json.empty()) throw Error("to_tokenizer_json is only for byte_level() tokenizers");
+  if (impl_->source_json.empty()) throw Error("to_tokenizer_json is only for tokenizers made in memory (byte_level, train_byte_level_bpe, from_json)");
   return impl_->source_json;
 }
 
 std::string Tokenizer::to_tokenizer_config_json() const {
-  if (impl_->source_config.empty()) throw Error("to_tokenizer_config_json is only for byte_level() tokenizers");
+  if (impl_->source_config.empty()) throw Error("to_tokenizer_config_json is only for tokenizers made in memory (byte_level, train_byte_level_bpe, from_json)");
   return impl_->source_config;
 }
 

@@ -21,6 +21,7 @@
 #include "rlaif/rl.h"
 #include "rlaif/sequence_batch.h"
 #include "rlaif/trainer.h"
+#include "train/judge_gate.h"
 #include "train/judge_stream.h"
 #include "train/train_common.h"
 
@@ -597,6 +598,7 @@ void RlTrainer::warn_integrity(nlohmann::json& m) const {
 void RlTrainer::run() {
   setup();
   auto state = start_run(c_, "train", o_.resume, contents(), o_.quiet);
+  if (state.step == 0) judge_preflight(c_, o_.quiet);
   order_->seek(state.data_epoch, state.data_position);
   metrics_ = std::make_unique<JsonlLog>(c_.output_dir + "/metrics.jsonl");
   samples_ = std::make_unique<JsonlLog>(c_.output_dir + "/samples.jsonl");

@@ -139,6 +139,7 @@ TrainerState start_run(const TrainConfig& c, const std::string& kind, bool resum
     if (!ckpt.empty())
       throw Error("the output folder already holds checkpoints", c.output_dir,
                   "continue it with --resume, or choose another train.output_dir");
+    if (!c.effective_toml.empty()) write_file_atomic(c.output_dir + "/run_config.toml", c.effective_toml);
     for (const char* log : {"metrics.jsonl", "samples.jsonl", "eval_samples.jsonl"}) fs::remove(c.output_dir + "/" + log);
     return state;
   }

@@ -2,6 +2,7 @@
 #include "rlaif/train_config.h"
 
 #include <cmath>
+#include <set>
 #include <sstream>
 
 #include "core/toml_reader.h"
@@ -43,6 +44,9 @@ TrainConfig TrainConfig::from_toml(const std::string& path, const std::vector<st
   auto root = parse_toml_file(path);
   for (const auto& o : overrides) apply_override(root, o);
   TrainConfig c;
+  std::ostringstream effective;
+  effective << root;
+  c.effective_toml = effective.str() + "\n";
   TomlReader top(root, path);
   if (const toml::table* t = top.table("model")) {
     TomlReader r(*t, path + ": model");
@@ -104,6 +108,10 @@ TrainConfig TrainConfig::from_toml(const std::string& path, const std::vector<st
     r.get("warn_reward_length_corr", c.warn_reward_length_corr);
     r.get("warn_judge_verifier_gap", c.warn_judge_verifier_gap);
     r.get("warn_flip_rate", c.warn_flip_rate);
+    r.get("judge_eval_labels", c.judge_eval_labels);
+    r.get("judge_eval_injections", c.judge_eval_injections);
+    r.get("judge_agreement_metric", c.judge_agreement_metric);
+    r.get("judge_min_agreement", c.judge_min_agreement);
     r.get("seed", c.seed);
     r.get("logging_steps", c.logging_steps);
     r.get("save_steps", c.save_steps);
@@ -215,6 +223,17 @@ void TrainConfig::validate(const std::string& where, bool rl) const {
   if (algorithm == "online_dpo" && judge.backend != "openai")
     fail("judge.backend", "online_dpo needs pairwise preferences from an openai-compatible judge");
   judge.validate(where);
+  static const std::set<std::string> kAgreement = {"accuracy", "spearman", "kendall", "kappa"};
+  if (!kAgreement.count(judge_agreement_metric))
+    fail("train.judge_agreement_metric", "unknown metric \"" + judge_agreement_metric + "\"",
+         "use accuracy, spearman, kendall or kappa");
+  if (!(judge_min_agreement >= 0 && judge_min_agreement <= 1))
+    fail("train.judge_min_agreement", "must be in [0, 1] (0 = report only)",
+         "0.8 = refuse to train with a judge agreeing on less than 80%");
+  if (judge_min_agreement > 0 && judge_eval_labels.empty())
+    fail("train.judge_min_agreement", "a minimum agreement needs train.judge_eval_labels", "name a labelled JSONL file");
+  if (!judge_eval_injections.empty() && judge_eval_labels.empty())
+    fail("train.judge_eval_injections", "the injection shift is measured on train.judge_eval_labels", "name that file too");
   if (!integrity_verifier.empty()) {
     bool found = false;
     std::string names;

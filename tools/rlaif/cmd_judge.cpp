@@ -9,7 +9,9 @@
 #include "rlaif/judge.h"
 #include "rlaif/judge_eval.h"
 #include "rlaif/jsonl.h"
+#include "rlaif/judge_prompt.h"
 #include "rlaif/progress.h"
+#include "rlaif/verdict.h"
 
 namespace rlaif_cli {
 namespace {
@@ -29,13 +31,11 @@ double percentile(std::vector<double> v, double p) {
   return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
 }
 
-std::vector<rlaif::LabelledSample> read_rows(const std::string& path, bool labelled, std::vector<size_t>* lines = nullptr);
-
 int run_judge(const JudgeArgs& a) {
   auto config = rlaif::JudgeConfig::from_toml(a.config);
   std::vector<rlaif::JudgeSample> samples;
   std::vector<size_t> lines;
-  for (auto& l : read_rows(a.in, false, &lines)) samples.push_back(std::move(l.sample));
+  for (auto& l : rlaif::read_labelled(a.in, false, &lines)) samples.push_back(std::move(l.sample));
   rlaif::Judge judge(config);
   rlaif::Progress progress("judge", static_cast<int64_t>(samples.size()), "samples", !a.quiet);
   auto results = judge.judge(samples, [&](size_t, const rlaif::JudgeResult&) { progress.advance(); });
@@ -75,31 +75,6 @@ int run_judge(const JudgeArgs& a) {
                percentile(st.latencies, 0.95), static_cast<long long>(st.prompt_tokens),
                static_cast<long long>(st.completion_tokens), st.cost);
   return st.failed > 0 ? 4 : 0;
-}
-
-// Reads rows {prompt, completion, reference?} (and "label" when `labelled`), naming file:line for a bad row; `lines`
-// (optional) receives each row's line number.
-std::vector<rlaif::LabelledSample> read_rows(const std::string& path, bool labelled, std::vector<size_t>* lines) {
-  std::vector<rlaif::LabelledSample> out;
-  for (const auto& r : rlaif::read_jsonl(path)) {
-    std::string where = path + ":" + std::to_string(r.line);
-    if (!r.error.empty()) throw rlaif::Error(r.error, where, "each line must be one JSON object");
-    const auto& v = r.value;
-    if (!v.is_object() || !v.contains("prompt") || !v["prompt"].is_string() || !v.contains("completion") ||
-        !v["completion"].is_string())
-      throw rlaif::Error("row needs string \"prompt\" and \"completion\"", where,
-                         "rows look like {\"prompt\": \"...\", \"completion\": \"...\", \"reference\": \"...\"}");
-    if (v.contains("reference") && !v["reference"].is_string()) throw rlaif::Error("\"reference\" must be a string", where);
-    rlaif::LabelledSample l{{v["prompt"], v["completion"], v.value("reference", "")}, 0};
-    if (labelled) {
-      if (!v.contains("label") || !(v["label"].is_number() || v["label"].is_boolean()))
-        throw rlaif::Error("row needs a numeric \"label\"", where, "e.g. \"label\": 1 (pass) / 0 (fail), or a score");
-      l.label = v["label"].is_boolean() ? (v["label"].get<bool>() ? 1 : 0) : v["label"].get<double>();
-    }
-    out.push_back(std::move(l));
-    if (lines) lines->push_back(r.line);
-  }
-  return out;
 }
 
 // rlaif judge --pairwise: rows {prompt, completion_a, completion_b, reference?}, both orders, flips are ties.
@@ -148,23 +123,71 @@ int run_pairwise(const JudgeArgs& a) {
 
 int run_judge_eval(const JudgeArgs& a) {
   auto config = rlaif::JudgeConfig::from_toml(a.config);
-  auto labelled = read_rows(a.labels, true);
+  auto labelled = rlaif::read_labelled(a.labels, true);
   rlaif::JudgeEvalOptions o;
   o.threshold = a.threshold;
   o.label_threshold = a.label_threshold;
   o.consistency = a.consistency;
   o.pairwise = a.pairwise;
-  if (!a.injections.empty())
-    for (const auto& r : rlaif::read_jsonl(a.injections)) {
-      std::string where = a.injections + ":" + std::to_string(r.line);
-      if (!r.error.empty() || !r.value.is_object() || !r.value.contains("completion") || !r.value["completion"].is_string())
-        throw rlaif::Error("injection rows need a string \"completion\"", where);
-      o.injections.push_back(r.value["completion"]);
-    }
+  if (!a.injections.empty()) o.injections = rlaif::read_injections(a.injections);
   auto rep = rlaif::evaluate_judge(config, labelled, o);
   std::string text = rep.to_json().dump(2);
   if (!a.report.empty()) rlaif::write_file_atomic(a.report, text + "\n");
   std::printf("%s\n", text.c_str());
+  return 0;
+}
+
+// rlaif judge render: the judge's chat messages for each row, exactly as a judge model receives them, plus the verdict
+// as the assistant's answer when the row carries its scores — `rlaif sft` data for training a judge model.
+int run_judge_render(const JudgeArgs& a) {
+  auto config = rlaif::JudgeConfig::from_toml(a.config);
+  const auto& rubric = config.rubric;
+  std::string out;
+  int64_t with_verdict = 0, rows = 0;
+  for (const auto& r : rlaif::read_jsonl(a.in)) {
+    std::string where = a.in + ":" + std::to_string(r.line);
+    const auto& v = r.value;
+    if (!r.error.empty() || !v.is_object() || !v.contains("prompt") || !v["prompt"].is_string() ||
+        !v.contains("completion") || !v["completion"].is_string())
+      throw rlaif::Error("row needs string \"prompt\" and \"completion\"", where,
+                         r.error.empty() ? "rows look like {\"prompt\": ..., \"completion\": ..., \"label\": 1}" : r.error);
+    rlaif::JudgeSample sample{v["prompt"], v["completion"], v.value("reference", "")};
+    auto messages = rlaif::render_judge_prompt(config.tmpl, rubric, sample).to_openai();
+    std::map<std::string, double> scores;
+    if (v.contains("scores")) {
+      if (!v["scores"].is_object()) throw rlaif::Error("\"scores\" must be an object {criterion: score}", where);
+      for (auto it = v["scores"].begin(); it != v["scores"].end(); ++it) {
+        if (!it.value().is_number()) throw rlaif::Error("score of \"" + it.key() + "\" is not a number", where);
+        scores[it.key()] = it.value().get<double>();
+      }
+    } else if (v.contains("label")) {
+      if (!(v["label"].is_number() || v["label"].is_boolean()))
+        throw rlaif::Error("\"label\" must be a number or a boolean", where);
+      // A label scores every criterion alike: 1/true is each scale's top, 0/false its bottom, other numbers as given.
+      const double label = v["label"].is_boolean() ? (v["label"].get<bool>() ? 1 : 0) : v["label"].get<double>();
+      for (const auto& c : rubric.criteria)
+        scores[c.name] = v["label"].is_boolean() ? (label ? c.max : c.min) : label;
+    }
+    if (!scores.empty()) {
+      for (const auto& c : rubric.criteria) {
+        auto it = scores.find(c.name);
+        if (it == scores.end())
+          throw rlaif::Error("no score for criterion \"" + c.name + "\"", where, "add it to \"scores\"");
+        if (it->second < c.min || it->second > c.max)
+          throw rlaif::Error("score " + std::to_string(it->second) + " of \"" + c.name + "\" is outside its scale [" +
+                                 std::to_string(c.min) + ", " + std::to_string(c.max) + "]",
+                             where);
+      }
+      messages.push_back({{"role", "assistant"},
+                          {"content", rlaif::format_verdict(rubric, scores, v.value("rationale", ""))}});
+      ++with_verdict;
+    }
+    ++rows;
+    out += nlohmann::json({{"messages", messages}}).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  }
+  rlaif::write_file_atomic(a.out, out);
+  std::fprintf(stderr, "judge render: %lld rows (%lld with a verdict) -> %s\n", static_cast<long long>(rows),
+               static_cast<long long>(with_verdict), a.out.c_str());
   return 0;
 }
 
@@ -197,8 +220,15 @@ Run add_judge(CLI::App& app) {
   eval->add_flag("--pairwise", a->pairwise,
                  "also compare completions of one prompt with different labels, in both orders: reports the flip "
                  "rate (verdicts that change with the order) and pairwise accuracy");
-  return [a, eval]() {
+  auto* render = app.add_subcommand(
+      "render", "the judge prompt of each row as chat messages, with the verdict as the answer where the row has "
+                "\"label\" or \"scores\": SFT data for training a judge model (rlaif sft)");
+  render->add_option("--config", a->config, "judge.toml ([rubric], [template])")->required();
+  render->add_option("--in", a->in, "JSONL rows {prompt, completion, reference?, label? | scores?, rationale?}")->required();
+  render->add_option("--out", a->out, "JSONL rows {messages}, written atomically")->required();
+  return [a, eval, render]() {
     if (*eval) return run_judge_eval(*a);
+    if (*render) return run_judge_render(*a);
     if (a->config.empty() || a->in.empty() || a->out.empty())
       throw CLI::RequiredError("rlaif judge needs --config, --in and --out (or the eval subcommand)");
     return a->pairwise ? run_pairwise(*a) : run_judge(*a);

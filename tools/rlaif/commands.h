@@ -14,5 +14,8 @@ Run add_tokenize(CLI::App& app);
 Run add_judge(CLI::App& app);
 Run add_train(CLI::App& app);
 Run add_sft(CLI::App& app);
+Run add_train_tokenizer(CLI::App& app);
+Run add_report(CLI::App& app);
+Run add_demo_task(CLI::App& app);
 
 }  // namespace rlaif_cli

@@ -28,6 +28,12 @@ int main(int argc, char** argv) {
   runs[train] = rlaif_cli::add_train(*train);
   auto* sft = app.add_subcommand("sft", "supervised fine-tuning on prompt/completion pairs (loss on completions)");
   runs[sft] = rlaif_cli::add_sft(*sft);
+  auto* ttok = app.add_subcommand("train-tokenizer", "learn a byte-level BPE tokenizer from JSONL or text files");
+  runs[ttok] = rlaif_cli::add_train_tokenizer(*ttok);
+  auto* report = app.add_subcommand("report", "write a self-contained HTML report of a training run");
+  runs[report] = rlaif_cli::add_report(*report);
+  auto* demo = app.add_subcommand("demo-task", "write the quickstart's built-in task (prompts, SFT data, judge labels)");
+  runs[demo] = rlaif_cli::add_demo_task(*demo);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,210 @@
+#include "rlaif/review_task.h"
+
+#include <cctype>
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <set>
+#include <vector>
+
+#include "rlaif/atomic_file.h"
+
+namespace rlaif {
+namespace {
+
+const std::vector<std::string> kProducts = {"phone", "lamp",  "kettle", "chair",   "backpack", "blender",
+                                            "bike",  "camera", "watch", "speaker", "desk",     "toaster"};
+const std::vector<std::string> kAsk = {"Write a {s} one-sentence review of a {p}.", "Give a {s} one-sentence review of a {p}."};
+// Each review uses words of one lexicon only.
+const std::vector<std::string> kPositiveWords = {"love", "great", "excellent", "perfect", "wonderful", "fantastic", "recommended"};
+const std::vector<std::string> kNegativeWords = {"broke", "awful", "refund", "poor", "regret", "terrible", "useless", "disappointing", "avoid"};
+const std::vector<std::string> kPositive = {
+    "I love this {p}, it works great.",           "This {p} is excellent and worth every penny.",
+    "Great {p}, I would buy it again.",           "The {p} is perfect for my home.",
+    "My new {p} is wonderful and easy to set up.", "What a fantastic {p}, highly recommended."};
+const std::vector<std::string> kNegative = {
+    "This {p} broke after one week.",           "The {p} is awful and I want a refund.",
+    "Poor {p}, it stopped working fast.",        "I regret buying this {p}, it is terrible.",
+    "My new {p} is useless and hard to set up.", "What a disappointing {p}, avoid it."};
+
+std::string fill(std::string t, const std::string& s, const std::string& p) {
+  for (size_t at; (at = t.find("{s}")) != std::string::npos;) t.replace(at, 3, s);
+  for (size_t at; (at = t.find("{p}")) != std::string::npos;) t.replace(at, 3, p);
+  return t;
+}
+
+std::string alternatives(const std::vector<std::string>& words) {
+  std::string out;
+  for (const auto& w : words) out += (out.empty() ? "" : "|") + w;
+  return out;
+}
+
+struct Draw {
+  std::string prompt, completion, sentiment;
+  bool follows;
+  std::string rationale;  // what a judge should say: the sentiment asked for and the one written
+};
+
+class Drawer {
+ public:
+  explicit Drawer(uint64_t seed) : rng_(seed) {}
+  template <typename T>
+  const T& pick(const std::vector<T>& v) { return v[std::uniform_int_distribution<size_t>(0, v.size() - 1)(rng_)]; }
+  bool coin(double p) { return std::uniform_real_distribution<double>(0, 1)(rng_) < p; }
+  Draw draw(double follow_rate) {
+    Draw d;
+    const std::string& product = pick(kProducts);
+    d.sentiment = coin(0.5) ? "positive" : "negative";
+    d.prompt = fill(pick(kAsk), d.sentiment, product) + "\n";
+    d.follows = coin(follow_rate);
+    const bool positive = (d.sentiment == "positive") == d.follows;
+    d.completion = fill(pick(positive ? kPositive : kNegative), "", product);
+    d.rationale = review_rationale(d.sentiment, d.completion);
+    return d;
+  }
+  // A labelled draw for judge data: `garbled_rate` of them are damaged the ways an RL policy drifts (a word looping,
+  // a sentence cut off, words rambling on), so the judge learns to fail them. The label is the ground truth.
+  Draw labelled(double garbled_rate) {
+    Draw d = draw(0.5);
+    if (coin(garbled_rate)) {
+      std::vector<std::string> words;
+      std::string w;
+      for (char c : d.completion + " ")
+        if (c == ' ') { if (!w.empty()) words.push_back(w), w.clear(); } else w += c;
+      std::string out;
+      const int kind = static_cast<int>(std::uniform_int_distribution<int>(0, 3)(rng_));
+      const size_t cut = std::uniform_int_distribution<size_t>(1, words.size() - 1)(rng_);
+      if (kind == 3) {  // spliced: the start of this review, the end of another (either sentiment)
+        std::vector<std::string> other;
+        for (char c : fill(pick(coin(0.5) ? kPositive : kNegative), "", pick(kProducts)) + " ")
+          if (c == ' ') { if (!w.empty()) other.push_back(w), w.clear(); } else w += c;
+        words.resize(cut);
+        const size_t from = std::uniform_int_distribution<size_t>(1, other.size() - 1)(rng_);
+        words.insert(words.end(), other.begin() + static_cast<std::ptrdiff_t>(from), other.end());
+      }
+      for (size_t i = 0; i < words.size(); ++i) {
+        if (kind == 1 && i == cut) break;  // cut off
+        out += (out.empty() ? "" : " ") + words[i];
+        if (kind == 0 && i + 1 == cut) {   // a word looping
+          const int times = std::uniform_int_distribution<int>(3, 8)(rng_);
+          const std::string& again = coin(0.5) ? words[i] : pick(kProducts);
+          for (int k = 0; k < times; ++k) out += " " + again;
+        }
+      }
+      if (kind == 2)  // rambling product names
+        for (int k = std::uniform_int_distribution<int>(3, 8)(rng_); k > 0; --k) out += " " + pick(kProducts);
+      d.completion = out;
+    }
+    d.follows = review_follows(d.sentiment, d.completion);
+    d.rationale = review_rationale(d.sentiment, d.completion);
+    return d;
+  }
+
+ private:
+  std::mt19937_64 rng_;
+};
+
+void write_rows(const std::string& path, const std::vector<nlohmann::ordered_json>& rows) {
+  std::string text;
+  for (const auto& r : rows) text += r.dump() + "\n";
+  write_file_atomic(path, text);
+}
+
+}  // namespace
+
+bool review_well_formed(const std::string& completion) {
+  // One short sentence: at most 120 characters, ending in '.' or '!', no word (ASCII letters, digits, '_') used
+  // three times or more.
+  size_t chars = 0;
+  for (unsigned char c : completion) chars += (c & 0xC0) != 0x80;
+  if (chars == 0 || chars > 120) return false;
+  size_t end = completion.find_last_not_of(" \t\r\n");
+  if (end == std::string::npos || (completion[end] != '.' && completion[end] != '!')) return false;
+  std::map<std::string, int> uses;
+  std::string w;
+  for (char c : completion + " ") {
+    if (std::isalnum(static_cast<unsigned char>(c)) || c == '_') {
+      w += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    } else if (!w.empty()) {
+      if (++uses[w] >= 3) return false;
+      w.clear();
+    }
+  }
+  return true;
+}
+
+// The sentiment the review's words carry: positive, negative, mixed (both lexicons) or neutral (neither).
+std::string review_sentiment(const std::string& completion) {
+  std::set<std::string> words;
+  std::string w;
+  for (char c : completion + " ") {
+    if (std::isalpha(static_cast<unsigned char>(c))) {
+      w += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    } else if (!w.empty()) {
+      words.insert(w);
+      w.clear();
+    }
+  }
+  auto any = [&](const std::vector<std::string>& lexicon) {
+    for (const auto& x : lexicon)
+      if (words.count(x)) return true;
+    return false;
+  };
+  const bool pos = any(kPositiveWords), neg = any(kNegativeWords);
+  return pos && neg ? "mixed" : pos ? "positive" : neg ? "negative" : "neutral";
+}
+
+bool review_follows(const std::string& sentiment, const std::string& completion) {
+  return review_well_formed(completion) && review_sentiment(completion) == sentiment;
+}
+
+std::string review_rationale(const std::string& sentiment, const std::string& completion) {
+  return "asked for " + sentiment + ", review is " +
+         (review_well_formed(completion) ? review_sentiment(completion) : std::string("garbled"));
+}
+
+std::string review_reference_regex(const std::string& sentiment) {
+  const bool pos = sentiment == "positive";
+  // Well-formed (the length, no word three times, the final '.' or '!'), none of the other lexicon, one of its own.
+  return "(?is)^(?=.{1,120}$)(?!.*\\b(\\w+)\\b.*\\b\\1\\b.*\\b\\1\\b)(?!.*\\b(?:" +
+         alternatives(pos ? kNegativeWords : kPositiveWords) + ")\\b).*\\b(?:" +
+         alternatives(pos ? kPositiveWords : kNegativeWords) + ")\\b.*[.!]\\s*$";
+}
+
+void write_review_task(const std::string& dir, const ReviewTaskOptions& o) {
+  std::filesystem::create_directories(dir);
+  // Separate streams per file, so changing one size leaves the other files as they were.
+  Drawer policy(o.seed * 7 + 1), judge(o.seed * 7 + 2), heldout(o.seed * 7 + 3), prompts(o.seed * 7 + 4),
+      eval(o.seed * 7 + 5);
+  std::vector<nlohmann::ordered_json> rows;
+  for (int64_t i = 0; i < o.policy_rows; ++i) {
+    auto d = policy.draw(o.follow_rate);
+    rows.push_back({{"prompt", d.prompt}, {"completion", d.completion}});
+  }
+  write_rows(dir + "/policy_sft.jsonl", rows);
+  auto labelled = [&](Drawer& drawer, int64_t n, const std::string& name) {
+    std::vector<nlohmann::ordered_json> out;
+    for (int64_t i = 0; i < n; ++i) {
+      auto d = drawer.labelled(o.garbled_rate);
+      out.push_back({{"prompt", d.prompt}, {"completion", d.completion},
+                     {"reference", review_reference_regex(d.sentiment)}, {"label", d.follows ? 1 : 0},
+                     {"rationale", d.rationale}});
+    }
+    write_rows(dir + "/" + name, out);
+  };
+  labelled(judge, o.judge_rows, "judge_train.jsonl");
+  labelled(heldout, o.heldout_rows, "judge_heldout.jsonl");
+  auto prompt_rows = [&](Drawer& drawer, int64_t n, const std::string& name) {
+    std::vector<nlohmann::ordered_json> out;
+    for (int64_t i = 0; i < n; ++i) {
+      auto d = drawer.draw(0.5);
+      out.push_back({{"prompt", d.prompt}, {"reference", review_reference_regex(d.sentiment)}});
+    }
+    write_rows(dir + "/" + name, out);
+  };
+  prompt_rows(prompts, o.prompts, "prompts.jsonl");
+  prompt_rows(eval, o.eval_prompts, "eval_prompts.jsonl");
+}
+
+}  // namespace rlaif

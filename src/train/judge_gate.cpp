@@ -1,0 +1,53 @@
+#include "train/judge_gate.h"
+
+#include <cstdio>
+
+#include "rlaif/atomic_file.h"
+#include "rlaif/error.h"
+#include "rlaif/judge_eval.h"
+
+namespace rlaif {
+
+void judge_preflight(const TrainConfig& c, bool quiet) {
+  if (c.judge_eval_labels.empty()) return;
+  auto labelled = read_labelled(c.judge_eval_labels, /*need_label=*/true);
+  JudgeEvalOptions o;
+  o.threshold = c.integrity_judge_threshold;
+  if (!c.judge_eval_injections.empty()) o.injections = read_injections(c.judge_eval_injections);
+  if (!quiet)
+    std::fprintf(stderr, "train: pre-flight judge check on %zu labelled samples (%s)%s\n", labelled.size(),
+                 c.judge_eval_labels.c_str(), o.injections.empty() ? "" : ", with the injection set");
+  auto rep = evaluate_judge(c.judge, labelled, o);
+  const std::string& metric = c.judge_agreement_metric;
+  const double value = metric == "accuracy" ? rep.accuracy
+                       : metric == "spearman" ? rep.spearman
+                       : metric == "kendall"  ? rep.kendall
+                                              : rep.kappa;
+  // With the gate on (minimum > 0), a judge that fails on most samples cannot vouch for itself either.
+  const double judged_share = rep.samples ? static_cast<double>(rep.judged) / static_cast<double>(rep.samples) : 0;
+  const bool passed = c.judge_min_agreement <= 0 || (value >= c.judge_min_agreement && judged_share >= 0.5);
+  auto j = rep.to_json();
+  j["labels"] = c.judge_eval_labels;
+  j["metric"] = metric;
+  j["agreement"] = value;
+  j["min_agreement"] = c.judge_min_agreement;
+  j["threshold"] = o.threshold;
+  j["passed"] = passed;
+  write_file_atomic(c.output_dir + "/judge_validation.json", j.dump(2) + "\n");
+  if (!quiet) {
+    std::fprintf(stderr, "train: judge %s %.3f (minimum %.3f), spearman %.3f, kappa %.3f, %lld/%lld judged",
+                 metric.c_str(), value, c.judge_min_agreement, rep.spearman, rep.kappa,
+                 static_cast<long long>(rep.judged), static_cast<long long>(rep.samples));
+    if (rep.injection_pairs > 0) std::fprintf(stderr, ", injection shift %+.3f", rep.injection_shift);
+    std::fprintf(stderr, "\n");
+  }
+  if (!passed)
+    throw Error("the judge's " + metric + " on " + std::to_string(rep.judged) + " of " + std::to_string(rep.samples) +
+                    " labelled samples is " + std::to_string(value) + ", below train.judge_min_agreement = " +
+                    std::to_string(c.judge_min_agreement) + " (report: " + c.output_dir + "/judge_validation.json)",
+                c.judge_eval_labels,
+                "a judge that disagrees with the labels would train the policy toward its mistakes: improve the judge "
+                "(model, rubric, template) or, knowingly, lower train.judge_min_agreement");
+}
+
+}  // namespace rlaif
