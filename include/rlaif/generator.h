@@ -22,6 +22,7 @@ struct GenerationParams {
   int64_t max_new_tokens = 128;    // >= 1
   std::vector<std::string> stop;   // stop strings: generation ends once the text contains one (text is cut before it)
   bool ignore_eos = false;         // true: do not stop at end-of-sequence tokens
+  int64_t top_logprobs = 0;        // > 0: also return the k most likely tokens at each step (OpenAI's top_logprobs)
 };
 
 struct GenerationRequest {
@@ -37,6 +38,9 @@ const char* to_string(FinishReason r);  // "stop" | "length"
 struct Sample {
   std::vector<int64_t> token_ids;  // generated tokens, including a final end-of-sequence token if one was sampled
   std::vector<float> logprobs;     // one per token: see SampledToken::logprob
+  // With params.top_logprobs = k: per token, the k most likely (token, log-prob) at that step, most likely first,
+  // under the same distribution as `logprobs` (softmax(logits / temperature); temperature 1 when greedy).
+  std::vector<std::vector<std::pair<int64_t, float>>> top_logprobs;
   std::string text;                // decoded completion without special tokens, cut before a matched stop string
   FinishReason finish_reason = FinishReason::kLength;
 };

@@ -3,6 +3,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <cmath>
 #include <chrono>
 #include <deque>
 
@@ -16,6 +17,25 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// The k most likely tokens of softmax(logits / temperature) (temperature 1 when greedy), most likely first.
+std::vector<std::pair<int64_t, float>> top_logprobs(const float* logits, int64_t V, float temperature, int64_t k) {
+  const double inv_t = temperature > 0 ? 1.0 / temperature : 1.0;
+  double mx = -1e300;
+  for (int64_t v = 0; v < V; ++v) mx = std::max(mx, logits[v] * inv_t);
+  double sum = 0;
+  for (int64_t v = 0; v < V; ++v) sum += std::exp(logits[v] * inv_t - mx);
+  const double lse = mx + std::log(sum);
+  std::vector<int64_t> ids(V);
+  for (int64_t v = 0; v < V; ++v) ids[v] = v;
+  k = std::min(k, V);
+  std::partial_sort(ids.begin(), ids.begin() + k, ids.end(), [&](int64_t a, int64_t b) {
+    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  });
+  std::vector<std::pair<int64_t, float>> out;
+  for (int64_t i = 0; i < k; ++i) out.emplace_back(ids[i], static_cast<float>(logits[ids[i]] * inv_t - lse));
+  return out;
+}
 
 struct Slot {
   bool active = false;
@@ -86,10 +106,12 @@ std::vector<GenerationResult> Generator::generate(const std::vector<GenerationRe
   const int64_t V = cfg.vocab_size;
 
   // Appends a sampled token to slot s; returns true when the sample is finished.
-  auto append = [&](Slot& s, const SampledToken& t) {
+  // `logits` is the slot's row of raw logits, for top_logprobs.
+  auto append = [&](Slot& s, const SampledToken& t, const float* logits) {
     const auto& p = requests[s.request].params;
     s.out.token_ids.push_back(t.token);
     s.out.logprobs.push_back(t.logprob);
+    if (p.top_logprobs > 0) s.out.top_logprobs.push_back(top_logprobs(logits, V, p.sampling.temperature, p.top_logprobs));
     s.next_token = t.token;
     bool eos = !p.ignore_eos && std::find(eos_ids_.begin(), eos_ids_.end(), t.token) != eos_ids_.end();
     if (eos) {
@@ -155,7 +177,9 @@ std::vector<GenerationResult> Generator::generate(const std::vector<GenerationRe
         s.sample = item.first + j;
         s.len = P;
         s.rng = SampleRng(sample_seed(q.seed, s.sample));
-        if (append(s, sample_token(logits.data_ptr<float>(), V, q.params.sampling, s.rng, s.scratch))) finish(s);
+        if (append(s, sample_token(logits.data_ptr<float>(), V, q.params.sampling, s.rng, s.scratch),
+                   logits.data_ptr<float>()))
+          finish(s);
       }
       item.first += n;
       item.count -= n;
@@ -196,6 +220,7 @@ std::vector<GenerationResult> Generator::generate(const std::vector<GenerationRe
         float t = requests[slots[i].request].params.sampling.temperature;
         inv_t[i] = t > 0 ? 1.0f / t : 1.0f;
       }
+    const float* raw = logits.data_ptr<float>();
     auto z = (logits * torch::tensor(inv_t).view({hi, 1})).contiguous();  // [hi, V]
     auto lse = torch::logsumexp(z, -1, /*keepdim=*/true);                  // [hi, 1]
     auto probs = (z - lse).exp_().contiguous();                            // [hi, V]
@@ -215,7 +240,7 @@ std::vector<GenerationResult> Generator::generate(const std::vector<GenerationRe
       if (!s.active) continue;
       s.len += 1;
       stats_.decode_tokens += 1;
-      if (append(s, picked[i])) finish(s);
+      if (append(s, picked[i], raw + i * V)) finish(s);
     }
     stats_.decode_steps += 1;
   }

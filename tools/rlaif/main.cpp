@@ -34,6 +34,8 @@ int main(int argc, char** argv) {
   runs[report] = rlaif_cli::add_report(*report);
   auto* demo = app.add_subcommand("demo-task", "write the quickstart's built-in task (prompts, SFT data, judge labels)");
   runs[demo] = rlaif_cli::add_demo_task(*demo);
+  auto* serve = app.add_subcommand("serve", "serve a model folder over the OpenAI API (chat/completions, completions)");
+  runs[serve] = rlaif_cli::add_serve(*serve);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,442 @@
+// The OpenAI-compatible server. HTTP handler threads (cpp-httplib's pool) turn requests into GenerationRequests and
+// wait; one worker thread takes whatever has queued (after a short gathering window) and runs it as one generate()
+// call, so concurrent requests share decode steps. Errors are OpenAI-shaped: {"error": {"message", "type", "param",
+// "code"}} with 400 / 401 / 404 / 413 / 500.
+#include "rlaif/openai_server.h"
+
+#include <httplib.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <ctime>
+#include <deque>
+#include <filesystem>
+#include <future>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "rlaif/chat_template.h"
+#include "rlaif/error.h"
+#include "rlaif/generator.h"
+#include "rlaif/model.h"
+#include "rlaif/model_folder.h"
+
+namespace rlaif {
+namespace {
+
+using json = nlohmann::json;
+
+std::atomic<httplib::Server*> g_server{nullptr};
+
+// A client mistake: reported as a 400 with the offending parameter.
+struct BadRequest {
+  std::string message, param;
+  int status = 400;
+  std::string code = "invalid_request";
+};
+
+void send_error(httplib::Response& res, int status, const std::string& message, const std::string& param = "",
+                const std::string& code = "") {
+  json e = {{"message", message},
+            {"type", status == 401 ? "authentication_error" : status >= 500 ? "server_error" : "invalid_request_error"},
+            {"param", param.empty() ? json(nullptr) : json(param)},
+            {"code", code.empty() ? json(nullptr) : json(code)}};
+  res.status = status;
+  res.set_content(json({{"error", e}}).dump(), "application/json");
+}
+
+// Runs queued requests together: one generate() call per gathered batch.
+class Batcher {
+ public:
+  Batcher(Generator& gen, double window_s) : gen_(gen), window_s_(window_s), worker_([this] { loop(); }) {}
+  ~Batcher() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    worker_.join();
+  }
+  // Blocks until `requests` are generated; rethrows the generator's rlaif::Error for a request it refuses.
+  std::vector<GenerationResult> run(std::vector<GenerationRequest> requests) {
+    auto job = std::make_shared<Job>();
+    job->requests = std::move(requests);
+    auto done = job->done.get_future();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      queue_.push_back(job);
+    }
+    cv_.notify_all();
+    return done.get();
+  }
+  json stats() const { return {{"requests", requests_.load()}, {"batches", batches_.load()}}; }
+
+ private:
+  struct Job {
+    std::vector<GenerationRequest> requests;
+    std::promise<std::vector<GenerationResult>> done;
+  };
+
+  void loop() {
+    for (;;) {
+      std::vector<std::shared_ptr<Job>> jobs;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+        if (stopping_ && queue_.empty()) return;
+        lock.unlock();
+        std::this_thread::sleep_for(std::chrono::duration<double>(window_s_));  // let concurrent requests join
+        lock.lock();
+        jobs.assign(queue_.begin(), queue_.end());
+        queue_.clear();
+      }
+      std::vector<GenerationRequest> all;
+      for (const auto& j : jobs) all.insert(all.end(), j->requests.begin(), j->requests.end());
+      try {
+        auto results = gen_.generate(all);
+        size_t at = 0;
+        for (const auto& j : jobs) {
+          std::vector<GenerationResult> mine(results.begin() + static_cast<std::ptrdiff_t>(at),
+                                             results.begin() + static_cast<std::ptrdiff_t>(at + j->requests.size()));
+          at += j->requests.size();
+          j->done.set_value(std::move(mine));
+        }
+        batches_ += 1;
+        requests_ += static_cast<int64_t>(jobs.size());
+      } catch (...) {
+        // One refused request must not fail the others: run each job alone.
+        for (const auto& j : jobs) {
+          try {
+            j->done.set_value(gen_.generate(j->requests));
+            batches_ += 1;
+            requests_ += 1;
+          } catch (...) {
+            j->done.set_exception(std::current_exception());
+          }
+        }
+      }
+    }
+  }
+
+  Generator& gen_;
+  double window_s_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::shared_ptr<Job>> queue_;
+  bool stopping_ = false;
+  std::atomic<int64_t> requests_{0}, batches_{0};
+  std::thread worker_;
+};
+
+// The text of a message's content: a string, or OpenAI's list of parts (text parts joined).
+std::string content_text(const json& content, const std::string& param) {
+  if (content.is_string()) return content;
+  if (content.is_null()) return "";
+  if (content.is_array()) {
+    std::string text;
+    for (const auto& part : content)
+      if (part.is_object() && part.value("type", "") == "text" && part.contains("text") && part["text"].is_string())
+        text += part["text"].get<std::string>();
+      else
+        throw BadRequest{"only text content parts are supported", param};
+    return text;
+  }
+  throw BadRequest{"content must be a string or a list of text parts", param};
+}
+
+template <typename T>
+T number(const json& body, const std::string& key, T fallback, double lo, double hi) {
+  if (!body.contains(key) || body[key].is_null()) return fallback;
+  if (!body[key].is_number()) throw BadRequest{"'" + key + "' must be a number", key};
+  double v = body[key].get<double>();
+  if (!(v >= lo && v <= hi))
+    throw BadRequest{"'" + key + "' must be in [" + json(lo).dump() + ", " + json(hi).dump() + "], got " + body[key].dump(), key};
+  return static_cast<T>(v);
+}
+
+struct Parsed {
+  GenerationRequest request;
+  bool stream = false;
+  int64_t logprobs = -1;  // -1 = none; else top-k count (0 = the sampled token only)
+};
+
+class Server {
+ public:
+  explicit Server(const ServeOptions& o) : o_(o) {
+    CausalLM model = load_model(o.model_dir);
+    set_inference_precision(model, o.dtype);
+    tokenizer_ = std::make_unique<Tokenizer>(Tokenizer::load(o.model_dir));
+    auto eos = load_eos_token_ids(o.model_dir, model->config());
+    GeneratorOptions go;
+    go.max_batch = o.max_batch;
+    gen_ = std::make_unique<Generator>(model, *tokenizer_, eos, go);
+    chat_ = std::make_unique<ChatTemplate>(ChatTemplate::for_tokenizer(*tokenizer_));
+    name_ = o.model_name.empty() ? std::filesystem::path(o.model_dir).filename().string() : o.model_name;
+    if (name_.empty()) name_ = std::filesystem::path(o.model_dir).parent_path().filename().string();
+    batcher_ = std::make_unique<Batcher>(*gen_, o.batch_window_s);
+  }
+
+  void run(const std::function<void(int)>& on_listening) {
+    httplib::Server svr;
+    svr.set_payload_max_length(o_.max_request_bytes);
+    svr.set_pre_routing_handler([&](const httplib::Request& req, httplib::Response& res) {
+      if (o_.api_key.empty() || req.path == "/health") return httplib::Server::HandlerResponse::Unhandled;
+      if (req.get_header_value("Authorization") != "Bearer " + o_.api_key) {
+        send_error(res, 401, "invalid or missing API key (send Authorization: Bearer <key>)", "", "invalid_api_key");
+        return httplib::Server::HandlerResponse::Handled;
+      }
+      return httplib::Server::HandlerResponse::Unhandled;
+    });
+    svr.Get("/health", [&](const httplib::Request&, httplib::Response& res) {
+      json j = {{"status", "ok"}, {"model", name_}};
+      j.update(batcher_->stats());
+      res.set_content(j.dump(), "application/json");
+    });
+    svr.Get("/v1/models", [&](const httplib::Request&, httplib::Response& res) {
+      json m = {{"id", name_}, {"object", "model"}, {"created", created_}, {"owned_by", "rlaif"}};
+      res.set_content(json({{"object", "list"}, {"data", json::array({m})}}).dump(), "application/json");
+    });
+    svr.Post("/v1/chat/completions", [&](const httplib::Request& req, httplib::Response& res) { handle(req, res, true); });
+    svr.Post("/v1/completions", [&](const httplib::Request& req, httplib::Response& res) { handle(req, res, false); });
+    svr.set_error_handler([&](const httplib::Request& req, httplib::Response& res) {
+      if (!res.body.empty()) return;
+      if (res.status == 413) send_error(res, 413, "request body larger than " + std::to_string(o_.max_request_bytes) + " bytes");
+      else if (res.status == 404) send_error(res, 404, "no route " + req.method + " " + req.path, "", "not_found");
+    });
+    int port = o_.port;
+    if (port == 0) {
+      port = svr.bind_to_any_port(o_.host);
+      if (port < 0) throw Error("cannot bind", o_.host, "check --host");
+    } else if (!svr.bind_to_port(o_.host, port)) {
+      throw Error("cannot bind " + o_.host + ":" + std::to_string(port), "--port", "is another server using the port?");
+    }
+    g_server = &svr;
+    if (on_listening) on_listening(port);
+    svr.listen_after_bind();
+    g_server = nullptr;
+  }
+
+ private:
+  Parsed parse(const json& body, bool chat) {
+    if (!body.is_object()) throw BadRequest{"the body must be a JSON object", ""};
+    Parsed p;
+    auto& q = p.request;
+    std::string text;
+    if (chat) {
+      if (!body.contains("messages") || !body["messages"].is_array() || body["messages"].empty())
+        throw BadRequest{"'messages' must be a non-empty list", "messages"};
+      nlohmann::ordered_json messages = nlohmann::ordered_json::array();
+      for (size_t i = 0; i < body["messages"].size(); ++i) {
+        const auto& m = body["messages"][i];
+        std::string where = "messages[" + std::to_string(i) + "]";
+        if (!m.is_object() || !m.contains("role") || !m["role"].is_string())
+          throw BadRequest{where + " needs a string 'role'", where};
+        messages.push_back({{"role", m["role"]}, {"content", content_text(m.value("content", json()), where + ".content")}});
+      }
+      try {
+        text = chat_->render_for(*tokenizer_, messages, /*add_generation_prompt=*/true);
+      } catch (const Error& e) {
+        throw BadRequest{std::string("the chat template cannot render these messages: ") + e.what(), "messages"};
+      }
+      q.prompt_ids = tokenizer_->encode(text, false);
+    } else {
+      json prompt = body.value("prompt", json());
+      if (prompt.is_array() && prompt.size() == 1) prompt = prompt[0];
+      if (!prompt.is_string() || prompt.get<std::string>().empty())
+        throw BadRequest{"'prompt' must be a non-empty string", "prompt"};
+      q.prompt_ids = tokenizer_->encode(prompt.get<std::string>(), /*add_special_tokens=*/true);
+    }
+    if (q.prompt_ids.empty()) throw BadRequest{"the prompt encodes to no tokens", chat ? "messages" : "prompt"};
+    q.num_samples = number<int64_t>(body, "n", 1, 1, static_cast<double>(o_.max_n));
+    q.seed = body.contains("seed") && !body["seed"].is_null()
+                 ? number<uint64_t>(body, "seed", 0, 0, 9007199254740991.0)
+                 : static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+    auto& g = q.params;
+    g.sampling.temperature = number<float>(body, "temperature", 1.0f, 0, 2);
+    g.sampling.top_p = number<float>(body, "top_p", 1.0f, 0, 1);
+    if (g.sampling.top_p <= 0) throw BadRequest{"'top_p' must be > 0", "top_p"};
+    g.sampling.top_k = number<int64_t>(body, "top_k", 0, 0, 1e9);
+    g.sampling.min_p = number<float>(body, "min_p", 0.0f, 0, 1);
+    const char* max_key = chat && body.contains("max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
+    g.max_new_tokens = number<int64_t>(body, max_key, std::min<int64_t>(256, o_.max_tokens_limit), 1,
+                                       static_cast<double>(o_.max_tokens_limit));
+    if (body.contains("stop") && !body["stop"].is_null()) {
+      const auto& stop = body["stop"];
+      if (stop.is_string()) g.stop.push_back(stop);
+      else if (stop.is_array() && stop.size() <= 4) {
+        for (const auto& s : stop) {
+          if (!s.is_string() || s.get<std::string>().empty()) throw BadRequest{"'stop' entries must be non-empty strings", "stop"};
+          g.stop.push_back(s);
+        }
+      } else {
+        throw BadRequest{"'stop' must be a string or a list of up to 4 strings", "stop"};
+      }
+    }
+    if (body.contains("response_format") && !body["response_format"].is_null()) {
+      std::string type = body["response_format"].is_object() ? body["response_format"].value("type", "") : "";
+      if (type != "text" && type != "json_object" && type != "json_schema")
+        throw BadRequest{"'response_format.type' must be text, json_object or json_schema", "response_format"};
+    }
+    p.stream = body.value("stream", false);
+    if (chat) {
+      if (body.value("logprobs", false)) p.logprobs = number<int64_t>(body, "top_logprobs", 0, 0, 20);
+      else if (body.contains("top_logprobs") && !body["top_logprobs"].is_null())
+        throw BadRequest{"'top_logprobs' needs 'logprobs': true", "top_logprobs"};
+    } else if (body.contains("logprobs") && !body["logprobs"].is_null()) {
+      p.logprobs = number<int64_t>(body, "logprobs", 0, 0, 5);
+    }
+    g.top_logprobs = std::max<int64_t>(0, p.logprobs);
+    return p;
+  }
+
+  json token_json(int64_t id, float logprob) const {
+    std::string t = tokenizer_->decode({id}, false);
+    json bytes = json::array();
+    for (unsigned char c : t) bytes.push_back(c);
+    return {{"token", t}, {"logprob", logprob}, {"bytes", bytes}};
+  }
+
+  // OpenAI's logprobs object of one choice: chat {"content": [...]}, completions {tokens, token_logprobs, ...}.
+  json logprobs_json(const Sample& s, bool chat) const {
+    if (chat) {
+      json content = json::array();
+      for (size_t i = 0; i < s.token_ids.size(); ++i) {
+        json t = token_json(s.token_ids[i], s.logprobs[i]);
+        json top = json::array();
+        if (i < s.top_logprobs.size())
+          for (const auto& [id, lp] : s.top_logprobs[i]) top.push_back(token_json(id, lp));
+        t["top_logprobs"] = top;
+        content.push_back(t);
+      }
+      return {{"content", content}};
+    }
+    json tokens = json::array(), lps = json::array(), tops = json::array(), offsets = json::array();
+    size_t offset = 0;
+    for (size_t i = 0; i < s.token_ids.size(); ++i) {
+      std::string t = tokenizer_->decode({s.token_ids[i]}, false);
+      tokens.push_back(t);
+      lps.push_back(s.logprobs[i]);
+      offsets.push_back(offset);
+      offset += t.size();
+      json top = json::object();
+      if (i < s.top_logprobs.size())
+        for (const auto& [id, lp] : s.top_logprobs[i]) top[tokenizer_->decode({id}, false)] = lp;
+      tops.push_back(top);
+    }
+    return {{"tokens", tokens}, {"token_logprobs", lps}, {"top_logprobs", tops}, {"text_offset", offsets}};
+  }
+
+  void handle(const httplib::Request& req, httplib::Response& res, bool chat) {
+    Parsed p;
+    std::vector<GenerationResult> results;
+    try {
+      json body = json::parse(req.body, nullptr, false);
+      if (body.is_discarded()) throw BadRequest{"the body is not valid JSON", ""};
+      p = parse(body, chat);
+      results = batcher_->run({p.request});
+    } catch (const BadRequest& e) {
+      return send_error(res, e.status, e.message, e.param, e.code);
+    } catch (const Error& e) {  // the generator refused it (e.g. no room in the context): the request's fault
+      return send_error(res, 400, e.what(), "", "invalid_request");
+    } catch (const std::exception& e) {
+      return send_error(res, 500, std::string("generation failed: ") + e.what());
+    }
+    const auto& samples = results.at(0).samples;
+    const std::string id = std::string(chat ? "chatcmpl-" : "cmpl-") + std::to_string(++next_id_);
+    const int64_t created = static_cast<int64_t>(std::time(nullptr));
+    const std::string object = chat ? "chat.completion" : "text_completion";
+    int64_t completion_tokens = 0;
+    json choices = json::array();
+    for (size_t i = 0; i < samples.size(); ++i) {
+      const auto& s = samples[i];
+      completion_tokens += static_cast<int64_t>(s.token_ids.size());
+      json c = {{"index", i}, {"finish_reason", to_string(s.finish_reason)}};
+      if (chat) c["message"] = {{"role", "assistant"}, {"content", s.text}};
+      else c["text"] = s.text;
+      c["logprobs"] = p.logprobs >= 0 ? logprobs_json(s, chat) : json(nullptr);
+      choices.push_back(c);
+    }
+    const int64_t prompt_tokens = static_cast<int64_t>(p.request.prompt_ids.size());
+    json usage = {{"prompt_tokens", prompt_tokens}, {"completion_tokens", completion_tokens},
+                  {"total_tokens", prompt_tokens + completion_tokens}};
+    if (!p.stream) {
+      json reply = {{"id", id}, {"object", object}, {"created", created}, {"model", name_}, {"choices", choices}, {"usage", usage}};
+      res.set_content(reply.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+      return;
+    }
+    // Server-sent events. The engine finishes whole samples, so each choice's text is streamed token by token once it
+    // is generated: the deltas concatenate to exactly the non-streamed text.
+    std::string events;
+    auto event = [&](const json& chunk) {
+      events += "data: " + chunk.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
+    };
+    const std::string chunk_object = chat ? "chat.completion.chunk" : "text_completion";
+    for (size_t i = 0; i < samples.size(); ++i) {
+      const auto& s = samples[i];
+      if (chat) event({{"id", id}, {"object", chunk_object}, {"created", created}, {"model", name_},
+                       {"choices", {{{"index", i}, {"delta", {{"role", "assistant"}, {"content", ""}}}, {"finish_reason", nullptr}}}}});
+      // Pieces: the text split where each token's decoded text ends (token boundaries within the final text).
+      std::vector<std::string> pieces;
+      size_t taken = 0;
+      std::vector<int64_t> prefix;
+      for (int64_t id_tok : s.token_ids) {
+        prefix.push_back(id_tok);
+        std::string so_far = tokenizer_->decode(prefix);
+        size_t upto = std::min(so_far.size(), s.text.size());
+        if (upto > taken && s.text.compare(0, upto, so_far, 0, upto) == 0) {
+          pieces.push_back(s.text.substr(taken, upto - taken));
+          taken = upto;
+        }
+      }
+      if (taken < s.text.size()) pieces.push_back(s.text.substr(taken));
+      for (const auto& piece : pieces) {
+        json c = {{"index", i}, {"finish_reason", nullptr}};
+        if (chat) c["delta"] = {{"content", piece}};
+        else c["text"] = piece;
+        event({{"id", id}, {"object", chunk_object}, {"created", created}, {"model", name_}, {"choices", {c}}});
+      }
+      json last = {{"index", i}, {"finish_reason", to_string(s.finish_reason)}};
+      if (chat) last["delta"] = json::object();
+      else last["text"] = "";
+      event({{"id", id}, {"object", chunk_object}, {"created", created}, {"model", name_}, {"choices", {last}}, {"usage", usage}});
+    }
+    events += "data: [DONE]\n\n";
+    auto shared = std::make_shared<std::string>(std::move(events));
+    res.set_header("Cache-Control", "no-cache");
+    res.set_chunked_content_provider("text/event-stream", [shared](size_t offset, httplib::DataSink& sink) {
+      // One event per write, so a client sees them arrive separately.
+      if (offset >= shared->size()) {
+        sink.done();
+        return true;
+      }
+      size_t end = shared->find("\n\n", offset);
+      end = end == std::string::npos ? shared->size() : end + 2;
+      return sink.write(shared->data() + offset, end - offset);
+    });
+  }
+
+  const ServeOptions& o_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  std::unique_ptr<Generator> gen_;
+  std::unique_ptr<ChatTemplate> chat_;
+  std::unique_ptr<Batcher> batcher_;
+  std::string name_;
+  int64_t created_ = static_cast<int64_t>(std::time(nullptr));
+  std::atomic<int64_t> next_id_{0};
+};
+
+}  // namespace
+
+void serve(const ServeOptions& options, const std::function<void(int port)>& on_listening) {
+  Server server(options);
+  server.run(on_listening);
+}
+
+void stop_serving() {
+  if (auto* s = g_server.load()) s->stop();
+}
+
+}  // namespace rlaif

@@ -1,0 +1,259 @@
+// `rlaif serve` as a real process on 127.0.0.1, driven over real sockets: the OpenAI protocol (completions, chat,
+// logprobs, streaming, models, health), the bearer token, OpenAI-style errors and limits, batching of concurrent
+// requests, rlaif's own judge client against it, and a clean stop on SIGTERM.
+#include <httplib.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <thread>
+
+#include "rlaif/init_model.h"
+#include "rlaif/jsonl.h"
+#include "rlaif/judge.h"
+#include "test_util.h"
+
+using json = nlohmann::json;
+using rlaif_test::TempDir;
+
+namespace {
+
+// `rlaif serve` in a child process; the port comes from its first stdout line.
+class ServeProcess {
+ public:
+  ServeProcess(const std::string& model, const std::string& extra) {
+    int fds[2];
+    if (pipe(fds) != 0) throw std::runtime_error("pipe");
+    pid_ = fork();
+    if (pid_ == 0) {
+      dup2(fds[1], 1);
+      close(fds[0]);
+      std::string cmd = std::string(RLAIF_BIN) + " serve --model " + model + " --port 0 " + extra;
+      execl("/bin/sh", "sh", "-c", ("exec " + cmd).c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    close(fds[1]);
+    FILE* out = fdopen(fds[0], "r");
+    char line[512] = {0};
+    if (!fgets(line, sizeof line, out)) throw std::runtime_error("rlaif serve printed nothing");
+    fclose(out);
+    std::string s(line);
+    auto colon = s.rfind(':');
+    port_ = std::stoi(s.substr(colon + 1));
+  }
+  ~ServeProcess() {
+    if (pid_ > 0 && !stopped_) kill(pid_, SIGKILL), waitpid(pid_, nullptr, 0);
+  }
+  int port() const { return port_; }
+  // SIGTERM, then the exit status (-1 when it did not exit within 10 s).
+  int stop() {
+    kill(pid_, SIGTERM);
+    for (int i = 0; i < 100; ++i) {
+      int status = 0;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        stopped_ = true;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      }
+      usleep(100000);
+    }
+    return -1;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int port_ = 0;
+  bool stopped_ = false;
+};
+
+class Serve : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir();
+    rlaif::InitModelOptions o;
+    o.seed = 5;
+    rlaif::init_model(o, *dir_ / "model");
+    setenv("RLAIF_TEST_SERVE_KEY", "sekret", 1);
+    server_ = new ServeProcess(*dir_ / "model", "--api-key-env RLAIF_TEST_SERVE_KEY --max-request-bytes 4000 --max-tokens 64");
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    delete dir_;
+  }
+  static httplib::Client client(bool auth = true) {
+    httplib::Client c("127.0.0.1", server_->port());
+    c.set_read_timeout(60, 0);
+    if (auth) c.set_default_headers({{"Authorization", "Bearer sekret"}});
+    return c;
+  }
+  static json post(const std::string& path, const json& body, int want_status = 200) {
+    auto res = client().Post(path.c_str(), body.dump(), "application/json");
+    EXPECT_TRUE(res) << path;
+    if (!res) return json();
+    EXPECT_EQ(res->status, want_status) << res->body;
+    return json::parse(res->body, nullptr, false);
+  }
+  static TempDir* dir_;
+  static ServeProcess* server_;
+};
+TempDir* Serve::dir_ = nullptr;
+ServeProcess* Serve::server_ = nullptr;
+
+TEST_F(Serve, CompletionsEqualRlaifGenerateForTheSameSeedWithLogprobs) {
+  const std::string prompt = "Once upon a time";
+  auto reply = post("/v1/completions", {{"prompt", prompt}, {"max_tokens", 12}, {"temperature", 0.9}, {"seed", 7},
+                                        {"logprobs", 3}, {"model", "whatever"}});
+  ASSERT_EQ(reply["object"], "text_completion");
+  ASSERT_EQ(reply["choices"].size(), 1u);
+  const auto& c = reply["choices"][0];
+  rlaif_test::write_text(*dir_ / "p.jsonl", json({{"prompt", prompt}, {"seed", 7}}).dump() + "\n");
+  auto r = rlaif_test::run_command(std::string(RLAIF_BIN) + " generate --quiet --model " + (*dir_ / "model") + " --prompts " +
+                                   (*dir_ / "p.jsonl") + " --out " + (*dir_ / "g.jsonl") +
+                                   " --max-new-tokens 12 --temperature 0.9");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto want = json::parse(rlaif::read_jsonl(*dir_ / "g.jsonl").at(0).value.dump());
+  EXPECT_EQ(c["text"], want["completion"]);
+  EXPECT_EQ(c["finish_reason"], want["finish_reason"]);
+  const auto& lp = c["logprobs"];
+  ASSERT_EQ(lp["token_logprobs"].size(), want["logprobs"].size());
+  for (size_t i = 0; i < want["logprobs"].size(); ++i) {
+    EXPECT_NEAR(lp["token_logprobs"][i].get<double>(), want["logprobs"][i].get<double>(), 1e-5);
+    // OpenAI's dict of the top 3: tokens that decode to the same text (partial UTF-8) share a key.
+    ASSERT_GE(lp["top_logprobs"][i].size(), 1u);
+    ASSERT_LE(lp["top_logprobs"][i].size(), 3u);
+    double best = -1e9;
+    for (auto it = lp["top_logprobs"][i].begin(); it != lp["top_logprobs"][i].end(); ++it) best = std::max(best, it.value().get<double>());
+    EXPECT_GE(best + 1e-5, lp["token_logprobs"][i].get<double>());  // nothing sampled beats the top token
+  }
+  EXPECT_EQ(reply["usage"]["completion_tokens"], want["token_ids"].size());
+}
+
+TEST_F(Serve, ChatGreedyTopLogprobsAndStreamingMatchTheNonStreamedReply) {
+  json body = {{"messages", {{{"role", "system"}, {"content", "Be brief."}}, {{"role", "user"}, {"content", "Hi"}}}},
+               {"max_tokens", 10}, {"temperature", 0}, {"logprobs", true}, {"top_logprobs", 2}, {"n", 2}};
+  auto reply = post("/v1/chat/completions", body);
+  ASSERT_EQ(reply["choices"].size(), 2u);
+  const auto& content = reply["choices"][0]["logprobs"]["content"];
+  ASSERT_FALSE(content.empty());
+  for (const auto& t : content) {  // greedy: the chosen token is the most likely one
+    ASSERT_EQ(t["top_logprobs"].size(), 2u);
+    EXPECT_EQ(t["token"], t["top_logprobs"][0]["token"]);
+    EXPECT_GE(t["top_logprobs"][0]["logprob"].get<double>(), t["top_logprobs"][1]["logprob"].get<double>());
+  }
+  EXPECT_EQ(reply["choices"][0]["message"]["content"], reply["choices"][1]["message"]["content"]);
+  // Streamed: server-sent events whose deltas concatenate to the same text, then [DONE].
+  body["stream"] = true;
+  body["n"] = 1;
+  auto res = client().Post("/v1/chat/completions", body.dump(), "application/json");
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200);
+  EXPECT_NE(res->get_header_value("Content-Type").find("text/event-stream"), std::string::npos);
+  std::string text, finish;
+  int events = 0;
+  std::istringstream lines(res->body);
+  bool done = false;
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("data: ", 0) != 0) continue;
+    if (line == "data: [DONE]") { done = true; break; }
+    auto chunk = json::parse(line.substr(6));
+    EXPECT_EQ(chunk["object"], "chat.completion.chunk");
+    const auto& d = chunk["choices"][0];
+    if (d["delta"].contains("content")) text += d["delta"]["content"].get<std::string>();
+    if (!d["finish_reason"].is_null()) finish = d["finish_reason"];
+    ++events;
+  }
+  EXPECT_TRUE(done);
+  EXPECT_GT(events, 2);
+  EXPECT_EQ(text, reply["choices"][0]["message"]["content"]);
+  EXPECT_EQ(finish, reply["choices"][0]["finish_reason"]);
+}
+
+TEST_F(Serve, ModelsHealthAuthAndOpenAiStyleErrors) {
+  auto anon = client(false);
+  auto health = anon.Get("/health");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);  // health needs no key
+  auto models = anon.Get("/v1/models");
+  ASSERT_TRUE(models);
+  EXPECT_EQ(models->status, 401);
+  EXPECT_EQ(json::parse(models->body)["error"]["code"], "invalid_api_key");
+  auto list = client().Get("/v1/models");
+  ASSERT_TRUE(list);
+  EXPECT_EQ(json::parse(list->body)["data"][0]["id"], "model");
+  auto e = post("/v1/completions", {{"prompt", "x"}, {"max_tokens", 65}}, 400);
+  EXPECT_EQ(e["error"]["param"], "max_tokens");
+  EXPECT_EQ(e["error"]["type"], "invalid_request_error");
+  e = post("/v1/chat/completions", {{"messages", json::array()}}, 400);
+  EXPECT_EQ(e["error"]["param"], "messages");
+  e = post("/v1/completions", {{"prompt", "x"}, {"temperature", "hot"}}, 400);
+  EXPECT_EQ(e["error"]["param"], "temperature");
+  e = post("/v1/completions", {{"prompt", "x"}, {"response_format", {{"type", "xml"}}}}, 400);
+  EXPECT_EQ(e["error"]["param"], "response_format");
+  auto bad = client().Post("/v1/completions", "{not json", "application/json");
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(bad->status, 400);
+  auto big = client().Post("/v1/completions", json({{"prompt", std::string(5000, 'a')}}).dump(), "application/json");
+  ASSERT_TRUE(big);
+  EXPECT_EQ(big->status, 413);
+  auto missing = client().Post("/v1/embeddings", "{}", "application/json");
+  ASSERT_TRUE(missing);
+  EXPECT_EQ(missing->status, 404);
+  EXPECT_TRUE(json::parse(missing->body).contains("error"));
+}
+
+TEST_F(Serve, ConcurrentRequestsShareBatchesAndTheJudgeClientWorksAgainstIt) {
+  auto before = json::parse(client().Get("/health")->body);
+  const int n = 8;
+  std::vector<std::thread> threads;
+  std::vector<int> status(n, 0);
+  for (int i = 0; i < n; ++i)
+    threads.emplace_back([&, i] {
+      auto res = client().Post("/v1/completions", json({{"prompt", "Count: " + std::to_string(i)}, {"max_tokens", 16},
+                                                        {"seed", i}}).dump(), "application/json");
+      status[i] = res ? res->status : -1;
+    });
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < n; ++i) EXPECT_EQ(status[i], 200) << i;
+  auto after = json::parse(client().Get("/health")->body);
+  const int64_t requests = after["requests"].get<int64_t>() - before["requests"].get<int64_t>();
+  const int64_t batches = after["batches"].get<int64_t>() - before["batches"].get<int64_t>();
+  EXPECT_EQ(requests, n);
+  EXPECT_LT(batches, n);  // requests that arrived together were generated together
+
+  // rlaif's judge client: every judgment ends as a score or a counted failure (a random model rarely writes a verdict).
+  rlaif::JudgeConfig c;
+  c.base_url = "http://127.0.0.1:" + std::to_string(server_->port()) + "/v1";
+  c.model = "model";
+  c.api_key_env = "RLAIF_TEST_SERVE_KEY";
+  c.max_tokens = 16;
+  c.top_logprobs = 5;
+  c.http.max_in_flight = 4;
+  rlaif::Judge judge(c);
+  std::vector<rlaif::JudgeSample> samples;
+  for (int i = 0; i < 6; ++i) samples.push_back({"Say " + std::to_string(i), "Answer " + std::to_string(i), ""});
+  auto results = judge.judge(samples);
+  ASSERT_EQ(results.size(), samples.size());
+  const auto& st = judge.stats();
+  EXPECT_EQ(st.ok + st.failed, 6);
+  // The protocol itself never fails: only the random model's replies may lack a verdict.
+  for (const auto& [cause, count] : st.failures)
+    EXPECT_TRUE(cause != "bad_response" && cause.rfind("http", 0) != 0 && cause != "timeout" && cause != "deadline")
+        << cause << " x" << count;
+  for (const auto& r : results) EXPECT_TRUE(r.ok || !r.failure.empty());
+}
+
+TEST(ServeProcessTest, StopsCleanlyOnSigterm) {
+  TempDir dir;
+  rlaif::InitModelOptions o;
+  rlaif::init_model(o, dir / "m");
+  ServeProcess server(dir / "m", "");
+  httplib::Client c("127.0.0.1", server.port());
+  auto res = c.Get("/health");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  EXPECT_EQ(server.stop(), 0);
+  auto r = rlaif_test::run_command(std::string(RLAIF_BIN) + " serve --model " + (dir / "missing"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("missing"), std::string::npos) << r.output;
+}
+
+}  // namespace
