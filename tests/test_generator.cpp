@@ -114,6 +114,31 @@ TEST(Generator, LogprobsAreTheModelsTemperatureScaledLogSoftmax) {
     EXPECT_NEAR(s.logprobs[i], lp[P - 1 + i][s.token_ids[i]].item<float>(), 1e-4) << i;
 }
 
+TEST(Generator, TopLogprobsAreTheKMostLikelyTokensOfThatDistribution) {
+  Fixture f;
+  const float T = 0.7f;
+  auto r = request(f.tok, "top logprob check", 9, 2, T, 8);
+  r.params.top_logprobs = 4;
+  auto res = f.generator(4).generate({r, request(f.tok, "no top", 1, 1, T, 5)});
+  EXPECT_TRUE(res[1].samples[0].top_logprobs.empty());  // only when asked
+  torch::NoGradGuard g;
+  for (const auto& s : res[0].samples) {
+    ASSERT_EQ(s.top_logprobs.size(), s.token_ids.size());
+    std::vector<int64_t> seq = r.prompt_ids;
+    seq.insert(seq.end(), s.token_ids.begin(), s.token_ids.end());
+    auto lp = torch::log_softmax(f.model->forward(torch::tensor(seq).view({1, -1}))[0] / T, -1);  // [T, V]
+    const int64_t P = static_cast<int64_t>(r.prompt_ids.size());
+    for (size_t i = 0; i < s.token_ids.size(); ++i) {
+      auto [values, ids] = lp[P - 1 + static_cast<int64_t>(i)].topk(4);
+      ASSERT_EQ(s.top_logprobs[i].size(), 4u);
+      for (int64_t k = 0; k < 4; ++k) {
+        EXPECT_EQ(s.top_logprobs[i][k].first, ids[k].item<int64_t>()) << i << " " << k;
+        EXPECT_NEAR(s.top_logprobs[i][k].second, values[k].item<float>(), 1e-4);
+      }
+    }
+  }
+}
+
 TEST(Generator, StopStringsEosAndLength) {
   Fixture f;
   auto r = request(f.tok, "stop here", 1, 1, 0.0f, 16);
