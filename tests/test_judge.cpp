@@ -374,6 +374,24 @@ TEST(Judge, GroupRankingScoresEveryCompletionInOneCall) {
   EXPECT_FALSE(r[1].ok);
   EXPECT_EQ(r[1].failure, "non_numeric_score");  // one bad score fails the whole group: no made-up numbers
   EXPECT_EQ(server.requests(), 2);                // one call per group
+  // The same from the command line: rlaif judge --group.
+  rlaif_test::write_text(dir / "group.toml", "[judge]\nbase_url = \"" + server.base_url() + "\"\nmodel = \"judge\"\n");
+  std::string rows;
+  for (const auto& g : groups) rows += nlohmann::json({{"prompt", g.prompt}, {"completions", g.completions}}).dump() + "\n";
+  rlaif_test::write_text(dir / "groups.jsonl", rows);
+  auto cli = rlaif_test::run_command(std::string(RLAIF_BIN) + " judge --group --config " + (dir / "group.toml") + " --in " +
+                                     (dir / "groups.jsonl") + " --out " + (dir / "ranked.jsonl"));
+  EXPECT_EQ(cli.exit_code, 4) << cli.output;  // the second group failed
+  auto out = rlaif::read_jsonl(dir / "ranked.jsonl");
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].value["scores"].size(), 3u);
+  EXPECT_EQ(out[1].value["failure"], "non_numeric_score");
+  EXPECT_EQ(server.requests(), 4);
+  rlaif_test::write_text(dir / "bad_groups.jsonl", "{\"prompt\": \"Q\", \"completions\": [\"only one\"]}\n");
+  cli = rlaif_test::run_command(std::string(RLAIF_BIN) + " judge --group --config " + (dir / "group.toml") + " --in " +
+                                (dir / "bad_groups.jsonl") + " --out " + (dir / "x.jsonl"));
+  EXPECT_EQ(cli.exit_code, 1);
+  EXPECT_NE(cli.output.find("bad_groups.jsonl:1"), std::string::npos) << cli.output;
 }
 
 }  // namespace

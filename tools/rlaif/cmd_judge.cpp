@@ -18,7 +18,7 @@ namespace {
 
 struct JudgeArgs {
   std::string config, in, out;
-  bool quiet = false, pairwise = false;
+  bool quiet = false, pairwise = false, group = false;
   // judge eval
   std::string labels, injections, report;
   double threshold = 0.5, label_threshold = -1e300;
@@ -121,6 +121,50 @@ int run_pairwise(const JudgeArgs& a) {
   return st.pairs_ok < st.pairs ? 4 : 0;
 }
 
+// rlaif judge --group: rows {prompt, completions: [...], reference?}; all completions of a row in one judge call.
+int run_group(const JudgeArgs& a) {
+  auto config = rlaif::JudgeConfig::from_toml(a.config);
+  std::vector<rlaif::GroupSample> groups;
+  std::vector<size_t> lines;
+  for (const auto& r : rlaif::read_jsonl(a.in)) {
+    std::string where = a.in + ":" + std::to_string(r.line);
+    const auto& v = r.value;
+    bool ok = r.error.empty() && v.is_object() && v.contains("prompt") && v["prompt"].is_string() &&
+              v.contains("completions") && v["completions"].is_array() && v["completions"].size() >= 2;
+    if (ok)
+      for (const auto& c : v["completions"]) ok = ok && c.is_string();
+    if (!ok)
+      throw rlaif::Error("group rows need a string \"prompt\" and \"completions\", a list of at least 2 strings", where,
+                         r.error.empty() ? "e.g. {\"prompt\": \"...\", \"completions\": [\"a\", \"b\", \"c\"]}" : r.error);
+    groups.push_back({v["prompt"], v["completions"].get<std::vector<std::string>>(), v.value("reference", "")});
+    lines.push_back(r.line);
+  }
+  rlaif::Judge judge(config);
+  auto results = judge.rank(groups);
+  std::string out;
+  int64_t failed = 0;
+  for (size_t i = 0; i < results.size(); ++i) {
+    const auto& r = results[i];
+    nlohmann::ordered_json row = {{"line", lines[i]}, {"ok", r.ok}};
+    if (r.ok) {
+      row["scores"] = r.scores;
+      row["rewards"] = r.rewards;
+      row["rationale"] = r.rationale;
+    } else {
+      row["failure"] = r.failure;
+      row["detail"] = r.detail;
+      ++failed;
+    }
+    row["latency_s"] = r.latency_s;
+    out += row.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  }
+  rlaif::write_file_atomic(a.out, out);
+  std::fprintf(stderr, "judge: %zu groups ranked, %lld failed\n", results.size(), static_cast<long long>(failed));
+  for (const auto& [k, n] : judge.stats().failures)
+    std::fprintf(stderr, "  failed %-12s %lld\n", k.c_str(), static_cast<long long>(n));
+  return failed > 0 ? 4 : 0;
+}
+
 int run_judge_eval(const JudgeArgs& a) {
   auto config = rlaif::JudgeConfig::from_toml(a.config);
   auto labelled = rlaif::read_labelled(a.labels, true);
@@ -207,6 +251,9 @@ Run add_judge(CLI::App& app) {
   app.add_flag("--pairwise", a->pairwise,
                "rows {prompt, completion_a, completion_b}: which is better, asked in both orders (a verdict that flips "
                "with the order is a tie); prints the flip rate");
+  app.add_flag("--group", a->group,
+               "rows {prompt, completions: [...]}: all completions of a row scored in one judge call (group ranking); "
+               "output rows carry scores and rewards per completion");
   auto* eval = app.add_subcommand("eval", "agreement of the judge with labels, length bias, consistency, injection shift");
   eval->add_option("--config", a->config, "judge.toml")->required();
   eval->add_option("--labels", a->labels, "JSONL rows {prompt, completion, reference?, label}")->required();
@@ -231,7 +278,8 @@ Run add_judge(CLI::App& app) {
     if (*render) return run_judge_render(*a);
     if (a->config.empty() || a->in.empty() || a->out.empty())
       throw CLI::RequiredError("rlaif judge needs --config, --in and --out (or the eval subcommand)");
-    return a->pairwise ? run_pairwise(*a) : run_judge(*a);
+    if (a->pairwise && a->group) throw CLI::ValidationError("--pairwise and --group", "choose one mode");
+    return a->pairwise ? run_pairwise(*a) : a->group ? run_group(*a) : run_judge(*a);
   };
 }
 
