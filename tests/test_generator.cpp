@@ -1,5 +1,6 @@
 // The generation engine: batching never changes results, seeds are per sample, logprobs are the model's, stop
 // conditions work, and continuous batching finishes every sample exactly once.
+#include "generate/json_prefix.h"
 #include "rlaif/generator.h"
 #include "rlaif/init_model.h"
 #include "rlaif/model_folder.h"
@@ -137,6 +138,57 @@ TEST(Generator, TopLogprobsAreTheKMostLikelyTokensOfThatDistribution) {
       }
     }
   }
+}
+
+TEST(JsonObjectPrefix, AcceptsExactlyThePrefixesOfOneObject) {
+  auto prefix_ok = [](const std::string& text) {
+    rlaif::JsonObjectPrefix p;
+    return p.feed(text);
+  };
+  auto complete = [](const std::string& text) {
+    rlaif::JsonObjectPrefix p;
+    return p.feed(text) && p.complete();
+  };
+  // Every prefix of valid objects is accepted; the whole text completes (and then only whitespace may follow).
+  for (const std::string text : {R"({})", R"( {"a": 1})", R"({"rationale": "x \"y\" \u00e9", "scores": {"pass": 1}})",
+                                 R"({"a": [1, -2.5e+3, 0, 0.25E-1, true, false, null, {"b": []}, "s"]})"}) {
+    ASSERT_TRUE(nlohmann::json::parse(text).is_object()) << text;
+    for (size_t n = 0; n <= text.size(); ++n) EXPECT_TRUE(prefix_ok(text.substr(0, n))) << text.substr(0, n);
+    EXPECT_TRUE(complete(text)) << text;
+    EXPECT_TRUE(prefix_ok(text + " \n"));
+    EXPECT_FALSE(prefix_ok(text + "x"));
+    EXPECT_FALSE(complete(text.substr(0, text.size() - 1)));
+  }
+  // Not an object, or not JSON: rejected at the first impossible byte.
+  for (const std::string bad : {"[1]", "1", "\"s\"", "{a", "{\"a\" 1", "{\"a\": 01", "{\"a\": 1.}", "{\"a\": -}",
+                                "{\"a\": tru }", "{\"a\": \"\\q\"}", "{\"a\": \"\\u12g\"}", "{\"a\": 1,}", "{,}",
+                                "{\"a\": [1 2]}", "{\"a\": 1]", "{\"a\": \"\x01\"}"})
+    EXPECT_FALSE(prefix_ok(bad)) << bad;
+  // A rejected byte leaves the state as it was.
+  rlaif::JsonObjectPrefix p;
+  ASSERT_TRUE(p.feed("{\"a\": "));
+  EXPECT_FALSE(p.feed('}'));
+  EXPECT_TRUE(p.feed("1}"));
+  EXPECT_TRUE(p.complete());
+}
+
+TEST(Generator, JsonObjectModeWritesOneJsonObject) {
+  Fixture f;
+  auto r = request(f.tok, "JSON please:", 3, 8, 1.0f, 96);
+  r.params.json_object = true;
+  std::vector<int64_t> eos = {f.tok.eos_id()};
+  auto res = f.generator(8, eos).generate({r});
+  int closed = 0;
+  for (const auto& s : res[0].samples) {
+    rlaif::JsonObjectPrefix p;
+    EXPECT_TRUE(p.feed(s.text)) << s.text;  // always a valid prefix, even when cut by the length limit
+    if (s.finish_reason == rlaif::FinishReason::kStop) {
+      ++closed;
+      auto j = nlohmann::json::parse(s.text, nullptr, false);
+      EXPECT_TRUE(!j.is_discarded() && j.is_object()) << s.text;
+    }
+  }
+  EXPECT_GT(closed, 0);  // a random model closes some objects within 96 tokens once only JSON may be written
 }
 
 TEST(Generator, StopStringsEosAndLength) {

@@ -167,6 +167,24 @@ TEST_F(Serve, ChatGreedyTopLogprobsAndStreamingMatchTheNonStreamedReply) {
   EXPECT_EQ(finish, reply["choices"][0]["finish_reason"]);
 }
 
+TEST_F(Serve, JsonObjectResponseFormatConstrainsTheReplyToJson) {
+  auto reply = post("/v1/chat/completions", {{"messages", {{{"role", "user"}, {"content", "Answer in JSON."}}}},
+                                             {"max_tokens", 64}, {"n", 6}, {"seed", 11},
+                                             {"response_format", {{"type", "json_object"}}}});
+  int parsed = 0;
+  for (const auto& c : reply["choices"]) {
+    const std::string text = c["message"]["content"];
+    ASSERT_FALSE(text.empty());
+    EXPECT_EQ(text.find_first_not_of(" \t\n\r"), text.find('{')) << text;  // it opens an object first
+    if (c["finish_reason"] == "stop") {
+      auto j = json::parse(text, nullptr, false);
+      EXPECT_TRUE(!j.is_discarded() && j.is_object()) << text;
+      ++parsed;
+    }
+  }
+  EXPECT_GT(parsed, 0);
+}
+
 TEST_F(Serve, ModelsHealthAuthAndOpenAiStyleErrors) {
   auto anon = client(false);
   auto health = anon.Get("/health");

@@ -23,6 +23,11 @@ struct GenerationParams {
   std::vector<std::string> stop;   // stop strings: generation ends once the text contains one (text is cut before it)
   bool ignore_eos = false;         // true: do not stop at end-of-sequence tokens
   int64_t top_logprobs = 0;        // > 0: also return the k most likely tokens at each step (OpenAI's top_logprobs)
+  // true: the completion is one JSON object (OpenAI's response_format json_object). A drawn token that cannot extend
+  // a JSON-object prefix is redrawn, which samples from the distribution restricted to the tokens that can; the end
+  // token is allowed only once the object is closed, and generation stops there. Reported log-probs stay those of
+  // the unrestricted distribution. A sample cut by max_new_tokens ends with a valid prefix and finish reason length.
+  bool json_object = false;
 };
 
 struct GenerationRequest {

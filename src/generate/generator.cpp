@@ -7,6 +7,7 @@
 #include <chrono>
 #include <deque>
 
+#include "generate/json_prefix.h"
 #include "rlaif/error.h"
 
 namespace rlaif {
@@ -47,6 +48,7 @@ struct Slot {
   Sample out;
   std::string bytes;       // raw bytes of the completion so far (for stop strings)
   SamplerScratch scratch;
+  JsonObjectPrefix json;   // params.json_object: the JSON read so far
 };
 
 // Pending work: samples [first, first + count) of one request.
@@ -106,6 +108,30 @@ std::vector<GenerationResult> Generator::generate(const std::vector<GenerationRe
   const int64_t V = cfg.vocab_size;
 
   // Appends a sampled token to slot s; returns true when the sample is finished.
+  // json_object: redraws a token that cannot extend the slot's JSON-object prefix (z, probs, lse: the step's scaled
+  // logits, softmax and logsumexp for this slot); after 64 rejections, the most likely allowed token.
+  auto constrain = [&](Slot& s, SampledToken t, const float* z, const float* probs, double lse) {
+    const auto& p = requests[s.request].params;
+    if (!p.json_object) return t;
+    auto allowed = [&](int64_t tok) {
+      if (std::find(eos_ids_.begin(), eos_ids_.end(), tok) != eos_ids_.end()) return s.json.complete();
+      if (tokenizer_.is_special(tok)) return false;
+      JsonObjectPrefix next = s.json;
+      return next.feed(tokenizer_.token_bytes(tok));
+    };
+    for (int tries = 0; tries < 64; ++tries) {
+      if (allowed(t.token)) return t;
+      t = sample_token_from_probs(z, probs, lse, V, p.sampling, s.rng, s.scratch);
+    }
+    std::vector<int64_t> order(V);
+    for (int64_t v = 0; v < V; ++v) order[v] = v;
+    std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return probs[a] > probs[b] || (probs[a] == probs[b] && a < b); });
+    for (int64_t v : order)
+      if (allowed(v)) return SampledToken{v, static_cast<float>(z[v] - lse)};
+    throw Error("no token of the vocabulary can continue the JSON object", "json_object",
+                "the tokenizer lacks the characters JSON needs");
+  };
+
   // `logits` is the slot's row of raw logits, for top_logprobs.
   auto append = [&](Slot& s, const SampledToken& t, const float* logits) {
     const auto& p = requests[s.request].params;
@@ -121,6 +147,13 @@ std::vector<GenerationResult> Generator::generate(const std::vector<GenerationRe
     if (!tokenizer_.is_special(t.token)) {
       size_t before = s.bytes.size();
       s.bytes += tokenizer_.token_bytes(t.token);
+      if (p.json_object) {
+        s.json.feed(tokenizer_.token_bytes(t.token));  // accepted by `constrain`
+        if (s.json.complete()) {
+          s.out.finish_reason = FinishReason::kStop;
+          return true;
+        }
+      }
       for (const auto& stop : p.stop) {
         if (stop.empty()) continue;
         size_t from = before >= stop.size() ? before - stop.size() + 1 : 0;
@@ -146,6 +179,7 @@ std::vector<GenerationResult> Generator::generate(const std::vector<GenerationRe
     s.active = false;
     s.out = Sample();
     s.bytes.clear();
+    s.json = JsonObjectPrefix();
   };
 
   for (;;) {
@@ -177,9 +211,10 @@ std::vector<GenerationResult> Generator::generate(const std::vector<GenerationRe
         s.sample = item.first + j;
         s.len = P;
         s.rng = SampleRng(sample_seed(q.seed, s.sample));
-        if (append(s, sample_token(logits.data_ptr<float>(), V, q.params.sampling, s.rng, s.scratch),
-                   logits.data_ptr<float>()))
-          finish(s);
+        auto t = sample_token(logits.data_ptr<float>(), V, q.params.sampling, s.rng, s.scratch);
+        // sample_token leaves z and softmax(z) in the scratch; lse = z[t] - logprob(t).
+        t = constrain(s, t, s.scratch.z.data(), s.scratch.probs.data(), s.scratch.z[t.token] - t.logprob);
+        if (append(s, t, logits.data_ptr<float>())) finish(s);
       }
       item.first += n;
       item.count -= n;
@@ -240,7 +275,8 @@ std::vector<GenerationResult> Generator::generate(const std::vector<GenerationRe
       if (!s.active) continue;
       s.len += 1;
       stats_.decode_tokens += 1;
-      if (append(s, picked[i], raw + i * V)) finish(s);
+      const auto t = constrain(s, picked[i], zp + i * V, pp + i * V, lp[i]);
+      if (append(s, t, raw + i * V)) finish(s);
     }
     stats_.decode_steps += 1;
   }

@@ -279,6 +279,7 @@ class Server {
       std::string type = body["response_format"].is_object() ? body["response_format"].value("type", "") : "";
       if (type != "text" && type != "json_object" && type != "json_schema")
         throw BadRequest{"'response_format.type' must be text, json_object or json_schema", "response_format"};
+      g.json_object = type != "text";  // constrained decoding to one JSON object (a schema's shape is not enforced)
     }
     p.stream = body.value("stream", false);
     if (chat) {
