@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <thread>
 
 #include "rlaif/init_model.h"
@@ -73,7 +74,7 @@ class Serve : public ::testing::Test {
     o.seed = 5;
     rlaif::init_model(o, *dir_ / "model");
     setenv("RLAIF_TEST_SERVE_KEY", "sekret", 1);
-    server_ = new ServeProcess(*dir_ / "model", "--api-key-env RLAIF_TEST_SERVE_KEY --max-request-bytes 4000 --max-tokens 64");
+    server_ = new ServeProcess(*dir_ / "model", "--api-key-env RLAIF_TEST_SERVE_KEY --max-request-bytes 4000 --max-tokens 512");
   }
   static void TearDownTestSuite() {
     delete server_;
@@ -167,6 +168,50 @@ TEST_F(Serve, ChatGreedyTopLogprobsAndStreamingMatchTheNonStreamedReply) {
   EXPECT_EQ(finish, reply["choices"][0]["finish_reason"]);
 }
 
+TEST_F(Serve, StreamingIsLiveTheFirstTokensArriveLongBeforeTheEnd) {
+  json body = {{"prompt", "Stream this"}, {"max_tokens", 512}, {"n", 8}, {"seed", 2}, {"stream", true},
+               {"stop", {"zz"}}};
+  auto start = std::chrono::steady_clock::now();
+  double first_text = -1, done = -1;
+  std::string buffer;
+  std::vector<std::string> text(8);
+  httplib::Client c = client();
+  httplib::Headers headers = {{"Authorization", "Bearer sekret"}};
+  // Each event is timed as it arrives, through a content receiver.
+  httplib::Request req;
+  req.method = "POST";
+  req.path = "/v1/completions";
+  req.headers = headers;
+  req.body = body.dump();
+  req.set_header("Content-Type", "application/json");
+  req.content_receiver = [&](const char* data, size_t n, uint64_t, uint64_t) {
+    const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    buffer.append(data, n);
+    for (size_t at; (at = buffer.find("\n\n")) != std::string::npos;) {
+      std::string e = buffer.substr(0, at);
+      buffer.erase(0, at + 2);
+      if (e == "data: [DONE]") { done = t; continue; }
+      auto chunk = json::parse(e.substr(6));
+      const auto& ch = chunk["choices"][0];
+      if (!ch["text"].get<std::string>().empty() && first_text < 0) first_text = t;
+      text[ch["index"].get<size_t>()] += ch["text"].get<std::string>();
+    }
+    return true;
+  };
+  httplib::Response streamed;
+  httplib::Error err;
+  start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(c.send(req, streamed, err));
+  ASSERT_GT(done, 0);
+  ASSERT_GE(first_text, 0);
+  std::cout << "streaming: first text after " << first_text << " s, [DONE] after " << done << " s\n";
+  EXPECT_LT(first_text, 0.5 * done);  // sent while the rest is still being generated
+  // The same seed without streaming: the deltas concatenate to exactly its texts.
+  body.erase("stream");
+  auto whole = post("/v1/completions", body);
+  for (size_t i = 0; i < 8; ++i) EXPECT_EQ(text[i], whole["choices"][i]["text"]) << i;
+}
+
 TEST_F(Serve, JsonObjectResponseFormatConstrainsTheReplyToJson) {
   auto reply = post("/v1/chat/completions", {{"messages", {{{"role", "user"}, {"content", "Answer in JSON."}}}},
                                              {"max_tokens", 64}, {"n", 6}, {"seed", 11},
@@ -197,7 +242,7 @@ TEST_F(Serve, ModelsHealthAuthAndOpenAiStyleErrors) {
   auto list = client().Get("/v1/models");
   ASSERT_TRUE(list);
   EXPECT_EQ(json::parse(list->body)["data"][0]["id"], "model");
-  auto e = post("/v1/completions", {{"prompt", "x"}, {"max_tokens", 65}}, 400);
+  auto e = post("/v1/completions", {{"prompt", "x"}, {"max_tokens", 513}}, 400);
   EXPECT_EQ(e["error"]["param"], "max_tokens");
   EXPECT_EQ(e["error"]["type"], "invalid_request_error");
   e = post("/v1/chat/completions", {{"messages", json::array()}}, 400);

@@ -74,7 +74,10 @@ class Generator {
 
   // Generates every sample of every request. Throws rlaif::Error (naming the request index) for an empty prompt, a
   // prompt that leaves no room in the model's context, or invalid parameters — before any work is done.
-  std::vector<GenerationResult> generate(const std::vector<GenerationRequest>& requests, const OnSample& on_sample = {});
+  // Called for every generated token as soon as it is drawn (streaming), from the calling thread.
+  using OnToken = std::function<void(size_t request_index, size_t sample_index, int64_t token)>;
+  std::vector<GenerationResult> generate(const std::vector<GenerationRequest>& requests, const OnSample& on_sample = {},
+                                         const OnToken& on_token = {});
 
   const GenerationStats& stats() const { return stats_; }
   const Tokenizer& tokenizer() const { return tokenizer_; }

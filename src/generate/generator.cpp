@@ -66,7 +66,7 @@ Generator::Generator(CausalLM model, Tokenizer tokenizer, std::vector<int64_t> e
 }
 
 std::vector<GenerationResult> Generator::generate(const std::vector<GenerationRequest>& requests,
-                                                  const OnSample& on_sample) {
+                                                  const OnSample& on_sample, const OnToken& on_token) {
   const auto& cfg = model_->config();
   int64_t ctx = cfg.max_position_embeddings;
   if (cfg.sliding_window > 0) ctx = std::min(ctx, cfg.sliding_window);
@@ -137,6 +137,7 @@ std::vector<GenerationResult> Generator::generate(const std::vector<GenerationRe
     const auto& p = requests[s.request].params;
     s.out.token_ids.push_back(t.token);
     s.out.logprobs.push_back(t.logprob);
+    if (on_token) on_token(s.request, static_cast<size_t>(s.sample), t.token);
     if (p.top_logprobs > 0) s.out.top_logprobs.push_back(top_logprobs(logits, V, p.sampling.temperature, p.top_logprobs));
     s.next_token = t.token;
     bool eos = !p.ignore_eos && std::find(eos_ids_.begin(), eos_ids_.end(), t.token) != eos_ids_.end();

@@ -23,6 +23,7 @@
 #include "rlaif/generator.h"
 #include "rlaif/model.h"
 #include "rlaif/model_folder.h"
+#include "tokenizer/unicode.h"
 
 namespace rlaif {
 namespace {
@@ -60,25 +61,50 @@ class Batcher {
     cv_.notify_all();
     worker_.join();
   }
-  // Blocks until `requests` are generated; rethrows the generator's rlaif::Error for a request it refuses.
-  std::vector<GenerationResult> run(std::vector<GenerationRequest> requests) {
+  // Streaming hooks of one job: its tokens and finished samples as they happen, or why it was refused.
+  struct Hooks {
+    std::function<void(size_t sample, int64_t token)> on_token;
+    std::function<void(size_t sample, const Sample& sample_out)> on_sample;
+    std::function<void(const std::string& error)> on_error;
+  };
+  // Queues `requests`; the future gives their results, or the generator's rlaif::Error for a request it refuses.
+  std::future<std::vector<GenerationResult>> submit(std::vector<GenerationRequest> requests, Hooks hooks = {}) {
     auto job = std::make_shared<Job>();
     job->requests = std::move(requests);
+    job->hooks = std::move(hooks);
     auto done = job->done.get_future();
     {
       std::lock_guard<std::mutex> lock(mu_);
       queue_.push_back(job);
     }
     cv_.notify_all();
-    return done.get();
+    return done;
   }
+  std::vector<GenerationResult> run(std::vector<GenerationRequest> requests) { return submit(std::move(requests)).get(); }
   json stats() const { return {{"requests", requests_.load()}, {"batches", batches_.load()}}; }
 
  private:
   struct Job {
     std::vector<GenerationRequest> requests;
+    Hooks hooks;
     std::promise<std::vector<GenerationResult>> done;
   };
+
+  // Runs `jobs` as one generate() call, routing each request's tokens and samples to its job's hooks.
+  std::vector<GenerationResult> generate(const std::vector<std::shared_ptr<Job>>& jobs) {
+    std::vector<GenerationRequest> all;
+    std::vector<Job*> owner;
+    for (const auto& j : jobs)
+      for (const auto& r : j->requests) all.push_back(r), owner.push_back(j.get());
+    return gen_.generate(
+        all,
+        [&](size_t r, size_t sample, const Sample& out) {
+          if (owner[r]->hooks.on_sample) owner[r]->hooks.on_sample(sample, out);
+        },
+        [&](size_t r, size_t sample, int64_t token) {
+          if (owner[r]->hooks.on_token) owner[r]->hooks.on_token(sample, token);
+        });
+  }
 
   void loop() {
     for (;;) {
@@ -93,10 +119,8 @@ class Batcher {
         jobs.assign(queue_.begin(), queue_.end());
         queue_.clear();
       }
-      std::vector<GenerationRequest> all;
-      for (const auto& j : jobs) all.insert(all.end(), j->requests.begin(), j->requests.end());
       try {
-        auto results = gen_.generate(all);
+        auto results = generate(jobs);
         size_t at = 0;
         for (const auto& j : jobs) {
           std::vector<GenerationResult> mine(results.begin() + static_cast<std::ptrdiff_t>(at),
@@ -110,10 +134,11 @@ class Batcher {
         // One refused request must not fail the others: run each job alone.
         for (const auto& j : jobs) {
           try {
-            j->done.set_value(gen_.generate(j->requests));
+            j->done.set_value(generate({j}));
             batches_ += 1;
             requests_ += 1;
-          } catch (...) {
+          } catch (const std::exception& e) {
+            if (j->hooks.on_error) j->hooks.on_error(e.what());
             j->done.set_exception(std::current_exception());
           }
         }
@@ -332,23 +357,29 @@ class Server {
 
   void handle(const httplib::Request& req, httplib::Response& res, bool chat) {
     Parsed p;
-    std::vector<GenerationResult> results;
     try {
       json body = json::parse(req.body, nullptr, false);
       if (body.is_discarded()) throw BadRequest{"the body is not valid JSON", ""};
       p = parse(body, chat);
-      results = batcher_->run({p.request});
+      if (p.stream) return stream(p, res, chat);
+      reply(p, batcher_->run({p.request}), res, chat);
     } catch (const BadRequest& e) {
-      return send_error(res, e.status, e.message, e.param, e.code);
+      send_error(res, e.status, e.message, e.param, e.code);
     } catch (const Error& e) {  // the generator refused it (e.g. no room in the context): the request's fault
-      return send_error(res, 400, e.what(), "", "invalid_request");
+      send_error(res, 400, e.what(), "", "invalid_request");
     } catch (const std::exception& e) {
-      return send_error(res, 500, std::string("generation failed: ") + e.what());
+      send_error(res, 500, std::string("generation failed: ") + e.what());
     }
+  }
+
+  json usage_json(const Parsed& p, int64_t completion_tokens) const {
+    const int64_t prompt_tokens = static_cast<int64_t>(p.request.prompt_ids.size());
+    return {{"prompt_tokens", prompt_tokens}, {"completion_tokens", completion_tokens},
+            {"total_tokens", prompt_tokens + completion_tokens}};
+  }
+
+  void reply(const Parsed& p, const std::vector<GenerationResult>& results, httplib::Response& res, bool chat) {
     const auto& samples = results.at(0).samples;
-    const std::string id = std::string(chat ? "chatcmpl-" : "cmpl-") + std::to_string(++next_id_);
-    const int64_t created = static_cast<int64_t>(std::time(nullptr));
-    const std::string object = chat ? "chat.completion" : "text_completion";
     int64_t completion_tokens = 0;
     json choices = json::array();
     for (size_t i = 0; i < samples.size(); ++i) {
@@ -360,62 +391,110 @@ class Server {
       c["logprobs"] = p.logprobs >= 0 ? logprobs_json(s, chat) : json(nullptr);
       choices.push_back(c);
     }
-    const int64_t prompt_tokens = static_cast<int64_t>(p.request.prompt_ids.size());
-    json usage = {{"prompt_tokens", prompt_tokens}, {"completion_tokens", completion_tokens},
-                  {"total_tokens", prompt_tokens + completion_tokens}};
-    if (!p.stream) {
-      json reply = {{"id", id}, {"object", object}, {"created", created}, {"model", name_}, {"choices", choices}, {"usage", usage}};
-      res.set_content(reply.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
-      return;
-    }
-    // Server-sent events. The engine finishes whole samples, so each choice's text is streamed token by token once it
-    // is generated: the deltas concatenate to exactly the non-streamed text.
-    std::string events;
-    auto event = [&](const json& chunk) {
-      events += "data: " + chunk.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
+    json reply = {{"id", std::string(chat ? "chatcmpl-" : "cmpl-") + std::to_string(++next_id_)},
+                  {"object", chat ? "chat.completion" : "text_completion"},
+                  {"created", static_cast<int64_t>(std::time(nullptr))},
+                  {"model", name_},
+                  {"choices", choices},
+                  {"usage", usage_json(p, completion_tokens)}};
+    res.set_content(reply.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+  }
+
+  // Server-sent events, live: each token's text is sent as it is drawn. Text that could still turn out to be the
+  // start of a stop string, or an incomplete UTF-8 character, is held back until it is settled, so the deltas always
+  // concatenate to exactly the non-streamed text.
+  void stream(const Parsed& p, httplib::Response& res, bool chat) {
+    struct SampleState {
+      std::string bytes;   // the sample's bytes so far
+      size_t sent = 0;     // bytes already sent
+      int64_t tokens = 0;
     };
-    const std::string chunk_object = chat ? "chat.completion.chunk" : "text_completion";
-    for (size_t i = 0; i < samples.size(); ++i) {
-      const auto& s = samples[i];
-      if (chat) event({{"id", id}, {"object", chunk_object}, {"created", created}, {"model", name_},
-                       {"choices", {{{"index", i}, {"delta", {{"role", "assistant"}, {"content", ""}}}, {"finish_reason", nullptr}}}}});
-      // Pieces: the text split where each token's decoded text ends (token boundaries within the final text).
-      std::vector<std::string> pieces;
-      size_t taken = 0;
-      std::vector<int64_t> prefix;
-      for (int64_t id_tok : s.token_ids) {
-        prefix.push_back(id_tok);
-        std::string so_far = tokenizer_->decode(prefix);
-        size_t upto = std::min(so_far.size(), s.text.size());
-        if (upto > taken && s.text.compare(0, upto, so_far, 0, upto) == 0) {
-          pieces.push_back(s.text.substr(taken, upto - taken));
-          taken = upto;
-        }
-      }
-      if (taken < s.text.size()) pieces.push_back(s.text.substr(taken));
-      for (const auto& piece : pieces) {
-        json c = {{"index", i}, {"finish_reason", nullptr}};
-        if (chat) c["delta"] = {{"content", piece}};
-        else c["text"] = piece;
-        event({{"id", id}, {"object", chunk_object}, {"created", created}, {"model", name_}, {"choices", {c}}});
-      }
-      json last = {{"index", i}, {"finish_reason", to_string(s.finish_reason)}};
+    struct State {
+      std::mutex mu;
+      std::condition_variable cv;
+      std::deque<std::string> events;
+      bool done = false;
+      std::vector<SampleState> samples;
+      int64_t finished = 0;
+    };
+    auto st = std::make_shared<State>();
+    st->samples.resize(static_cast<size_t>(p.request.num_samples));
+    size_t hold = 0;  // a stop string's length minus one
+    for (const auto& stop : p.request.params.stop) hold = std::max(hold, stop.size() - 1);
+    const std::string id = std::string(chat ? "chatcmpl-" : "cmpl-") + std::to_string(++next_id_);
+    const int64_t created = static_cast<int64_t>(std::time(nullptr));
+    const std::string object = chat ? "chat.completion.chunk" : "text_completion";
+    const std::string model = name_;
+    auto event = [=](const json& choice, const json& usage = json()) {
+      json chunk = {{"id", id}, {"object", object}, {"created", created}, {"model", model}, {"choices", {choice}}};
+      if (!usage.is_null()) chunk["usage"] = usage;
+      return "data: " + chunk.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
+    };
+    auto delta = [=](size_t i, const std::string& text) {
+      json c = {{"index", i}, {"finish_reason", nullptr}};
+      if (chat) c["delta"] = {{"content", text}};
+      else c["text"] = text;
+      return event(c);
+    };
+    auto push = [st](std::string e) {
+      std::lock_guard<std::mutex> lock(st->mu);
+      st->events.push_back(std::move(e));
+      st->cv.notify_all();
+    };
+    if (chat)
+      for (size_t i = 0; i < st->samples.size(); ++i)
+        push(event({{"index", i}, {"delta", {{"role", "assistant"}, {"content", ""}}}, {"finish_reason", nullptr}}));
+    Batcher::Hooks hooks;
+    const Tokenizer* tok = tokenizer_.get();
+    hooks.on_token = [=](size_t i, int64_t token) {
+      auto& s = st->samples[i];
+      ++s.tokens;
+      if (tok->is_special(token)) return;
+      s.bytes += tok->token_bytes(token);
+      size_t upto = s.bytes.size() > hold ? s.bytes.size() - hold : 0;
+      while (upto > s.sent && upto < s.bytes.size() && (static_cast<unsigned char>(s.bytes[upto]) & 0xC0) == 0x80)
+        --upto;  // never inside a character
+      // An incomplete character waits for its next bytes; invalid bytes wait for the end (the final text replaces them).
+      if (upto <= s.sent || !unicode::is_valid_utf8(s.bytes.substr(0, upto))) return;
+      push(delta(i, s.bytes.substr(s.sent, upto - s.sent)));
+      s.sent = upto;
+    };
+    hooks.on_sample = [=](size_t i, const Sample& out) {
+      auto& s = st->samples[i];
+      if (out.text.size() > s.sent && out.text.compare(0, s.sent, s.bytes, 0, s.sent) == 0)
+        push(delta(i, out.text.substr(s.sent)));
+      json last = {{"index", i}, {"finish_reason", to_string(out.finish_reason)}};
       if (chat) last["delta"] = json::object();
       else last["text"] = "";
-      event({{"id", id}, {"object", chunk_object}, {"created", created}, {"model", name_}, {"choices", {last}}, {"usage", usage}});
-    }
-    events += "data: [DONE]\n\n";
-    auto shared = std::make_shared<std::string>(std::move(events));
+      std::lock_guard<std::mutex> lock(st->mu);
+      int64_t total = 0;
+      for (const auto& x : st->samples) total += x.tokens;
+      bool all = ++st->finished == static_cast<int64_t>(st->samples.size());
+      st->events.push_back(event(last, all ? usage_json(p, total) : json()));
+      if (all) st->events.push_back("data: [DONE]\n\n"), st->done = true;
+      st->cv.notify_all();
+    };
+    hooks.on_error = [=](const std::string& error) {
+      json e = {{"error", {{"message", error}, {"type", "invalid_request_error"}, {"param", nullptr}, {"code", "invalid_request"}}}};
+      std::lock_guard<std::mutex> lock(st->mu);
+      st->events.push_back("data: " + e.dump() + "\n\n");
+      st->events.push_back("data: [DONE]\n\n");
+      st->done = true;
+      st->cv.notify_all();
+    };
+    auto result = std::make_shared<std::future<std::vector<GenerationResult>>>(batcher_->submit({p.request}, hooks));
     res.set_header("Cache-Control", "no-cache");
-    res.set_chunked_content_provider("text/event-stream", [shared](size_t offset, httplib::DataSink& sink) {
-      // One event per write, so a client sees them arrive separately.
-      if (offset >= shared->size()) {
+    res.set_chunked_content_provider("text/event-stream", [st, result](size_t, httplib::DataSink& sink) {
+      std::unique_lock<std::mutex> lock(st->mu);
+      st->cv.wait(lock, [&] { return !st->events.empty() || st->done; });
+      if (st->events.empty()) {
         sink.done();
         return true;
       }
-      size_t end = shared->find("\n\n", offset);
-      end = end == std::string::npos ? shared->size() : end + 2;
-      return sink.write(shared->data() + offset, end - offset);
+      std::string e = std::move(st->events.front());
+      st->events.pop_front();
+      lock.unlock();
+      return sink.write(e.data(), e.size());
     });
   }
 
