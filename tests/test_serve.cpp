@@ -166,6 +166,28 @@ TEST_F(Serve, ChatGreedyTopLogprobsAndStreamingMatchTheNonStreamedReply) {
   EXPECT_GT(events, 2);
   EXPECT_EQ(text, reply["choices"][0]["message"]["content"]);
   EXPECT_EQ(finish, reply["choices"][0]["finish_reason"]);
+  // A stop string taken from the middle of the greedy text: streamed and whole replies both end before it.
+  const std::string full = reply["choices"][0]["message"]["content"];
+  ASSERT_GE(full.size(), 6u);
+  const std::string stop = full.substr(full.size() / 2, 2);
+  body["stop"] = stop;
+  body.erase("logprobs");
+  body.erase("top_logprobs");
+  json whole_body = body;
+  whole_body.erase("stream");
+  auto whole = post("/v1/chat/completions", whole_body);
+  const std::string expect = whole["choices"][0]["message"]["content"];
+  EXPECT_EQ(expect, full.substr(0, full.find(stop)));
+  auto streamed = client().Post("/v1/chat/completions", body.dump(), "application/json");
+  ASSERT_TRUE(streamed);
+  std::string joined;
+  std::istringstream stop_events(streamed->body);
+  for (std::string line; std::getline(stop_events, line);)
+    if (line.rfind("data: {", 0) == 0) {
+      auto d = json::parse(line.substr(6))["choices"][0]["delta"];
+      if (d.contains("content")) joined += d["content"].get<std::string>();
+    }
+  EXPECT_EQ(joined, expect);
 }
 
 TEST_F(Serve, StreamingIsLiveTheFirstTokensArriveLongBeforeTheEnd) {

@@ -290,7 +290,7 @@ class Server {
                                        static_cast<double>(o_.max_tokens_limit));
     if (body.contains("stop") && !body["stop"].is_null()) {
       const auto& stop = body["stop"];
-      if (stop.is_string()) g.stop.push_back(stop);
+      if (stop.is_string() && !stop.get<std::string>().empty()) g.stop.push_back(stop);
       else if (stop.is_array() && stop.size() <= 4) {
         for (const auto& s : stop) {
           if (!s.is_string() || s.get<std::string>().empty()) throw BadRequest{"'stop' entries must be non-empty strings", "stop"};
@@ -419,8 +419,9 @@ class Server {
     };
     auto st = std::make_shared<State>();
     st->samples.resize(static_cast<size_t>(p.request.num_samples));
-    size_t hold = 0;  // a stop string's length minus one
-    for (const auto& stop : p.request.params.stop) hold = std::max(hold, stop.size() - 1);
+    // Bytes held back: a stop string's length (on_token runs before the engine looks for stop strings in this token).
+    size_t hold = 0;
+    for (const auto& stop : p.request.params.stop) hold = std::max(hold, stop.size());
     const std::string id = std::string(chat ? "chatcmpl-" : "cmpl-") + std::to_string(++next_id_);
     const int64_t created = static_cast<int64_t>(std::time(nullptr));
     const std::string object = chat ? "chat.completion.chunk" : "text_completion";
