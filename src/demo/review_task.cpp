@@ -34,6 +34,16 @@ std::string fill(std::string t, const std::string& s, const std::string& p) {
   return t;
 }
 
+// The space-separated words of `text`.
+std::vector<std::string> split_words(const std::string& text) {
+  std::vector<std::string> words;
+  std::string w;
+  for (char c : text + " ")
+    if (c != ' ') w += c;
+    else if (!w.empty()) words.push_back(w), w.clear();
+  return words;
+}
+
 std::string alternatives(const std::vector<std::string>& words) {
   std::string out;
   for (const auto& w : words) out += (out.empty() ? "" : "|") + w;
@@ -68,17 +78,12 @@ class Drawer {
   Draw labelled(double garbled_rate) {
     Draw d = draw(0.5);
     if (coin(garbled_rate)) {
-      std::vector<std::string> words;
-      std::string w;
-      for (char c : d.completion + " ")
-        if (c == ' ') { if (!w.empty()) words.push_back(w), w.clear(); } else w += c;
+      std::vector<std::string> words = split_words(d.completion);
       std::string out;
       const int kind = static_cast<int>(std::uniform_int_distribution<int>(0, 3)(rng_));
       const size_t cut = std::uniform_int_distribution<size_t>(1, words.size() - 1)(rng_);
       if (kind == 3) {  // spliced: the start of this review, the end of another (either sentiment)
-        std::vector<std::string> other;
-        for (char c : fill(pick(coin(0.5) ? kPositive : kNegative), "", pick(kProducts)) + " ")
-          if (c == ' ') { if (!w.empty()) other.push_back(w), w.clear(); } else w += c;
+        std::vector<std::string> other = split_words(fill(pick(coin(0.5) ? kPositive : kNegative), "", pick(kProducts)));
         words.resize(cut);
         const size_t from = std::uniform_int_distribution<size_t>(1, other.size() - 1)(rng_);
         words.insert(words.end(), other.begin() + static_cast<std::ptrdiff_t>(from), other.end());

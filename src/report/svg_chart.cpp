@@ -35,6 +35,23 @@ std::string value_label(double v) {
   return buf;
 }
 
+// Rounded tick values covering [lo, hi] with about `target` steps of 1, 2 or 5 x 10^k.
+std::vector<double> nice_ticks(double lo, double hi, int target) {
+  if (!(hi > lo)) {  // one value: a unit range around it
+    double pad = lo == 0 ? 1 : std::fabs(lo) * 0.1;
+    lo -= pad, hi += pad;
+  }
+  const double raw = (hi - lo) / std::max(1, target);
+  const double mag = std::pow(10, std::floor(std::log10(raw)));
+  double step = mag;
+  for (double m : {1.0, 2.0, 5.0, 10.0})
+    if (m * mag >= raw) { step = m * mag; break; }
+  std::vector<double> ticks;
+  for (double t = std::floor(lo / step) * step; t <= hi + step * 0.5 && ticks.size() < 50; t += step) ticks.push_back(t);
+  if (ticks.back() < hi) ticks.push_back(ticks.back() + step);
+  return ticks;
+}
+
 }  // namespace
 
 std::string html_escape(const std::string& s) {
@@ -51,22 +68,6 @@ std::string html_escape(const std::string& s) {
     }
   }
   return out;
-}
-
-std::vector<double> nice_ticks(double lo, double hi, int target) {
-  if (!(hi > lo)) {  // one value: a unit range around it
-    double pad = lo == 0 ? 1 : std::fabs(lo) * 0.1;
-    lo -= pad, hi += pad;
-  }
-  const double raw = (hi - lo) / std::max(1, target);
-  const double mag = std::pow(10, std::floor(std::log10(raw)));
-  double step = mag;
-  for (double m : {1.0, 2.0, 5.0, 10.0})
-    if (m * mag >= raw) { step = m * mag; break; }
-  std::vector<double> ticks;
-  for (double t = std::floor(lo / step) * step; t <= hi + step * 0.5 && ticks.size() < 50; t += step) ticks.push_back(t);
-  if (ticks.back() < hi) ticks.push_back(ticks.back() + step);
-  return ticks;
 }
 
 std::string render_chart_svg(const Chart& chart) {

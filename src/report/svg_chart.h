@@ -22,9 +22,6 @@ struct Chart {
 // <title> on each dot for its value. A chart without any point renders a "no data" note instead of axes.
 std::string render_chart_svg(const Chart& chart);
 
-// Rounded tick values covering [lo, hi] with about `target` steps of 1, 2 or 5 x 10^k.
-std::vector<double> nice_ticks(double lo, double hi, int target = 5);
-
 // Text safe inside HTML/SVG elements and attributes.
 std::string html_escape(const std::string& s);
 

@@ -35,8 +35,6 @@ std::atomic<httplib::Server*> g_server{nullptr};
 // A client mistake: reported as a 400 with the offending parameter.
 struct BadRequest {
   std::string message, param;
-  int status = 400;
-  std::string code = "invalid_request";
 };
 
 void send_error(httplib::Response& res, int status, const std::string& message, const std::string& param = "",
@@ -364,7 +362,7 @@ class Server {
       if (p.stream) return stream(p, res, chat);
       reply(p, batcher_->run({p.request}), res, chat);
     } catch (const BadRequest& e) {
-      send_error(res, e.status, e.message, e.param, e.code);
+      send_error(res, 400, e.message, e.param, "invalid_request");
     } catch (const Error& e) {  // the generator refused it (e.g. no room in the context): the request's fault
       send_error(res, 400, e.what(), "", "invalid_request");
     } catch (const std::exception& e) {
