@@ -119,6 +119,9 @@ class Batcher {
       }
       try {
         auto results = generate(jobs);
+        // Counted before any reply goes out, so /health read after a reply already includes it.
+        batches_ += 1;
+        requests_ += static_cast<int64_t>(jobs.size());
         size_t at = 0;
         for (const auto& j : jobs) {
           std::vector<GenerationResult> mine(results.begin() + static_cast<std::ptrdiff_t>(at),
@@ -126,15 +129,14 @@ class Batcher {
           at += j->requests.size();
           j->done.set_value(std::move(mine));
         }
-        batches_ += 1;
-        requests_ += static_cast<int64_t>(jobs.size());
       } catch (...) {
         // One refused request must not fail the others: run each job alone.
         for (const auto& j : jobs) {
           try {
-            j->done.set_value(generate({j}));
+            auto mine = generate({j});
             batches_ += 1;
             requests_ += 1;
+            j->done.set_value(std::move(mine));
           } catch (const std::exception& e) {
             if (j->hooks.on_error) j->hooks.on_error(e.what());
             j->done.set_exception(std::current_exception());
