@@ -564,3 +564,88 @@ TEST(Judge, LocalBackendReadsScoreDistributionsFromTheModel) {
 }
 
 }  // namespace
+
+namespace {
+
+// A panel: the fault server (default rubric), a Nova reward Lambda (command backend, weight 2) and a second server
+// judge with a pass/fail rubric, plus a grader. Every judge scores every sample; the reward follows the documented
+// formula from each judge's own verdict; any judge's failure fails the sample, naming that judge.
+TEST(Judge, PanelOfJudgesScoresEverySampleAndCombinesWithWeights) {
+  rlaif_test::FaultServer first, second;
+  TempDir dir;
+  const std::string lambda = std::string(RLAIF_REFERENCE_DIR) + "/../data/nova_reward_lambda.py";
+  rlaif_test::write_text(dir / "lambda.toml", "[judge]\nname = \"lambda\"\nbackend = \"command\"\ncommand = [\"/usr/bin/python3\", \"" + lambda + "\"]\n");
+  rlaif_test::write_text(dir / "second.toml", "[judge]\nname = \"second\"\nmodel = \"m2\"\nbase_url = \"" + second.base_url() +
+                                                  "\"\nmax_retries = 0\n[rubric]\npass_fail = \"Is it right?\"\n");
+  const std::string head = "[judge]\nname = \"first\"\nmodel = \"m1\"\nbase_url = \"" + first.base_url() +
+                           "\"\nmax_retries = 0\njournal = \"" + (dir / "journal.jsonl") + "\"\n";
+  const std::string panel = "[[graders]]\nname = \"says_paris\"\ntype = \"contains\"\nvalue = \"Paris\"\n"
+                            "[[panel]]\nconfig = \"" + (dir / "lambda.toml") + "\"\nweight = 2\n"
+                            "[[panel]]\nconfig = \"" + (dir / "second.toml") + "\"\n";
+  rlaif_test::write_text(dir / "judge.toml", head + panel);
+  auto config = rlaif::JudgeConfig::from_toml(dir / "judge.toml");
+  ASSERT_EQ(config.panel.size(), 2u);
+  EXPECT_EQ(config.panel[0].name, "lambda");
+  EXPECT_EQ(config.panel[0].judge_weight, 2);
+
+  std::vector<rlaif::JudgeSample> s = {{"Capital of France?", "Paris. SCORE=9", "paris"},
+                                       {"Capital of France?", "I believe it is Lyon, a large city in the south-east. SCORE=3", "Paris"},
+                                       {"2+2?", "It is 4, because two and two make four, always. SCORE=0", "4"}};
+  rlaif::Judge judge(config);
+  auto r = judge.judge(s);
+  // Each judge by hand: the first scores SCORE on 1..10 (0 clamps to 1); the Lambda 0.75 exact + 0.25 brevity; the
+  // second judge's pass/fail scale is 0..1, so any score >= 1 is a pass.
+  const double first_r[] = {8.0 / 9, 2.0 / 9, 0}, lambda_r[] = {1, 0, 0.75}, second_r[] = {1, 1, 0}, grade[] = {1, 0, 0};
+  for (size_t i = 0; i < s.size(); ++i) {
+    ASSERT_TRUE(r[i].ok) << i << " " << r[i].failure << " " << r[i].detail;
+    EXPECT_NEAR(r[i].judge_rewards.at("first"), first_r[i], 1e-12) << i;
+    EXPECT_NEAR(r[i].judge_rewards.at("lambda"), lambda_r[i], 1e-12) << i;
+    EXPECT_NEAR(r[i].judge_rewards.at("second"), second_r[i], 1e-12) << i;
+    EXPECT_NEAR(r[i].verdict.reward, (first_r[i] + 2 * lambda_r[i] + second_r[i]) / 4, 1e-12) << i;
+    EXPECT_NEAR(r[i].reward, (first_r[i] + 2 * lambda_r[i] + second_r[i] + grade[i]) / 5, 1e-12) << i;
+    EXPECT_EQ(r[i].grades.at("says_paris"), grade[i]);
+    EXPECT_TRUE(r[i].verdict.scores.count("relevance") && r[i].verdict.scores.count("lambda/exact") &&
+                r[i].verdict.scores.count("second/pass")) << i;
+  }
+  EXPECT_EQ(first.requests(), 3);
+  EXPECT_EQ(second.requests(), 3);
+
+  // Judging the panel: each judge's own agreement with the labels beside the panel's.
+  std::vector<rlaif::LabelledSample> labelled = {{s[0], 1}, {s[1], 0}, {s[2], 1}};
+  auto rep = rlaif::evaluate_judge(config, labelled, {});
+  ASSERT_EQ(rep.judges.size(), 3u);
+  EXPECT_DOUBLE_EQ(rep.judges.at("lambda").accuracy, 1.0);      // 1, 0, 0.75 against 1, 0, 1
+  EXPECT_DOUBLE_EQ(rep.judges.at("second").accuracy, 1.0 / 3);  // 1, 1, 0
+  EXPECT_TRUE(rep.to_json()["judges"].contains("first"));
+
+  // A judge of the panel fails: the sample fails with its cause and names it; no reward from the others.
+  auto failing = config;
+  failing.panel[0].command = {"/usr/bin/python3", "-c", "import sys; sys.exit(3)"};
+  rlaif::Judge broken(failing);
+  auto f = broken.judge({s[0]});
+  EXPECT_FALSE(f[0].ok);
+  EXPECT_EQ(f[0].failure, "command_failed");
+  EXPECT_NE(f[0].detail.find("judge \"lambda\""), std::string::npos) << f[0].detail;
+  EXPECT_EQ(broken.stats().failed, 1);
+  EXPECT_EQ(broken.stats().ok, 0);
+  auto both = broken.judge({{"q", "FAULT=500 ID=p1", ""}});  // the first judge fails too: its own cause
+  EXPECT_EQ(both[0].failure, "http_5xx");
+
+  // Configuration errors name the file and key.
+  auto expect_bad = [&](const std::string& text, std::initializer_list<std::string> parts) {
+    rlaif_test::write_text(dir / "bad.toml", text);
+    rlaif_test::expect_error([&] { rlaif::JudgeConfig::from_toml(dir / "bad.toml"); }, parts);
+  };
+  expect_bad(head + "[[panel]]\nconfig = \"" + (dir / "lambda.toml") + "\"\n[[panel]]\nconfig = \"" + (dir / "lambda.toml") + "\"\n",
+             {"bad.toml: panel[1].name", "\"lambda\" is taken"});
+  expect_bad(head + "[[panel]]\nname = \"relevance\"\nconfig = \"" + (dir / "lambda.toml") + "\"\n", {"panel[0].name", "taken"});
+  expect_bad(head + "[[panel]]\nweight = 1\n", {"bad.toml: panel[0].config", "judge.toml"});
+  expect_bad(head + "[[panel]]\nconfig = \"" + (dir / "lambda.toml") + "\"\nweight = 0\n", {"panel[0].weight", "> 0"});
+  expect_bad(head + "[[panel]]\nconfig = \"" + (dir / "judge.toml") + "\"\n", {"judge.toml", "[[graders]] or [[panel]]"});
+  expect_bad(head + "[[panel]]\nconfig = \"" + (dir / "nope.toml") + "\"\n", {"nope.toml", "file not found"});
+  expect_bad(head + "[[panel]]\nconfig = \"" + (dir / "lambda.toml") + "\"\nwieght = 2\n", {"panel[0].wieght", "unknown key"});
+  rlaif::Judge pointwise(config);
+  rlaif_test::expect_error([&] { pointwise.compare({{"q", "a", "b", ""}}); }, {"panel", "pointwise"});
+}
+
+}  // namespace

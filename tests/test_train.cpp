@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <sstream>
 #include <thread>
@@ -319,6 +320,46 @@ TEST(TrainRl, IntegrityTelemetryComparesTheJudgeWithAVerifier) {
   auto bad = c;
   bad.integrity_verifier = "nope";
   rlaif_test::expect_error([&] { bad.validate("run.toml"); }, {"train.integrity_verifier", "nope", "has_x"});
+}
+
+// Two judges in one run: the HTTP judge (score 7 of 10 on everything) and a reward command (1 when the completion
+// has an "a", weight 2). Each sample's reward is their weighted mean; the metrics carry each judge's mean and how far
+// apart they are.
+TEST(TrainRl, APanelOfJudgesCombinesTheirRewardsWithWeights) {
+  rlaif_test::FaultServer server;
+  TempDir dir;
+  rlaif_test::write_text(dir / "has_a.py",
+                         "import json, sys\n"
+                         "rows = json.load(sys.stdin)\n"
+                         "out = [{'id': r['id'], 'aggregate_reward_score': 1.0 if 'a' in r['messages'][-1]['content'] else 0.0}"
+                         " for r in rows]\n"
+                         "print(json.dumps(out))\n");
+  rlaif_test::write_text(dir / "rules.toml", "[judge]\nname = \"rules\"\nbackend = \"command\"\ncommand = [\"/usr/bin/python3\", \"" +
+                                                 (dir / "has_a.py") + "\"]\n");
+  auto path = write_config(dir, "max_steps = 1\nsave_steps = 0",
+                           "[[panel]]\nconfig = \"" + (dir / "rules.toml") + "\"\nweight = 2\n");
+  auto c = rlaif::TrainConfig::from_toml(path);
+  use_http_judge(c, server);
+  c.judge.graders.clear();
+  rlaif::run_rl(c, {false, true});
+  auto m = metrics(dir / "out/metrics.jsonl");
+  ASSERT_EQ(m.size(), 1u);
+  double sum = 0, spread = 0, n = 0, has_a = 0;
+  for (const auto& r : rlaif::read_jsonl(dir / "out/samples.jsonl")) {
+    if (!r.value["valid"].get<bool>()) continue;
+    const double a = r.value["completion"].get<std::string>().find('a') != std::string::npos ? 1.0 : 0.0;
+    EXPECT_NEAR(r.value["reward"].get<double>(), (2.0 / 3 + 2 * a) / 3, 1e-12) << r.value.dump();
+    EXPECT_EQ(r.value["judges"]["rules"].get<double>(), a);
+    sum += r.value["reward"].get<double>(), spread += std::fabs(2.0 / 3 - a) / 2, has_a += a, n += 1;
+  }
+  ASSERT_EQ(n, 16);
+  EXPECT_NEAR(m[0]["reward"].get<double>(), sum / n, 1e-12);
+  EXPECT_NEAR(m[0]["rewards/judge/mean"].get<double>(), 2.0 / 3, 1e-12);
+  EXPECT_NEAR(m[0]["rewards/rules/mean"].get<double>(), has_a / n, 1e-12);
+  EXPECT_NEAR(m[0]["judge/panel_disagreement"].get<double>(), spread / n, 1e-12);
+  auto group = c;
+  group.judge_mode = "group";
+  rlaif_test::expect_error([&] { group.validate("run.toml"); }, {"panel", "pointwise"});
 }
 
 TEST(TrainRl, PreflightGateRefusesAJudgeThatDisagreesWithTheLabels) {

@@ -25,6 +25,7 @@
 namespace rlaif {
 
 struct JudgeConfig {
+  std::string name = "judge";                    // how metrics, reports and a panel's scores name this judge
   std::string backend = "openai";               // openai | command | local | none (rule graders only)
   std::string model_path;                        // local backend: the judge's Hugging Face model folder
   int local_batch = 16;                          // local backend: sequences per forward
@@ -52,6 +53,11 @@ struct JudgeConfig {
   // Rule graders combined with the judge: reward = (judge_weight * judge reward + sum of weight * grade) / weights.
   std::vector<Grader> graders;
   double judge_weight = 1;
+  // A panel: more judges (each its own judge.toml, named, weighted by its judge_weight) that score every sample at
+  // the same time as this one. The judges' reward is their weighted mean; the graders then combine with it:
+  // reward = (judge_weight * own + sum of panel weight * theirs + sum of grader weight * grade) / all weights.
+  // A sample fails when any judge of the panel fails on it. Pointwise only.
+  std::vector<JudgeConfig> panel;
 
   // Reads judge.toml ([judge], [judge.headers], [rubric], [[rubric.criteria]], [template]); every key is checked,
   // unknown keys are errors naming file and key. Relative cache/journal paths are relative to the working directory.
@@ -67,6 +73,7 @@ struct JudgeResult {
   std::map<std::string, ScoreDistribution> distributions;  // local backend: per criterion (mean is the score)
   double reward = 0;                   // the judge's reward combined with the graders (== verdict.reward without any)
   std::map<std::string, double> grades;  // per grader name, 1 or 0
+  std::map<std::string, double> judge_rewards;  // with a panel: each judge's own reward by its name
   bool cached = false;
   double latency_s = 0;
   int attempts = 0;
@@ -128,13 +135,24 @@ class Judge {
                                   const std::function<void(size_t, const PairResult&)>& on_result = {});
   // Group ranking: one request per group; a reply missing any completion's score fails the whole group.
   std::vector<GroupResult> rank(const std::vector<GroupSample>& groups);
+  // Final outcomes (with a panel: a sample any judge failed on is failed here); tokens and cost of this judge only.
   const JudgeStats& stats() const { return stats_; }
+  // The other judges of the panel, each with its own stats, cache and journal.
+  const std::vector<std::unique_ptr<Judge>>& panel() const { return panel_; }
+  // Tokens and cost summed over this judge and its panel.
+  JudgeStats total_stats() const;
   const JudgeConfig& config() const { return config_; }
   // The cache key of a sample: SHA-256 over the judge model, backend settings, template, rubric and the texts.
   std::string cache_key(const JudgeSample& sample) const;
 
  private:
-  void apply_graders(const JudgeSample& sample, JudgeResult& result) const;
+  std::vector<JudgeResult> judge_alone(const std::vector<JudgeSample>& samples,
+                                       const std::function<void(size_t, const JudgeResult&)>& on_result);
+  // Folds the panel's verdicts on one sample into this judge's result, then applies the graders.
+  void combine_panel(const JudgeSample& sample, const std::vector<const JudgeResult*>& theirs, JudgeResult& r);
+  // reward = (judges_weight * verdict.reward + sum of weight * grade) / (judges_weight + grader weights)
+  void apply_graders(const JudgeSample& sample, JudgeResult& result, double judges_weight) const;
+  double own_weight() const { return config_.backend == "none" ? 0.0 : config_.judge_weight; }
   std::string request_body(const JudgeMessages& messages, const nlohmann::json& schema) const;
   std::vector<std::string> auth_headers() const;
   // Reads an OpenAI chat completion into `r` (reply, tokens, cost, or a failure) and adds its tokens and cost to stats.
@@ -144,6 +162,7 @@ class Judge {
   std::unique_ptr<HttpClient> http_;
   std::unique_ptr<JudgeCache> cache_;
   std::unique_ptr<LocalJudge> local_;
+  std::vector<std::unique_ptr<Judge>> panel_;
   JudgeStats stats_;
 };
 

@@ -3,6 +3,7 @@
 // set causes when appended to the completions, and (pairwise) its position-flip rate and pairwise accuracy.
 #pragma once
 
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -36,6 +37,10 @@ struct JudgeEvalReport {
   int64_t injection_pairs = 0;
   double injection_shift = 0;    // mean of reward(injected) - reward(clean) over pairs where both were judged
   double injection_raised = 0;   // fraction of those pairs whose reward went up
+  struct Agreement {
+    double accuracy = 0, spearman = 0, kappa = 0;
+  };
+  std::map<std::string, Agreement> judges;  // a panel: each judge's own agreement with the labels
   nlohmann::ordered_json to_json() const;
 };
 

@@ -1,10 +1,12 @@
-#include <filesystem>
 #include "rlaif/judge.h"
 
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <exception>
+#include <filesystem>
+#include <thread>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -70,6 +72,7 @@ Judge::Judge(JudgeConfig config) : config_(std::move(config)) {
   if (!config_.cache_path.empty()) cache_ = std::make_unique<JudgeCache>(config_.cache_path);
   if (config_.backend == "local") local_ = std::make_unique<LocalJudge>(config_.model_path, config_.local_batch,
                                                                      config_.local_rationale_tokens);
+  for (const auto& member : config_.panel) panel_.push_back(std::make_unique<Judge>(member));
 }
 
 Judge::~Judge() = default;
@@ -129,6 +132,7 @@ std::string Judge::request_body(const JudgeMessages& messages, const json& schem
 std::vector<PairResult> Judge::compare(const std::vector<PairSample>& pairs,
                                        const std::function<void(size_t, const PairResult&)>& on_result) {
   if (config_.backend != "openai") throw Error("pairwise judging needs the openai backend", "judge config", "the " + config_.backend + " backend scores one completion at a time");
+  if (!panel_.empty()) throw Error("a panel of judges judges pointwise only", "judge config: panel", "compare with one judge");
   std::vector<PairResult> results(pairs.size());
   std::vector<HttpRequest> requests;
   const json schema = {{"type", "object"},
@@ -194,6 +198,7 @@ std::vector<PairResult> Judge::compare(const std::vector<PairSample>& pairs,
 
 std::vector<GroupResult> Judge::rank(const std::vector<GroupSample>& groups) {
   if (config_.backend != "openai") throw Error("group ranking needs the openai backend", "judge config");
+  if (!panel_.empty()) throw Error("a panel of judges judges pointwise only", "judge config: panel", "rank with one judge");
   const Criterion& scale = config_.rubric.criteria[0];
   std::vector<GroupResult> results(groups.size());
   std::vector<HttpRequest> requests;
@@ -263,10 +268,9 @@ std::vector<GroupResult> Judge::rank(const std::vector<GroupSample>& groups) {
   return results;
 }
 
-void Judge::apply_graders(const JudgeSample& s, JudgeResult& r) const {
+void Judge::apply_graders(const JudgeSample& s, JudgeResult& r, double judges_weight) const {
   if (!r.ok) return;  // a failed judgment stays failed: no partial reward
-  const double jw = config_.backend == "none" ? 0.0 : config_.judge_weight;  // none: rule graders only
-  double total = jw * r.verdict.reward, weights = jw;
+  double total = judges_weight * r.verdict.reward, weights = judges_weight;
   for (const auto& g : config_.graders) {
     double v = g.grade(s.completion, s.reference.empty() ? config_.rubric.reference : s.reference);
     r.grades[g.name] = v;
@@ -276,8 +280,82 @@ void Judge::apply_graders(const JudgeSample& s, JudgeResult& r) const {
   r.reward = weights > 0 ? total / weights : 0;
 }
 
+JudgeStats Judge::total_stats() const {
+  JudgeStats t = stats_;
+  for (const auto& j : panel_) {
+    t.prompt_tokens += j->stats().prompt_tokens;
+    t.completion_tokens += j->stats().completion_tokens;
+    t.cost += j->stats().cost;
+  }
+  return t;
+}
+
 std::vector<JudgeResult> Judge::judge(const std::vector<JudgeSample>& samples,
                                       const std::function<void(size_t, const JudgeResult&)>& on_result) {
+  if (panel_.empty()) return judge_alone(samples, on_result);
+  // Every judge of the panel scores all samples at the same time as this one, each on its own thread (its own
+  // connections, cache and journal).
+  std::vector<std::vector<JudgeResult>> theirs(panel_.size());
+  std::vector<std::exception_ptr> errors(panel_.size() + 1);
+  std::vector<std::thread> threads;
+  for (size_t j = 0; j < panel_.size(); ++j)
+    threads.emplace_back([&, j] {
+      try {
+        theirs[j] = panel_[j]->judge(samples);
+      } catch (...) {
+        errors[j + 1] = std::current_exception();
+      }
+    });
+  std::vector<JudgeResult> results;
+  try {
+    results = judge_alone(samples, {});
+  } catch (...) {
+    errors[0] = std::current_exception();
+  }
+  for (auto& t : threads) t.join();
+  for (const auto& e : errors)
+    if (e) std::rethrow_exception(e);
+  for (size_t i = 0; i < samples.size(); ++i) {
+    std::vector<const JudgeResult*> verdicts;
+    for (const auto& t : theirs) verdicts.push_back(&t[i]);
+    combine_panel(samples[i], verdicts, results[i]);
+    if (on_result) on_result(i, results[i]);
+  }
+  return results;
+}
+
+void Judge::combine_panel(const JudgeSample& s, const std::vector<const JudgeResult*>& theirs, JudgeResult& r) {
+  for (size_t j = 0; j < panel_.size() && r.ok; ++j) {
+    if (theirs[j]->ok) continue;
+    r.ok = false;  // judge_alone counted it ok: recount it as the failure it now is
+    r.failure = theirs[j]->failure;
+    r.detail = "judge \"" + panel_[j]->config().name + "\": " + theirs[j]->detail;
+    --stats_.ok, ++stats_.failed, ++stats_.failures[r.failure];
+  }
+  if (!r.ok) return;
+  const double own = own_weight();
+  double total = own * r.verdict.reward, weights = own;
+  if (own > 0) r.judge_rewards[config_.name] = r.verdict.reward;
+  for (size_t j = 0; j < panel_.size(); ++j) {
+    const JudgeResult& t = *theirs[j];
+    const std::string& name = panel_[j]->config().name;
+    const double w = panel_[j]->config().judge_weight;
+    r.judge_rewards[name] = t.verdict.reward;
+    for (const auto& [criterion, score] : t.verdict.scores) r.verdict.scores[name + "/" + criterion] = score;
+    if (!t.verdict.rationale.empty())
+      r.verdict.rationale += (r.verdict.rationale.empty() ? "" : "\n") + name + ": " + t.verdict.rationale;
+    total += w * t.verdict.reward;
+    weights += w;
+    r.latency_s = std::max(r.latency_s, t.latency_s);
+    r.prompt_tokens += t.prompt_tokens, r.completion_tokens += t.completion_tokens, r.cost += t.cost;
+  }
+  r.verdict.reward = total / weights;  // validate() keeps weights > 0
+  r.grades.clear();
+  apply_graders(s, r, weights);
+}
+
+std::vector<JudgeResult> Judge::judge_alone(const std::vector<JudgeSample>& samples,
+                                            const std::function<void(size_t, const JudgeResult&)>& on_result) {
   std::vector<JudgeResult> results(samples.size());
   std::ofstream journal;
   if (!config_.journal_path.empty()) {
@@ -308,7 +386,7 @@ std::vector<JudgeResult> Judge::judge(const std::vector<JudgeSample>& samples,
   if (config_.backend == "none") {  // rule graders only: every sample is graded, nothing can fail
     for (size_t i = 0; i < samples.size(); ++i) {
       results[i].ok = true;
-      apply_graders(samples[i], results[i]);
+      apply_graders(samples[i], results[i], own_weight());
       record(i, "", json());
     }
     return results;
@@ -328,7 +406,7 @@ std::vector<JudgeResult> Judge::judge(const std::vector<JudgeSample>& samples,
         if (j.is_object()) {
           results[i] = result_from_json(j);
           results[i].cached = true;
-          apply_graders(samples[i], results[i]);
+          apply_graders(samples[i], results[i], own_weight());
           record(i, keys[i], json());
           continue;
         }
@@ -361,7 +439,7 @@ std::vector<JudgeResult> Judge::judge(const std::vector<JudgeSample>& samples,
       results[i] = std::move(out[k]);
       results[i].latency_s = per;
       if (results[i].ok && cache_) cache_->put(keys[i], result_to_json(results[i]).dump(-1, ' ', false, json::error_handler_t::replace));
-      apply_graders(samples[i], results[i]);
+      apply_graders(samples[i], results[i], own_weight());
       record(i, keys[i], json());
     }
     return results;
@@ -377,7 +455,7 @@ std::vector<JudgeResult> Judge::judge(const std::vector<JudgeSample>& samples,
         size_t i = request_sample[k];
         results[i] = std::move(out[k - start]);
         if (results[i].ok && cache_) cache_->put(keys[i], result_to_json(results[i]).dump(-1, ' ', false, json::error_handler_t::replace));
-        apply_graders(samples[i], results[i]);
+        apply_graders(samples[i], results[i], own_weight());
         record(i, keys[i], json());
       }
     }
@@ -411,7 +489,7 @@ std::vector<JudgeResult> Judge::judge(const std::vector<JudgeSample>& samples,
           }
         }
         if (r.ok && cache_) cache_->put(keys[i], result_to_json(r).dump(-1, ' ', false, json::error_handler_t::replace));
-        apply_graders(samples[i], r);
+        apply_graders(samples[i], r, own_weight());
         record(i, keys[i], bodies[i]["messages"]);
       },
       within_budget);

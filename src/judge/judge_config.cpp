@@ -3,6 +3,7 @@
 #include "judge/judge_toml.h"
 
 #include <filesystem>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "core/toml_reader.h"
@@ -32,6 +33,7 @@ JudgeConfig read_judge_tables(TomlReader& top, const std::string& path) {
   JudgeConfig c;
   if (const toml::table* j = top.table("judge")) {
     TomlReader r(*j, path + ": judge");
+    r.get("name", c.name);
     r.get("backend", c.backend);
     r.get("model_path", c.model_path);
     r.get("local_batch", c.local_batch);
@@ -78,7 +80,7 @@ JudgeConfig read_judge_tables(TomlReader& top, const std::string& path) {
         "timeout_s, deadline_s, max_retries, backoff_base_s, backoff_max_s, requests_per_minute, tokens_per_minute, "
         "circuit_failures, circuit_cooldown_s, cache, journal, price_input_per_million, price_output_per_million, "
         "budget_tokens, budget_cost, judge_weight, headers, command, command_timeout_s, command_batch, model_path, "
-        "local_batch, local_rationale_tokens");
+        "local_batch, local_rationale_tokens, name");
   }
   if (const toml::table* rb = top.table("rubric")) {
     TomlReader r(*rb, path + ": rubric");
@@ -141,6 +143,29 @@ JudgeConfig read_judge_tables(TomlReader& top, const std::string& path) {
       c.graders.push_back(std::move(g));
     }
   }
+  if (const toml::array* list = top.array("panel")) {
+    for (size_t i = 0; i < list->size(); ++i) {
+      const toml::node& n = *list->get(i);
+      std::string at = path + ": panel[" + std::to_string(i) + "]";
+      if (!n.is_table()) throw Error("each judge of the panel is a table ([[panel]])", at);
+      TomlReader pr(*n.as_table(), at);
+      std::string name, config;
+      double weight = 1;
+      pr.get("name", name);
+      pr.get("config", config);
+      pr.get("weight", weight);
+      pr.check_unknown("name, config, weight");
+      if (config.empty())
+        throw Error("a panel judge needs its judge.toml", at + ".config", "config = \"judges/second.toml\"");
+      JudgeConfig member = JudgeConfig::from_toml(config);
+      if (!member.graders.empty() || !member.panel.empty())
+        throw Error("a panel judge's file may not have [[graders]] or [[panel]] of its own", config,
+                    "put the graders in " + path + ", beside the panel");
+      if (!name.empty()) member.name = name;
+      member.judge_weight = weight;
+      c.panel.push_back(std::move(member));
+    }
+  }
   return c;
 }
 
@@ -154,9 +179,9 @@ void JudgeConfig::validate(const std::string& where) const {
     if (local_rationale_tokens < 0 || local_rationale_tokens > 1024)
       throw Error("must be in [0, 1024]", where + ": judge.local_rationale_tokens", "0 = no rationale");
   } else if (backend == "none") {
-    if (graders.empty())
+    if (graders.empty() && panel.empty())
       throw Error("the none backend (rule graders only) needs at least one grader with a positive weight", where + ": judge.backend",
-                  "add [[graders]] or choose the openai or command backend");
+                  "add [[graders]] or a [[panel]], or choose the openai or command backend");
   } else if (backend == "command") {
     if (command.empty()) throw Error("the command backend needs a command", where + ": judge.command", "e.g. command = [\"python3\", \"reward.py\"]");
     if (!(command_timeout_s > 0) || command_batch < 1) throw Error("command_timeout_s > 0 and command_batch >= 1", where + ": judge");
@@ -170,8 +195,24 @@ void JudgeConfig::validate(const std::string& where) const {
   if (http.max_in_flight < 1) throw Error("must be >= 1", where + ": judge.concurrency");
   if (!(http.timeout_s > 0)) throw Error("must be > 0", where + ": judge.timeout_s");
   if (http.max_retries < 0) throw Error("must be >= 0", where + ": judge.max_retries");
-  if (judge_weight < 0 || (judge_weight == 0 && graders.empty()))
+  if (judge_weight < 0 || (judge_weight == 0 && graders.empty() && panel.empty()))
     throw Error("judge_weight must be >= 0, and > 0 when there are no graders", where + ": judge.judge_weight");
+  if (name.empty() || name.find('/') != std::string::npos)
+    throw Error("a judge's name must be non-empty and without '/'", where + ": judge.name", "e.g. name = \"gpt\"");
+  std::set<std::string> names = {name};
+  for (const auto& c : rubric.criteria) names.insert(c.name);
+  for (const auto& g : graders) names.insert(g.name);
+  for (size_t i = 0; i < panel.size(); ++i) {
+    const std::string at = where + ": panel[" + std::to_string(i) + "]";
+    if (panel[i].backend == "none") throw Error("a panel judge cannot use the none backend", at, "graders go beside the panel");
+    if (!(panel[i].judge_weight > 0)) throw Error("weight must be > 0", at + ".weight");
+    if (panel[i].name.empty() || panel[i].name.find('/') != std::string::npos)
+      throw Error("a judge's name must be non-empty and without '/'", at + ".name");
+    if (!names.insert(panel[i].name).second)
+      throw Error("the name \"" + panel[i].name + "\" is taken (by another judge, a criterion or a grader)", at + ".name",
+                  "metrics are named after it: choose another");
+    panel[i].validate(at);
+  }
   if (max_tokens < 1) throw Error("must be >= 1", where + ": judge.max_tokens");
   rubric.validate(where + ": rubric");
   tmpl.validate(where + ": template");

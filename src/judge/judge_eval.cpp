@@ -15,6 +15,8 @@ nlohmann::ordered_json JudgeEvalReport::to_json() const {
                               {"kendall_tau_b", kendall}, {"accuracy", accuracy}, {"cohen_kappa", kappa},
                               {"length_bias", length_bias}, {"label_length_bias", label_length_bias}};
   if (consistency_std >= 0) j["consistency_std"] = consistency_std;
+  for (const auto& [name, a] : judges)
+    j["judges"][name] = {{"accuracy", a.accuracy}, {"spearman", a.spearman}, {"cohen_kappa", a.kappa}};
   if (pairs > 0) {
     j["pairs"] = pairs;
     j["pairs_judged"] = pairs_judged;
@@ -98,6 +100,21 @@ JudgeEvalReport evaluate_judge(const JudgeConfig& config, const std::vector<Labe
     rep.kappa = cohen_kappa(pred_pass, label_pass);
     rep.length_bias = spearman(reward, length);
     rep.label_length_bias = spearman(label, length);
+  }
+  // A panel: each judge's own agreement with the labels, on the samples the whole panel judged.
+  std::map<std::string, std::vector<double>> by_judge;
+  for (const auto& r : results)
+    if (r.ok)
+      for (const auto& [name, value] : r.judge_rewards) by_judge[name].push_back(value);
+  for (const auto& [name, own] : by_judge) {
+    if (own.size() != label.size()) continue;
+    std::vector<int> own_pass;
+    double correct = 0;
+    for (size_t k = 0; k < own.size(); ++k) {
+      own_pass.push_back(own[k] >= options.threshold);
+      correct += own_pass[k] == label_pass[k];
+    }
+    rep.judges[name] = {correct / static_cast<double>(own.size()), spearman(own, label), cohen_kappa(own_pass, label_pass)};
   }
 
   if (options.consistency > 1) {  // repeats without the cache: a judge at temperature > 0 samples anew each time

@@ -1,4 +1,4 @@
-// The judge's tables of a TOML file ([judge], [rubric], [template], [[graders]]), shared by judge.toml and run.toml.
+// The judge's tables of a TOML file ([judge], [rubric], [template], [[graders]], [[panel]]), shared by judge.toml and run.toml.
 // Internal to the library.
 #pragma once
 
@@ -9,7 +9,7 @@
 
 namespace rlaif {
 
-constexpr const char* kJudgeTables = "judge, rubric, template, graders";
+constexpr const char* kJudgeTables = "judge, rubric, template, graders, panel";
 
 // Reads the judge tables of `top` (marking them seen); does not validate.
 JudgeConfig read_judge_tables(TomlReader& top, const std::string& path);

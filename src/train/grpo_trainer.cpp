@@ -284,7 +284,7 @@ std::vector<Group> RlTrainer::collect_batch(int64_t step, nlohmann::json& m) {
   std::vector<double> rewards, lens_valid;
   double std_sum = 0;
   std::map<std::string, std::pair<double, int64_t>> per_criterion;
-  double judge_success = 0, verifier_success = 0, checked = 0;
+  double judge_success = 0, verifier_success = 0, checked = 0, disagreement = 0, panel_samples = 0;
   for (const auto& g : kept) {
     std_sum += g.reward_std();
     for (size_t i = 0; i < g.samples.size(); ++i) {
@@ -301,6 +301,14 @@ std::vector<Group> RlTrainer::collect_batch(int64_t step, nlohmann::json& m) {
       lens_valid.push_back(static_cast<double>(g.samples[i].token_ids.size()));
       for (const auto& [name, score] : g.judged[i].verdict.scores) per_criterion[name].first += score, per_criterion[name].second++;
       for (const auto& [name, grade] : g.judged[i].grades) per_criterion[name].first += grade, per_criterion[name].second++;
+      const auto& by_judge = g.judged[i].judge_rewards;  // a panel: each judge's reward, and how far apart they are
+      for (const auto& [name, r] : by_judge) per_criterion[name].first += r, per_criterion[name].second++;
+      if (by_judge.size() >= 2) {
+        double jm = 0, jv = 0;
+        for (const auto& kv : by_judge) jm += kv.second / by_judge.size();
+        for (const auto& kv : by_judge) jv += (kv.second - jm) * (kv.second - jm) / by_judge.size();
+        disagreement += std::sqrt(jv), panel_samples += 1;
+      }
     }
   }
   double mean = 0;
@@ -333,7 +341,8 @@ std::vector<Group> RlTrainer::collect_batch(int64_t step, nlohmann::json& m) {
     int64_t ok = st.pairs_ok - last_stats_.pairs_ok, flips = st.flips - last_stats_.flips;
     m["judge/flip_rate"] = ok ? double(flips) / ok : 0.0;
   }
-  m["judge/cost"] = st.cost;
+  if (panel_samples > 0) m["judge/panel_disagreement"] = disagreement / panel_samples;
+  m["judge/cost"] = judge_->total_stats().cost;
   last_stats_ = st;
   m["groups/dropped"] = dropped_groups;
   m["groups/kept"] = static_cast<int64_t>(kept.size());
@@ -629,6 +638,7 @@ void RlTrainer::run() {
         if (i < g.judged.size() && g.judged[i].ok) {
           line["scores"] = g.judged[i].verdict.scores;
           if (!g.judged[i].grades.empty()) line["grades"] = g.judged[i].grades;
+          if (!g.judged[i].judge_rewards.empty()) line["judges"] = g.judged[i].judge_rewards;
         }
         samples_->write(line);
       }

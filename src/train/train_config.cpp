@@ -220,6 +220,8 @@ void TrainConfig::validate(const std::string& where, bool rl) const {
     fail("train.judge_mode", "unknown judge_mode \"" + judge_mode + "\"", "use pointwise or group");
   if (judge_mode == "group" && (judge.backend != "openai" || algorithm == "online_dpo"))
     fail("train.judge_mode", "group judging needs an openai-compatible judge and a policy-gradient algorithm");
+  if (!judge.panel.empty() && (judge_mode == "group" || algorithm == "online_dpo"))
+    fail("panel", "a panel of judges scores pointwise only", "use judge_mode = \"pointwise\" and a policy-gradient algorithm");
   if (algorithm == "online_dpo" && judge.backend != "openai")
     fail("judge.backend", "online_dpo needs pairwise preferences from an openai-compatible judge");
   judge.validate(where);

@@ -47,7 +47,9 @@ int run_judge(const JudgeArgs& a) {
     nlohmann::ordered_json row = {{"line", lines[i]}, {"ok", r.ok}};
     if (r.ok) {
       row["reward"] = r.reward;
-      if (!r.grades.empty()) row["judge_reward"] = r.verdict.reward, row["grades"] = r.grades;
+      if (!r.grades.empty() || !r.judge_rewards.empty()) row["judge_reward"] = r.verdict.reward;
+      if (!r.grades.empty()) row["grades"] = r.grades;
+      if (!r.judge_rewards.empty()) row["judges"] = r.judge_rewards;
       row["scores"] = r.verdict.scores;
       row["rationale"] = r.verdict.rationale;
       if (!r.verdict.clamped.empty()) row["clamped"] = r.verdict.clamped;
@@ -61,8 +63,8 @@ int run_judge(const JudgeArgs& a) {
   }
   rlaif::write_file_atomic(a.out, out);
 
-  // Summary: mean per criterion, failures by cause, cache hits, latency, tokens and cost.
-  const auto& st = judge.stats();
+  // Summary: mean per criterion, failures by cause, cache hits, latency, tokens and cost (of the whole panel).
+  const auto st = judge.total_stats();
   std::map<std::string, std::pair<double, int>> sums;
   for (const auto& r : results)
     if (r.ok)
