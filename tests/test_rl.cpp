@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "rlaif/rl.h"
+#include "rl/softmax_rows.h"
 #include "test_util.h"
 
 namespace {
@@ -265,22 +266,38 @@ TEST(RlTokenLogprobs, ChunkedHeadMatchesFullLogitsWithGradients) {
   auto w = (torch::randn({50, 16}) * 0.5).requires_grad_(true);
   auto targets = torch::randint(0, 50, {3, 7});
   auto a = torch::randn({3, 7}), b = torch::randn({3, 7});
-  for (double temperature : {1.0, 0.7}) {
-    torch::Tensor ent_ref, ent;
-    auto ref = rlaif::token_logprobs(torch::matmul(h, w.t()), targets, temperature, &ent_ref);
-    auto loss_ref = (ref * a).sum() + (ent_ref * b).sum();
-    auto g_ref = torch::autograd::grad({loss_ref}, {h, w});
-    auto got = rlaif::linear_token_logprobs(h, w, targets, temperature, false, &ent, /*chunk_rows=*/4);
-    auto loss = (got * a).sum() + (ent * b).sum();
-    auto g = torch::autograd::grad({loss}, {h, w});
-    expect_close(got, ref, 1e-4, "logp");
-    expect_close(ent, ent_ref, 1e-4, "entropy");
-    expect_close(g[0], g_ref[0], 1e-4, "d/dh");
-    expect_close(g[1], g_ref[1], 1e-4, "d/dW");
+  for (bool portable : {false, true}) {  // the AVX-512 row kernels and the plain C++ ones
+    const bool was = rlaif::softmax_rows_force_portable(portable);
+    for (double temperature : {1.0, 0.7}) {
+      torch::Tensor ent_ref, ent;
+      auto ref = rlaif::token_logprobs(torch::matmul(h, w.t()), targets, temperature, &ent_ref);
+      auto loss_ref = (ref * a).sum() + (ent_ref * b).sum();
+      auto g_ref = torch::autograd::grad({loss_ref}, {h, w});
+      auto got = rlaif::linear_token_logprobs(h, w, targets, temperature, false, &ent, /*chunk_rows=*/4);
+      auto loss = (got * a).sum() + (ent * b).sum();
+      auto g = torch::autograd::grad({loss}, {h, w});
+      expect_close(got, ref, 1e-4, "logp");
+      expect_close(ent, ent_ref, 1e-4, "entropy");
+      expect_close(g[0], g_ref[0], 1e-4, "d/dh");
+      expect_close(g[1], g_ref[1], 1e-4, "d/dW");
+      // Log-probs alone (the entropy unused, as when it is only a metric): no entropy term in the gradient.
+      auto g_only = torch::autograd::grad({(rlaif::linear_token_logprobs(h, w, targets, temperature, false) * a).sum()}, {h, w});
+      auto g_only_ref = torch::autograd::grad({(rlaif::token_logprobs(torch::matmul(h, w.t()), targets, temperature) * a).sum()}, {h, w});
+      expect_close(g_only[0], g_only_ref[0], 1e-4, "d/dh, log-probs only");
+      expect_close(g_only[1], g_only_ref[1], 1e-4, "d/dW, log-probs only");
+    }
+    // bf16 head: close to fp32 (bf16 keeps ~3 significant digits), gradients included.
+    torch::Tensor ent16, ent32;
+    auto got16 = rlaif::linear_token_logprobs(h, w, targets, 1.0, true, &ent16);
+    auto ref32 = rlaif::token_logprobs(torch::matmul(h, w.t()), targets, 1.0, &ent32);
+    expect_close(got16, ref32, 0.05, "bf16 logp");
+    expect_close(ent16, ent32, 0.05, "bf16 entropy");
+    auto g16 = torch::autograd::grad({(got16 * a).sum() + (ent16 * b).sum()}, {h, w});
+    auto g32 = torch::autograd::grad({(ref32 * a).sum() + (ent32 * b).sum()}, {h, w});
+    expect_close(g16[0], g32[0], 0.05, "bf16 d/dh");
+    expect_close(g16[1], g32[1], 0.05, "bf16 d/dW");
+    rlaif::softmax_rows_force_portable(was);
   }
-  // bf16 head: close to fp32 (bf16 keeps ~3 significant digits).
-  auto got16 = rlaif::linear_token_logprobs(h, w, targets, 1.0, true);
-  expect_close(got16, rlaif::token_logprobs(torch::matmul(h, w.t()), targets), 0.05, "bf16 logp");
 }
 
 }  // namespace

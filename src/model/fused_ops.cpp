@@ -8,6 +8,8 @@
 #include <cmath>
 #include <vector>
 
+#include "core/simd_math.h"
+
 namespace rlaif {
 
 torch::Tensor rms_norm_rows(const torch::Tensor& x_in, const torch::Tensor& weight, double eps) {
@@ -46,29 +48,6 @@ void rope_head(float* x, const float* cos, const float* sin, int64_t D) {
     x[i] = a * cos[i] - b * sin[i];
     x[i + h] = b * cos[i + h] + a * sin[i + h];
   }
-}
-
-// exp(x) for x <= 0 (softmax after subtracting the max): 2^n * p(f), f = x - n ln2 in [-ln2/2, ln2/2], degree-6
-// polynomial, relative error < 2e-7.
-__attribute__((target("avx512f"))) inline __m512 exp_avx512(__m512 x) {
-  x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
-  __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT);
-  __m512 f = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
-  f = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187e-06f), f);
-  __m512 p = _mm512_set1_ps(1.0f / 720);
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f / 120));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f / 24));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f / 6));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.5f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
-  return _mm512_scalef_ps(p, n);
-}
-
-__attribute__((target("avx512f"))) inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
-__attribute__((target("avx512f"))) inline __m512 load16(const c10::BFloat16* p) {  // bf16 -> fp32 is a shift
-  __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-  return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
 }
 
 // Attention of the R query heads q[r] (r < R, each D floats) that share one key/value head, over keys/values

@@ -5,10 +5,12 @@
 // Per row with z = (h W^T) / temperature, lse = logsumexp(z), p = softmax(z), mu = sum p z:
 //   logp = z[target] - lse                 d logp / dz = onehot(target) - p
 //   H    = lse - mu                        d H / dz    = -p (z - mu)
-// and dz/dh = W / temperature, dz/dW = h / temperature.
+// and dz/dh = W / temperature, dz/dW = h / temperature. In bf16 mode the logits and their gradient are bf16 (the
+// matmuls' own precision; every statistic is accumulated in fp32).
 #include <ATen/autocast_mode.h>
 
 #include "rlaif/rl.h"
+#include "rl/softmax_rows.h"
 
 namespace rlaif {
 namespace {
@@ -22,30 +24,33 @@ struct NoAutocast {  // the matmul precision is chosen explicitly here
   ~NoAutocast() { at::autocast::set_cpu_enabled(was); }
 };
 
-torch::Tensor chunk_logits(const torch::Tensor& h, const torch::Tensor& w, double temperature, bool bf16) {
-  auto z = bf16 ? torch::matmul(h.to(torch::kBFloat16), w.to(torch::kBFloat16).t()).to(torch::kFloat32)
-                : torch::matmul(h.to(torch::kFloat32), w.to(torch::kFloat32).t());
-  return temperature != 1 ? z / temperature : z;  // [n, V]
+// A gradient as contiguous fp32, or null where autograd passed none (that output is unused).
+const float* grad_data(const torch::Tensor& g, torch::Tensor& keep) {
+  if (!g.defined()) return nullptr;
+  keep = g.to(torch::kFloat32).contiguous();
+  return keep.data_ptr<float>();
 }
 
 class LinearLogprobs : public torch::autograd::Function<LinearLogprobs> {
  public:
-  // h [M, C], w [V, C], targets [M] -> (logp [M], entropy [M])
+  // h [M, C], w [V, C], targets [M] (int64, contiguous) -> (logp [M], entropy [M]). The logits of a chunk of rows
+  // are one matmul in the compute precision ([n, V], bf16 or fp32); the softmax statistics come from them in two
+  // passes per row (softmax_rows.cpp), and nothing [n, V] outlives the chunk.
   static variable_list forward(AutogradContext* ctx, const torch::Tensor& h, const torch::Tensor& w,
                                const torch::Tensor& targets, double temperature, bool bf16, int64_t chunk) {
     NoAutocast no_autocast;
+    ctx->set_materialize_grads(false);  // an unused entropy gets no gradient pass at all
     const int64_t M = h.size(0);
+    const auto mm_type = bf16 ? torch::kBFloat16 : torch::kFloat32;
+    const auto w_mm = w.to(mm_type);
     auto logp = torch::empty({M}, torch::kFloat32), entropy = torch::empty({M}, torch::kFloat32);
     auto lse = torch::empty({M}, torch::kFloat32), mu = torch::empty({M}, torch::kFloat32);
+    const int64_t* t = targets.data_ptr<int64_t>();
     for (int64_t s = 0; s < M; s += chunk) {
       const int64_t n = std::min(chunk, M - s);
-      auto z = chunk_logits(h.narrow(0, s, n), w, temperature, bf16);  // [n, V]
-      auto l = torch::logsumexp(z, 1);
-      auto m = (torch::softmax(z, 1) * z).sum(1);
-      lse.narrow(0, s, n).copy_(l);
-      mu.narrow(0, s, n).copy_(m);
-      logp.narrow(0, s, n).copy_(z.gather(1, targets.narrow(0, s, n).unsqueeze(1)).squeeze(1) - l);
-      entropy.narrow(0, s, n).copy_(l - m);
+      auto z = torch::matmul(h.narrow(0, s, n).to(mm_type), w_mm.t()).contiguous();  // [n, V] raw logits
+      softmax_row_stats(z, t + s, static_cast<float>(1 / temperature), logp.data_ptr<float>() + s,
+                        lse.data_ptr<float>() + s, mu.data_ptr<float>() + s, entropy.data_ptr<float>() + s);
     }
     ctx->save_for_backward({h, w, targets, lse, mu});
     ctx->saved_data["temperature"] = temperature;
@@ -61,29 +66,29 @@ class LinearLogprobs : public torch::autograd::Function<LinearLogprobs> {
     const double temperature = ctx->saved_data["temperature"].toDouble();
     const bool bf16 = ctx->saved_data["bf16"].toBool();
     const int64_t chunk = ctx->saved_data["chunk"].toInt(), M = h.size(0);
-    const auto& g_logp = grads[0];
-    const auto& g_ent = grads[1];
+    torch::Tensor keep_logp, keep_ent;
+    const float* g_logp = grad_data(grads[0], keep_logp);
+    const float* g_ent = grad_data(grads[1], keep_ent);
     const bool need_h = h.requires_grad(), need_w = w.requires_grad();
-    torch::Tensor grad_h = need_h ? torch::empty_like(h) : torch::Tensor();
-    torch::Tensor grad_w = need_w ? torch::zeros({w.size(0), w.size(1)}, torch::kFloat32) : torch::Tensor();
+    torch::Tensor grad_h, grad_w;
+    if ((!g_logp && !g_ent) || (!need_h && !need_w))
+      return {grad_h, grad_w, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    if (need_h) grad_h = torch::empty_like(h);
     const auto mm_type = bf16 ? torch::kBFloat16 : torch::kFloat32;
-    auto w_mm = w.to(mm_type);
+    const auto w_mm = w.to(mm_type);
+    const int64_t* t = targets.data_ptr<int64_t>();
     for (int64_t s = 0; s < M; s += chunk) {
       const int64_t n = std::min(chunk, M - s);
-      auto hc = h.narrow(0, s, n);
-      auto z = chunk_logits(hc, w, temperature, bf16);                  // [n, V]
-      auto p = torch::exp(z - lse.narrow(0, s, n).unsqueeze(1));        // softmax(z)
-      torch::Tensor dz = torch::zeros_like(z);
-      if (g_logp.defined()) {
-        auto g = g_logp.narrow(0, s, n).unsqueeze(1);
-        dz = -p * g;
-        dz.scatter_add_(1, targets.narrow(0, s, n).unsqueeze(1), g);     // + onehot * g
+      auto hc = h.narrow(0, s, n).to(mm_type);
+      auto dz = torch::matmul(hc, w_mm.t()).contiguous();  // [n, V]: the logits again, then their gradient in place
+      softmax_row_grads(dz, t + s, static_cast<float>(1 / temperature), lse.data_ptr<float>() + s,
+                        mu.data_ptr<float>() + s, g_logp ? g_logp + s : nullptr, g_ent ? g_ent + s : nullptr);
+      if (need_h) grad_h.narrow(0, s, n).copy_(torch::matmul(dz, w_mm));
+      if (need_w) {
+        auto gw = torch::matmul(dz.t(), hc);  // [V, C]
+        if (grad_w.defined()) grad_w.add_(gw);
+        else grad_w = gw.to(torch::kFloat32);
       }
-      if (g_ent.defined()) dz = dz - p * (z - mu.narrow(0, s, n).unsqueeze(1)) * g_ent.narrow(0, s, n).unsqueeze(1);
-      if (temperature != 1) dz = dz / temperature;
-      auto dz_mm = dz.to(mm_type);
-      if (need_h) grad_h.narrow(0, s, n).copy_(torch::matmul(dz_mm, w_mm).to(h.scalar_type()));
-      if (need_w) grad_w.add_(torch::matmul(dz_mm.t(), hc.to(mm_type)).to(torch::kFloat32));
     }
     return {grad_h, need_w ? grad_w.to(w.scalar_type()) : torch::Tensor(), torch::Tensor(), torch::Tensor(),
             torch::Tensor(), torch::Tensor()};
@@ -96,8 +101,10 @@ torch::Tensor linear_token_logprobs(const torch::Tensor& hidden, const torch::Te
                                     double temperature, bool bf16, torch::Tensor* entropy, int64_t chunk_rows) {
   const auto lead = targets.sizes().vec();
   auto h = hidden.reshape({-1, hidden.size(-1)});
-  if (chunk_rows <= 0) chunk_rows = std::max<int64_t>(16, (64LL << 20) / (4 * weight.size(0)));  // ~64 MiB of logits
-  auto out = LinearLogprobs::apply(h, weight, targets.reshape({-1}), temperature, bf16, chunk_rows);
+  const int64_t elem = bf16 ? 2 : 4;  // ~256 MiB of logits per chunk: a micro-batch's completions are one chunk
+  if (chunk_rows <= 0) chunk_rows = std::max<int64_t>(16, (256LL << 20) / (elem * weight.size(0)));
+  auto out = LinearLogprobs::apply(h, weight, targets.reshape({-1}).to(torch::kInt64).contiguous(), temperature, bf16,
+                                   chunk_rows);
   if (entropy) *entropy = out[1].view(lead);
   return out[0].view(lead);
 }
