@@ -284,6 +284,12 @@ TEST(RlTokenLogprobs, ChunkedHeadMatchesFullLogitsWithGradients) {
       auto g_only = torch::autograd::grad({(rlaif::linear_token_logprobs(h, w, targets, temperature, false) * a).sum()}, {h, w});
       auto g_only_ref = torch::autograd::grad({(rlaif::token_logprobs(torch::matmul(h, w.t()), targets, temperature) * a).sum()}, {h, w});
       expect_close(g_only[0], g_only_ref[0], 1e-4, "d/dh, log-probs only");
+      // One chunk keeps its logits and overwrites them in backward: a retained graph's second backward recomputes.
+      auto kept_loss = (rlaif::linear_token_logprobs(h, w, targets, temperature, false) * a).sum();
+      auto first = torch::autograd::grad({kept_loss}, {h, w}, {}, /*retain_graph=*/true);
+      auto second = torch::autograd::grad({kept_loss}, {h, w});
+      expect_close(second[0], first[0], 1e-6, "second backward d/dh");
+      expect_close(second[1], g_only_ref[1], 1e-4, "second backward d/dW");
       expect_close(g_only[1], g_only_ref[1], 1e-4, "d/dW, log-probs only");
     }
     // bf16 head: close to fp32 (bf16 keeps ~3 significant digits), gradients included.

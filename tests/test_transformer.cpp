@@ -1,8 +1,10 @@
 // The transformer's parts against hand-computed cases, and the KV-cache path against the full-sequence forward.
 #include <cmath>
+#include <limits>
 
 #include "rlaif/init_model.h"
 #include "rlaif/model_folder.h"
+#include "model/train_ops.h"
 #include "test_util.h"
 
 using rlaif_test::TempDir;
@@ -169,4 +171,76 @@ TEST(Transformer, Bf16ComputeStaysCloseToFp32) {
   std::printf("bf16 vs fp32: relative RMS error %.4f, argmax agreement %.3f\n", rel, agree);
   EXPECT_LT(rel, 0.05);
   EXPECT_GT(agree, 0.8);
+}
+
+// The fused training kernels (src/model/train_ops.cpp) against their plain formulas through libtorch's autograd:
+// values and gradients of every input, in fp32 (tolerance 1e-5 relative to the largest value) and bf16 (rope,
+// SwiGLU and the masked softmax, which take bf16 under autocast: 2e-2, bf16 keeps ~3 significant digits). The rows are long enough for the
+// AVX-512 loops and their tails (C = 37, 2 x 1000 + 5 elements).
+TEST(Transformer, FusedTrainingKernelsMatchTheFormulasWithGradients) {
+  torch::manual_seed(5);
+  auto check = [](const torch::Tensor& got, const torch::Tensor& want, double tol, const std::string& what) {
+    ASSERT_EQ(got.sizes(), want.sizes()) << what;
+    const double scale = std::max(1.0, want.abs().max().item<double>());
+    EXPECT_LE(max_diff(got.to(torch::kFloat64), want.to(torch::kFloat64)), tol * scale) << what;
+  };
+  {  // RMSNorm
+    auto x = torch::randn({6, 37}).requires_grad_(true);
+    auto w = (torch::rand({37}) + 0.5).requires_grad_(true);
+    auto dy = torch::randn({6, 37});
+    auto want = w * (x * torch::rsqrt(x.pow(2).mean(-1, true) + 1e-5));
+    auto gw = torch::autograd::grad({(want * dy).sum()}, {x, w});
+    auto got = rlaif::rms_norm_fused(x, w, 1e-5);
+    auto gg = torch::autograd::grad({(got * dy).sum()}, {x, w});
+    check(got, want, 1e-5, "rms_norm");
+    check(gg[0], gw[0], 1e-5, "rms_norm d/dx");
+    check(gg[1], gw[1], 1e-5, "rms_norm d/dweight");
+  }
+  auto rope_formula = [](const torch::Tensor& x, const torch::Tensor& c, const torch::Tensor& s) {
+    const int64_t h = x.size(-1) / 2;
+    return x * c + torch::cat({-x.narrow(-1, h, h), x.narrow(-1, 0, h)}, -1) * s;
+  };
+  auto ang = torch::randn({2, 5, 1, 8}) * 3;
+  auto cos = ang.cos(), sin = ang.sin();
+  for (auto dtype : {torch::kFloat32, torch::kBFloat16}) {  // rotary embedding
+    const double tol = dtype == torch::kFloat32 ? 1e-5 : 2e-2;
+    auto x = torch::randn({2, 5, 3, 8}).to(dtype).requires_grad_(true);
+    auto dy = torch::randn({2, 5, 3, 8});
+    auto want = rope_formula(x.to(torch::kFloat32), cos, sin);
+    auto gw = torch::autograd::grad({(want * dy).sum()}, {x});
+    auto got = rlaif::rope_fused(x, cos, sin);
+    EXPECT_EQ(got.scalar_type(), dtype);
+    auto gg = torch::autograd::grad({(got.to(torch::kFloat32) * dy).sum()}, {x});
+    check(got, want, tol, "rope");
+    check(gg[0], gw[0], tol, "rope d/dx");
+  }
+  for (auto dtype : {torch::kFloat32, torch::kBFloat16}) {  // SwiGLU's gate
+    const double tol = dtype == torch::kFloat32 ? 1e-5 : 2e-2;
+    auto g = (torch::randn({2, 1005}) * 4).to(dtype).requires_grad_(true);  // both signs, into the tails of sigmoid
+    auto u = torch::randn({2, 1005}).to(dtype).requires_grad_(true);
+    auto dy = torch::randn({2, 1005});
+    auto want = torch::silu(g.to(torch::kFloat32)) * u.to(torch::kFloat32);
+    auto gw = torch::autograd::grad({(want * dy).sum()}, {g, u});
+    auto got = rlaif::swiglu_fused(g, u);
+    auto gg = torch::autograd::grad({(got.to(torch::kFloat32) * dy).sum()}, {g, u});
+    check(got, want, tol, "swiglu");
+    check(gg[0], gw[0], tol, "swiglu d/dg");
+    check(gg[1], gw[1], tol, "swiglu d/du");
+  }
+  for (auto dtype : {torch::kFloat32, torch::kBFloat16}) {  // attention's masked softmax, L = 21 (a tail)
+    const double tol = dtype == torch::kFloat32 ? 1e-5 : 2e-2;
+    auto s = (torch::randn({2, 2, 3, 5, 21}) * 3).to(dtype).requires_grad_(true);
+    auto allowed = torch::rand({2, 5, 21}) > 0.3;
+    allowed[1][2].fill_(false);  // a query with no allowed key: uniform, as the formula gives
+    auto dy = torch::randn({2, 2, 3, 5, 21});
+    auto masked = (s.to(torch::kFloat32) * 0.125).masked_fill(allowed.logical_not().view({2, 1, 1, 5, 21}),
+                                                              std::numeric_limits<float>::lowest());
+    auto want = torch::softmax(masked, -1);
+    auto gw = torch::autograd::grad({(want * dy).sum()}, {s});
+    auto got = rlaif::masked_softmax_fused(s, allowed, 0.125);
+    EXPECT_EQ(got.scalar_type(), dtype);
+    auto gg = torch::autograd::grad({(got.to(torch::kFloat32) * dy).sum()}, {s});
+    check(got, want, tol, "masked softmax");
+    check(gg[0], gw[0], tol, "masked softmax d/ds");
+  }
 }

@@ -5,6 +5,7 @@
 #include "rlaif/error.h"
 #include "rlaif/model.h"
 #include "fused_ops.h"
+#include "model/train_ops.h"
 
 namespace rlaif {
 
@@ -15,6 +16,8 @@ RMSNormImpl::RMSNormImpl(int64_t dim, double eps_) : eps(eps_) {
 }
 
 torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
+  if (x.scalar_type() == torch::kFloat32 && x.is_contiguous() && weight.scalar_type() == torch::kFloat32)
+    return rms_norm_fused(x, weight, eps);  // the formula below, in one pass each way
   auto h = x.to(torch::kFloat32);
   h = h * torch::rsqrt(h.pow(2).mean(-1, /*keepdim=*/true) + eps);
   return weight * h.to(x.scalar_type());
@@ -77,7 +80,12 @@ torch::Tensor gqa_attention(const torch::Tensor& q, const torch::Tensor& k, cons
   const int64_t N = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
   const int64_t Hkv = k.size(1), L = k.size(2), R = H / Hkv;
   auto qg = q.reshape({N, Hkv, R * T, D});                                    // query heads of a group, stacked
-  auto scores = torch::matmul(qg, k.transpose(-1, -2)).to(torch::kFloat32);  // [N, Hkv, R*T, L]
+  auto raw = torch::matmul(qg, k.transpose(-1, -2));                          // [N, Hkv, R*T, L]
+  if (raw.scalar_type() == v.scalar_type() && allowed.is_contiguous()) {  // the formula below, fused
+    auto probs = masked_softmax_fused(raw.view({N, Hkv, R, T, L}), allowed, 1.0 / std::sqrt(static_cast<double>(D)));
+    return torch::matmul(probs.view({N, Hkv, R * T, L}), v).view({N, H, T, D});
+  }
+  auto scores = raw.to(torch::kFloat32);
   scores.mul_(1.0 / std::sqrt(static_cast<double>(D)));
   scores = scores.view({N, Hkv, R, T, L})
                .masked_fill(allowed.logical_not().view({N, 1, 1, T, L}), std::numeric_limits<float>::lowest());
@@ -95,6 +103,10 @@ torch::Tensor rotate_half(const torch::Tensor& x) {
 }  // namespace
 
 torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+  if ((x.scalar_type() == torch::kFloat32 || x.scalar_type() == torch::kBFloat16) && x.is_contiguous() &&
+      cos.scalar_type() == torch::kFloat32 && sin.scalar_type() == torch::kFloat32 && cos.is_contiguous() &&
+      sin.is_contiguous() && cos.numel() == x.size(0) * x.size(1) * x.size(3))
+    return rope_fused(x, cos, sin);  // the formula below in one pass each way (bf16 in, bf16 out)
   return x * cos + rotate_half(x) * sin;  // x [N, T, heads, D], cos/sin [N, T, 1, D]
 }
 
@@ -317,7 +329,10 @@ torch::Tensor CausalLMImpl::run_layers(const torch::Tensor& input_ids, const tor
       x = x + project(i, 3, a.o_proj, attn);
       auto& m = *layer.mlp;
       auto hn = layer.post_attention_layernorm(x);
-      x = x + project(i, 6, m.down_proj, torch::silu(project(i, 4, m.gate_proj, hn)) * project(i, 5, m.up_proj, hn));
+      auto gate = project(i, 4, m.gate_proj, hn), up = project(i, 5, m.up_proj, hn);
+      const bool fuse = gate.scalar_type() == up.scalar_type() && gate.is_contiguous() && up.is_contiguous() &&
+                        (gate.scalar_type() == torch::kFloat32 || gate.scalar_type() == torch::kBFloat16);
+      x = x + project(i, 6, m.down_proj, fuse ? swiglu_fused(gate, up) : torch::silu(gate) * up);
     }
   }
   return model->norm(x);

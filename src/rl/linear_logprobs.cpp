@@ -1,6 +1,7 @@
-// Token log-probabilities straight from hidden states and the output head, a chunk of rows at a time, with the
-// logits recomputed in the backward pass instead of stored: memory O(chunk x V) instead of O(rows x V) (the idea of
-// Liger-Kernel's fused linear cross-entropy), for one extra head matmul per row.
+// Token log-probabilities straight from hidden states and the output head, a chunk of rows at a time. Rows that fit
+// one chunk (~256 MiB of logits: a micro-batch's completions) keep their logits, in the compute precision, for the
+// backward pass; beyond that the logits are recomputed in backward instead of stored: memory O(chunk x V) instead of
+// O(rows x V) (the idea of Liger-Kernel's fused linear cross-entropy), for one extra head matmul per row.
 //
 // Per row with z = (h W^T) / temperature, lse = logsumexp(z), p = softmax(z), mu = sum p z:
 //   logp = z[target] - lse                 d logp / dz = onehot(target) - p
@@ -46,13 +47,15 @@ class LinearLogprobs : public torch::autograd::Function<LinearLogprobs> {
     auto logp = torch::empty({M}, torch::kFloat32), entropy = torch::empty({M}, torch::kFloat32);
     auto lse = torch::empty({M}, torch::kFloat32), mu = torch::empty({M}, torch::kFloat32);
     const int64_t* t = targets.data_ptr<int64_t>();
+    torch::Tensor kept;  // with a single chunk, its logits stay for the backward pass instead of being recomputed
     for (int64_t s = 0; s < M; s += chunk) {
       const int64_t n = std::min(chunk, M - s);
       auto z = torch::matmul(h.narrow(0, s, n).to(mm_type), w_mm.t()).contiguous();  // [n, V] raw logits
       softmax_row_stats(z, t + s, static_cast<float>(1 / temperature), logp.data_ptr<float>() + s,
                         lse.data_ptr<float>() + s, mu.data_ptr<float>() + s, entropy.data_ptr<float>() + s);
+      if (n == M) kept = z;
     }
-    ctx->save_for_backward({h, w, targets, lse, mu});
+    ctx->save_for_backward({h, w, targets, lse, mu, kept});
     ctx->saved_data["temperature"] = temperature;
     ctx->saved_data["bf16"] = bf16;
     ctx->saved_data["chunk"] = chunk;
@@ -63,6 +66,7 @@ class LinearLogprobs : public torch::autograd::Function<LinearLogprobs> {
     NoAutocast no_autocast;
     auto saved = ctx->get_saved_variables();
     const auto &h = saved[0], &w = saved[1], &targets = saved[2], &lse = saved[3], &mu = saved[4];
+    torch::Tensor kept = saved[5];  // the logits of a single chunk, or undefined
     const double temperature = ctx->saved_data["temperature"].toDouble();
     const bool bf16 = ctx->saved_data["bf16"].toBool();
     const int64_t chunk = ctx->saved_data["chunk"].toInt(), M = h.size(0);
@@ -80,7 +84,10 @@ class LinearLogprobs : public torch::autograd::Function<LinearLogprobs> {
     for (int64_t s = 0; s < M; s += chunk) {
       const int64_t n = std::min(chunk, M - s);
       auto hc = h.narrow(0, s, n).to(mm_type);
-      auto dz = torch::matmul(hc, w_mm.t()).contiguous();  // [n, V]: the logits again, then their gradient in place
+      // [n, V]: the logits (kept, or again), then their gradient in place
+      // (the kept ones are overwritten, so a second backward of a retained graph computes them again)
+      auto dz = kept.defined() && !ctx->saved_data.count("kept_used") ? kept : torch::matmul(hc, w_mm.t()).contiguous();
+      if (kept.defined()) ctx->saved_data["kept_used"] = true;
       softmax_row_grads(dz, t + s, static_cast<float>(1 / temperature), lse.data_ptr<float>() + s,
                         mu.data_ptr<float>() + s, g_logp ? g_logp + s : nullptr, g_ent ? g_ent + s : nullptr);
       if (need_h) grad_h.narrow(0, s, n).copy_(torch::matmul(dz, w_mm));

@@ -1,7 +1,5 @@
 #include "rl/softmax_rows.h"
 
-// GCC 12 reports its own AVX-512 intrinsics' _mm512_undefined_* placeholders as "may be used uninitialized".
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
 #include <ATen/Parallel.h>
 

@@ -1,0 +1,366 @@
+#include "model/train_ops.h"
+
+#include <ATen/Parallel.h>
+#include <ATen/autocast_mode.h>
+
+#include <cmath>
+#include <vector>
+
+#include "core/simd_math.h"
+
+
+namespace rlaif {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+bool has_avx512() {
+  static const bool yes = (__builtin_cpu_init(), __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                                                    __builtin_cpu_supports("avx512vl"));
+  return yes;
+}
+
+// ---- RMSNorm: y = w x r, r = (mean(x^2) + eps)^-1/2;  dx = r w g - x r^3 / C * sum(g w x);  dw = sum_rows g x r.
+
+class RmsNorm : public torch::autograd::Function<RmsNorm> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& w, double eps) {
+    const int64_t C = x.size(-1), M = x.numel() / C;
+    auto y = torch::empty_like(x);
+    auto r = torch::empty({M}, torch::kFloat32);
+    const float *xp = x.data_ptr<float>(), *wp = w.data_ptr<float>();
+    float *yp = y.data_ptr<float>(), *rp = r.data_ptr<float>();
+    at::parallel_for(0, M, 16, [&](int64_t b, int64_t e) {
+      for (int64_t m = b; m < e; ++m) {
+        const float* xr = xp + m * C;
+        float ss = 0;
+#pragma omp simd reduction(+ : ss)
+        for (int64_t c = 0; c < C; ++c) ss += xr[c] * xr[c];
+        const float inv = 1.0f / std::sqrt(ss / C + static_cast<float>(eps));
+        rp[m] = inv;
+        float* yr = yp + m * C;
+#pragma omp simd
+        for (int64_t c = 0; c < C; ++c) yr[c] = wp[c] * (xr[c] * inv);
+      }
+    });
+    ctx->save_for_backward({x, w, r});
+    return y;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const auto &x = saved[0], &w = saved[1], &r = saved[2];
+    auto g = grads[0].to(torch::kFloat32).contiguous();
+    const int64_t C = x.size(-1), M = x.numel() / C;
+    auto dx = torch::empty_like(x);
+    const int threads = at::get_num_threads();
+    auto dw_part = torch::zeros({threads, C}, torch::kFloat32);  // per thread, summed at the end
+    const float *xp = x.data_ptr<float>(), *wp = w.data_ptr<float>(), *rp = r.data_ptr<float>(), *gp = g.data_ptr<float>();
+    float *dxp = dx.data_ptr<float>(), *dwp = dw_part.data_ptr<float>();
+    at::parallel_for(0, M, 16, [&](int64_t b, int64_t e) {
+      float* dw = dwp + at::get_thread_num() * C;
+      for (int64_t m = b; m < e; ++m) {
+        const float *xr = xp + m * C, *gr = gp + m * C;
+        const float inv = rp[m];
+        float s = 0;
+#pragma omp simd reduction(+ : s)
+        for (int64_t c = 0; c < C; ++c) s += gr[c] * wp[c] * xr[c];
+        const float k = inv * inv * inv * s / C;
+        float* dxr = dxp + m * C;
+#pragma omp simd
+        for (int64_t c = 0; c < C; ++c) {
+          dxr[c] = inv * wp[c] * gr[c] - k * xr[c];
+          dw[c] += gr[c] * xr[c] * inv;
+        }
+      }
+    });
+    return {dx, dw_part.sum(0), torch::Tensor()};
+  }
+};
+
+// ---- Rotary embedding, rotate-half form, per head of D = 2h:
+//   y[i] = x[i] c[i] - x[i+h] s[i]          dx[i]   = g[i] c[i] + g[i+h] s[i+h]
+//   y[i+h] = x[i+h] c[i+h] + x[i] s[i+h]    dx[i+h] = g[i+h] c[i+h] - g[i] s[i]
+// `inverse` applies the transpose (the backward pass): the same with s negated and its halves swapped.
+
+template <typename T>
+void rope_rows(const T* x, const float* cos, const float* sin, T* y, int64_t rows, int64_t heads, int64_t D, bool inverse) {
+  const int64_t h = D / 2;
+  at::parallel_for(0, rows, 16, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      const float *c = cos + r * D, *s = sin + r * D;
+      for (int64_t k = 0; k < heads; ++k) {
+        const T* xr = x + (r * heads + k) * D;
+        T* yr = y + (r * heads + k) * D;
+        for (int64_t i = 0; i < h; ++i) {
+          const float a = static_cast<float>(xr[i]), bb = static_cast<float>(xr[i + h]);
+          if (!inverse) {
+            yr[i] = static_cast<T>(a * c[i] - bb * s[i]);
+            yr[i + h] = static_cast<T>(bb * c[i + h] + a * s[i + h]);
+          } else {
+            yr[i] = static_cast<T>(a * c[i] + bb * s[i + h]);
+            yr[i + h] = static_cast<T>(bb * c[i + h] - a * s[i]);
+          }
+        }
+      }
+    }
+  });
+}
+
+torch::Tensor rope_apply(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin, bool inverse) {
+  auto y = torch::empty_like(x);
+  const int64_t D = x.size(-1), heads = x.size(-2), rows = x.numel() / (heads * D);
+  if (x.scalar_type() == torch::kBFloat16)
+    rope_rows(x.data_ptr<c10::BFloat16>(), cos.data_ptr<float>(), sin.data_ptr<float>(), y.data_ptr<c10::BFloat16>(), rows,
+              heads, D, inverse);
+  else
+    rope_rows(x.data_ptr<float>(), cos.data_ptr<float>(), sin.data_ptr<float>(), y.data_ptr<float>(), rows, heads, D, inverse);
+  return y;
+}
+
+class Rope : public torch::autograd::Function<Rope> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+    ctx->save_for_backward({cos, sin});
+    return rope_apply(x, cos, sin, false);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    return {rope_apply(grads[0].contiguous(), saved[0], saved[1], true), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+// ---- SwiGLU's gate: y = silu(g) u, silu(g) = g sig(g);  dg = dy u sig(g) (1 + g (1 - sig(g)));  du = dy silu(g).
+
+__attribute__((target("avx512f"))) inline __m512 sigmoid16(__m512 x) {
+  const __m512 one = _mm512_set1_ps(1.0f);
+  const __m512 e = exp_avx512(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_abs_ps(x)));  // exp(-|x|)
+  const __m512 pos = _mm512_div_ps(one, _mm512_add_ps(one, e));                      // sig(|x|)
+  const __mmask16 neg = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
+  return _mm512_mask_sub_ps(pos, neg, one, pos);  // sig(x) = 1 - sig(|x|) for x < 0
+}
+
+inline float sigmoid1(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+
+template <typename T>
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void swiglu_fwd_avx512(const T* g, const T* u, T* y, int64_t n) {
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 k = static_cast<__mmask16>(n - i >= 16 ? 0xFFFF : (1u << (n - i)) - 1);
+    const __m512 x = load16(g + i, k);
+    store16(y + i, _mm512_mul_ps(_mm512_mul_ps(x, sigmoid16(x)), load16(u + i, k)), k);
+  }
+}
+
+template <typename T>
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void swiglu_bwd_avx512(const T* g, const T* u, const T* dy, T* dg, T* du,
+                                                                         int64_t n) {
+  const __m512 one = _mm512_set1_ps(1.0f);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 k = static_cast<__mmask16>(n - i >= 16 ? 0xFFFF : (1u << (n - i)) - 1);
+    const __m512 x = load16(g + i, k), s = sigmoid16(x), d = load16(dy + i, k);
+    const __m512 ds = _mm512_mul_ps(s, _mm512_fmadd_ps(x, _mm512_sub_ps(one, s), one));  // d silu / dg
+    store16(dg + i, _mm512_mul_ps(_mm512_mul_ps(d, load16(u + i, k)), ds), k);
+    store16(du + i, _mm512_mul_ps(d, _mm512_mul_ps(x, s)), k);
+  }
+}
+
+template <typename T>
+void swiglu_fwd(const T* g, const T* u, T* y, int64_t n) {
+  at::parallel_for(0, n, 1 << 14, [&](int64_t b, int64_t e) {
+    if (has_avx512()) return swiglu_fwd_avx512(g + b, u + b, y + b, e - b);
+    for (int64_t i = b; i < e; ++i) {
+      const float x = static_cast<float>(g[i]);
+      y[i] = static_cast<T>(x * sigmoid1(x) * static_cast<float>(u[i]));
+    }
+  });
+}
+
+template <typename T>
+void swiglu_bwd(const T* g, const T* u, const T* dy, T* dg, T* du, int64_t n) {
+  at::parallel_for(0, n, 1 << 14, [&](int64_t b, int64_t e) {
+    if (has_avx512()) return swiglu_bwd_avx512(g + b, u + b, dy + b, dg + b, du + b, e - b);
+    for (int64_t i = b; i < e; ++i) {
+      const float x = static_cast<float>(g[i]), s = sigmoid1(x), d = static_cast<float>(dy[i]);
+      dg[i] = static_cast<T>(d * static_cast<float>(u[i]) * s * (1 + x * (1 - s)));
+      du[i] = static_cast<T>(d * x * s);
+    }
+  });
+}
+
+class SwiGlu : public torch::autograd::Function<SwiGlu> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& g, const torch::Tensor& u) {
+    auto y = torch::empty_like(g);
+    if (g.scalar_type() == torch::kBFloat16)
+      swiglu_fwd(g.data_ptr<c10::BFloat16>(), u.data_ptr<c10::BFloat16>(), y.data_ptr<c10::BFloat16>(), g.numel());
+    else
+      swiglu_fwd(g.data_ptr<float>(), u.data_ptr<float>(), y.data_ptr<float>(), g.numel());
+    ctx->save_for_backward({g, u});
+    return y;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const auto &g = saved[0], &u = saved[1];
+    auto dy = grads[0].to(g.scalar_type()).contiguous();
+    auto dg = torch::empty_like(g), du = torch::empty_like(u);
+    if (g.scalar_type() == torch::kBFloat16)
+      swiglu_bwd(g.data_ptr<c10::BFloat16>(), u.data_ptr<c10::BFloat16>(), dy.data_ptr<c10::BFloat16>(),
+                 dg.data_ptr<c10::BFloat16>(), du.data_ptr<c10::BFloat16>(), g.numel());
+    else
+      swiglu_bwd(g.data_ptr<float>(), u.data_ptr<float>(), dy.data_ptr<float>(), dg.data_ptr<float>(), du.data_ptr<float>(),
+                 g.numel());
+    return {dg, du};
+  }
+};
+
+// ---- Attention's masked softmax: p = softmax(scale s) over allowed keys;  ds = scale p (dp - sum(dp p)).
+
+template <typename T>
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void masked_softmax_row_avx512(const T* s, const bool* ok, T* p,
+                                                                                 int64_t L, float scale, float* e) {
+  const __m512 sc = _mm512_set1_ps(scale);
+  __m512 mx = _mm512_set1_ps(-INFINITY);
+  __mmask16 any = 0;
+  auto lanes = [&](int64_t l) {  // tail lanes that exist and whose key is allowed
+    const __mmask16 k = static_cast<__mmask16>(L - l >= 16 ? 0xFFFF : (1u << (L - l)) - 1);
+    return static_cast<__mmask16>(_mm_mask_cmpneq_epi8_mask(k, _mm_maskz_loadu_epi8(k, ok + l), _mm_setzero_si128()));
+  };
+  for (int64_t l = 0; l < L; l += 16) {
+    const __mmask16 k = lanes(l);
+    any |= k;
+    mx = _mm512_mask_max_ps(mx, k, mx, _mm512_mul_ps(sc, load16(s + l, k)));
+  }
+  if (!any) {  // no allowed key: uniform, like softmax over equal masked scores
+    for (int64_t l = 0; l < L; ++l) p[l] = static_cast<T>(1.0f / L);
+    return;
+  }
+  const __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
+  __m512 sum = _mm512_setzero_ps();
+  for (int64_t l = 0; l < L; l += 16) {
+    const __mmask16 k = lanes(l);
+    const __m512 x = _mm512_maskz_mov_ps(k, exp_avx512(_mm512_min_ps(_mm512_fmsub_ps(sc, load16(s + l, k), m), _mm512_setzero_ps())));
+    _mm512_mask_storeu_ps(e + l, static_cast<__mmask16>(L - l >= 16 ? 0xFFFF : (1u << (L - l)) - 1), x);
+    sum = _mm512_add_ps(sum, x);
+  }
+  const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
+  for (int64_t l = 0; l < L; l += 16) {
+    const __mmask16 k = static_cast<__mmask16>(L - l >= 16 ? 0xFFFF : (1u << (L - l)) - 1);
+    store16(p + l, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, e + l), inv), k);
+  }
+}
+
+template <typename T>
+void masked_softmax_row(const T* s, const bool* ok, T* p, int64_t L, float scale, float* e) {
+  float mx = -INFINITY;
+  for (int64_t l = 0; l < L; ++l)
+    if (ok[l]) mx = std::max(mx, scale * static_cast<float>(s[l]));
+  if (mx == -INFINITY) {
+    for (int64_t l = 0; l < L; ++l) p[l] = static_cast<T>(1.0f / L);
+    return;
+  }
+  float sum = 0;
+  for (int64_t l = 0; l < L; ++l) sum += (e[l] = ok[l] ? std::exp(scale * static_cast<float>(s[l]) - mx) : 0.0f);
+  for (int64_t l = 0; l < L; ++l) p[l] = static_cast<T>(e[l] / sum);
+}
+
+template <typename T>
+void masked_softmax_rows(const T* s, const bool* allowed, T* p, int64_t N, int64_t GR, int64_t TT, int64_t L, float scale) {
+  const bool fast = has_avx512();
+  at::parallel_for(0, N * GR, 1, [&](int64_t b, int64_t e) {
+    std::vector<float> scratch(L + 16);
+    for (int64_t i = b; i < e; ++i) {
+      const int64_t n = i / GR;
+      for (int64_t t = 0; t < TT; ++t) {
+        const int64_t row = i * TT + t;
+        const bool* ok = allowed + (n * TT + t) * L;
+        if (fast) masked_softmax_row_avx512(s + row * L, ok, p + row * L, L, scale, scratch.data());
+        else masked_softmax_row(s + row * L, ok, p + row * L, L, scale, scratch.data());
+      }
+    }
+  });
+}
+
+// Masked keys get no gradient (in a row with no allowed key too, where p is uniform).
+template <typename T>
+void softmax_grad_rows(const T* p, const T* dp, const bool* allowed, T* ds, int64_t N, int64_t GR, int64_t TT, int64_t L,
+                       float scale) {
+  at::parallel_for(0, N * GR * TT, 64, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      const T *pr = p + r * L, *dr = dp + r * L;
+      const bool* ok = allowed + ((r / (GR * TT)) * TT + r % TT) * L;
+      float dot = 0;
+      for (int64_t l = 0; l < L; ++l) dot += static_cast<float>(pr[l]) * static_cast<float>(dr[l]);
+      T* out = ds + r * L;
+      for (int64_t l = 0; l < L; ++l)
+        out[l] = static_cast<T>(ok[l] ? scale * static_cast<float>(pr[l]) * (static_cast<float>(dr[l]) - dot) : 0.0f);
+    }
+  });
+}
+
+class MaskedSoftmax : public torch::autograd::Function<MaskedSoftmax> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& s, const torch::Tensor& allowed, double scale) {
+    const int64_t N = s.size(0), GR = s.size(1) * s.size(2), TT = s.size(3), L = s.size(4);
+    auto p = torch::empty_like(s);
+    if (s.scalar_type() == torch::kBFloat16)
+      masked_softmax_rows(s.data_ptr<c10::BFloat16>(), allowed.data_ptr<bool>(), p.data_ptr<c10::BFloat16>(), N, GR, TT, L,
+                          static_cast<float>(scale));
+    else
+      masked_softmax_rows(s.data_ptr<float>(), allowed.data_ptr<bool>(), p.data_ptr<float>(), N, GR, TT, L,
+                          static_cast<float>(scale));
+    ctx->save_for_backward({p, allowed});
+    ctx->saved_data["scale"] = scale;
+    return p;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto &p = saved[0], &allowed = saved[1];
+    const float scale = static_cast<float>(ctx->saved_data["scale"].toDouble());
+    auto dp = grads[0].to(p.scalar_type()).contiguous();
+    auto ds = torch::empty_like(p);
+    const int64_t N = p.size(0), GR = p.size(1) * p.size(2), TT = p.size(3), L = p.size(4);
+    const bool* ok = allowed.data_ptr<bool>();
+    if (p.scalar_type() == torch::kBFloat16)
+      softmax_grad_rows(p.data_ptr<c10::BFloat16>(), dp.data_ptr<c10::BFloat16>(), ok, ds.data_ptr<c10::BFloat16>(), N, GR,
+                        TT, L, scale);
+    else
+      softmax_grad_rows(p.data_ptr<float>(), dp.data_ptr<float>(), ok, ds.data_ptr<float>(), N, GR, TT, L, scale);
+    return {ds, torch::Tensor(), torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+torch::Tensor rms_norm_fused(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
+  TORCH_CHECK(x.scalar_type() == torch::kFloat32 && x.is_contiguous() && weight.scalar_type() == torch::kFloat32,
+              "rms_norm_fused: fp32 contiguous input and weight");
+  return RmsNorm::apply(x, weight, eps);
+}
+
+torch::Tensor rope_fused(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+  TORCH_CHECK(x.dim() == 4 && x.is_contiguous() && x.size(-1) % 2 == 0 &&
+                  (x.scalar_type() == torch::kFloat32 || x.scalar_type() == torch::kBFloat16) &&
+                  cos.scalar_type() == torch::kFloat32 && sin.scalar_type() == torch::kFloat32 && cos.is_contiguous() &&
+                  sin.is_contiguous() && cos.numel() == x.size(0) * x.size(1) * x.size(3),
+              "rope_fused: x [N, T, heads, D] fp32/bf16 contiguous, cos/sin [N, T, 1, D] fp32 contiguous");
+  return Rope::apply(x, cos, sin);
+}
+
+torch::Tensor swiglu_fused(const torch::Tensor& g, const torch::Tensor& u) {
+  TORCH_CHECK(g.sizes() == u.sizes() && g.scalar_type() == u.scalar_type() && g.is_contiguous() && u.is_contiguous() &&
+                  (g.scalar_type() == torch::kFloat32 || g.scalar_type() == torch::kBFloat16),
+              "swiglu_fused: g and u of one shape and dtype (fp32/bf16), contiguous");
+  return SwiGlu::apply(g, u);
+}
+
+torch::Tensor masked_softmax_fused(const torch::Tensor& scores, const torch::Tensor& allowed, double scale) {
+  TORCH_CHECK(scores.dim() == 5 && scores.is_contiguous() &&
+                  (scores.scalar_type() == torch::kFloat32 || scores.scalar_type() == torch::kBFloat16) &&
+                  allowed.scalar_type() == torch::kBool && allowed.is_contiguous() && allowed.dim() == 3 &&
+                  allowed.size(0) == scores.size(0) && allowed.size(1) == scores.size(3) && allowed.size(2) == scores.size(4),
+              "masked_softmax_fused: scores [N, G, R, T, L] fp32/bf16 contiguous, allowed [N, T, L] bool contiguous");
+  return MaskedSoftmax::apply(scores, allowed, scale);
+}
+
+}  // namespace rlaif
