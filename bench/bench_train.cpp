@@ -23,6 +23,7 @@
 #include "rlaif/rl.h"
 #include "rlaif/runtime.h"
 #include "rlaif/sequence_batch.h"
+#include "train/fused_adamw.h"
 
 namespace {
 
@@ -91,7 +92,7 @@ int main(int argc, char** argv) {
   } else {
     trainable = model->parameters();
   }
-  torch::optim::AdamW opt(trainable, torch::optim::AdamWOptions(1e-6));
+  rlaif::FusedAdamW opt(trainable, torch::optim::AdamWOptions(1e-6));  // the trainer's AdamW (train/fused_adamw.h)
   const int64_t N = prompts * G, V = model->config().vocab_size;
   // Random prompts (one per group) and completions, as sampled; advantages and old log-probs as in a step.
   std::vector<std::vector<int64_t>> prompt_ids(N), completion_ids(N);
