@@ -3,7 +3,7 @@
 # (bench/train_step_ref.py, fp32 as the target defines it, and with bf16 autocast too), each configuration in its own
 # process so peak RSS is its own. The baseline gets the same allocator settings rlaif uses (keep_freed_memory), so it
 # too stops paying for fresh zeroed pages every micro-batch. Prints a fixed table.
-#   bash bench/train_bench.sh [BUILD_DIR] [extra args for both, e.g. --steps 1]
+#   bash bench/train_bench.sh [BUILD_DIR] [extra args for both, e.g. --steps 2: best of 2 steps after a warm-up]
 set -euo pipefail
 build=${1:-build}
 shift || true
