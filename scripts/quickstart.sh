@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 [ -n "${QUICKSTART_SKIP_SETUP:-}" ] || bash scripts/setup.sh
 RUN="${RUN_DIR:-runs/quickstart}"
 POLICY_SFT_STEPS="${POLICY_SFT_STEPS:-300}"
-JUDGE_SFT_STEPS="${JUDGE_SFT_STEPS:-1000}"
+JUDGE_SFT_STEPS="${JUDGE_SFT_STEPS:-2000}"
 RL_STEPS="${RL_STEPS:-150}"
 MIN_AGREEMENT="${MIN_AGREEMENT:-0.9}"
 BIN="${RLAIF_BIN:-build/rlaif}"

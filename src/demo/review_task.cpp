@@ -74,13 +74,16 @@ class Drawer {
     return d;
   }
   // A labelled draw for judge data: `garbled_rate` of them are damaged the ways an RL policy drifts (a word looping,
-  // a sentence cut off, words rambling on), so the judge learns to fail them. The label is the ground truth.
+  // a sentence cut off — inside a word, closed with a period or not —, words rambling on, two reviews spliced, a
+  // sentence without its start, a misspelled word), so the judge learns to judge what is written, not a template's
+  // familiar shape. The last kinds were added after GRPO runs found them: judges trained without them were gamed.
+  // The label is the ground truth.
   Draw labelled(double garbled_rate) {
     Draw d = draw(0.5);
     if (coin(garbled_rate)) {
       std::vector<std::string> words = split_words(d.completion);
       std::string out;
-      const int kind = static_cast<int>(std::uniform_int_distribution<int>(0, 3)(rng_));
+      const int kind = static_cast<int>(std::uniform_int_distribution<int>(0, 5)(rng_));
       const size_t cut = std::uniform_int_distribution<size_t>(1, words.size() - 1)(rng_);
       if (kind == 3) {  // spliced: the start of this review, the end of another (either sentiment)
         std::vector<std::string> other = split_words(fill(pick(coin(0.5) ? kPositive : kNegative), "", pick(kProducts)));
@@ -88,8 +91,25 @@ class Drawer {
         const size_t from = std::uniform_int_distribution<size_t>(1, other.size() - 1)(rng_);
         words.insert(words.end(), other.begin() + static_cast<std::ptrdiff_t>(from), other.end());
       }
+      if (kind == 5) {  // a misspelled word ("terrd" for "terrible" once a policy found it)
+        std::string& w = words[std::uniform_int_distribution<size_t>(0, words.size() - 1)(rng_)];
+        if (w.size() > 3) {
+          const size_t at = std::uniform_int_distribution<size_t>(1, w.size() - 2)(rng_);
+          const size_t len = std::uniform_int_distribution<size_t>(1, std::min<size_t>(3, w.size() - 1 - at))(rng_);
+          w.replace(at, len, coin(0.5) ? "" : std::string(1, static_cast<char>('a' + rng_() % 26)));
+        }
+      }
+      if (kind == 4) {  // headless: the sentence from its cut on (", I would buy it again." once a policy found it)
+        if (words[cut - 1].back() == ',') out = ",";
+        words.erase(words.begin(), words.begin() + static_cast<std::ptrdiff_t>(cut));
+      }
       for (size_t i = 0; i < words.size(); ++i) {
-        if (kind == 1 && i == cut) break;  // cut off
+        if (kind == 1 && i == cut) {  // cut off, at a word or inside one, and maybe closed as if complete
+          if (coin(0.5) && words[i].size() > 2)
+            out += " " + words[i].substr(0, std::uniform_int_distribution<size_t>(1, words[i].size() - 2)(rng_));
+          if (coin(0.5)) out += ".";  // "worth every pen." once a policy found it
+          break;
+        }
         out += (out.empty() ? "" : " ") + words[i];
         if (kind == 0 && i + 1 == cut) {   // a word looping
           const int times = std::uniform_int_distribution<int>(3, 8)(rng_);
