@@ -270,15 +270,20 @@ TEST(ReviewTask, GroundTruthRegexEqualsTheProgramAndLabelsAreTrue) {
       ++rows, follows += truth;
     }
   EXPECT_EQ(rows, 400);
-  // Half follow before damage; o.garbled_rate of the rows are damaged (looping, cut off, rambling, spliced), and most
-  // of those then fail as garbled or mixed.
-  EXPECT_NEAR(static_cast<double>(follows) / rows, 0.5 * (1 - o.garbled_rate), 0.1);
+  // Half follow before damage; o.garbled_rate of the rows are damaged (looping, cut off, rambling, spliced, headless,
+  // misspelled). Many damaged rows then fail as garbled, mixed or neutral (no sentiment word left); some stay valid
+  // (a misspelled filler word, a headless sentence that kept its sentiment word), so fewer than half follow, and about
+  // half of the damaged ones fail (never more rows than were damaged).
+  EXPECT_GT(static_cast<double>(follows) / rows, 0.5 * (1 - o.garbled_rate) - 0.1);
+  EXPECT_LT(static_cast<double>(follows) / rows, 0.5);
   int64_t damaged = 0;
   for (const auto& r : rlaif::read_jsonl(dir / "judge_train.jsonl")) {
-    const std::string why = r.value["rationale"];
-    damaged += why.find("garbled") != std::string::npos || why.find("mixed") != std::string::npos;
+    const std::string why = r.value["rationale"];  // undamaged reviews always carry one sentiment
+    damaged += why.find("garbled") != std::string::npos || why.find("mixed") != std::string::npos ||
+               why.find("neutral") != std::string::npos;
   }
-  EXPECT_GT(static_cast<double>(damaged) / 300, 0.5 * o.garbled_rate);
+  EXPECT_GT(static_cast<double>(damaged) / 300, o.garbled_rate / 3) << damaged;
+  EXPECT_LT(static_cast<double>(damaged) / 300, o.garbled_rate + 0.05) << damaged;
   // Texts the generator never writes: both agree too (mixed, none, case, word boundaries).
   for (const std::string text : std::vector<std::string>{"I love it but it broke.", "It is a lamp.", "GREAT!", "greatness awaits", "Avoid.",
                                  "not terrible at all", "lovely and great", "great great great lamp.",
