@@ -148,10 +148,12 @@ class Judge {
  private:
   std::vector<JudgeResult> judge_alone(const std::vector<JudgeSample>& samples,
                                        const std::function<void(size_t, const JudgeResult&)>& on_result);
-  // Folds the panel's verdicts on one sample into this judge's result, then applies the graders.
-  void combine_panel(const JudgeSample& sample, const std::vector<const JudgeResult*>& theirs, JudgeResult& r);
-  // reward = (judges_weight * verdict.reward + sum of weight * grade) / (judges_weight + grader weights)
+  // Folds the panel's verdicts on one sample into this judge's (graded) result and mixes the reward again.
+  void combine_panel(const std::vector<const JudgeResult*>& theirs, JudgeResult& r);
+  // Grades the sample, then mix_reward.
   void apply_graders(const JudgeSample& sample, JudgeResult& result, double judges_weight) const;
+  // reward = (judges_weight * verdict.reward + sum of weight * grade) / (judges_weight + grader weights)
+  void mix_reward(JudgeResult& result, double judges_weight) const;
   double own_weight() const { return config_.backend == "none" ? 0.0 : config_.judge_weight; }
   std::string request_body(const JudgeMessages& messages, const nlohmann::json& schema) const;
   std::vector<std::string> auth_headers() const;

@@ -5,7 +5,19 @@
 #include <c10/util/BFloat16.h>
 #include <immintrin.h>
 
+#include <cstdint>
+
 namespace rlaif {
+
+// Whether the CPU runs the kernels below that need AVX-512 F, BW and VL (the bf16 stores, byte masks).
+inline bool has_avx512_bw() {
+  static const bool yes = (__builtin_cpu_init(), __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                                                    __builtin_cpu_supports("avx512vl"));
+  return yes;
+}
+
+// The lanes of a 16-wide step that exist when `left` elements remain.
+inline __mmask16 tail_mask(int64_t left) { return static_cast<__mmask16>(left >= 16 ? 0xFFFF : (1u << left) - 1); }
 
 // exp(x) for x <= 0 (softmax after subtracting the max): 2^n * p(f), f = x - n ln2 in [-ln2/2, ln2/2], degree-6
 // polynomial, relative error < 2e-7. Inputs below -87 give exp(-87) ~ 1.6e-38, not 0.

@@ -270,11 +270,15 @@ std::vector<GroupResult> Judge::rank(const std::vector<GroupSample>& groups) {
 
 void Judge::apply_graders(const JudgeSample& s, JudgeResult& r, double judges_weight) const {
   if (!r.ok) return;  // a failed judgment stays failed: no partial reward
+  for (const auto& g : config_.graders)
+    r.grades[g.name] = g.grade(s.completion, s.reference.empty() ? config_.rubric.reference : s.reference);
+  mix_reward(r, judges_weight);
+}
+
+void Judge::mix_reward(JudgeResult& r, double judges_weight) const {
   double total = judges_weight * r.verdict.reward, weights = judges_weight;
   for (const auto& g : config_.graders) {
-    double v = g.grade(s.completion, s.reference.empty() ? config_.rubric.reference : s.reference);
-    r.grades[g.name] = v;
-    total += g.weight * v;
+    total += g.weight * r.grades.at(g.name);
     weights += g.weight;
   }
   r.reward = weights > 0 ? total / weights : 0;
@@ -318,13 +322,13 @@ std::vector<JudgeResult> Judge::judge(const std::vector<JudgeSample>& samples,
   for (size_t i = 0; i < samples.size(); ++i) {
     std::vector<const JudgeResult*> verdicts;
     for (const auto& t : theirs) verdicts.push_back(&t[i]);
-    combine_panel(samples[i], verdicts, results[i]);
+    combine_panel(verdicts, results[i]);
     if (on_result) on_result(i, results[i]);
   }
   return results;
 }
 
-void Judge::combine_panel(const JudgeSample& s, const std::vector<const JudgeResult*>& theirs, JudgeResult& r) {
+void Judge::combine_panel(const std::vector<const JudgeResult*>& theirs, JudgeResult& r) {
   for (size_t j = 0; j < panel_.size() && r.ok; ++j) {
     if (theirs[j]->ok) continue;
     r.ok = false;  // judge_alone counted it ok: recount it as the failure it now is
@@ -350,8 +354,7 @@ void Judge::combine_panel(const JudgeSample& s, const std::vector<const JudgeRes
     r.prompt_tokens += t.prompt_tokens, r.completion_tokens += t.completion_tokens, r.cost += t.cost;
   }
   r.verdict.reward = total / weights;  // validate() keeps weights > 0
-  r.grades.clear();
-  apply_graders(s, r, weights);
+  mix_reward(r, weights);  // the graders graded the sample already (judge_alone)
 }
 
 std::vector<JudgeResult> Judge::judge_alone(const std::vector<JudgeSample>& samples,

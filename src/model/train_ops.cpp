@@ -15,12 +15,6 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-bool has_avx512() {
-  static const bool yes = (__builtin_cpu_init(), __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                                                    __builtin_cpu_supports("avx512vl"));
-  return yes;
-}
-
 // ---- RMSNorm: y = w x r, r = (mean(x^2) + eps)^-1/2;  dx = r w g - x r^3 / C * sum(g w x);  dw = sum_rows g x r.
 
 class RmsNorm : public torch::autograd::Function<RmsNorm> {
@@ -146,7 +140,7 @@ inline float sigmoid1(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 template <typename T>
 __attribute__((target("avx512f,avx512bw,avx512vl"))) void swiglu_fwd_avx512(const T* g, const T* u, T* y, int64_t n) {
   for (int64_t i = 0; i < n; i += 16) {
-    const __mmask16 k = static_cast<__mmask16>(n - i >= 16 ? 0xFFFF : (1u << (n - i)) - 1);
+    const __mmask16 k = tail_mask(n - i);
     const __m512 x = load16(g + i, k);
     store16(y + i, _mm512_mul_ps(_mm512_mul_ps(x, sigmoid16(x)), load16(u + i, k)), k);
   }
@@ -157,7 +151,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void swiglu_bwd_avx512(cons
                                                                          int64_t n) {
   const __m512 one = _mm512_set1_ps(1.0f);
   for (int64_t i = 0; i < n; i += 16) {
-    const __mmask16 k = static_cast<__mmask16>(n - i >= 16 ? 0xFFFF : (1u << (n - i)) - 1);
+    const __mmask16 k = tail_mask(n - i);
     const __m512 x = load16(g + i, k), s = sigmoid16(x), d = load16(dy + i, k);
     const __m512 ds = _mm512_mul_ps(s, _mm512_fmadd_ps(x, _mm512_sub_ps(one, s), one));  // d silu / dg
     store16(dg + i, _mm512_mul_ps(_mm512_mul_ps(d, load16(u + i, k)), ds), k);
@@ -168,7 +162,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void swiglu_bwd_avx512(cons
 template <typename T>
 void swiglu_fwd(const T* g, const T* u, T* y, int64_t n) {
   at::parallel_for(0, n, 1 << 14, [&](int64_t b, int64_t e) {
-    if (has_avx512()) return swiglu_fwd_avx512(g + b, u + b, y + b, e - b);
+    if (has_avx512_bw()) return swiglu_fwd_avx512(g + b, u + b, y + b, e - b);
     for (int64_t i = b; i < e; ++i) {
       const float x = static_cast<float>(g[i]);
       y[i] = static_cast<T>(x * sigmoid1(x) * static_cast<float>(u[i]));
@@ -179,7 +173,7 @@ void swiglu_fwd(const T* g, const T* u, T* y, int64_t n) {
 template <typename T>
 void swiglu_bwd(const T* g, const T* u, const T* dy, T* dg, T* du, int64_t n) {
   at::parallel_for(0, n, 1 << 14, [&](int64_t b, int64_t e) {
-    if (has_avx512()) return swiglu_bwd_avx512(g + b, u + b, dy + b, dg + b, du + b, e - b);
+    if (has_avx512_bw()) return swiglu_bwd_avx512(g + b, u + b, dy + b, dg + b, du + b, e - b);
     for (int64_t i = b; i < e; ++i) {
       const float x = static_cast<float>(g[i]), s = sigmoid1(x), d = static_cast<float>(dy[i]);
       dg[i] = static_cast<T>(d * static_cast<float>(u[i]) * s * (1 + x * (1 - s)));
@@ -223,7 +217,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void masked_softmax_row_avx
   __m512 mx = _mm512_set1_ps(-INFINITY);
   __mmask16 any = 0;
   auto lanes = [&](int64_t l) {  // tail lanes that exist and whose key is allowed
-    const __mmask16 k = static_cast<__mmask16>(L - l >= 16 ? 0xFFFF : (1u << (L - l)) - 1);
+    const __mmask16 k = tail_mask(L - l);
     return static_cast<__mmask16>(_mm_mask_cmpneq_epi8_mask(k, _mm_maskz_loadu_epi8(k, ok + l), _mm_setzero_si128()));
   };
   for (int64_t l = 0; l < L; l += 16) {
@@ -240,12 +234,12 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void masked_softmax_row_avx
   for (int64_t l = 0; l < L; l += 16) {
     const __mmask16 k = lanes(l);
     const __m512 x = _mm512_maskz_mov_ps(k, exp_avx512(_mm512_min_ps(_mm512_fmsub_ps(sc, load16(s + l, k), m), _mm512_setzero_ps())));
-    _mm512_mask_storeu_ps(e + l, static_cast<__mmask16>(L - l >= 16 ? 0xFFFF : (1u << (L - l)) - 1), x);
+    _mm512_mask_storeu_ps(e + l, tail_mask(L - l), x);
     sum = _mm512_add_ps(sum, x);
   }
   const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
   for (int64_t l = 0; l < L; l += 16) {
-    const __mmask16 k = static_cast<__mmask16>(L - l >= 16 ? 0xFFFF : (1u << (L - l)) - 1);
+    const __mmask16 k = tail_mask(L - l);
     store16(p + l, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, e + l), inv), k);
   }
 }
@@ -266,7 +260,7 @@ void masked_softmax_row(const T* s, const bool* ok, T* p, int64_t L, float scale
 
 template <typename T>
 void masked_softmax_rows(const T* s, const bool* allowed, T* p, int64_t N, int64_t GR, int64_t TT, int64_t L, float scale) {
-  const bool fast = has_avx512();
+  const bool fast = has_avx512_bw();
   at::parallel_for(0, N * GR, 1, [&](int64_t b, int64_t e) {
     std::vector<float> scratch(L + 16);
     for (int64_t i = b; i < e; ++i) {

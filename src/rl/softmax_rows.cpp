@@ -13,13 +13,7 @@ namespace {
 
 std::atomic<bool> force_portable{false};
 
-bool has_avx512() {
-  static const bool yes = (__builtin_cpu_init(), __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                                                    __builtin_cpu_supports("avx512vl"));
-  return yes && !force_portable;
-}
-
-inline __mmask16 tail_mask(int64_t left) { return static_cast<__mmask16>(left >= 16 ? 0xFFFF : (1u << left) - 1); }
+bool has_avx512() { return has_avx512_bw() && !force_portable; }
 
 struct Stats {
   float lse, mu;
