@@ -14,7 +14,7 @@ echo "| configuration | step time | tokens/s | peak RSS | achieved | of peak | m
 echo "| --- | --- | --- | --- | --- | --- | --- |"
 for lora in "" "--lora 16"; do
   for bf16 in "" "--bf16"; do
-    OMP_WAIT_POLICY=PASSIVE MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=1073741824 MALLOC_TOP_PAD_=67108864 \
+    OMP_WAIT_POLICY=PASSIVE MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=18446744073709551615 MALLOC_TOP_PAD_=67108864 \
       /usr/bin/python3 "$here/train_step_ref.py" "$model" $lora $bf16 "$@"
   done
   "$build/bench/bench_train" --model "$model" $lora "$@"

@@ -174,9 +174,9 @@ TEST(Transformer, Bf16ComputeStaysCloseToFp32) {
 }
 
 // The fused training kernels (src/model/train_ops.cpp) against their plain formulas through libtorch's autograd:
-// values and gradients of every input, in fp32 (tolerance 1e-5 relative to the largest value) and bf16 (rope,
-// SwiGLU and the masked softmax, which take bf16 under autocast: 2e-2, bf16 keeps ~3 significant digits). The rows are long enough for the
-// AVX-512 loops and their tails (C = 37, 2 x 1000 + 5 elements).
+// values and gradients of every input, in fp32 (tolerance 1e-5 relative to the largest value) and bf16 (rope, the
+// q/k/v split, SwiGLU and the masked softmax, which take bf16 under autocast: 2e-2, bf16 keeps ~3 significant
+// digits). The rows are long enough for the AVX-512 loops and their tails (C = 37, I = 1005 elements).
 TEST(Transformer, FusedTrainingKernelsMatchTheFormulasWithGradients) {
   torch::manual_seed(5);
   auto check = [](const torch::Tensor& got, const torch::Tensor& want, double tol, const std::string& what) {
@@ -195,6 +195,12 @@ TEST(Transformer, FusedTrainingKernelsMatchTheFormulasWithGradients) {
     check(got, want, 1e-5, "rms_norm");
     check(gg[0], gw[0], 1e-5, "rms_norm d/dx");
     check(gg[1], gw[1], 1e-5, "rms_norm d/dweight");
+    auto low = rlaif::rms_norm_fused(x, w, 1e-5, /*bf16_out=*/true);  // what autocast's cast would give, exactly
+    EXPECT_EQ(low.scalar_type(), torch::kBFloat16);
+    EXPECT_TRUE(torch::equal(low, got.to(torch::kBFloat16)));
+    auto gl = torch::autograd::grad({(low.to(torch::kFloat32) * dy).sum()}, {x, w});
+    check(gl[0], gw[0], 2e-2, "rms_norm (bf16 out) d/dx");  // its incoming gradient is bf16 too
+    check(gl[1], gw[1], 2e-2, "rms_norm (bf16 out) d/dweight");
   }
   auto rope_formula = [](const torch::Tensor& x, const torch::Tensor& c, const torch::Tensor& s) {
     const int64_t h = x.size(-1) / 2;
@@ -214,18 +220,44 @@ TEST(Transformer, FusedTrainingKernelsMatchTheFormulasWithGradients) {
     check(got, want, tol, "rope");
     check(gg[0], gw[0], tol, "rope d/dx");
   }
-  for (auto dtype : {torch::kFloat32, torch::kBFloat16}) {  // SwiGLU's gate
+  for (auto dtype : {torch::kFloat32, torch::kBFloat16}) {  // q/k/v split into attention's layout, rope on q and k
     const double tol = dtype == torch::kFloat32 ? 1e-5 : 2e-2;
-    auto g = (torch::randn({2, 1005}) * 4).to(dtype).requires_grad_(true);  // both signs, into the tails of sigmoid
-    auto u = torch::randn({2, 1005}).to(dtype).requires_grad_(true);
-    auto dy = torch::randn({2, 1005});
-    auto want = torch::silu(g.to(torch::kFloat32)) * u.to(torch::kFloat32);
-    auto gw = torch::autograd::grad({(want * dy).sum()}, {g, u});
-    auto got = rlaif::swiglu_fused(g, u);
-    auto gg = torch::autograd::grad({(got.to(torch::kFloat32) * dy).sum()}, {g, u});
+    const int64_t N = 2, T = 5, H = 4, Hkv = 2, D = 8;
+    auto qkv = torch::randn({N, T, (H + 2 * Hkv) * D}).to(dtype).requires_grad_(true);
+    auto dq = torch::randn({N, H, T, D}), dk = torch::randn({N, Hkv, T, D}), dv = torch::randn({N, Hkv, T, D});
+    auto f = qkv.to(torch::kFloat32);
+    auto q_formula = [&] { return rope_formula(f.narrow(-1, 0, H * D).reshape({N, T, H, D}), cos, sin).transpose(1, 2); };
+    auto wq = q_formula();
+    auto wk = rope_formula(f.narrow(-1, H * D, Hkv * D).reshape({N, T, Hkv, D}), cos, sin).transpose(1, 2);
+    auto wv = f.narrow(-1, (H + Hkv) * D, Hkv * D).reshape({N, T, Hkv, D}).transpose(1, 2);
+    auto gw = torch::autograd::grad({(wq * dq).sum() + (wk * dk).sum() + (wv * dv).sum()}, {qkv});
+    auto got = rlaif::qkv_rope_fused(qkv, cos, sin, H, Hkv);
+    for (const auto& t : got) EXPECT_TRUE(t.is_contiguous() && t.scalar_type() == dtype);
+    check(got[0], wq, tol, "qkv rope: q");
+    check(got[1], wk, tol, "qkv rope: k");
+    check(got[2], wv, tol, "qkv rope: v");
+    auto fl = [](const torch::Tensor& t) { return t.to(torch::kFloat32); };
+    auto gg = torch::autograd::grad({(fl(got[0]) * dq).sum() + (fl(got[1]) * dk).sum() + (fl(got[2]) * dv).sum()}, {qkv});
+    check(gg[0], gw[0], tol, "qkv rope d/dqkv");
+    // only q used: the k and v columns of the gradient are 0
+    auto gq = torch::autograd::grad({(fl(rlaif::qkv_rope_fused(qkv, cos, sin, H, Hkv)[0]) * dq).sum()}, {qkv})[0];
+    f = qkv.to(torch::kFloat32);
+    auto gwq = torch::autograd::grad({(q_formula() * dq).sum()}, {qkv})[0];
+    check(gq, gwq, tol, "qkv rope, q only: d/dqkv");
+    EXPECT_EQ(gq.narrow(-1, H * D, 2 * Hkv * D).abs().max().item<double>(), 0.0);
+  }
+  for (auto dtype : {torch::kFloat32, torch::kBFloat16}) {  // SwiGLU's gate on [gate | up] rows
+    const double tol = dtype == torch::kFloat32 ? 1e-5 : 2e-2;
+    const int64_t I = 1005;  // both signs, into the tails of sigmoid; rows long enough for the AVX-512 loop's tail
+    auto gu = torch::cat({torch::randn({3, I}) * 4, torch::randn({3, I})}, -1).to(dtype).requires_grad_(true);
+    auto dy = torch::randn({3, I});
+    auto want = torch::silu(gu.narrow(-1, 0, I).to(torch::kFloat32)) * gu.narrow(-1, I, I).to(torch::kFloat32);
+    auto gw = torch::autograd::grad({(want * dy).sum()}, {gu});
+    auto got = rlaif::swiglu_fused(gu);
+    auto gg = torch::autograd::grad({(got.to(torch::kFloat32) * dy).sum()}, {gu});
     check(got, want, tol, "swiglu");
-    check(gg[0], gw[0], tol, "swiglu d/dg");
-    check(gg[1], gw[1], tol, "swiglu d/du");
+    check(gg[0].narrow(-1, 0, I), gw[0].narrow(-1, 0, I), tol, "swiglu d/dgate");
+    check(gg[0].narrow(-1, I, I), gw[0].narrow(-1, I, I), tol, "swiglu d/dup");
   }
   for (auto dtype : {torch::kFloat32, torch::kBFloat16}) {  // attention's masked softmax, L = 21 (a tail)
     const double tol = dtype == torch::kFloat32 ? 1e-5 : 2e-2;

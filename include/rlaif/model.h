@@ -151,6 +151,10 @@ class CausalLMImpl : public torch::nn::Module {
   };
   // x through projection `proj` (index into kLoraProjections) of `layer`, with its adapter when LoRA is on.
   torch::Tensor project(int64_t layer, int proj, torch::nn::Linear& linear, const torch::Tensor& x);
+  // x through several projections of `layer` that share it (q/k/v, gate/up) as one matmul, outputs concatenated
+  // in `projs` order along the last dimension, with their adapters when LoRA is on.
+  torch::Tensor project_group(int64_t layer, const std::vector<int>& projs, const torch::Tensor& x);
+  torch::nn::Linear& layer_projection(int64_t layer, int proj);  // by index into kLoraProjections
   torch::Tensor effective_weight(int64_t layer, int proj, const torch::nn::Linear& linear) const;  // W (+ scale B A)
   bool use_packed();  // true when this forward should take the packed path (repacks if parameters changed)
   void repack();

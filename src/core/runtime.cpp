@@ -24,7 +24,7 @@ void ensure_runtime_env(int argc, char** argv) {
 
 void keep_freed_memory() {
   mallopt(M_MMAP_MAX, 0);                        // large blocks from the heap, not fresh mappings
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);            // and freed heap memory stays ours up to 1 GiB at the top
+  mallopt(M_TRIM_THRESHOLD, -1);                 // and freed heap memory stays ours: never trimmed (mallopt(3))
   mallopt(M_TOP_PAD, 64 << 20);
 }
 

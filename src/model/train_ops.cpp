@@ -19,13 +19,15 @@ using torch::autograd::variable_list;
 
 class RmsNorm : public torch::autograd::Function<RmsNorm> {
  public:
-  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& w, double eps) {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& w, double eps,
+                               bool bf16_out) {
     const int64_t C = x.size(-1), M = x.numel() / C;
-    auto y = torch::empty_like(x);
+    auto y = torch::empty_like(x, bf16_out ? torch::kBFloat16 : torch::kFloat32);
     auto r = torch::empty({M}, torch::kFloat32);
     const float *xp = x.data_ptr<float>(), *wp = w.data_ptr<float>();
-    float *yp = y.data_ptr<float>(), *rp = r.data_ptr<float>();
+    float* rp = r.data_ptr<float>();
     at::parallel_for(0, M, 16, [&](int64_t b, int64_t e) {
+      std::vector<float> row(bf16_out ? C : 0);
       for (int64_t m = b; m < e; ++m) {
         const float* xr = xp + m * C;
         float ss = 0;
@@ -33,9 +35,13 @@ class RmsNorm : public torch::autograd::Function<RmsNorm> {
         for (int64_t c = 0; c < C; ++c) ss += xr[c] * xr[c];
         const float inv = 1.0f / std::sqrt(ss / C + static_cast<float>(eps));
         rp[m] = inv;
-        float* yr = yp + m * C;
+        float* yr = bf16_out ? row.data() : y.data_ptr<float>() + m * C;
 #pragma omp simd
         for (int64_t c = 0; c < C; ++c) yr[c] = wp[c] * (xr[c] * inv);
+        if (bf16_out) {  // rounded once, as autocast's cast of the fp32 result would
+          c10::BFloat16* yb = y.data_ptr<c10::BFloat16>() + m * C;
+          for (int64_t c = 0; c < C; ++c) yb[c] = static_cast<c10::BFloat16>(yr[c]);
+        }
       }
     });
     ctx->save_for_backward({x, w, r});
@@ -69,7 +75,7 @@ class RmsNorm : public torch::autograd::Function<RmsNorm> {
         }
       }
     });
-    return {dx, dw_part.sum(0), torch::Tensor()};
+    return {dx, dw_part.sum(0), torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -78,27 +84,28 @@ class RmsNorm : public torch::autograd::Function<RmsNorm> {
 //   y[i+h] = x[i+h] c[i+h] + x[i] s[i+h]    dx[i+h] = g[i+h] c[i+h] - g[i] s[i]
 // `inverse` applies the transpose (the backward pass): the same with s negated and its halves swapped.
 
+// One head of D = 2h: y = rope(x) with this position's cos/sin rows (or its transpose when `inverse`).
+template <typename T>
+inline void rope_head(const T* x, const float* c, const float* s, T* y, int64_t D, bool inverse) {
+  const int64_t h = D / 2;
+  for (int64_t i = 0; i < h; ++i) {
+    const float a = static_cast<float>(x[i]), bb = static_cast<float>(x[i + h]);
+    if (!inverse) {
+      y[i] = static_cast<T>(a * c[i] - bb * s[i]);
+      y[i + h] = static_cast<T>(bb * c[i + h] + a * s[i + h]);
+    } else {
+      y[i] = static_cast<T>(a * c[i] + bb * s[i + h]);
+      y[i + h] = static_cast<T>(bb * c[i + h] - a * s[i]);
+    }
+  }
+}
+
 template <typename T>
 void rope_rows(const T* x, const float* cos, const float* sin, T* y, int64_t rows, int64_t heads, int64_t D, bool inverse) {
-  const int64_t h = D / 2;
   at::parallel_for(0, rows, 16, [&](int64_t b, int64_t e) {
-    for (int64_t r = b; r < e; ++r) {
-      const float *c = cos + r * D, *s = sin + r * D;
-      for (int64_t k = 0; k < heads; ++k) {
-        const T* xr = x + (r * heads + k) * D;
-        T* yr = y + (r * heads + k) * D;
-        for (int64_t i = 0; i < h; ++i) {
-          const float a = static_cast<float>(xr[i]), bb = static_cast<float>(xr[i + h]);
-          if (!inverse) {
-            yr[i] = static_cast<T>(a * c[i] - bb * s[i]);
-            yr[i + h] = static_cast<T>(bb * c[i + h] + a * s[i + h]);
-          } else {
-            yr[i] = static_cast<T>(a * c[i] + bb * s[i + h]);
-            yr[i + h] = static_cast<T>(bb * c[i + h] - a * s[i]);
-          }
-        }
-      }
-    }
+    for (int64_t r = b; r < e; ++r)
+      for (int64_t k = 0; k < heads; ++k)
+        rope_head(x + (r * heads + k) * D, cos + r * D, sin + r * D, y + (r * heads + k) * D, D, inverse);
   });
 }
 
@@ -122,6 +129,82 @@ class Rope : public torch::autograd::Function<Rope> {
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     auto saved = ctx->get_saved_variables();
     return {rope_apply(grads[0].contiguous(), saved[0], saved[1], true), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+// ---- The fused q/k/v projection's output split into attention's layout, rope applied to q and k:
+//   qkv [N, T, (H + 2 Hkv) D] -> q [N, H, T, D], k [N, Hkv, T, D], v [N, Hkv, T, D] (each contiguous);
+// backward writes d qkv in one pass (rope's transpose on dq and dk, dv copied; a part with no gradient is 0).
+
+template <typename T>
+void qkv_split_rows(T* qkv, T* q, T* k, T* v, const float* cos, const float* sin, int64_t N, int64_t T_, int64_t H,
+                    int64_t Hkv, int64_t D, bool backward) {
+  const int64_t F = (H + 2 * Hkv) * D;
+  at::parallel_for(0, N * T_, 8, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      const int64_t n = r / T_, t = r % T_;
+      T* row = qkv + r * F;
+      const float *c = cos + r * D, *s = sin + r * D;
+      auto part = [&](T* heads_out, int64_t heads, int64_t offset, bool rotate) {  // [N, heads, T, D]
+        for (int64_t j = 0; j < heads; ++j) {
+          T* in_row = row + offset + j * D;
+          if (!heads_out) {  // backward, no gradient for this part
+            std::fill(in_row, in_row + D, static_cast<T>(0));
+            continue;
+          }
+          T* in_head = heads_out + ((n * heads + j) * T_ + t) * D;
+          if (rotate) rope_head(backward ? in_head : in_row, c, s, backward ? in_row : in_head, D, backward);
+          else if (backward) std::copy(in_head, in_head + D, in_row);
+          else std::copy(in_row, in_row + D, in_head);
+        }
+      };
+      part(q, H, 0, true);
+      part(k, Hkv, H * D, true);
+      part(v, Hkv, (H + Hkv) * D, false);
+    }
+  });
+}
+
+template <typename T>
+T* ptr_or_null(const torch::Tensor& t) {
+  return t.defined() ? t.data_ptr<T>() : nullptr;
+}
+
+class QkvRope : public torch::autograd::Function<QkvRope> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const torch::Tensor& qkv, const torch::Tensor& cos,
+                               const torch::Tensor& sin, int64_t H, int64_t Hkv) {
+    const int64_t N = qkv.size(0), T = qkv.size(1), D = qkv.size(2) / (H + 2 * Hkv);
+    auto q = torch::empty({N, H, T, D}, qkv.options()), k = torch::empty({N, Hkv, T, D}, qkv.options()),
+         v = torch::empty({N, Hkv, T, D}, qkv.options());
+    if (qkv.scalar_type() == torch::kBFloat16)
+      qkv_split_rows(qkv.data_ptr<c10::BFloat16>(), q.data_ptr<c10::BFloat16>(), k.data_ptr<c10::BFloat16>(),
+                     v.data_ptr<c10::BFloat16>(), cos.data_ptr<float>(), sin.data_ptr<float>(), N, T, H, Hkv, D, false);
+    else
+      qkv_split_rows(qkv.data_ptr<float>(), q.data_ptr<float>(), k.data_ptr<float>(), v.data_ptr<float>(),
+                     cos.data_ptr<float>(), sin.data_ptr<float>(), N, T, H, Hkv, D, false);
+    ctx->save_for_backward({cos, sin});
+    ctx->saved_data["shape"] = std::vector<int64_t>{N, T, H, Hkv, D};
+    ctx->saved_data["bf16"] = qkv.scalar_type() == torch::kBFloat16;
+    ctx->set_materialize_grads(false);
+    return {q, k, v};
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto shape = ctx->saved_data["shape"].toIntVector();
+    const int64_t N = shape[0], T = shape[1], H = shape[2], Hkv = shape[3], D = shape[4];
+    const auto dtype = ctx->saved_data["bf16"].toBool() ? torch::kBFloat16 : torch::kFloat32;
+    auto in = [&](const torch::Tensor& g) { return g.defined() ? g.to(dtype).contiguous() : g; };
+    auto dq = in(grads[0]), dk = in(grads[1]), dv = in(grads[2]);
+    auto dqkv = torch::empty({N, T, (H + 2 * Hkv) * D}, torch::TensorOptions().dtype(dtype));
+    if (dtype == torch::kBFloat16)
+      qkv_split_rows(dqkv.data_ptr<c10::BFloat16>(), ptr_or_null<c10::BFloat16>(dq), ptr_or_null<c10::BFloat16>(dk),
+                     ptr_or_null<c10::BFloat16>(dv), saved[0].data_ptr<float>(), saved[1].data_ptr<float>(), N, T, H, Hkv,
+                     D, true);
+    else
+      qkv_split_rows(dqkv.data_ptr<float>(), ptr_or_null<float>(dq), ptr_or_null<float>(dk), ptr_or_null<float>(dv),
+                     saved[0].data_ptr<float>(), saved[1].data_ptr<float>(), N, T, H, Hkv, D, true);
+    return {dqkv, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -159,52 +242,68 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void swiglu_bwd_avx512(cons
   }
 }
 
+// gu rows [g (I) | u (I)] -> y rows [I]; backward: d gu rows [dg | du].
 template <typename T>
-void swiglu_fwd(const T* g, const T* u, T* y, int64_t n) {
-  at::parallel_for(0, n, 1 << 14, [&](int64_t b, int64_t e) {
-    if (has_avx512_bw()) return swiglu_fwd_avx512(g + b, u + b, y + b, e - b);
-    for (int64_t i = b; i < e; ++i) {
-      const float x = static_cast<float>(g[i]);
-      y[i] = static_cast<T>(x * sigmoid1(x) * static_cast<float>(u[i]));
+void swiglu_fwd(const T* gu, T* y, int64_t rows, int64_t I) {
+  at::parallel_for(0, rows, std::max<int64_t>(1, (1 << 14) / I), [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      const T *g = gu + r * 2 * I, *u = g + I;
+      T* yr = y + r * I;
+      if (has_avx512_bw()) {
+        swiglu_fwd_avx512(g, u, yr, I);
+        continue;
+      }
+      for (int64_t i = 0; i < I; ++i) {
+        const float x = static_cast<float>(g[i]);
+        yr[i] = static_cast<T>(x * sigmoid1(x) * static_cast<float>(u[i]));
+      }
     }
   });
 }
 
 template <typename T>
-void swiglu_bwd(const T* g, const T* u, const T* dy, T* dg, T* du, int64_t n) {
-  at::parallel_for(0, n, 1 << 14, [&](int64_t b, int64_t e) {
-    if (has_avx512_bw()) return swiglu_bwd_avx512(g + b, u + b, dy + b, dg + b, du + b, e - b);
-    for (int64_t i = b; i < e; ++i) {
-      const float x = static_cast<float>(g[i]), s = sigmoid1(x), d = static_cast<float>(dy[i]);
-      dg[i] = static_cast<T>(d * static_cast<float>(u[i]) * s * (1 + x * (1 - s)));
-      du[i] = static_cast<T>(d * x * s);
+void swiglu_bwd(const T* gu, const T* dy, T* dgu, int64_t rows, int64_t I) {
+  at::parallel_for(0, rows, std::max<int64_t>(1, (1 << 14) / I), [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      const T *g = gu + r * 2 * I, *u = g + I, *d = dy + r * I;
+      T *dg = dgu + r * 2 * I, *du = dg + I;
+      if (has_avx512_bw()) {
+        swiglu_bwd_avx512(g, u, d, dg, du, I);
+        continue;
+      }
+      for (int64_t i = 0; i < I; ++i) {
+        const float x = static_cast<float>(g[i]), s = sigmoid1(x), dd = static_cast<float>(d[i]);
+        dg[i] = static_cast<T>(dd * static_cast<float>(u[i]) * s * (1 + x * (1 - s)));
+        du[i] = static_cast<T>(dd * x * s);
+      }
     }
   });
 }
 
 class SwiGlu : public torch::autograd::Function<SwiGlu> {
  public:
-  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& g, const torch::Tensor& u) {
-    auto y = torch::empty_like(g);
-    if (g.scalar_type() == torch::kBFloat16)
-      swiglu_fwd(g.data_ptr<c10::BFloat16>(), u.data_ptr<c10::BFloat16>(), y.data_ptr<c10::BFloat16>(), g.numel());
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& gu) {
+    const int64_t I = gu.size(-1) / 2, rows = gu.numel() / (2 * I);
+    auto sizes = gu.sizes().vec();
+    sizes.back() = I;
+    auto y = torch::empty(sizes, gu.options());
+    if (gu.scalar_type() == torch::kBFloat16)
+      swiglu_fwd(gu.data_ptr<c10::BFloat16>(), y.data_ptr<c10::BFloat16>(), rows, I);
     else
-      swiglu_fwd(g.data_ptr<float>(), u.data_ptr<float>(), y.data_ptr<float>(), g.numel());
-    ctx->save_for_backward({g, u});
+      swiglu_fwd(gu.data_ptr<float>(), y.data_ptr<float>(), rows, I);
+    ctx->save_for_backward({gu});
     return y;
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    auto saved = ctx->get_saved_variables();
-    const auto &g = saved[0], &u = saved[1];
-    auto dy = grads[0].to(g.scalar_type()).contiguous();
-    auto dg = torch::empty_like(g), du = torch::empty_like(u);
-    if (g.scalar_type() == torch::kBFloat16)
-      swiglu_bwd(g.data_ptr<c10::BFloat16>(), u.data_ptr<c10::BFloat16>(), dy.data_ptr<c10::BFloat16>(),
-                 dg.data_ptr<c10::BFloat16>(), du.data_ptr<c10::BFloat16>(), g.numel());
+    const auto gu = ctx->get_saved_variables()[0];
+    const int64_t I = gu.size(-1) / 2, rows = gu.numel() / (2 * I);
+    auto dy = grads[0].to(gu.scalar_type()).contiguous();
+    auto dgu = torch::empty_like(gu);
+    if (gu.scalar_type() == torch::kBFloat16)
+      swiglu_bwd(gu.data_ptr<c10::BFloat16>(), dy.data_ptr<c10::BFloat16>(), dgu.data_ptr<c10::BFloat16>(), rows, I);
     else
-      swiglu_bwd(g.data_ptr<float>(), u.data_ptr<float>(), dy.data_ptr<float>(), dg.data_ptr<float>(), du.data_ptr<float>(),
-                 g.numel());
-    return {dg, du};
+      swiglu_bwd(gu.data_ptr<float>(), dy.data_ptr<float>(), dgu.data_ptr<float>(), rows, I);
+    return {dgu};
   }
 };
 
@@ -326,10 +425,10 @@ class MaskedSoftmax : public torch::autograd::Function<MaskedSoftmax> {
 
 }  // namespace
 
-torch::Tensor rms_norm_fused(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
+torch::Tensor rms_norm_fused(const torch::Tensor& x, const torch::Tensor& weight, double eps, bool bf16_out) {
   TORCH_CHECK(x.scalar_type() == torch::kFloat32 && x.is_contiguous() && weight.scalar_type() == torch::kFloat32,
               "rms_norm_fused: fp32 contiguous input and weight");
-  return RmsNorm::apply(x, weight, eps);
+  return RmsNorm::apply(x, weight, eps, bf16_out);
 }
 
 torch::Tensor rope_fused(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
@@ -341,11 +440,22 @@ torch::Tensor rope_fused(const torch::Tensor& x, const torch::Tensor& cos, const
   return Rope::apply(x, cos, sin);
 }
 
-torch::Tensor swiglu_fused(const torch::Tensor& g, const torch::Tensor& u) {
-  TORCH_CHECK(g.sizes() == u.sizes() && g.scalar_type() == u.scalar_type() && g.is_contiguous() && u.is_contiguous() &&
-                  (g.scalar_type() == torch::kFloat32 || g.scalar_type() == torch::kBFloat16),
-              "swiglu_fused: g and u of one shape and dtype (fp32/bf16), contiguous");
-  return SwiGlu::apply(g, u);
+torch::Tensor swiglu_fused(const torch::Tensor& gu) {
+  TORCH_CHECK(gu.dim() >= 1 && gu.size(-1) % 2 == 0 && gu.is_contiguous() &&
+                  (gu.scalar_type() == torch::kFloat32 || gu.scalar_type() == torch::kBFloat16),
+              "swiglu_fused: gu [..., 2 I] (gate then up) fp32/bf16 contiguous");
+  return SwiGlu::apply(gu);
+}
+
+std::vector<torch::Tensor> qkv_rope_fused(const torch::Tensor& qkv, const torch::Tensor& cos, const torch::Tensor& sin,
+                                          int64_t heads, int64_t kv_heads) {
+  TORCH_CHECK(qkv.dim() == 3 && qkv.is_contiguous() && qkv.size(2) % (heads + 2 * kv_heads) == 0 &&
+                  (qkv.size(2) / (heads + 2 * kv_heads)) % 2 == 0 &&
+                  (qkv.scalar_type() == torch::kFloat32 || qkv.scalar_type() == torch::kBFloat16) &&
+                  cos.scalar_type() == torch::kFloat32 && sin.scalar_type() == torch::kFloat32 && cos.is_contiguous() &&
+                  sin.is_contiguous() && cos.numel() == qkv.size(0) * qkv.size(1) * (qkv.size(2) / (heads + 2 * kv_heads)),
+              "qkv_rope_fused: qkv [N, T, (H + 2 Hkv) D] fp32/bf16 contiguous, cos/sin [N, T, 1, D] fp32 contiguous");
+  return QkvRope::apply(qkv, cos, sin, heads, kv_heads);
 }
 
 torch::Tensor masked_softmax_fused(const torch::Tensor& scores, const torch::Tensor& allowed, double scale) {

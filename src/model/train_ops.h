@@ -8,15 +8,23 @@
 
 namespace rlaif {
 
-// y = weight * x / sqrt(mean(x^2) + eps) over the last dimension. x fp32, contiguous; weight [C] fp32.
-torch::Tensor rms_norm_fused(const torch::Tensor& x, const torch::Tensor& weight, double eps);
+// y = weight * x / sqrt(mean(x^2) + eps) over the last dimension. x fp32, contiguous; weight [C] fp32. The result
+// is fp32, or bf16 with `bf16_out` (what autocast would cast it to before a bf16 matmul, without the extra pass).
+torch::Tensor rms_norm_fused(const torch::Tensor& x, const torch::Tensor& weight, double eps, bool bf16_out = false);
 
 // x * cos + rotate_half(x) * sin. x [N, T, heads, D] contiguous, fp32 or bf16 (the result has x's dtype);
 // cos/sin [N, T, 1, D] fp32 contiguous.
 torch::Tensor rope_fused(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin);
 
-// silu(g) * u; g and u of one shape and dtype (fp32 or bf16), contiguous.
-torch::Tensor swiglu_fused(const torch::Tensor& g, const torch::Tensor& u);
+// The fused q/k/v projection's output in attention's layout, rotary embedding applied to q and k: qkv
+// [N, T, (heads + 2 kv_heads) D] (q, k, v concatenated per token), fp32 or bf16, contiguous; cos/sin [N, T, 1, D]
+// fp32 contiguous -> {q [N, heads, T, D], k [N, kv_heads, T, D], v [N, kv_heads, T, D]}, contiguous, qkv's dtype.
+std::vector<torch::Tensor> qkv_rope_fused(const torch::Tensor& qkv, const torch::Tensor& cos, const torch::Tensor& sin,
+                                          int64_t heads, int64_t kv_heads);
+
+// silu(gate) * up for the fused gate/up projection's output gu [..., 2 I] (gate in the first half of the last
+// dimension, up in the second), fp32 or bf16, contiguous -> [..., I] of gu's dtype.
+torch::Tensor swiglu_fused(const torch::Tensor& gu);
 
 // softmax over the last dimension of scale * scores, keys not `allowed` left out (probability 0; a row with no
 // allowed key gets the uniform distribution, as softmax over equal masked scores does). scores [N, G, R, T, L]

@@ -1,4 +1,6 @@
 // The llama-family decoder, following transformers' modeling_llama / modeling_qwen2 / modeling_qwen3 exactly.
+#include <ATen/autocast_mode.h>
+
 #include <cmath>
 #include <limits>
 
@@ -16,8 +18,12 @@ RMSNormImpl::RMSNormImpl(int64_t dim, double eps_) : eps(eps_) {
 }
 
 torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
-  if (x.scalar_type() == torch::kFloat32 && x.is_contiguous() && weight.scalar_type() == torch::kFloat32)
-    return rms_norm_fused(x, weight, eps);  // the formula below, in one pass each way
+  if (x.scalar_type() == torch::kFloat32 && x.is_contiguous() && weight.scalar_type() == torch::kFloat32) {
+    // the formula below, in one pass each way; under bf16 autocast the result goes to bf16 matmuls, so it is
+    // written in bf16 (the same rounding autocast's cast would make)
+    const bool bf16_out = at::autocast::is_cpu_enabled() && at::autocast::get_autocast_cpu_dtype() == at::kBFloat16;
+    return rms_norm_fused(x, weight, eps, bf16_out);
+  }
   auto h = x.to(torch::kFloat32);
   h = h * torch::rsqrt(h.pow(2).mean(-1, /*keepdim=*/true) + eps);
   return weight * h.to(x.scalar_type());
@@ -192,7 +198,56 @@ torch::Tensor CausalLMImpl::project(int64_t layer, int proj, torch::nn::Linear& 
   if (!a) return y;
   auto xin = a->dropout > 0 && is_training() && torch::GradMode::is_enabled()
                  ? torch::dropout(x, a->dropout, /*train=*/true) : x;
-  return y + torch::nn::functional::linear(torch::nn::functional::linear(xin, a->A), a->B) * a->scale;
+  // y + scale (x A^T) B^T, the scale on the rank-r product and the sum inside B's matmul (addmm), so no
+  // full-width temporary is multiplied or added, forward or backward
+  const int64_t out = y.size(-1), r = a->A.size(0);
+  auto xa = torch::nn::functional::linear(xin, a->A).mul(a->scale);  // [..., r]
+  return torch::addmm(y.reshape({-1, out}), xa.reshape({-1, r}), a->B.t()).view(y.sizes());
+}
+
+torch::nn::Linear& CausalLMImpl::layer_projection(int64_t layer, int proj) {
+  auto& l = model->layers->at<DecoderLayerImpl>(layer);
+  auto& a = *l.self_attn;
+  auto& m = *l.mlp;
+  torch::nn::Linear* all[7] = {&a.q_proj, &a.k_proj, &a.v_proj, &a.o_proj, &m.gate_proj, &m.up_proj, &m.down_proj};
+  return *all[proj];
+}
+
+torch::Tensor CausalLMImpl::project_group(int64_t layer, const std::vector<int>& projs, const torch::Tensor& x) {
+  std::vector<torch::Tensor> weights, biases;
+  for (int p : projs) {
+    auto& lin = layer_projection(layer, p);
+    weights.push_back(lin->weight);
+    if (lin->bias.defined()) biases.push_back(lin->bias);
+  }
+  auto y = torch::nn::functional::linear(x, torch::cat(weights), biases.empty() ? torch::Tensor() : torch::cat(biases));
+  if (!lora_enabled()) return y;
+  // LoRA: + scale_p (x A_p^T) B_p^T in each projection's columns: the adapters' x A^T side by side [M, R], times
+  // their B's as one block-diagonal [out, R] matrix, summed into y inside that matmul (addmm).
+  std::vector<torch::Tensor> xa, b_rows;
+  std::vector<const LoraAdapter*> adapters;
+  int64_t R = 0;
+  for (int p : projs) {
+    const LoraAdapter* a = lora_slots_[layer][p];
+    adapters.push_back(a);
+    if (!a) continue;
+    auto xin = a->dropout > 0 && is_training() && torch::GradMode::is_enabled()
+                   ? torch::dropout(x, a->dropout, /*train=*/true) : x;  // each adapter its own mask, as PEFT
+    xa.push_back(torch::nn::functional::linear(xin, a->A).mul(a->scale));  // [..., r]
+    R += a->A.size(0);
+  }
+  if (R == 0) return y;
+  int64_t before = 0;
+  for (size_t i = 0; i < projs.size(); ++i) {
+    const LoraAdapter* a = adapters[i];
+    const int64_t out = layer_projection(layer, projs[i])->weight.size(0), r = a ? a->A.size(0) : 0;
+    auto opts = torch::TensorOptions().dtype(torch::kFloat32);
+    b_rows.push_back(a ? torch::cat({torch::zeros({out, before}, opts), a->B, torch::zeros({out, R - before - r}, opts)}, 1)
+                       : torch::zeros({out, R}, opts));
+    before += r;
+  }
+  const int64_t out = y.size(-1);
+  return torch::addmm(y.reshape({-1, out}), torch::cat(xa, -1).reshape({-1, R}), torch::cat(b_rows).t()).view(y.sizes());
 }
 
 torch::Tensor CausalLMImpl::effective_weight(int64_t layer, int proj, const torch::nn::Linear& linear) const {
@@ -283,57 +338,73 @@ torch::Tensor CausalLMImpl::run_layers(const torch::Tensor& input_ids, const tor
   const int64_t H = config_.num_attention_heads, Hkv = config_.num_key_value_heads, D = config_.head_dim;
   const bool packed = use_packed();
   auto [cos, sin] = rope(positions);         // [N, T, 1, D]
-  auto x = model->embed_tokens(input_ids);   // [N, T, C]
+  // [N, T, C]. With tied embeddings the output head gives this weight a dense gradient; the lookup's own is sparse
+  // (the rows it read), added into that one instead of a dense [V, C] of zeros plus a full-size sum.
+  auto x = torch::embedding(model->embed_tokens->weight, input_ids, /*padding_idx=*/-1, /*scale_grad_by_freq=*/false,
+                            /*sparse=*/config_.tie_word_embeddings);
   torch::Tensor slot_idx;
   if (cache) slot_idx = torch::arange(batch->slot_begin, batch->slot_begin + N).view({N, 1}).expand({N, T});
+  // Several tokens per sequence (a training forward, a prompt's prefill): q/k/v and gate/up as one matmul each
+  // (one cast of their input under autocast, one gradient for it). A decode step keeps them apart: concatenating
+  // the weights would cost more than the one token's matmuls.
+  const bool grouped = !packed && T > 1;
+  const int64_t I = config_.intermediate_size;
   for (int64_t i = 0; i < config_.num_hidden_layers; ++i) {
     auto& layer = model->layers->at<DecoderLayerImpl>(i);
     auto& a = *layer.self_attn;
     auto h = layer.input_layernorm(x);
-    torch::Tensor q, k, v;
-    if (packed) {
-      auto qkv = packed_linear(h, packed_[i].qkv);  // [N, T, (H + 2 Hkv) D]
-      q = qkv.narrow(-1, 0, H * D).view({N, T, H, D});
-      k = qkv.narrow(-1, H * D, Hkv * D).view({N, T, Hkv, D});
-      v = qkv.narrow(-1, (H + Hkv) * D, Hkv * D).view({N, T, Hkv, D});
+    torch::Tensor qkv;  // [N, T, (H + 2 Hkv) D]
+    if (packed) qkv = packed_linear(h, packed_[i].qkv);
+    else if (grouped) qkv = project_group(i, {0, 1, 2}, h);
+    torch::Tensor q, k, v;  // [N, heads, T, D], rope applied to q and k
+    if (qkv.defined() && !config_.qk_norm && qkv.is_contiguous() &&
+        (qkv.scalar_type() == torch::kFloat32 || qkv.scalar_type() == torch::kBFloat16) &&
+        cos.scalar_type() == torch::kFloat32 && cos.is_contiguous() && sin.is_contiguous()) {
+      auto parts = qkv_rope_fused(qkv, cos, sin, H, Hkv);  // split, rotated and laid out for attention in one pass
+      q = parts[0], k = parts[1], v = parts[2];
     } else {
-      q = project(i, 0, a.q_proj, h).view({N, T, H, D});
-      k = project(i, 1, a.k_proj, h).view({N, T, Hkv, D});
-      v = project(i, 2, a.v_proj, h).view({N, T, Hkv, D});
+      if (qkv.defined()) {
+        q = qkv.narrow(-1, 0, H * D).reshape({N, T, H, D});
+        k = qkv.narrow(-1, H * D, Hkv * D).reshape({N, T, Hkv, D});
+        v = qkv.narrow(-1, (H + Hkv) * D, Hkv * D).reshape({N, T, Hkv, D});
+      } else {
+        q = project(i, 0, a.q_proj, h).view({N, T, H, D});
+        k = project(i, 1, a.k_proj, h).view({N, T, Hkv, D});
+        v = project(i, 2, a.v_proj, h).view({N, T, Hkv, D});
+      }
+      if (config_.qk_norm) {
+        q = a.q_norm(q);
+        k = a.k_norm(k);
+      }
+      q = apply_rope(q, cos, sin).transpose(1, 2);
+      k = apply_rope(k, cos, sin).transpose(1, 2);
+      v = v.transpose(1, 2);
     }
-    if (config_.qk_norm) {
-      q = a.q_norm(q);
-      k = a.k_norm(k);
-    }
-    q = apply_rope(q, cos, sin);
-    k = apply_rope(k, cos, sin);
-    torch::Tensor keys, values;  // [N, Hkv, L, D]
+    torch::Tensor keys = k, values = v;  // [N, Hkv, L, D]
     if (cache) {
       const auto cdt = cache->k(i).scalar_type();
-      cache->k(i).index_put_({slot_idx, Slice(), positions}, k.to(cdt));
-      cache->v(i).index_put_({slot_idx, Slice(), positions}, v.to(cdt));
+      cache->k(i).index_put_({slot_idx, Slice(), positions}, k.transpose(1, 2).to(cdt));
+      cache->v(i).index_put_({slot_idx, Slice(), positions}, v.transpose(1, 2).to(cdt));
       keys = cache->k(i).narrow(0, batch->slot_begin, N).narrow(2, 0, batch->key_len).to(q.scalar_type());
       values = cache->v(i).narrow(0, batch->slot_begin, N).narrow(2, 0, batch->key_len).to(q.scalar_type());
-    } else {
-      keys = k.transpose(1, 2);
-      values = v.transpose(1, 2);
     }
-    auto o = gqa_attention(q.transpose(1, 2), keys, values, allowed);  // [N, H, T, D]
+    auto o = gqa_attention(q, keys, values, allowed);  // [N, H, T, D]
     auto attn = o.transpose(1, 2).reshape({N, T, H * D});
-    if (packed) {
-      x = x + packed_linear(attn, packed_[i].o);
-      auto gu = packed_linear(layer.post_attention_layernorm(x), packed_[i].gate_up);  // [N, T, 2I]
-      const int64_t I = config_.intermediate_size;
-      x = x + packed_linear(torch::silu(gu.narrow(-1, 0, I)) * gu.narrow(-1, I, I), packed_[i].down);
-    } else {
-      x = x + project(i, 3, a.o_proj, attn);
-      auto& m = *layer.mlp;
-      auto hn = layer.post_attention_layernorm(x);
-      auto gate = project(i, 4, m.gate_proj, hn), up = project(i, 5, m.up_proj, hn);
-      const bool fuse = gate.scalar_type() == up.scalar_type() && gate.is_contiguous() && up.is_contiguous() &&
-                        (gate.scalar_type() == torch::kFloat32 || gate.scalar_type() == torch::kBFloat16);
-      x = x + project(i, 6, m.down_proj, fuse ? swiglu_fused(gate, up) : torch::silu(gate) * up);
-    }
+    x = x + (packed ? packed_linear(attn, packed_[i].o) : project(i, 3, a.o_proj, attn));
+    auto hn = layer.post_attention_layernorm(x);
+    auto& m = *layer.mlp;
+    torch::Tensor gu;  // [N, T, 2 I]: gate, then up
+    if (packed) gu = packed_linear(hn, packed_[i].gate_up);
+    else if (grouped) gu = project_group(i, {4, 5}, hn);
+    torch::Tensor act;  // silu(gate) * up [N, T, I]
+    if (gu.defined() && gu.is_contiguous() &&
+        (gu.scalar_type() == torch::kFloat32 || gu.scalar_type() == torch::kBFloat16))
+      act = swiglu_fused(gu);
+    else if (gu.defined())
+      act = torch::silu(gu.narrow(-1, 0, I)) * gu.narrow(-1, I, I);
+    else
+      act = torch::silu(project(i, 4, m.gate_proj, hn)) * project(i, 5, m.up_proj, hn);
+    x = x + (packed ? packed_linear(act, packed_[i].down) : project(i, 6, m.down_proj, act));
   }
   return model->norm(x);
 }

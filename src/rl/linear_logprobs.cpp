@@ -19,6 +19,8 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
+constexpr int64_t kVocabBlock = 2048;  // rows of the head's weight gradient computed at a time
+
 struct NoAutocast {  // the matmul precision is chosen explicitly here
   bool was = at::autocast::is_cpu_enabled();
   NoAutocast() { at::autocast::set_cpu_enabled(false); }
@@ -55,7 +57,7 @@ class LinearLogprobs : public torch::autograd::Function<LinearLogprobs> {
                         lse.data_ptr<float>() + s, mu.data_ptr<float>() + s, entropy.data_ptr<float>() + s);
       if (n == M) kept = z;
     }
-    ctx->save_for_backward({h, w, targets, lse, mu, kept});
+    ctx->save_for_backward({h, w, targets, lse, mu, kept, w_mm});
     ctx->saved_data["temperature"] = temperature;
     ctx->saved_data["bf16"] = bf16;
     ctx->saved_data["chunk"] = chunk;
@@ -67,9 +69,10 @@ class LinearLogprobs : public torch::autograd::Function<LinearLogprobs> {
     auto saved = ctx->get_saved_variables();
     const auto &h = saved[0], &w = saved[1], &targets = saved[2], &lse = saved[3], &mu = saved[4];
     torch::Tensor kept = saved[5];  // the logits of a single chunk, or undefined
+    const torch::Tensor& w_mm = saved[6];  // w in the compute precision, cast once in forward
     const double temperature = ctx->saved_data["temperature"].toDouble();
     const bool bf16 = ctx->saved_data["bf16"].toBool();
-    const int64_t chunk = ctx->saved_data["chunk"].toInt(), M = h.size(0);
+    const int64_t chunk = ctx->saved_data["chunk"].toInt(), M = h.size(0), V = w.size(0);
     torch::Tensor keep_logp, keep_ent;
     const float* g_logp = grad_data(grads[0], keep_logp);
     const float* g_ent = grad_data(grads[1], keep_ent);
@@ -78,8 +81,8 @@ class LinearLogprobs : public torch::autograd::Function<LinearLogprobs> {
     if ((!g_logp && !g_ent) || (!need_h && !need_w))
       return {grad_h, grad_w, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
     if (need_h) grad_h = torch::empty_like(h);
+    if (need_w) grad_w = torch::empty_like(w, torch::kFloat32);
     const auto mm_type = bf16 ? torch::kBFloat16 : torch::kFloat32;
-    const auto w_mm = w.to(mm_type);
     const int64_t* t = targets.data_ptr<int64_t>();
     for (int64_t s = 0; s < M; s += chunk) {
       const int64_t n = std::min(chunk, M - s);
@@ -91,10 +94,13 @@ class LinearLogprobs : public torch::autograd::Function<LinearLogprobs> {
       softmax_row_grads(dz, t + s, static_cast<float>(1 / temperature), lse.data_ptr<float>() + s,
                         mu.data_ptr<float>() + s, g_logp ? g_logp + s : nullptr, g_ent ? g_ent + s : nullptr);
       if (need_h) grad_h.narrow(0, s, n).copy_(torch::matmul(dz, w_mm));
-      if (need_w) {
-        auto gw = torch::matmul(dz.t(), hc);  // [V, C]
-        if (grad_w.defined()) grad_w.add_(gw);
-        else grad_w = gw.to(torch::kFloat32);
+      // d W [V, C] += dz^T hc, a block of vocabulary rows at a time: each block's product (in the compute
+      // precision) is still in cache when it is added to the fp32 gradient, not written out whole and read again
+      for (int64_t v = 0; need_w && v < V; v += kVocabBlock) {
+        const int64_t nv = std::min(kVocabBlock, V - v);
+        auto block = torch::mm(dz.narrow(1, v, nv).t(), hc);  // [nv, C]
+        if (s == 0) grad_w.narrow(0, v, nv).copy_(block);
+        else grad_w.narrow(0, v, nv).add_(block);
       }
     }
     return {grad_h, need_w ? grad_w.to(w.scalar_type()) : torch::Tensor(), torch::Tensor(), torch::Tensor(),
