@@ -149,11 +149,12 @@ class CausalLMImpl : public torch::nn::Module {
   struct PackedLayer {
     PackedWeight qkv, o, gate_up, down;
   };
-  // x through projection `proj` (index into kLoraProjections) of `layer`, with its adapter when LoRA is on.
-  torch::Tensor project(int64_t layer, int proj, torch::nn::Linear& linear, const torch::Tensor& x);
-  // x through several projections of `layer` that share it (q/k/v, gate/up) as one matmul, outputs concatenated
-  // in `projs` order along the last dimension, with their adapters when LoRA is on.
-  torch::Tensor project_group(int64_t layer, const std::vector<int>& projs, const torch::Tensor& x);
+  // x through projections `projs` (indices into kLoraProjections) of `layer` as one matmul (q/k/v or gate/up
+  // share their input), outputs concatenated in `projs` order along the last dimension, with their adapters when
+  // LoRA is on.
+  torch::Tensor project(int64_t layer, const std::vector<int>& projs, const torch::Tensor& x);
+  // The weights of `projs`, concatenated, in `dtype`, cached while their versions do not change (frozen weights).
+  torch::Tensor frozen_weight(int64_t layer, const std::vector<int>& projs, at::ScalarType dtype);
   torch::nn::Linear& layer_projection(int64_t layer, int proj);  // by index into kLoraProjections
   torch::Tensor effective_weight(int64_t layer, int proj, const torch::nn::Linear& linear) const;  // W (+ scale B A)
   bool use_packed();  // true when this forward should take the packed path (repacks if parameters changed)
@@ -162,6 +163,12 @@ class CausalLMImpl : public torch::nn::Module {
   ModelConfig config_;
   std::map<std::string, LoraAdapter> lora_;
   std::vector<std::array<const LoraAdapter*, 7>> lora_slots_;  // per layer, per projection (null = none)
+  struct FrozenWeight {
+    int64_t version = -1;              // sum of the weights' versions
+    std::vector<const void*> storage;  // and their data, when it was cast
+    torch::Tensor weight;
+  };
+  std::map<std::pair<int64_t, std::vector<int>>, FrozenWeight> frozen_weights_;  // by (layer, projections)
   bool lora_enabled_ = true;
   bool packed_enabled_ = false, packed_bf16_ = false, packed_suspended_ = false;
   int64_t packed_version_ = -1;

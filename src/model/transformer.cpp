@@ -192,19 +192,6 @@ void CausalLMImpl::set_lora(std::map<std::string, LoraAdapter> adapters) {
   packed_version_ = -1;  // repack with the adapters merged
 }
 
-torch::Tensor CausalLMImpl::project(int64_t layer, int proj, torch::nn::Linear& linear, const torch::Tensor& x) {
-  auto y = linear(x);
-  const LoraAdapter* a = lora_enabled() ? lora_slots_[layer][proj] : nullptr;
-  if (!a) return y;
-  auto xin = a->dropout > 0 && is_training() && torch::GradMode::is_enabled()
-                 ? torch::dropout(x, a->dropout, /*train=*/true) : x;
-  // y + scale (x A^T) B^T, the scale on the rank-r product and the sum inside B's matmul (addmm), so no
-  // full-width temporary is multiplied or added, forward or backward
-  const int64_t out = y.size(-1), r = a->A.size(0);
-  auto xa = torch::nn::functional::linear(xin, a->A).mul(a->scale);  // [..., r]
-  return torch::addmm(y.reshape({-1, out}), xa.reshape({-1, r}), a->B.t()).view(y.sizes());
-}
-
 torch::nn::Linear& CausalLMImpl::layer_projection(int64_t layer, int proj) {
   auto& l = model->layers->at<DecoderLayerImpl>(layer);
   auto& a = *l.self_attn;
@@ -213,41 +200,65 @@ torch::nn::Linear& CausalLMImpl::layer_projection(int64_t layer, int proj) {
   return *all[proj];
 }
 
-torch::Tensor CausalLMImpl::project_group(int64_t layer, const std::vector<int>& projs, const torch::Tensor& x) {
+torch::Tensor CausalLMImpl::frozen_weight(int64_t layer, const std::vector<int>& projs, at::ScalarType dtype) {
+  std::vector<torch::Tensor> weights;
+  std::vector<const void*> storage;
+  int64_t version = 0;
+  for (int p : projs) {
+    weights.push_back(layer_projection(layer, p)->weight);
+    storage.push_back(weights.back().data_ptr());
+    version += weights.back()._version();
+  }
+  auto& slot = frozen_weights_[{layer, projs}];
+  if (!slot.weight.defined() || slot.version != version || slot.storage != storage || slot.weight.scalar_type() != dtype) {
+    torch::NoGradGuard no_grad;
+    slot.weight = (weights.size() == 1 ? weights[0] : torch::cat(weights)).to(dtype);
+    slot.version = version;
+    slot.storage = storage;
+  }
+  return slot.weight;
+}
+
+torch::Tensor CausalLMImpl::project(int64_t layer, const std::vector<int>& projs, const torch::Tensor& x) {
   std::vector<torch::Tensor> weights, biases;
+  bool frozen = true;
   for (int p : projs) {
     auto& lin = layer_projection(layer, p);
     weights.push_back(lin->weight);
+    frozen = frozen && !lin->weight.requires_grad();
     if (lin->bias.defined()) biases.push_back(lin->bias);
   }
-  auto y = torch::nn::functional::linear(x, torch::cat(weights), biases.empty() ? torch::Tensor() : torch::cat(biases));
-  if (!lora_enabled()) return y;
+  auto join = [](const std::vector<torch::Tensor>& t, int64_t dim) { return t.size() == 1 ? t[0] : torch::cat(t, dim); };
+  // Frozen weights (LoRA's base) are concatenated and cast to autocast's precision once, not every forward.
+  const bool autocast_bf16 = at::autocast::is_cpu_enabled() && at::autocast::get_autocast_cpu_dtype() == at::kBFloat16;
+  auto w = frozen && autocast_bf16 ? frozen_weight(layer, projs, at::kBFloat16) : join(weights, 0);  // [out, in]
+  auto x2 = x.reshape({-1, x.size(-1)});                                                                // [M, in]
+  auto y = torch::nn::functional::linear(x2, w, biases.empty() ? torch::Tensor() : join(biases, 0));   // [M, out]
+  auto sizes = x.sizes().vec();
+  sizes.back() = y.size(1);
+  if (!lora_enabled()) return y.view(sizes);
   // LoRA: + scale_p (x A_p^T) B_p^T in each projection's columns: the adapters' x A^T side by side [M, R], times
-  // their B's as one block-diagonal [out, R] matrix, summed into y inside that matmul (addmm).
+  // their B's as one block-diagonal [out, R] matrix, added into y by that matmul (y's own matmul does not read y
+  // in backward, so it can take the sum in place: no copy of y, no separate addition).
   std::vector<torch::Tensor> xa, b_rows;
-  std::vector<const LoraAdapter*> adapters;
   int64_t R = 0;
+  for (int p : projs)
+    if (const LoraAdapter* a = lora_slots_[layer][p]) R += a->A.size(0);
+  if (R == 0) return y.view(sizes);
+  int64_t before = 0;
   for (int p : projs) {
     const LoraAdapter* a = lora_slots_[layer][p];
-    adapters.push_back(a);
+    const int64_t out = layer_projection(layer, p)->weight.size(0), r = a ? a->A.size(0) : 0;
+    auto zeros = [&](int64_t cols) { return torch::zeros({out, cols}, a ? a->B.options() : torch::TensorOptions()); };
+    b_rows.push_back(!a ? zeros(R) : r == R ? a->B : torch::cat({zeros(before), a->B, zeros(R - before - r)}, 1));
+    before += r;
     if (!a) continue;
     auto xin = a->dropout > 0 && is_training() && torch::GradMode::is_enabled()
-                   ? torch::dropout(x, a->dropout, /*train=*/true) : x;  // each adapter its own mask, as PEFT
-    xa.push_back(torch::nn::functional::linear(xin, a->A).mul(a->scale));  // [..., r]
-    R += a->A.size(0);
+                   ? torch::dropout(x2, a->dropout, /*train=*/true) : x2;  // each adapter its own mask, as PEFT
+    xa.push_back(torch::nn::functional::linear(xin, a->A).mul(a->scale));  // [M, r]
   }
-  if (R == 0) return y;
-  int64_t before = 0;
-  for (size_t i = 0; i < projs.size(); ++i) {
-    const LoraAdapter* a = adapters[i];
-    const int64_t out = layer_projection(layer, projs[i])->weight.size(0), r = a ? a->A.size(0) : 0;
-    auto opts = torch::TensorOptions().dtype(torch::kFloat32);
-    b_rows.push_back(a ? torch::cat({torch::zeros({out, before}, opts), a->B, torch::zeros({out, R - before - r}, opts)}, 1)
-                       : torch::zeros({out, R}, opts));
-    before += r;
-  }
-  const int64_t out = y.size(-1);
-  return torch::addmm(y.reshape({-1, out}), torch::cat(xa, -1).reshape({-1, R}), torch::cat(b_rows).t()).view(y.sizes());
+  const auto dtype = y.scalar_type();
+  return y.addmm_(join(xa, 1).to(dtype), join(b_rows, 0).t().to(dtype)).view(sizes);
 }
 
 torch::Tensor CausalLMImpl::effective_weight(int64_t layer, int proj, const torch::nn::Linear& linear) const {
@@ -355,7 +366,7 @@ torch::Tensor CausalLMImpl::run_layers(const torch::Tensor& input_ids, const tor
     auto h = layer.input_layernorm(x);
     torch::Tensor qkv;  // [N, T, (H + 2 Hkv) D]
     if (packed) qkv = packed_linear(h, packed_[i].qkv);
-    else if (grouped) qkv = project_group(i, {0, 1, 2}, h);
+    else if (grouped) qkv = project(i, {0, 1, 2}, h);
     torch::Tensor q, k, v;  // [N, heads, T, D], rope applied to q and k
     if (qkv.defined() && !config_.qk_norm && qkv.is_contiguous() &&
         (qkv.scalar_type() == torch::kFloat32 || qkv.scalar_type() == torch::kBFloat16) &&
@@ -368,9 +379,9 @@ torch::Tensor CausalLMImpl::run_layers(const torch::Tensor& input_ids, const tor
         k = qkv.narrow(-1, H * D, Hkv * D).reshape({N, T, Hkv, D});
         v = qkv.narrow(-1, (H + Hkv) * D, Hkv * D).reshape({N, T, Hkv, D});
       } else {
-        q = project(i, 0, a.q_proj, h).view({N, T, H, D});
-        k = project(i, 1, a.k_proj, h).view({N, T, Hkv, D});
-        v = project(i, 2, a.v_proj, h).view({N, T, Hkv, D});
+        q = project(i, {0}, h).view({N, T, H, D});
+        k = project(i, {1}, h).view({N, T, Hkv, D});
+        v = project(i, {2}, h).view({N, T, Hkv, D});
       }
       if (config_.qk_norm) {
         q = a.q_norm(q);
@@ -390,12 +401,12 @@ torch::Tensor CausalLMImpl::run_layers(const torch::Tensor& input_ids, const tor
     }
     auto o = gqa_attention(q, keys, values, allowed);  // [N, H, T, D]
     auto attn = o.transpose(1, 2).reshape({N, T, H * D});
-    x = x + (packed ? packed_linear(attn, packed_[i].o) : project(i, 3, a.o_proj, attn));
+    x = x + (packed ? packed_linear(attn, packed_[i].o) : project(i, {3}, attn));
     auto hn = layer.post_attention_layernorm(x);
     auto& m = *layer.mlp;
     torch::Tensor gu;  // [N, T, 2 I]: gate, then up
     if (packed) gu = packed_linear(hn, packed_[i].gate_up);
-    else if (grouped) gu = project_group(i, {4, 5}, hn);
+    else if (grouped) gu = project(i, {4, 5}, hn);
     torch::Tensor act;  // silu(gate) * up [N, T, I]
     if (gu.defined() && gu.is_contiguous() &&
         (gu.scalar_type() == torch::kFloat32 || gu.scalar_type() == torch::kBFloat16))
@@ -403,8 +414,8 @@ torch::Tensor CausalLMImpl::run_layers(const torch::Tensor& input_ids, const tor
     else if (gu.defined())
       act = torch::silu(gu.narrow(-1, 0, I)) * gu.narrow(-1, I, I);
     else
-      act = torch::silu(project(i, 4, m.gate_proj, hn)) * project(i, 5, m.up_proj, hn);
-    x = x + (packed ? packed_linear(act, packed_[i].down) : project(i, 6, m.down_proj, act));
+      act = torch::silu(project(i, {4}, hn)) * project(i, {5}, hn);
+    x = x + (packed ? packed_linear(act, packed_[i].down) : project(i, {6}, act));
   }
   return model->norm(x);
 }
