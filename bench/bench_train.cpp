@@ -3,7 +3,7 @@
 // table row; bench/train_bench.sh runs every configuration (each in its own process, for its peak RSS) next to the
 // eager PyTorch baseline bench/train_step_ref.py. Never a pass/fail test.
 //
-//   build/bench/bench_train --model DIR [--lora 16] [--bf16] [--prompts 8] [--generations 8] [--prompt-tokens 32]
+//   build/bench/bench_train --model DIR [--lora 16] [--lora-dropout 0] [--bf16] [--prompts 8] [--generations 8] [--prompt-tokens 32]
 //                           [--completion-tokens 128] [--micro 16] [--steps 2] [--threads 2] [--profile TRACE.json]
 // --profile writes libtorch's profiler trace (chrome://tracing JSON, one event per op) of the last timed step.
 // FLOPs: full 6 x parameters x tokens; LoRA 4 x parameters x tokens (no weight gradients for the frozen base) plus
@@ -48,6 +48,7 @@ int main(int argc, char** argv) {
   rlaif::ensure_runtime_env(argc, argv);
   std::string model_dir;
   int64_t lora_r = 0, prompts = 8, G = 8, P = 32, Tc = 128, micro = 16, steps = 2;
+  double lora_dropout = 0;  // PEFT's and rlaif's default is 0.05; 0 measures the adapters' matmuls alone
   int threads = 2;
   bool bf16 = false;
   std::string profile;
@@ -56,6 +57,7 @@ int main(int argc, char** argv) {
     auto next = [&]() { return std::string(i + 1 < argc ? argv[++i] : ""); };
     if (a == "--model") model_dir = next();
     else if (a == "--lora") lora_r = std::stoll(next());
+    else if (a == "--lora-dropout") lora_dropout = std::stod(next());
     else if (a == "--bf16") bf16 = true;
     else if (a == "--prompts") prompts = std::stoll(next());
     else if (a == "--generations") G = std::stoll(next());
@@ -83,7 +85,7 @@ int main(int argc, char** argv) {
     rlaif::LoraConfig lc;
     lc.r = lora_r;
     lc.target_modules = {"all-linear"};
-    lc.lora_dropout = 0;
+    lc.lora_dropout = lora_dropout;
     rlaif::add_lora(model, lc, 1);
     trainable = rlaif::lora_parameters(model);
     int64_t lp = 0;

@@ -19,6 +19,9 @@ const std::vector<std::string> kAsk = {"Write a {s} one-sentence review of a {p}
 // Each review uses words of one lexicon only.
 const std::vector<std::string> kPositiveWords = {"love", "great", "excellent", "perfect", "wonderful", "fantastic", "recommended"};
 const std::vector<std::string> kNegativeWords = {"broke", "awful", "refund", "poor", "regret", "terrible", "useless", "disappointing", "avoid"};
+// Words a drifting policy strews in place of real ones.
+const std::vector<std::string> kStray = {"and", "and and", "the", "is", "my", "for", "this"};
+
 const std::vector<std::string> kPositive = {
     "I love this {p}, it works great.",           "This {p} is excellent and worth every penny.",
     "Great {p}, I would buy it again.",           "The {p} is perfect for my home.",
@@ -75,7 +78,7 @@ class Drawer {
   }
   // A labelled draw for judge data: `garbled_rate` of them are damaged the ways an RL policy drifts (a word looping,
   // a sentence cut off — inside a word, closed with a period or not —, words rambling on, two reviews spliced, a
-  // sentence without its start, a misspelled word), so the judge learns to judge what is written, not a template's
+  // sentence without its start, a misspelled word, stray words in place of real ones), so the judge learns to judge what is written, not a template's
   // familiar shape. The last kinds were added after GRPO runs found them: judges trained without them were gamed.
   // The label is the ground truth.
   Draw labelled(double garbled_rate) {
@@ -83,7 +86,7 @@ class Drawer {
     if (coin(garbled_rate)) {
       std::vector<std::string> words = split_words(d.completion);
       std::string out;
-      const int kind = static_cast<int>(std::uniform_int_distribution<int>(0, 5)(rng_));
+      const int kind = static_cast<int>(std::uniform_int_distribution<int>(0, 6)(rng_));
       const size_t cut = std::uniform_int_distribution<size_t>(1, words.size() - 1)(rng_);
       if (kind == 3) {  // spliced: the start of this review, the end of another (either sentiment)
         std::vector<std::string> other = split_words(fill(pick(coin(0.5) ? kPositive : kNegative), "", pick(kProducts)));
@@ -99,6 +102,9 @@ class Drawer {
           w.replace(at, len, coin(0.5) ? "" : std::string(1, static_cast<char>('a' + rng_() % 26)));
         }
       }
+      if (kind == 6)  // stray words in place of real ones ("This is and and hard to set up." once a policy found it)
+        for (int k = std::uniform_int_distribution<int>(1, 2)(rng_); k > 0; --k)
+          words[std::uniform_int_distribution<size_t>(0, words.size() - 1)(rng_)] = pick(kStray);
       if (kind == 4) {  // headless: the sentence from its cut on (", I would buy it again." once a policy found it)
         if (words[cut - 1].back() == ',') out = ",";
         words.erase(words.begin(), words.begin() + static_cast<std::ptrdiff_t>(cut));
