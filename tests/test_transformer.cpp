@@ -276,3 +276,36 @@ TEST(Transformer, FusedTrainingKernelsMatchTheFormulasWithGradients) {
     check(gg[0], gw[0], tol, "masked softmax d/ds");
   }
 }
+
+// LoRA's dropout (src/model/train_ops.cpp): the keep rate, the 1 / (1 - p) scale, the same mask in backward, replay
+// from the torch seed at any thread count, and independence of the two elements that share one 64-bit hash.
+TEST(Transformer, HashedDropoutKeepsOneMinusPAndReplaysItsMask) {
+  torch::manual_seed(7);
+  const double p = 0.05;
+  auto x = (torch::rand({1000, 1003}) + 0.5).requires_grad_(true);  // no zeros, so a zero output means dropped
+  const double n = static_cast<double>(x.numel());
+  torch::manual_seed(11);
+  auto y = rlaif::dropout_fused(x, p);
+  auto kept = y.detach() != 0;
+  const double dropped = 1 - kept.to(torch::kFloat64).mean().item<double>();
+  EXPECT_NEAR(dropped, p, 5 * std::sqrt(p * (1 - p) / n));  // 5 standard deviations
+  EXPECT_LE(max_diff(y.detach().masked_select(kept), (x.detach() / (1 - p)).masked_select(kept)), 1e-6);
+  auto dy = torch::randn_like(x);
+  auto dx = torch::autograd::grad({(y * dy).sum()}, {x})[0];
+  EXPECT_LE(max_diff(dx, dy * kept.to(torch::kFloat32) / (1 - p)), 1e-6);
+  auto pairs = kept.view({-1, 2}).logical_not();  // elements 2i and 2i + 1 (1000 x 1003 is even)
+  const double both = pairs.all(1).to(torch::kFloat64).mean().item<double>();
+  EXPECT_NEAR(both, p * p, 5 * std::sqrt(p * p * (1 - p * p) / (n / 2)));
+  const int threads = at::get_num_threads();
+  at::set_num_threads(1);
+  torch::manual_seed(11);
+  auto again = rlaif::dropout_fused(x.detach(), p);
+  at::set_num_threads(threads);
+  EXPECT_TRUE(torch::equal(again, y.detach()));
+  EXPECT_FALSE(torch::equal(rlaif::dropout_fused(x.detach(), p), y.detach()));  // the next seed, another mask
+  auto xb = x.detach().to(torch::kBFloat16);
+  torch::manual_seed(11);
+  auto yb = rlaif::dropout_fused(xb, p);
+  EXPECT_EQ(yb.scalar_type(), torch::kBFloat16);
+  EXPECT_TRUE(torch::equal(yb != 0, kept));  // the mask does not depend on the dtype
+}

@@ -4,6 +4,7 @@
 #include <ATen/autocast_mode.h>
 
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "core/simd_math.h"
@@ -423,6 +424,56 @@ class MaskedSoftmax : public torch::autograd::Function<MaskedSoftmax> {
   }
 };
 
+// ---- Dropout with a hashed mask: element j is kept when the j-th 32-bit draw of a splitmix64 stream seeded from
+// libtorch's generator is >= p 2^32; kept elements are scaled by 1 / (1 - p). Backward applies the same mask to the
+// gradient, so nothing but the seed is stored, and the mask does not depend on the thread count.
+
+inline uint64_t splitmix64(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+template <typename T>
+void dropout_apply(const T* x, T* y, int64_t n, uint64_t seed, uint32_t threshold, float scale) {
+  at::parallel_for(0, (n + 1) / 2, 1 << 13, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const uint64_t h = splitmix64(seed + static_cast<uint64_t>(i + 1) * 0x9e3779b97f4a7c15ULL);
+      for (int64_t k = 0; k < 2 && 2 * i + k < n; ++k) {
+        const int64_t j = 2 * i + k;
+        const bool keep = static_cast<uint32_t>(h >> (32 * k)) >= threshold;
+        y[j] = keep ? static_cast<T>(static_cast<float>(x[j]) * scale) : static_cast<T>(0.0f);
+      }
+    }
+  });
+}
+
+torch::Tensor dropout_masked(const torch::Tensor& x, uint64_t seed, double p) {
+  auto xc = x.contiguous();
+  auto y = torch::empty_like(xc);
+  const auto threshold = static_cast<uint32_t>(std::min(p * 4294967296.0, 4294967295.0));
+  const float scale = static_cast<float>(1.0 / (1.0 - p));
+  if (xc.scalar_type() == torch::kBFloat16)
+    dropout_apply(xc.data_ptr<c10::BFloat16>(), y.data_ptr<c10::BFloat16>(), xc.numel(), seed, threshold, scale);
+  else
+    dropout_apply(xc.data_ptr<float>(), y.data_ptr<float>(), xc.numel(), seed, threshold, scale);
+  return y;
+}
+
+class HashedDropout : public torch::autograd::Function<HashedDropout> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, double p) {
+    const auto seed = static_cast<uint64_t>(torch::randint(std::numeric_limits<int64_t>::max(), {1}, torch::kInt64).item<int64_t>());
+    ctx->saved_data["seed"] = static_cast<int64_t>(seed);
+    ctx->saved_data["p"] = p;
+    return dropout_masked(x, seed, p);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto seed = static_cast<uint64_t>(ctx->saved_data["seed"].toInt());
+    return {dropout_masked(grads[0], seed, ctx->saved_data["p"].toDouble()), torch::Tensor()};
+  }
+};
+
 }  // namespace
 
 torch::Tensor rms_norm_fused(const torch::Tensor& x, const torch::Tensor& weight, double eps, bool bf16_out) {
@@ -438,6 +489,12 @@ torch::Tensor rope_fused(const torch::Tensor& x, const torch::Tensor& cos, const
                   sin.is_contiguous() && cos.numel() == x.size(0) * x.size(1) * x.size(3),
               "rope_fused: x [N, T, heads, D] fp32/bf16 contiguous, cos/sin [N, T, 1, D] fp32 contiguous");
   return Rope::apply(x, cos, sin);
+}
+
+torch::Tensor dropout_fused(const torch::Tensor& x, double p) {
+  TORCH_CHECK((x.scalar_type() == torch::kFloat32 || x.scalar_type() == torch::kBFloat16) && p >= 0 && p < 1,
+              "dropout_fused: fp32/bf16 input, 0 <= p < 1");
+  return HashedDropout::apply(x, p);
 }
 
 torch::Tensor swiglu_fused(const torch::Tensor& gu) {

@@ -31,4 +31,10 @@ torch::Tensor swiglu_fused(const torch::Tensor& gu);
 // contiguous, fp32 or bf16 (the result has its dtype; sums in fp32); allowed [N, T, L] bool contiguous.
 torch::Tensor masked_softmax_fused(const torch::Tensor& scores, const torch::Tensor& allowed, double scale);
 
+// Dropout for training forwards: each element kept with probability 1 - p (its mask bit a hash of a seed drawn
+// from libtorch's default generator and the element's index, exact to 2^-32) and scaled by 1 / (1 - p); backward
+// regenerates the mask from the seed instead of storing it. The same torch seed gives the same mask at any thread
+// count. fp32 or bf16, any layout (the result is contiguous).
+torch::Tensor dropout_fused(const torch::Tensor& x, double p);
+
 }  // namespace rlaif

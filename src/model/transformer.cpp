@@ -254,7 +254,7 @@ torch::Tensor CausalLMImpl::project(int64_t layer, const std::vector<int>& projs
     before += r;
     if (!a) continue;
     auto xin = a->dropout > 0 && is_training() && torch::GradMode::is_enabled()
-                   ? torch::dropout(x2, a->dropout, /*train=*/true) : x2;  // each adapter its own mask, as PEFT
+                   ? dropout_fused(x2, a->dropout) : x2;  // each adapter its own mask, as PEFT
     xa.push_back(torch::nn::functional::linear(xin, a->A).mul(a->scale));  // [M, r]
   }
   const auto dtype = y.scalar_type();
