@@ -308,4 +308,94 @@ TEST(Transformer, HashedDropoutKeepsOneMinusPAndReplaysItsMask) {
   auto yb = rlaif::dropout_fused(xb, p);
   EXPECT_EQ(yb.scalar_type(), torch::kBFloat16);
   EXPECT_TRUE(torch::equal(yb != 0, kept));  // the mask does not depend on the dtype
+  // The AVX-512 loop (where the CPU has it) and the portable one: the same values, bit for bit, for both dtypes,
+  // alone and accumulated, on a length that is not a multiple of 16.
+  for (auto dtype : {torch::kFloat32, torch::kBFloat16}) {
+    auto v = torch::randn({1000, 1003}).to(dtype).narrow(1, 0, 1001);  // not contiguous: copied first
+    auto run = [&](bool portable) {
+      const bool was = rlaif::dropout_force_portable(portable);
+      auto alone = rlaif::dropout_with_seed(v, 1234567, p);
+      auto acc = torch::ones({1000, 1001}, dtype);
+      rlaif::dropout_with_seed_add_(acc, v, 1234567, p);
+      rlaif::dropout_force_portable(was);
+      return std::make_pair(alone, acc);
+    };
+    auto [fast_alone, fast_acc] = run(false);
+    auto [plain_alone, plain_acc] = run(true);
+    EXPECT_TRUE(torch::equal(fast_alone, plain_alone));
+    EXPECT_TRUE(torch::equal(fast_acc, plain_acc));
+    EXPECT_LE(max_diff(plain_acc.to(torch::kFloat32), 1 + plain_alone.to(torch::kFloat32)),
+              dtype == torch::kFloat32 ? 1e-6 : 5e-2);
+  }
+}
+
+// LoRA on a frozen projection as one node (src/model/lora_linear.cpp) against the formula in autograd ops: three
+// adapters on column ranges of a fused projection with a range left without one, a bias, fp32 and bf16 compute,
+// with and without dropout (the same masks: both draw one seed per adapter from libtorch's generator), and an input
+// that needs no gradient.
+TEST(Transformer, LoraLinearMatchesTheFormulaWithGradients) {
+  const int64_t M = 37, in = 24, outs[4] = {16, 8, 8, 12}, ranks[3] = {4, 2, 3}, cols[3] = {0, 16, 32};
+  const int64_t out = 44;  // columns 24..31 (the third projection) have no adapter
+  for (auto compute : {torch::kFloat32, torch::kBFloat16}) {
+    for (double dropout : {0.0, 0.3}) {
+      const double tol = compute == torch::kFloat32 ? 1e-5 : 2e-2;
+      torch::manual_seed(3);
+      auto w = torch::randn({out, in}).to(compute), b = torch::randn({out}).to(compute);
+      auto x = torch::randn({M, in}).requires_grad_(true);
+      std::vector<torch::Tensor> A, B;
+      std::vector<rlaif::LoraPart> parts;
+      for (int p = 0; p < 3; ++p) {
+        A.push_back(torch::randn({ranks[p], in}).requires_grad_(true));
+        B.push_back(torch::randn({p == 2 ? outs[3] : outs[p], ranks[p]}).requires_grad_(true));
+        parts.push_back({A[p], B[p], 0.5 + p, p == 1 ? 0.0 : dropout, p == 2 ? 32 : cols[p]});
+      }
+      auto dy = torch::randn({M, out});
+      torch::manual_seed(9);
+      auto got = rlaif::lora_linear(x, w, b, parts, compute);
+      EXPECT_EQ(got.scalar_type(), compute);
+      std::vector<torch::Tensor> inputs = {x, A[0], A[1], A[2], B[0], B[1], B[2]};
+      auto gg = torch::autograd::grad({(got.to(torch::kFloat32) * dy).sum()}, inputs);
+      torch::manual_seed(9);  // the reference draws its masks' seeds in the same order
+      auto f = [&](const torch::Tensor& t) { return t.to(compute).to(torch::kFloat32); };  // compute's rounding
+      auto want = torch::addmm(f(b), f(x), f(w).t());
+      std::vector<torch::Tensor> chunks;
+      int64_t done = 0;
+      for (int p = 0; p < 3; ++p) {
+        const int64_t c = p == 2 ? 32 : cols[p];
+        if (c > done) chunks.push_back(torch::zeros({M, c - done}));
+        auto xin = parts[p].dropout > 0 ? rlaif::dropout_fused(f(x), parts[p].dropout) : f(x);
+        chunks.push_back(torch::mm(torch::mm(xin, f(A[p]).t()), f(B[p]).t()) * parts[p].scale);
+        done = c + B[p].size(0);
+      }
+      want = want + torch::cat(chunks, 1);
+      auto gw = torch::autograd::grad({(want * dy).sum()}, inputs);
+      const std::string what = std::string(compute == torch::kFloat32 ? "fp32" : "bf16") + " dropout " +
+                               std::to_string(dropout);
+      auto check = [&](const torch::Tensor& g, const torch::Tensor& r, const std::string& name) {
+        ASSERT_EQ(g.sizes(), r.sizes()) << name;
+        const double scale = std::max(1.0, r.abs().max().item<double>());
+        EXPECT_LE(max_diff(g.to(torch::kFloat64), r.to(torch::kFloat64)), tol * scale) << what << ": " << name;
+      };
+      check(got, want, "y");
+      const char* names[7] = {"dx", "dA0", "dA1", "dA2", "dB0", "dB1", "dB2"};
+      for (int i = 0; i < 7; ++i) {
+        EXPECT_EQ(gg[i].scalar_type(), torch::kFloat32) << names[i];
+        check(gg[i], gw[i], names[i]);
+      }
+      if (dropout > 0) {  // the masks differ between adapters 0 and 2 and are not all-keep
+        torch::manual_seed(9);
+        auto kept0 = rlaif::dropout_fused(torch::ones({M, in}), dropout) != 0;
+        auto kept2 = rlaif::dropout_fused(torch::ones({M, in}), dropout) != 0;
+        EXPECT_FALSE(torch::equal(kept0, kept2));
+        EXPECT_FALSE(kept0.all().item<bool>());
+      }
+      auto xd = x.detach();  // an input without gradient: only the adapters get one
+      auto gA = torch::autograd::grad({(rlaif::lora_linear(xd, w, b, parts, compute).to(torch::kFloat32) * dy).sum()},
+                                      {A[0], B[2]});
+      EXPECT_TRUE(gA[0].defined() && gA[1].defined());
+    }
+  }
+  EXPECT_THROW(rlaif::lora_linear(torch::randn({3, 5}), torch::randn({4, 5}).requires_grad_(true), torch::Tensor(),
+                                  {{torch::randn({2, 5}), torch::randn({4, 2}), 1, 0, 0}}, torch::kFloat32),
+               c10::Error);  // a trainable base weight would get no gradient
 }

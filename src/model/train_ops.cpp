@@ -3,6 +3,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/autocast_mode.h>
 
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -428,53 +429,120 @@ class MaskedSoftmax : public torch::autograd::Function<MaskedSoftmax> {
 // libtorch's generator is >= p 2^32; kept elements are scaled by 1 / (1 - p). Backward applies the same mask to the
 // gradient, so nothing but the seed is stored, and the mask does not depend on the thread count.
 
+constexpr uint64_t kGolden = 0x9e3779b97f4a7c15ULL;  // the stream's increment
+
 inline uint64_t splitmix64(uint64_t z) {
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
   return z ^ (z >> 31);
 }
 
+// y = keep ? x * scale : 0 (or y += that, with `accumulate`), keep = the element's half of a splitmix64 hash of
+// the seed and its pair's index >= threshold.
 template <typename T>
-void dropout_apply(const T* x, T* y, int64_t n, uint64_t seed, uint32_t threshold, float scale) {
+void dropout_portable(const T* x, T* y, int64_t n, uint64_t seed, uint32_t threshold, float scale, bool accumulate) {
   at::parallel_for(0, (n + 1) / 2, 1 << 13, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {
-      const uint64_t h = splitmix64(seed + static_cast<uint64_t>(i + 1) * 0x9e3779b97f4a7c15ULL);
+      const uint64_t h = splitmix64(seed + static_cast<uint64_t>(i + 1) * kGolden);
       for (int64_t k = 0; k < 2 && 2 * i + k < n; ++k) {
         const int64_t j = 2 * i + k;
         const bool keep = static_cast<uint32_t>(h >> (32 * k)) >= threshold;
-        y[j] = keep ? static_cast<T>(static_cast<float>(x[j]) * scale) : static_cast<T>(0.0f);
+        const float v = keep ? static_cast<float>(x[j]) * scale : 0.0f;
+        y[j] = static_cast<T>(accumulate ? static_cast<float>(y[j]) + v : v);
       }
     }
   });
 }
 
-torch::Tensor dropout_masked(const torch::Tensor& x, uint64_t seed, double p) {
+// The same, 16 elements (8 hashes, 64-bit lanes) at a time: the 32-bit halves of the 8 hashes, in memory order,
+// are the draws of elements 16 b .. 16 b + 15, so the mask is bit-identical to the portable loop's.
+template <typename T>
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq"))) void dropout_avx512(const T* x, T* y, int64_t n,
+                                                                                  uint64_t seed, uint32_t threshold,
+                                                                                  float scale, bool accumulate) {
+  const __m512i lanes = _mm512_setr_epi64(1, 2, 3, 4, 5, 6, 7, 8);
+  const __m512i thr = _mm512_set1_epi32(static_cast<int>(threshold));
+  const __m512 sc = _mm512_set1_ps(scale);
+  at::parallel_for(0, (n + 15) / 16, 1 << 10, [&](int64_t b, int64_t e) {
+    for (int64_t blk = b; blk < e; ++blk) {
+      const int64_t j = 16 * blk;
+      const __mmask16 k = tail_mask(n - j);
+      __m512i z = _mm512_add_epi64(_mm512_set1_epi64(static_cast<int64_t>(8 * blk)), lanes);  // pair index + 1
+      z = _mm512_add_epi64(_mm512_set1_epi64(static_cast<int64_t>(seed)),
+                           _mm512_mullo_epi64(z, _mm512_set1_epi64(static_cast<int64_t>(kGolden))));
+      z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 30)),
+                             _mm512_set1_epi64(static_cast<int64_t>(0xbf58476d1ce4e5b9ULL)));
+      z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 27)),
+                             _mm512_set1_epi64(static_cast<int64_t>(0x94d049bb133111ebULL)));
+      z = _mm512_xor_si512(z, _mm512_srli_epi64(z, 31));
+      const __mmask16 keep = _mm512_cmpge_epu32_mask(z, thr);
+      __m512 v = _mm512_maskz_mul_ps(keep, load16(x + j, k), sc);
+      if (accumulate) v = _mm512_add_ps(load16(y + j, k), v);
+      store16(y + j, v, k);
+    }
+  });
+}
+
+std::atomic<bool> dropout_portable_only{false};
+
+bool dropout_has_avx512() {
+  static const bool yes = has_avx512_bw() && (__builtin_cpu_init(), __builtin_cpu_supports("avx512dq"));
+  return yes && !dropout_portable_only;
+}
+
+template <typename T>
+void dropout_apply(const T* x, T* y, int64_t n, uint64_t seed, uint32_t threshold, float scale, bool accumulate) {
+  if (dropout_has_avx512())
+    dropout_avx512(x, y, n, seed, threshold, scale, accumulate);
+  else
+    dropout_portable(x, y, n, seed, threshold, scale, accumulate);
+}
+
+void dropout_into(const torch::Tensor& x, torch::Tensor& y, uint64_t seed, double p, bool accumulate) {
   auto xc = x.contiguous();
-  auto y = torch::empty_like(xc);
+  TORCH_CHECK(y.is_contiguous() && y.scalar_type() == xc.scalar_type() && y.numel() == xc.numel(),
+              "dropout: the output must be contiguous with the input's dtype and size");
   const auto threshold = static_cast<uint32_t>(std::min(p * 4294967296.0, 4294967295.0));
   const float scale = static_cast<float>(1.0 / (1.0 - p));
   if (xc.scalar_type() == torch::kBFloat16)
-    dropout_apply(xc.data_ptr<c10::BFloat16>(), y.data_ptr<c10::BFloat16>(), xc.numel(), seed, threshold, scale);
+    dropout_apply(xc.data_ptr<c10::BFloat16>(), y.data_ptr<c10::BFloat16>(), xc.numel(), seed, threshold, scale,
+                  accumulate);
   else
-    dropout_apply(xc.data_ptr<float>(), y.data_ptr<float>(), xc.numel(), seed, threshold, scale);
-  return y;
+    dropout_apply(xc.data_ptr<float>(), y.data_ptr<float>(), xc.numel(), seed, threshold, scale, accumulate);
 }
 
 class HashedDropout : public torch::autograd::Function<HashedDropout> {
  public:
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, double p) {
-    const auto seed = static_cast<uint64_t>(torch::randint(std::numeric_limits<int64_t>::max(), {1}, torch::kInt64).item<int64_t>());
+    const auto seed = draw_dropout_seed();
     ctx->saved_data["seed"] = static_cast<int64_t>(seed);
     ctx->saved_data["p"] = p;
-    return dropout_masked(x, seed, p);
+    return dropout_with_seed(x, seed, p);
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto seed = static_cast<uint64_t>(ctx->saved_data["seed"].toInt());
-    return {dropout_masked(grads[0], seed, ctx->saved_data["p"].toDouble()), torch::Tensor()};
+    return {dropout_with_seed(grads[0], seed, ctx->saved_data["p"].toDouble()), torch::Tensor()};
   }
 };
 
 }  // namespace
+
+bool dropout_force_portable(bool on) { return dropout_portable_only.exchange(on); }
+
+uint64_t draw_dropout_seed() {
+  return static_cast<uint64_t>(
+      torch::randint(std::numeric_limits<int64_t>::max(), {1}, torch::kInt64).item<int64_t>());
+}
+
+torch::Tensor dropout_with_seed(const torch::Tensor& x, uint64_t seed, double p) {
+  auto y = torch::empty(x.sizes(), x.options().memory_format(torch::MemoryFormat::Contiguous));
+  dropout_into(x, y, seed, p, /*accumulate=*/false);
+  return y;
+}
+
+void dropout_with_seed_add_(torch::Tensor& acc, const torch::Tensor& x, uint64_t seed, double p) {
+  dropout_into(x, acc, seed, p, /*accumulate=*/true);
+}
 
 torch::Tensor rms_norm_fused(const torch::Tensor& x, const torch::Tensor& weight, double eps, bool bf16_out) {
   TORCH_CHECK(x.scalar_type() == torch::kFloat32 && x.is_contiguous() && weight.scalar_type() == torch::kFloat32,

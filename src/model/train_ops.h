@@ -37,4 +37,29 @@ torch::Tensor masked_softmax_fused(const torch::Tensor& scores, const torch::Ten
 // count. fp32 or bf16, any layout (the result is contiguous).
 torch::Tensor dropout_fused(const torch::Tensor& x, double p);
 
+// dropout_fused's pieces, for kernels that replay a mask themselves: a seed drawn from libtorch's default generator;
+// the mask of `seed` applied to x (contiguous result); acc += the mask of `seed` applied to x (acc contiguous, x's
+// dtype and size).
+uint64_t draw_dropout_seed();
+torch::Tensor dropout_with_seed(const torch::Tensor& x, uint64_t seed, double p);
+void dropout_with_seed_add_(torch::Tensor& acc, const torch::Tensor& x, uint64_t seed, double p);
+// Tests: use the portable loop instead of the AVX-512 one (the same masks and values); returns the previous setting.
+bool dropout_force_portable(bool on);
+
+// A frozen projection with LoRA adapters on column ranges of its output, forward and backward in one node:
+//   y = x W^T + bias + sum_p scale_p * drop_p(x) A_p^T B_p^T   (added into columns [col_p, col_p + out_p) of y)
+// x [M, in]; W [out, in] and bias [out] frozen (no gradient), in `compute`'s dtype; A_p [r_p, in], B_p [out_p, r_p]
+// trainable, any float dtype (their gradients come back in it). Matmuls run in `compute` (bf16 under autocast,
+// else fp32); y [M, out] has that dtype. Backward is dx = dy W + sum_p drop_p((scale_p dy_p B_p) A_p) accumulated
+// in place (one product for all adapters without dropout), dA_p and dB_p; each adapter's dropout mask is replayed
+// from its seed instead of stored, so backward keeps only x and the [M, sum r_p] products x A^T.
+struct LoraPart {
+  torch::Tensor A, B;
+  double scale = 1;
+  double dropout = 0;  // 0 outside training
+  int64_t col = 0;     // first output column this adapter adds into
+};
+torch::Tensor lora_linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
+                          const std::vector<LoraPart>& parts, at::ScalarType compute);
+
 }  // namespace rlaif

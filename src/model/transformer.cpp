@@ -225,40 +225,34 @@ torch::Tensor CausalLMImpl::project(int64_t layer, const std::vector<int>& projs
   for (int p : projs) {
     auto& lin = layer_projection(layer, p);
     weights.push_back(lin->weight);
-    frozen = frozen && !lin->weight.requires_grad();
+    frozen = frozen && !lin->weight.requires_grad() && !(lin->bias.defined() && lin->bias.requires_grad());
     if (lin->bias.defined()) biases.push_back(lin->bias);
   }
   auto join = [](const std::vector<torch::Tensor>& t, int64_t dim) { return t.size() == 1 ? t[0] : torch::cat(t, dim); };
   // Frozen weights (LoRA's base) are concatenated and cast to autocast's precision once, not every forward.
   const bool autocast_bf16 = at::autocast::is_cpu_enabled() && at::autocast::get_autocast_cpu_dtype() == at::kBFloat16;
   auto w = frozen && autocast_bf16 ? frozen_weight(layer, projs, at::kBFloat16) : join(weights, 0);  // [out, in]
+  auto bias = biases.empty() ? torch::Tensor() : join(biases, 0);                                     // [out]
   auto x2 = x.reshape({-1, x.size(-1)});                                                                // [M, in]
-  auto y = torch::nn::functional::linear(x2, w, biases.empty() ? torch::Tensor() : join(biases, 0));   // [M, out]
   auto sizes = x.sizes().vec();
-  sizes.back() = y.size(1);
-  if (!lora_enabled()) return y.view(sizes);
-  // LoRA: + scale_p (x A_p^T) B_p^T in each projection's columns: the adapters' x A^T side by side [M, R], times
-  // their B's as one block-diagonal [out, R] matrix, added into y by that matmul (y's own matmul does not read y
-  // in backward, so it can take the sum in place: no copy of y, no separate addition).
-  std::vector<torch::Tensor> xa, b_rows;
-  int64_t R = 0;
-  for (int p : projs)
-    if (const LoraAdapter* a = lora_slots_[layer][p]) R += a->A.size(0);
-  if (R == 0) return y.view(sizes);
-  int64_t before = 0;
+  sizes.back() = w.size(0);
+  // LoRA on a frozen base: x W^T + each adapter's scale (x A^T) B^T in its projection's columns, one node with
+  // its own backward (lora_linear); each adapter its own dropout mask, as PEFT.
+  std::vector<LoraPart> parts;
+  int64_t col = 0;
   for (int p : projs) {
-    const LoraAdapter* a = lora_slots_[layer][p];
-    const int64_t out = layer_projection(layer, p)->weight.size(0), r = a ? a->A.size(0) : 0;
-    auto zeros = [&](int64_t cols) { return torch::zeros({out, cols}, a ? a->B.options() : torch::TensorOptions()); };
-    b_rows.push_back(!a ? zeros(R) : r == R ? a->B : torch::cat({zeros(before), a->B, zeros(R - before - r)}, 1));
-    before += r;
-    if (!a) continue;
-    auto xin = a->dropout > 0 && is_training() && torch::GradMode::is_enabled()
-                   ? dropout_fused(x2, a->dropout) : x2;  // each adapter its own mask, as PEFT
-    xa.push_back(torch::nn::functional::linear(xin, a->A).mul(a->scale));  // [M, r]
+    const LoraAdapter* a = lora_enabled() ? lora_slots_[layer][p] : nullptr;
+    const bool drop = a && a->dropout > 0 && is_training() && torch::GradMode::is_enabled();
+    if (a) parts.push_back({a->A, a->B, a->scale, drop ? a->dropout : 0.0, col});
+    col += layer_projection(layer, p)->weight.size(0);
   }
-  const auto dtype = y.scalar_type();
-  return y.addmm_(join(xa, 1).to(dtype), join(b_rows, 0).t().to(dtype)).view(sizes);
+  if (parts.empty()) return torch::nn::functional::linear(x2, w, bias).view(sizes);
+  // The node computes no gradient for the base: it must be frozen (as LoRA training does), or no gradient wanted.
+  TORCH_CHECK(frozen || !torch::GradMode::is_enabled(),
+              "LoRA adapters on a projection whose base weight is trained: freeze the base model's parameters");
+  const auto compute = autocast_bf16 ? at::kBFloat16 : at::kFloat;
+  return lora_linear(x2, w.detach().to(compute), bias.defined() ? bias.detach().to(compute) : bias, parts, compute)
+      .view(sizes);
 }
 
 torch::Tensor CausalLMImpl::effective_weight(int64_t layer, int proj, const torch::nn::Linear& linear) const {
@@ -403,7 +397,6 @@ torch::Tensor CausalLMImpl::run_layers(const torch::Tensor& input_ids, const tor
     auto attn = o.transpose(1, 2).reshape({N, T, H * D});
     x = x + (packed ? packed_linear(attn, packed_[i].o) : project(i, {3}, attn));
     auto hn = layer.post_attention_layernorm(x);
-    auto& m = *layer.mlp;
     torch::Tensor gu;  // [N, T, 2 I]: gate, then up
     if (packed) gu = packed_linear(hn, packed_[i].gate_up);
     else if (grouped) gu = project(i, {4, 5}, hn);
