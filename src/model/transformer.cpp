@@ -250,7 +250,7 @@ torch::Tensor CausalLMImpl::project(int64_t layer, const std::vector<int>& projs
   // The node computes no gradient for the base: it must be frozen (as LoRA training does), or no gradient wanted.
   TORCH_CHECK(frozen || !torch::GradMode::is_enabled(),
               "LoRA adapters on a projection whose base weight is trained: freeze the base model's parameters");
-  const auto compute = autocast_bf16 ? at::kBFloat16 : at::kFloat;
+  const auto compute = autocast_bf16 ? at::kBFloat16 : w.scalar_type();  // as linear() would compute
   return lora_linear(x2, w.detach().to(compute), bias.defined() ? bias.detach().to(compute) : bias, parts, compute)
       .view(sizes);
 }
