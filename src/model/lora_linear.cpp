@@ -2,9 +2,9 @@
 // matmuls; what it saves over the same formula in autograd ops is the glue: no gradient of x summed from one
 // branch per adapter, one product x A^T and one (x A^T) B^T for all adapters of a fused projection, weight
 // gradients of B only for each adapter's own block, and dropout masks replayed from a seed instead of stored.
-#include <ATen/Parallel.h>
-
 #include "model/train_ops.h"
+
+#include <algorithm>
 
 namespace rlaif {
 namespace {
@@ -54,8 +54,7 @@ class LoraLinear : public torch::autograd::Function<LoraLinear> {
       }
       u = torch::cat(parts, 1);
     }
-    for (int64_t p = 0, off = 0; p < P; off += As[p].size(0), ++p) {
-      torch::NoGradGuard no_grad;
+    for (int64_t p = 0, off = 0; p < P; off += As[p].size(0), ++p) {  // (forward runs without grad mode)
       b_blk.narrow(0, f.col[p], Bs[p].size(0)).narrow(1, off, As[p].size(0)).copy_(Bs[p] * f.scale[p]);
     }
     y.addmm_(u, b_blk.t());
