@@ -5,6 +5,7 @@
 //                              [--batches 1,8,32,64] [--prompt-tokens 64] [--new-tokens 128]
 // dtypes: float32 / bfloat16 are what `rlaif generate --dtype` runs (packed kernels where the CPU has them);
 // torch-float32 / torch-bfloat16 are plain libtorch, for comparison. Peak RSS is of the whole process so far.
+#include "bench_args.h"
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -71,18 +72,16 @@ int main(int argc, char** argv) {
   int threads = 0;
   std::string dtypes = "torch-float32,torch-bfloat16,float32,bfloat16", batches = "1,8,32,64";
   int64_t new_tokens = 128, prompt_len = 64;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string k = argv[i], v = argv[i + 1];
-    if (k == "--threads") threads = std::stoi(v);
-    else if (k == "--dtypes") dtypes = v;
-    else if (k == "--batches") batches = v;
-    else if (k == "--new-tokens") new_tokens = std::stoll(v);
-    else if (k == "--prompt-tokens") prompt_len = std::stoll(v);
-    else {
-      std::fprintf(stderr, "unknown option %s\n", k.c_str());
-      return 2;
-    }
-  }
+  bench::Args args(
+      "usage: bench_generate [--threads N] [--dtypes torch-float32,torch-bfloat16,float32,bfloat16]\n"
+      "                      [--batches 1,8,32,64] [--prompt-tokens 64] [--new-tokens 128]\n"
+      "Generation speed of a SmolLM2-135M-shaped model beside this machine's matmul peaks and memory bandwidth.\n");
+  args.value("--threads", threads);
+  args.value("--dtypes", dtypes);
+  args.value("--batches", batches);
+  args.value("--new-tokens", new_tokens);
+  args.value("--prompt-tokens", prompt_len);
+  args.parse(argc, argv);
   threads = rlaif::set_num_threads(threads);
   const char* wait = std::getenv("OMP_WAIT_POLICY");
   const char* core = std::getenv("OPENBLAS_CORETYPE");

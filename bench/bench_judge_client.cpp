@@ -2,6 +2,7 @@
 // OpenAI-style server (tests/fault_server.h, in a child process) that answers after a fixed added latency.
 // Prints one table row per (latency, concurrency), with the server's own CPU per request so that a server
 // bottleneck would show. Usage: bench_judge_client [--latencies 0,200] [--concurrency 1,16,64,256] [--seconds 3]
+#include "bench_args.h"
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -50,12 +51,13 @@ std::vector<int> list(const std::string& s) {
 int main(int argc, char** argv) {
   std::vector<int> latencies = {0, 200}, concurrency = {1, 16, 64, 256};
   double target_seconds = 3;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string k = argv[i];
-    if (k == "--latencies") latencies = list(argv[i + 1]);
-    else if (k == "--concurrency") concurrency = list(argv[i + 1]);
-    else if (k == "--seconds") target_seconds = std::stod(argv[i + 1]);
-  }
+  bench::Args args(
+      "usage: bench_judge_client [--latencies 0,200] [--concurrency 1,16,64,256] [--seconds 3]\n"
+      "Judge requests/s and client CPU per request against a loopback server with a fixed added latency (ms).\n");
+  args.value("--latencies", [&](const std::string& v) { latencies = list(v); });
+  args.value("--concurrency", [&](const std::string& v) { concurrency = list(v); });
+  args.value("--seconds", target_seconds);
+  args.parse(argc, argv);
   // A judge-sized request: ~1.5 KB of chat messages.
   std::string content(1400, 'x');
   std::string body = nlohmann::json{{"model", "bench"}, {"messages", {{{"role", "user"}, {"content", content}}}},

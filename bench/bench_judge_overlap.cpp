@@ -5,6 +5,7 @@
 //
 //   build/bench/bench_judge_overlap --model DIR [--latency-ms 200] [--prompts 8] [--generations 8]
 //                                   [--completion-tokens 128] [--batch 32] [--concurrency 64] [--steps 3]
+#include "bench_args.h"
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -25,19 +26,19 @@ int main(int argc, char** argv) {
   rlaif::ensure_runtime_env(argc, argv);
   std::string model;
   int latency = 200, prompts = 8, G = 8, Tc = 128, batch = 32, concurrency = 64, steps = 3;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto next = [&]() { return std::string(i + 1 < argc ? argv[++i] : "0"); };
-    if (a == "--model") model = next();
-    else if (a == "--latency-ms") latency = std::stoi(next());
-    else if (a == "--prompts") prompts = std::stoi(next());
-    else if (a == "--generations") G = std::stoi(next());
-    else if (a == "--completion-tokens") Tc = std::stoi(next());
-    else if (a == "--batch") batch = std::stoi(next());
-    else if (a == "--concurrency") concurrency = std::stoi(next());
-    else if (a == "--steps") steps = std::stoi(next());
-    else return std::fprintf(stderr, "unknown option %s\n", a.c_str()), 2;
-  }
+  bench::Args args(
+      "usage: bench_judge_overlap --model DIR [--latency-ms 200] [--prompts 8] [--generations 8]\n"
+      "                           [--completion-tokens 128] [--batch 32] [--concurrency 64] [--steps 3]\n"
+      "rlaif train steps against an HTTP judge with a fixed latency: is judging hidden behind generation?\n");
+  args.value("--model", model);
+  args.value("--latency-ms", latency);
+  args.value("--prompts", prompts);
+  args.value("--generations", G);
+  args.value("--completion-tokens", Tc);
+  args.value("--batch", batch);
+  args.value("--concurrency", concurrency);
+  args.value("--steps", steps);
+  args.parse(argc, argv);
   int fd[2];
   if (pipe(fd) != 0) return 1;
   pid_t pid = fork();

@@ -8,6 +8,7 @@
 // --profile writes libtorch's profiler trace (chrome://tracing JSON, one event per op) of the last timed step.
 // FLOPs: full 6 x parameters x tokens; LoRA 4 x parameters x tokens (no weight gradients for the frozen base) plus
 // 6 x adapter parameters x tokens.
+#include "bench_args.h"
 #include <sys/resource.h>
 
 #include <chrono>
@@ -52,26 +53,24 @@ int main(int argc, char** argv) {
   int threads = 2;
   bool bf16 = false;
   std::string profile;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto next = [&]() { return std::string(i + 1 < argc ? argv[++i] : ""); };
-    if (a == "--model") model_dir = next();
-    else if (a == "--lora") lora_r = std::stoll(next());
-    else if (a == "--lora-dropout") lora_dropout = std::stod(next());
-    else if (a == "--bf16") bf16 = true;
-    else if (a == "--prompts") prompts = std::stoll(next());
-    else if (a == "--generations") G = std::stoll(next());
-    else if (a == "--prompt-tokens") P = std::stoll(next());
-    else if (a == "--completion-tokens") Tc = std::stoll(next());
-    else if (a == "--micro") micro = std::stoll(next());
-    else if (a == "--steps") steps = std::stoll(next());
-    else if (a == "--threads") threads = std::stoi(next());
-    else if (a == "--profile") profile = next();
-    else {
-      std::fprintf(stderr, "unknown option %s\n", a.c_str());
-      return 2;
-    }
-  }
+  bench::Args args(
+      "usage: bench_train --model DIR [--lora 16] [--lora-dropout 0] [--bf16] [--prompts 8] [--generations 8]\n"
+      "                   [--prompt-tokens 32] [--completion-tokens 128] [--micro 16] [--steps 2] [--threads 2]\n"
+      "                   [--profile TRACE.json]\n"
+      "One GRPO update (full, or LoRA of rank --lora), fp32 or --bf16 compute, beside this machine's matmul peaks.\n");
+  args.value("--model", model_dir);
+  args.value("--lora", lora_r);
+  args.value("--lora-dropout", lora_dropout);
+  args.flag("--bf16", bf16);
+  args.value("--prompts", prompts);
+  args.value("--generations", G);
+  args.value("--prompt-tokens", P);
+  args.value("--completion-tokens", Tc);
+  args.value("--micro", micro);
+  args.value("--steps", steps);
+  args.value("--threads", threads);
+  args.value("--profile", profile);
+  args.parse(argc, argv);
   rlaif::set_num_threads(threads);
   if (!std::getenv("RLAIF_BENCH_DEFAULT_MALLOC")) rlaif::keep_freed_memory();  // as rlaif train does
   torch::manual_seed(0);
