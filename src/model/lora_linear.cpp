@@ -58,24 +58,16 @@ class LoraLinear : public torch::autograd::Function<LoraLinear> {
       b_blk.narrow(0, f.col[p], Bs[p].size(0)).narrow(1, off, As[p].size(0)).copy_(Bs[p] * f.scale[p]);
     }
     y.addmm_(u, b_blk.t());
-    ctx->save_for_backward({xc, u, a_cat, b_blk});
+    std::vector<torch::Tensor> keep = {xc, u, a_cat, b_blk};  // then A_p and B_p: their sizes and dtypes
+    keep.insert(keep.end(), As.begin(), As.end());
+    keep.insert(keep.end(), Bs.begin(), Bs.end());
+    ctx->save_for_backward(keep);
     ctx->saved_data["weight"] = f.weight;
     ctx->saved_data["scale"] = f.scale;
     ctx->saved_data["dropout"] = f.dropout;
     ctx->saved_data["col"] = f.col;
     ctx->saved_data["seeds"] = seeds;
     ctx->saved_data["x_dtype"] = static_cast<int64_t>(x.scalar_type());
-    std::vector<int64_t> rows, out_rows, a_dtype, b_dtype;
-    for (int64_t p = 0; p < P; ++p) {
-      rows.push_back(As[p].size(0));
-      out_rows.push_back(Bs[p].size(0));
-      a_dtype.push_back(static_cast<int64_t>(As[p].scalar_type()));
-      b_dtype.push_back(static_cast<int64_t>(Bs[p].scalar_type()));
-    }
-    ctx->saved_data["rows"] = rows;
-    ctx->saved_data["out_rows"] = out_rows;
-    ctx->saved_data["a_dtype"] = a_dtype;
-    ctx->saved_data["b_dtype"] = b_dtype;
     return y;
   }
 
@@ -87,9 +79,9 @@ class LoraLinear : public torch::autograd::Function<LoraLinear> {
     const auto dropout = ctx->saved_data["dropout"].toDoubleVector();
     const auto col = ctx->saved_data["col"].toIntVector();
     const auto seeds = ctx->saved_data["seeds"].toIntVector();
-    const auto rows = ctx->saved_data["rows"].toIntVector();
-    const auto a_dtype = ctx->saved_data["a_dtype"].toIntVector();
-    const int64_t P = static_cast<int64_t>(rows.size());
+    const int64_t P = static_cast<int64_t>(scale.size());
+    auto A = [&](int64_t p) -> const torch::Tensor& { return saved[4 + p]; };      // [r_p, in]
+    auto B = [&](int64_t p) -> const torch::Tensor& { return saved[4 + P + p]; };  // [out_p, r_p]
     const bool any_dropout = std::any_of(dropout.begin(), dropout.end(), [](double d) { return d > 0; });
     auto dy = grads[0].to(xc.scalar_type()).contiguous();  // [M, out]
     const bool want_dx = ctx->needs_input_grad(0);
@@ -99,15 +91,15 @@ class LoraLinear : public torch::autograd::Function<LoraLinear> {
     if (!any_dropout) {
       if (want_dx) dx.addmm_(du, a_cat);
       auto da = torch::mm(du.t(), xc);  // [R, in]
-      for (int64_t p = 0, off = 0; p < P; off += rows[p], ++p)
-        out[1 + p] = da.narrow(0, off, rows[p]).to(static_cast<at::ScalarType>(a_dtype[p]));
+      for (int64_t p = 0, off = 0; p < P; off += A(p).size(0), ++p)
+        out[1 + p] = da.narrow(0, off, A(p).size(0)).to(A(p).scalar_type());
     } else {
-      for (int64_t p = 0, off = 0; p < P; off += rows[p], ++p) {
-        auto du_p = du.narrow(1, off, rows[p]);    // [M, r_p]
-        auto a_p = a_cat.narrow(0, off, rows[p]);  // [r_p, in]
+      for (int64_t p = 0, off = 0; p < P; off += A(p).size(0), ++p) {
+        auto du_p = du.narrow(1, off, A(p).size(0));    // [M, r_p]
+        auto a_p = a_cat.narrow(0, off, A(p).size(0));  // [r_p, in], in the compute dtype
         const auto seed = static_cast<uint64_t>(seeds[p]);
         auto xin = dropout[p] > 0 ? dropout_with_seed(xc, seed, dropout[p]) : xc;
-        out[1 + p] = torch::mm(du_p.t(), xin).to(static_cast<at::ScalarType>(a_dtype[p]));
+        out[1 + p] = torch::mm(du_p.t(), xin).to(A(p).scalar_type());
         if (!want_dx) continue;
         if (dropout[p] > 0)
           dropout_with_seed_add_(dx, torch::mm(du_p, a_p), seed, dropout[p]);
@@ -115,13 +107,10 @@ class LoraLinear : public torch::autograd::Function<LoraLinear> {
           dx.addmm_(du_p, a_p);
       }
     }
-    const auto b_dtype = ctx->saved_data["b_dtype"].toIntVector();
-    for (int64_t p = 0, off = 0; p < P; off += rows[p], ++p) {  // dB_p = scale_p dy_p^T u_p, its own block only
-      const int64_t out_p = ctx->saved_data["out_rows"].toIntVector()[p];
-      out[1 + P + p] = torch::mm(dy.narrow(1, col[p], out_p).t(), u.narrow(1, off, rows[p]))
+    for (int64_t p = 0, off = 0; p < P; off += A(p).size(0), ++p)  // dB_p = scale_p dy_p^T u_p, its own block only
+      out[1 + P + p] = torch::mm(dy.narrow(1, col[p], B(p).size(0)).t(), u.narrow(1, off, A(p).size(0)))
                            .mul_(scale[p])
-                           .to(static_cast<at::ScalarType>(b_dtype[p]));
-    }
+                           .to(B(p).scalar_type());
     if (want_dx) out[0] = dx.to(static_cast<at::ScalarType>(ctx->saved_data["x_dtype"].toInt()));
     return out;
   }
