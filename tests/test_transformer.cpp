@@ -201,6 +201,19 @@ TEST(Transformer, FusedTrainingKernelsMatchTheFormulasWithGradients) {
     auto gl = torch::autograd::grad({(low.to(torch::kFloat32) * dy).sum()}, {x, w});
     check(gl[0], gw[0], 2e-2, "rms_norm (bf16 out) d/dx");  // its incoming gradient is bf16 too
     check(gl[1], gw[1], 2e-2, "rms_norm (bf16 out) d/dweight");
+    // Its gradients do not depend on the thread count (a run resumed on another machine trains the same weights).
+    auto xl = torch::randn({301, 70}).requires_grad_(true);
+    auto dyl = torch::randn({301, 70});
+    std::vector<torch::Tensor> by_threads[2];
+    const int threads = torch::get_num_threads();
+    for (int t : {1, 2}) {
+      torch::set_num_threads(t);
+      by_threads[t - 1] = torch::autograd::grad({(rlaif::rms_norm_fused(xl, w.narrow(0, 0, 35).repeat({2}), 1e-5) * dyl).sum()},
+                                                {xl, w});
+    }
+    torch::set_num_threads(threads);
+    EXPECT_TRUE(torch::equal(by_threads[0][0], by_threads[1][0])) << "rms_norm d/dx, 1 vs 2 threads";
+    EXPECT_TRUE(torch::equal(by_threads[0][1], by_threads[1][1])) << "rms_norm d/dweight, 1 vs 2 threads";
   }
   auto rope_formula = [](const torch::Tensor& x, const torch::Tensor& c, const torch::Tensor& s) {
     const int64_t h = x.size(-1) / 2;

@@ -1,22 +1,53 @@
 #include <malloc.h>
 #include "rlaif/runtime.h"
 
+#include <ATen/Parallel.h>
+#include <link.h>
 #include <torch/torch.h>
 #include <unistd.h>
 
+#include <climits>
 #include <cstdlib>
+#include <mutex>
+#include <set>
 #include <thread>
 
 namespace rlaif {
+namespace {
+
+// The real paths of the shared objects loaded in this process (Debian's BLAS is chosen by an alternatives symlink,
+// e.g. libblas.so.3 -> .../openblas-pthread/libblas.so.3).
+std::vector<std::string> loaded_library_paths() {
+  std::vector<std::string> paths;
+  dl_iterate_phdr(
+      [](dl_phdr_info* info, size_t, void* out) {
+        if (!info->dlpi_name || !*info->dlpi_name) return 0;
+        char real[PATH_MAX];
+        const char* path = ::realpath(info->dlpi_name, real) ? real : info->dlpi_name;
+        static_cast<std::vector<std::string>*>(out)->push_back(path);
+        return 0;
+      },
+      &paths);
+  return paths;
+}
+
+}  // namespace
+
+bool blas_has_own_thread_pool(const std::vector<std::string>& library_paths) {
+  for (const auto& p : library_paths) {
+    const auto slash = p.find_last_of('/');
+    const std::string dir = slash == std::string::npos ? "" : p.substr(0, slash);
+    const std::string file = p.substr(slash == std::string::npos ? 0 : slash + 1);
+    const bool blas = file.find("blas") != std::string::npos || file.find("blis") != std::string::npos;
+    if (blas && (dir.find("pthread") != std::string::npos || file.find("pthread") != std::string::npos)) return true;
+  }
+  return false;
+}
 
 void ensure_runtime_env(int argc, char** argv) {
   if (std::getenv("RLAIF_NO_REEXEC") || std::getenv("RLAIF_REEXECED")) return;
-  bool changed = false;
-  if (!std::getenv("OMP_WAIT_POLICY")) {
-    ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
-    changed = true;
-  }
-  if (!changed) return;
+  if (std::getenv("OMP_WAIT_POLICY") || !blas_has_own_thread_pool(loaded_library_paths())) return;
+  ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
   ::setenv("RLAIF_REEXECED", "1", 1);
   ::execv("/proc/self/exe", argv);
   // If exec fails we simply carry on with the settings the process started with.
@@ -35,5 +66,14 @@ int set_num_threads(int n) {
   return n;
 }
 
-}  // namespace rlaif
+int intra_op_threads_used() {
+  std::mutex mu;
+  std::set<std::thread::id> seen;
+  at::parallel_for(0, 1024, 1, [&](int64_t, int64_t) {
+    std::lock_guard<std::mutex> lock(mu);
+    seen.insert(std::this_thread::get_id());
+  });
+  return static_cast<int>(seen.size());
+}
 
+}  // namespace rlaif

@@ -56,12 +56,10 @@ class RmsNorm : public torch::autograd::Function<RmsNorm> {
     auto g = grads[0].to(torch::kFloat32).contiguous();
     const int64_t C = x.size(-1), M = x.numel() / C;
     auto dx = torch::empty_like(x);
-    const int threads = at::get_num_threads();
-    auto dw_part = torch::zeros({threads, C}, torch::kFloat32);  // per thread, summed at the end
+    auto dw = torch::zeros({C}, torch::kFloat32);
     const float *xp = x.data_ptr<float>(), *wp = w.data_ptr<float>(), *rp = r.data_ptr<float>(), *gp = g.data_ptr<float>();
-    float *dxp = dx.data_ptr<float>(), *dwp = dw_part.data_ptr<float>();
-    at::parallel_for(0, M, 16, [&](int64_t b, int64_t e) {
-      float* dw = dwp + at::get_thread_num() * C;
+    float *dxp = dx.data_ptr<float>(), *dwp = dw.data_ptr<float>();
+    at::parallel_for(0, M, 16, [&](int64_t b, int64_t e) {  // dx: rows split between threads
       for (int64_t m = b; m < e; ++m) {
         const float *xr = xp + m * C, *gr = gp + m * C;
         const float inv = rp[m];
@@ -71,13 +69,21 @@ class RmsNorm : public torch::autograd::Function<RmsNorm> {
         const float k = inv * inv * inv * s / C;
         float* dxr = dxp + m * C;
 #pragma omp simd
-        for (int64_t c = 0; c < C; ++c) {
-          dxr[c] = inv * wp[c] * gr[c] - k * xr[c];
-          dw[c] += gr[c] * xr[c] * inv;
-        }
+        for (int64_t c = 0; c < C; ++c) dxr[c] = inv * wp[c] * gr[c] - k * xr[c];
       }
     });
-    return {dx, dw_part.sum(0), torch::Tensor(), torch::Tensor()};
+    // dw: columns split between threads, each summed over the rows in order, so it does not depend on the thread
+    // count (summing per-thread partial sums did: the same run gave other weights on another machine).
+    at::parallel_for(0, (C + 15) / 16, 1, [&](int64_t b, int64_t e) {
+      const int64_t c0 = 16 * b, c1 = std::min(C, 16 * e);
+      for (int64_t m = 0; m < M; ++m) {
+        const float *xr = xp + m * C, *gr = gp + m * C;
+        const float inv = rp[m];
+#pragma omp simd
+        for (int64_t c = c0; c < c1; ++c) dwp[c] += gr[c] * xr[c] * inv;
+      }
+    });
+    return {dx, dw, torch::Tensor(), torch::Tensor()};
   }
 };
 
