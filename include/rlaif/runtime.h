@@ -12,8 +12,8 @@ namespace rlaif {
 //                              blis-pthread): libtorch's OpenMP pool and that one otherwise spin against each other
 //                              (measured: up to 3x slower batched decode on 2 cores). With the OpenMP OpenBLAS that
 //                              scripts/setup.sh installs there is one pool, and OpenMP's default (spin briefly, then
-//                              sleep) is kept: waking sleeping threads for each of a token's ~120 kernels cost batch-1
-//                              decode a third of its speed (docs/perf.md).
+//                              sleep) is kept: under PASSIVE each of a batch-1 token's ~120 kernels wakes the sleeping
+//                              second thread (the kernels streamed 21.5 GB/s against 30.7, docs/perf.md).
 // Anything the user already set is respected. RLAIF_NO_REEXEC=1 turns this off.
 void ensure_runtime_env(int argc, char** argv);
 

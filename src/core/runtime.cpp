@@ -35,11 +35,9 @@ std::vector<std::string> loaded_library_paths() {
 
 bool blas_has_own_thread_pool(const std::vector<std::string>& library_paths) {
   for (const auto& p : library_paths) {
-    const auto slash = p.find_last_of('/');
-    const std::string dir = slash == std::string::npos ? "" : p.substr(0, slash);
-    const std::string file = p.substr(slash == std::string::npos ? 0 : slash + 1);
+    const std::string file = p.substr(p.find_last_of('/') + 1);  // the whole path when it has no '/'
     const bool blas = file.find("blas") != std::string::npos || file.find("blis") != std::string::npos;
-    if (blas && (dir.find("pthread") != std::string::npos || file.find("pthread") != std::string::npos)) return true;
+    if (blas && p.find("pthread") != std::string::npos) return true;  // in the folder's name or the file's
   }
   return false;
 }

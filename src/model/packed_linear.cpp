@@ -82,8 +82,9 @@ size_t round_up(size_t a, size_t b) { return (a + b - 1) / b * b; }
 // Packed weights are copied into shared chunks of memory aligned to 2 MiB and advised for transparent huge pages:
 // the weights are streamed once per token, and with 4 KiB pages a 135M-parameter model costs ~65,000 TLB misses
 // per token. One chunk holds many matrices (most projections are under 2 MiB: each alone would either waste most
-// of a huge page or stay on 4 KiB pages — measured: all of a batch-1 token's kernels streamed at 21.5 GB/s with only
-// the large matrices on huge pages, 23.9 GB/s with all of them). A chunk is freed with the last tensor in it.
+// of a huge page or stay on 4 KiB pages — measured on one thread with each small matrix on huge pages of its own: a
+// batch-1 token's kernels streamed 21.5 GB/s with only the large matrices on huge pages, 23.9 GB/s with all of
+// them). A chunk is freed with the last tensor in it.
 class HugePageArena {
  public:
   torch::Tensor copy(const torch::Tensor& t) {

@@ -73,7 +73,7 @@ class RmsNorm : public torch::autograd::Function<RmsNorm> {
       }
     });
     // dw: columns split between threads, each summed over the rows in order, so it does not depend on the thread
-    // count (summing per-thread partial sums did: the same run gave other weights on another machine).
+    // count (summing per-thread partial sums did: 1 and 2 threads gave different gradients).
     at::parallel_for(0, (C + 15) / 16, 1, [&](int64_t b, int64_t e) {
       const int64_t c0 = 16 * b, c1 = std::min(C, 16 * e);
       for (int64_t m = 0; m < M; ++m) {
