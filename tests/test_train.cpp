@@ -3,97 +3,18 @@
 // LoRA leaving the base untouched, SFT memorising its data, judge failures left out of their groups (a real HTTP
 // judge that fails on purpose), and SIGKILL at several points (one inside a checkpoint write) then --resume ending
 // with bit-identical weights.
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <chrono>
 #include <cmath>
-#include <filesystem>
-#include <sstream>
-#include <thread>
 
-#include "fault_server.h"
 #include "rlaif/checkpoint.h"
-#include "rlaif/init_model.h"
-#include "rlaif/jsonl.h"
 #include "rlaif/model_folder.h"
-#include "rlaif/safetensors.h"
 #include "rlaif/sequence_batch.h"
 #include "rlaif/trainer.h"
 #include "train/fused_adamw.h"
-#include "test_util.h"
+#include "train_test_util.h"
 
-namespace fs = std::filesystem;
-using rlaif_test::TempDir;
+using namespace rlaif_test;
 
 namespace {
-
-std::string make_model(const TempDir& dir, const std::string& name = "model") {
-  if (fs::exists(dir / name)) return dir / name;
-  rlaif::InitModelOptions o;
-  o.arch = "qwen2";
-  o.seed = 1;
-  rlaif::init_model(o, dir / name);
-  return dir / name;
-}
-
-void write_prompts(const std::string& path, int n, const std::string& prefix = "Say something") {
-  std::string text;
-  for (int i = 0; i < n; ++i) text += nlohmann::json({{"prompt", prefix + " #" + std::to_string(i) + ":"}}).dump() + "\n";
-  rlaif_test::write_text(path, text);
-}
-
-// A run.toml with a rule-grader reward (completion contains "a"); `extra` lines ("key = value") override or add to
-// [train]; `tail` is appended (e.g. a [lora] table).
-std::string write_config(const TempDir& dir, const std::string& extra = "", const std::string& tail = "") {
-  make_model(dir);
-  if (!fs::exists(dir / "prompts.jsonl")) write_prompts(dir / "prompts.jsonl", 20);
-  std::map<std::string, std::string> train = {
-      {"output_dir", "\"" + (dir / "out") + "\""}, {"max_steps", "6"}, {"per_device_train_batch_size", "8"},
-      {"gradient_accumulation_steps", "2"}, {"num_generations", "4"}, {"max_completion_length", "16"},
-      {"learning_rate", "1e-3"}, {"num_threads", "1"}};
-  std::stringstream lines(extra);
-  for (std::string line; std::getline(lines, line);) {
-    auto eq = line.find(" = ");
-    if (eq != std::string::npos) train[line.substr(0, eq)] = line.substr(eq + 3);
-  }
-  std::string text = "[model]\npath = \"" + (dir / "model") + "\"\n[data]\nprompts = \"" + (dir / "prompts.jsonl") +
-                     "\"\n[train]\n";
-  for (const auto& [k, v] : train) text += k + " = " + v + "\n";
-  text += "[judge]\nbackend = \"none\"\n[[graders]]\ntype = \"regex\"\nvalue = \"a\"\n" + tail;
-  rlaif_test::write_text(dir / "run.toml", text);
-  return dir / "run.toml";
-}
-
-// Points the run's judge at a test server (tests/fault_server.h) speaking the OpenAI API.
-void use_http_judge(rlaif::TrainConfig& c, const rlaif_test::FaultServer& server) {
-  c.judge.backend = "openai";
-  c.judge.base_url = server.base_url();
-  c.judge.model = "judge";
-}
-
-std::vector<nlohmann::json> metrics(const std::string& path) {
-  std::vector<nlohmann::json> out;
-  for (const auto& r : rlaif::read_jsonl(path))
-    if (r.value.contains("reward")) out.push_back(nlohmann::json::parse(r.value.dump()));
-  return out;
-}
-
-std::map<std::string, torch::Tensor> weights(const std::string& file) {
-  rlaif::SafetensorsFile f(file);
-  std::map<std::string, torch::Tensor> out;
-  for (const auto& kv : f.entries()) out[kv.first] = f.get(kv.first).clone();
-  return out;
-}
-
-bool same_weights(const std::string& a, const std::string& b) {
-  auto wa = weights(a), wb = weights(b);
-  if (wa.size() != wb.size()) return false;
-  for (const auto& [k, t] : wa)
-    if (!wb.count(k) || !torch::equal(t, wb[k])) return false;
-  return true;
-}
 
 TEST(TrainConfig, ValidationSaysHowToFix) {
   TempDir dir;
@@ -275,7 +196,7 @@ TEST(TrainRl, LoraTrainsAdaptersOnlyAndWritesPeftFolders) {
   auto c = rlaif::TrainConfig::from_toml(path, {"train.max_steps=4"});
   auto before = weights(dir / "model/model.safetensors");
   rlaif::run_rl(c, {false, true});
-  EXPECT_TRUE(same_weights(dir / "model/model.safetensors", dir / "model/model.safetensors"));
+  EXPECT_TRUE(same_weights(before, dir / "model/model.safetensors"));
   auto adapter = weights(dir / "out/final/adapter_model.safetensors");
   ASSERT_TRUE(adapter.count("base_model.model.model.layers.0.mlp.down_proj.lora_B.weight"));
   EXPECT_GT(adapter["base_model.model.model.layers.0.mlp.down_proj.lora_B.weight"].abs().max().item<double>(), 0.0);
@@ -535,27 +456,6 @@ TEST(TrainSft, MemorisesItsDataWithLossOnCompletionsOnly) {
   auto rows = rlaif::read_jsonl(dir / "gen.jsonl");
   EXPECT_EQ(rows[0].value["completion"], " blue");
   EXPECT_EQ(rows[1].value["completion"], " four");
-}
-
-// Runs `rlaif train` in a child process. With `kill_when` set, kills it with SIGKILL `delay_ms` after that file
-// appears (the run is then mid-training, past the checkpoint that file belongs to).
-int run_train(const std::string& config, const std::string& extra_env, bool resume, const std::string& kill_when = "",
-              int delay_ms = 0) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    std::string cmd = extra_env + " exec " + std::string(RLAIF_BIN) + " train --quiet --config " + config + (resume ? " --resume" : "");
-    execl("/bin/sh", "sh", "-c", cmd.c_str(), nullptr);
-    _exit(127);
-  }
-  int status = 0;
-  if (!kill_when.empty()) {
-    while (!fs::exists(kill_when) && waitpid(pid, &status, WNOHANG) == 0)
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
-    kill(pid, SIGKILL);
-  }
-  waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
 }
 
 TEST(TrainResume, KilledAnywhereAndResumedEndsBitIdentical) {

@@ -49,6 +49,10 @@ struct PolicyLossOutput {
 // Throws rlaif::Error for unknown loss_type / importance_sampling_level / kl_estimator.
 PolicyLossOutput policy_loss(const PolicyLossInputs& in, const PolicyLossOptions& options);
 
+// The weight of one micro-batch's policy_loss (n of the step's N completions, M micro-batches) so that the weighted
+// sum over the micro-batches is the loss of the whole batch (src/rl/losses.cpp). Throws for an unknown loss_type.
+double micro_batch_weight(const std::string& loss_type, int64_t n, int64_t N, int64_t M);
+
 // Online DPO: logp_w, logp_l, ref_w, ref_l [P] (summed completion log-probs of the preferred and rejected
 // completion of each pair). Returns the mean loss over pairs.
 torch::Tensor online_dpo_loss(const torch::Tensor& logp_w, const torch::Tensor& logp_l, const torch::Tensor& ref_w,

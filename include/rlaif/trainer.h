@@ -1,8 +1,8 @@
 // The training loops: `rlaif train` (GRPO and its family with judge rewards) and `rlaif sft`.
 //
-// One RL step reads top to bottom in src/train/grpo_trainer.cpp:
-//   prompts -> G completions each (judged as each finishes) -> rewards (judge + graders + shaping) -> advantages
-//   -> loss over micro-batches (x num_iterations) -> AdamW step -> metrics.jsonl, checkpoint, evaluation.
+// One RL step reads top to bottom in RlTrainer::run() (src/train/rl_trainer.cpp; its parts in src/train/rl_trainer.h):
+//   prompts -> G completions each (judged as each finishes) -> rewards (judge + graders, shaped by src/rl/rewards.cpp)
+//   -> advantages -> loss over micro-batches (x num_iterations) -> AdamW step -> metrics.jsonl, checkpoint, evaluation.
 #pragma once
 
 #include <string>

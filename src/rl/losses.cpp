@@ -18,6 +18,10 @@
 //   bnpo     L = sum_{i,t} l / sum_{i,t} mask                      (tokens of this micro-batch)
 //   dr_grpo  L = sum_{i,t} l / (N * max_completion_length)                                 (Liu et al. 2025, Dr. GRPO)
 //   dapo     L = sum_{i,t} l / num_items  (tokens of the whole accumulated batch)         (Yu et al. 2025, DAPO)
+// A step's N completions are split into M micro-batches (n of them in one); each micro-batch's L is weighted so that
+// the weighted sum over the micro-batches is the loss of the whole batch:
+//   grpo, dr_grpo  w = n / N        bnpo  w = 1 / M  (the mean of the micro-batches' token means, as TRL)
+//   dapo           w = 1            (already divided by the tokens of the whole batch)
 //
 // Online DPO from pairwise judge preferences (Guo et al. 2024), per pair with summed completion log-probs:
 //   L = -log sigmoid( beta * ((logp_w - ref_w) - (logp_l - ref_l)) )
@@ -101,6 +105,13 @@ PolicyLossOutput policy_loss(const PolicyLossInputs& in, const PolicyLossOptions
   out.clip_high = masked_mean(high, mask, out.tokens);
   out.clip_region = masked_mean((low + high).clamp_max(1), mask, out.tokens);
   return out;
+}
+
+double micro_batch_weight(const std::string& loss_type, int64_t n, int64_t N, int64_t M) {
+  if (loss_type == "grpo" || loss_type == "dr_grpo") return double(n) / N;
+  if (loss_type == "bnpo") return 1.0 / M;
+  if (loss_type == "dapo") return 1.0;
+  throw Error("unknown loss_type \"" + loss_type + "\"", "loss_type", "use grpo, bnpo, dr_grpo or dapo");
 }
 
 torch::Tensor online_dpo_loss(const torch::Tensor& logp_w, const torch::Tensor& logp_l, const torch::Tensor& ref_w,

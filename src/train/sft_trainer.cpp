@@ -49,12 +49,7 @@ void run_sft(const TrainConfig& c, const RunOptions& o) {
   auto opt = make_adamw(c, trainable);
   DataOrder order(rows.size(), c.seed);
   const int64_t total = c.total_steps(static_cast<int64_t>(rows.size()), /*rl=*/false);
-  CheckpointContents contents;
-  contents.model = model;
-  contents.lora = c.use_lora ? &c.lora : nullptr;
-  contents.base_model = c.model_path;
-  contents.optimizer = opt.get();
-  contents.params = trainable.params;
+  auto contents = checkpoint_contents(c, model, opt.get(), trainable);
   auto state = start_run(c, "sft", o.resume, contents, o.quiet);
   order.seek(state.data_epoch, state.data_position);
   JsonlLog metrics(c.output_dir + "/metrics.jsonl");
@@ -105,7 +100,7 @@ void run_sft(const TrainConfig& c, const RunOptions& o) {
       m["eval_loss"] = eval_loss(model, eval_rows, c.per_device_train_batch_size, pad, c.use_bf16());
       model->train();
     }
-    metrics.write(m);
+    if (s.step % c.logging_steps == 0 || s.step == total || m.contains("eval_loss")) metrics.write(m);
     bar.set_extra("loss " + std::to_string(loss_sum).substr(0, 6));
     bar.advance();
     if ((c.save_steps > 0 && s.step % c.save_steps == 0) || s.step == total)

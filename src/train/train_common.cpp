@@ -44,6 +44,17 @@ Trainable make_trainable(CausalLM& model, const TrainConfig& c) {
   return t;
 }
 
+CheckpointContents checkpoint_contents(const TrainConfig& c, CausalLM& model, torch::optim::Optimizer* opt,
+                                       const Trainable& t) {
+  CheckpointContents k;
+  k.model = model;
+  k.lora = c.use_lora ? &c.lora : nullptr;
+  k.base_model = c.model_path;
+  k.optimizer = opt;
+  k.params = t.params;
+  return k;
+}
+
 std::unique_ptr<torch::optim::AdamW> make_adamw(const TrainConfig& c, const Trainable& t) {
   std::vector<torch::Tensor> decay, no_decay;
   for (size_t i = 0; i < t.params.size(); ++i) {

@@ -25,6 +25,10 @@ void prepare_runtime(const TrainConfig& c);
 // LoRA: fresh adapters (seeded), base frozen. Full: every parameter.
 Trainable make_trainable(CausalLM& model, const TrainConfig& c);
 
+// What a checkpoint holds: the model (or its adapters under LoRA), the optimizer and the trainable tensors.
+CheckpointContents checkpoint_contents(const TrainConfig& c, CausalLM& model, torch::optim::Optimizer* opt,
+                                       const Trainable& t);
+
 // AdamW with transformers' grouping: no weight decay on biases and norm weights.
 std::unique_ptr<torch::optim::AdamW> make_adamw(const TrainConfig& c, const Trainable& t);
 void set_lr(torch::optim::Optimizer& opt, double lr);

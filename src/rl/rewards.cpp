@@ -1,0 +1,82 @@
+// Reward shaping, exactly as computed below. For completion i of group g (one prompt's G completions):
+//
+//   r_i = J_i - overlong_i - eos_i                      (0 where the judgment failed: the sample leaves its group)
+//
+// J_i is the judge's reward: the judge's own score in [0, 1], mixed by the judge with its graders and any panel of
+// judges as the weighted mean  sum_k w_k s_k / sum_k w_k  (src/judge/judge.cpp, Judge::mix_reward).
+//
+// DAPO's soft overlong punishment (Yu et al. 2025, eq. 13), with L = max_completion_length, L_cache =
+// overlong_buffer_length > 0 and |o_i| the completion's tokens:
+//   overlong_i = 0                                                     |o_i| <= L - L_cache
+//              = overlong_penalty_factor * min(1, (|o_i| - (L - L_cache)) / L_cache)   otherwise
+// The missing-EOS penalty (TRL's missing_eos_penalty), for a completion cut at L without an end-of-sequence token:
+//   eos_i = missing_eos_penalty * [truncated_i]
+// KL in the reward (REINFORCE++, Hu 2025), once the step's old and reference log-probs are known:
+//   r_i <- r_i - beta * sum_t mask_{i,t} k_{i,t}         (k: the KL estimator of src/rl/losses.cpp)
+// Group statistics (used to drop and filter groups, and in the metrics): over the n valid rewards of a group,
+//   std_g = sqrt( max(0, (sum r^2 - n mean^2) / (n - 1)) )   (0 when n < 2)
+#include "rlaif/rewards.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace rlaif {
+
+torch::Tensor overlong_penalty(const torch::Tensor& lengths, const RewardShaping& s) {
+  auto zero = torch::zeros(lengths.sizes(), torch::kFloat64);  // [B, G]
+  if (s.overlong_buffer_length <= 0) return zero;
+  const int64_t free_len = s.max_completion_length - s.overlong_buffer_length;
+  auto excess = (lengths - free_len).to(torch::kFloat64) / static_cast<double>(s.overlong_buffer_length);
+  return torch::where(lengths > free_len, excess.clamp_max(1.0) * s.overlong_penalty_factor, zero);
+}
+
+torch::Tensor missing_eos_penalty(const torch::Tensor& truncated, const RewardShaping& s) {
+  return truncated.to(torch::kFloat64) * s.missing_eos_penalty;  // [B, G]
+}
+
+torch::Tensor shape_rewards(const torch::Tensor& judge_reward, const torch::Tensor& valid, const torch::Tensor& lengths,
+                            const torch::Tensor& truncated, const RewardShaping& s) {
+  TORCH_CHECK(judge_reward.dim() == 2 && judge_reward.sizes() == valid.sizes() && valid.sizes() == lengths.sizes() &&
+                  lengths.sizes() == truncated.sizes(),
+              "judge_reward, valid, lengths and truncated must all be [B, G]");
+  auto r = judge_reward.to(torch::kFloat64) - overlong_penalty(lengths, s) - missing_eos_penalty(truncated, s);
+  return torch::where(valid, r, torch::zeros_like(r));  // [B, G]
+}
+
+torch::Tensor kl_in_reward(const torch::Tensor& rewards, const torch::Tensor& kl, double beta) {
+  TORCH_CHECK(rewards.sizes() == kl.sizes(), "rewards and kl must have the same shape [B, G]");
+  return rewards - kl.to(torch::kFloat64) * beta;
+}
+
+torch::Tensor group_reward_std(const torch::Tensor& rewards, const torch::Tensor& valid) {
+  TORCH_CHECK(rewards.dim() == 2 && rewards.sizes() == valid.sizes(), "rewards and valid must both be [B, G]");
+  auto r = rewards.to(torch::kFloat64).contiguous();
+  auto v = valid.to(torch::kBool).contiguous();
+  auto ra = r.accessor<double, 2>();
+  auto va = v.accessor<bool, 2>();
+  auto out = torch::zeros({r.size(0)}, torch::kFloat64);  // [B]
+  auto oa = out.accessor<double, 1>();
+  for (int64_t g = 0; g < r.size(0); ++g) {
+    double n = 0, s = 0, ss = 0;
+    for (int64_t i = 0; i < r.size(1); ++i)
+      if (va[g][i]) n += 1, s += ra[g][i], ss += ra[g][i] * ra[g][i];
+    if (n < 2) continue;
+    const double mean = s / n;
+    oa[g] = std::sqrt(std::max(0.0, (ss - n * mean * mean) / (n - 1)));
+  }
+  return out;
+}
+
+std::vector<GroupSignal> classify_groups(const torch::Tensor& rewards, const torch::Tensor& valid) {
+  auto count = valid.to(torch::kInt64).sum(1);  // [B]
+  auto std = group_reward_std(rewards, valid);  // [B]
+  std::vector<GroupSignal> out;
+  for (int64_t g = 0; g < count.size(0); ++g) {
+    if (count[g].item<int64_t>() < 2) out.push_back(GroupSignal::kDropped);
+    else if (std[g].item<double>() == 0) out.push_back(GroupSignal::kFlat);
+    else out.push_back(GroupSignal::kInformative);
+  }
+  return out;
+}
+
+}  // namespace rlaif

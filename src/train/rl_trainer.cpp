@@ -1,0 +1,186 @@
+// `rlaif train`: the RLAIF loop. One step, top to bottom, is run()'s loop; its parts are listed in
+// src/train/rl_trainer.h, each in a file of its own.
+#include <filesystem>
+
+#include "rlaif/error.h"
+#include "rlaif/model_folder.h"
+#include "rlaif/rewards.h"
+#include "rlaif/rl.h"
+#include "train/judge_gate.h"
+#include "train/rl_trainer.h"
+
+namespace rlaif {
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+}  // namespace
+
+void RlTrainer::run() {
+  setup();
+  auto started = start_run(c_, "train", o_.resume, contents(), o_.quiet);
+  if (started.step == 0) judge_preflight(c_, o_.quiet);
+  order_->seek(started.data_epoch, started.data_position);
+  metrics_ = std::make_unique<JsonlLog>(c_.output_dir + "/metrics.jsonl");
+  samples_ = std::make_unique<JsonlLog>(c_.output_dir + "/samples.jsonl");
+  eval_log_ = std::make_unique<JsonlLog>(c_.output_dir + "/eval_samples.jsonl");
+  if (!eval_rows_.empty() && started.step == 0) evaluate(0);
+  Progress bar("train", total_steps_, "steps", !o_.quiet);
+  bar.advance(started.step);
+  for (int64_t step = started.step; step < total_steps_; ++step) {
+    auto t0 = Clock::now();
+    nlohmann::json m = {{"step", step + 1}, {"epoch", order_->epoch()}};
+    auto batch = collect_rollouts(step, m);  // draw prompts, roll out, judge, shape rewards, filter groups
+    auto t1 = Clock::now();
+    if (batch.empty()) {
+      m["skipped"] = true;  // every group failed or had no signal: nothing to learn from this step
+    } else if (c_.algorithm == "online_dpo") {
+      update_dpo(batch, step, m);
+    } else {
+      auto micro_batches = prepare_micro_batches(batch);  // with old and reference log-probs
+      if (c_.kl_in_reward && c_.beta > 0) add_kl_to_rewards(batch, micro_batches);
+      batch.advantages = compute_advantages(batch.rewards, batch.valid, c_.algorithm, c_.scale_rewards);  // [B, G]
+      update_policy(batch, micro_batches, step, m);
+    }
+    m["timing/train"] = seconds_since(t1);
+    m["timing/step"] = seconds_since(t0);
+    log_step(batch, m, bar);
+    checkpoint(step + 1, started);
+    if (!eval_rows_.empty() && ((c_.eval_steps > 0 && (step + 1) % c_.eval_steps == 0) || step + 1 == total_steps_))
+      evaluate(step + 1);
+  }
+  bar.finish();
+  save_final(c_, model_);
+  if (!o_.quiet)
+    std::fprintf(stderr, "train: done; model in %s/final, metrics in %s/metrics.jsonl\n", c_.output_dir.c_str(),
+                 c_.output_dir.c_str());
+}
+
+void RlTrainer::setup() {
+  prepare_runtime(c_);
+  model_ = load_model(c_.model_path);
+  tokenizer_ = std::make_unique<Tokenizer>(Tokenizer::load(c_.model_path));
+  auto eos = load_eos_token_ids(c_.model_path, model_->config());
+  pad_id_ = eos.empty() ? 0 : eos[0];
+  DatasetOptions d;
+  d.max_prompt_length = c_.max_prompt_length;
+  rows_ = load_dataset(c_.prompts, *tokenizer_, d);
+  if (!c_.eval_prompts.empty()) eval_rows_ = load_dataset(c_.eval_prompts, *tokenizer_, d);
+  const int64_t need = c_.max_prompt_length + c_.max_completion_length;
+  if (need > model_->config().max_position_embeddings)
+    throw Error("max_prompt_length + max_completion_length = " + std::to_string(need) + " exceeds the model's context of " +
+                    std::to_string(model_->config().max_position_embeddings),
+                "train.max_completion_length", "lower one of them");
+  trainable_ = make_trainable(model_, c_);
+  bf16_ = c_.use_bf16();
+  const bool needs_ref = c_.beta > 0 || c_.algorithm == "online_dpo";
+  if (needs_ref && !c_.use_lora) {  // full fine-tuning: a frozen copy (LoRA: the base with adapters off)
+    ref_ = load_model(c_.model_path);
+    for (auto& p : ref_->parameters()) p.requires_grad_(false);
+  }
+  std::string precision = set_inference_precision(model_, c_.dtype);
+  GeneratorOptions go;
+  go.max_batch = c_.generation_batch_size;
+  go.max_seq_len = need;
+  gen_ = std::make_unique<Generator>(model_, *tokenizer_, eos, go);
+  judge_ = std::make_unique<Judge>(c_.judge);
+  stream_ = std::make_unique<JudgeStream>(*judge_);
+  opt_ = make_adamw(c_, trainable_);
+  order_ = std::make_unique<DataOrder>(rows_.size(), c_.seed);
+  total_steps_ = c_.total_steps(static_cast<int64_t>(rows_.size()));
+  if (!o_.quiet)
+    std::fprintf(stderr, "train: %s (%s, %zu trainable tensors), %zu prompts, sampling %s, training %s, %d threads\n",
+                 c_.model_path.c_str(), c_.use_lora ? "LoRA" : "full fine-tuning", trainable_.params.size(), rows_.size(),
+                 precision.c_str(), bf16_ ? "bf16 matmuls, fp32 master weights" : "fp32", torch::get_num_threads());
+}
+
+GenerationParams RlTrainer::generation_params() const {
+  GenerationParams p;
+  p.max_new_tokens = c_.max_completion_length;
+  p.sampling.temperature = c_.temperature;
+  p.sampling.top_p = c_.top_p;
+  p.sampling.top_k = c_.top_k;
+  p.sampling.min_p = c_.min_p;
+  return p;
+}
+
+CheckpointContents RlTrainer::contents() { return checkpoint_contents(c_, model_, opt_.get(), trainable_); }
+
+// samples.jsonl (every completion of the kept groups), metrics.jsonl (every logging_steps steps and the last one),
+// reward-integrity warnings and the progress bar.
+void RlTrainer::log_step(const RolloutBatch& batch, nlohmann::json& m, Progress& bar) {
+  const int64_t step = m["step"].get<int64_t>();
+  m["tokens_per_s"] = m.value("train/tokens", 0.0) / std::max(1e-9, m["timing/step"].get<double>());
+  for (int64_t g = 0; g < batch.groups(); ++g)
+    for (size_t i = 0; i < batch.samples[g].size(); ++i) {
+      const auto& s = batch.samples[g][i];
+      nlohmann::json line = {{"step", step}, {"prompt", rows_[batch.rows[g]].text}, {"completion", s.text},
+                             {"finish_reason", to_string(s.finish_reason)},
+                             {"completion_tokens", s.token_ids.size()}, {"valid", batch.valid[g][i].item<bool>()},
+                             {"reward", batch.rewards[g][i].item<double>()}};
+      if (batch.advantages.defined()) line["advantage"] = batch.advantages[g][i].item<double>();
+      const auto& j = batch.judged[g][i];
+      if (j.ok) {
+        line["scores"] = j.verdict.scores;
+        if (!j.grades.empty()) line["grades"] = j.grades;
+        if (!j.judge_rewards.empty()) line["judges"] = j.judge_rewards;
+      }
+      samples_->write(line);
+    }
+  warn_integrity(m);
+  if (step % c_.logging_steps == 0 || step == total_steps_) metrics_->write(m);
+  bar.set_extra("reward " + std::to_string(m["reward"].get<double>()).substr(0, 6) +
+                (m.contains("kl") ? " kl " + std::to_string(m["kl"].get<double>()).substr(0, 7) : "") + " judge p50 " +
+                std::to_string(m["judge/latency_p50"].get<double>()).substr(0, 5) + "s");
+  bar.advance();
+}
+
+// A checkpoint every save_steps steps and after the last one.
+void RlTrainer::checkpoint(int64_t done_steps, const TrainerState& started) {
+  if (!((c_.save_steps > 0 && done_steps % c_.save_steps == 0) || done_steps == total_steps_)) return;
+  TrainerState s;
+  s.step = done_steps;
+  s.data_epoch = order_->epoch();
+  s.data_position = order_->position();
+  s.config_fingerprint = started.config_fingerprint;
+  save_checkpoint(c_.output_dir, s, contents(), c_.save_total_limit);
+}
+
+void RlTrainer::log_judge_stats(nlohmann::json& m) {
+  const auto& st = judge_->stats();
+  const int64_t judged = st.judged - last_stats_.judged, hits = st.cache_hits - last_stats_.cache_hits;
+  m["judge/cache_hit_rate"] = judged ? double(hits) / judged : 0.0;
+  if (c_.algorithm == "online_dpo") {
+    const int64_t ok = st.pairs_ok - last_stats_.pairs_ok, flips = st.flips - last_stats_.flips;
+    m["judge/flip_rate"] = ok ? double(flips) / ok : 0.0;
+  }
+  m["judge/cost"] = judge_->total_stats().cost;
+  last_stats_ = st;
+}
+
+void RlTrainer::warn_integrity(nlohmann::json& m) const {
+  std::vector<std::string> warnings;
+  auto check = [&](const char* key, double limit, bool absolute, const char* why) {
+    if (limit <= 0 || !m.contains(key)) return;
+    double v = m[key].get<double>();
+    if ((absolute ? std::abs(v) : v) > limit)
+      warnings.push_back(std::string(key) + " " + std::to_string(v) + " beyond " + std::to_string(limit) + ": " + why);
+  };
+  check("reward_length_corr", c_.warn_reward_length_corr, true, "the reward follows completion length");
+  check("integrity/judge_verifier_gap", c_.warn_judge_verifier_gap, false,
+        "the judge passes more than the verifier does (is it being gamed?)");
+  check("judge/flip_rate", c_.warn_flip_rate, false, "the judge's verdicts depend on the order of the answers");
+  if (warnings.empty()) return;
+  m["warnings"] = warnings;
+  if (!o_.quiet)
+    for (const auto& w : warnings) std::fprintf(stderr, "\nwarning: step %lld: %s\n", (long long)m["step"].get<int64_t>(), w.c_str());
+}
+
+void run_rl(const TrainConfig& config, const RunOptions& options) {
+  config.validate("run config");
+  RlTrainer(config, options).run();
+}
+
+}  // namespace rlaif

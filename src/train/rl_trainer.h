@@ -1,0 +1,97 @@
+// `rlaif train`: the RLAIF loop as one class whose methods are the step's named parts, each in a file of its own:
+//   rl_trainer.cpp      setup, run() (the step, top to bottom), logging, checkpoints
+//   rollout.cpp         draw prompts, roll out, judge, shape rewards, filter groups (dynamic sampling's rounds)
+//   rollout_metrics.cpp the rollout's metrics (rewards, completions, judge, groups)
+//   policy_update.cpp   micro-batches, old and reference log-probs, KL in the reward, the policy-gradient update
+//   dpo_update.cpp      the online-DPO update
+//   evaluation.cpp      held-out prompts, judged
+// Internal to the trainer. Legend for the shapes: include/rlaif/rewards.h.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "rlaif/dataset.h"
+#include "rlaif/generator.h"
+#include "rlaif/judge.h"
+#include "rlaif/progress.h"
+#include "rlaif/sequence_batch.h"
+#include "rlaif/trainer.h"
+#include "train/judge_stream.h"
+#include "train/rollout_batch.h"
+#include "train/rollout_metrics.h"
+#include "train/train_common.h"
+
+namespace rlaif {
+
+// The micro-batches of a policy-gradient update and the log-probs the loss needs beyond the current policy's.
+struct PolicyMicroBatches {
+  std::vector<std::pair<int64_t, int64_t>> items;  // [N] (group, sample) of each completion in the loss, group-major
+  std::vector<SequenceBatch> batches;              // [M] per_device_train_batch_size completions each (the last: fewer)
+  std::vector<torch::Tensor> sampler_lp;           // [M] x [n, T] as the generator sampled them
+  std::vector<torch::Tensor> old_lp;               // [M] x [n, T] before the update (num_iterations > 1, kl_in_reward)
+  std::vector<torch::Tensor> ref_lp;               // [M] x [n, T] under the reference (beta > 0)
+  double tokens = 0;                               // completion tokens in the loss
+};
+
+class RlTrainer {
+ public:
+  RlTrainer(const TrainConfig& c, const RunOptions& o) : c_(c), o_(o) {}
+  void run();
+
+ private:
+  using Clock = std::chrono::steady_clock;
+
+  // rl_trainer.cpp
+  void setup();
+  GenerationParams generation_params() const;  // the run's sampling settings
+  CheckpointContents contents();
+  void log_step(const RolloutBatch& batch, nlohmann::json& m, Progress& bar);
+  void checkpoint(int64_t done_steps, const TrainerState& started);
+  void log_judge_stats(nlohmann::json& m);    // cache hits, flips and cost since the last step
+  void warn_integrity(nlohmann::json& m) const;  // reward-integrity thresholds: m["warnings"] and stderr
+
+  // rollout.cpp: steps 1-2, repeated in rounds while dynamic sampling refills the batch
+  RolloutBatch collect_rollouts(int64_t step, nlohmann::json& m);
+  std::vector<size_t> draw_prompts(int64_t count);
+  RolloutBatch roll_out(const std::vector<size_t>& rows, int64_t step, int64_t round, bool stream);
+  void judge_pointwise(RolloutBatch& b, RolloutTally& t);  // results streamed during roll_out
+  void judge_groups(RolloutBatch& b, RolloutTally& t);     // all G completions of a prompt in one call
+  void judge_pairs(RolloutBatch& b, RolloutTally& t);      // online DPO: which of two is better
+  void shape_rewards(RolloutBatch& b) const;
+  RolloutBatch filter_groups(const RolloutBatch& b, int64_t room, RolloutTally& t) const;
+
+  // policy_update.cpp: steps 3-5
+  PolicyMicroBatches prepare_micro_batches(const RolloutBatch& b);
+  void add_kl_to_rewards(RolloutBatch& b, const PolicyMicroBatches& mb) const;
+  void update_policy(const RolloutBatch& b, const PolicyMicroBatches& mb, int64_t step, nlohmann::json& m);
+  torch::Tensor reference_logprobs(const SequenceBatch& b);  // [n, T] without gradient
+
+  // dpo_update.cpp
+  void update_dpo(const RolloutBatch& b, int64_t step, nlohmann::json& m);
+
+  // evaluation.cpp
+  void evaluate(int64_t step);
+
+  const TrainConfig& c_;
+  RunOptions o_;
+  CausalLM model_{nullptr}, ref_{nullptr};
+  std::unique_ptr<Tokenizer> tokenizer_;
+  std::unique_ptr<Generator> gen_;
+  std::unique_ptr<Judge> judge_;
+  std::unique_ptr<JudgeStream> stream_;
+  std::vector<PromptRow> rows_, eval_rows_;
+  std::unique_ptr<DataOrder> order_;
+  Trainable trainable_;
+  std::unique_ptr<torch::optim::AdamW> opt_;
+  std::unique_ptr<JsonlLog> metrics_, samples_, eval_log_;
+  int64_t pad_id_ = 0;
+  int64_t total_steps_ = 0;
+  bool bf16_ = false;
+  JudgeStats last_stats_;
+};
+
+}  // namespace rlaif

@@ -1,0 +1,40 @@
+// One RL step's rollouts: the prompts, their completions, what the judge made of them and the [B, G] tensors the
+// update consumes. Built by the rollout phase (src/train/rollout.cpp), shaped by src/rl/rewards.cpp, consumed by the
+// policy-gradient and online-DPO updates. It is the unit that data-parallel ranks split (whole groups per rank) and
+// that multi-turn episodes fill. Legend: include/rlaif/rewards.h (B groups, G completions each, N valid ones).
+#pragma once
+
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "rlaif/generator.h"
+#include "rlaif/judge.h"
+
+namespace rlaif {
+
+struct RolloutBatch {
+  std::vector<size_t> rows;                      // [B] dataset row of each group's prompt
+  std::vector<std::vector<Sample>> samples;      // [B][G] the completions
+  std::vector<std::vector<JudgeResult>> judged;  // [B][G] the judge's results (online DPO: empty results)
+  torch::Tensor lengths;       // [B, G] int64: completion tokens
+  torch::Tensor truncated;     // [B, G] bool: cut at max_completion_length, no end-of-sequence token
+  torch::Tensor judge_reward;  // [B, G] float64: the judge's reward (graders and panel mixed in by the judge)
+  torch::Tensor valid;         // [B, G] bool: judged successfully (online DPO: a pair with a winner)
+  torch::Tensor rewards;       // [B, G] float64: shaped (src/rl/rewards.cpp); 0 where !valid
+  torch::Tensor advantages;    // [B, G] float64: 0 where !valid (undefined for online DPO)
+
+  // The completions of `rows` as generated (G each): lengths and truncated set, the judge's fields still empty.
+  static RolloutBatch from_samples(std::vector<size_t> rows, std::vector<std::vector<Sample>> samples);
+
+  int64_t groups() const { return static_cast<int64_t>(rows.size()); }  // B
+  bool empty() const { return rows.empty(); }
+  // The groups at `index` (in that order), every field with them.
+  RolloutBatch select(const std::vector<int64_t>& index) const;
+  // Appends `other`'s groups after this batch's (same G).
+  void append(RolloutBatch other);
+  // The valid completions in the loss, group-major: (group, sample) of each of the N.
+  std::vector<std::pair<int64_t, int64_t>> valid_items() const;
+};
+
+}  // namespace rlaif

@@ -1,0 +1,111 @@
+#include "train/rollout_metrics.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+
+#include "rlaif/agreement.h"
+#include "rlaif/rewards.h"
+
+namespace rlaif {
+namespace {
+
+double mean_of(const std::vector<double>& v) {
+  double s = 0;
+  for (double x : v) s += x;
+  return v.empty() ? 0 : s / v.size();
+}
+
+// TRL's reward and reward_std (the mean of the groups' standard deviations), their correlation with length, and the
+// mean of every criterion, grader and panel judge over the kept groups' valid samples.
+void reward_metrics(const RolloutBatch& kept, nlohmann::json& m) {
+  std::vector<double> rewards, lengths;
+  std::map<std::string, std::pair<double, int64_t>> per_criterion;
+  auto add = [&](const std::string& name, double v) { per_criterion[name].first += v, per_criterion[name].second++; };
+  double disagreement = 0, panel_samples = 0;
+  auto r = kept.rewards.accessor<double, 2>();
+  auto valid = kept.valid.accessor<bool, 2>();
+  for (int64_t g = 0; g < kept.groups(); ++g)
+    for (size_t i = 0; i < kept.samples[g].size(); ++i) {
+      if (!valid[g][i]) continue;
+      const auto& j = kept.judged[g][i];
+      rewards.push_back(r[g][i]);
+      lengths.push_back(static_cast<double>(kept.samples[g][i].token_ids.size()));
+      for (const auto& [name, score] : j.verdict.scores) add(name, score);
+      for (const auto& [name, grade] : j.grades) add(name, grade);
+      for (const auto& [name, reward] : j.judge_rewards) add(name, reward);
+      if (j.judge_rewards.size() >= 2) {  // a panel: how far apart its judges are (their standard deviation)
+        const double n = static_cast<double>(j.judge_rewards.size());
+        double jm = 0, jv = 0;
+        for (const auto& kv : j.judge_rewards) jm += kv.second / n;
+        for (const auto& kv : j.judge_rewards) jv += (kv.second - jm) * (kv.second - jm) / n;
+        disagreement += std::sqrt(jv), panel_samples += 1;
+      }
+    }
+  double std_sum = 0;
+  auto stds = group_reward_std(kept.rewards, kept.valid);  // [B]
+  for (int64_t g = 0; g < kept.groups(); ++g) std_sum += stds[g].item<double>();
+  m["reward"] = mean_of(rewards);
+  m["reward_std"] = kept.empty() ? 0.0 : std_sum / kept.groups();
+  for (const auto& [name, v] : per_criterion) m["rewards/" + name + "/mean"] = v.first / std::max<int64_t>(1, v.second);
+  double corr = rewards.size() > 2 ? pearson(rewards, lengths) : 0.0;
+  m["reward_length_corr"] = std::isnan(corr) ? 0.0 : corr;
+  if (panel_samples > 0) m["judge/panel_disagreement"] = disagreement / panel_samples;
+}
+
+// How often the judge and the integrity verifier (a grader) call a valid sample a success.
+void integrity_metrics(const RolloutBatch& kept, const TrainConfig& c, nlohmann::json& m) {
+  if (c.integrity_verifier.empty()) return;
+  double judge_success = 0, verifier_success = 0, checked = 0;
+  auto valid = kept.valid.accessor<bool, 2>();
+  for (int64_t g = 0; g < kept.groups(); ++g)
+    for (size_t i = 0; i < kept.judged[g].size(); ++i) {
+      const auto& j = kept.judged[g][i];
+      auto it = j.grades.find(c.integrity_verifier);
+      if (!valid[g][i] || it == j.grades.end()) continue;
+      judge_success += j.verdict.reward >= c.integrity_judge_threshold;
+      verifier_success += it->second >= 0.5;
+      checked += 1;
+    }
+  if (checked == 0) return;
+  m["integrity/judge_success_rate"] = judge_success / checked;
+  m["integrity/verifier_success_rate"] = verifier_success / checked;
+  m["integrity/judge_verifier_gap"] = (judge_success - verifier_success) / checked;
+}
+
+}  // namespace
+
+double percentile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  double pos = q * (v.size() - 1);
+  size_t lo = static_cast<size_t>(std::floor(pos)), hi = std::min(lo + 1, v.size() - 1);
+  return v[lo] + (pos - lo) * (v[hi] - v[lo]);
+}
+
+void rollout_metrics(const RolloutBatch& kept, const RolloutTally& t, const TrainConfig& c, nlohmann::json& m) {
+  if (kept.empty()) {  // every group failed or had no signal
+    m["reward"] = 0.0, m["reward_std"] = 0.0, m["reward_length_corr"] = 0.0;
+  } else {
+    reward_metrics(kept, m);
+    integrity_metrics(kept, c, m);
+  }
+  m["frac_reward_zero_std"] = t.groups_seen ? double(t.flat) / t.groups_seen : 0.0;
+  const auto& len = t.lengths;
+  m["completions/mean_length"] = mean_of(len);
+  m["completions/min_length"] = len.empty() ? 0 : *std::min_element(len.begin(), len.end());
+  m["completions/max_length"] = len.empty() ? 0 : *std::max_element(len.begin(), len.end());
+  m["completions/clipped_ratio"] = len.empty() ? 0.0 : double(t.clipped) / len.size();
+  m["judge/failures"] = t.failed;
+  m["judge/latency_p50"] = percentile(t.latencies, 0.5);
+  m["judge/latency_p95"] = percentile(t.latencies, 0.95);
+  m["groups/dropped"] = t.dropped;
+  m["groups/kept"] = kept.groups();
+  m["timing/generate"] = t.generate_s;
+  m["timing/judge"] = t.judge_s;
+  int64_t tokens = 0;
+  for (double l : len) tokens += static_cast<int64_t>(l);
+  m["generate/tokens_per_s"] = t.generate_s > 0 ? tokens / t.generate_s : 0.0;
+}
+
+}  // namespace rlaif

@@ -1,0 +1,31 @@
+// What a step's rollout reports to metrics.jsonl (docs/metrics.md): rewards, completions, the judge, the groups.
+// Internal to the trainer.
+#pragma once
+
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "rlaif/train_config.h"
+#include "train/rollout_batch.h"
+
+namespace rlaif {
+
+// Counts over every round of a step, kept groups or not.
+struct RolloutTally {
+  double generate_s = 0, judge_s = 0;  // judge_s: waiting for the judge after generation ended (the rest overlapped)
+  int64_t failed = 0;                  // failed judgments
+  int64_t groups_seen = 0, dropped = 0, flat = 0;  // groups generated, dropped (< 2 valid), with zero reward std
+  std::vector<double> lengths;         // tokens of every completion generated
+  int64_t clipped = 0;                 // completions cut at max_completion_length
+  std::vector<double> latencies;       // seconds per judge call that went out (cache hits left out)
+};
+
+// The rollout's metrics into m: rewards and their spread over the kept groups' valid samples, per criterion, grader
+// and judge means, reward-integrity rates, completion lengths, judge failures and latency, groups, timing.
+void rollout_metrics(const RolloutBatch& kept, const RolloutTally& t, const TrainConfig& c, nlohmann::json& m);
+
+// The q-quantile (0..1) of v with linear interpolation (numpy's default); 0 for an empty v.
+double percentile(std::vector<double> v, double q);
+
+}  // namespace rlaif
