@@ -34,7 +34,7 @@ torch::Tensor shape_rewards(const torch::Tensor& judge_reward, const torch::Tens
 torch::Tensor kl_in_reward(const torch::Tensor& rewards, const torch::Tensor& kl, double beta);
 
 // The unbiased standard deviation of each group's valid rewards: rewards [B, G] float64, valid [B, G] bool -> [B]
-// float64 (0 for a group with fewer than 2 valid rewards). Summed in sample order, as the metrics are.
+// float64 (0 for a group with fewer than 2 valid rewards or with all of them equal). Summed in sample order.
 torch::Tensor group_reward_std(const torch::Tensor& rewards, const torch::Tensor& valid);
 
 // Which groups can teach the policy something: fewer than 2 valid completions -> kDropped; all valid rewards equal

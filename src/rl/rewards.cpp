@@ -14,7 +14,9 @@
 // KL in the reward (REINFORCE++, Hu 2025), once the step's old and reference log-probs are known:
 //   r_i <- r_i - beta * sum_t mask_{i,t} k_{i,t}         (k: the KL estimator of src/rl/losses.cpp)
 // Group statistics (used to drop and filter groups, and in the metrics): over the n valid rewards of a group,
-//   std_g = sqrt( max(0, (sum r^2 - n mean^2) / (n - 1)) )   (0 when n < 2)
+//   std_g = sqrt( max(0, (sum r^2 - n mean^2) / (n - 1)) )   (0 when n < 2, and exactly 0 when all n are equal:
+//   the one-pass formula leaves ~1e-9 of rounding there for rewards such as 0.2 that binary cannot hold)
+// A group is flat (no advantage signal) when all its valid rewards are equal.
 #include "rlaif/rewards.h"
 
 #include <algorithm>
@@ -58,9 +60,14 @@ torch::Tensor group_reward_std(const torch::Tensor& rewards, const torch::Tensor
   auto oa = out.accessor<double, 1>();
   for (int64_t g = 0; g < r.size(0); ++g) {
     double n = 0, s = 0, ss = 0;
-    for (int64_t i = 0; i < r.size(1); ++i)
-      if (va[g][i]) n += 1, s += ra[g][i], ss += ra[g][i] * ra[g][i];
-    if (n < 2) continue;
+    bool equal = true;
+    for (int64_t i = 0, first = -1; i < r.size(1); ++i) {
+      if (!va[g][i]) continue;
+      if (first < 0) first = i;
+      equal = equal && ra[g][i] == ra[g][first];
+      n += 1, s += ra[g][i], ss += ra[g][i] * ra[g][i];
+    }
+    if (n < 2 || equal) continue;
     const double mean = s / n;
     oa[g] = std::sqrt(std::max(0.0, (ss - n * mean * mean) / (n - 1)));
   }
