@@ -8,6 +8,7 @@
 #include <set>
 
 #include "rlaif/trainer.h"
+#include "scripted_judge.h"
 #include "train_test_util.h"
 
 using namespace rlaif_test;
@@ -162,6 +163,38 @@ TEST(TrainPaths, ClippingEngagesWithSeveralIterations) {
     if (iterations == 1) EXPECT_EQ(clipped, 0.0);
     else EXPECT_GT(clipped, 0.0);
   }
+}
+
+// A judge backend registered by name (here a scripted one, no HTTP) is what the trainer's rewards come from: each
+// valid sample's reward is the script's verdict, and completions it fails on leave their groups unscored.
+TEST(TrainPaths, ARegisteredJudgeBackendScoresTheRollouts) {
+  ScriptedJudge::install();
+  TempDir dir;
+  auto c = config(dir, "max_steps = 2");
+  c.judge.backend = "scripted";
+  c.judge.graders.clear();
+  rlaif::run_rl(c, {false, true});
+  int valid = 0, failed = 0;
+  for (const auto& s : lines_of(dir / "out/samples.jsonl")) {
+    const auto text = s["completion"].get<std::string>();
+    if (text.find('x') != std::string::npos) {
+      EXPECT_FALSE(s["valid"].get<bool>()) << text;
+      ++failed;
+      continue;
+    }
+    if (!s["valid"].get<bool>()) continue;  // in a group left with fewer than 2 valid samples
+    EXPECT_DOUBLE_EQ(s["reward"].get<double>(), ScriptedJudge::reward_of(text)) << text;
+    EXPECT_DOUBLE_EQ(s["scores"]["e_share"].get<double>(), ScriptedJudge::reward_of(text));
+    ++valid;
+  }
+  EXPECT_GT(valid, 0);
+  int64_t failures = 0;
+  for (const auto& m : metrics(dir / "out/metrics.jsonl")) failures += m["judge/failures"].get<int64_t>();
+  EXPECT_GE(failures, failed);  // dropped groups are not in samples.jsonl
+  EXPECT_EQ(ScriptedJudge::calls().load(), 32);
+  auto unknown = c;
+  unknown.judge.backend = "scripted2";
+  rlaif_test::expect_error([&] { unknown.validate("run.toml"); }, {"judge.backend", "scripted2"});
 }
 
 // metrics.jsonl gets a line every logging_steps steps and after the last one; samples.jsonl every step.

@@ -2,10 +2,10 @@
 // cache (SQLite), a JSONL journal of every judgment, token and cost accounting and budget caps. A judgment that fails
 // (transport, or a reply without a valid verdict) is returned as failed with its cause — never as a score.
 //
-// Backends: "openai", any server speaking /v1/chat/completions (vLLM, llama.cpp, Ollama, SGLang, OpenAI, ...), and
-// "command", an external program scoring batches of samples in Amazon Nova's reward-Lambda JSON shape, and "none",
-// rule graders only (verifiable rewards), and "local", a model folder run in-process whose score distributions are
-// read exactly from its next-token probabilities.
+// Backends (judge_backend.h): "openai", any server speaking /v1/chat/completions (vLLM, llama.cpp, Ollama, SGLang,
+// OpenAI, ...), "command", an external program scoring batches of samples in Amazon Nova's reward-Lambda JSON shape,
+// "none", rule graders only (verifiable rewards), "local", a model folder run in-process whose score distributions
+// are read exactly from its next-token probabilities, and any backend registered by name.
 #pragma once
 
 #include <cstdint>
@@ -120,8 +120,9 @@ struct JudgeStats {
   std::vector<double> latencies;            // of non-cached judgments
 };
 
+class JudgeBackend;
 class JudgeCache;
-class LocalJudge;
+class OpenAiChat;
 
 class Judge {
  public:
@@ -154,16 +155,14 @@ class Judge {
   void apply_graders(const JudgeSample& sample, JudgeResult& result, double judges_weight) const;
   // reward = (judges_weight * verdict.reward + sum of weight * grade) / (judges_weight + grader weights)
   void mix_reward(JudgeResult& result, double judges_weight) const;
-  double own_weight() const { return config_.backend == "none" ? 0.0 : config_.judge_weight; }
-  std::string request_body(const JudgeMessages& messages, const nlohmann::json& schema) const;
-  std::vector<std::string> auth_headers() const;
-  // Reads an OpenAI chat completion into `r` (reply, tokens, cost, or a failure) and adds its tokens and cost to stats.
-  void read_reply(const std::string& body, JudgeResult& r);
+  double own_weight() const;
+  // Adds a reply's tokens and cost to stats (budgets read them).
+  void count_usage(const JudgeResult& r);
 
   JudgeConfig config_;
-  std::unique_ptr<HttpClient> http_;
+  std::shared_ptr<OpenAiChat> chat_;  // openai: the wire format and client (pointwise, pairwise and group judging)
+  std::unique_ptr<JudgeBackend> backend_;
   std::unique_ptr<JudgeCache> cache_;
-  std::unique_ptr<LocalJudge> local_;
   std::vector<std::unique_ptr<Judge>> panel_;
   JudgeStats stats_;
 };

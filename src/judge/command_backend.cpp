@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <nlohmann/json.hpp>
@@ -126,6 +127,17 @@ void run_command_batch(const std::vector<std::string>& argv, double timeout_s, c
       for (const auto& m : row["metrics_list"])
         if (m.is_object() && m.contains("name") && m["name"].is_string() && m.contains("value") && m["value"].is_number())
           r.verdict.scores[m["name"].get<std::string>()] = m["value"].get<double>();
+  }
+}
+
+void CommandBackend::score(const std::vector<JudgeSample>& samples, const Done& done, const std::function<bool()>&) {
+  const size_t per_batch = static_cast<size_t>(config_.command_batch);
+  for (size_t start = 0; start < samples.size(); start += per_batch) {
+    const size_t end = std::min(samples.size(), start + per_batch);
+    std::vector<JudgeSample> batch(samples.begin() + start, samples.begin() + end);
+    std::vector<JudgeResult> out;
+    run_command_batch(config_.command, config_.command_timeout_s, batch, out);
+    for (size_t k = start; k < end; ++k) done(k, std::move(out[k - start]), nlohmann::json());
   }
 }
 

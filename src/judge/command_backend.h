@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "rlaif/judge.h"
+#include "rlaif/judge_backend.h"
 
 namespace rlaif {
 
@@ -17,5 +18,15 @@ namespace rlaif {
 // and verdict.scores = the metrics, or a failure (command_timeout, command_failed, bad_response, missing_score).
 void run_command_batch(const std::vector<std::string>& argv, double timeout_s, const std::vector<JudgeSample>& samples,
                        std::vector<JudgeResult>& results);
+
+// The "command" backend: run_command_batch over batches of command_batch samples, one after another.
+class CommandBackend : public JudgeBackend {
+ public:
+  explicit CommandBackend(const JudgeConfig& config) : config_(config) {}
+  void score(const std::vector<JudgeSample>& samples, const Done& done, const std::function<bool()>& keep_going) override;
+
+ private:
+  JudgeConfig config_;
+};
 
 }  // namespace rlaif

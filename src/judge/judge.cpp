@@ -10,10 +10,10 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "judge/command_backend.h"
-#include "judge/local_backend.h"
 #include "judge/judge_cache.h"
+#include "judge/openai_chat.h"
 #include "rlaif/error.h"
+#include "rlaif/judge_backend.h"
 #include "rlaif/sha256.h"
 
 namespace rlaif {
@@ -42,36 +42,17 @@ JudgeResult result_from_json(const json& j) {
   return r;
 }
 
-// The reply text, token counts and failure of an OpenAI chat completion body.
-void read_openai_reply(const std::string& body, JudgeResult& r) {
-  auto j = json::parse(body, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) {
-    r.failure = "bad_response";
-    r.detail = "the reply is not JSON: " + body.substr(0, 120);
-    return;
-  }
-  if (j.contains("usage") && j["usage"].is_object()) {
-    r.prompt_tokens = j["usage"].value("prompt_tokens", 0);
-    r.completion_tokens = j["usage"].value("completion_tokens", 0);
-  }
-  if (!j.contains("choices") || !j["choices"].is_array() || j["choices"].empty() ||
-      !j["choices"][0].contains("message") || !j["choices"][0]["message"].contains("content") ||
-      !j["choices"][0]["message"]["content"].is_string()) {
-    r.failure = "bad_response";
-    r.detail = "the reply has no choices[0].message.content: " + body.substr(0, 120);
-    return;
-  }
-  r.reply = j["choices"][0]["message"]["content"].get<std::string>();
-}
-
 }  // namespace
 
 Judge::Judge(JudgeConfig config) : config_(std::move(config)) {
   config_.validate("judge config");
-  http_ = std::make_unique<HttpClient>(config_.http);
+  if (config_.backend == "openai") {  // pairwise and group judging speak to the same server through the same client
+    chat_ = std::make_shared<OpenAiChat>(config_);
+    backend_ = std::make_unique<OpenAiBackend>(config_, chat_);
+  } else {
+    backend_ = make_judge_backend(config_);
+  }
   if (!config_.cache_path.empty()) cache_ = std::make_unique<JudgeCache>(config_.cache_path);
-  if (config_.backend == "local") local_ = std::make_unique<LocalJudge>(config_.model_path, config_.local_batch,
-                                                                     config_.local_rationale_tokens);
   for (const auto& member : config_.panel) panel_.push_back(std::make_unique<Judge>(member));
 }
 
@@ -84,49 +65,18 @@ std::string Judge::cache_key(const JudgeSample& s) const {
                    {"user", config_.tmpl.user}, {"reference", config_.rubric.reference},
                    {"pass_fail", config_.rubric.pass_fail}, {"prompt", s.prompt}, {"completion", s.completion},
                    {"sample_reference", s.reference}};
-  if (config_.backend == "local") {  // the folder's weights may change between runs: key on their size and time
-    material["model_path"] = config_.model_path;
-    for (const char* f : {"config.json", "model.safetensors", "model.safetensors.index.json"}) {
-      std::error_code ec;
-      auto p = std::filesystem::path(config_.model_path) / f;
-      if (!std::filesystem::exists(p, ec)) continue;
-      material["stamp"].push_back({f, std::filesystem::file_size(p, ec),
-                                   std::filesystem::last_write_time(p, ec).time_since_epoch().count()});
-    }
-  }
+  backend_->add_cache_material(material);
   for (const auto& c : config_.rubric.criteria)
     material["criteria"].push_back({c.name, c.description, c.min, c.max, c.weight});
   return sha256_hex(material.dump());
 }
 
-void Judge::read_reply(const std::string& body, JudgeResult& r) {
-  read_openai_reply(body, r);
-  r.cost = (r.prompt_tokens * config_.price_input_per_million + r.completion_tokens * config_.price_output_per_million) / 1e6;
+double Judge::own_weight() const { return backend_->has_verdict() ? config_.judge_weight : 0.0; }
+
+void Judge::count_usage(const JudgeResult& r) {
   stats_.prompt_tokens += r.prompt_tokens;
   stats_.completion_tokens += r.completion_tokens;
   stats_.cost += r.cost;
-}
-
-std::vector<std::string> Judge::auth_headers() const {
-  std::vector<std::string> headers = config_.headers;
-  if (!config_.api_key_env.empty()) {
-    const char* key = std::getenv(config_.api_key_env.c_str());
-    if (!key || !*key)
-      throw Error("the environment variable " + config_.api_key_env + " (api_key_env) is empty", "judge config",
-                  "export it, or remove api_key_env for servers without a key");
-    headers.push_back(std::string("Authorization: Bearer ") + key);
-  }
-  return headers;
-}
-
-std::string Judge::request_body(const JudgeMessages& messages, const json& schema) const {
-  json body = {{"model", config_.model}, {"messages", messages.to_openai()}, {"temperature", config_.temperature},
-               {"max_tokens", config_.max_tokens}};
-  if (config_.response_format == "json_object") body["response_format"] = {{"type", "json_object"}};
-  if (config_.response_format == "json_schema")
-    body["response_format"] = {{"type", "json_schema"}, {"json_schema", {{"name", "verdict"}, {"schema", schema}}}};
-  if (config_.top_logprobs > 0) body["logprobs"] = true, body["top_logprobs"] = config_.top_logprobs;
-  return body.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 std::vector<PairResult> Judge::compare(const std::vector<PairSample>& pairs,
@@ -138,23 +88,17 @@ std::vector<PairResult> Judge::compare(const std::vector<PairSample>& pairs,
   const json schema = {{"type", "object"},
                        {"properties", {{"rationale", {{"type", "string"}}}, {"winner", {{"enum", {"A", "B", "tie"}}}}}},
                        {"required", {"rationale", "winner"}}};
-  auto headers = auth_headers();
   for (const auto& p : pairs)
     for (int order = 0; order < 2; ++order) {
       auto m = render_pairwise_prompt(config_.pairwise_tmpl, config_.rubric, p.prompt, order ? p.b : p.a,
                                       order ? p.a : p.b, p.reference);
-      HttpRequest q;
-      q.url = config_.base_url + "/chat/completions";
-      q.body = request_body(m, schema);
-      q.headers = headers;
-      q.tokens = static_cast<double>(q.body.size()) / 4 + config_.max_tokens;
-      requests.push_back(std::move(q));
+      requests.push_back(chat_->request(m, schema));
     }
   std::vector<int> pending(pairs.size(), 2);
   std::vector<std::string> verdict(requests.size()), failure(requests.size()), detail(requests.size());
   std::ofstream journal;
   if (!config_.journal_path.empty()) journal.open(config_.journal_path, std::ios::app);
-  http_->run(requests, [&](size_t k, HttpResponse&& resp) {
+  chat_->http().run(requests, [&](size_t k, HttpResponse&& resp) {
     size_t i = k / 2;
     PairResult& r = results[i];
     r.latency_s = std::max(r.latency_s, resp.latency_s);
@@ -162,7 +106,8 @@ std::vector<PairResult> Judge::compare(const std::vector<PairSample>& pairs,
       failure[k] = resp.failure, detail[k] = resp.detail;
     } else {
       JudgeResult reply;
-      read_reply(resp.body, reply);
+      chat_->read_reply(resp.body, reply);
+      count_usage(reply);
       if (!reply.failure.empty()) failure[k] = reply.failure, detail[k] = reply.detail;
       else verdict[k] = parse_pairwise(reply.reply, &failure[k], k % 2 == 0 ? &r.rationale : nullptr);
     }
@@ -202,7 +147,6 @@ std::vector<GroupResult> Judge::rank(const std::vector<GroupSample>& groups) {
   const Criterion& scale = config_.rubric.criteria[0];
   std::vector<GroupResult> results(groups.size());
   std::vector<HttpRequest> requests;
-  auto headers = auth_headers();
   auto numbered = [&](size_t n) {  // one criterion per completion, named 1..n, on the scale
     Rubric r;
     for (size_t k = 0; k < n; ++k) r.criteria.push_back({std::to_string(k + 1), "", scale.min, scale.max, 1});
@@ -229,14 +173,9 @@ std::vector<GroupResult> Judge::rank(const std::vector<GroupSample>& groups) {
                     "Prompt:\n" + prompt_block + "\n\n" + std::to_string(g.completions.size()) +
                         " responses to assess, each on its own:\n\n" + list + "Criteria:\n" + criteria +
                         "\nScore every response, then answer with only this JSON object and nothing else:\n" + format};
-    HttpRequest q;
-    q.url = config_.base_url + "/chat/completions";
-    q.body = request_body(m, verdict_schema(numbered(g.completions.size())));
-    q.headers = headers;
-    q.tokens = static_cast<double>(q.body.size()) / 4 + config_.max_tokens;
-    requests.push_back(std::move(q));
+    requests.push_back(chat_->request(m, verdict_schema(numbered(g.completions.size()))));
   }
-  http_->run(requests, [&](size_t i, HttpResponse&& resp) {
+  chat_->http().run(requests, [&](size_t i, HttpResponse&& resp) {
     GroupResult& r = results[i];
     r.latency_s = resp.latency_s;
     if (!resp.failure.empty()) {
@@ -245,7 +184,8 @@ std::vector<GroupResult> Judge::rank(const std::vector<GroupSample>& groups) {
       return;
     }
     JudgeResult reply;
-    read_reply(resp.body, reply);
+    chat_->read_reply(resp.body, reply);
+    count_usage(reply);
     if (!reply.failure.empty()) {
       r.failure = reply.failure, r.detail = reply.detail;
       ++stats_.failures[r.failure];
@@ -360,13 +300,21 @@ void Judge::combine_panel(const std::vector<const JudgeResult*>& theirs, JudgeRe
 std::vector<JudgeResult> Judge::judge_alone(const std::vector<JudgeSample>& samples,
                                             const std::function<void(size_t, const JudgeResult&)>& on_result) {
   std::vector<JudgeResult> results(samples.size());
+  std::vector<std::string> keys(samples.size());  // cache keys ("" when the backend's results are not cached)
   std::ofstream journal;
   if (!config_.journal_path.empty()) {
     journal.open(config_.journal_path, std::ios::app);
     if (!journal) throw Error("cannot append to the judge journal", config_.journal_path, "check the path");
   }
-  auto record = [&](size_t i, const std::string& key, const json& request) {
+  // The one finish path of every result, from the cache or the backend: usage, cache, graders, stats, journal.
+  auto finish = [&](size_t i, const json& request) {
     JudgeResult& r = results[i];
+    if (!r.cached) {
+      count_usage(r);
+      if (r.ok && cache_ && backend_->cacheable())
+        cache_->put(keys[i], result_to_json(r).dump(-1, ' ', false, json::error_handler_t::replace));
+    }
+    apply_graders(samples[i], r, own_weight());
     ++stats_.judged;
     if (r.ok) ++stats_.ok;
     else ++stats_.failed, ++stats_.failures[r.failure];
@@ -375,7 +323,7 @@ std::vector<JudgeResult> Judge::judge_alone(const std::vector<JudgeSample>& samp
     if (journal) {
       json line = result_to_json(r);
       line["time"] = static_cast<double>(std::time(nullptr));
-      line["key"] = key;
+      line["key"] = keys[i];
       line["cached"] = r.cached;
       line["model"] = config_.model;
       if (!config_.graders.empty()) line["grades"] = r.grades, line["combined_reward"] = r.reward;
@@ -386,116 +334,38 @@ std::vector<JudgeResult> Judge::judge_alone(const std::vector<JudgeSample>& samp
     if (on_result) on_result(i, r);
   };
 
-  if (config_.backend == "none") {  // rule graders only: every sample is graded, nothing can fail
-    for (size_t i = 0; i < samples.size(); ++i) {
-      results[i].ok = true;
-      apply_graders(samples[i], results[i], own_weight());
-      record(i, "", json());
-    }
-    return results;
-  }
-
-  // Cache hits answer at once; the rest become HTTP requests.
-  std::vector<std::string> keys(samples.size());
-  std::vector<json> bodies(samples.size());
-  std::vector<HttpRequest> requests;
-  std::vector<size_t> request_sample;
-  std::vector<std::string> headers = auth_headers();
+  // Cache hits answer at once; the rest go to the backend.
+  std::vector<size_t> asked;
+  std::vector<JudgeSample> asks;
   for (size_t i = 0; i < samples.size(); ++i) {
-    keys[i] = cache_key(samples[i]);
-    if (cache_) {
+    if (backend_->cacheable()) keys[i] = cache_key(samples[i]);
+    if (cache_ && backend_->cacheable()) {
       if (auto hit = cache_->get(keys[i])) {
         auto j = json::parse(*hit, nullptr, false);
         if (j.is_object()) {
           results[i] = result_from_json(j);
           results[i].cached = true;
-          apply_graders(samples[i], results[i], own_weight());
-          record(i, keys[i], json());
+          finish(i, json());
           continue;
         }
       }
     }
-    if (config_.backend == "command" || config_.backend == "local") {
-      request_sample.push_back(i);  // scored by the command or the local model below
-      continue;
-    }
-    auto messages = render_judge_prompt(config_.tmpl, config_.rubric, samples[i]);
-    bodies[i] = {{"messages", messages.to_openai()}};
-    HttpRequest q;
-    q.url = config_.base_url + "/chat/completions";
-    q.body = request_body(messages, verdict_schema(config_.rubric));
-    q.headers = headers;
-    q.tokens = static_cast<double>(q.body.size()) / 4 + config_.max_tokens;  // rough estimate for rate limits
-    requests.push_back(std::move(q));
-    request_sample.push_back(i);
-  }
-
-  if (config_.backend == "local") {
-    std::vector<JudgeMessages> prompts;
-    for (size_t i : request_sample) prompts.push_back(render_judge_prompt(config_.tmpl, config_.rubric, samples[i]));
-    std::vector<JudgeResult> out(prompts.size());
-    auto t0 = std::chrono::steady_clock::now();
-    local_->score(prompts, config_.rubric, out);
-    const double per = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / std::max<size_t>(1, out.size());
-    for (size_t k = 0; k < request_sample.size(); ++k) {
-      size_t i = request_sample[k];
-      results[i] = std::move(out[k]);
-      results[i].latency_s = per;
-      if (results[i].ok && cache_) cache_->put(keys[i], result_to_json(results[i]).dump(-1, ' ', false, json::error_handler_t::replace));
-      apply_graders(samples[i], results[i], own_weight());
-      record(i, keys[i], json());
-    }
-    return results;
-  }
-  if (config_.backend == "command") {
-    for (size_t start = 0; start < request_sample.size(); start += static_cast<size_t>(config_.command_batch)) {
-      size_t end = std::min(request_sample.size(), start + static_cast<size_t>(config_.command_batch));
-      std::vector<JudgeSample> batch;
-      for (size_t k = start; k < end; ++k) batch.push_back(samples[request_sample[k]]);
-      std::vector<JudgeResult> out;
-      run_command_batch(config_.command, config_.command_timeout_s, batch, out);
-      for (size_t k = start; k < end; ++k) {
-        size_t i = request_sample[k];
-        results[i] = std::move(out[k - start]);
-        if (results[i].ok && cache_) cache_->put(keys[i], result_to_json(results[i]).dump(-1, ' ', false, json::error_handler_t::replace));
-        apply_graders(samples[i], results[i], own_weight());
-        record(i, keys[i], json());
-      }
-    }
-    return results;
+    asked.push_back(i);
+    asks.push_back(samples[i]);
   }
   auto within_budget = [&]() {
     int64_t tokens = stats_.prompt_tokens + stats_.completion_tokens;
     return (config_.budget_tokens <= 0 || tokens < config_.budget_tokens) &&
            (config_.budget_cost <= 0 || stats_.cost < config_.budget_cost);
   };
-  http_->run(
-      requests,
-      [&](size_t k, HttpResponse&& resp) {
-        size_t i = request_sample[k];
-        JudgeResult& r = results[i];
-        r.latency_s = resp.latency_s;
-        r.attempts = resp.attempts;
-        if (!resp.failure.empty()) {
-          r.failure = resp.failure == "stopped" ? "budget_exhausted" : resp.failure;
-          r.detail = resp.detail;
-        } else {
-          read_reply(resp.body, r);
-          if (r.failure.empty()) {
-            r.verdict = parse_verdict(r.reply, config_.rubric);
-            if (r.verdict.ok) {
-              r.ok = true;
-            } else {
-              r.failure = r.verdict.failure;
-              r.detail = r.verdict.detail;
-            }
-          }
-        }
-        if (r.ok && cache_) cache_->put(keys[i], result_to_json(r).dump(-1, ' ', false, json::error_handler_t::replace));
-        apply_graders(samples[i], r, own_weight());
-        record(i, keys[i], bodies[i]["messages"]);
-      },
-      within_budget);
+  if (!asks.empty())
+    backend_->score(
+        asks,
+        [&](size_t k, JudgeResult&& r, const json& request) {
+          results[asked[k]] = std::move(r);
+          finish(asked[k], request);
+        },
+        within_budget);
   return results;
 }
 

@@ -8,6 +8,7 @@
 
 #include "core/toml_reader.h"
 #include "rlaif/error.h"
+#include "rlaif/judge_backend.h"
 
 namespace rlaif {
 toml::table parse_toml_file(const std::string& path) {
@@ -170,7 +171,7 @@ JudgeConfig read_judge_tables(TomlReader& top, const std::string& path) {
 }
 
 void JudgeConfig::validate(const std::string& where) const {
-  if (backend != "openai" && backend != "command" && backend != "none" && backend != "local")
+  if (!judge_backend_registered(backend))
     throw Error("unknown backend \"" + backend + "\"", where + ": judge.backend", "use openai, command, local or none");
   if (backend == "local") {
     if (model_path.empty())
@@ -185,7 +186,7 @@ void JudgeConfig::validate(const std::string& where) const {
   } else if (backend == "command") {
     if (command.empty()) throw Error("the command backend needs a command", where + ": judge.command", "e.g. command = [\"python3\", \"reward.py\"]");
     if (!(command_timeout_s > 0) || command_batch < 1) throw Error("command_timeout_s > 0 and command_batch >= 1", where + ": judge");
-  } else {
+  } else if (backend == "openai") {
     if (base_url.rfind("http://", 0) != 0 && base_url.rfind("https://", 0) != 0)
       throw Error("base_url must start with http:// or https://", where + ": judge.base_url", "e.g. http://127.0.0.1:8000/v1");
     if (model.empty()) throw Error("the judge model is not set", where + ": judge.model", "the model name the server expects");

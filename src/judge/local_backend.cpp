@@ -13,6 +13,8 @@
 // its largest probability.
 #include "judge/local_backend.h"
 
+#include <chrono>
+#include <filesystem>
 #include <map>
 #include <set>
 
@@ -255,6 +257,34 @@ void LocalJudge::score(const std::vector<JudgeMessages>& prompts, const Rubric& 
       out[i].verdict.ok = true;
       out[i].verdict.reward = rubric.aggregate(out[i].verdict.scores);
     }
+  }
+}
+
+LocalBackend::LocalBackend(const JudgeConfig& config)
+    : config_(config), judge_(config.model_path, config.local_batch, config.local_rationale_tokens) {}
+
+void LocalBackend::score(const std::vector<JudgeSample>& samples, const Done& done, const std::function<bool()>&) {
+  std::vector<JudgeMessages> prompts;
+  for (const auto& s : samples) prompts.push_back(render_judge_prompt(config_.tmpl, config_.rubric, s));
+  std::vector<JudgeResult> out(prompts.size());
+  auto t0 = std::chrono::steady_clock::now();
+  judge_.score(prompts, config_.rubric, out);
+  const double per =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / std::max<size_t>(1, out.size());
+  for (size_t k = 0; k < out.size(); ++k) {
+    out[k].latency_s = per;
+    done(k, std::move(out[k]), nlohmann::json());
+  }
+}
+
+void LocalBackend::add_cache_material(nlohmann::json& material) const {
+  material["model_path"] = config_.model_path;
+  for (const char* f : {"config.json", "model.safetensors", "model.safetensors.index.json"}) {
+    std::error_code ec;
+    auto p = std::filesystem::path(config_.model_path) / f;
+    if (!std::filesystem::exists(p, ec)) continue;
+    material["stamp"].push_back({f, std::filesystem::file_size(p, ec),
+                                 std::filesystem::last_write_time(p, ec).time_since_epoch().count()});
   }
 }
 

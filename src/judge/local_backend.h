@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "rlaif/judge.h"
+#include "rlaif/judge_backend.h"
 #include "rlaif/model.h"
 #include "rlaif/tokenizer.h"
 
@@ -36,6 +37,19 @@ class LocalJudge {
                                             std::vector<std::vector<int64_t>>& pending);
 
   int64_t batch_size_, rationale_tokens_;
+};
+
+// The "local" backend: the judge prompts rendered and scored by a LocalJudge in one call; each result carries the
+// call's time divided by the samples. Its cache keys include the folder's file sizes and times (new weights, new keys).
+class LocalBackend : public JudgeBackend {
+ public:
+  explicit LocalBackend(const JudgeConfig& config);
+  void score(const std::vector<JudgeSample>& samples, const Done& done, const std::function<bool()>& keep_going) override;
+  void add_cache_material(nlohmann::json& material) const override;
+
+ private:
+  JudgeConfig config_;
+  LocalJudge judge_;
 };
 
 }  // namespace rlaif

@@ -1,0 +1,101 @@
+#include "judge/openai_chat.h"
+
+#include <cstdlib>
+
+#include "rlaif/error.h"
+
+namespace rlaif {
+
+using json = nlohmann::json;
+
+OpenAiChat::OpenAiChat(const JudgeConfig& config) : config_(config), http_(std::make_unique<HttpClient>(config.http)) {}
+
+std::vector<std::string> OpenAiChat::headers() const {
+  std::vector<std::string> headers = config_.headers;
+  if (!config_.api_key_env.empty()) {
+    const char* key = std::getenv(config_.api_key_env.c_str());
+    if (!key || !*key)
+      throw Error("the environment variable " + config_.api_key_env + " (api_key_env) is empty", "judge config",
+                  "export it, or remove api_key_env for servers without a key");
+    headers.push_back(std::string("Authorization: Bearer ") + key);
+  }
+  return headers;
+}
+
+HttpRequest OpenAiChat::request(const JudgeMessages& messages, const json& schema) const {
+  json body = {{"model", config_.model}, {"messages", messages.to_openai()}, {"temperature", config_.temperature},
+               {"max_tokens", config_.max_tokens}};
+  if (config_.response_format == "json_object") body["response_format"] = {{"type", "json_object"}};
+  if (config_.response_format == "json_schema")
+    body["response_format"] = {{"type", "json_schema"}, {"json_schema", {{"name", "verdict"}, {"schema", schema}}}};
+  if (config_.top_logprobs > 0) body["logprobs"] = true, body["top_logprobs"] = config_.top_logprobs;
+  HttpRequest q;
+  q.url = config_.base_url + "/chat/completions";
+  q.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
+  q.headers = headers();
+  q.tokens = static_cast<double>(q.body.size()) / 4 + config_.max_tokens;  // rough estimate for rate limits
+  return q;
+}
+
+void OpenAiChat::read_reply(const std::string& body, JudgeResult& r) const {
+  auto j = json::parse(body, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) {
+    r.failure = "bad_response";
+    r.detail = "the reply is not JSON: " + body.substr(0, 120);
+    return;
+  }
+  if (j.contains("usage") && j["usage"].is_object()) {
+    r.prompt_tokens = j["usage"].value("prompt_tokens", 0);
+    r.completion_tokens = j["usage"].value("completion_tokens", 0);
+  }
+  r.cost = (r.prompt_tokens * config_.price_input_per_million + r.completion_tokens * config_.price_output_per_million) / 1e6;
+  if (!j.contains("choices") || !j["choices"].is_array() || j["choices"].empty() ||
+      !j["choices"][0].contains("message") || !j["choices"][0]["message"].contains("content") ||
+      !j["choices"][0]["message"]["content"].is_string()) {
+    r.failure = "bad_response";
+    r.detail = "the reply has no choices[0].message.content: " + body.substr(0, 120);
+    return;
+  }
+  r.reply = j["choices"][0]["message"]["content"].get<std::string>();
+}
+
+OpenAiBackend::OpenAiBackend(const JudgeConfig& config, std::shared_ptr<OpenAiChat> chat)
+    : config_(config), chat_(std::move(chat)) {}
+
+void OpenAiBackend::score(const std::vector<JudgeSample>& samples, const Done& done,
+                          const std::function<bool()>& keep_going) {
+  std::vector<HttpRequest> requests;
+  std::vector<json> messages;  // journaled with each result (headers, and so the API key, never are)
+  const json schema = verdict_schema(config_.rubric);
+  for (const auto& s : samples) {
+    auto m = render_judge_prompt(config_.tmpl, config_.rubric, s);
+    messages.push_back(m.to_openai());
+    requests.push_back(chat_->request(m, schema));
+  }
+  chat_->http().run(
+      requests,
+      [&](size_t k, HttpResponse&& resp) {
+        JudgeResult r;
+        r.latency_s = resp.latency_s;
+        r.attempts = resp.attempts;
+        if (!resp.failure.empty()) {
+          r.failure = resp.failure == "stopped" ? "budget_exhausted" : resp.failure;
+          r.detail = resp.detail;
+        } else {
+          chat_->read_reply(resp.body, r);
+          if (r.failure.empty()) {
+            r.verdict = parse_verdict(r.reply, config_.rubric);
+            if (r.verdict.ok) {
+              r.ok = true;
+            } else {
+              r.failure = r.verdict.failure;
+              r.detail = r.verdict.detail;
+            }
+          }
+        }
+        done(k, std::move(r), messages[k]);
+      },
+      keep_going);
+}
+
+}  // namespace rlaif

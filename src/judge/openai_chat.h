@@ -1,0 +1,46 @@
+// The OpenAI chat-completions wire format a judge speaks: request bodies (with a JSON schema when response_format asks
+// for one), auth headers from the environment, replies read into text, token counts and cost; and the concurrent
+// client the requests go through. Internal to the judge (pointwise, pairwise and group judging share it).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "rlaif/http_client.h"
+#include "rlaif/judge.h"
+#include "rlaif/judge_backend.h"
+
+namespace rlaif {
+
+class OpenAiChat {
+ public:
+  explicit OpenAiChat(const JudgeConfig& config);
+  // A POST to base_url/chat/completions of `messages`; `schema` is the reply's shape under response_format
+  // json_schema. Throws rlaif::Error when api_key_env names an empty variable.
+  HttpRequest request(const JudgeMessages& messages, const nlohmann::json& schema) const;
+  // Reads a chat-completion body into r: reply text, token counts and cost, or the failure bad_response.
+  void read_reply(const std::string& body, JudgeResult& r) const;
+  HttpClient& http() { return *http_; }
+
+ private:
+  std::vector<std::string> headers() const;
+
+  JudgeConfig config_;
+  std::unique_ptr<HttpClient> http_;
+};
+
+// The "openai" backend: one chat completion per sample, all sent concurrently through the chat's client, each reply
+// parsed into a verdict (a reply without one is a failure with its cause).
+class OpenAiBackend : public JudgeBackend {
+ public:
+  OpenAiBackend(const JudgeConfig& config, std::shared_ptr<OpenAiChat> chat);
+  void score(const std::vector<JudgeSample>& samples, const Done& done, const std::function<bool()>& keep_going) override;
+
+ private:
+  JudgeConfig config_;
+  std::shared_ptr<OpenAiChat> chat_;
+};
+
+}  // namespace rlaif
