@@ -15,7 +15,7 @@
 
 #include "rlaif/generator.h"
 #include "rlaif/init_model.h"
-#include "rlaif/packed_linear.h"
+#include "model/packed_linear.h"
 #include "rlaif/runtime.h"
 
 namespace {

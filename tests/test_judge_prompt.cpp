@@ -5,7 +5,7 @@
 #include "rlaif/graders.h"
 #include "rlaif/jsonl.h"
 #include "rlaif/judge_prompt.h"
-#include "rlaif/review_task.h"
+#include "demo/review_task.h"
 #include "rlaif/rubric.h"
 #include "rlaif/verdict.h"
 #include "test_util.h"

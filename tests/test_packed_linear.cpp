@@ -1,7 +1,7 @@
 // The packed AVX-512 kernels against libtorch's linear, and the packed model path against the plain one.
 #include "rlaif/init_model.h"
 #include "rlaif/model.h"
-#include "rlaif/packed_linear.h"
+#include "model/packed_linear.h"
 #include "test_util.h"
 
 namespace {

@@ -24,6 +24,8 @@
 
 namespace rlaif {
 
+class TomlReader;
+
 struct JudgeConfig {
   std::string name = "judge";                    // how metrics, reports and a panel's scores name this judge
   std::string backend = "openai";               // openai | command | local | none (rule graders only)
@@ -62,6 +64,10 @@ struct JudgeConfig {
   // Reads judge.toml ([judge], [judge.headers], [rubric], [[rubric.criteria]], [template]); every key is checked,
   // unknown keys are errors naming file and key. Relative cache/journal paths are relative to the working directory.
   static JudgeConfig from_toml(const std::string& path);
+  // The judge's tables of an already opened TOML file (run.toml holds them beside its own), marking them seen; does
+  // not validate. kTables names them for the reader's unknown-table check.
+  static JudgeConfig read_tables(TomlReader& top, const std::string& path);
+  static constexpr const char* kTables = "judge, rubric, template, graders, panel";
   void validate(const std::string& where) const;
 };
 

@@ -9,10 +9,10 @@
 
 #include <array>
 #include <map>
+#include <memory>
 #include <string>
 
 #include "rlaif/model_config.h"
-#include "rlaif/packed_linear.h"
 
 namespace rlaif {
 
@@ -146,9 +146,7 @@ class CausalLMImpl : public torch::nn::Module {
   std::pair<torch::Tensor, torch::Tensor> rope(const torch::Tensor& positions);  // cos, sin [N, T, 1, D] in fp32
   void ensure_rope_table(int64_t len);
 
-  struct PackedLayer {
-    PackedWeight qkv, o, gate_up, down;
-  };
+  struct PackedWeights;  // the packed inference copy of every layer and the head (src/model/packed_linear.h)
   // x through projections `projs` (indices into kLoraProjections) of `layer` as one matmul (q/k/v or gate/up
   // share their input), outputs concatenated in `projs` order along the last dimension, with their adapters when
   // LoRA is on.
@@ -172,8 +170,7 @@ class CausalLMImpl : public torch::nn::Module {
   bool lora_enabled_ = true;
   bool packed_enabled_ = false, packed_bf16_ = false, packed_suspended_ = false;
   int64_t packed_version_ = -1;
-  std::vector<PackedLayer> packed_;
-  PackedWeight packed_head_;
+  std::shared_ptr<PackedWeights> packed_;  // null until packed
   torch::Tensor inv_freq_;         // [D/2] fp32
   torch::Tensor cos_, sin_;        // [P, D] fp32, grown on demand
 };
@@ -184,6 +181,10 @@ TORCH_MODULE(CausalLM);
 // "auto" (bfloat16 where the packed bf16 kernels run, the fastest measured path: docs/perf.md; else float32).
 // Returns a short description of the path taken. Throws rlaif::Error for another name.
 std::string set_inference_precision(CausalLM& model, const std::string& name);
+
+// True when this CPU runs the packed inference kernels (AVX-512F; bf16 also needs AVX512_BF16). The trainer's bf16
+// "auto" follows the same test.
+bool packed_linear_supported(bool bf16);
 
 // Rotary embedding frequencies 1/theta^(2i/D), with llama3 scaling applied when configured. [D/2] fp32.
 torch::Tensor rope_inv_freq(const ModelConfig& c);

@@ -1,4 +1,4 @@
-#include "rlaif/review_task.h"
+#include "demo/review_task.h"
 
 #include <cctype>
 #include <filesystem>

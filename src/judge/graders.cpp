@@ -4,8 +4,8 @@
 #include <cctype>
 
 #include "rlaif/error.h"
-#include "tokenizer/regex.h"
-#include "tokenizer/unicode.h"
+#include "core/regex.h"
+#include "core/unicode.h"
 
 namespace rlaif {
 namespace {

@@ -14,7 +14,7 @@
 #include "judge/openai_chat.h"
 #include "rlaif/error.h"
 #include "rlaif/judge_backend.h"
-#include "rlaif/sha256.h"
+#include "core/sha256.h"
 
 namespace rlaif {
 namespace {

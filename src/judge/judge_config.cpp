@@ -1,6 +1,6 @@
 // judge.toml: every key is read with its type checked; an unknown key is an error naming it (a typo must not be
 // silently ignored).
-#include "judge/judge_toml.h"
+#include "core/toml_reader.h"
 
 #include <filesystem>
 #include <set>
@@ -24,13 +24,13 @@ toml::table parse_toml_file(const std::string& path) {
 JudgeConfig JudgeConfig::from_toml(const std::string& path) {
   auto root = parse_toml_file(path);
   TomlReader top(root, path);
-  auto c = read_judge_tables(top, path);
-  top.check_unknown(kJudgeTables);
+  auto c = read_tables(top, path);
+  top.check_unknown(kTables);
   c.validate(path);
   return c;
 }
 
-JudgeConfig read_judge_tables(TomlReader& top, const std::string& path) {
+JudgeConfig JudgeConfig::read_tables(TomlReader& top, const std::string& path) {
   JudgeConfig c;
   if (const toml::table* j = top.table("judge")) {
     TomlReader r(*j, path + ": judge");

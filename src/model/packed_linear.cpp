@@ -1,5 +1,5 @@
 // The kernels carry target attributes for AVX-512 and are called only after a run-time CPU check.
-#include "rlaif/packed_linear.h"
+#include "model/packed_linear.h"
 
 #include <ATen/Parallel.h>
 #include <c10/util/BFloat16.h>

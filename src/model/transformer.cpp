@@ -6,7 +6,8 @@
 
 #include "rlaif/error.h"
 #include "rlaif/model.h"
-#include "fused_ops.h"
+#include "model/fused_ops.h"
+#include "model/packed_linear.h"
 #include "model/train_ops.h"
 
 namespace rlaif {
@@ -265,8 +266,7 @@ bool CausalLMImpl::set_packed_inference(bool enable, bool bf16) {
   packed_enabled_ = enable && packed_linear_supported(bf16);
   packed_bf16_ = bf16;
   packed_version_ = -1;
-  packed_.clear();
-  packed_head_ = PackedWeight();
+  packed_.reset();
   return packed_enabled_;
 }
 
@@ -283,13 +283,21 @@ bool CausalLMImpl::use_packed() {
   return true;
 }
 
+struct CausalLMImpl::PackedWeights {
+  struct Layer {
+    PackedWeight qkv, o, gate_up, down;
+  };
+  std::vector<Layer> layers;
+  PackedWeight head;
+};
+
 void CausalLMImpl::repack() {
-  packed_.clear();
+  packed_ = std::make_shared<PackedWeights>();
   for (int64_t i = 0; i < config_.num_hidden_layers; ++i) {
     auto& layer = model->layers->at<DecoderLayerImpl>(i);
     auto& a = *layer.self_attn;
     auto& m = *layer.mlp;
-    PackedLayer pl;
+    PackedWeights::Layer pl;
     torch::NoGradGuard no_grad;
     auto qkv_w = torch::cat({effective_weight(i, 0, a.q_proj), effective_weight(i, 1, a.k_proj),
                              effective_weight(i, 2, a.v_proj)});
@@ -300,9 +308,9 @@ void CausalLMImpl::repack() {
     pl.gate_up = pack_linear(torch::cat({effective_weight(i, 4, m.gate_proj), effective_weight(i, 5, m.up_proj)}), gu_b,
                              packed_bf16_);
     pl.down = pack_linear(effective_weight(i, 6, m.down_proj), config_.mlp_bias ? m.down_proj->bias : torch::Tensor(), packed_bf16_);
-    packed_.push_back(std::move(pl));
+    packed_->layers.push_back(std::move(pl));
   }
-  packed_head_ = pack_linear(lm_head ? lm_head->weight : model->embed_tokens->weight, torch::Tensor(), packed_bf16_);
+  packed_->head = pack_linear(lm_head ? lm_head->weight : model->embed_tokens->weight, torch::Tensor(), packed_bf16_);
 }
 
 torch::Tensor CausalLMImpl::decode_layers(const torch::Tensor& input_ids, const torch::Tensor& positions,
@@ -315,7 +323,7 @@ torch::Tensor CausalLMImpl::decode_layers(const torch::Tensor& input_ids, const 
   for (int64_t i = 0; i < config_.num_hidden_layers; ++i) {
     auto& layer = model->layers->at<DecoderLayerImpl>(i);
     auto& a = *layer.self_attn;
-    const auto& pl = packed_[i];
+    const auto& pl = packed_->layers[i];
     auto h = rms_norm_rows(x, layer.input_layernorm->weight, config_.rms_norm_eps);
     DecodeAttentionArgs args;
     args.qkv = packed_linear(h, pl.qkv);  // [N, (H + 2 Hkv) D]
@@ -359,7 +367,7 @@ torch::Tensor CausalLMImpl::run_layers(const torch::Tensor& input_ids, const tor
     auto& a = *layer.self_attn;
     auto h = layer.input_layernorm(x);
     torch::Tensor qkv;  // [N, T, (H + 2 Hkv) D]
-    if (packed) qkv = packed_linear(h, packed_[i].qkv);
+    if (packed) qkv = packed_linear(h, packed_->layers[i].qkv);
     else if (grouped) qkv = project(i, {0, 1, 2}, h);
     torch::Tensor q, k, v;  // [N, heads, T, D], rope applied to q and k
     if (qkv.defined() && !config_.qk_norm && qkv.is_contiguous() &&
@@ -395,10 +403,10 @@ torch::Tensor CausalLMImpl::run_layers(const torch::Tensor& input_ids, const tor
     }
     auto o = gqa_attention(q, keys, values, allowed);  // [N, H, T, D]
     auto attn = o.transpose(1, 2).reshape({N, T, H * D});
-    x = x + (packed ? packed_linear(attn, packed_[i].o) : project(i, {3}, attn));
+    x = x + (packed ? packed_linear(attn, packed_->layers[i].o) : project(i, {3}, attn));
     auto hn = layer.post_attention_layernorm(x);
     torch::Tensor gu;  // [N, T, 2 I]: gate, then up
-    if (packed) gu = packed_linear(hn, packed_[i].gate_up);
+    if (packed) gu = packed_linear(hn, packed_->layers[i].gate_up);
     else if (grouped) gu = project(i, {4, 5}, hn);
     torch::Tensor act;  // silu(gate) * up [N, T, I]
     if (gu.defined() && gu.is_contiguous() &&
@@ -408,7 +416,7 @@ torch::Tensor CausalLMImpl::run_layers(const torch::Tensor& input_ids, const tor
       act = torch::silu(gu.narrow(-1, 0, I)) * gu.narrow(-1, I, I);
     else
       act = torch::silu(project(i, {4}, hn)) * project(i, {5}, hn);
-    x = x + (packed ? packed_linear(act, packed_[i].down) : project(i, {6}, act));
+    x = x + (packed ? packed_linear(act, packed_->layers[i].down) : project(i, {6}, act));
   }
   return model->norm(x);
 }
@@ -438,7 +446,7 @@ torch::Tensor CausalLMImpl::forward_cached(const CachedBatch& batch, KVCache& ca
 }
 
 torch::Tensor CausalLMImpl::logits(const torch::Tensor& hidden) {
-  if (use_packed()) return packed_linear(hidden, packed_head_);
+  if (use_packed()) return packed_linear(hidden, packed_->head);
   const auto& w = lm_head ? lm_head->weight : model->embed_tokens->weight;  // [V, C]
   return torch::nn::functional::linear(hidden, w);
 }

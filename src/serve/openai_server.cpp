@@ -23,7 +23,7 @@
 #include "rlaif/generator.h"
 #include "rlaif/model.h"
 #include "rlaif/model_folder.h"
-#include "tokenizer/unicode.h"
+#include "core/unicode.h"
 
 namespace rlaif {
 namespace {

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "tokenizer/unicode.h"
+#include "core/unicode.h"
 
 namespace rlaif {
 namespace {

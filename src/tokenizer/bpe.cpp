@@ -5,7 +5,7 @@
 #include <algorithm>
 
 #include "rlaif/error.h"
-#include "tokenizer/unicode.h"
+#include "core/unicode.h"
 
 namespace rlaif {
 namespace {

@@ -2,8 +2,8 @@
 
 #include "rlaif/error.h"
 #include "rlaif/tokenizer.h"
-#include "tokenizer/jinja/ast.h"
-#include "tokenizer/jinja/interpreter.h"
+#include "jinja/ast.h"
+#include "jinja/interpreter.h"
 
 namespace rlaif {
 

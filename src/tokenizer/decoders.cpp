@@ -5,8 +5,8 @@
 #include "rlaif/error.h"
 #include "rlaif/tokenizer.h"
 #include "tokenizer/components.h"
-#include "tokenizer/regex.h"
-#include "tokenizer/unicode.h"
+#include "core/regex.h"
+#include "core/unicode.h"
 
 namespace rlaif {
 namespace {

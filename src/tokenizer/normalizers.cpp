@@ -3,8 +3,8 @@
 
 #include "rlaif/error.h"
 #include "tokenizer/components.h"
-#include "tokenizer/regex.h"
-#include "tokenizer/unicode.h"
+#include "core/regex.h"
+#include "core/unicode.h"
 
 namespace rlaif {
 

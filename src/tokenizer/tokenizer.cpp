@@ -15,7 +15,7 @@
 #include "tokenizer/added_vocab.h"
 #include "tokenizer/bpe.h"
 #include "tokenizer/components.h"
-#include "tokenizer/unicode.h"
+#include "core/unicode.h"
 
 namespace fs = std::filesystem;
 

@@ -9,7 +9,7 @@
 #include "rlaif/lora.h"
 #include "rlaif/model_folder.h"
 #include "rlaif/runtime.h"
-#include "rlaif/sha256.h"
+#include "core/sha256.h"
 #include "rlaif/trainer.h"
 #include "train/fused_adamw.h"
 

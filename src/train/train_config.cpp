@@ -6,9 +6,8 @@
 #include <sstream>
 
 #include "core/toml_reader.h"
-#include "judge/judge_toml.h"
 #include "rlaif/error.h"
-#include "rlaif/packed_linear.h"
+#include "rlaif/model.h"
 
 namespace rlaif {
 namespace {
@@ -141,8 +140,8 @@ TrainConfig TrainConfig::from_toml(const std::string& path, const std::vector<st
     r.check_unknown();
   }
   for (const char* k : {"judge", "rubric", "template", "graders"}) c.has_judge = c.has_judge || root.contains(k);
-  c.judge = read_judge_tables(top, path);
-  top.check_unknown(std::string("model, data, train, lora, ") + kJudgeTables);
+  c.judge = JudgeConfig::read_tables(top, path);
+  top.check_unknown(std::string("model, data, train, lora, ") + JudgeConfig::kTables);
   return c;
 }
 

@@ -2,7 +2,7 @@
 #include <cstdio>
 
 #include "commands.h"
-#include "rlaif/review_task.h"
+#include "rlaif/demo_task.h"
 
 namespace rlaif_cli {
 

@@ -4,8 +4,8 @@
 #include <cctype>
 
 #include "rlaif/error.h"
-#include "tokenizer/jinja/ast.h"
-#include "tokenizer/unicode.h"
+#include "jinja/ast.h"
+#include "core/unicode.h"
 
 namespace rlaif::jinja {
 namespace {

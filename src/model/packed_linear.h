@@ -1,4 +1,4 @@
-// Fast inference matmul for the generator: y = x W^T + b with W pre-packed for AVX-512.
+// Fast inference matmul for the generator (internal to the model part; the kernel tests and benchmarks use it too): y = x W^T + b with W pre-packed for AVX-512.
 //
 // libtorch's CPU linear goes through OpenBLAS, whose small-M kernels (decode: M = sequences in the batch) reach a
 // fraction of the machine's bandwidth and FLOPs (docs/perf.md). PackedWeight stores W once in tiles of 64 output
@@ -10,6 +10,8 @@
 
 #include <torch/torch.h>
 
+#include "rlaif/model.h"  // packed_linear_supported
+
 namespace rlaif {
 
 struct PackedWeight {
@@ -19,9 +21,6 @@ struct PackedWeight {
   bool bf16 = false;
   bool defined() const { return data.defined(); }
 };
-
-// True when this CPU runs the packed kernels (AVX-512F; bf16 also needs AVX512_BF16).
-bool packed_linear_supported(bool bf16);
 
 // Packs w [N, K] (any float dtype) and optional bias [N].
 PackedWeight pack_linear(const torch::Tensor& w, const torch::Tensor& bias, bool bf16);

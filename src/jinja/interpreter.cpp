@@ -1,5 +1,5 @@
 // The chat-template interpreter, with @huggingface/jinja's semantics (the reference transformers.js uses).
-#include "tokenizer/jinja/interpreter.h"
+#include "jinja/interpreter.h"
 
 #include <algorithm>
 #include <cmath>
@@ -8,7 +8,7 @@
 #include <utf8proc.h>
 
 #include "rlaif/error.h"
-#include "tokenizer/unicode.h"
+#include "core/unicode.h"
 
 namespace rlaif::jinja {
 namespace {

@@ -1,4 +1,4 @@
-// The quickstart's built-in task, with a hidden ground truth: "Write a <positive|negative> one-sentence review of a
+// `rlaif demo-task`: the quickstart's built-in task, with a hidden ground truth: "Write a <positive|negative> one-sentence review of a
 // <product>." Success is checked by a program the judge never sees: the review is one well-formed sentence and uses
 // a word of the requested sentiment's lexicon and none of the other's. The same check is written as a per-row regular expression (the row's
 // "reference"), so the trainer's rule grader `regex` with value "{reference_regex}" is the verifier.
@@ -24,17 +24,5 @@ struct ReviewTaskOptions {
 // Writes into `dir`: policy_sft.jsonl {prompt, completion}; judge_train.jsonl and judge_heldout.jsonl {prompt,
 // completion, reference, label, rationale} (`rlaif judge render` turns them into judge SFT data); prompts.jsonl and eval_prompts.jsonl {prompt, reference}. Same seed, same files.
 void write_review_task(const std::string& dir, const ReviewTaskOptions& options);
-
-// The ground truth: `completion` is a well-formed review (below) with the `sentiment` ("positive" | "negative") the
-// prompt asked for: a word of that lexicon, none of the other's.
-bool review_follows(const std::string& sentiment, const std::string& completion);
-// One short sentence: at most 120 characters, ending in '.' or '!', no word used three times or more.
-bool review_well_formed(const std::string& completion);
-// What a judge should say before its verdict: "asked for <sentiment>, review is <positive|negative|mixed|neutral|
-// garbled>" (the judge model's training rationale).
-std::string review_rationale(const std::string& sentiment, const std::string& completion);
-
-// The same check as a regular expression (the rows' "reference").
-std::string review_reference_regex(const std::string& sentiment);
 
 }  // namespace rlaif

@@ -1,9 +1,9 @@
-#include "tokenizer/jinja/value.h"
+#include "jinja/value.h"
 
 #include <cmath>
 #include <cstdio>
 
-#include "tokenizer/unicode.h"
+#include "core/unicode.h"
 
 namespace rlaif::jinja {
 

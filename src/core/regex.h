@@ -1,4 +1,5 @@
-// A compiled Unicode regular expression (PCRE2 with JIT), used by the Split pre-tokenizer and Replace components.
+// A compiled Unicode regular expression (PCRE2 with JIT), shared by the tokenizer (Split pre-tokenizer, Replace
+// components) and the regex grader. Internal to the library (core).
 #pragma once
 
 #include <cstddef>

@@ -3,7 +3,7 @@
 
 #include <string>
 
-#include "tokenizer/jinja/ast.h"
+#include "jinja/ast.h"
 
 namespace rlaif::jinja {
 

@@ -1,4 +1,4 @@
-// UTF-8 and Unicode helpers shared by the tokenizer components (internal).
+// UTF-8 and Unicode helpers shared by the tokenizer, the Jinja interpreter, the graders and the server (internal, core).
 #pragma once
 
 #include <cstddef>

@@ -1,10 +1,10 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
-#include "tokenizer/regex.h"
+#include "core/regex.h"
 
 #include <pcre2.h>
 
 #include "rlaif/error.h"
-#include "tokenizer/unicode.h"
+#include "core/unicode.h"
 
 namespace rlaif {
 namespace {
