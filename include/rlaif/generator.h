@@ -83,6 +83,11 @@ class Generator {
   const Tokenizer& tokenizer() const { return tokenizer_; }
 
  private:
+  // Checks every request (throws rlaif::Error naming it) and returns the KV cache length they need.
+  int64_t check_requests(const std::vector<GenerationRequest>& requests) const;
+  // (Re)allocates the KV cache when it is too short or of another layout.
+  void prepare_cache(int64_t cache_len);
+
   CausalLM model_;
   Tokenizer tokenizer_;
   std::vector<int64_t> eos_ids_;

@@ -64,68 +64,147 @@ struct Request {  // the state of one request across its attempts
   bool started = false;
 };
 
-}  // namespace
+// One call of HttpClient::run: the requests' queues, the transfers, the rate limits and the circuit breaker, and the
+// steps of the event loop as methods. Lives for the call only.
+class Run {
+ public:
+  Run(CURLM* multi, const HttpClientOptions& options, HttpStats& stats, const std::vector<HttpRequest>& requests,
+      const std::function<void(size_t, HttpResponse&&)>& on_done, const std::function<bool()>& keep_sending)
+      : multi_(multi), o_(options), stats_(stats), requests_(requests), on_done_(on_done), keep_sending_(keep_sending),
+        t0_(Clock::now()), has_deadline_(o_.deadline_s > 0), deadline_(t0_ + dur(o_.deadline_s)), rng_(o_.seed),
+        state_(requests.size()), remaining_(requests.size()), next_start_(t0_), bucket_(o_.tokens_per_minute),
+        bucket_time_(t0_) {
+    for (size_t i = 0; i < requests.size(); ++i) ready_.push_back(i);
+    stats_.requests += static_cast<int64_t>(requests.size());
+  }
+  ~Run() {  // also when on_done throws: no transfer stays attached to the client's multi handle
+    for (auto& t : all_transfers_) {
+      curl_multi_remove_handle(multi_, t->easy);
+      curl_slist_free_all(t->headers);
+      curl_easy_cleanup(t->easy);
+    }
+  }
 
-HttpClient::HttpClient(HttpClientOptions options) : options_(std::move(options)) {
-  global_init();
-  multi_ = curl_multi_init();
-  if (!multi_) throw std::runtime_error("curl_multi_init failed");
-  curl_multi_setopt(static_cast<CURLM*>(multi_), CURLMOPT_MAXCONNECTS, static_cast<long>(std::max(options_.max_in_flight, 1)));
-}
+  void loop() {
+    while (remaining_ > 0) {
+      auto now = Clock::now();
+      if (has_deadline_ && now >= deadline_) {  // the deadline ends everything still open
+        end_at_deadline();
+        break;
+      }
+      while (!delayed_.empty() && delayed_.top().first <= now) {
+        ready_.push_front(delayed_.top().second);  // retries go first
+        delayed_.pop();
+      }
+      refill_bucket(now);
+      if (circuit_open_ && now >= open_until_ && !probe_in_flight_ && in_flight_ == 0) probe_in_flight_ = true;  // half-open
+      // A caller that stopped sending (budget reached) ends what is still waiting.
+      if (keep_sending_ && (!ready_.empty() || !delayed_.empty()) && !keep_sending_()) {
+        end_waiting("stopped", "not sent: the caller stopped sending (budget reached)");
+        if (remaining_ == 0) break;
+      }
+      Clock::time_point wake = now + std::chrono::seconds(1);  // curl_multi_poll also honours curl's own timers
+      const bool limited = start_allowed(now, wake);
+      if (!delayed_.empty()) wake = std::min(wake, delayed_.top().first);
+      if (has_deadline_) wake = std::min(wake, deadline_);
+      const int completed = collect_completed();
+      if (remaining_ == 0) break;
+      // A finished transfer freed a slot: start the next request now rather than after the next socket event.
+      if (completed > 0 && !ready_.empty() && !limited) continue;
+      wait_until(wake);
+    }
+  }
 
-HttpClient::~HttpClient() { curl_multi_cleanup(static_cast<CURLM*>(multi_)); }
-
-void HttpClient::run(const std::vector<HttpRequest>& requests,
-                     const std::function<void(size_t, HttpResponse&&)>& on_done,
-                     const std::function<bool()>& keep_sending) {
-  CURLM* multi = static_cast<CURLM*>(multi_);
-  const auto t0 = Clock::now();
-  const bool has_deadline = options_.deadline_s > 0;
-  const auto deadline = t0 + dur(options_.deadline_s);
-  std::mt19937_64 rng(options_.seed);
-  std::uniform_real_distribution<double> jitter(0.5, 1.0);
-
-  std::vector<Request> state(requests.size());
-  std::deque<size_t> ready;
-  for (size_t i = 0; i < requests.size(); ++i) ready.push_back(i);
+ private:
   using Timed = std::pair<Clock::time_point, size_t>;
-  std::priority_queue<Timed, std::vector<Timed>, std::greater<Timed>> delayed;  // retries waiting for their time
-  std::vector<Transfer*> free_transfers;
-  std::vector<std::unique_ptr<Transfer>> all_transfers;
-  int in_flight = 0;
-  size_t remaining = requests.size();
-  stats_.requests += static_cast<int64_t>(requests.size());
 
-  // Rate limits: starts are paced 60/rpm apart; tokens come from a bucket refilled at tpm/60 per second.
-  Clock::time_point next_start = t0;
-  double bucket = options_.tokens_per_minute;
-  Clock::time_point bucket_time = t0;
-  // Circuit breaker.
-  int consecutive_failures = 0;
-  Clock::time_point open_until{};
-  bool circuit_open = false, probe_in_flight = false;
-
-  auto finish = [&](size_t i, HttpResponse&& r) {
-    r.attempts = state[i].attempts;
-    r.latency_s = state[i].started ? seconds(Clock::now() - state[i].first_start) : 0;
+  void finish(size_t i, HttpResponse&& r) {
+    r.attempts = state_[i].attempts;
+    r.latency_s = state_[i].started ? seconds(Clock::now() - state_[i].first_start) : 0;
     if (r.failure.empty()) ++stats_.succeeded;
     else ++stats_.failed, ++stats_.failures[r.failure];
-    --remaining;
-    on_done(i, std::move(r));
-  };
+    --remaining_;
+    on_done_(i, std::move(r));
+  }
 
-  auto start = [&](size_t i, Clock::time_point now) {
-    Transfer* t;
-    if (free_transfers.empty()) {
-      all_transfers.push_back(std::make_unique<Transfer>());
-      t = all_transfers.back().get();
-      t->easy = curl_easy_init();
-    } else {
-      t = free_transfers.back();
-      free_transfers.pop_back();
-      curl_easy_reset(t->easy);
+  // Ends every request not yet sent (ready or waiting to retry) with `failure`.
+  void end_waiting(const std::string& failure, const std::string& detail) {
+    auto end = [&](size_t i) {
+      HttpResponse r;
+      r.failure = failure;
+      r.detail = detail;
+      finish(i, std::move(r));
+    };
+    while (!ready_.empty()) end(ready_.front()), ready_.pop_front();
+    while (!delayed_.empty()) end(delayed_.top().second), delayed_.pop();
+  }
+
+  void end_at_deadline() {
+    CURLMsg* msg;
+    int left;
+    while ((msg = curl_multi_info_read(multi_, &left))) (void)msg;
+    for (auto& t : all_transfers_) {
+      Transfer* tp = t.get();
+      if (std::find(free_transfers_.begin(), free_transfers_.end(), tp) != free_transfers_.end()) continue;
+      curl_multi_remove_handle(multi_, tp->easy);
+      free_transfers_.push_back(tp);
+      HttpResponse r;
+      r.failure = "deadline";
+      r.detail = "the overall deadline passed while the request was in flight";
+      finish(tp->index, std::move(r));
     }
-    const HttpRequest& q = requests[i];
+    in_flight_ = 0;
+    end_waiting("deadline", "the overall deadline passed before the request could be sent");
+  }
+
+  // Rate limits: starts are paced 60/rpm apart; tokens come from a bucket refilled at tpm/60 per second.
+  void refill_bucket(Clock::time_point now) {
+    if (o_.tokens_per_minute <= 0) return;
+    bucket_ = std::min(o_.tokens_per_minute, bucket_ + seconds(now - bucket_time_) * o_.tokens_per_minute / 60);
+    bucket_time_ = now;
+  }
+
+  // Starts what the limits and the circuit allow; returns whether one of them held back a ready request (and moves
+  // `wake` to when it may go).
+  bool start_allowed(Clock::time_point now, Clock::time_point& wake) {
+    while (!ready_.empty() && in_flight_ < o_.max_in_flight) {
+      if (circuit_open_ && !(probe_in_flight_ && in_flight_ == 0)) {
+        wake = std::min(wake, std::max(open_until_, now + std::chrono::milliseconds(5)));
+        return true;
+      }
+      size_t i = ready_.front();
+      if (o_.requests_per_minute > 0 && now < next_start_) {
+        wake = std::min(wake, next_start_);
+        return true;
+      }
+      // A request larger than the whole budget waits for a full bucket, then goes.
+      double need = std::min(requests_[i].tokens, o_.tokens_per_minute);
+      if (o_.tokens_per_minute > 0 && bucket_ < need) {
+        wake = std::min(wake, now + dur((need - bucket_) * 60 / o_.tokens_per_minute));
+        return true;
+      }
+      ready_.pop_front();
+      start(i, now);
+      if (circuit_open_) break;  // the one probe
+    }
+    return false;
+  }
+
+  Transfer* transfer() {
+    if (free_transfers_.empty()) {
+      all_transfers_.push_back(std::make_unique<Transfer>());
+      all_transfers_.back()->easy = curl_easy_init();
+      return all_transfers_.back().get();
+    }
+    Transfer* t = free_transfers_.back();
+    free_transfers_.pop_back();
+    curl_easy_reset(t->easy);
+    return t;
+  }
+
+  void start(size_t i, Clock::time_point now) {
+    Transfer* t = transfer();
+    const HttpRequest& q = requests_[i];
     t->index = i;
     t->body.clear();
     t->retry_after.clear();
@@ -134,8 +213,8 @@ void HttpClient::run(const std::vector<HttpRequest>& requests,
     // No "Expect: 100-continue" (curl's default above 1 KB): it costs a round trip per request.
     t->headers = curl_slist_append(t->headers, "Expect:");
     for (const auto& h : q.headers) t->headers = curl_slist_append(t->headers, h.c_str());
-    double timeout = options_.timeout_s;
-    if (has_deadline) timeout = std::min(timeout, seconds(deadline - now));
+    double timeout = o_.timeout_s;
+    if (has_deadline_) timeout = std::min(timeout, seconds(deadline_ - now));
     CURL* e = t->easy;
     curl_easy_setopt(e, CURLOPT_URL, q.url.c_str());
     curl_easy_setopt(e, CURLOPT_POST, 1L);
@@ -151,154 +230,50 @@ void HttpClient::run(const std::vector<HttpRequest>& requests,
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(e, CURLOPT_PRIVATE, t);
-    if (!state[i].started) {
-      state[i].started = true;
-      state[i].first_start = now;
+    if (!state_[i].started) {
+      state_[i].started = true;
+      state_[i].first_start = now;
     }
-    ++state[i].attempts;
+    ++state_[i].attempts;
     ++stats_.attempts;
-    if (state[i].attempts > 1) ++stats_.retries;
-    if (options_.requests_per_minute > 0) next_start = std::max(next_start, now) + dur(60.0 / options_.requests_per_minute);
-    if (options_.tokens_per_minute > 0) bucket -= q.tokens;
-    curl_multi_add_handle(multi, e);
-    ++in_flight;
-  };
+    if (state_[i].attempts > 1) ++stats_.retries;
+    if (o_.requests_per_minute > 0) next_start_ = std::max(next_start_, now) + dur(60.0 / o_.requests_per_minute);
+    if (o_.tokens_per_minute > 0) bucket_ -= q.tokens;
+    curl_multi_add_handle(multi_, e);
+    ++in_flight_;
+  }
 
-  // Decides what happens after a failed attempt: a retry later, or the end of the request.
-  auto failed_attempt = [&](size_t i, HttpResponse&& r, bool retryable, double retry_after) {
-    auto now = Clock::now();
-    ++consecutive_failures;
-    if (options_.circuit_failures > 0 && consecutive_failures >= options_.circuit_failures && !circuit_open) {
-      circuit_open = true;
-      open_until = now + dur(options_.circuit_cooldown_s);
-      ++stats_.circuit_opened;
-    } else if (circuit_open) {
-      open_until = now + dur(options_.circuit_cooldown_s);  // a failed probe keeps it open
-    }
-    if (!retryable || state[i].attempts > options_.max_retries) {
-      finish(i, std::move(r));
-      return;
-    }
-    int k = state[i].attempts;
-    double wait = std::min(options_.backoff_max_s, options_.backoff_base_s * std::pow(2.0, k - 1)) * jitter(rng);
-    if (retry_after >= 0) wait = std::min(retry_after, options_.max_retry_after_s);
-    auto when = now + dur(wait);
-    if (has_deadline && when >= deadline) {
-      r.detail += " (no time left before the deadline for a retry)";
-      finish(i, std::move(r));
-      return;
-    }
-    ++stats_.retried_causes[r.failure];
-    delayed.emplace(when, i);
-  };
-
-  while (remaining > 0) {
-    auto now = Clock::now();
-    // The deadline ends everything still open.
-    if (has_deadline && now >= deadline) {
-      CURLMsg* msg;
-      int left;
-      while ((msg = curl_multi_info_read(multi, &left))) (void)msg;
-      for (auto& t : all_transfers) {
-        CURL* e = t->easy;
-        Transfer* tp = t.get();
-        if (std::find(free_transfers.begin(), free_transfers.end(), tp) != free_transfers.end()) continue;
-        curl_multi_remove_handle(multi, e);
-        free_transfers.push_back(tp);
-        HttpResponse r;
-        r.failure = "deadline";
-        r.detail = "the overall deadline passed while the request was in flight";
-        finish(tp->index, std::move(r));
-      }
-      in_flight = 0;
-      auto fail_waiting = [&](size_t i) {
-        HttpResponse r;
-        r.failure = "deadline";
-        r.detail = "the overall deadline passed before the request could be sent";
-        finish(i, std::move(r));
-      };
-      while (!ready.empty()) fail_waiting(ready.front()), ready.pop_front();
-      while (!delayed.empty()) fail_waiting(delayed.top().second), delayed.pop();
-      break;
-    }
-    while (!delayed.empty() && delayed.top().first <= now) {
-      ready.push_front(delayed.top().second);  // retries go first
-      delayed.pop();
-    }
-    if (options_.tokens_per_minute > 0) {
-      bucket = std::min(options_.tokens_per_minute, bucket + seconds(now - bucket_time) * options_.tokens_per_minute / 60);
-      bucket_time = now;
-    }
-    if (circuit_open && now >= open_until && !probe_in_flight && in_flight == 0) probe_in_flight = true;  // half-open
-    // A caller that stopped sending (budget reached) ends what is still waiting.
-    if (keep_sending && (!ready.empty() || !delayed.empty()) && !keep_sending()) {
-      auto stop = [&](size_t i) {
-        HttpResponse r;
-        r.failure = "stopped";
-        r.detail = "not sent: the caller stopped sending (budget reached)";
-        finish(i, std::move(r));
-      };
-      while (!ready.empty()) stop(ready.front()), ready.pop_front();
-      while (!delayed.empty()) stop(delayed.top().second), delayed.pop();
-      if (remaining == 0) break;
-    }
-    // Start what the limits allow.
-    Clock::time_point wake = now + std::chrono::seconds(1);  // curl_multi_poll also honours curl's own timers
-    bool limited = false;  // a limit or the circuit holds back a ready request
-    while (!ready.empty() && in_flight < options_.max_in_flight) {
-      if (circuit_open && !(probe_in_flight && in_flight == 0)) {
-        wake = std::min(wake, std::max(open_until, now + std::chrono::milliseconds(5)));
-        limited = true;
-        break;
-      }
-      size_t i = ready.front();
-      if (options_.requests_per_minute > 0 && now < next_start) {
-        wake = std::min(wake, next_start);
-        limited = true;
-        break;
-      }
-      // A request larger than the whole budget waits for a full bucket, then goes.
-      double need = std::min(requests[i].tokens, options_.tokens_per_minute);
-      if (options_.tokens_per_minute > 0 && bucket < need) {
-        wake = std::min(wake, now + dur((need - bucket) * 60 / options_.tokens_per_minute));
-        limited = true;
-        break;
-      }
-      ready.pop_front();
-      start(i, now);
-      if (circuit_open) break;  // the one probe
-    }
-    if (!delayed.empty()) wake = std::min(wake, delayed.top().first);
-    if (has_deadline) wake = std::min(wake, deadline);
-
+  // Runs curl and handles every transfer that ended: a success finishes its request, a failure goes to
+  // failed_attempt. Returns how many ended.
+  int collect_completed() {
     int running = 0;
-    curl_multi_perform(multi, &running);
+    curl_multi_perform(multi_, &running);
     CURLMsg* msg;
     int left, completed = 0;
-    while ((msg = curl_multi_info_read(multi, &left))) {
+    while ((msg = curl_multi_info_read(multi_, &left))) {
       if (msg->msg != CURLMSG_DONE) continue;
       ++completed;
       Transfer* t = nullptr;
       curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &t);
       CURLcode code = msg->data.result;
-      curl_multi_remove_handle(multi, msg->easy_handle);
-      --in_flight;
-      free_transfers.push_back(t);
+      curl_multi_remove_handle(multi_, msg->easy_handle);
+      --in_flight_;
+      free_transfers_.push_back(t);
       size_t i = t->index;
       long status = 0;
       curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
       HttpResponse r;
       r.status = static_cast<int>(status);
       r.body = std::move(t->body);
-      bool probe = circuit_open && probe_in_flight;
+      bool probe = circuit_open_ && probe_in_flight_;
       if (code == CURLE_OK && status >= 200 && status < 300) {
-        consecutive_failures = 0;
-        if (probe) circuit_open = false;
-        probe_in_flight = false;
+        consecutive_failures_ = 0;
+        if (probe) circuit_open_ = false;
+        probe_in_flight_ = false;
         finish(i, std::move(r));
         continue;
       }
-      if (probe) probe_in_flight = false;
+      if (probe) probe_in_flight_ = false;
       bool retryable = true;
       double retry_after = -1;
       if (code == CURLE_OK) {
@@ -317,17 +292,83 @@ void HttpClient::run(const std::vector<HttpRequest>& requests,
       }
       failed_attempt(i, std::move(r), retryable, retry_after);
     }
-    if (remaining == 0) break;
-    // A finished transfer freed a slot: start the next request now rather than after the next socket event.
-    if (completed > 0 && !ready.empty() && !limited) continue;
+    return completed;
+  }
+
+  // Decides what happens after a failed attempt: a retry later, or the end of the request. Feeds the circuit breaker.
+  void failed_attempt(size_t i, HttpResponse&& r, bool retryable, double retry_after) {
+    auto now = Clock::now();
+    ++consecutive_failures_;
+    if (o_.circuit_failures > 0 && consecutive_failures_ >= o_.circuit_failures && !circuit_open_) {
+      circuit_open_ = true;
+      open_until_ = now + dur(o_.circuit_cooldown_s);
+      ++stats_.circuit_opened;
+    } else if (circuit_open_) {
+      open_until_ = now + dur(o_.circuit_cooldown_s);  // a failed probe keeps it open
+    }
+    if (!retryable || state_[i].attempts > o_.max_retries) {
+      finish(i, std::move(r));
+      return;
+    }
+    int k = state_[i].attempts;
+    double wait = std::min(o_.backoff_max_s, o_.backoff_base_s * std::pow(2.0, k - 1)) * jitter_(rng_);
+    if (retry_after >= 0) wait = std::min(retry_after, o_.max_retry_after_s);
+    auto when = now + dur(wait);
+    if (has_deadline_ && when >= deadline_) {
+      r.detail += " (no time left before the deadline for a retry)";
+      finish(i, std::move(r));
+      return;
+    }
+    ++stats_.retried_causes[r.failure];
+    delayed_.emplace(when, i);
+  }
+
+  void wait_until(Clock::time_point wake) {
     long wait_ms = std::max(0L, static_cast<long>(seconds(wake - Clock::now()) * 1000));
-    if (in_flight > 0) curl_multi_poll(multi, nullptr, 0, static_cast<int>(std::min(wait_ms, 1000L)), nullptr);
+    if (in_flight_ > 0) curl_multi_poll(multi_, nullptr, 0, static_cast<int>(std::min(wait_ms, 1000L)), nullptr);
     else if (wait_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(std::min(wait_ms, 1000L)));
   }
-  for (auto& t : all_transfers) {
-    curl_slist_free_all(t->headers);
-    curl_easy_cleanup(t->easy);
-  }
+
+  CURLM* multi_;
+  const HttpClientOptions& o_;
+  HttpStats& stats_;
+  const std::vector<HttpRequest>& requests_;
+  const std::function<void(size_t, HttpResponse&&)>& on_done_;
+  const std::function<bool()>& keep_sending_;
+  const Clock::time_point t0_;
+  const bool has_deadline_;
+  const Clock::time_point deadline_;
+  std::mt19937_64 rng_;
+  std::uniform_real_distribution<double> jitter_{0.5, 1.0};
+  std::vector<Request> state_;
+  std::deque<size_t> ready_;
+  std::priority_queue<Timed, std::vector<Timed>, std::greater<Timed>> delayed_;  // retries waiting for their time
+  std::vector<Transfer*> free_transfers_;
+  std::vector<std::unique_ptr<Transfer>> all_transfers_;
+  int in_flight_ = 0;
+  size_t remaining_;
+  Clock::time_point next_start_;  // rate limits
+  double bucket_;
+  Clock::time_point bucket_time_;
+  int consecutive_failures_ = 0;  // circuit breaker
+  Clock::time_point open_until_{};
+  bool circuit_open_ = false, probe_in_flight_ = false;
+};
+
+}  // namespace
+
+HttpClient::HttpClient(HttpClientOptions options) : options_(std::move(options)) {
+  global_init();
+  multi_ = curl_multi_init();
+  if (!multi_) throw std::runtime_error("curl_multi_init failed");
+  curl_multi_setopt(static_cast<CURLM*>(multi_), CURLMOPT_MAXCONNECTS, static_cast<long>(std::max(options_.max_in_flight, 1)));
+}
+
+HttpClient::~HttpClient() { curl_multi_cleanup(static_cast<CURLM*>(multi_)); }
+
+void HttpClient::run(const std::vector<HttpRequest>& requests, const std::function<void(size_t, HttpResponse&&)>& on_done,
+                     const std::function<bool()>& keep_sending) {
+  Run(static_cast<CURLM*>(multi_), options_, stats_, requests, on_done, keep_sending).loop();
 }
 
 }  // namespace rlaif
