@@ -5,17 +5,17 @@
 //                              [--batches 1,8,32,64] [--prompt-tokens 64] [--new-tokens 128]
 // dtypes: float32 / bfloat16 are what `rlaif generate --dtype` runs (packed kernels where the CPU has them);
 // torch-float32 / torch-bfloat16 are plain libtorch, for comparison. Peak RSS is of the whole process so far.
-#include "bench_args.h"
 #include <sys/resource.h>
+#include "bench_args.h"
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <sstream>
 
+#include "model/packed_linear.h"
 #include "rlaif/generator.h"
 #include "rlaif/init_model.h"
-#include "model/packed_linear.h"
 #include "rlaif/runtime.h"
 
 namespace {
@@ -92,16 +92,21 @@ int main(int argc, char** argv) {
   const double bf16_peak = matmul_gflops(torch::kBFloat16, 2048);
   const double bw = read_bandwidth_gbs();
   std::printf("\n| machine | value |\n|---|---|\n");
-  std::printf("| fp32 matmul 2048^3 | %.1f GFLOP/s |\n| bf16 matmul 2048^3 | %.1f GFLOP/s |\n| memory read bandwidth | %.1f GB/s |\n",
-              f32_peak, bf16_peak, bw);
+  std::printf(
+      "| fp32 matmul 2048^3 | %.1f GFLOP/s |\n| bf16 matmul 2048^3 | %.1f GFLOP/s |\n| memory read bandwidth | %.1f "
+      "GB/s |\n",
+      f32_peak, bf16_peak, bw);
 
   // The packed kernels alone on this model's projection shapes (N x K), as GFLOP/s and weight GB/s.
-  std::printf("\n| kernel | M | qkv 960x576 | o 576x576 | gate_up 3072x576 | down 576x1536 | head 49152x576 |\n|---|---|---|---|---|---|---|\n");
+  std::printf(
+      "\n| kernel | M | qkv 960x576 | o 576x576 | gate_up 3072x576 | down 576x1536 | head 49152x576 "
+      "|\n|---|---|---|---|---|---|---|\n");
   for (bool bf16 : {false, true}) {
     if (!rlaif::packed_linear_supported(bf16)) continue;
     for (int64_t M : {1, 8, 32, 64}) {
       std::printf("| %s | %lld |", bf16 ? "bf16" : "fp32", (long long)M);
-      for (auto nk : std::vector<std::pair<int64_t, int64_t>>{{960, 576}, {576, 576}, {3072, 576}, {576, 1536}, {49152, 576}}) {
+      for (auto nk :
+           std::vector<std::pair<int64_t, int64_t>>{{960, 576}, {576, 576}, {3072, 576}, {576, 1536}, {49152, 576}}) {
         auto w = rlaif::pack_linear(torch::randn({nk.first, nk.second}), {}, bf16);
         auto x = torch::randn({M, nk.second});
         rlaif::packed_linear(x, w);
@@ -146,18 +151,21 @@ int main(int argc, char** argv) {
   auto config = rlaif::init_model_config(o);
   torch::manual_seed(0);
   const int64_t n_params = config.num_parameters();
-  std::printf("\nmodel: SmolLM2-135M shape (hidden 576, 30 layers, 9 heads, 3 KV heads, vocab 49152, tied), %.1fM "
-              "parameters; prompt %lld tokens, %lld new tokens\n\n",
-              n_params / 1e6, (long long)prompt_len, (long long)new_tokens);
-  std::printf("| compute path | sequences | prefill tok/s | decode tok/s (sum) | weight GB/s (batch 1) | %% of bandwidth | "
-              "GFLOP/s | %% of fp32 peak | peak RSS MB |\n|---|---|---|---|---|---|---|---|---|\n");
+  std::printf(
+      "\nmodel: SmolLM2-135M shape (hidden 576, 30 layers, 9 heads, 3 KV heads, vocab 49152, tied), %.1fM "
+      "parameters; prompt %lld tokens, %lld new tokens\n\n",
+      n_params / 1e6, (long long)prompt_len, (long long)new_tokens);
+  std::printf(
+      "| compute path | sequences | prefill tok/s | decode tok/s (sum) | weight GB/s (batch 1) | %% of bandwidth | "
+      "GFLOP/s | %% of fp32 peak | peak RSS MB |\n|---|---|---|---|---|---|---|---|---|\n");
   for (const auto& dt : split(dtypes)) {
     rlaif::CausalLM model(config);
     {
       torch::NoGradGuard g;
-      for (auto& p : model->named_parameters()) p.value().normal_(p.key().find("norm") != std::string::npos ? 1.0 : 0.0, 0.02);
+      for (auto& p : model->named_parameters())
+        p.value().normal_(p.key().find("norm") != std::string::npos ? 1.0 : 0.0, 0.02);
     }
-    std::string path = dt == "torch-float32" ? (model->set_packed_inference(false, false), "fp32 (libtorch)")
+    std::string path = dt == "torch-float32"    ? (model->set_packed_inference(false, false), "fp32 (libtorch)")
                        : dt == "torch-bfloat16" ? (model->to(torch::kBFloat16), "bf16 (libtorch)")
                                                 : rlaif::set_inference_precision(model, dt);
     auto dtype = path.rfind("bf16", 0) == 0 ? torch::kBFloat16 : torch::kFloat32;

@@ -2,11 +2,11 @@
 // OpenAI-style server (tests/fault_server.h, in a child process) that answers after a fixed added latency.
 // Prints one table row per (latency, concurrency), with the server's own CPU per request so that a server
 // bottleneck would show. Usage: bench_judge_client [--latencies 0,200] [--concurrency 1,16,64,256] [--seconds 3]
-#include "bench_args.h"
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include "bench_args.h"
 
 #include <chrono>
 #include <cstdio>
@@ -60,8 +60,11 @@ int main(int argc, char** argv) {
   args.parse(argc, argv);
   // A judge-sized request: ~1.5 KB of chat messages.
   std::string content(1400, 'x');
-  std::string body = nlohmann::json{{"model", "bench"}, {"messages", {{{"role", "user"}, {"content", content}}}},
-                                    {"temperature", 0}, {"max_tokens", 64}}.dump();
+  std::string body = nlohmann::json{
+      {"model", "bench"},
+      {"messages", {{{"role", "user"}, {"content", content}}}},
+      {"temperature", 0},
+      {"max_tokens", 64}}.dump();
   std::printf("%-10s %-11s %-9s %-12s %-18s %-18s\n", "latency_ms", "concurrency", "requests", "requests/s",
               "client CPU ms/req", "server CPU ms/req");
   for (int lat : latencies) {

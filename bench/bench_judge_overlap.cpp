@@ -5,10 +5,10 @@
 //
 //   build/bench/bench_judge_overlap --model DIR [--latency-ms 200] [--prompts 8] [--generations 8]
 //                                   [--completion-tokens 128] [--batch 32] [--concurrency 64] [--steps 3]
-#include "bench_args.h"
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include "bench_args.h"
 
 #include <chrono>
 #include <cstdio>
@@ -17,8 +17,8 @@
 #include <string>
 
 #include "../tests/fault_server.h"
-#include "rlaif/judge.h"
 #include "rlaif/jsonl.h"
+#include "rlaif/judge.h"
 #include "rlaif/runtime.h"
 #include "rlaif/trainer.h"
 
@@ -58,7 +58,8 @@ int main(int argc, char** argv) {
   std::filesystem::create_directories(dir);
   {
     std::ofstream p(dir + "/prompts.jsonl");
-    for (int i = 0; i < 64; ++i) p << nlohmann::json({{"prompt", "Write a short note number " + std::to_string(i) + ":"}}).dump() << "\n";
+    for (int i = 0; i < 64; ++i)
+      p << nlohmann::json({{"prompt", "Write a short note number " + std::to_string(i) + ":"}}).dump() << "\n";
   }
   rlaif::TrainConfig c;
   c.model_path = model;
@@ -89,7 +90,8 @@ int main(int argc, char** argv) {
     auto t = std::chrono::steady_clock::now();
     alone.judge(by_step[step]);
     double judge = std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-    std::printf("| %d | %.3f | %.3f | %.3f | %.3f |\n", step, gen, judge, gen + wait, (gen + wait) / std::max(gen, judge));
+    std::printf("| %d | %.3f | %.3f | %.3f | %.3f |\n", step, gen, judge, gen + wait,
+                (gen + wait) / std::max(gen, judge));
   }
   kill(pid, SIGKILL);
   waitpid(pid, nullptr, 0);

@@ -17,10 +17,14 @@ int main(int argc, char** argv) {
   int threads = 1, repeat = 3;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
-    if (k == "--tokenizer") dir = v;
-    else if (k == "--text") text_path = v;
-    else if (k == "--threads") threads = std::stoi(v);
-    else if (k == "--repeat") repeat = std::stoi(v);
+    if (k == "--tokenizer")
+      dir = v;
+    else if (k == "--text")
+      text_path = v;
+    else if (k == "--threads")
+      threads = std::stoi(v);
+    else if (k == "--repeat")
+      repeat = std::stoi(v);
   }
   if (dir.empty() || text_path.empty()) {
     std::fprintf(stderr, "usage: bench_tokenizer --tokenizer DIR --text FILE --threads N [--repeat R]\n");

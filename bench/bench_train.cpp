@@ -3,21 +3,22 @@
 // table row; bench/train_bench.sh runs every configuration (each in its own process, for its peak RSS) next to the
 // eager PyTorch baseline bench/train_step_ref.py. Never a pass/fail test.
 //
-//   build/bench/bench_train --model DIR [--lora 16] [--lora-dropout 0] [--bf16] [--prompts 8] [--generations 8] [--prompt-tokens 32]
+//   build/bench/bench_train --model DIR [--lora 16] [--lora-dropout 0] [--bf16] [--prompts 8] [--generations 8]
+//   [--prompt-tokens 32]
 //                           [--completion-tokens 128] [--micro 16] [--steps 2] [--threads 2] [--profile TRACE.json]
 // --profile writes libtorch's profiler trace (chrome://tracing JSON, one event per op) of the last timed step.
 // FLOPs: full 6 x parameters x tokens; LoRA 4 x parameters x tokens (no weight gradients for the frozen base) plus
 // 6 x adapter parameters x tokens.
-#include "bench_args.h"
 #include <sys/resource.h>
+#include "bench_args.h"
 
+#include <torch/csrc/autograd/profiler_legacy.h>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
-#include <torch/csrc/autograd/profiler_legacy.h>
 
 #include "rlaif/lora.h"
 #include "rlaif/model_folder.h"
@@ -113,7 +114,8 @@ int main(int argc, char** argv) {
     auto t = Clock::now();
     for (int64_t m = 0; m < N; m += micro) {
       std::vector<const std::vector<int64_t>*> pp, cc;
-      for (int64_t i = m; i < std::min(N, m + micro); ++i) pp.push_back(&prompt_ids[i]), cc.push_back(&completion_ids[i]);
+      for (int64_t i = m; i < std::min(N, m + micro); ++i)
+        pp.push_back(&prompt_ids[i]), cc.push_back(&completion_ids[i]);
       auto b = rlaif::make_sequence_batch(pp, cc);
       auto logp = rlaif::completion_logprobs(model, b, 1.0, nullptr, bf16);  // [n, Tc]
       rlaif::PolicyLossInputs in;
@@ -133,8 +135,10 @@ int main(int argc, char** argv) {
   double peak32 = matmul_gflops(torch::kFloat32, 2048), peak16 = matmul_gflops(torch::kBFloat16, 2048);
   double achieved = flops_per_token * tokens / best / 1e9;
   double peak = bf16 ? peak16 : peak32;
-  std::printf("| rlaif %-4s %-4s | %6.1f s | %7.1f | %7.0f MiB | %6.1f GFLOP/s | %5.1f%% of %s peak (%.0f) | fp32 peak %.0f, bf16 peak %.0f |\n",
-              lora_r > 0 ? "LoRA" : "full", bf16 ? "bf16" : "fp32", best, tokens / best, ru.ru_maxrss / 1024.0, achieved,
-              100 * achieved / peak, bf16 ? "bf16" : "fp32", peak, peak32, peak16);
+  std::printf(
+      "| rlaif %-4s %-4s | %6.1f s | %7.1f | %7.0f MiB | %6.1f GFLOP/s | %5.1f%% of %s peak (%.0f) | fp32 peak %.0f, "
+      "bf16 peak %.0f |\n",
+      lora_r > 0 ? "LoRA" : "full", bf16 ? "bf16" : "fp32", best, tokens / best, ru.ru_maxrss / 1024.0, achieved,
+      100 * achieved / peak, bf16 ? "bf16" : "fp32", peak, peak32, peak16);
   return 0;
 }

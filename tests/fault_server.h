@@ -30,8 +30,10 @@ class FaultServer {
   explicit FaultServer(int added_latency_ms = 0, int threads = 300) : latency_ms_(added_latency_ms) {
     server_.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
     server_.set_tcp_nodelay(true);  // else Nagle holds the body behind the headers for a delayed ACK
-    server_.Get("/health", [](const httplib::Request&, httplib::Response& res) { res.set_content("ok", "text/plain"); });
-    server_.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) { handle(req, res); });
+    server_.Get("/health",
+                [](const httplib::Request&, httplib::Response& res) { res.set_content("ok", "text/plain"); });
+    server_.Post("/v1/chat/completions",
+                 [this](const httplib::Request& req, httplib::Response& res) { handle(req, res); });
     port_ = server_.bind_to_any_port("127.0.0.1");
     raise_backlog(port_);
     thread_ = std::thread([this] { server_.listen_after_bind(); });
@@ -59,7 +61,8 @@ class FaultServer {
       int listening = 0;
       socklen_t optlen = sizeof(listening);
       if (fd > 2 && getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0 && addr.sin_family == AF_INET &&
-          ntohs(addr.sin_port) == port && getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &optlen) == 0 && listening)
+          ntohs(addr.sin_port) == port && getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &optlen) == 0 &&
+          listening)
         ::listen(fd, 4096);
     }
     closedir(d);
@@ -142,27 +145,38 @@ class FaultServer {
     for (size_t p = prompt.find("\": <integer"); p != std::string::npos; p = prompt.find("\": <integer", p + 1)) {
       size_t q = prompt.rfind('"', p - 1);
       std::string key = prompt.substr(q + 1, p - q - 1);
-      if (score < 0) scores[key] = "high";
-      else scores[key] = score;
+      if (score < 0)
+        scores[key] = "high";
+      else
+        scores[key] = score;
     }
     nlohmann::json content = {{"rationale", "fine"}, {"scores", scores}};
     size_t a = prompt.find("<response-A-"), b = prompt.find("<response-B-");
     if (a != std::string::npos && b != std::string::npos) {  // pairwise: prefer the response that says GOOD
       bool good_a = prompt.substr(a, b - a).find("GOOD") != std::string::npos;
       bool good_b = prompt.substr(b).find("GOOD") != std::string::npos;
-      std::string winner = prompt.find("BIAS=A") != std::string::npos ? "A" : good_a == good_b ? "tie" : good_a ? "A" : "B";
+      std::string winner = prompt.find("BIAS=A") != std::string::npos ? "A"
+                           : good_a == good_b                         ? "tie"
+                           : good_a                                   ? "A"
+                                                                      : "B";
       if (prompt.find("PREFER=a") != std::string::npos) {  // the response with more letters 'a' wins
         size_t end_a = prompt.find("</response-A-"), end_b = prompt.find("</response-B-");
-        auto count = [&](size_t from, size_t to) { return std::count(prompt.begin() + from, prompt.begin() + to, 'a'); };
+        auto count = [&](size_t from, size_t to) {
+          return std::count(prompt.begin() + from, prompt.begin() + to, 'a');
+        };
         auto na = count(prompt.find('>', a), end_a), nb = count(prompt.find('>', b), end_b);  // texts only, not tags
         winner = na == nb ? "tie" : na > nb ? "A" : "B";
       }
       content = {{"rationale", "compared"}, {"winner", winner}};
     }
-    nlohmann::json reply = {
-        {"id", "chatcmpl-test"}, {"object", "chat.completion"}, {"model", body.value("model", "fault")},
-        {"choices", {{{"index", 0}, {"message", {{"role", "assistant"}, {"content", content.dump()}}}, {"finish_reason", "stop"}}}},
-        {"usage", {{"prompt_tokens", 100}, {"completion_tokens", 20}, {"total_tokens", 120}}}};
+    nlohmann::json reply = {{"id", "chatcmpl-test"},
+                            {"object", "chat.completion"},
+                            {"model", body.value("model", "fault")},
+                            {"choices",
+                             {{{"index", 0},
+                               {"message", {{"role", "assistant"}, {"content", content.dump()}}},
+                               {"finish_reason", "stop"}}}},
+                            {"usage", {{"prompt_tokens", 100}, {"completion_tokens", 20}, {"total_tokens", 120}}}};
     return reply.dump();
   }
 

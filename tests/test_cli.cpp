@@ -15,8 +15,9 @@ TEST(Cli, InitModelThenGenerate) {
   TempDir dir;
   auto r = run_command(bin() + " init-model --arch llama --size tiny --seed 3 --out " + (dir / "m"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  rlaif_test::write_text(dir / "p.jsonl",
-                         "{\"prompt\": \"Write a haiku\"}\n\n{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}\n");
+  rlaif_test::write_text(
+      dir / "p.jsonl",
+      "{\"prompt\": \"Write a haiku\"}\n\n{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}\n");
   r = run_command(bin() + " generate --model " + (dir / "m") + " --prompts " + (dir / "p.jsonl") + " --out " +
                   (dir / "o.jsonl") + " --num-generations 3 --max-new-tokens 7 --temperature 0.8 --top-p 0.9 --seed 4");
   ASSERT_EQ(r.exit_code, 0) << r.output;
@@ -33,7 +34,8 @@ TEST(Cli, InitModelThenGenerate) {
   EXPECT_EQ(rows[3].value["prompt"], "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
   // Same seed, same samples whatever the batch size (logprobs may differ in the last bits: other matmul shapes).
   r = run_command(bin() + " generate --quiet --model " + (dir / "m") + " --prompts " + (dir / "p.jsonl") + " --out " +
-                  (dir / "o2.jsonl") + " --num-generations 3 --max-new-tokens 7 --temperature 0.8 --top-p 0.9 --seed 4 --batch-size 2");
+                  (dir / "o2.jsonl") +
+                  " --num-generations 3 --max-new-tokens 7 --temperature 0.8 --top-p 0.9 --seed 4 --batch-size 2");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   auto again = rlaif::read_jsonl(dir / "o2.jsonl");
   ASSERT_EQ(again.size(), rows.size());
@@ -70,13 +72,15 @@ TEST(Cli, MalformedRowStopsOrIsReported) {
 TEST(Cli, ErrorsNameTheFileAndExitNonZero) {
   TempDir dir;
   rlaif_test::write_text(dir / "p.jsonl", "{\"prompt\": \"ok\"}\n");
-  auto r = run_command(bin() + " generate --model " + (dir / "none") + " --prompts " + (dir / "p.jsonl") + " --out " + (dir / "o"));
+  auto r = run_command(bin() + " generate --model " + (dir / "none") + " --prompts " + (dir / "p.jsonl") + " --out " +
+                       (dir / "o"));
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find(dir / "none"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("hint:"), std::string::npos) << r.output;
   ASSERT_EQ(run_command(bin() + " init-model --out " + (dir / "m")).exit_code, 0);
   rlaif_test::write_text(dir / "m/model.safetensors", "garbage!");
-  r = run_command(bin() + " generate --model " + (dir / "m") + " --prompts " + (dir / "p.jsonl") + " --out " + (dir / "o"));
+  r = run_command(bin() + " generate --model " + (dir / "m") + " --prompts " + (dir / "p.jsonl") + " --out " +
+                  (dir / "o"));
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("model.safetensors"), std::string::npos) << r.output;
   r = run_command(bin() + " init-model --arch gpt2 --out " + (dir / "x"));

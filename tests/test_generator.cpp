@@ -219,7 +219,8 @@ TEST(Generator, StopStringsEosAndLength) {
 TEST(Generator, ContinuousBatchingFinishesEverySampleOnce) {
   Fixture f("qwen3");
   std::vector<rlaif::GenerationRequest> reqs;
-  for (int i = 0; i < 10; ++i) reqs.push_back(request(f.tok, "prompt " + std::to_string(i), i, 3, 1.0f, 3 + (i * 7) % 11));
+  for (int i = 0; i < 10; ++i)
+    reqs.push_back(request(f.tok, "prompt " + std::to_string(i), i, 3, 1.0f, 3 + (i * 7) % 11));
   std::map<std::pair<size_t, size_t>, int> calls;
   auto small = f.generator(3).generate(reqs, [&](size_t r, size_t s, const rlaif::Sample&) { calls[{r, s}]++; });
   EXPECT_EQ(calls.size(), 30u);

@@ -25,12 +25,14 @@ TEST(HttpClient, EveryFaultEndsAsAResponseOrACountedFailure) {
   o.deadline_s = 30;
   o.circuit_failures = 0;
   rlaif::HttpClient client(o);
-  std::vector<std::pair<std::string, std::string>> cases = {  // fault, expected failure ("" = success)
-      {"ok", ""},          {"429x2", ""},      {"500x1", ""},        {"timeoutx1", ""}, {"truncatex1", ""},
-      {"dripx1", ""},      {"4xx", "http_4xx"}, {"500", "http_5xx"}, {"timeout", "timeout"}, {"invalid_json", ""}};
+  std::vector<std::pair<std::string, std::string>> cases = {
+      // fault, expected failure ("" = success)
+      {"ok", ""},     {"429x2", ""},       {"500x1", ""},       {"timeoutx1", ""},      {"truncatex1", ""},
+      {"dripx1", ""}, {"4xx", "http_4xx"}, {"500", "http_5xx"}, {"timeout", "timeout"}, {"invalid_json", ""}};
   std::vector<rlaif::HttpRequest> reqs;
   for (int rep = 0; rep < 3; ++rep)
-    for (size_t k = 0; k < cases.size(); ++k) reqs.push_back(request(server, cases[k].first, cases[k].first + "-" + std::to_string(rep)));
+    for (size_t k = 0; k < cases.size(); ++k)
+      reqs.push_back(request(server, cases[k].first, cases[k].first + "-" + std::to_string(rep)));
   std::vector<int> done(reqs.size(), 0);
   std::vector<rlaif::HttpResponse> out(reqs.size());
   auto t0 = Clock::now();

@@ -7,11 +7,11 @@
 #include "fault_server.h"
 #include "rlaif/chat_template.h"
 #include "rlaif/init_model.h"
+#include "rlaif/jsonl.h"
 #include "rlaif/judge.h"
+#include "rlaif/judge_eval.h"
 #include "rlaif/model_folder.h"
 #include "rlaif/tokenizer.h"
-#include "rlaif/judge_eval.h"
-#include "rlaif/jsonl.h"
 #include "test_util.h"
 
 using rlaif_test::TempDir;
@@ -127,16 +127,24 @@ TEST(Judge, ConfigErrorsNameFileKeyAndLine) {
   };
   rlaif_test::expect_error([&] { rlaif::JudgeConfig::from_toml(write("[judge]\nmodel = \"m\"\ntemprature = 0.5\n")); },
                            {"judge.toml: judge.temprature (line 3)", "unknown key", "temperature"});
-  rlaif_test::expect_error([&] { rlaif::JudgeConfig::from_toml(write("[judge]\nmodel = \"m\"\nconcurrency = \"many\"\n")); },
-                           {"judge.concurrency", "must be an integer"});
-  rlaif_test::expect_error([&] { rlaif::JudgeConfig::from_toml(write("[judge]\nmodel = \"m\"\n[[rubric.criteria]]\nname = \"a\"\nmin = 5\nmax = 1\n")); },
-                           {"criteria[0] (a)", "min must be below max"});
-  rlaif_test::expect_error([&] { rlaif::JudgeConfig::from_toml(write("[judge]\nmodel = \"m\"\nbase_url = \"localhost:80\"\n")); },
-                           {"judge.base_url", "http://"});
-  rlaif_test::expect_error([&] { rlaif::JudgeConfig::from_toml(write("[judge\nmodel = 1\n")); }, {"judge.toml:1", "invalid TOML"});
+  rlaif_test::expect_error(
+      [&] { rlaif::JudgeConfig::from_toml(write("[judge]\nmodel = \"m\"\nconcurrency = \"many\"\n")); },
+      {"judge.concurrency", "must be an integer"});
+  rlaif_test::expect_error(
+      [&] {
+        rlaif::JudgeConfig::from_toml(
+            write("[judge]\nmodel = \"m\"\n[[rubric.criteria]]\nname = \"a\"\nmin = 5\nmax = 1\n"));
+      },
+      {"criteria[0] (a)", "min must be below max"});
+  rlaif_test::expect_error(
+      [&] { rlaif::JudgeConfig::from_toml(write("[judge]\nmodel = \"m\"\nbase_url = \"localhost:80\"\n")); },
+      {"judge.base_url", "http://"});
+  rlaif_test::expect_error([&] { rlaif::JudgeConfig::from_toml(write("[judge\nmodel = 1\n")); },
+                           {"judge.toml:1", "invalid TOML"});
   rlaif_test::expect_error([&] { rlaif::JudgeConfig::from_toml(write("[judge]\n")); }, {"judge.model", "not set"});
-  auto c = rlaif::JudgeConfig::from_toml(write(
-      "[judge]\nmodel = \"m\"\nconcurrency = 32\n[judge.headers]\nX-Team = \"rl\"\n[rubric]\npass_fail = \"Is it right?\"\n"));
+  auto c =
+      rlaif::JudgeConfig::from_toml(write("[judge]\nmodel = \"m\"\nconcurrency = 32\n[judge.headers]\nX-Team = "
+                                          "\"rl\"\n[rubric]\npass_fail = \"Is it right?\"\n"));
   EXPECT_EQ(c.http.max_in_flight, 32);
   EXPECT_TRUE(c.rubric.pass_fail);
   EXPECT_EQ(c.headers, std::vector<std::string>{"X-Team: rl"});
@@ -145,12 +153,19 @@ TEST(Judge, ConfigErrorsNameFileKeyAndLine) {
 TEST(Judge, CommandScoresAFileWithASummary) {
   TempDir dir;
   rlaif_test::FaultServer server;
-  rlaif_test::write_text(dir / "judge.toml", "[judge]\nbase_url = \"" + server.base_url() + "\"\nmodel = \"m\"\n"
-                                             "max_retries = 0\ncache = \"" + (dir / "c.sqlite") + "\"\n"
-                                             "[[graders]]\ntype = \"contains\"\nvalue = \"Paris\"\nweight = 2\n");
+  rlaif_test::write_text(dir / "judge.toml", "[judge]\nbase_url = \"" + server.base_url() +
+                                                 "\"\nmodel = \"m\"\n"
+                                                 "max_retries = 0\ncache = \"" +
+                                                 (dir / "c.sqlite") +
+                                                 "\"\n"
+                                                 "[[graders]]\ntype = \"contains\"\nvalue = \"Paris\"\nweight = 2\n");
   std::string rows;
   for (const char* fault : {"ok", "4xx", "ok"})
-    rows += nlohmann::json{{"prompt", "Capital of France?"}, {"completion", std::string("Paris FAULT=") + fault + " ID=" + fault + std::to_string(rows.size())}}.dump() + "\n";
+    rows += nlohmann::json{{"prompt", "Capital of France?"},
+                           {"completion",
+                            std::string("Paris FAULT=") + fault + " ID=" + fault + std::to_string(rows.size())}}
+                .dump() +
+            "\n";
   rlaif_test::write_text(dir / "in.jsonl", rows);
   auto r = rlaif_test::run_command(std::string(RLAIF_BIN) + " judge --config " + (dir / "judge.toml") + " --in " +
                                    (dir / "in.jsonl") + " --out " + (dir / "out.jsonl") + " --quiet");
@@ -168,7 +183,9 @@ TEST(Judge, CommandScoresAFileWithASummary) {
   // judge eval: labels in, a JSON report out (the statistics themselves are checked against SciPy below).
   std::string labels;
   for (int i = 0; i < 4; ++i)
-    labels += nlohmann::json{{"prompt", "p"}, {"completion", "c SCORE=" + std::to_string(2 + 2 * i)}, {"label", i >= 2}}.dump() + "\n";
+    labels += nlohmann::json{{"prompt", "p"}, {"completion", "c SCORE=" + std::to_string(2 + 2 * i)}, {"label", i >= 2}}
+                  .dump() +
+              "\n";
   rlaif_test::write_text(dir / "labels.jsonl", labels);
   r = rlaif_test::run_command(std::string(RLAIF_BIN) + " judge eval --config " + (dir / "judge.toml") + " --labels " +
                               (dir / "labels.jsonl") + " --report " + (dir / "report.json"));
@@ -202,7 +219,9 @@ TEST(JudgeEval, AgreementLengthBiasConsistencyAndInjectionShiftMatchReferences) 
   std::vector<double> label = {1, 1, 0, 0, 0, 1, 0, 1, 1, 0};
   std::vector<rlaif::LabelledSample> rows;
   for (size_t i = 0; i < score.size(); ++i)
-    rows.push_back({{"Q" + std::to_string(i), std::string(5 + 7 * i % 23, 'a') + " SCORE=" + std::to_string(score[i]), ""}, label[i]});
+    rows.push_back(
+        {{"Q" + std::to_string(i), std::string(5 + 7 * i % 23, 'a') + " SCORE=" + std::to_string(score[i]), ""},
+         label[i]});
   rlaif::JudgeEvalOptions o;
   o.consistency = 3;
   // The first injection fools this judge (it obeys a SCORE=N marker anywhere); the second, at the start of a line,
@@ -212,10 +231,12 @@ TEST(JudgeEval, AgreementLengthBiasConsistencyAndInjectionShiftMatchReferences) 
   EXPECT_EQ(rep.judged, 10);
   EXPECT_EQ(rep.failed, 0);
   // Reference values from SciPy on the same vectors (reward = (score - 1) / 9 is a monotone map of the score).
-  std::string py = "import scipy.stats as s\nx=" + nlohmann::json(score).dump() + "\ny=" + nlohmann::json(label).dump() +
-                   "\nL=[" ;
+  std::string py =
+      "import scipy.stats as s\nx=" + nlohmann::json(score).dump() + "\ny=" + nlohmann::json(label).dump() + "\nL=[";
   for (size_t i = 0; i < rows.size(); ++i) py += (i ? "," : "") + std::to_string(rows[i].sample.completion.size());
-  py += "]\nprint(repr(s.spearmanr(x,y).statistic), repr(s.kendalltau(x,y).statistic), repr(s.spearmanr(x,L).statistic))\n";
+  py +=
+      "]\nprint(repr(s.spearmanr(x,y).statistic), repr(s.kendalltau(x,y).statistic), "
+      "repr(s.spearmanr(x,L).statistic))\n";
   rlaif_test::write_text(dir / "ref.py", py);
   auto r = rlaif_test::run_command("/usr/bin/python3 " + (dir / "ref.py"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
@@ -247,15 +268,17 @@ TEST(JudgeEval, PairwiseFlipRateAndAccuracy) {
   TempDir dir;
   rlaif_test::FaultServer server;  // pairwise: prefers the response with GOOD, or always "A" under BIAS=A
   auto config = config_for(server, dir);
-  std::vector<rlaif::LabelledSample> rows = {
-      {{"P1", "a GOOD answer", ""}, 1}, {{"P1", "a poor answer", ""}, 0},
-      {{"P2 BIAS=A", "right", ""}, 1}, {{"P2 BIAS=A", "wrong", ""}, 0}, {{"P2 BIAS=A", "also right", ""}, 1}};
+  std::vector<rlaif::LabelledSample> rows = {{{"P1", "a GOOD answer", ""}, 1},
+                                             {{"P1", "a poor answer", ""}, 0},
+                                             {{"P2 BIAS=A", "right", ""}, 1},
+                                             {{"P2 BIAS=A", "wrong", ""}, 0},
+                                             {{"P2 BIAS=A", "also right", ""}, 1}};
   rlaif::JudgeEvalOptions o;
   o.pairwise = true;
   auto rep = rlaif::evaluate_judge(config, rows, o);
-  EXPECT_EQ(rep.pairs, 3);         // P1: 1 pair; P2: right/wrong and wrong/also right (equal labels are not paired)
+  EXPECT_EQ(rep.pairs, 3);  // P1: 1 pair; P2: right/wrong and wrong/also right (equal labels are not paired)
   EXPECT_EQ(rep.pairs_judged, 3);
-  EXPECT_NEAR(rep.flip_rate, 2.0 / 3, 1e-12);  // the position-biased judge flips on both P2 pairs
+  EXPECT_NEAR(rep.flip_rate, 2.0 / 3, 1e-12);      // the position-biased judge flips on both P2 pairs
   EXPECT_NEAR(rep.pairwise_accuracy, 1.0, 1e-12);  // the one decided pair went to the better answer
   EXPECT_TRUE(rep.to_json().contains("pairwise_flip_rate"));
 }
@@ -266,9 +289,10 @@ TEST(Judge, CommandBackendRunsANovaRewardLambdaUnchanged) {
   c.backend = "command";
   c.command = {"/usr/bin/python3", std::string(RLAIF_REFERENCE_DIR) + "/../data/nova_reward_lambda.py"};
   c.command_batch = 2;  // 3 samples: two runs of the command
-  std::vector<rlaif::JudgeSample> s = {{"Capital of France?", "Paris.", "paris"},
-                                       {"Capital of France?", "I believe it is Lyon, a large city in the south-east.", "Paris"},
-                                       {"2+2?", "It is 4, because two and two make four, always and everywhere.", "4"}};
+  std::vector<rlaif::JudgeSample> s = {
+      {"Capital of France?", "Paris.", "paris"},
+      {"Capital of France?", "I believe it is Lyon, a large city in the south-east.", "Paris"},
+      {"2+2?", "It is 4, because two and two make four, always and everywhere.", "4"}};
   rlaif::Judge judge(c);
   auto r = judge.judge(s);
   ASSERT_TRUE(r[0].ok) << r[0].detail;
@@ -292,7 +316,10 @@ TEST(Judge, CommandBackendRunsANovaRewardLambdaUnchanged) {
   for (const auto& res : fails("import time\ntime.sleep(30)\n", 0.5)) EXPECT_EQ(res.failure, "command_timeout");
   EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 5.0);
   for (const auto& res : fails("print('no json')\n", 10)) EXPECT_EQ(res.failure, "bad_response");
-  auto partial = fails("import json,sys\nd=json.load(sys.stdin)\nprint(json.dumps([{'id': d[0]['id'], 'aggregate_reward_score': 0.5}]))\n", 10);
+  auto partial = fails(
+      "import json,sys\nd=json.load(sys.stdin)\nprint(json.dumps([{'id': d[0]['id'], 'aggregate_reward_score': "
+      "0.5}]))\n",
+      10);
   EXPECT_TRUE(partial[0].ok);
   EXPECT_EQ(partial[1].failure, "missing_score");
 }
@@ -342,10 +369,12 @@ TEST(Judge, PairwiseAsksBothOrdersAndCountsFlipsAsTies) {
   // The command: rlaif judge --pairwise.
   rlaif_test::write_text(dir / "judge.toml", "[judge]\nbase_url = \"" + server.base_url() + "\"\nmodel = \"m\"\n");
   std::string rows;
-  for (const auto& p : pairs) rows += nlohmann::json{{"prompt", p.prompt}, {"completion_a", p.a}, {"completion_b", p.b}}.dump() + "\n";
+  for (const auto& p : pairs)
+    rows += nlohmann::json{{"prompt", p.prompt}, {"completion_a", p.a}, {"completion_b", p.b}}.dump() + "\n";
   rlaif_test::write_text(dir / "pairs.jsonl", rows);
-  auto cmd = rlaif_test::run_command(std::string(RLAIF_BIN) + " judge --pairwise --quiet --config " + (dir / "judge.toml") +
-                                     " --in " + (dir / "pairs.jsonl") + " --out " + (dir / "pairs_out.jsonl"));
+  auto cmd =
+      rlaif_test::run_command(std::string(RLAIF_BIN) + " judge --pairwise --quiet --config " + (dir / "judge.toml") +
+                              " --in " + (dir / "pairs.jsonl") + " --out " + (dir / "pairs_out.jsonl"));
   EXPECT_EQ(cmd.exit_code, 4) << cmd.output;  // one pair failed
   EXPECT_NE(cmd.output.find("flip rate 0.333"), std::string::npos) << cmd.output;
   auto out = rlaif::read_jsonl(dir / "pairs_out.jsonl");
@@ -373,14 +402,15 @@ TEST(Judge, GroupRankingScoresEveryCompletionInOneCall) {
   EXPECT_NEAR(r[0].rewards[2], 6.0 / 9, 1e-12);
   EXPECT_FALSE(r[1].ok);
   EXPECT_EQ(r[1].failure, "non_numeric_score");  // one bad score fails the whole group: no made-up numbers
-  EXPECT_EQ(server.requests(), 2);                // one call per group
+  EXPECT_EQ(server.requests(), 2);               // one call per group
   // The same from the command line: rlaif judge --group.
   rlaif_test::write_text(dir / "group.toml", "[judge]\nbase_url = \"" + server.base_url() + "\"\nmodel = \"judge\"\n");
   std::string rows;
-  for (const auto& g : groups) rows += nlohmann::json({{"prompt", g.prompt}, {"completions", g.completions}}).dump() + "\n";
+  for (const auto& g : groups)
+    rows += nlohmann::json({{"prompt", g.prompt}, {"completions", g.completions}}).dump() + "\n";
   rlaif_test::write_text(dir / "groups.jsonl", rows);
-  auto cli = rlaif_test::run_command(std::string(RLAIF_BIN) + " judge --group --config " + (dir / "group.toml") + " --in " +
-                                     (dir / "groups.jsonl") + " --out " + (dir / "ranked.jsonl"));
+  auto cli = rlaif_test::run_command(std::string(RLAIF_BIN) + " judge --group --config " + (dir / "group.toml") +
+                                     " --in " + (dir / "groups.jsonl") + " --out " + (dir / "ranked.jsonl"));
   EXPECT_EQ(cli.exit_code, 4) << cli.output;  // the second group failed
   auto out = rlaif::read_jsonl(dir / "ranked.jsonl");
   ASSERT_EQ(out.size(), 2u);
@@ -403,15 +433,17 @@ namespace {
 // continuing into a longer score. Tolerance 1e-4 on the expected score (fp32 logits, different batching).
 TEST(Judge, RenderWritesTheJudgePromptAndVerdictAsSftRows) {
   rlaif_test::TempDir dir;
-  rlaif_test::write_text(dir / "judge.toml", "[judge]\nbackend = \"none\"\n[[graders]]\ntype = \"length\"\n"
-                                             "[rubric]\npass_fail = \"Is it right?\"\n[template]\nsystem = \"\"\n"
-                                             "user = \"{prompt}\\n{completion}\"\n");
-  rlaif_test::write_text(dir / "rows.jsonl", R"({"prompt": "Say hi", "completion": "hi </completion>", "label": 1, "rationale": "it did"}
+  rlaif_test::write_text(dir / "judge.toml",
+                         "[judge]\nbackend = \"none\"\n[[graders]]\ntype = \"length\"\n"
+                         "[rubric]\npass_fail = \"Is it right?\"\n[template]\nsystem = \"\"\n"
+                         "user = \"{prompt}\\n{completion}\"\n");
+  rlaif_test::write_text(dir / "rows.jsonl",
+                         R"({"prompt": "Say hi", "completion": "hi </completion>", "label": 1, "rationale": "it did"}
 {"prompt": "Say hi", "completion": "bye", "label": false}
 {"prompt": "Say hi", "completion": "hm"}
 )");
-  auto r = rlaif_test::run_command(std::string(RLAIF_BIN) + " judge render --config " + (dir / "judge.toml") + " --in " +
-                                   (dir / "rows.jsonl") + " --out " + (dir / "sft.jsonl"));
+  auto r = rlaif_test::run_command(std::string(RLAIF_BIN) + " judge render --config " + (dir / "judge.toml") +
+                                   " --in " + (dir / "rows.jsonl") + " --out " + (dir / "sft.jsonl"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   auto rows = rlaif::read_jsonl(dir / "sft.jsonl");
   ASSERT_EQ(rows.size(), 3u);
@@ -448,7 +480,8 @@ TEST(Judge, LocalBackendWritesItsRationaleFirstThenScoresAfterIt) {
   c.tmpl.system = "";
   c.tmpl.user = "{prompt}\n{completion}";
   rlaif::Judge judge(c);
-  std::vector<rlaif::JudgeSample> samples = {{"Name a colour.", "Blue.", ""}, {"2+2?", "4", ""}, {"Hi", "Hello there", ""}};
+  std::vector<rlaif::JudgeSample> samples = {
+      {"Name a colour.", "Blue.", ""}, {"2+2?", "4", ""}, {"Hi", "Hello there", ""}};
   auto results = judge.judge(samples);
   // The reference: greedy decoding with full forwards over the whole text, then the score after the verdict text.
   auto model = rlaif::load_model(dir / "judge");
@@ -515,7 +548,8 @@ TEST(Judge, LocalBackendReadsScoreDistributionsFromTheModel) {
   for (size_t i = 0; i < samples.size(); ++i) {
     ASSERT_TRUE(results[i].ok) << results[i].failure;
     auto m = rlaif::render_judge_prompt(c.tmpl, c.rubric, samples[i]);
-    nlohmann::ordered_json msgs = {{{"role", "system"}, {"content", m.system}}, {{"role", "user"}, {"content", m.user}}};
+    nlohmann::ordered_json msgs = {{{"role", "system"}, {"content", m.system}},
+                                   {{"role", "user"}, {"content", m.user}}};
     std::string prefix = chat.render_for(tok, msgs, true) + "{\"rationale\": \"\", \"scores\": {";
     double reward_check = 0, weights = 0;
     for (size_t j = 0; j < c.rubric.criteria.size(); ++j) {
@@ -527,9 +561,12 @@ TEST(Judge, LocalBackendReadsScoreDistributionsFromTheModel) {
       double total = 0;
       for (int v = 1; v <= 10; ++v) {
         double pv;
-        if (v == 1) pv = std::exp(lp0[digit(1)].item<double>()) * (1 - std::exp(lp1[digit(0)].item<double>()));
-        else if (v == 10) pv = std::exp(lp0[digit(1)].item<double>()) * std::exp(lp1[digit(0)].item<double>());
-        else pv = std::exp(lp0[digit(v)].item<double>());
+        if (v == 1)
+          pv = std::exp(lp0[digit(1)].item<double>()) * (1 - std::exp(lp1[digit(0)].item<double>()));
+        else if (v == 10)
+          pv = std::exp(lp0[digit(1)].item<double>()) * std::exp(lp1[digit(0)].item<double>());
+        else
+          pv = std::exp(lp0[digit(v)].item<double>());
         probs.push_back(pv);
         total += pv;
       }
@@ -542,7 +579,8 @@ TEST(Judge, LocalBackendReadsScoreDistributionsFromTheModel) {
       EXPECT_NEAR(results[i].verdict.scores.at(crit.name), mean, 1e-4) << crit.name;
       EXPECT_NEAR(results[i].distributions.at(crit.name).confidence, best / total, 1e-4);
       // Candidates are " v": the mass includes the probability of the space after `"name":`.
-      const double space = std::exp(next_logprobs(prefix + "\"" + crit.name + "\":")[tok.encode(" ", false).at(0)].item<double>());
+      const double space =
+          std::exp(next_logprobs(prefix + "\"" + crit.name + "\":")[tok.encode(" ", false).at(0)].item<double>());
       EXPECT_NEAR(results[i].distributions.at(crit.name).mass, space * total, 1e-6);
       prefix += "\"" + crit.name + "\": " + std::to_string(arg) + (j + 1 < c.rubric.criteria.size() ? ", " : "");
       reward_check += crit.weight * (mean - crit.min) / (crit.max - crit.min);
@@ -574,28 +612,37 @@ TEST(Judge, PanelOfJudgesScoresEverySampleAndCombinesWithWeights) {
   rlaif_test::FaultServer first, second;
   TempDir dir;
   const std::string lambda = std::string(RLAIF_REFERENCE_DIR) + "/../data/nova_reward_lambda.py";
-  rlaif_test::write_text(dir / "lambda.toml", "[judge]\nname = \"lambda\"\nbackend = \"command\"\ncommand = [\"/usr/bin/python3\", \"" + lambda + "\"]\n");
-  rlaif_test::write_text(dir / "second.toml", "[judge]\nname = \"second\"\nmodel = \"m2\"\nbase_url = \"" + second.base_url() +
+  rlaif_test::write_text(
+      dir / "lambda.toml",
+      "[judge]\nname = \"lambda\"\nbackend = \"command\"\ncommand = [\"/usr/bin/python3\", \"" + lambda + "\"]\n");
+  rlaif_test::write_text(dir / "second.toml", "[judge]\nname = \"second\"\nmodel = \"m2\"\nbase_url = \"" +
+                                                  second.base_url() +
                                                   "\"\nmax_retries = 0\n[rubric]\npass_fail = \"Is it right?\"\n");
   const std::string head = "[judge]\nname = \"first\"\nmodel = \"m1\"\nbase_url = \"" + first.base_url() +
                            "\"\nmax_retries = 0\njournal = \"" + (dir / "journal.jsonl") + "\"\n";
-  const std::string panel = "[[graders]]\nname = \"says_paris\"\ntype = \"contains\"\nvalue = \"Paris\"\n"
-                            "[[panel]]\nconfig = \"" + (dir / "lambda.toml") + "\"\nweight = 2\n"
-                            "[[panel]]\nconfig = \"" + (dir / "second.toml") + "\"\n";
+  const std::string panel =
+      "[[graders]]\nname = \"says_paris\"\ntype = \"contains\"\nvalue = \"Paris\"\n"
+      "[[panel]]\nconfig = \"" +
+      (dir / "lambda.toml") +
+      "\"\nweight = 2\n"
+      "[[panel]]\nconfig = \"" +
+      (dir / "second.toml") + "\"\n";
   rlaif_test::write_text(dir / "judge.toml", head + panel);
   auto config = rlaif::JudgeConfig::from_toml(dir / "judge.toml");
   ASSERT_EQ(config.panel.size(), 2u);
   EXPECT_EQ(config.panel[0].name, "lambda");
   EXPECT_EQ(config.panel[0].judge_weight, 2);
 
-  std::vector<rlaif::JudgeSample> s = {{"Capital of France?", "Paris. SCORE=9", "paris"},
-                                       {"Capital of France?", "I believe it is Lyon, a large city in the south-east. SCORE=3", "Paris"},
-                                       {"2+2?", "It is 4, because two and two make four, always. SCORE=0", "4"}};
+  std::vector<rlaif::JudgeSample> s = {
+      {"Capital of France?", "Paris. SCORE=9", "paris"},
+      {"Capital of France?", "I believe it is Lyon, a large city in the south-east. SCORE=3", "Paris"},
+      {"2+2?", "It is 4, because two and two make four, always. SCORE=0", "4"}};
   rlaif::Judge judge(config);
   auto r = judge.judge(s);
   // Each judge by hand: the first scores SCORE on 1..10 (0 clamps to 1); the Lambda 0.75 exact + 0.25 brevity; the
   // second judge's pass/fail scale is 0..1, so any score >= 1 is a pass.
-  const double first_r[] = {8.0 / 9, 2.0 / 9, 0}, lambda_r[] = {1, 0, 0.75}, second_r[] = {1, 1, 0}, grade[] = {1, 0, 0};
+  const double first_r[] = {8.0 / 9, 2.0 / 9, 0}, lambda_r[] = {1, 0, 0.75}, second_r[] = {1, 1, 0},
+               grade[] = {1, 0, 0};
   for (size_t i = 0; i < s.size(); ++i) {
     ASSERT_TRUE(r[i].ok) << i << " " << r[i].failure << " " << r[i].detail;
     EXPECT_NEAR(r[i].judge_rewards.at("first"), first_r[i], 1e-12) << i;
@@ -605,7 +652,8 @@ TEST(Judge, PanelOfJudgesScoresEverySampleAndCombinesWithWeights) {
     EXPECT_NEAR(r[i].reward, (first_r[i] + 2 * lambda_r[i] + second_r[i] + grade[i]) / 5, 1e-12) << i;
     EXPECT_EQ(r[i].grades.at("says_paris"), grade[i]);
     EXPECT_TRUE(r[i].verdict.scores.count("relevance") && r[i].verdict.scores.count("lambda/exact") &&
-                r[i].verdict.scores.count("second/pass")) << i;
+                r[i].verdict.scores.count("second/pass"))
+        << i;
   }
   EXPECT_EQ(first.requests(), 3);
   EXPECT_EQ(second.requests(), 3);
@@ -636,14 +684,18 @@ TEST(Judge, PanelOfJudgesScoresEverySampleAndCombinesWithWeights) {
     rlaif_test::write_text(dir / "bad.toml", text);
     rlaif_test::expect_error([&] { rlaif::JudgeConfig::from_toml(dir / "bad.toml"); }, parts);
   };
-  expect_bad(head + "[[panel]]\nconfig = \"" + (dir / "lambda.toml") + "\"\n[[panel]]\nconfig = \"" + (dir / "lambda.toml") + "\"\n",
+  expect_bad(head + "[[panel]]\nconfig = \"" + (dir / "lambda.toml") + "\"\n[[panel]]\nconfig = \"" +
+                 (dir / "lambda.toml") + "\"\n",
              {"bad.toml: panel[1].name", "\"lambda\" is taken"});
-  expect_bad(head + "[[panel]]\nname = \"relevance\"\nconfig = \"" + (dir / "lambda.toml") + "\"\n", {"panel[0].name", "taken"});
+  expect_bad(head + "[[panel]]\nname = \"relevance\"\nconfig = \"" + (dir / "lambda.toml") + "\"\n",
+             {"panel[0].name", "taken"});
   expect_bad(head + "[[panel]]\nweight = 1\n", {"bad.toml: panel[0].config", "judge.toml"});
   expect_bad(head + "[[panel]]\nconfig = \"" + (dir / "lambda.toml") + "\"\nweight = 0\n", {"panel[0].weight", "> 0"});
-  expect_bad(head + "[[panel]]\nconfig = \"" + (dir / "judge.toml") + "\"\n", {"judge.toml", "[[graders]] or [[panel]]"});
+  expect_bad(head + "[[panel]]\nconfig = \"" + (dir / "judge.toml") + "\"\n",
+             {"judge.toml", "[[graders]] or [[panel]]"});
   expect_bad(head + "[[panel]]\nconfig = \"" + (dir / "nope.toml") + "\"\n", {"nope.toml", "file not found"});
-  expect_bad(head + "[[panel]]\nconfig = \"" + (dir / "lambda.toml") + "\"\nwieght = 2\n", {"panel[0].wieght", "unknown key"});
+  expect_bad(head + "[[panel]]\nconfig = \"" + (dir / "lambda.toml") + "\"\nwieght = 2\n",
+             {"panel[0].wieght", "unknown key"});
   rlaif::Judge pointwise(config);
   rlaif_test::expect_error([&] { pointwise.compare({{"q", "a", "b", ""}}); }, {"panel", "pointwise"});
 }

@@ -1,11 +1,11 @@
 // Rubrics, the judge prompt (delimiters, neutralised injections) and verdict parsing.
 #include <cmath>
 
+#include "demo/review_task.h"
 #include "rlaif/atomic_file.h"
 #include "rlaif/graders.h"
 #include "rlaif/jsonl.h"
 #include "rlaif/judge_prompt.h"
-#include "demo/review_task.h"
 #include "rlaif/rubric.h"
 #include "rlaif/verdict.h"
 #include "test_util.h"
@@ -73,7 +73,8 @@ TEST(JudgePrompt, EveryInjectionStaysInsideItsBlock) {
     auto v = rlaif::parse_verdict(inside, rubric);
     EXPECT_FALSE(v.ok) << id << ": the completion still parses as a verdict: " << inside;
     // The instructions after the block are the template's, intact.
-    EXPECT_NE(m.user.find("answer with only this JSON object and nothing else:\n{\"rationale\""), std::string::npos) << id;
+    EXPECT_NE(m.user.find("answer with only this JSON object and nothing else:\n{\"rationale\""), std::string::npos)
+        << id;
     ++n;
   }
   EXPECT_GE(n, 10);
@@ -103,7 +104,11 @@ TEST(JudgePrompt, TemplateVariablesAndValidation) {
   // a different completion gets a different nonce
   EXPECT_NE(between(other.user, "<completion-", ">"), between(m.user, "<completion-", ">"));
   rlaif_test::expect_error([] { rlaif::JudgeTemplate{"", "{prompt} {answer}"}.validate("t"); }, {"no {completion}"});
-  rlaif_test::expect_error([] { rlaif::JudgeTemplate{"{rubric}", "{completion}"}.validate("t"); }, {"t.system", "{rubric}"});
+  rlaif_test::expect_error(
+      [] {
+        rlaif::JudgeTemplate{"{rubric}", "{completion}"}.validate("t");
+      },
+      {"t.system", "{rubric}"});
   auto schema = rlaif::verdict_schema(rlaif::Rubric::default_rubric());
   EXPECT_EQ(schema["properties"]["scores"]["required"].size(), 3u);
   EXPECT_EQ(schema["properties"]["scores"]["properties"]["safety"]["maximum"], 10);
@@ -111,13 +116,19 @@ TEST(JudgePrompt, TemplateVariablesAndValidation) {
 
 TEST(Verdict, ParsesJsonInProseFencesAndScoreLines) {
   auto r = rlaif::Rubric::default_rubric();
-  auto v = rlaif::parse_verdict("Sure!\n```json\n{\"rationale\": \"good\", \"scores\": {\"relevance\": 8, \"coherence\": \"7\", \"safety\": 10}}\n```", r);
+  auto v = rlaif::parse_verdict(
+      "Sure!\n```json\n{\"rationale\": \"good\", \"scores\": {\"relevance\": 8, \"coherence\": \"7\", \"safety\": "
+      "10}}\n```",
+      r);
   ASSERT_TRUE(v.ok) << v.detail;
   EXPECT_EQ(v.scores["coherence"], 7);
   EXPECT_EQ(v.rationale, "good");
   EXPECT_NEAR(v.reward, (7.0 / 9 + 6.0 / 9 + 1.0) / 3, 1e-12);
   // Top-level keys, the last object wins, a nested brace inside a string does not confuse the scanner.
-  v = rlaif::parse_verdict("{\"relevance\": 1, \"coherence\": 1, \"safety\": 1} then {\"note\": \"a } b\", \"relevance\": 9, \"coherence\": 9, \"safety\": 9}", r);
+  v = rlaif::parse_verdict(
+      "{\"relevance\": 1, \"coherence\": 1, \"safety\": 1} then {\"note\": \"a } b\", \"relevance\": 9, \"coherence\": "
+      "9, \"safety\": 9}",
+      r);
   ASSERT_TRUE(v.ok);
   EXPECT_EQ(v.scores["relevance"], 9);
   v = rlaif::parse_verdict("**Relevance**: 8/10\nCoherence - 6\nsafety = 10", r);
@@ -231,16 +242,17 @@ TEST(Graders, EachRuleAndItsErrors) {
                      "tags": {"type": "array", "items": {"enum": ["a", "b"]}}}})");
   js.validate("g");
   EXPECT_EQ(js.grade(R"( {"name": "Ann", "age": 3, "tags": ["a"]} )", ""), 1);
-  EXPECT_EQ(js.grade(R"({"name": "Ann"})", ""), 0);                       // missing age
-  EXPECT_EQ(js.grade(R"({"name": "Ann", "age": -1})", ""), 0);            // below minimum
-  EXPECT_EQ(js.grade(R"({"name": "Ann", "age": 3, "x": 1})", ""), 0);     // extra key
+  EXPECT_EQ(js.grade(R"({"name": "Ann"})", ""), 0);                    // missing age
+  EXPECT_EQ(js.grade(R"({"name": "Ann", "age": -1})", ""), 0);         // below minimum
+  EXPECT_EQ(js.grade(R"({"name": "Ann", "age": 3, "x": 1})", ""), 0);  // extra key
   EXPECT_EQ(js.grade(R"({"name": "Ann", "age": 3, "tags": ["c"]})", ""), 0);
   EXPECT_EQ(js.grade("{not json", ""), 0);
   std::string why;
   EXPECT_FALSE(rlaif::json_matches_schema(nlohmann::json::parse(R"({"age": 1.5, "name": "x"})"), js.schema, &why));
   EXPECT_NE(why.find("integer"), std::string::npos) << why;
   rlaif_test::expect_error([] { grader("fuzzy").validate("judge.toml: graders[0]"); }, {"graders[0].type", "fuzzy"});
-  rlaif_test::expect_error([] { grader("regex", "(").validate("judge.toml: graders[1]"); }, {"graders[1].value", "regex"});
+  rlaif_test::expect_error([] { grader("regex", "(").validate("judge.toml: graders[1]"); },
+                           {"graders[1].value", "regex"});
   rlaif_test::expect_error([] { grader("exact").validate("g"); }, {"needs a value"});
 }
 
@@ -262,7 +274,8 @@ TEST(ReviewTask, GroundTruthRegexEqualsTheProgramAndLabelsAreTrue) {
   for (const char* name : {"judge_train.jsonl", "judge_heldout.jsonl"})
     for (const auto& r : rlaif::read_jsonl(dir / name)) {
       const auto& v = r.value;
-      const std::string sentiment = v["prompt"].get<std::string>().find("positive") != std::string::npos ? "positive" : "negative";
+      const std::string sentiment =
+          v["prompt"].get<std::string>().find("positive") != std::string::npos ? "positive" : "negative";
       const bool truth = rlaif::review_follows(sentiment, v["completion"]);
       EXPECT_EQ(v["label"].get<int>(), truth ? 1 : 0) << v.dump();
       EXPECT_EQ(verifier.grade(v["completion"], v["reference"]), truth ? 1 : 0) << v.dump();
@@ -285,10 +298,11 @@ TEST(ReviewTask, GroundTruthRegexEqualsTheProgramAndLabelsAreTrue) {
   EXPECT_GT(static_cast<double>(damaged) / 300, o.garbled_rate / 3) << damaged;
   EXPECT_LT(static_cast<double>(damaged) / 300, o.garbled_rate + 0.05) << damaged;
   // Texts the generator never writes: both agree too (mixed, none, case, word boundaries).
-  for (const std::string text : std::vector<std::string>{"I love it but it broke.", "It is a lamp.", "GREAT!", "greatness awaits", "Avoid.",
-                                 "not terrible at all", "lovely and great", "great great great lamp.",
-                                 "Great lamp, Lamp, LAMP.", "great lamp lamp.", "A great lamp. ",
-                                 "A great " + std::string(120, 'x') + ".", "Great lamp, it broke.", "Great lamp, it stopped."})
+  for (const std::string text : std::vector<std::string>{
+           "I love it but it broke.", "It is a lamp.", "GREAT!", "greatness awaits", "Avoid.", "not terrible at all",
+           "lovely and great", "great great great lamp.", "Great lamp, Lamp, LAMP.", "great lamp lamp.",
+           "A great lamp. ", "A great " + std::string(120, 'x') + ".", "Great lamp, it broke.",
+           "Great lamp, it stopped."})
     for (const std::string s : {"positive", "negative"})
       EXPECT_EQ(verifier.grade(text, rlaif::review_reference_regex(s)), rlaif::review_follows(s, text) ? 1 : 0)
           << s << ": " << text;
@@ -296,7 +310,8 @@ TEST(ReviewTask, GroundTruthRegexEqualsTheProgramAndLabelsAreTrue) {
   int64_t n = 0, ok = 0;
   for (const auto& r : rlaif::read_jsonl(dir / "policy_sft.jsonl")) {
     const std::string p = r.value["prompt"];
-    ok += rlaif::review_follows(p.find("positive") != std::string::npos ? "positive" : "negative", r.value["completion"]);
+    ok +=
+        rlaif::review_follows(p.find("positive") != std::string::npos ? "positive" : "negative", r.value["completion"]);
     ++n;
   }
   EXPECT_NEAR(static_cast<double>(ok) / n, o.follow_rate, 0.04);

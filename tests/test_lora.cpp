@@ -153,7 +153,8 @@ TEST(Lora, BadAdapterFoldersAreErrors) {
   auto state = rlaif::lora_state(model);
   state[0].second = torch::zeros({16, 7});
   rlaif::write_safetensors(dir / "a/adapter_model.safetensors", state);
-  rlaif_test::expect_error([&] { rlaif::load_lora(fresh, dir / "a"); }, {"adapter_model.safetensors", "q_proj", "do not fit"});
+  rlaif_test::expect_error([&] { rlaif::load_lora(fresh, dir / "a"); },
+                           {"adapter_model.safetensors", "q_proj", "do not fit"});
   state = rlaif::lora_state(model);
   state.erase(state.begin() + 1);
   rlaif::write_safetensors(dir / "a/adapter_model.safetensors", state);

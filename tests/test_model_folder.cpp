@@ -77,7 +77,8 @@ TEST(ModelFolder, ShardedSaveLoadRoundTrip) {
   EXPECT_FALSE(fs::exists(dir / "sharded/model.safetensors"));
   auto index = read_json(dir / "sharded/model.safetensors.index.json");
   std::set<std::string> files;
-  for (auto it = index["weight_map"].begin(); it != index["weight_map"].end(); ++it) files.insert(it->get<std::string>());
+  for (auto it = index["weight_map"].begin(); it != index["weight_map"].end(); ++it)
+    files.insert(it->get<std::string>());
   EXPECT_GT(files.size(), 3u);
   int64_t total = 0;
   for (const auto& p : a->named_parameters()) total += p.value().numel() * 4;
@@ -140,7 +141,8 @@ TEST(ModelFolder, MissingTensorIsNamed) {
   for (const auto& e : f.entries())
     if (e.first != "model.layers.1.mlp.up_proj.weight") keep.emplace_back(e.first, f.get(e.first).clone());
   rlaif::write_safetensors(path + "/model.safetensors", keep);
-  expect_error([&] { rlaif::load_model(path); }, {"model.safetensors", "model.layers.1.mlp.up_proj.weight", "missing tensor"});
+  expect_error([&] { rlaif::load_model(path); },
+               {"model.safetensors", "model.layers.1.mlp.up_proj.weight", "missing tensor"});
 }
 
 TEST(ModelFolder, ShapeThatDoesNotFitTheConfig) {

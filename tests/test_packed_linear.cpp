@@ -1,7 +1,7 @@
 // The packed AVX-512 kernels against libtorch's linear, and the packed model path against the plain one.
+#include "model/packed_linear.h"
 #include "rlaif/init_model.h"
 #include "rlaif/model.h"
-#include "model/packed_linear.h"
 #include "test_util.h"
 
 namespace {
@@ -82,9 +82,12 @@ TEST(PackedLinear, FusedDecodeStepsMatchTheFullForward) {
     int64_t head_dim;
     torch::ScalarType cache;
   };
-  for (const Case& c : std::vector<Case>{{"llama", 16, torch::kFloat32}, {"qwen2", 16, torch::kFloat32},
-                                         {"qwen3", 16, torch::kFloat32}, {"qwen3", 24, torch::kFloat32},
-                                         {"llama", 16, torch::kBFloat16}, {"qwen3", 24, torch::kBFloat16}}) {
+  for (const Case& c : std::vector<Case>{{"llama", 16, torch::kFloat32},
+                                         {"qwen2", 16, torch::kFloat32},
+                                         {"qwen3", 16, torch::kFloat32},
+                                         {"qwen3", 24, torch::kFloat32},
+                                         {"llama", 16, torch::kBFloat16},
+                                         {"qwen3", 24, torch::kBFloat16}}) {
     const std::string& arch = c.arch;
     rlaif::InitModelOptions o;
     o.arch = arch;

@@ -11,7 +11,8 @@ namespace {
 
 const char* kPython = "/usr/bin/python3";
 
-torch::Tensor reference_logits(const TempDir& dir, const std::string& model, const std::vector<std::vector<int64_t>>& rows) {
+torch::Tensor reference_logits(const TempDir& dir, const std::string& model,
+                               const std::vector<std::vector<int64_t>>& rows) {
   rlaif_test::write_text(dir / "ids.json", nlohmann::json(rows).dump());
   auto r = rlaif_test::run_command(std::string(kPython) + " " + RLAIF_REFERENCE_PY + " logits " + model + " " +
                                    (dir / "ids.json") + " " + (dir / "ref.json"));

@@ -22,20 +22,25 @@ std::string make_run(const TempDir& dir) {
   o.seed = 3;
   rlaif::init_model(o, dir / "model");
   std::string prompts;
-  for (int i = 0; i < 8; ++i) prompts += "{\"prompt\": \"Write <b>" + std::to_string(i) + "</b>:\", \"reference\": \"a\"}\n";
+  for (int i = 0; i < 8; ++i)
+    prompts += "{\"prompt\": \"Write <b>" + std::to_string(i) + "</b>:\", \"reference\": \"a\"}\n";
   rlaif_test::write_text(dir / "prompts.jsonl", prompts);
-  rlaif_test::write_text(dir / "labels.jsonl", "{\"prompt\": \"p\", \"completion\": \"a\", \"label\": 1}\n"
-                                               "{\"prompt\": \"p\", \"completion\": \"b\", \"label\": 0}\n");
-  rlaif_test::write_text(dir / "run.toml", "[model]\npath = \"" + (dir / "model") + "\"\n[data]\nprompts = \"" +
-                                               (dir / "prompts.jsonl") + "\"\neval_prompts = \"" + (dir / "prompts.jsonl") +
-                                               "\"\n[train]\noutput_dir = \"" + (dir / "run") +
-                                               "\"\nmax_steps = 4\nnum_generations = 4\nper_device_train_batch_size = 8\n"
-                                               "max_completion_length = 12\nlearning_rate = 1e-3\nbeta = 0.04\neval_steps = 2\n"
-                                               "eval_samples = 4\nsave_steps = 0\nintegrity_verifier = \"truth\"\n"
-                                               "judge_eval_labels = \"" + (dir / "labels.jsonl") + "\"\n"
-                                               "[judge]\nbackend = \"none\"\n[[graders]]\nname = \"has_a\"\ntype = \"contains\"\n"
-                                               "value = \"a\"\n[[graders]]\nname = \"truth\"\ntype = \"regex\"\n"
-                                               "value = \"{reference}\"\nweight = 0\n");
+  rlaif_test::write_text(dir / "labels.jsonl",
+                         "{\"prompt\": \"p\", \"completion\": \"a\", \"label\": 1}\n"
+                         "{\"prompt\": \"p\", \"completion\": \"b\", \"label\": 0}\n");
+  rlaif_test::write_text(dir / "run.toml",
+                         "[model]\npath = \"" + (dir / "model") + "\"\n[data]\nprompts = \"" + (dir / "prompts.jsonl") +
+                             "\"\neval_prompts = \"" + (dir / "prompts.jsonl") + "\"\n[train]\noutput_dir = \"" +
+                             (dir / "run") +
+                             "\"\nmax_steps = 4\nnum_generations = 4\nper_device_train_batch_size = 8\n"
+                             "max_completion_length = 12\nlearning_rate = 1e-3\nbeta = 0.04\neval_steps = 2\n"
+                             "eval_samples = 4\nsave_steps = 0\nintegrity_verifier = \"truth\"\n"
+                             "judge_eval_labels = \"" +
+                             (dir / "labels.jsonl") +
+                             "\"\n"
+                             "[judge]\nbackend = \"none\"\n[[graders]]\nname = \"has_a\"\ntype = \"contains\"\n"
+                             "value = \"a\"\n[[graders]]\nname = \"truth\"\ntype = \"regex\"\n"
+                             "value = \"{reference}\"\nweight = 0\n");
   auto r = rlaif_test::run_command(std::string(RLAIF_BIN) + " train --quiet --config " + (dir / "run.toml"));
   EXPECT_EQ(r.exit_code, 0) << r.output;
   return dir / "run";
@@ -84,7 +89,8 @@ TEST(Report, SelfContainedPageWithChartsSamplesValidationAndConfig) {
 
   // In a real browser: every chart has a non-empty layout box, no console message, and a screenshot.
   std::string url = "file://" + fs::absolute(run + "/report.html").string();
-  std::string flags = std::string(kBrowser) + " --no-sandbox --disable-gpu --hide-scrollbars --enable-logging=stderr --v=0 ";
+  std::string flags =
+      std::string(kBrowser) + " --no-sandbox --disable-gpu --hide-scrollbars --enable-logging=stderr --v=0 ";
   r = rlaif_test::run_command("timeout 120 " + flags + "--dump-dom " + url + " 2>" + (dir / "console.txt"));
   ASSERT_EQ(r.exit_code, 0) << "is " << kBrowser << " installed (scripts/setup.sh)?\n" << r.output;
   EXPECT_NE(r.output.find("data-charts-rendered=\"8\""), std::string::npos);
@@ -94,7 +100,8 @@ TEST(Report, SelfContainedPageWithChartsSamplesValidationAndConfig) {
   fs::create_directories(RLAIF_ARTIFACT_DIR);
   std::string shot = std::string(RLAIF_ARTIFACT_DIR) + "/report.png";
   fs::remove(shot);
-  r = rlaif_test::run_command("timeout 120 " + flags + "--window-size=1200,2600 --screenshot=" + shot + " " + url + " 2>&1");
+  r = rlaif_test::run_command("timeout 120 " + flags + "--window-size=1200,2600 --screenshot=" + shot + " " + url +
+                              " 2>&1");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   ASSERT_TRUE(fs::exists(shot));
   EXPECT_GT(fs::file_size(shot), 20000u);  // a page with charts, not a blank image

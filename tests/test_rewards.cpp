@@ -83,7 +83,7 @@ TEST(Rewards, GroupStdIsTheUnbiasedStdOfTheValidRewards) {
   auto valid = torch::rand({B, G}) > 0.3;
   valid[0].fill_(false);
   valid[1].fill_(false);
-  valid[1][2] = true;  // one valid sample: no spread
+  valid[1][2] = true;     // one valid sample: no spread
   rewards[2].fill_(0.1);  // all equal: exactly no spread
   auto std = rlaif::group_reward_std(rewards, valid);
   ASSERT_EQ(std.sizes(), torch::IntArrayRef({B}));

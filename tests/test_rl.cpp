@@ -5,8 +5,8 @@
 
 #include <cmath>
 
-#include "rlaif/rl.h"
 #include "rl/softmax_rows.h"
+#include "rlaif/rl.h"
 #include "test_util.h"
 
 namespace {
@@ -64,11 +64,16 @@ PolicyLossInputs random_batch(int64_t N, int64_t T, uint64_t seed) {
 }
 
 json options_json(const PolicyLossOptions& o) {
-  return {{"loss_type", o.loss_type}, {"importance_sampling_level", o.importance_sampling_level},
-          {"epsilon", o.epsilon},     {"epsilon_high", o.epsilon_high},
-          {"beta", o.beta},           {"kl_estimator", o.kl_estimator},
-          {"entropy_coef", o.entropy_coef}, {"max_completion_length", o.max_completion_length},
-          {"num_items", o.num_items}, {"is_cap", o.is_cap}};
+  return {{"loss_type", o.loss_type},
+          {"importance_sampling_level", o.importance_sampling_level},
+          {"epsilon", o.epsilon},
+          {"epsilon_high", o.epsilon_high},
+          {"beta", o.beta},
+          {"kl_estimator", o.kl_estimator},
+          {"entropy_coef", o.entropy_coef},
+          {"max_completion_length", o.max_completion_length},
+          {"num_items", o.num_items},
+          {"is_cap", o.is_cap}};
 }
 
 TEST(RlLoss, HandComputedClippedExample) {
@@ -108,14 +113,14 @@ TEST(RlLoss, LossTypesNormaliseAsPublished) {
   PolicyLossOptions o;
   o.max_completion_length = 8;
   o.loss_type = "grpo";
-  EXPECT_NEAR(rlaif::policy_loss(in, o).loss.item<double>(), -1.0, 1e-12);        // mean of per-sequence means
+  EXPECT_NEAR(rlaif::policy_loss(in, o).loss.item<double>(), -1.0, 1e-12);  // mean of per-sequence means
   o.loss_type = "bnpo";
-  EXPECT_NEAR(rlaif::policy_loss(in, o).loss.item<double>(), -1.0, 1e-12);        // 4 tokens / 4
+  EXPECT_NEAR(rlaif::policy_loss(in, o).loss.item<double>(), -1.0, 1e-12);  // 4 tokens / 4
   o.loss_type = "dr_grpo";
-  EXPECT_NEAR(rlaif::policy_loss(in, o).loss.item<double>(), -4.0 / 16, 1e-12);   // 4 / (2 * 8)
+  EXPECT_NEAR(rlaif::policy_loss(in, o).loss.item<double>(), -4.0 / 16, 1e-12);  // 4 / (2 * 8)
   o.loss_type = "dapo";
   o.num_items = 10;
-  EXPECT_NEAR(rlaif::policy_loss(in, o).loss.item<double>(), -4.0 / 10, 1e-12);   // 4 / tokens of the whole batch
+  EXPECT_NEAR(rlaif::policy_loss(in, o).loss.item<double>(), -4.0 / 10, 1e-12);  // 4 / tokens of the whole batch
   o.loss_type = "ppo";
   rlaif_test::expect_error([&] { rlaif::policy_loss(in, o); }, {"loss_type", "ppo", "grpo, bnpo, dr_grpo or dapo"});
 }
@@ -139,10 +144,15 @@ TEST(RlLoss, EveryVariantMatchesPyTorchReference) {
         o.max_completion_length = 9;
         o.num_items = n % 4 == 0 ? 70 : 0;
         o.is_cap = n % 5 == 0 ? 2.0 : 0.0;
-        batch.push_back({{"kind", "loss"}, {"logp", to_json(in.logp)}, {"old_logp", to_json(in.old_logp)},
-                         {"ref_logp", to_json(in.ref_logp)}, {"sampler_logp", to_json(in.sampler_logp)},
-                         {"entropy", to_json(in.entropy)}, {"mask", to_json(in.mask)},
-                         {"advantages", to_json(in.advantages)}, {"options", options_json(o)}});
+        batch.push_back({{"kind", "loss"},
+                         {"logp", to_json(in.logp)},
+                         {"old_logp", to_json(in.old_logp)},
+                         {"ref_logp", to_json(in.ref_logp)},
+                         {"sampler_logp", to_json(in.sampler_logp)},
+                         {"entropy", to_json(in.entropy)},
+                         {"mask", to_json(in.mask)},
+                         {"advantages", to_json(in.advantages)},
+                         {"options", options_json(o)}});
         cases.emplace_back(in, o);
       }
   auto refs = run_reference(batch);
@@ -197,7 +207,8 @@ TEST(RlAdvantages, HandComputedGroup) {
   EXPECT_NEAR(a[0][0].item<double>(), 0.5 / (std + 1e-4), 1e-12);
   EXPECT_NEAR(a[0][1].item<double>(), -0.5 / (std + 1e-4), 1e-12);
   EXPECT_EQ(a[0][2].item<double>(), 0.0);  // a failed judgment gets no advantage
-  auto rloo = rlaif::compute_advantages(torch::tensor({{3.0, 1.0, 2.0}}, kF64), torch::ones({1, 3}, torch::kBool), "rloo");
+  auto rloo =
+      rlaif::compute_advantages(torch::tensor({{3.0, 1.0, 2.0}}, kF64), torch::ones({1, 3}, torch::kBool), "rloo");
   EXPECT_NEAR(rloo[0][0].item<double>(), 3.0 - 1.5, 1e-12);
   EXPECT_NEAR(rloo[0][1].item<double>(), 1.0 - 2.5, 1e-12);
   rlaif_test::expect_error([&] { rlaif::compute_advantages(r, v, "ppo"); }, {"ppo", "grpo, rloo"});
@@ -211,7 +222,8 @@ TEST(RlAdvantages, EveryEstimatorMatchesPyTorchReference) {
   v[0] = torch::ones({5}, torch::kBool);
   v[1][0] = true;
   v[1][1] = true;
-  std::vector<std::pair<std::string, std::string>> cases = {{"grpo", "group"}, {"grpo", "batch"}, {"grpo", "none"},
+  std::vector<std::pair<std::string, std::string>> cases = {
+      {"grpo", "group"}, {"grpo", "batch"},         {"grpo", "none"},
       {"rloo", "group"}, {"reinforce_pp", "group"}, {"reinforce_pp_baseline", "group"}};
   json vj = json::array();
   for (int64_t b = 0; b < 4; ++b) {
@@ -221,12 +233,13 @@ TEST(RlAdvantages, EveryEstimatorMatchesPyTorchReference) {
   }
   json batch = json::array();
   for (const auto& [est, scale] : cases)
-    batch.push_back({{"kind", "advantages"}, {"rewards", to_json(r)}, {"valid", vj}, {"estimator", est},
-                     {"scale_rewards", scale}});
+    batch.push_back(
+        {{"kind", "advantages"}, {"rewards", to_json(r)}, {"valid", vj}, {"estimator", est}, {"scale_rewards", scale}});
   auto refs = run_reference(batch);
   for (size_t k = 0; k < cases.size(); ++k) {
     const auto& [est, scale] = cases[k];
-    expect_close(rlaif::compute_advantages(r, v, est, scale), from_json(refs[k]["advantages"]), 1e-9, est + "/" + scale);
+    expect_close(rlaif::compute_advantages(r, v, est, scale), from_json(refs[k]["advantages"]), 1e-9,
+                 est + "/" + scale);
   }
 }
 
@@ -234,8 +247,12 @@ TEST(RlDpo, MatchesPyTorchReference) {
   torch::manual_seed(5);
   auto w = torch::randn({7}, kF64) * 5, l = torch::randn({7}, kF64) * 5;
   auto rw = torch::randn({7}, kF64) * 5, rl = torch::randn({7}, kF64) * 5;
-  auto ref = run_reference({{"kind", "dpo"}, {"logp_w", to_json(w)}, {"logp_l", to_json(l)}, {"ref_w", to_json(rw)},
-                            {"ref_l", to_json(rl)}, {"beta", 0.1}});
+  auto ref = run_reference({{"kind", "dpo"},
+                            {"logp_w", to_json(w)},
+                            {"logp_l", to_json(l)},
+                            {"ref_w", to_json(rw)},
+                            {"ref_l", to_json(rl)},
+                            {"beta", 0.1}});
   w.requires_grad_(true);
   l.requires_grad_(true);
   auto loss = rlaif::online_dpo_loss(w, l, rw, rl, 0.1);
@@ -249,8 +266,8 @@ TEST(RlTokenLogprobs, MatchFullLogSoftmaxAndEntropy) {
   torch::manual_seed(9);
   auto logits = torch::randn({2, 3, 11}) * 4;  // fp32, as the model gives
   auto targets = torch::randint(0, 11, {2, 3});
-  auto ref = run_reference({{"kind", "logprobs"}, {"logits", to_json(logits)}, {"targets", to_json(targets)},
-                            {"temperature", 0.7}});
+  auto ref = run_reference(
+      {{"kind", "logprobs"}, {"logits", to_json(logits)}, {"targets", to_json(targets)}, {"temperature", 0.7}});
   torch::Tensor entropy;
   auto logp = rlaif::token_logprobs(logits, targets, 0.7, &entropy);
   expect_close(logp.to(torch::kFloat64), from_json(ref["logp"]), 1e-5, "logp (fp32 vs fp64)");
@@ -281,8 +298,10 @@ TEST(RlTokenLogprobs, ChunkedHeadMatchesFullLogitsWithGradients) {
       expect_close(g[0], g_ref[0], 1e-4, "d/dh");
       expect_close(g[1], g_ref[1], 1e-4, "d/dW");
       // Log-probs alone (the entropy unused, as when it is only a metric): no entropy term in the gradient.
-      auto g_only = torch::autograd::grad({(rlaif::linear_token_logprobs(h, w, targets, temperature, false) * a).sum()}, {h, w});
-      auto g_only_ref = torch::autograd::grad({(rlaif::token_logprobs(torch::matmul(h, w.t()), targets, temperature) * a).sum()}, {h, w});
+      auto g_only =
+          torch::autograd::grad({(rlaif::linear_token_logprobs(h, w, targets, temperature, false) * a).sum()}, {h, w});
+      auto g_only_ref = torch::autograd::grad(
+          {(rlaif::token_logprobs(torch::matmul(h, w.t()), targets, temperature) * a).sum()}, {h, w});
       expect_close(g_only[0], g_only_ref[0], 1e-4, "d/dh, log-probs only");
       // One chunk keeps its logits and overwrites them in backward: a retained graph's second backward recomputes.
       auto kept_loss = (rlaif::linear_token_logprobs(h, w, targets, temperature, false) * a).sum();

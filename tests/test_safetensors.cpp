@@ -44,7 +44,8 @@ TEST(Safetensors, RoundTripIsBitIdenticalForEveryDtype) {
 
 TEST(Safetensors, LayoutFollowsThePublishedFormat) {
   TempDir dir;
-  rlaif::write_safetensors(dir / "x.safetensors", {{"w", torch::tensor({1.0f, 2.0f})}, {"h", torch::tensor({1.0f}).to(torch::kFloat16)}});
+  rlaif::write_safetensors(dir / "x.safetensors",
+                           {{"w", torch::tensor({1.0f, 2.0f})}, {"h", torch::tensor({1.0f}).to(torch::kFloat16)}});
   std::string bytes = rlaif::read_file(dir / "x.safetensors");
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<uint8_t>(bytes[i]);
@@ -108,17 +109,19 @@ TEST(Safetensors, ByteCountDisagreesWithShape) {
 
 TEST(Safetensors, OverlappingTensors) {
   TempDir dir;
-  write_raw(dir / "t.safetensors",
-            R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
-            std::string(12, '\0'));
+  write_raw(
+      dir / "t.safetensors",
+      R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
+      std::string(12, '\0'));
   expect_error([&] { rlaif::SafetensorsFile f(dir / "t.safetensors"); }, {"overlap", "tensor b"});
 }
 
 TEST(Safetensors, HoleInData) {
   TempDir dir;
-  write_raw(dir / "t.safetensors",
-            R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})",
-            std::string(12, '\0'));
+  write_raw(
+      dir / "t.safetensors",
+      R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})",
+      std::string(12, '\0'));
   expect_error([&] { rlaif::SafetensorsFile f(dir / "t.safetensors"); }, {"hole"});
 }
 

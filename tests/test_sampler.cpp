@@ -14,11 +14,13 @@ std::vector<float> logits_of(const std::vector<double>& probs) {
   return l;
 }
 
-std::vector<double> frequencies(const std::vector<float>& logits, const rlaif::SamplingParams& p, int draws, uint64_t seed = 1) {
+std::vector<double> frequencies(const std::vector<float>& logits, const rlaif::SamplingParams& p, int draws,
+                                uint64_t seed = 1) {
   rlaif::SampleRng rng(seed);
   rlaif::SamplerScratch scratch;
   std::vector<double> f(logits.size(), 0);
-  for (int i = 0; i < draws; ++i) f[rlaif::sample_token(logits.data(), logits.size(), p, rng, scratch).token] += 1.0 / draws;
+  for (int i = 0; i < draws; ++i)
+    f[rlaif::sample_token(logits.data(), logits.size(), p, rng, scratch).token] += 1.0 / draws;
   return f;
 }
 

@@ -74,7 +74,8 @@ class Serve : public ::testing::Test {
     o.seed = 5;
     rlaif::init_model(o, *dir_ / "model");
     setenv("RLAIF_TEST_SERVE_KEY", "sekret", 1);
-    server_ = new ServeProcess(*dir_ / "model", "--api-key-env RLAIF_TEST_SERVE_KEY --max-request-bytes 4000 --max-tokens 512");
+    server_ = new ServeProcess(*dir_ / "model",
+                               "--api-key-env RLAIF_TEST_SERVE_KEY --max-request-bytes 4000 --max-tokens 512");
   }
   static void TearDownTestSuite() {
     delete server_;
@@ -101,14 +102,18 @@ ServeProcess* Serve::server_ = nullptr;
 
 TEST_F(Serve, CompletionsEqualRlaifGenerateForTheSameSeedWithLogprobs) {
   const std::string prompt = "Once upon a time";
-  auto reply = post("/v1/completions", {{"prompt", prompt}, {"max_tokens", 12}, {"temperature", 0.9}, {"seed", 7},
-                                        {"logprobs", 3}, {"model", "whatever"}});
+  auto reply = post("/v1/completions", {{"prompt", prompt},
+                                        {"max_tokens", 12},
+                                        {"temperature", 0.9},
+                                        {"seed", 7},
+                                        {"logprobs", 3},
+                                        {"model", "whatever"}});
   ASSERT_EQ(reply["object"], "text_completion");
   ASSERT_EQ(reply["choices"].size(), 1u);
   const auto& c = reply["choices"][0];
   rlaif_test::write_text(*dir_ / "p.jsonl", json({{"prompt", prompt}, {"seed", 7}}).dump() + "\n");
-  auto r = rlaif_test::run_command(std::string(RLAIF_BIN) + " generate --quiet --model " + (*dir_ / "model") + " --prompts " +
-                                   (*dir_ / "p.jsonl") + " --out " + (*dir_ / "g.jsonl") +
+  auto r = rlaif_test::run_command(std::string(RLAIF_BIN) + " generate --quiet --model " + (*dir_ / "model") +
+                                   " --prompts " + (*dir_ / "p.jsonl") + " --out " + (*dir_ / "g.jsonl") +
                                    " --max-new-tokens 12 --temperature 0.9");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   auto want = json::parse(rlaif::read_jsonl(*dir_ / "g.jsonl").at(0).value.dump());
@@ -122,7 +127,8 @@ TEST_F(Serve, CompletionsEqualRlaifGenerateForTheSameSeedWithLogprobs) {
     ASSERT_GE(lp["top_logprobs"][i].size(), 1u);
     ASSERT_LE(lp["top_logprobs"][i].size(), 3u);
     double best = -1e9;
-    for (auto it = lp["top_logprobs"][i].begin(); it != lp["top_logprobs"][i].end(); ++it) best = std::max(best, it.value().get<double>());
+    for (auto it = lp["top_logprobs"][i].begin(); it != lp["top_logprobs"][i].end(); ++it)
+      best = std::max(best, it.value().get<double>());
     EXPECT_GE(best + 1e-5, lp["token_logprobs"][i].get<double>());  // nothing sampled beats the top token
   }
   EXPECT_EQ(reply["usage"]["completion_tokens"], want["token_ids"].size());
@@ -130,7 +136,11 @@ TEST_F(Serve, CompletionsEqualRlaifGenerateForTheSameSeedWithLogprobs) {
 
 TEST_F(Serve, ChatGreedyTopLogprobsAndStreamingMatchTheNonStreamedReply) {
   json body = {{"messages", {{{"role", "system"}, {"content", "Be brief."}}, {{"role", "user"}, {"content", "Hi"}}}},
-               {"max_tokens", 10}, {"temperature", 0}, {"logprobs", true}, {"top_logprobs", 2}, {"n", 2}};
+               {"max_tokens", 10},
+               {"temperature", 0},
+               {"logprobs", true},
+               {"top_logprobs", 2},
+               {"n", 2}};
   auto reply = post("/v1/chat/completions", body);
   ASSERT_EQ(reply["choices"].size(), 2u);
   const auto& content = reply["choices"][0]["logprobs"]["content"];
@@ -154,7 +164,10 @@ TEST_F(Serve, ChatGreedyTopLogprobsAndStreamingMatchTheNonStreamedReply) {
   bool done = false;
   for (std::string line; std::getline(lines, line);) {
     if (line.rfind("data: ", 0) != 0) continue;
-    if (line == "data: [DONE]") { done = true; break; }
+    if (line == "data: [DONE]") {
+      done = true;
+      break;
+    }
     auto chunk = json::parse(line.substr(6));
     EXPECT_EQ(chunk["object"], "chat.completion.chunk");
     const auto& d = chunk["choices"][0];
@@ -191,8 +204,8 @@ TEST_F(Serve, ChatGreedyTopLogprobsAndStreamingMatchTheNonStreamedReply) {
 }
 
 TEST_F(Serve, StreamingIsLiveTheFirstTokensArriveLongBeforeTheEnd) {
-  json body = {{"prompt", "Stream this"}, {"max_tokens", 512}, {"n", 8}, {"seed", 2}, {"stream", true},
-               {"stop", {"zz"}}};
+  json body = {{"prompt", "Stream this"}, {"max_tokens", 512}, {"n", 8}, {"seed", 2},
+               {"stream", true},          {"stop", {"zz"}}};
   auto start = std::chrono::steady_clock::now();
   double first_text = -1, done = -1;
   std::string buffer;
@@ -212,7 +225,10 @@ TEST_F(Serve, StreamingIsLiveTheFirstTokensArriveLongBeforeTheEnd) {
     for (size_t at; (at = buffer.find("\n\n")) != std::string::npos;) {
       std::string e = buffer.substr(0, at);
       buffer.erase(0, at + 2);
-      if (e == "data: [DONE]") { done = t; continue; }
+      if (e == "data: [DONE]") {
+        done = t;
+        continue;
+      }
       auto chunk = json::parse(e.substr(6));
       const auto& ch = chunk["choices"][0];
       if (!ch["text"].get<std::string>().empty() && first_text < 0) first_text = t;
@@ -236,7 +252,9 @@ TEST_F(Serve, StreamingIsLiveTheFirstTokensArriveLongBeforeTheEnd) {
 
 TEST_F(Serve, JsonObjectResponseFormatConstrainsTheReplyToJson) {
   auto reply = post("/v1/chat/completions", {{"messages", {{{"role", "user"}, {"content", "Answer in JSON."}}}},
-                                             {"max_tokens", 64}, {"n", 6}, {"seed", 11},
+                                             {"max_tokens", 64},
+                                             {"n", 6},
+                                             {"seed", 11},
                                              {"response_format", {{"type", "json_object"}}}});
   int parsed = 0;
   for (const auto& c : reply["choices"]) {
@@ -292,8 +310,9 @@ TEST_F(Serve, ConcurrentRequestsShareBatchesAndTheJudgeClientWorksAgainstIt) {
   std::vector<int> status(n, 0);
   for (int i = 0; i < n; ++i)
     threads.emplace_back([&, i] {
-      auto res = client().Post("/v1/completions", json({{"prompt", "Count: " + std::to_string(i)}, {"max_tokens", 16},
-                                                        {"seed", i}}).dump(), "application/json");
+      auto res = client().Post(
+          "/v1/completions", json({{"prompt", "Count: " + std::to_string(i)}, {"max_tokens", 16}, {"seed", i}}).dump(),
+          "application/json");
       status[i] = res ? res->status : -1;
     });
   for (auto& t : threads) t.join();

@@ -25,8 +25,11 @@ TEST(Tokenizer, ByteLevelRoundTripAndSpecialTokens) {
 }
 
 TEST(Tokenizer, PartialUtf8BecomesReplacementCharacter) {
-  EXPECT_EQ(rlaif::utf8_lossy("a\xE2\x82"), "a\xEF\xBF\xBD");        // truncated 3-byte sequence: one U+FFFD
-  EXPECT_EQ(rlaif::utf8_lossy("\xFF" "b"), "\xEF\xBF\xBD" "b");      // invalid byte
+  EXPECT_EQ(rlaif::utf8_lossy("a\xE2\x82"), "a\xEF\xBF\xBD");  // truncated 3-byte sequence: one U+FFFD
+  EXPECT_EQ(rlaif::utf8_lossy("\xFF"
+                              "b"),
+            "\xEF\xBF\xBD"
+            "b");                                                                        // invalid byte
   EXPECT_EQ(rlaif::utf8_lossy("\xED\xA0\x80"), "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");  // surrogate: 3 replacements
   EXPECT_EQ(rlaif::utf8_lossy("€"), "€");
 }
@@ -75,7 +78,8 @@ TEST(Tokenizer, EncodeBatchEqualsEncodeOnEveryThreadCount) {
   for (int threads : {1, 2, 3}) {
     auto batch = t.encode_batch(texts, false, threads);
     ASSERT_EQ(batch.size(), texts.size());
-    for (size_t i = 0; i < texts.size(); ++i) EXPECT_EQ(batch[i], t.encode(texts[i])) << threads << " threads, text " << i;
+    for (size_t i = 0; i < texts.size(); ++i)
+      EXPECT_EQ(batch[i], t.encode(texts[i])) << threads << " threads, text " << i;
   }
 }
 
@@ -96,7 +100,10 @@ TEST(Tokenizer, DecodeStreamNeverSplitsACharacter) {
 
 TEST(Tokenizer, InvalidUtf8InputIsEncodedAsReplacementCharacters) {
   auto t = rlaif::Tokenizer::byte_level({});
-  EXPECT_EQ(t.encode("a\xFF" "b"), t.encode("a\xEF\xBF\xBD" "b"));
+  EXPECT_EQ(t.encode("a\xFF"
+                     "b"),
+            t.encode("a\xEF\xBF\xBD"
+                     "b"));
   EXPECT_EQ(t.encode(""), std::vector<int64_t>{});
   EXPECT_EQ(t.decode({}), "");
 }
@@ -107,19 +114,29 @@ TEST(Tokenizer, BadTokenizerJsonNamesTheProblem) {
     edit(j);
     rlaif_test::expect_error([&] { rlaif::Tokenizer::from_json(j.dump(), "tok.json"); }, parts);
   };
-  bad([](auto& j) { j["model"]["merges"].push_back("a zz"); }, {"tok.json", "merges[3]", "\"zz\"", "not in the vocabulary"});
+  bad([](auto& j) { j["model"]["merges"].push_back("a zz"); },
+      {"tok.json", "merges[3]", "\"zz\"", "not in the vocabulary"});
   bad([](auto& j) { j["model"]["merges"].push_back("b c"); }, {"merges[3]", "merged token \"bc\""});
   bad([](auto& j) { j["model"]["merges"].push_back("abc"); }, {"merges[3]", "two tokens"});
   bad([](auto& j) { j["normalizer"] = {{"type", "BertNormalizer"}}; }, {"normalizer", "BertNormalizer", "supported"});
-  bad([](auto& j) { j["pre_tokenizer"] = {{"type", "Sequence"}, {"pretokenizers", {{{"type", "Whitespace"}}}}}; },
+  bad(
+      [](auto& j) {
+        j["pre_tokenizer"] = {{"type", "Sequence"}, {"pretokenizers", {{{"type", "Whitespace"}}}}};
+      },
       {"pre_tokenizer.pretokenizers[0]", "Whitespace"});
   bad([](auto& j) { j["decoder"] = {{"type", "WordPiece"}}; }, {"decoder", "WordPiece"});
   bad([](auto& j) { j["post_processor"] = {{"type", "Unknown"}}; }, {"post_processor", "Unknown"});
   bad([](auto& j) { j["model"]["type"] = "WordPiece"; }, {"model", "WordPiece", "BPE"});
   bad([](auto& j) { j["model"]["dropout"] = 0.1; }, {"dropout"});
-  bad([](auto& j) { j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", "(unclosed"}}}, {"behavior", "Isolated"}}; },
+  bad(
+      [](auto& j) {
+        j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", "(unclosed"}}}, {"behavior", "Isolated"}};
+      },
       {"pre_tokenizer.pattern", "regex does not compile"});
-  bad([](auto& j) { j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"String", "x"}}}, {"behavior", "Sideways"}}; },
+  bad(
+      [](auto& j) {
+        j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"String", "x"}}}, {"behavior", "Sideways"}};
+      },
       {"behavior", "Sideways"});
   bad([](auto& j) { j["added_tokens"][0]["id"] = -3; }, {"added_tokens[0]", "id"});
   bad([](auto& j) { j["model"]["vocab"]["a"] = "zero"; }, {"vocab", "\"a\""});
@@ -127,7 +144,8 @@ TEST(Tokenizer, BadTokenizerJsonNamesTheProblem) {
   std::string text = tiny_bpe().dump();
   rlaif_test::expect_error([&] { rlaif::Tokenizer::from_json(text.substr(0, text.size() / 2), "tok.json"); },
                            {"tok.json", "invalid JSON"});
-  rlaif_test::expect_error([&] { rlaif::Tokenizer::from_json("[1, 2]", "tok.json"); }, {"tok.json", "not a JSON object"});
+  rlaif_test::expect_error([&] { rlaif::Tokenizer::from_json("[1, 2]", "tok.json"); },
+                           {"tok.json", "not a JSON object"});
 }
 
 TEST(Tokenizer, TrainedByteLevelBpeMergesTheMostFrequentPairsFirst) {
@@ -150,7 +168,9 @@ TEST(Tokenizer, TrainedByteLevelBpeMergesTheMostFrequentPairsFirst) {
   for (const std::string s : {"abc xy pq", "never seen: ünïcödé ✓", "<|endoftext|>ab"})
     EXPECT_EQ(tok.decode(tok.encode(s, false), false), s);
   // Deterministic, and the vocabulary bound holds.
-  EXPECT_EQ(rlaif::Tokenizer::train_byte_level_bpe(texts, 300, {"<|endoftext|>"}).to_tokenizer_json(), tok.to_tokenizer_json());
+  EXPECT_EQ(rlaif::Tokenizer::train_byte_level_bpe(texts, 300, {"<|endoftext|>"}).to_tokenizer_json(),
+            tok.to_tokenizer_json());
   EXPECT_EQ(rlaif::Tokenizer::train_byte_level_bpe(texts, 258, {"<|endoftext|>"}).vocab_size(), 258);
-  rlaif_test::expect_error([&] { rlaif::Tokenizer::train_byte_level_bpe(texts, 100, {"<|endoftext|>"}); }, {"vocab_size", "257"});
+  rlaif_test::expect_error([&] { rlaif::Tokenizer::train_byte_level_bpe(texts, 100, {"<|endoftext|>"}); },
+                           {"vocab_size", "257"});
 }

@@ -29,13 +29,24 @@ std::vector<std::string> read_corpus() {
 std::vector<std::string> random_strings(size_t n, uint32_t seed) {
   std::mt19937 rng(seed);
   const std::vector<std::pair<char32_t, char32_t>> ranges = {
-      {0x20, 0x7E},     {0x20, 0x7E},     {0x20, 0x7E},   {0xA0, 0x17F},   {0x300, 0x36F},   {0x370, 0x3FF},
-      {0x400, 0x4FF},   {0x590, 0x5FF},   {0x600, 0x6FF}, {0x900, 0x97F},  {0xE00, 0xE7F},   {0x1100, 0x11FF},
-      {0x2000, 0x206F}, {0x2100, 0x22FF}, {0x3000, 0x30FF}, {0x4E00, 0x9FFF}, {0xAC00, 0xD7A3}, {0xFF00, 0xFFEF},
+      {0x20, 0x7E},       {0x20, 0x7E},       {0x20, 0x7E},       {0xA0, 0x17F},     {0x300, 0x36F},   {0x370, 0x3FF},
+      {0x400, 0x4FF},     {0x590, 0x5FF},     {0x600, 0x6FF},     {0x900, 0x97F},    {0xE00, 0xE7F},   {0x1100, 0x11FF},
+      {0x2000, 0x206F},   {0x2100, 0x22FF},   {0x3000, 0x30FF},   {0x4E00, 0x9FFF},  {0xAC00, 0xD7A3}, {0xFF00, 0xFFEF},
       {0x1F300, 0x1F64F}, {0x1F900, 0x1F9FF}, {0x10000, 0x1007F}, {0x1D400, 0x1D7FF}};
-  const std::vector<std::string> words = {"'s", "'T", "'re", " ", "  ", "\n", "\r\n", "\t", "\u0085", "\ufeff", "\u200d",
-                                          "\ufe0f", "<|im_end|>", "<|endoftext|>", "<s>", "</s>", "<mask>", "hello world",
-                                          "123", "٣٤", "▁", "Ġ", "<0x0A>", "<|begin_of_text|>", "<word>", "=", ",", ";"};
+  const std::vector<std::string> words = {"'s",         "'T",
+                                          "'re",        " ",
+                                          "  ",         "\n",
+                                          "\r\n",       "\t",
+                                          "\u0085",     "\ufeff",
+                                          "\u200d",     "\ufe0f",
+                                          "<|im_end|>", "<|endoftext|>",
+                                          "<s>",        "</s>",
+                                          "<mask>",     "hello world",
+                                          "123",        "٣٤",
+                                          "▁",          "Ġ",
+                                          "<0x0A>",     "<|begin_of_text|>",
+                                          "<word>",     "=",
+                                          ",",          ";"};
   std::vector<std::string> out;
   for (size_t i = 0; i < n; ++i) {
     std::string s;
@@ -47,8 +58,10 @@ std::vector<std::string> random_strings(size_t n, uint32_t seed) {
         auto [lo, hi] = ranges[rng() % ranges.size()];
         char32_t cp = lo + rng() % (hi - lo + 1);
         std::string u;
-        if (cp < 0x80) u += static_cast<char>(cp);
-        else if (cp < 0x800) u += {static_cast<char>(0xC0 | (cp >> 6)), static_cast<char>(0x80 | (cp & 0x3F))};
+        if (cp < 0x80)
+          u += static_cast<char>(cp);
+        else if (cp < 0x800)
+          u += {static_cast<char>(0xC0 | (cp >> 6)), static_cast<char>(0x80 | (cp & 0x3F))};
         else if (cp < 0x10000)
           u += {static_cast<char>(0xE0 | (cp >> 12)), static_cast<char>(0x80 | ((cp >> 6) & 0x3F)),
                 static_cast<char>(0x80 | (cp & 0x3F))};
@@ -110,14 +123,16 @@ TEST_F(HfTokenizers, IdenticalIdsAndDecodesOnEveryVocabulary) {
       auto want_special = ref["ids_special"].get<std::vector<int64_t>>();
       auto got_special = tok.encode(inputs_[i], true);
       if (ours_plain[i] != want && bad_ids++ < 5)
-        ADD_FAILURE() << name << " input " << i << " " << show(inputs_[i]) << ": ids differ from Hugging Face's\n  got  "
-                      << nlohmann::json(ours_plain[i]).dump() << "\n  want " << nlohmann::json(want).dump();
+        ADD_FAILURE() << name << " input " << i << " " << show(inputs_[i])
+                      << ": ids differ from Hugging Face's\n  got  " << nlohmann::json(ours_plain[i]).dump()
+                      << "\n  want " << nlohmann::json(want).dump();
       if (got_special != want_special && bad_special++ < 5)
         ADD_FAILURE() << name << " input " << i << " " << show(inputs_[i]) << ": ids with special tokens differ";
       std::string d = tok.decode(want_special, false), ds = tok.decode(want_special, true);
       if ((d != ref["decoded"].get<std::string>() || ds != ref["decoded_skip"].get<std::string>()) && bad_decode++ < 5)
         ADD_FAILURE() << name << " input " << i << " " << show(inputs_[i]) << ": decode differs\n  got  " << show(d)
-                      << " / " << show(ds) << "\n  want " << ref["decoded"].dump() << " / " << ref["decoded_skip"].dump();
+                      << " / " << show(ds) << "\n  want " << ref["decoded"].dump() << " / "
+                      << ref["decoded_skip"].dump();
     }
     EXPECT_EQ(i, inputs_.size()) << name;
     std::cout << name << ": " << i << " inputs, mismatched ids " << bad_ids << ", with special tokens " << bad_special
@@ -172,8 +187,9 @@ TEST_F(HfTokenizers, TokenizeCommandPrintsTheReferenceIds) {
     auto r = rlaif_test::run_command(std::string(RLAIF_BIN) + " tokenize --tokenizer " + (*dir_ / name) +
                                      " --add-special-tokens < " + (*dir_ / "cli_in.txt"));
     ASSERT_EQ(r.exit_code, 0) << r.output;
-    auto ref = rlaif_test::run_command("node " + kRef + "/tokenizers_ref.js " + kNpm + " " + (*dir_ / name) +
-                                       "/tokenizer.json " + (*dir_ / "cli_texts.json") + " " + (*dir_ / "cli_ref.jsonl"));
+    auto ref =
+        rlaif_test::run_command("node " + kRef + "/tokenizers_ref.js " + kNpm + " " + (*dir_ / name) +
+                                "/tokenizer.json " + (*dir_ / "cli_texts.json") + " " + (*dir_ / "cli_ref.jsonl"));
     ASSERT_EQ(ref.exit_code, 0) << ref.output;
     std::istringstream got(r.output);
     std::ifstream want(*dir_ / "cli_ref.jsonl");
@@ -200,10 +216,12 @@ TEST_F(HfTokenizers, ModelWithARealVocabularyGeneratesFromChatMessages) {
   EXPECT_EQ(config["vocab_size"].get<int64_t>(), tok.vocab_size());
   auto eos = config["eos_token_id"];  // an int or a list, as transformers writes either
   EXPECT_EQ(eos.is_array() ? eos : nlohmann::json::array({eos}), nlohmann::json::array({tok.token_id("<|im_end|>")}));
-  nlohmann::ordered_json messages = {{{"role", "system"}, {"content", "Be brief."}}, {{"role", "user"}, {"content", "Hi 😀"}}};
+  nlohmann::ordered_json messages = {{{"role", "system"}, {"content", "Be brief."}},
+                                     {{"role", "user"}, {"content", "Hi 😀"}}};
   rlaif_test::write_text(*dir_ / "chat.jsonl", nlohmann::json({{"messages", messages}}).dump() + "\n");
-  r = rlaif_test::run_command(std::string(RLAIF_BIN) + " generate --model " + model + " --prompts " + (*dir_ / "chat.jsonl") +
-                              " --out " + (*dir_ / "chat_out.jsonl") + " --max-new-tokens 4 --quiet");
+  r = rlaif_test::run_command(std::string(RLAIF_BIN) + " generate --model " + model + " --prompts " +
+                              (*dir_ / "chat.jsonl") + " --out " + (*dir_ / "chat_out.jsonl") +
+                              " --max-new-tokens 4 --quiet");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   std::string out = rlaif::read_file(*dir_ / "chat_out.jsonl");
   auto row = nlohmann::json::parse(out.substr(0, out.find('\n')));

@@ -20,25 +20,36 @@ TEST(TrainConfig, ValidationSaysHowToFix) {
   TempDir dir;
   auto path = write_config(dir, "per_device_train_batch_size = 5");
   auto c = rlaif::TrainConfig::from_toml(path);
-  rlaif_test::expect_error([&] { c.validate(path); }, {"train.per_device_train_batch_size", "10 completions", "num_generations = 4", "multiple"});
+  rlaif_test::expect_error([&] { c.validate(path); },
+                           {"train.per_device_train_batch_size", "10 completions", "num_generations = 4", "multiple"});
   rlaif_test::write_text(dir / "typo.toml", "[train]\nlearnig_rate = 1\n");
-  rlaif_test::expect_error([&] { rlaif::TrainConfig::from_toml(dir / "typo.toml"); }, {"typo.toml: train.learnig_rate (line 2)", "unknown key", "learning_rate"});
-  rlaif_test::expect_error([&] { rlaif::TrainConfig::from_toml(path, {"train.loss_type=ppo", "train.per_device_train_batch_size=8"}).validate(path); }, {"train.loss_type", "ppo", "dapo"});
-  auto o = rlaif::TrainConfig::from_toml(path, {"train.per_device_train_batch_size=4", "lora.r=4", "train.lr_scheduler_type=cosine"});
+  rlaif_test::expect_error([&] { rlaif::TrainConfig::from_toml(dir / "typo.toml"); },
+                           {"typo.toml: train.learnig_rate (line 2)", "unknown key", "learning_rate"});
+  rlaif_test::expect_error(
+      [&] {
+        rlaif::TrainConfig::from_toml(path, {"train.loss_type=ppo", "train.per_device_train_batch_size=8"})
+            .validate(path);
+      },
+      {"train.loss_type", "ppo", "dapo"});
+  auto o = rlaif::TrainConfig::from_toml(
+      path, {"train.per_device_train_batch_size=4", "lora.r=4", "train.lr_scheduler_type=cosine"});
   EXPECT_EQ(o.per_device_train_batch_size, 4);
   EXPECT_TRUE(o.use_lora);
   EXPECT_EQ(o.lora.r, 4);
   EXPECT_EQ(o.lr_scheduler_type, "cosine");
   o.validate(path);
   rlaif_test::expect_error([&] { rlaif::TrainConfig::from_toml(path, {"oops"}); }, {"--set", "key=value"});
-  rlaif_test::write_text(dir / "nojudge.toml", "[model]\npath = \"m\"\n[data]\nprompts = \"p\"\n[train]\noutput_dir = \"o\"\n");
-  rlaif_test::expect_error([&] { rlaif::TrainConfig::from_toml(dir / "nojudge.toml").validate("x"); }, {"no reward is configured"});
+  rlaif_test::write_text(dir / "nojudge.toml",
+                         "[model]\npath = \"m\"\n[data]\nprompts = \"p\"\n[train]\noutput_dir = \"o\"\n");
+  rlaif_test::expect_error([&] { rlaif::TrainConfig::from_toml(dir / "nojudge.toml").validate("x"); },
+                           {"no reward is configured"});
 }
 
 TEST(TrainCli, BadConfigsExitOneNamingTheKey) {
   TempDir dir;
   auto path = write_config(dir);
-  auto r = rlaif_test::run_command(std::string(RLAIF_BIN) + " train --quiet --config " + path + " --set train.num_generations=3");
+  auto r = rlaif_test::run_command(std::string(RLAIF_BIN) + " train --quiet --config " + path +
+                                   " --set train.num_generations=3");
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find("train.per_device_train_batch_size"), std::string::npos) << r.output;
   r = rlaif_test::run_command(std::string(RLAIF_BIN) + " train --quiet --config " + (dir / "missing.toml"));
@@ -111,7 +122,8 @@ TEST(TrainOptimizer, FusedAdamWMatchesLibtorchAdamW) {
           << "step " << step << " tensor " << i;
   }
   EXPECT_GT((a[0] - start[0]).abs().max().item<double>(), 1e-3);  // the updates did move the weights
-  auto& s = static_cast<torch::optim::AdamWParamState&>(*fused.state().at(c10::guts::to_string(a[1].unsafeGetTensorImpl())));
+  auto& s =
+      static_cast<torch::optim::AdamWParamState&>(*fused.state().at(c10::guts::to_string(a[1].unsafeGetTensorImpl())));
   EXPECT_EQ(s.step(), 6);  // the state a checkpoint saves, in libtorch's own objects
 }
 
@@ -147,7 +159,8 @@ TEST(TrainNumerics, Bf16PathWithinToleranceOfFp32) {
   EXPECT_GT((lp32 - lp16).abs().max().item<double>(), 0.0);  // the bf16 path really ran
   double cosine = (g32 * g16).sum().item<double>() / (g32.norm() * g16.norm()).item<double>();
   EXPECT_GT(cosine, 0.99);
-  std::printf("bf16 vs fp32: max |logp diff| %.4f, gradient cosine %.5f\n", (lp32 - lp16).abs().max().item<double>(), cosine);
+  std::printf("bf16 vs fp32: max |logp diff| %.4f, gradient cosine %.5f\n", (lp32 - lp16).abs().max().item<double>(),
+              cosine);
 }
 
 TEST(TrainRl, RewardRisesOnATaskWithAKnownReward) {
@@ -157,12 +170,29 @@ TEST(TrainRl, RewardRisesOnATaskWithAKnownReward) {
   auto m = metrics(dir / "out/metrics.jsonl");
   ASSERT_EQ(m.size(), 60u);
   double first = 0, last = 0;
-  for (int i = 0; i < 10; ++i) first += m[i]["reward"].get<double>() / 10, last += m[50 + i]["reward"].get<double>() / 10;
+  for (int i = 0; i < 10; ++i)
+    first += m[i]["reward"].get<double>() / 10, last += m[50 + i]["reward"].get<double>() / 10;
   EXPECT_GT(last, first + 0.15) << "reward " << first << " -> " << last;
-  for (const char* key : {"reward", "reward_std", "rewards/regex/mean", "frac_reward_zero_std", "kl", "entropy",
-                          "clip_ratio/low_mean", "clip_ratio/high_mean", "clip_ratio/region_mean", "completions/mean_length",
-                          "completions/clipped_ratio", "judge/latency_p50", "judge/latency_p95", "judge/failures",
-                          "judge/cache_hit_rate", "timing/generate", "timing/judge", "timing/train", "tokens_per_s", "lr",
+  for (const char* key : {"reward",
+                          "reward_std",
+                          "rewards/regex/mean",
+                          "frac_reward_zero_std",
+                          "kl",
+                          "entropy",
+                          "clip_ratio/low_mean",
+                          "clip_ratio/high_mean",
+                          "clip_ratio/region_mean",
+                          "completions/mean_length",
+                          "completions/clipped_ratio",
+                          "judge/latency_p50",
+                          "judge/latency_p95",
+                          "judge/failures",
+                          "judge/cache_hit_rate",
+                          "timing/generate",
+                          "timing/judge",
+                          "timing/train",
+                          "tokens_per_s",
+                          "lr",
                           "grad_norm"})
     EXPECT_TRUE(m.back().contains(key)) << key;
   EXPECT_GT(m.back()["kl"].get<double>(), 0.0);
@@ -192,7 +222,8 @@ TEST(TrainRl, ConstantRewardWithoutKlLeavesWeightsUnchanged) {
 
 TEST(TrainRl, LoraTrainsAdaptersOnlyAndWritesPeftFolders) {
   TempDir dir;
-  auto path = write_config(dir, "beta = 0.04\nsave_steps = 2", "[lora]\nr = 4\nlora_alpha = 8\ntarget_modules = \"all-linear\"\n");
+  auto path = write_config(dir, "beta = 0.04\nsave_steps = 2",
+                           "[lora]\nr = 4\nlora_alpha = 8\ntarget_modules = \"all-linear\"\n");
   auto c = rlaif::TrainConfig::from_toml(path, {"train.max_steps=4"});
   auto before = weights(dir / "model/model.safetensors");
   rlaif::run_rl(c, {false, true});
@@ -227,7 +258,8 @@ TEST(TrainRl, FailedJudgmentsAreLeftOutOfTheirGroups) {
   // 4 prompts x 4 samples; per prompt, the first request fails (500, no retries) and the other 3 succeed.
   EXPECT_EQ(m[0]["judge/failures"].get<int64_t>(), 4);
   EXPECT_EQ(m[0]["groups/kept"].get<int64_t>(), 4);
-  EXPECT_DOUBLE_EQ(m[0]["reward"].get<double>(), 2.0 / 3);  // score 7 on 1..10 for each criterion, failures not scored 0
+  EXPECT_DOUBLE_EQ(m[0]["reward"].get<double>(),
+                   2.0 / 3);  // score 7 on 1..10 for each criterion, failures not scored 0
   int invalid = 0;
   for (const auto& r : rlaif::read_jsonl(dir / "out/samples.jsonl")) invalid += !r.value["valid"].get<bool>();
   EXPECT_EQ(invalid, 4);
@@ -239,7 +271,9 @@ TEST(TrainRl, GroupJudgingScoresAPromptsCompletionsInOneCall) {
   make_model(dir);
   std::string text;  // prompts 1 and 3 get a reply with a non-numeric score: their whole group fails
   for (int i = 0; i < 4; ++i)
-    text += nlohmann::json({{"prompt", (i % 2 ? "FAULT=non_numeric ID=g" + std::to_string(i) + " " : "") + "say"}}).dump() + "\n";
+    text +=
+        nlohmann::json({{"prompt", (i % 2 ? "FAULT=non_numeric ID=g" + std::to_string(i) + " " : "") + "say"}}).dump() +
+        "\n";
   rlaif_test::write_text(dir / "prompts.jsonl", text);
   auto c = rlaif::TrainConfig::from_toml(write_config(dir, "max_steps = 1\nsave_steps = 0\njudge_mode = \"group\""));
   use_http_judge(c, server);
@@ -261,8 +295,8 @@ TEST(TrainRl, GroupJudgingScoresAPromptsCompletionsInOneCall) {
 TEST(TrainRl, IntegrityTelemetryComparesTheJudgeWithAVerifier) {
   rlaif_test::FaultServer server;
   TempDir dir;
-  auto c = rlaif::TrainConfig::from_toml(
-      write_config(dir, "max_steps = 2\nsave_steps = 0\nintegrity_verifier = \"has_x\""));
+  auto c =
+      rlaif::TrainConfig::from_toml(write_config(dir, "max_steps = 2\nsave_steps = 0\nintegrity_verifier = \"has_x\""));
   use_http_judge(c, server);
   c.judge.graders[0].name = "has_x";
   c.judge.graders[0].value = "x";
@@ -273,7 +307,8 @@ TEST(TrainRl, IntegrityTelemetryComparesTheJudgeWithAVerifier) {
   ASSERT_EQ(m.size(), 2u);
   double passed = 0, valid = 0;
   for (const auto& r : rlaif::read_jsonl(dir / "out/samples.jsonl"))
-    if (r.value["step"] == 1 && r.value["valid"].get<bool>()) valid += 1, passed += r.value["grades"]["has_x"].get<double>();
+    if (r.value["step"] == 1 && r.value["valid"].get<bool>())
+      valid += 1, passed += r.value["grades"]["has_x"].get<double>();
   EXPECT_DOUBLE_EQ(m[0]["integrity/judge_success_rate"].get<double>(), 1.0);
   EXPECT_DOUBLE_EQ(m[0]["integrity/verifier_success_rate"].get<double>(), passed / valid);
   EXPECT_DOUBLE_EQ(m[0]["integrity/judge_verifier_gap"].get<double>(), 1.0 - passed / valid);
@@ -291,14 +326,16 @@ TEST(TrainRl, IntegrityTelemetryComparesTheJudgeWithAVerifier) {
 TEST(TrainRl, APanelOfJudgesCombinesTheirRewardsWithWeights) {
   rlaif_test::FaultServer server;
   TempDir dir;
-  rlaif_test::write_text(dir / "has_a.py",
-                         "import json, sys\n"
-                         "rows = json.load(sys.stdin)\n"
-                         "out = [{'id': r['id'], 'aggregate_reward_score': 1.0 if 'a' in r['messages'][-1]['content'] else 0.0}"
-                         " for r in rows]\n"
-                         "print(json.dumps(out))\n");
-  rlaif_test::write_text(dir / "rules.toml", "[judge]\nname = \"rules\"\nbackend = \"command\"\ncommand = [\"/usr/bin/python3\", \"" +
-                                                 (dir / "has_a.py") + "\"]\n");
+  rlaif_test::write_text(
+      dir / "has_a.py",
+      "import json, sys\n"
+      "rows = json.load(sys.stdin)\n"
+      "out = [{'id': r['id'], 'aggregate_reward_score': 1.0 if 'a' in r['messages'][-1]['content'] else 0.0}"
+      " for r in rows]\n"
+      "print(json.dumps(out))\n");
+  rlaif_test::write_text(dir / "rules.toml",
+                         "[judge]\nname = \"rules\"\nbackend = \"command\"\ncommand = [\"/usr/bin/python3\", \"" +
+                             (dir / "has_a.py") + "\"]\n");
   auto path = write_config(dir, "max_steps = 1\nsave_steps = 0",
                            "[[panel]]\nconfig = \"" + (dir / "rules.toml") + "\"\nweight = 2\n");
   auto c = rlaif::TrainConfig::from_toml(path);
@@ -334,11 +371,15 @@ TEST(TrainRl, PreflightGateRefusesAJudgeThatDisagreesWithTheLabels) {
 {"prompt": "p3", "completion": "ok", "label": 1}
 {"prompt": "p4", "completion": "bad", "label": 0}
 )");
-  auto c = rlaif::TrainConfig::from_toml(write_config(
-      dir, "max_steps = 1\nsave_steps = 0\njudge_eval_labels = \"" + (dir / "labels.jsonl") + "\"\njudge_min_agreement = 0.8"));
+  auto c =
+      rlaif::TrainConfig::from_toml(write_config(dir, "max_steps = 1\nsave_steps = 0\njudge_eval_labels = \"" +
+                                                          (dir / "labels.jsonl") + "\"\njudge_min_agreement = 0.8"));
   use_http_judge(c, server);
-  rlaif_test::expect_error([&] { rlaif::run_rl(c, {false, true}); },
-                           {"accuracy", "0.75", "train.judge_min_agreement", "labels.jsonl", "judge_validation.json"});
+  rlaif_test::expect_error(
+      [&] {
+        rlaif::run_rl(c, {false, true});
+      },
+      {"accuracy", "0.75", "train.judge_min_agreement", "labels.jsonl", "judge_validation.json"});
   auto report = nlohmann::json::parse(rlaif::read_file(dir / "out/judge_validation.json"));
   EXPECT_EQ(report["passed"], false);
   EXPECT_DOUBLE_EQ(report["agreement"].get<double>(), 0.75);
@@ -364,7 +405,9 @@ TEST(TrainRl, OnlineDpoLearnsTheJudgesPreference) {
   make_model(dir);
   write_prompts(dir / "prompts.jsonl", 16, "PREFER=a write");
   auto c = rlaif::TrainConfig::from_toml(
-      write_config(dir, "algorithm = \"online_dpo\"\nnum_generations = 2\nbeta = 0.1\nmax_steps = 40\nsave_steps = 0\nper_device_train_batch_size = 16\nlearning_rate = 5e-3\nlr_scheduler_type = \"constant\""));
+      write_config(dir,
+                   "algorithm = \"online_dpo\"\nnum_generations = 2\nbeta = 0.1\nmax_steps = 40\nsave_steps = "
+                   "0\nper_device_train_batch_size = 16\nlearning_rate = 5e-3\nlr_scheduler_type = \"constant\""));
   use_http_judge(c, server);
   c.judge.graders.clear();
   rlaif::run_rl(c, {false, true});
@@ -396,7 +439,9 @@ TEST(TrainRl, DynamicSamplingRefillsTheBatchWithInformativeGroups) {
   for (int i = 0; i < 16; ++i)
     text += nlohmann::json({{"prompt", "Say #" + std::to_string(i)}, {"reference", i % 2 ? "a" : ""}}).dump() + "\n";
   rlaif_test::write_text(dir / "prompts.jsonl", text);
-  auto path = write_config(dir, "max_steps = 4\nsave_steps = 0\ndynamic_sampling = true\nmax_dynamic_sampling_rounds = 8\nmax_completion_length = 64");
+  auto path = write_config(dir,
+                           "max_steps = 4\nsave_steps = 0\ndynamic_sampling = true\nmax_dynamic_sampling_rounds = "
+                           "8\nmax_completion_length = 64");
   auto c = rlaif::TrainConfig::from_toml(path);
   c.judge.graders[0].type = "contains";
   c.judge.graders[0].value = "{reference}";
@@ -416,7 +461,8 @@ TEST(TrainRl, DynamicSamplingRefillsTheBatchWithInformativeGroups) {
 TEST(TrainSft, ConversationsTrainOnTheAssistantTurnOnly) {
   TempDir dir;
   make_model(dir);
-  rlaif_test::write_text(dir / "chat.jsonl", R"({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+  rlaif_test::write_text(dir / "chat.jsonl",
+                         R"({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
 )");
   std::string text = "[model]\npath = \"" + (dir / "model") + "\"\n[data]\nprompts = \"" + (dir / "chat.jsonl") +
                      "\"\n[train]\noutput_dir = \"" + (dir / "out") +
@@ -449,8 +495,8 @@ TEST(TrainSft, MemorisesItsDataWithLossOnCompletionsOnly) {
   EXPECT_GT(m.front()["loss"].get<double>(), 3.0);
   EXPECT_LT(m.back()["eval_loss"].get<double>(), 0.05);
   EXPECT_EQ(m.front()["num_tokens"].get<double>(), 5 + 5 + 2);  // " blue", " four" (bytes) + 2 end-of-sequence tokens
-  auto r = rlaif_test::run_command(std::string(RLAIF_BIN) + " generate --model " + (dir / "out/final") +
-                                   " --prompts " + (dir / "sft.jsonl") + " --out " + (dir / "gen.jsonl") +
+  auto r = rlaif_test::run_command(std::string(RLAIF_BIN) + " generate --model " + (dir / "out/final") + " --prompts " +
+                                   (dir / "sft.jsonl") + " --out " + (dir / "gen.jsonl") +
                                    " --temperature 0 --max-new-tokens 8 --quiet");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   auto rows = rlaif::read_jsonl(dir / "gen.jsonl");

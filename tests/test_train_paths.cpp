@@ -84,16 +84,19 @@ TEST(TrainPaths, KlInRewardComesOffTheReward) {
       EXPECT_GE(cut, -1e-6) << s.dump();
       largest_cut = std::max(largest_cut, cut);
     }
-    if (in_reward) EXPECT_GT(largest_cut, 1e-4);
-    else EXPECT_EQ(largest_cut, 0.0);
+    if (in_reward)
+      EXPECT_GT(largest_cut, 1e-4);
+    else
+      EXPECT_EQ(largest_cut, 0.0);
     EXPECT_GT(metrics(dir / "out/metrics.jsonl").back()["kl"].get<double>(), 0.0);
   }
 }
 
 TEST(TrainPaths, OverlongAndMissingEosPenaltiesShapeTheReward) {
   TempDir dir;
-  auto c = config(dir, "max_steps = 2\nmax_completion_length = 16\noverlong_buffer_length = 8\n"
-                       "overlong_penalty_factor = 0.5\nmissing_eos_penalty = 0.25");
+  auto c = config(dir,
+                  "max_steps = 2\nmax_completion_length = 16\noverlong_buffer_length = 8\n"
+                  "overlong_penalty_factor = 0.5\nmissing_eos_penalty = 0.25");
   rlaif::run_rl(c, {false, true});
   int long_ones = 0, truncated = 0, lines = 0;
   for (const auto& s : lines_of(dir / "out/samples.jsonl")) {
@@ -155,13 +158,15 @@ TEST(TrainPaths, ImportanceSamplingCorrectionWeighsTheLoss) {
 TEST(TrainPaths, ClippingEngagesWithSeveralIterations) {
   for (int iterations : {1, 4}) {
     TempDir dir;
-    auto c = config(dir, "max_steps = 2\nepsilon = 0.02\nlearning_rate = 1e-2\nnum_iterations = " +
-                             std::to_string(iterations));
+    auto c = config(
+        dir, "max_steps = 2\nepsilon = 0.02\nlearning_rate = 1e-2\nnum_iterations = " + std::to_string(iterations));
     rlaif::run_rl(c, {false, true});
     double clipped = 0;
     for (const auto& m : metrics(dir / "out/metrics.jsonl")) clipped += m["clip_ratio/region_mean"].get<double>();
-    if (iterations == 1) EXPECT_EQ(clipped, 0.0);
-    else EXPECT_GT(clipped, 0.0);
+    if (iterations == 1)
+      EXPECT_EQ(clipped, 0.0);
+    else
+      EXPECT_GT(clipped, 0.0);
   }
 }
 

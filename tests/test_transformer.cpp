@@ -2,9 +2,9 @@
 #include <cmath>
 #include <limits>
 
+#include "model/train_ops.h"
 #include "rlaif/init_model.h"
 #include "rlaif/model_folder.h"
-#include "model/train_ops.h"
 #include "test_util.h"
 
 using rlaif_test::TempDir;
@@ -39,8 +39,9 @@ TEST(Transformer, RmsNormHandComputed) {
 
 TEST(Transformer, RopeHandComputed) {
   // D = 4, theta = 100: frequencies 1 and 0.1. Pairs are (0, 2) and (1, 3) (rotate-half layout).
-  nlohmann::json j = {{"model_type", "llama"}, {"vocab_size", 8}, {"hidden_size", 8}, {"intermediate_size", 8},
-                      {"num_hidden_layers", 1}, {"num_attention_heads", 2}, {"rope_theta", 100.0}};
+  nlohmann::json j = {{"model_type", "llama"},  {"vocab_size", 8},        {"hidden_size", 8},
+                      {"intermediate_size", 8}, {"num_hidden_layers", 1}, {"num_attention_heads", 2},
+                      {"rope_theta", 100.0}};
   auto cfg = rlaif::ModelConfig::from_json(j, "test");
   auto inv = rlaif::rope_inv_freq(cfg);
   ASSERT_EQ(inv.size(0), 2);
@@ -58,16 +59,27 @@ TEST(Transformer, RopeHandComputed) {
 }
 
 TEST(Transformer, Llama3RopeScalingFollowsTheFormula) {
-  nlohmann::json j = {{"model_type", "llama"}, {"vocab_size", 8}, {"hidden_size", 64}, {"intermediate_size", 8},
-                      {"num_hidden_layers", 1}, {"num_attention_heads", 1}, {"rope_theta", 500000.0},
-                      {"rope_scaling", {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0},
-                                        {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}}}};
+  nlohmann::json j = {{"model_type", "llama"},
+                      {"vocab_size", 8},
+                      {"hidden_size", 64},
+                      {"intermediate_size", 8},
+                      {"num_hidden_layers", 1},
+                      {"num_attention_heads", 1},
+                      {"rope_theta", 500000.0},
+                      {"rope_scaling",
+                       {{"rope_type", "llama3"},
+                        {"factor", 8.0},
+                        {"low_freq_factor", 1.0},
+                        {"high_freq_factor", 4.0},
+                        {"original_max_position_embeddings", 8192}}}};
   auto inv = rlaif::rope_inv_freq(rlaif::ModelConfig::from_json(j, "test"));
   int high = 0, low = 0, mid = 0;
   for (int i = 0; i < 32; ++i) {
     double f = 1.0 / std::pow(500000.0, 2.0 * i / 64), wl = 2 * M_PI / f, want;
-    if (wl < 8192 / 4.0) want = f, ++high;
-    else if (wl > 8192 / 1.0) want = f / 8, ++low;
+    if (wl < 8192 / 4.0)
+      want = f, ++high;
+    else if (wl > 8192 / 1.0)
+      want = f / 8, ++low;
     else {
       double s = (8192 / wl - 1) / 3;
       want = (1 - s) * f / 8 + s * f;
@@ -208,8 +220,8 @@ TEST(Transformer, FusedTrainingKernelsMatchTheFormulasWithGradients) {
     const int threads = torch::get_num_threads();
     for (int t : {1, 2}) {
       torch::set_num_threads(t);
-      by_threads[t - 1] = torch::autograd::grad({(rlaif::rms_norm_fused(xl, w.narrow(0, 0, 35).repeat({2}), 1e-5) * dyl).sum()},
-                                                {xl, w});
+      by_threads[t - 1] = torch::autograd::grad(
+          {(rlaif::rms_norm_fused(xl, w.narrow(0, 0, 35).repeat({2}), 1e-5) * dyl).sum()}, {xl, w});
     }
     torch::set_num_threads(threads);
     EXPECT_TRUE(torch::equal(by_threads[0][0], by_threads[1][0])) << "rms_norm d/dx, 1 vs 2 threads";
@@ -239,7 +251,9 @@ TEST(Transformer, FusedTrainingKernelsMatchTheFormulasWithGradients) {
     auto qkv = torch::randn({N, T, (H + 2 * Hkv) * D}).to(dtype).requires_grad_(true);
     auto dq = torch::randn({N, H, T, D}), dk = torch::randn({N, Hkv, T, D}), dv = torch::randn({N, Hkv, T, D});
     auto f = qkv.to(torch::kFloat32);
-    auto q_formula = [&] { return rope_formula(f.narrow(-1, 0, H * D).reshape({N, T, H, D}), cos, sin).transpose(1, 2); };
+    auto q_formula = [&] {
+      return rope_formula(f.narrow(-1, 0, H * D).reshape({N, T, H, D}), cos, sin).transpose(1, 2);
+    };
     auto wq = q_formula();
     auto wk = rope_formula(f.narrow(-1, H * D, Hkv * D).reshape({N, T, Hkv, D}), cos, sin).transpose(1, 2);
     auto wv = f.narrow(-1, (H + Hkv) * D, Hkv * D).reshape({N, T, Hkv, D}).transpose(1, 2);
@@ -250,7 +264,8 @@ TEST(Transformer, FusedTrainingKernelsMatchTheFormulasWithGradients) {
     check(got[1], wk, tol, "qkv rope: k");
     check(got[2], wv, tol, "qkv rope: v");
     auto fl = [](const torch::Tensor& t) { return t.to(torch::kFloat32); };
-    auto gg = torch::autograd::grad({(fl(got[0]) * dq).sum() + (fl(got[1]) * dk).sum() + (fl(got[2]) * dv).sum()}, {qkv});
+    auto gg =
+        torch::autograd::grad({(fl(got[0]) * dq).sum() + (fl(got[1]) * dk).sum() + (fl(got[2]) * dv).sum()}, {qkv});
     check(gg[0], gw[0], tol, "qkv rope d/dqkv");
     // only q used: the k and v columns of the gradient are 0
     auto gq = torch::autograd::grad({(fl(rlaif::qkv_rope_fused(qkv, cos, sin, H, Hkv)[0]) * dq).sum()}, {qkv})[0];
@@ -278,8 +293,8 @@ TEST(Transformer, FusedTrainingKernelsMatchTheFormulasWithGradients) {
     auto allowed = torch::rand({2, 5, 21}) > 0.3;
     allowed[1][2].fill_(false);  // a query with no allowed key: uniform, as the formula gives
     auto dy = torch::randn({2, 2, 3, 5, 21});
-    auto masked = (s.to(torch::kFloat32) * 0.125).masked_fill(allowed.logical_not().view({2, 1, 1, 5, 21}),
-                                                              std::numeric_limits<float>::lowest());
+    auto masked = (s.to(torch::kFloat32) * 0.125)
+                      .masked_fill(allowed.logical_not().view({2, 1, 1, 5, 21}), std::numeric_limits<float>::lowest());
     auto want = torch::softmax(masked, -1);
     auto gw = torch::autograd::grad({(want * dy).sum()}, {s});
     auto got = rlaif::masked_softmax_fused(s, allowed, 0.125);
@@ -382,8 +397,8 @@ TEST(Transformer, LoraLinearMatchesTheFormulaWithGradients) {
       }
       want = want + torch::cat(chunks, 1);
       auto gw = torch::autograd::grad({(want * dy).sum()}, inputs);
-      const std::string what = std::string(compute == torch::kFloat32 ? "fp32" : "bf16") + " dropout " +
-                               std::to_string(dropout);
+      const std::string what =
+          std::string(compute == torch::kFloat32 ? "fp32" : "bf16") + " dropout " + std::to_string(dropout);
       auto check = [&](const torch::Tensor& g, const torch::Tensor& r, const std::string& name) {
         ASSERT_EQ(g.sizes(), r.sizes()) << name;
         const double scale = std::max(1.0, r.abs().max().item<double>());

@@ -11,10 +11,10 @@
 #include <fstream>
 #include <string>
 
+#include <torch/torch.h>
+#include <nlohmann/json.hpp>
 #include "rlaif/atomic_file.h"
 #include "rlaif/error.h"
-#include <nlohmann/json.hpp>
-#include <torch/torch.h>
 
 namespace rlaif_test {
 

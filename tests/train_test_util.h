@@ -34,7 +34,8 @@ inline std::string make_model(const TempDir& dir, const std::string& name = "mod
 
 inline void write_prompts(const std::string& path, int n, const std::string& prefix = "Say something") {
   std::string text;
-  for (int i = 0; i < n; ++i) text += nlohmann::json({{"prompt", prefix + " #" + std::to_string(i) + ":"}}).dump() + "\n";
+  for (int i = 0; i < n; ++i)
+    text += nlohmann::json({{"prompt", prefix + " #" + std::to_string(i) + ":"}}).dump() + "\n";
   rlaif_test::write_text(path, text);
 }
 
@@ -43,17 +44,21 @@ inline void write_prompts(const std::string& path, int n, const std::string& pre
 inline std::string write_config(const TempDir& dir, const std::string& extra = "", const std::string& tail = "") {
   make_model(dir);
   if (!fs::exists(dir / "prompts.jsonl")) write_prompts(dir / "prompts.jsonl", 20);
-  std::map<std::string, std::string> train = {
-      {"output_dir", "\"" + (dir / "out") + "\""}, {"max_steps", "6"}, {"per_device_train_batch_size", "8"},
-      {"gradient_accumulation_steps", "2"}, {"num_generations", "4"}, {"max_completion_length", "16"},
-      {"learning_rate", "1e-3"}, {"num_threads", "1"}};
+  std::map<std::string, std::string> train = {{"output_dir", "\"" + (dir / "out") + "\""},
+                                              {"max_steps", "6"},
+                                              {"per_device_train_batch_size", "8"},
+                                              {"gradient_accumulation_steps", "2"},
+                                              {"num_generations", "4"},
+                                              {"max_completion_length", "16"},
+                                              {"learning_rate", "1e-3"},
+                                              {"num_threads", "1"}};
   std::stringstream lines(extra);
   for (std::string line; std::getline(lines, line);) {
     auto eq = line.find(" = ");
     if (eq != std::string::npos) train[line.substr(0, eq)] = line.substr(eq + 3);
   }
-  std::string text = "[model]\npath = \"" + (dir / "model") + "\"\n[data]\nprompts = \"" + (dir / "prompts.jsonl") +
-                     "\"\n[train]\n";
+  std::string text =
+      "[model]\npath = \"" + (dir / "model") + "\"\n[data]\nprompts = \"" + (dir / "prompts.jsonl") + "\"\n[train]\n";
   for (const auto& [k, v] : train) text += k + " = " + v + "\n";
   text += "[judge]\nbackend = \"none\"\n[[graders]]\ntype = \"regex\"\nvalue = \"a\"\n" + tail;
   rlaif_test::write_text(dir / "run.toml", text);
@@ -99,11 +104,12 @@ inline bool same_weights(const std::map<std::string, torch::Tensor>& wa, const s
 
 // Runs `rlaif train` in a child process. With `kill_when` set, kills it with SIGKILL `delay_ms` after that file
 // appears (the run is then mid-training, past the checkpoint that file belongs to).
-inline int run_train(const std::string& config, const std::string& extra_env, bool resume, const std::string& kill_when = "",
-              int delay_ms = 0) {
+inline int run_train(const std::string& config, const std::string& extra_env, bool resume,
+                     const std::string& kill_when = "", int delay_ms = 0) {
   pid_t pid = fork();
   if (pid == 0) {
-    std::string cmd = extra_env + " exec " + std::string(RLAIF_BIN) + " train --quiet --config " + config + (resume ? " --resume" : "");
+    std::string cmd = extra_env + " exec " + std::string(RLAIF_BIN) + " train --quiet --config " + config +
+                      (resume ? " --resume" : "");
     execl("/bin/sh", "sh", "-c", cmd.c_str(), nullptr);
     _exit(127);
   }

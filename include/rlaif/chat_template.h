@@ -30,8 +30,7 @@ class ChatTemplate {
   // tokenizer by render_for.
   std::string render(const nlohmann::ordered_json& messages, bool add_generation_prompt,
                      const nlohmann::ordered_json& extra = nlohmann::ordered_json::object()) const;
-  std::string render_for(const Tokenizer& tokenizer, const nlohmann::ordered_json& messages,
-                         bool add_generation_prompt,
+  std::string render_for(const Tokenizer& tokenizer, const nlohmann::ordered_json& messages, bool add_generation_prompt,
                          const nlohmann::ordered_json& extra = nlohmann::ordered_json::object()) const;
 
   const std::string& source() const { return source_; }

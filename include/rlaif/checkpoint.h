@@ -7,10 +7,10 @@
 // one that looks complete. The last `keep` checkpoints are kept.
 #pragma once
 
+#include <torch/torch.h>
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
-#include <torch/torch.h>
 #include <vector>
 
 #include "rlaif/lora.h"
@@ -18,18 +18,18 @@
 namespace rlaif {
 
 struct TrainerState {
-  int64_t step = 0;                    // optimizer steps done
+  int64_t step = 0;  // optimizer steps done
   int64_t data_epoch = 0, data_position = 0;
-  std::string config_fingerprint;      // a resumed run must have the same training options
-  nlohmann::json extra;                // anything else the trainer wants back
+  std::string config_fingerprint;  // a resumed run must have the same training options
+  nlohmann::json extra;            // anything else the trainer wants back
 };
 
 struct CheckpointContents {
   CausalLM model{nullptr};
-  const LoraConfig* lora = nullptr;    // non-null: save the adapter only
-  std::string base_model;              // the model folder (tokenizer files are copied from it)
+  const LoraConfig* lora = nullptr;  // non-null: save the adapter only
+  std::string base_model;            // the model folder (tokenizer files are copied from it)
   torch::optim::Optimizer* optimizer = nullptr;
-  std::vector<torch::Tensor> params;   // the optimizer's parameters, in a fixed order
+  std::vector<torch::Tensor> params;  // the optimizer's parameters, in a fixed order
 };
 
 // Writes OUTPUT_DIR/checkpoint-STEP atomically and removes the oldest beyond `keep`. Returns the folder.

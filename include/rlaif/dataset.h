@@ -16,19 +16,19 @@
 namespace rlaif {
 
 struct PromptRow {
-  size_t line = 0;                     // in the file, 1-based
-  std::string text;                    // the prompt as the judge sees it (the conversation for "messages")
-  std::vector<int64_t> prompt_ids;     // what the policy is conditioned on
-  std::vector<int64_t> completion_ids; // SFT: the target (ending with the end-of-sequence token for "prompt" rows)
+  size_t line = 0;                      // in the file, 1-based
+  std::string text;                     // the prompt as the judge sees it (the conversation for "messages")
+  std::vector<int64_t> prompt_ids;      // what the policy is conditioned on
+  std::vector<int64_t> completion_ids;  // SFT: the target (ending with the end-of-sequence token for "prompt" rows)
   std::string reference;
-  nlohmann::ordered_json metadata;     // the row's other keys
+  nlohmann::ordered_json metadata;  // the row's other keys
 };
 
 struct DatasetOptions {
-  int64_t max_prompt_length = 512;     // longer prompts keep their last tokens (TRL truncates on the left too)
-  int64_t max_completion_length = 0;   // SFT: longer completions are cut (0 = no limit)
+  int64_t max_prompt_length = 512;    // longer prompts keep their last tokens (TRL truncates on the left too)
+  int64_t max_completion_length = 0;  // SFT: longer completions are cut (0 = no limit)
   bool sft = false;
-  int64_t eos_id = -1;                 // SFT "prompt"/"completion" rows end with it (-1 = none)
+  int64_t eos_id = -1;  // SFT "prompt"/"completion" rows end with it (-1 = none)
 };
 
 // Reads every row; a bad row is an rlaif::Error naming file and line and saying what the row must look like.
@@ -39,7 +39,7 @@ std::vector<PromptRow> load_dataset(const std::string& path, const Tokenizer& to
 class DataOrder {
  public:
   DataOrder(size_t size, uint64_t seed, bool shuffle = true);
-  size_t next();                       // the next row index
+  size_t next();  // the next row index
   int64_t epoch() const { return epoch_; }
   int64_t position() const { return position_; }
   void seek(int64_t epoch, int64_t position);

@@ -19,10 +19,10 @@ namespace rlaif {
 
 struct GenerationParams {
   SamplingParams sampling;
-  int64_t max_new_tokens = 128;    // >= 1
-  std::vector<std::string> stop;   // stop strings: generation ends once the text contains one (text is cut before it)
-  bool ignore_eos = false;         // true: do not stop at end-of-sequence tokens
-  int64_t top_logprobs = 0;        // > 0: also return the k most likely tokens at each step (OpenAI's top_logprobs)
+  int64_t max_new_tokens = 128;   // >= 1
+  std::vector<std::string> stop;  // stop strings: generation ends once the text contains one (text is cut before it)
+  bool ignore_eos = false;        // true: do not stop at end-of-sequence tokens
+  int64_t top_logprobs = 0;       // > 0: also return the k most likely tokens at each step (OpenAI's top_logprobs)
   // true: the completion is one JSON object (OpenAI's response_format json_object). A drawn token that cannot extend
   // a JSON-object prefix is redrawn, which samples from the distribution restricted to the tokens that can; the end
   // token is allowed only once the object is closed, and generation stops there. Reported log-probs stay those of
@@ -46,7 +46,7 @@ struct Sample {
   // With params.top_logprobs = k: per token, the k most likely (token, log-prob) at that step, most likely first,
   // under the same distribution as `logprobs` (softmax(logits / temperature); temperature 1 when greedy).
   std::vector<std::vector<std::pair<int64_t, float>>> top_logprobs;
-  std::string text;                // decoded completion without special tokens, cut before a matched stop string
+  std::string text;  // decoded completion without special tokens, cut before a matched stop string
   FinishReason finish_reason = FinishReason::kLength;
 };
 
@@ -55,8 +55,8 @@ struct GenerationResult {
 };
 
 struct GeneratorOptions {
-  int64_t max_batch = 32;     // S: sequences decoded together
-  int64_t max_seq_len = 0;    // KV cache length per slot; 0 = enough for the longest request (within the model's limit)
+  int64_t max_batch = 32;   // S: sequences decoded together
+  int64_t max_seq_len = 0;  // KV cache length per slot; 0 = enough for the longest request (within the model's limit)
 };
 
 struct GenerationStats {

@@ -13,16 +13,16 @@ namespace rlaif {
 class Regex;
 
 struct Grader {
-  std::string name;        // shown in outputs; defaults to the type
-  std::string type;        // exact | contains | regex | json | length
-  std::string value;       // exact/contains: the text, "{reference}" = the row's reference; regex: the pattern,
-                           // where "{reference}" stands for the row's reference matched literally and
-                           // "{reference_regex}" for the row's reference as a pattern (per-row rules)
-  bool ignore_case = false;     // exact and contains
-  nlohmann::json schema;   // json: a JSON Schema subset (type, properties, required, additionalProperties, items,
-                           // enum, minimum, maximum, minLength, maxLength); null = any valid JSON
+  std::string name;          // shown in outputs; defaults to the type
+  std::string type;          // exact | contains | regex | json | length
+  std::string value;         // exact/contains: the text, "{reference}" = the row's reference; regex: the pattern,
+                             // where "{reference}" stands for the row's reference matched literally and
+                             // "{reference_regex}" for the row's reference as a pattern (per-row rules)
+  bool ignore_case = false;  // exact and contains
+  nlohmann::json schema;     // json: a JSON Schema subset (type, properties, required, additionalProperties, items,
+                             // enum, minimum, maximum, minLength, maxLength); null = any valid JSON
   int64_t min_chars = 0, max_chars = 0;  // length: bounds in characters (max 0 = none)
-  double weight = 1;        // >= 0; 0 = graded and reported (e.g. as the trainer's integrity verifier), not rewarded
+  double weight = 1;  // >= 0; 0 = graded and reported (e.g. as the trainer's integrity verifier), not rewarded
 
   // Throws rlaif::Error naming `where` for an unknown type, a bad regex or bounds.
   void validate(const std::string& where);

@@ -21,21 +21,21 @@ struct HttpRequest {
 };
 
 struct HttpResponse {
-  int status = 0;              // HTTP status of the last attempt (0 = no HTTP answer)
+  int status = 0;  // HTTP status of the last attempt (0 = no HTTP answer)
   std::string body;
-  std::string failure;         // "" = a 2xx answer; else timeout, connection, truncated, http_429, http_5xx,
-                               // http_4xx, deadline, stopped
-  std::string detail;          // human-readable detail of the failure
+  std::string failure;  // "" = a 2xx answer; else timeout, connection, truncated, http_429, http_5xx,
+                        // http_4xx, deadline, stopped
+  std::string detail;   // human-readable detail of the failure
   int attempts = 0;
-  double latency_s = 0;        // from the first attempt's start to the end
+  double latency_s = 0;  // from the first attempt's start to the end
 };
 
 struct HttpClientOptions {
   int max_in_flight = 16;
-  double timeout_s = 60;           // per attempt
-  double deadline_s = 0;           // for a whole run(); 0 = none
-  int max_retries = 4;             // attempts = 1 + max_retries
-  double backoff_base_s = 0.5;     // retry k waits base * 2^(k-1) * U(0.5, 1], capped at backoff_max_s
+  double timeout_s = 60;        // per attempt
+  double deadline_s = 0;        // for a whole run(); 0 = none
+  int max_retries = 4;          // attempts = 1 + max_retries
+  double backoff_base_s = 0.5;  // retry k waits base * 2^(k-1) * U(0.5, 1], capped at backoff_max_s
   double backoff_max_s = 30;
   double max_retry_after_s = 120;  // a longer Retry-After is capped to this
   double requests_per_minute = 0;  // starts are paced 60/rpm seconds apart; 0 = unlimited

@@ -23,8 +23,9 @@ struct InitModelOptions {
 ModelConfig init_model_config(const InitModelOptions& options);
 
 // Writes a model folder at `out`: config.json, generation_config.json, model.safetensors and a tokenizer (byte-level,
-// or copied from options.tokenizer) (tokenizer.json, tokenizer_config.json). Weights ~ N(0, 0.02) as transformers initialises them, except that
-// norm weights and biases are perturbed too so that tests exercise them. Same seed, same bytes.
+// or copied from options.tokenizer) (tokenizer.json, tokenizer_config.json). Weights ~ N(0, 0.02) as transformers
+// initialises them, except that norm weights and biases are perturbed too so that tests exercise them. Same seed, same
+// bytes.
 void init_model(const InitModelOptions& options, const std::string& out);
 
 }  // namespace rlaif

@@ -9,9 +9,9 @@
 namespace rlaif {
 
 struct JsonlRow {
-  size_t line = 0;          // 1-based line number in the file
+  size_t line = 0;               // 1-based line number in the file
   nlohmann::ordered_json value;  // parsed value, keys in file order (null when `error` is set)
-  std::string error;        // "" or why the line is not valid JSON
+  std::string error;             // "" or why the line is not valid JSON
 };
 
 // Reads every non-blank line. A line that is not valid JSON is returned with `error` set, never dropped.

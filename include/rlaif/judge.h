@@ -27,29 +27,29 @@ namespace rlaif {
 class TomlReader;
 
 struct JudgeConfig {
-  std::string name = "judge";                    // how metrics, reports and a panel's scores name this judge
-  std::string backend = "openai";               // openai | command | local | none (rule graders only)
-  std::string model_path;                        // local backend: the judge's Hugging Face model folder
-  int local_batch = 16;                          // local backend: sequences per forward
-  int local_rationale_tokens = 0;                // local backend: > 0 = write the rationale first (greedy, at most
-                                                 // this many tokens), then read the scores conditioned on it
-  std::vector<std::string> command;              // command backend: program and arguments
-  double command_timeout_s = 300;                // per batch
-  int command_batch = 64;                        // samples per run of the command
+  std::string name = "judge";                         // how metrics, reports and a panel's scores name this judge
+  std::string backend = "openai";                     // openai | command | local | none (rule graders only)
+  std::string model_path;                             // local backend: the judge's Hugging Face model folder
+  int local_batch = 16;                               // local backend: sequences per forward
+  int local_rationale_tokens = 0;                     // local backend: > 0 = write the rationale first (greedy, at most
+                                                      // this many tokens), then read the scores conditioned on it
+  std::vector<std::string> command;                   // command backend: program and arguments
+  double command_timeout_s = 300;                     // per batch
+  int command_batch = 64;                             // samples per run of the command
   std::string base_url = "http://127.0.0.1:8000/v1";  // .../chat/completions is appended
   std::string model;
-  std::string api_key_env;                   // name of the environment variable holding the key ("" = none)
-  std::vector<std::string> headers;          // extra "Name: value" headers
+  std::string api_key_env;           // name of the environment variable holding the key ("" = none)
+  std::vector<std::string> headers;  // extra "Name: value" headers
   double temperature = 0;
   int max_tokens = 512;
   std::string response_format = "json_schema";  // json_schema | json_object | none
-  int top_logprobs = 0;                      // > 0: ask for logprobs (reported per judgment)
+  int top_logprobs = 0;                         // > 0: ask for logprobs (reported per judgment)
   HttpClientOptions http;
   Rubric rubric = Rubric::default_rubric();
   JudgeTemplate tmpl = JudgeTemplate::pointwise_default();
   JudgeTemplate pairwise_tmpl = JudgeTemplate::pairwise_default();
-  std::string cache_path;                    // "" = no cache
-  std::string journal_path;                  // "" = no journal
+  std::string cache_path;    // "" = no cache
+  std::string journal_path;  // "" = no journal
   double price_input_per_million = 0, price_output_per_million = 0;
   double budget_tokens = 0, budget_cost = 0;  // 0 = no cap
   // Rule graders combined with the judge: reward = (judge_weight * judge reward + sum of weight * grade) / weights.
@@ -73,11 +73,11 @@ struct JudgeConfig {
 
 struct JudgeResult {
   bool ok = false;
-  std::string failure, detail;   // cause when !ok: a transport cause (timeout, http_429, ...), bad_response,
-                                 // no_verdict, missing_score, non_numeric_score, budget_exhausted
+  std::string failure, detail;  // cause when !ok: a transport cause (timeout, http_429, ...), bad_response,
+                                // no_verdict, missing_score, non_numeric_score, budget_exhausted
   Verdict verdict;
   std::map<std::string, ScoreDistribution> distributions;  // local backend: per criterion (mean is the score)
-  double reward = 0;                   // the judge's reward combined with the graders (== verdict.reward without any)
+  double reward = 0;                     // the judge's reward combined with the graders (== verdict.reward without any)
   std::map<std::string, double> grades;  // per grader name, 1 or 0
   std::map<std::string, double> judge_rewards;  // with a panel: each judge's own reward by its name
   bool cached = false;
@@ -85,7 +85,7 @@ struct JudgeResult {
   int attempts = 0;
   int64_t prompt_tokens = 0, completion_tokens = 0;
   double cost = 0;
-  std::string reply;             // the judge's raw reply text
+  std::string reply;  // the judge's raw reply text
 };
 
 // Pairwise: which of two responses to one prompt is better, asked in both orders.
@@ -95,9 +95,9 @@ struct PairSample {
 struct PairResult {
   bool ok = false;
   std::string failure, detail;
-  std::string winner;          // "a", "b" or "tie"; a verdict that flips with the order is a tie
-  bool flipped = false;        // the two orders disagreed
-  std::string first, second;   // raw verdicts: A/B/tie with (a, b) shown as (A, B), then with (b, a) as (A, B)
+  std::string winner;         // "a", "b" or "tie"; a verdict that flips with the order is a tie
+  bool flipped = false;       // the two orders disagreed
+  std::string first, second;  // raw verdicts: A/B/tie with (a, b) shown as (A, B), then with (b, a) as (A, B)
   std::string rationale;
   double latency_s = 0;
 };

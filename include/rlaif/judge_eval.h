@@ -18,25 +18,25 @@ struct LabelledSample {
 };
 
 struct JudgeEvalOptions {
-  double threshold = 0.5;        // reward >= threshold counts as pass
+  double threshold = 0.5;           // reward >= threshold counts as pass
   double label_threshold = -1e300;  // label >= this counts as pass; default: midpoint of the labels' range
-  int consistency = 1;           // > 1: judge every sample this many more times without the cache; report the spread
+  int consistency = 1;              // > 1: judge every sample this many more times without the cache; report the spread
   std::vector<std::string> injections;  // texts appended (after a blank line) to every completion; report the shift
-  bool pairwise = false;         // also compare completions of one prompt with different labels, in both orders
+  bool pairwise = false;                // also compare completions of one prompt with different labels, in both orders
 };
 
 struct JudgeEvalReport {
   int64_t samples = 0, judged = 0, failed = 0;
   double spearman = 0, kendall = 0, accuracy = 0, kappa = 0;
-  double length_bias = 0;        // Spearman(reward, completion length in characters)
-  double label_length_bias = 0;  // the same for the labels: how much length bias the task itself has
-  double consistency_std = -1;   // mean over samples of the std of rewards over the repeats (-1: not measured)
+  double length_bias = 0;               // Spearman(reward, completion length in characters)
+  double label_length_bias = 0;         // the same for the labels: how much length bias the task itself has
+  double consistency_std = -1;          // mean over samples of the std of rewards over the repeats (-1: not measured)
   int64_t pairs = 0, pairs_judged = 0;  // pairwise: pairs with different labels; those judged in both orders
-  double flip_rate = 0;          // share of judged pairs whose verdict changed with the order (counted as ties)
-  double pairwise_accuracy = 0;  // of the non-tie verdicts, the share that prefer the higher label
+  double flip_rate = 0;                 // share of judged pairs whose verdict changed with the order (counted as ties)
+  double pairwise_accuracy = 0;         // of the non-tie verdicts, the share that prefer the higher label
   int64_t injection_pairs = 0;
-  double injection_shift = 0;    // mean of reward(injected) - reward(clean) over pairs where both were judged
-  double injection_raised = 0;   // fraction of those pairs whose reward went up
+  double injection_shift = 0;   // mean of reward(injected) - reward(clean) over pairs where both were judged
+  double injection_raised = 0;  // fraction of those pairs whose reward went up
   struct Agreement {
     double accuracy = 0, spearman = 0, kappa = 0;
   };
@@ -46,7 +46,8 @@ struct JudgeEvalReport {
 
 // Rows {prompt, completion, reference?} and, when `need_label`, a numeric or boolean "label". Throws rlaif::Error
 // naming file:line for a bad row; `lines` (optional) receives each row's line number.
-std::vector<LabelledSample> read_labelled(const std::string& path, bool need_label, std::vector<size_t>* lines = nullptr);
+std::vector<LabelledSample> read_labelled(const std::string& path, bool need_label,
+                                          std::vector<size_t>* lines = nullptr);
 // An injection set: rows {completion}, the texts appended to completions by JudgeEvalOptions::injections.
 std::vector<std::string> read_injections(const std::string& path);
 

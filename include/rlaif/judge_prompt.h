@@ -48,7 +48,8 @@ std::string neutralize(const std::string& text, const Rubric& rubric);
 // completion cannot know the nonce of the block it sits in.
 std::string judge_nonce(const JudgeSample& sample);
 // "<name-NONCE>\n" + neutralize(text) + "\n</name-NONCE>".
-std::string quoted_block(const std::string& name, const std::string& text, const std::string& nonce, const Rubric& rubric);
+std::string quoted_block(const std::string& name, const std::string& text, const std::string& nonce,
+                         const Rubric& rubric);
 
 // The JSON schema of the verdict, for backends that accept response_format {"type": "json_schema"}.
 nlohmann::json verdict_schema(const Rubric& rubric);

@@ -39,7 +39,7 @@ struct CachedBatch {
   torch::Tensor input_ids;  // [N, T] int64
   torch::Tensor positions;  // [N, T] int64
   int64_t slot_begin = 0;
-  int64_t key_len = 0;      // > every position in the batch; keys [0, key_len) are read
+  int64_t key_len = 0;  // > every position in the batch; keys [0, key_len) are read
 };
 
 // A LoRA adapter on one projection, as PEFT defines it: y = W x + b + scale * B A dropout(x).
@@ -98,7 +98,7 @@ class CausalLMImpl : public torch::nn::Module {
 
   // Full forward without a cache (training, reference checks). attention_mask [N, T] (1 = token, 0 = padding;
   // undefined = all ones); positions count only real tokens, so left and right padding both work.
-  torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask = {});  // [N, T, V]
+  torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask = {});        // [N, T, V]
   torch::Tensor hidden_states(const torch::Tensor& input_ids, const torch::Tensor& attention_mask = {});  // [N, T, C]
   // Forward through the KV cache; returns the final hidden states [N, T, C] (apply logits() to the rows needed).
   torch::Tensor forward_cached(const CachedBatch& batch, KVCache& cache);
@@ -171,8 +171,8 @@ class CausalLMImpl : public torch::nn::Module {
   bool packed_enabled_ = false, packed_bf16_ = false, packed_suspended_ = false;
   int64_t packed_version_ = -1;
   std::shared_ptr<PackedWeights> packed_;  // null until packed
-  torch::Tensor inv_freq_;         // [D/2] fp32
-  torch::Tensor cos_, sin_;        // [P, D] fp32, grown on demand
+  torch::Tensor inv_freq_;                 // [D/2] fp32
+  torch::Tensor cos_, sin_;                // [P, D] fp32, grown on demand
 };
 TORCH_MODULE(CausalLM);
 

@@ -25,10 +25,10 @@ std::map<std::string, torch::Tensor> load_weights(const std::string& dir);
 CausalLM load_model(const std::string& dir);
 
 struct SaveOptions {
-  int64_t max_shard_bytes = 5LL << 30;   // weights beyond this are split into model-0000i-of-0000n.safetensors
-  std::string tokenizer_from;            // folder whose tokenizer files are copied ("" = none)
+  int64_t max_shard_bytes = 5LL << 30;        // weights beyond this are split into model-0000i-of-0000n.safetensors
+  std::string tokenizer_from;                 // folder whose tokenizer files are copied ("" = none)
   torch::ScalarType dtype = torch::kFloat32;  // dtype written (config.json's torch_dtype says it)
-  nlohmann::json generation_config;      // extra keys for generation_config.json (eos/bos are filled in)
+  nlohmann::json generation_config;           // extra keys for generation_config.json (eos/bos are filled in)
 };
 
 // Writes a folder that this project reloads bit-identically and transformers loads: config.json,

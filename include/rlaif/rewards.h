@@ -13,7 +13,7 @@ namespace rlaif {
 
 // The penalties of DAPO's soft overlong punishment and the missing-EOS penalty, and whether they apply.
 struct RewardShaping {
-  int64_t max_completion_length = 0;  // L
+  int64_t max_completion_length = 0;   // L
   int64_t overlong_buffer_length = 0;  // L_cache (0 = no overlong punishment)
   double overlong_penalty_factor = 1.0;
   double missing_eos_penalty = 0.0;

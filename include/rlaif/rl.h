@@ -19,29 +19,29 @@ torch::Tensor compute_advantages(const torch::Tensor& rewards, const torch::Tens
 torch::Tensor kl_estimate(const torch::Tensor& logp, const torch::Tensor& ref, const std::string& estimator);
 
 struct PolicyLossOptions {
-  std::string loss_type = "dapo";        // grpo | bnpo | dr_grpo | dapo
+  std::string loss_type = "dapo";                   // grpo | bnpo | dr_grpo | dapo
   std::string importance_sampling_level = "token";  // token | sequence (GSPO)
   double epsilon = 0.2, epsilon_high = 0.2;
-  double beta = 0;                       // KL coefficient in the loss (0 = no KL term)
+  double beta = 0;  // KL coefficient in the loss (0 = no KL term)
   std::string kl_estimator = "k3";
   double entropy_coef = 0;
-  int64_t max_completion_length = 0;     // dr_grpo's constant
-  double num_items = 0;                  // dapo: completion tokens in the whole accumulated batch (0 = this batch's)
-  double is_cap = 0;                     // > 0: truncated importance-sampling correction with this cap
+  int64_t max_completion_length = 0;  // dr_grpo's constant
+  double num_items = 0;               // dapo: completion tokens in the whole accumulated batch (0 = this batch's)
+  double is_cap = 0;                  // > 0: truncated importance-sampling correction with this cap
 };
 
 struct PolicyLossInputs {
-  torch::Tensor logp;        // [N, T] under the current policy (with grad)
-  torch::Tensor old_logp;    // [N, T] under the sampling policy / previous iterate (no grad)
-  torch::Tensor ref_logp;    // [N, T] under the reference (undefined when beta = 0)
+  torch::Tensor logp;          // [N, T] under the current policy (with grad)
+  torch::Tensor old_logp;      // [N, T] under the sampling policy / previous iterate (no grad)
+  torch::Tensor ref_logp;      // [N, T] under the reference (undefined when beta = 0)
   torch::Tensor sampler_logp;  // [N, T] as reported by the generator (only with is_cap > 0)
-  torch::Tensor entropy;     // [N, T] per-token entropy (only with entropy_coef != 0)
-  torch::Tensor advantages;  // [N]
-  torch::Tensor mask;        // [N, T] float, 1 on completion tokens
+  torch::Tensor entropy;       // [N, T] per-token entropy (only with entropy_coef != 0)
+  torch::Tensor advantages;    // [N]
+  torch::Tensor mask;          // [N, T] float, 1 on completion tokens
 };
 
 struct PolicyLossOutput {
-  torch::Tensor loss;        // scalar, differentiable
+  torch::Tensor loss;  // scalar, differentiable
   // Statistics over the masked tokens (detached scalars, as doubles):
   double kl = 0, entropy = 0, clip_low = 0, clip_high = 0, clip_region = 0, tokens = 0;
 };
@@ -67,8 +67,8 @@ torch::Tensor token_logprobs(const torch::Tensor& logits, const torch::Tensor& t
 // of rows at a time and recomputed in the backward pass, never stored whole (memory O(chunk_rows x V); chunk_rows 0 =
 // about 64 MiB of logits). bf16: the head matmuls in bfloat16 (fp32 softmax and accumulation of the gradients).
 // Differentiable in hidden and weight (and through the entropy when it is used in a loss).
-torch::Tensor linear_token_logprobs(const torch::Tensor& hidden, const torch::Tensor& weight, const torch::Tensor& targets,
-                                    double temperature = 1, bool bf16 = false, torch::Tensor* entropy = nullptr,
-                                    int64_t chunk_rows = 0);
+torch::Tensor linear_token_logprobs(const torch::Tensor& hidden, const torch::Tensor& weight,
+                                    const torch::Tensor& targets, double temperature = 1, bool bf16 = false,
+                                    torch::Tensor* entropy = nullptr, int64_t chunk_rows = 0);
 
 }  // namespace rlaif

@@ -8,16 +8,16 @@
 namespace rlaif {
 
 struct Criterion {
-  std::string name;         // a key of the judge's JSON verdict: letters, digits, '_' and '-'
-  std::string description;  // what the judge is asked to assess
-  double min = 1, max = 10; // the integer scale the judge answers on
-  double weight = 1;        // share in the aggregate (weights are normalised)
+  std::string name;          // a key of the judge's JSON verdict: letters, digits, '_' and '-'
+  std::string description;   // what the judge is asked to assess
+  double min = 1, max = 10;  // the integer scale the judge answers on
+  double weight = 1;         // share in the aggregate (weights are normalised)
 };
 
 struct Rubric {
   std::vector<Criterion> criteria;
-  bool pass_fail = false;   // one criterion named "pass" on the scale 0..1
-  std::string reference;    // optional reference answer shown to the judge (per-row references override it)
+  bool pass_fail = false;  // one criterion named "pass" on the scale 0..1
+  std::string reference;   // optional reference answer shown to the judge (per-row references override it)
 
   // Relevance, coherence and safety/ethics on 1..10, equal weights.
   static Rubric default_rubric();

@@ -14,9 +14,9 @@
 namespace rlaif {
 
 struct SafetensorsEntry {
-  std::string dtype;             // "F32", "BF16", ... as in the header
+  std::string dtype;  // "F32", "BF16", ... as in the header
   std::vector<int64_t> shape;
-  uint64_t begin = 0, end = 0;   // byte offsets relative to the start of the data section
+  uint64_t begin = 0, end = 0;  // byte offsets relative to the start of the data section
 };
 
 // A memory-mapped safetensors file. Opening validates the whole header; a file that lies (offsets out of range or

@@ -25,9 +25,10 @@ SequenceBatch make_sequence_batch(const std::vector<const std::vector<int64_t>*>
                                   const std::vector<const std::vector<int64_t>*>& completions, int64_t pad_id = 0);
 
 // log softmax(logits / temperature) at each completion token, [N, Tc] (0 where masked). The output head runs only
-// over the Tc completion columns, a chunk of rows at a time (linear_token_logprobs: the logits are never stored). With `entropy` non-null, also each position's entropy [N, Tc]. Records gradients
-// when grad mode is on; without it, runs the same (plain) numerics. bf16: matmuls in bfloat16 under libtorch's CPU
-// autocast (fp32 master weights, fp32 norms, softmax and log-probs); the backward follows the same casts.
+// over the Tc completion columns, a chunk of rows at a time (linear_token_logprobs: the logits are never stored). With
+// `entropy` non-null, also each position's entropy [N, Tc]. Records gradients when grad mode is on; without it, runs
+// the same (plain) numerics. bf16: matmuls in bfloat16 under libtorch's CPU autocast (fp32 master weights, fp32 norms,
+// softmax and log-probs); the backward follows the same casts.
 torch::Tensor completion_logprobs(CausalLM& model, const SequenceBatch& batch, double temperature,
                                   torch::Tensor* entropy = nullptr, bool bf16 = false);
 

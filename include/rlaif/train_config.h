@@ -18,17 +18,17 @@ namespace rlaif {
 
 struct TrainConfig {
   // [model]
-  std::string model_path;              // Hugging Face folder of the policy (and of the reference)
-  std::string dtype = "auto";          // sampling precision: auto | float32 | bfloat16
+  std::string model_path;      // Hugging Face folder of the policy (and of the reference)
+  std::string dtype = "auto";  // sampling precision: auto | float32 | bfloat16
 
   // [data]
-  std::string prompts;                 // JSONL: {"prompt": "..."} or {"messages": [...]}, optional "reference"
-  std::string eval_prompts;            // held-out JSONL for evaluation ("" = none)
+  std::string prompts;       // JSONL: {"prompt": "..."} or {"messages": [...]}, optional "reference"
+  std::string eval_prompts;  // held-out JSONL for evaluation ("" = none)
 
   // [train]
   std::string output_dir;
-  std::string algorithm = "grpo";      // grpo | rloo | reinforce_pp | reinforce_pp_baseline | online_dpo
-  int64_t max_steps = -1;                   // optimizer steps; -1 = num_train_epochs passes over the data
+  std::string algorithm = "grpo";  // grpo | rloo | reinforce_pp | reinforce_pp_baseline | online_dpo
+  int64_t max_steps = -1;          // optimizer steps; -1 = num_train_epochs passes over the data
   double num_train_epochs = 1;
   int64_t per_device_train_batch_size = 8;  // completions per micro-batch
   int64_t gradient_accumulation_steps = 1;  // micro-batches per optimizer step
@@ -43,48 +43,48 @@ struct TrainConfig {
   std::string lr_scheduler_type = "linear";  // constant | linear | cosine
   int64_t warmup_steps = 0;
   double warmup_ratio = 0.0;
-  double beta = 0.0;                        // KL coefficient
-  std::string kl_estimator = "k3";          // k1 | k2 | k3
-  bool kl_in_reward = false;                // false: beta * KL in the loss; true: subtracted from the reward
+  double beta = 0.0;                // KL coefficient
+  std::string kl_estimator = "k3";  // k1 | k2 | k3
+  bool kl_in_reward = false;        // false: beta * KL in the loss; true: subtracted from the reward
   double epsilon = 0.2;
-  double epsilon_high = -1;                 // < 0: same as epsilon
-  std::string loss_type = "dapo";           // grpo | bnpo | dr_grpo | dapo
-  std::string scale_rewards = "group";      // group | batch | none
+  double epsilon_high = -1;                         // < 0: same as epsilon
+  std::string loss_type = "dapo";                   // grpo | bnpo | dr_grpo | dapo
+  std::string scale_rewards = "group";              // group | batch | none
   std::string importance_sampling_level = "token";  // token | sequence (GSPO)
-  int64_t num_iterations = 1;               // mu: optimizer passes over each generated batch
+  int64_t num_iterations = 1;                       // mu: optimizer passes over each generated batch
   bool mask_truncated_completions = false;
   double entropy_coef = 0.0;
   bool importance_sampling_correction = false;  // truncated IS between sampler and trainer log-probs
   double importance_sampling_cap = 2.0;
-  std::string judge_mode = "pointwise";     // pointwise | group (all G completions of a prompt in one judge call)
-  bool dynamic_sampling = false;            // drop zero-variance groups and sample more prompts to refill
+  std::string judge_mode = "pointwise";  // pointwise | group (all G completions of a prompt in one judge call)
+  bool dynamic_sampling = false;         // drop zero-variance groups and sample more prompts to refill
   int64_t max_dynamic_sampling_rounds = 4;
-  int64_t overlong_buffer_length = 0;       // DAPO soft overlong punishment over the last L_cache tokens (0 = off)
+  int64_t overlong_buffer_length = 0;  // DAPO soft overlong punishment over the last L_cache tokens (0 = off)
   double overlong_penalty_factor = 1.0;
-  double missing_eos_penalty = 0.0;         // subtracted from the reward of completions cut at max length
+  double missing_eos_penalty = 0.0;  // subtracted from the reward of completions cut at max length
   // Reward-integrity telemetry (docs/metrics.md): a grader named here is the ground-truth check the judge is compared
   // with (give it weight 0 to keep it out of the reward); warnings when a threshold is crossed (0 = no warning).
   std::string integrity_verifier;
-  double integrity_judge_threshold = 0.5;   // judge reward >= this counts as the judge calling it a success
-  double warn_reward_length_corr = 0.5;     // |corr(reward, length)| above this
-  double warn_judge_verifier_gap = 0.2;     // judge success rate - verifier success rate above this
-  double warn_flip_rate = 0.3;              // pairwise flip rate above this
+  double integrity_judge_threshold = 0.5;  // judge reward >= this counts as the judge calling it a success
+  double warn_reward_length_corr = 0.5;    // |corr(reward, length)| above this
+  double warn_judge_verifier_gap = 0.2;    // judge success rate - verifier success rate above this
+  double warn_flip_rate = 0.3;             // pairwise flip rate above this
   // Pre-flight gate: before the first step the judge scores this labelled set (rlaif judge eval's report goes to
   // output_dir/judge_validation.json); training refuses to start when the agreement metric is below the minimum.
-  std::string judge_eval_labels;            // JSONL {prompt, completion, reference?, label}; "" = no gate
-  std::string judge_eval_injections;        // optional injection set: its score shift is reported too
+  std::string judge_eval_labels;                    // JSONL {prompt, completion, reference?, label}; "" = no gate
+  std::string judge_eval_injections;                // optional injection set: its score shift is reported too
   std::string judge_agreement_metric = "accuracy";  // accuracy | spearman | kendall | kappa
-  double judge_min_agreement = 0.0;         // the gate; a pass is judge reward >= integrity_judge_threshold
+  double judge_min_agreement = 0.0;                 // the gate; a pass is judge reward >= integrity_judge_threshold
   uint64_t seed = 42;
   int64_t logging_steps = 1;
-  int64_t save_steps = 50;                  // 0 = only at the end
-  int64_t save_total_limit = 3;             // checkpoints kept
-  int64_t eval_steps = 0;                   // 0 = no evaluation during training
-  int64_t eval_samples = 64;                // held-out prompts per evaluation
-  int64_t generation_batch_size = 32;       // sequences the sampler decodes together
-  int num_threads = 0;                      // 0 = all cores
-  int bf16 = -1;                            // training matmuls in bfloat16 (fp32 master weights): 1 on, 0 off,
-                                            // -1 auto = on where the CPU has AVX512_BF16 (docs/perf.md)
+  int64_t save_steps = 50;             // 0 = only at the end
+  int64_t save_total_limit = 3;        // checkpoints kept
+  int64_t eval_steps = 0;              // 0 = no evaluation during training
+  int64_t eval_samples = 64;           // held-out prompts per evaluation
+  int64_t generation_batch_size = 32;  // sequences the sampler decodes together
+  int num_threads = 0;                 // 0 = all cores
+  int bf16 = -1;                       // training matmuls in bfloat16 (fp32 master weights): 1 on, 0 off,
+                                       // -1 auto = on where the CPU has AVX512_BF16 (docs/perf.md)
   bool use_bf16() const;
 
   // [lora]
@@ -93,7 +93,7 @@ struct TrainConfig {
 
   // [judge], [rubric], [template], [[graders]]
   JudgeConfig judge;
-  bool has_judge = false;                   // any of the judge tables present
+  bool has_judge = false;  // any of the judge tables present
 
   // Completions per optimizer step and prompts per step.
   int64_t generation_batch() const { return per_device_train_batch_size * gradient_accumulation_steps; }

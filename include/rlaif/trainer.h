@@ -12,8 +12,8 @@
 namespace rlaif {
 
 struct RunOptions {
-  bool resume = false;   // continue from the newest checkpoint in output_dir
-  bool quiet = false;    // no progress output
+  bool resume = false;  // continue from the newest checkpoint in output_dir
+  bool quiet = false;   // no progress output
 };
 
 // Both throw rlaif::Error for bad configs or data (before any training), and for judge or I/O failures.

@@ -15,12 +15,12 @@ namespace rlaif {
 
 struct Verdict {
   bool ok = false;
-  std::string failure;                    // cause when !ok: no_verdict, missing_score, non_numeric_score
-  std::string detail;                     // what exactly (e.g. which criterion)
-  std::map<std::string, double> scores;   // per criterion, on its scale
-  std::vector<std::string> clamped;       // criteria whose score was outside the scale (and was clamped)
+  std::string failure;                   // cause when !ok: no_verdict, missing_score, non_numeric_score
+  std::string detail;                    // what exactly (e.g. which criterion)
+  std::map<std::string, double> scores;  // per criterion, on its scale
+  std::vector<std::string> clamped;      // criteria whose score was outside the scale (and was clamped)
   std::string rationale;
-  double reward = 0;                      // the rubric's weighted aggregate in [0, 1]
+  double reward = 0;  // the rubric's weighted aggregate in [0, 1]
 };
 
 Verdict parse_verdict(const std::string& reply, const Rubric& rubric);

@@ -15,7 +15,9 @@ namespace rlaif {
 AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
   tmp_ = path_ + ".tmp." + std::to_string(::getpid());
   f_ = std::fopen(tmp_.c_str(), "wb");
-  if (!f_) throw Error(std::string("cannot create file: ") + std::strerror(errno), tmp_, "check that the folder exists and is writable");
+  if (!f_)
+    throw Error(std::string("cannot create file: ") + std::strerror(errno), tmp_,
+                "check that the folder exists and is writable");
 }
 
 AtomicFile::~AtomicFile() {

@@ -10,15 +10,23 @@ std::string format_duration(double s) {
   if (s < 0 || s != s) return "?";
   char buf[32];
   long t = static_cast<long>(s + 0.5);
-  if (t >= 3600) std::snprintf(buf, sizeof buf, "%ldh%02ldm", t / 3600, (t % 3600) / 60);
-  else if (t >= 60) std::snprintf(buf, sizeof buf, "%ldm%02lds", t / 60, t % 60);
-  else std::snprintf(buf, sizeof buf, "%lds", t);
+  if (t >= 3600)
+    std::snprintf(buf, sizeof buf, "%ldh%02ldm", t / 3600, (t % 3600) / 60);
+  else if (t >= 60)
+    std::snprintf(buf, sizeof buf, "%ldm%02lds", t / 60, t % 60);
+  else
+    std::snprintf(buf, sizeof buf, "%lds", t);
   return buf;
 }
 
 Progress::Progress(std::string label, int64_t total, std::string unit, bool enabled)
-    : label_(std::move(label)), unit_(std::move(unit)), total_(total), enabled_(enabled),
-      tty_(::isatty(2) == 1), start_(std::chrono::steady_clock::now()), last_draw_(start_) {}
+    : label_(std::move(label)),
+      unit_(std::move(unit)),
+      total_(total),
+      enabled_(enabled),
+      tty_(::isatty(2) == 1),
+      start_(std::chrono::steady_clock::now()),
+      last_draw_(start_) {}
 
 Progress::~Progress() { finish(); }
 
@@ -56,8 +64,10 @@ void Progress::draw(bool final) {
     std::snprintf(line, sizeof line, "%s %lld %s  %.1f %s/s  elapsed %s  %s", label_.c_str(), (long long)done_,
                   unit_.c_str(), rate, unit_.c_str(), format_duration(el).c_str(), extra_.c_str());
   }
-  if (tty_) std::fprintf(stderr, "\r\033[K%s%s", line, final ? "\n" : "");
-  else std::fprintf(stderr, "%s\n", line);
+  if (tty_)
+    std::fprintf(stderr, "\r\033[K%s%s", line, final ? "\n" : "");
+  else
+    std::fprintf(stderr, "%s\n", line);
   std::fflush(stderr);
 }
 

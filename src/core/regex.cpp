@@ -3,8 +3,8 @@
 
 #include <pcre2.h>
 
-#include "rlaif/error.h"
 #include "core/unicode.h"
+#include "rlaif/error.h"
 
 namespace rlaif {
 namespace {
@@ -28,7 +28,8 @@ std::string pcre2_message(int code) {
 
 // Oniguruma's (Hugging Face's regex engine) Unicode classes, which differ from PCRE2's: PCRE2's \s also matches
 // U+180E, and its \w is letters and all numbers where Oniguruma's is letters, marks, decimal digits and connectors.
-const char* const kSpace = "\\t\\n\\x0B\\f\\r\\x20\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}";
+const char* const kSpace =
+    "\\t\\n\\x0B\\f\\r\\x20\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}";
 const char* const kWord = "\\p{L}\\p{M}\\p{Nd}\\p{Pc}";
 
 // Rewrites \s \S \w \W into explicit classes with Oniguruma's members.
@@ -48,8 +49,7 @@ std::string oniguruma_classes(const std::string& p, const std::string& where) {
       } else if (!in_class) {
         out += "[^" + std::string(members) + "]";
       } else {
-        throw Error(std::string("\\") + d + " inside a character class is not supported", where,
-                    "the pattern is " + p);
+        throw Error(std::string("\\") + d + " inside a character class is not supported", where, "the pattern is " + p);
       }
       continue;
     }
@@ -80,8 +80,8 @@ Regex::Regex(const std::string& source, const std::string& where) : where_(where
   int err = 0;
   PCRE2_SIZE offset = 0;
   std::string pattern = oniguruma_classes(source, where);
-  pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
-                                   PCRE2_UTF | PCRE2_UCP, &err, &offset, nullptr);
+  pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(), PCRE2_UTF | PCRE2_UCP,
+                                   &err, &offset, nullptr);
   if (!code)
     throw Error("regex does not compile at offset " + std::to_string(offset) + ": " + pcre2_message(err), where,
                 "the pattern is " + source);

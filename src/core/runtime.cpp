@@ -1,5 +1,5 @@
-#include <malloc.h>
 #include "rlaif/runtime.h"
+#include <malloc.h>
 
 #include <ATen/Parallel.h>
 #include <link.h>
@@ -52,8 +52,8 @@ void ensure_runtime_env(int argc, char** argv) {
 }
 
 void keep_freed_memory() {
-  mallopt(M_MMAP_MAX, 0);                        // large blocks from the heap, not fresh mappings
-  mallopt(M_TRIM_THRESHOLD, -1);                 // and freed heap memory stays ours: never trimmed (mallopt(3))
+  mallopt(M_MMAP_MAX, 0);         // large blocks from the heap, not fresh mappings
+  mallopt(M_TRIM_THRESHOLD, -1);  // and freed heap memory stays ours: never trimmed (mallopt(3))
   mallopt(M_TOP_PAD, 64 << 20);
 }
 

@@ -11,8 +11,9 @@ namespace rlaif {
 
 // Whether the CPU runs the kernels below that need AVX-512 F, BW and VL (the bf16 stores, byte masks).
 inline bool has_avx512_bw() {
-  static const bool yes = (__builtin_cpu_init(), __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                                                    __builtin_cpu_supports("avx512vl"));
+  static const bool yes =
+      (__builtin_cpu_init(),
+       __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"));
   return yes;
 }
 
@@ -42,7 +43,9 @@ __attribute__((target("avx512f"))) inline __m512 load16(const c10::BFloat16* p) 
   return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
 }
 // The first k (< 16) lanes; the rest are 0.
-__attribute__((target("avx512f"))) inline __m512 load16(const float* p, __mmask16 k) { return _mm512_maskz_loadu_ps(k, p); }
+__attribute__((target("avx512f"))) inline __m512 load16(const float* p, __mmask16 k) {
+  return _mm512_maskz_loadu_ps(k, p);
+}
 __attribute__((target("avx512f"))) inline __m512 load16(const c10::BFloat16* p, __mmask16 k) {
   __m512i w = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, p));
   return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
@@ -52,7 +55,8 @@ __attribute__((target("avx512f"))) inline void store16(float* p, __m512 v, __mma
   _mm512_mask_storeu_ps(p, k, v);
 }
 // fp32 -> bf16 rounding to nearest even, as c10::BFloat16's constructor does for finite values.
-__attribute__((target("avx512f,avx512bw,avx512vl"))) inline void store16(c10::BFloat16* p, __m512 v, __mmask16 k = 0xFFFF) {
+__attribute__((target("avx512f,avx512bw,avx512vl"))) inline void store16(c10::BFloat16* p, __m512 v,
+                                                                         __mmask16 k = 0xFFFF) {
   __m512i b = _mm512_castps_si512(v);
   __m512i odd = _mm512_and_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(1));
   b = _mm512_add_epi32(b, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7FFF)));

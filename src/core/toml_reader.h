@@ -31,9 +31,12 @@ class TomlReader {
       if (!n->is_integer()) fail(key, "an integer");
       out = static_cast<T>(**n->as_integer());
     } else {
-      if (n->is_integer()) out = static_cast<T>(**n->as_integer());
-      else if (n->is_floating_point()) out = static_cast<T>(**n->as_floating_point());
-      else fail(key, "a number");
+      if (n->is_integer())
+        out = static_cast<T>(**n->as_integer());
+      else if (n->is_floating_point())
+        out = static_cast<T>(**n->as_floating_point());
+      else
+        fail(key, "a number");
     }
   }
   const toml::table* table(const char* key) {
@@ -55,7 +58,8 @@ class TomlReader {
       for (const auto& k : seen_) valid += (valid.empty() ? "" : ", ") + k;
     for (const auto& [k, v] : t_)
       if (!seen_.count(std::string(k.str())))
-        throw Error("unknown key \"" + std::string(k.str()) + "\"", at(std::string(k.str()), v), "valid keys: " + valid);
+        throw Error("unknown key \"" + std::string(k.str()) + "\"", at(std::string(k.str()), v),
+                    "valid keys: " + valid);
   }
   // Reads a string or a list of strings.
   void get_strings(const char* key, std::vector<std::string>& out) {

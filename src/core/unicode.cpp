@@ -60,8 +60,8 @@ bool is_valid_utf8(const std::string& s) {
 }
 
 bool is_whitespace(char32_t c) {
-  return (c >= 0x09 && c <= 0x0D) || c == 0x20 || c == 0x85 || c == 0xA0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200A) ||
-         c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
+  return (c >= 0x09 && c <= 0x0D) || c == 0x20 || c == 0x85 || c == 0xA0 || c == 0x1680 ||
+         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
 }
 
 bool is_numeric(char32_t c) {
@@ -74,9 +74,17 @@ bool is_word_char(char32_t c) {
   if (c < 0x80) return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
   if (c == 0x200C || c == 0x200D) return true;
   switch (utf8proc_category(static_cast<utf8proc_int32_t>(c))) {
-    case UTF8PROC_CATEGORY_LU: case UTF8PROC_CATEGORY_LL: case UTF8PROC_CATEGORY_LT: case UTF8PROC_CATEGORY_LM:
-    case UTF8PROC_CATEGORY_LO: case UTF8PROC_CATEGORY_NL: case UTF8PROC_CATEGORY_MN: case UTF8PROC_CATEGORY_MC:
-    case UTF8PROC_CATEGORY_ME: case UTF8PROC_CATEGORY_ND: case UTF8PROC_CATEGORY_PC:
+    case UTF8PROC_CATEGORY_LU:
+    case UTF8PROC_CATEGORY_LL:
+    case UTF8PROC_CATEGORY_LT:
+    case UTF8PROC_CATEGORY_LM:
+    case UTF8PROC_CATEGORY_LO:
+    case UTF8PROC_CATEGORY_NL:
+    case UTF8PROC_CATEGORY_MN:
+    case UTF8PROC_CATEGORY_MC:
+    case UTF8PROC_CATEGORY_ME:
+    case UTF8PROC_CATEGORY_ND:
+    case UTF8PROC_CATEGORY_PC:
       return true;
     default:
       return false;
@@ -88,10 +96,14 @@ std::string normalize(const std::string& s, const std::string& form) {
   for (unsigned char c : s) ascii &= c < 0x80;
   if (ascii) return s;  // every normal form leaves ASCII unchanged
   int options = UTF8PROC_STABLE;
-  if (form == "NFC") options |= UTF8PROC_COMPOSE;
-  else if (form == "NFD") options |= UTF8PROC_DECOMPOSE;
-  else if (form == "NFKC") options |= UTF8PROC_COMPOSE | UTF8PROC_COMPAT;
-  else options |= UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT;
+  if (form == "NFC")
+    options |= UTF8PROC_COMPOSE;
+  else if (form == "NFD")
+    options |= UTF8PROC_DECOMPOSE;
+  else if (form == "NFKC")
+    options |= UTF8PROC_COMPOSE | UTF8PROC_COMPAT;
+  else
+    options |= UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT;
   utf8proc_uint8_t* out = nullptr;
   auto n = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(s.data()), static_cast<utf8proc_ssize_t>(s.size()),
                         &out, static_cast<utf8proc_option_t>(options));

@@ -1,4 +1,5 @@
-// UTF-8 and Unicode helpers shared by the tokenizer, the Jinja interpreter, the graders and the server (internal, core).
+// UTF-8 and Unicode helpers shared by the tokenizer, the Jinja interpreter, the graders and the server (internal,
+// core).
 #pragma once
 
 #include <cstddef>
@@ -10,7 +11,10 @@ namespace rlaif::unicode {
 // Decodes the code point at s[i] (valid UTF-8 assumed) and advances i.
 inline char32_t next_cp(const std::string& s, size_t& i) {
   auto c = static_cast<unsigned char>(s[i]);
-  if (c < 0x80) { ++i; return c; }
+  if (c < 0x80) {
+    ++i;
+    return c;
+  }
   int len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
   char32_t cp = c & (0x7F >> len);
   for (int k = 1; k < len; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);

@@ -13,23 +13,30 @@
 namespace rlaif {
 namespace {
 
-const std::vector<std::string> kProducts = {"phone", "lamp",  "kettle", "chair",   "backpack", "blender",
-                                            "bike",  "camera", "watch", "speaker", "desk",     "toaster"};
-const std::vector<std::string> kAsk = {"Write a {s} one-sentence review of a {p}.", "Give a {s} one-sentence review of a {p}."};
+const std::vector<std::string> kProducts = {"phone", "lamp",   "kettle", "chair",   "backpack", "blender",
+                                            "bike",  "camera", "watch",  "speaker", "desk",     "toaster"};
+const std::vector<std::string> kAsk = {"Write a {s} one-sentence review of a {p}.",
+                                       "Give a {s} one-sentence review of a {p}."};
 // Each review uses words of one lexicon only.
-const std::vector<std::string> kPositiveWords = {"love", "great", "excellent", "perfect", "wonderful", "fantastic", "recommended"};
-const std::vector<std::string> kNegativeWords = {"broke", "awful", "refund", "poor", "regret", "terrible", "useless", "disappointing", "avoid"};
+const std::vector<std::string> kPositiveWords = {"love",      "great",     "excellent",  "perfect",
+                                                 "wonderful", "fantastic", "recommended"};
+const std::vector<std::string> kNegativeWords = {"broke",    "awful",   "refund",        "poor", "regret",
+                                                 "terrible", "useless", "disappointing", "avoid"};
 // Words a drifting policy strews in place of real ones.
 const std::vector<std::string> kStray = {"and", "and and", "the", "is", "my", "for", "this"};
 
-const std::vector<std::string> kPositive = {
-    "I love this {p}, it works great.",           "This {p} is excellent and worth every penny.",
-    "Great {p}, I would buy it again.",           "The {p} is perfect for my home.",
-    "My new {p} is wonderful and easy to set up.", "What a fantastic {p}, highly recommended."};
-const std::vector<std::string> kNegative = {
-    "This {p} broke after one week.",           "The {p} is awful and I want a refund.",
-    "Poor {p}, it stopped working fast.",        "I regret buying this {p}, it is terrible.",
-    "My new {p} is useless and hard to set up.", "What a disappointing {p}, avoid it."};
+const std::vector<std::string> kPositive = {"I love this {p}, it works great.",
+                                            "This {p} is excellent and worth every penny.",
+                                            "Great {p}, I would buy it again.",
+                                            "The {p} is perfect for my home.",
+                                            "My new {p} is wonderful and easy to set up.",
+                                            "What a fantastic {p}, highly recommended."};
+const std::vector<std::string> kNegative = {"This {p} broke after one week.",
+                                            "The {p} is awful and I want a refund.",
+                                            "Poor {p}, it stopped working fast.",
+                                            "I regret buying this {p}, it is terrible.",
+                                            "My new {p} is useless and hard to set up.",
+                                            "What a disappointing {p}, avoid it."};
 
 std::string fill(std::string t, const std::string& s, const std::string& p) {
   for (size_t at; (at = t.find("{s}")) != std::string::npos;) t.replace(at, 3, s);
@@ -42,8 +49,10 @@ std::vector<std::string> split_words(const std::string& text) {
   std::vector<std::string> words;
   std::string w;
   for (char c : text + " ")
-    if (c != ' ') w += c;
-    else if (!w.empty()) words.push_back(w), w.clear();
+    if (c != ' ')
+      w += c;
+    else if (!w.empty())
+      words.push_back(w), w.clear();
   return words;
 }
 
@@ -63,7 +72,9 @@ class Drawer {
  public:
   explicit Drawer(uint64_t seed) : rng_(seed) {}
   template <typename T>
-  const T& pick(const std::vector<T>& v) { return v[std::uniform_int_distribution<size_t>(0, v.size() - 1)(rng_)]; }
+  const T& pick(const std::vector<T>& v) {
+    return v[std::uniform_int_distribution<size_t>(0, v.size() - 1)(rng_)];
+  }
   bool coin(double p) { return std::uniform_real_distribution<double>(0, 1)(rng_) < p; }
   Draw draw(double follow_rate) {
     Draw d;
@@ -78,9 +89,9 @@ class Drawer {
   }
   // A labelled draw for judge data: `garbled_rate` of them are damaged the ways an RL policy drifts (a word looping,
   // a sentence cut off — inside a word, closed with a period or not —, words rambling on, two reviews spliced, a
-  // sentence without its start, a misspelled word, stray words in place of real ones), so the judge learns to judge what is written, not a template's
-  // familiar shape. The last kinds were added after GRPO runs found them: judges trained without them were gamed.
-  // The label is the ground truth.
+  // sentence without its start, a misspelled word, stray words in place of real ones), so the judge learns to judge
+  // what is written, not a template's familiar shape. The last kinds were added after GRPO runs found them: judges
+  // trained without them were gamed. The label is the ground truth.
   Draw labelled(double garbled_rate) {
     Draw d = draw(0.5);
     if (coin(garbled_rate)) {
@@ -89,7 +100,8 @@ class Drawer {
       const int kind = static_cast<int>(std::uniform_int_distribution<int>(0, 6)(rng_));
       const size_t cut = std::uniform_int_distribution<size_t>(1, words.size() - 1)(rng_);
       if (kind == 3) {  // spliced: the start of this review, the end of another (either sentiment)
-        std::vector<std::string> other = split_words(fill(pick(coin(0.5) ? kPositive : kNegative), "", pick(kProducts)));
+        std::vector<std::string> other =
+            split_words(fill(pick(coin(0.5) ? kPositive : kNegative), "", pick(kProducts)));
         words.resize(cut);
         const size_t from = std::uniform_int_distribution<size_t>(1, other.size() - 1)(rng_);
         words.insert(words.end(), other.begin() + static_cast<std::ptrdiff_t>(from), other.end());
@@ -117,7 +129,7 @@ class Drawer {
           break;
         }
         out += (out.empty() ? "" : " ") + words[i];
-        if (kind == 0 && i + 1 == cut) {   // a word looping
+        if (kind == 0 && i + 1 == cut) {  // a word looping
           const int times = std::uniform_int_distribution<int>(3, 8)(rng_);
           const std::string& again = coin(0.5) ? words[i] : pick(kProducts);
           for (int k = 0; k < times; ++k) out += " " + again;
@@ -199,8 +211,8 @@ std::string review_reference_regex(const std::string& sentiment) {
   const bool pos = sentiment == "positive";
   // Well-formed (the length, no word three times, the final '.' or '!'), none of the other lexicon, one of its own.
   return "(?is)^(?=.{1,120}$)(?!.*\\b(\\w+)\\b.*\\b\\1\\b.*\\b\\1\\b)(?!.*\\b(?:" +
-         alternatives(pos ? kNegativeWords : kPositiveWords) + ")\\b).*\\b(?:" +
-         alternatives(pos ? kPositiveWords : kNegativeWords) + ")\\b.*[.!]\\s*$";
+         alternatives(pos ? kNegativeWords : kPositiveWords) +
+         ")\\b).*\\b(?:" + alternatives(pos ? kPositiveWords : kNegativeWords) + ")\\b.*[.!]\\s*$";
 }
 
 void write_review_task(const std::string& dir, const ReviewTaskOptions& o) {
@@ -218,8 +230,10 @@ void write_review_task(const std::string& dir, const ReviewTaskOptions& o) {
     std::vector<nlohmann::ordered_json> out;
     for (int64_t i = 0; i < n; ++i) {
       auto d = drawer.labelled(o.garbled_rate);
-      out.push_back({{"prompt", d.prompt}, {"completion", d.completion},
-                     {"reference", review_reference_regex(d.sentiment)}, {"label", d.follows ? 1 : 0},
+      out.push_back({{"prompt", d.prompt},
+                     {"completion", d.completion},
+                     {"reference", review_reference_regex(d.sentiment)},
+                     {"label", d.follows ? 1 : 0},
                      {"rationale", d.rationale}});
     }
     write_rows(dir + "/" + name, out);

@@ -3,8 +3,8 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
-#include <cmath>
 #include <chrono>
+#include <cmath>
 #include <deque>
 
 #include "generate/json_prefix.h"
@@ -30,9 +30,8 @@ std::vector<std::pair<int64_t, float>> top_logprobs(const float* logits, int64_t
   std::vector<int64_t> ids(V);
   for (int64_t v = 0; v < V; ++v) ids[v] = v;
   k = std::min(k, V);
-  std::partial_sort(ids.begin(), ids.begin() + k, ids.end(), [&](int64_t a, int64_t b) {
-    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
-  });
+  std::partial_sort(ids.begin(), ids.begin() + k, ids.end(),
+                    [&](int64_t a, int64_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
   std::vector<std::pair<int64_t, float>> out;
   for (int64_t i = 0; i < k; ++i) out.emplace_back(ids[i], static_cast<float>(logits[ids[i]] * inv_t - lse));
   return out;
@@ -46,9 +45,9 @@ struct Slot {
   int64_t next_token = 0;  // sampled, not yet fed to the model
   SampleRng rng;
   Sample out;
-  std::string bytes;       // raw bytes of the completion so far (for stop strings)
+  std::string bytes;  // raw bytes of the completion so far (for stop strings)
   SamplerScratch scratch;
-  JsonObjectPrefix json;   // params.json_object: the JSON read so far
+  JsonObjectPrefix json;  // params.json_object: the JSON read so far
 };
 
 // Pending work: samples [first, first + count) of one request.
@@ -65,9 +64,18 @@ class GenerationRun {
   GenerationRun(CausalLM& model, const Tokenizer& tokenizer, const std::vector<int64_t>& eos_ids, KVCache& cache,
                 GenerationStats& stats, int64_t slots, const std::vector<GenerationRequest>& requests,
                 const Generator::OnSample& on_sample, const Generator::OnToken& on_token)
-      : model_(model), tokenizer_(tokenizer), eos_ids_(eos_ids), cache_(cache), stats_(stats), S_(slots),
-        V_(model->config().vocab_size), requests_(requests), on_sample_(on_sample), on_token_(on_token),
-        results_(requests.size()), slots_(S_) {
+      : model_(model),
+        tokenizer_(tokenizer),
+        eos_ids_(eos_ids),
+        cache_(cache),
+        stats_(stats),
+        S_(slots),
+        V_(model->config().vocab_size),
+        requests_(requests),
+        on_sample_(on_sample),
+        on_token_(on_token),
+        results_(requests.size()),
+        slots_(S_) {
     for (size_t r = 0; r < requests.size(); ++r) results_[r].samples.resize(requests[r].num_samples);
     for (size_t r = 0; r < requests.size(); ++r) pending_.push_back({r, 0, requests[r].num_samples});
   }
@@ -98,7 +106,7 @@ class GenerationRun {
       batch.positions = torch::arange(P, torch::kInt64).view({1, P});
       batch.slot_begin = free[0];
       batch.key_len = P;
-      auto hidden = model_->forward_cached(batch, cache_);                                    // [1, P, C]
+      auto hidden = model_->forward_cached(batch, cache_);                                     // [1, P, C]
       auto logits = model_->logits(hidden.select(1, P - 1)).to(torch::kFloat32).contiguous();  // [1, V]
       for (int64_t j = 1; j < n; ++j) cache_.copy_slot(free[0], free[j], P);
       stats_.prefill_tokens += P;
@@ -142,7 +150,7 @@ class GenerationRun {
     batch.positions = torch::tensor(pos, torch::kInt64).view({hi, 1});
     batch.slot_begin = 0;
     batch.key_len = key_len;
-    auto hidden = model_->forward_cached(batch, cache_);                                 // [hi, 1, C]
+    auto hidden = model_->forward_cached(batch, cache_);                               // [hi, 1, C]
     auto logits = model_->logits(hidden.squeeze(1)).to(torch::kFloat32).contiguous();  // [hi, V]
     stats_.decode_seconds += seconds_since(t0);
     auto t1 = Clock::now();
@@ -155,8 +163,8 @@ class GenerationRun {
       }
     const float* raw = logits.data_ptr<float>();
     auto z = (logits * torch::tensor(inv_t).view({hi, 1})).contiguous();  // [hi, V]
-    auto lse = torch::logsumexp(z, -1, /*keepdim=*/true);                  // [hi, 1]
-    auto probs = (z - lse).exp_().contiguous();                            // [hi, V]
+    auto lse = torch::logsumexp(z, -1, /*keepdim=*/true);                 // [hi, 1]
+    auto probs = (z - lse).exp_().contiguous();                           // [hi, V]
     std::vector<SampledToken> picked(hi);
     const float* zp = z.data_ptr<float>();
     const float* pp = probs.data_ptr<float>();
@@ -165,9 +173,9 @@ class GenerationRun {
     at::parallel_for(0, hi, 1, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i)
         if (slots_[i].active)
-          picked[i] = sample_token_from_probs(zp + i * V, pp + i * V, lp[i], V,
-                                              requests_[slots_[i].request].params.sampling, slots_[i].rng,
-                                              slots_[i].scratch);
+          picked[i] =
+              sample_token_from_probs(zp + i * V, pp + i * V, lp[i], V, requests_[slots_[i].request].params.sampling,
+                                      slots_[i].rng, slots_[i].scratch);
     });
     stats_.sample_seconds += seconds_since(t1);
     for (int64_t i = 0; i < hi; ++i) {
@@ -214,7 +222,8 @@ class GenerationRun {
     s.out.token_ids.push_back(t.token);
     s.out.logprobs.push_back(t.logprob);
     if (on_token_) on_token_(s.request, static_cast<size_t>(s.sample), t.token);
-    if (p.top_logprobs > 0) s.out.top_logprobs.push_back(top_logprobs(logits, V_, p.sampling.temperature, p.top_logprobs));
+    if (p.top_logprobs > 0)
+      s.out.top_logprobs.push_back(top_logprobs(logits, V_, p.sampling.temperature, p.top_logprobs));
     s.next_token = t.token;
     bool eos = !p.ignore_eos && std::find(eos_ids_.begin(), eos_ids_.end(), t.token) != eos_ids_.end();
     if (eos) {
@@ -295,10 +304,11 @@ int64_t Generator::check_requests(const std::vector<GenerationRequest>& requests
     if (q.params.max_new_tokens < 1) throw Error("max_new_tokens must be >= 1", where);
     validate(q.params.sampling);
     for (int64_t id : q.prompt_ids)
-      if (id < 0 || id >= cfg.vocab_size) throw Error("token id " + std::to_string(id) + " is outside the vocabulary", where);
+      if (id < 0 || id >= cfg.vocab_size)
+        throw Error("token id " + std::to_string(id) + " is outside the vocabulary", where);
     if (static_cast<int64_t>(q.prompt_ids.size()) >= ctx)
-      throw Error("prompt of " + std::to_string(q.prompt_ids.size()) + " tokens leaves no room in the model's context of " +
-                      std::to_string(ctx),
+      throw Error("prompt of " + std::to_string(q.prompt_ids.size()) +
+                      " tokens leaves no room in the model's context of " + std::to_string(ctx),
                   where, "shorten the prompt");
     need = std::max<int64_t>(need, std::min<int64_t>(ctx, q.prompt_ids.size() + q.params.max_new_tokens));
   }

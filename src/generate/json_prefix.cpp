@@ -84,8 +84,10 @@ bool JsonObjectPrefix::step(char c) {
       return false;
     case kString:
       if (c == '"') {
-        if (string_is_key_) mode_ = kColon;
-        else after_value();
+        if (string_is_key_)
+          mode_ = kColon;
+        else
+          after_value();
         return true;
       }
       if (c == '\\') return mode_ = kEscape, true;
@@ -102,20 +104,29 @@ bool JsonObjectPrefix::step(char c) {
     case kNumber: {
       const bool d = is_digit(c);
       switch (number_) {
-        case 0: return d ? (number_ = c == '0' ? 1 : 2, true) : false;
-        case 2: if (d) return true; [[fallthrough]];
+        case 0:
+          return d ? (number_ = c == '0' ? 1 : 2, true) : false;
+        case 2:
+          if (d) return true;
+          [[fallthrough]];
         case 1:
           if (c == '.') return number_ = 3, true;
           if (c == 'e' || c == 'E') return number_ = 5, true;
           break;  // the number ends here
-        case 3: return d ? (number_ = 4, true) : false;
+        case 3:
+          return d ? (number_ = 4, true) : false;
         case 4:
           if (d) return true;
           if (c == 'e' || c == 'E') return number_ = 5, true;
           break;
-        case 5: if (c == '+' || c == '-') return number_ = 6, true; [[fallthrough]];
-        case 6: return d ? (number_ = 7, true) : false;
-        case 7: if (d) return true; break;
+        case 5:
+          if (c == '+' || c == '-') return number_ = 6, true;
+          [[fallthrough]];
+        case 6:
+          return d ? (number_ = 7, true) : false;
+        case 7:
+          if (d) return true;
+          break;
       }
       mode_ = kAfterValue;  // numbers live inside containers: the next byte is read after the value
       return step(c);

@@ -17,14 +17,25 @@ class JsonObjectPrefix {
 
  private:
   enum Mode {
-    kStart, kValue, kObjectFirst, kObjectKey, kColon, kAfterValue, kArrayFirst, kString, kEscape, kUnicode,
-    kNumber, kLiteral, kDone
+    kStart,
+    kValue,
+    kObjectFirst,
+    kObjectKey,
+    kColon,
+    kAfterValue,
+    kArrayFirst,
+    kString,
+    kEscape,
+    kUnicode,
+    kNumber,
+    kLiteral,
+    kDone
   };
   bool step(char c);
   void after_value();
 
   Mode mode_ = kStart;
-  std::string stack_;          // open containers: 'o' object, 'a' array
+  std::string stack_;  // open containers: 'o' object, 'a' array
   bool string_is_key_ = false;
   int unicode_left_ = 0;
   // Number sub-state: 0 after '-', 1 after a leading '0', 2 in integer digits, 3 after '.', 4 in fraction digits,

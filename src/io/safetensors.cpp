@@ -99,7 +99,8 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
     if (!v.is_object() || !v.contains("dtype") || !v.contains("shape") || !v.contains("data_offsets") ||
         !v["dtype"].is_string() || !v["shape"].is_array() || !v["data_offsets"].is_array() ||
         v["data_offsets"].size() != 2)
-      throw Error("header entry must have string dtype, array shape and two data_offsets", where, "the file is corrupt");
+      throw Error("header entry must have string dtype, array shape and two data_offsets", where,
+                  "the file is corrupt");
     SafetensorsEntry e;
     e.dtype = v["dtype"].get<std::string>();
     torch::ScalarType type = safetensors_dtype(e.dtype, where);
@@ -121,8 +122,8 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
                   where, "the file is truncated or its header is corrupt");
     uint64_t want = numel * c10::elementSize(type);
     if (e.end - e.begin != want)
-      throw Error("byte count " + std::to_string(e.end - e.begin) + " disagrees with dtype " + e.dtype + " and shape (" +
-                      std::to_string(want) + " bytes expected)",
+      throw Error("byte count " + std::to_string(e.end - e.begin) + " disagrees with dtype " + e.dtype +
+                      " and shape (" + std::to_string(want) + " bytes expected)",
                   where, "the header is corrupt");
     spans.emplace_back(e.begin, e.end);
     entries_[name] = std::move(e);
@@ -154,7 +155,8 @@ torch::Tensor SafetensorsFile::get(const std::string& name) const {
   torch::ScalarType type = safetensors_dtype(e.dtype, path_);
   const uint8_t* p = data_ + e.begin;
   auto keep = map_;
-  auto t = torch::from_blob(const_cast<uint8_t*>(p), e.shape, [keep](void*) {}, torch::TensorOptions().dtype(type));
+  auto t = torch::from_blob(
+      const_cast<uint8_t*>(p), e.shape, [keep](void*) {}, torch::TensorOptions().dtype(type));
   if (reinterpret_cast<uintptr_t>(p) % c10::elementSize(type) != 0) t = t.clone();  // unaligned: copy once
   return t;
 }

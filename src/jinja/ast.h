@@ -16,10 +16,31 @@ using Nodes = std::vector<NodePtr>;
 struct Node {
   enum class Type {
     // statements
-    Text, Output, If, For, Set, Macro, Break, Continue, FilterBlock,
+    Text,
+    Output,
+    If,
+    For,
+    Set,
+    Macro,
+    Break,
+    Continue,
+    FilterBlock,
     // expressions
-    Literal, Identifier, ArrayLit, TupleLit, ObjectLit, Member, Slice, Call, Filter, Test, Unary, Binary, Ternary,
-    Select, Kwarg
+    Literal,
+    Identifier,
+    ArrayLit,
+    TupleLit,
+    ObjectLit,
+    Member,
+    Slice,
+    Call,
+    Filter,
+    Test,
+    Unary,
+    Binary,
+    Ternary,
+    Select,
+    Kwarg
   };
   Type type;
   std::string name;   // identifier, operator, filter/test name, kwarg key

@@ -1,14 +1,14 @@
 // The chat-template interpreter, with @huggingface/jinja's semantics (the reference transformers.js uses).
 #include "jinja/interpreter.h"
 
+#include <utf8proc.h>
 #include <algorithm>
 #include <cmath>
 #include <ctime>
 #include <unordered_map>
-#include <utf8proc.h>
 
-#include "rlaif/error.h"
 #include "core/unicode.h"
+#include "rlaif/error.h"
 
 namespace rlaif::jinja {
 namespace {
@@ -96,7 +96,8 @@ std::string replace_all(const std::string& s, const std::string& from, const std
   return out + s.substr(pos);
 }
 
-std::vector<Value> slice_items(const std::vector<Value>& items, const Value& start, const Value& stop, const Value& step_v) {
+std::vector<Value> slice_items(const std::vector<Value>& items, const Value& start, const Value& stop,
+                               const Value& step_v) {
   int64_t n = static_cast<int64_t>(items.size());
   int64_t step = step_v.is(K::Int) ? step_v.i : 1;
   if (step == 0) throw std::runtime_error("slice step cannot be zero");
@@ -117,7 +118,8 @@ std::string strftime_js(const std::string& fmt) {
   std::time_t now = std::time(nullptr);
   std::tm tm{};
   localtime_r(&now, &tm);
-  static const char* const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  static const char* const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
   static const char* const long_months[] = {"January", "February", "March",     "April",   "May",      "June",
                                             "July",    "August",   "September", "October", "November", "December"};
   auto pad2 = [](int n) { return (n < 10 ? "0" : "") + std::to_string(n); };
@@ -129,15 +131,33 @@ std::string strftime_js(const std::string& fmt) {
     }
     char c = fmt[++i];
     switch (c) {
-      case 'Y': out += std::to_string(tm.tm_year + 1900); break;
-      case 'm': out += pad2(tm.tm_mon + 1); break;
-      case 'd': out += pad2(tm.tm_mday); break;
-      case 'b': out += months[tm.tm_mon]; break;
-      case 'B': out += long_months[tm.tm_mon]; break;
-      case 'H': out += pad2(tm.tm_hour); break;
-      case 'M': out += pad2(tm.tm_min); break;
-      case '%': out += '%'; break;
-      default: out += '%'; out += c;
+      case 'Y':
+        out += std::to_string(tm.tm_year + 1900);
+        break;
+      case 'm':
+        out += pad2(tm.tm_mon + 1);
+        break;
+      case 'd':
+        out += pad2(tm.tm_mday);
+        break;
+      case 'b':
+        out += months[tm.tm_mon];
+        break;
+      case 'B':
+        out += long_months[tm.tm_mon];
+        break;
+      case 'H':
+        out += pad2(tm.tm_hour);
+        break;
+      case 'M':
+        out += pad2(tm.tm_min);
+        break;
+      case '%':
+        out += '%';
+        break;
+      default:
+        out += '%';
+        out += c;
     }
   }
   return out;
@@ -190,25 +210,39 @@ class Interpreter {
     for (const auto& n : nodes) {
       line_ = n->line;
       switch (n->type) {
-        case Node::Type::Text: out += n->name; break;
-        case Node::Type::Output: out += to_output(eval(*n->a, scope)); break;
-        case Node::Type::If: out += block(eval(*n->a, scope).truthy() ? n->body : n->other, scope); break;
-        case Node::Type::For: out += run_for(*n, scope); break;
-        case Node::Type::Set: run_set(*n, scope); break;
-        case Node::Type::Macro: define_macro(*n, scope); break;
-        case Node::Type::Break: throw BreakSignal();
-        case Node::Type::Continue: throw ContinueSignal();
+        case Node::Type::Text:
+          out += n->name;
+          break;
+        case Node::Type::Output:
+          out += to_output(eval(*n->a, scope));
+          break;
+        case Node::Type::If:
+          out += block(eval(*n->a, scope).truthy() ? n->body : n->other, scope);
+          break;
+        case Node::Type::For:
+          out += run_for(*n, scope);
+          break;
+        case Node::Type::Set:
+          run_set(*n, scope);
+          break;
+        case Node::Type::Macro:
+          define_macro(*n, scope);
+          break;
+        case Node::Type::Break:
+          throw BreakSignal();
+        case Node::Type::Continue:
+          throw ContinueSignal();
         case Node::Type::FilterBlock: {
           Value body = Value::string(block(n->body, scope));
           out += to_output(apply_filter(body, *n->a, scope));
           break;
         }
-        default: out += to_output(eval(*n, scope));
+        default:
+          out += to_output(eval(*n, scope));
       }
     }
     return out;
   }
-
 
  private:
   std::string run_for(const Node& n, Scope& outer) {
@@ -222,10 +256,12 @@ class Interpreter {
     }
     Value iterable = eval(*iter_node, scope);
     std::vector<Value> all;
-    if (iterable.is(K::Array)) all = *iterable.arr;
+    if (iterable.is(K::Array))
+      all = *iterable.arr;
     else if (iterable.is(K::Object))
       for (const auto& [k, v] : *iterable.obj) all.push_back(Value::string(k));
-    else fail(std::string("for loop over ") + iterable.type_name() + ": expected a list or an object");
+    else
+      fail(std::string("for loop over ") + iterable.type_name() + ": expected a list or an object");
     auto bind = [&](Scope& s, const Value& item) {
       if (n.a->type == Node::Type::Identifier) {
         s.vars[n.a->name] = item;
@@ -316,8 +352,10 @@ class Interpreter {
 
   Value eval(const Node& n, Scope& scope) {
     switch (n.type) {
-      case Node::Type::Literal: return n.literal;
-      case Node::Type::Identifier: return scope.lookup(n.name);
+      case Node::Type::Literal:
+        return n.literal;
+      case Node::Type::Identifier:
+        return scope.lookup(n.name);
       case Node::Type::ArrayLit:
       case Node::Type::TupleLit: {
         Array a;
@@ -333,22 +371,31 @@ class Interpreter {
         }
         return Value::object(std::move(o));
       }
-      case Node::Type::Member: return member(n, scope);
-      case Node::Type::Call: return call(n, scope);
-      case Node::Type::Filter: return apply_filter(eval(*n.a, scope), n, scope);
-      case Node::Type::Test: return Value::boolean(run_test(n, scope) != n.negate);
+      case Node::Type::Member:
+        return member(n, scope);
+      case Node::Type::Call:
+        return call(n, scope);
+      case Node::Type::Filter:
+        return apply_filter(eval(*n.a, scope), n, scope);
+      case Node::Type::Test:
+        return Value::boolean(run_test(n, scope) != n.negate);
       case Node::Type::Unary: {
         Value v = eval(*n.a, scope);
         if (n.name == "not") return Value::boolean(!v.truthy());
         double sign = n.name == "-" ? -1 : 1;
         if (v.is(K::Float)) return Value::number(sign * v.f);
-        if (v.is(K::Int) || v.is(K::Bool)) return Value::integer(static_cast<int64_t>(sign) * (v.is(K::Int) ? v.i : v.b));
+        if (v.is(K::Int) || v.is(K::Bool))
+          return Value::integer(static_cast<int64_t>(sign) * (v.is(K::Int) ? v.i : v.b));
         fail("unary " + n.name + " on " + v.type_name());
       }
-      case Node::Type::Binary: return binary(n, scope);
-      case Node::Type::Ternary: return eval(*n.a, scope).truthy() ? eval(*n.b, scope) : eval(*n.c, scope);
-      case Node::Type::Select: return eval(*n.b, scope).truthy() ? eval(*n.a, scope) : Value();
-      default: fail("this construct cannot be used as a value");
+      case Node::Type::Binary:
+        return binary(n, scope);
+      case Node::Type::Ternary:
+        return eval(*n.a, scope).truthy() ? eval(*n.b, scope) : eval(*n.c, scope);
+      case Node::Type::Select:
+        return eval(*n.b, scope).truthy() ? eval(*n.a, scope) : Value();
+      default:
+        fail("this construct cannot be used as a value");
     }
   }
 
@@ -374,9 +421,11 @@ class Interpreter {
         return Value::number(op == "+" ? a + b : op == "-" ? a - b : a * b);
       }
       if (op == "/") return Value::number(a / b);
-      if (op == "//") return is_float ? Value::number(std::floor(a / b)) : Value::integer(static_cast<int64_t>(std::floor(a / b)));
+      if (op == "//")
+        return is_float ? Value::number(std::floor(a / b)) : Value::integer(static_cast<int64_t>(std::floor(a / b)));
       if (op == "%") return is_float ? Value::number(std::fmod(a, b)) : Value::integer(b == 0 ? 0 : l.i % r.i);
-      if (op == "**") return is_float || b < 0 ? Value::number(std::pow(a, b)) : Value::integer(static_cast<int64_t>(std::pow(a, b)));
+      if (op == "**")
+        return is_float || b < 0 ? Value::number(std::pow(a, b)) : Value::integer(static_cast<int64_t>(std::pow(a, b)));
       if (op == "<") return Value::boolean(a < b);
       if (op == ">") return Value::boolean(a > b);
       if (op == "<=") return Value::boolean(a <= b);
@@ -389,7 +438,8 @@ class Interpreter {
       bool found = std::any_of(r.arr->begin(), r.arr->end(), [&](const Value& x) { return strict_equal(x, l); });
       return Value::boolean(found == (op == "in"));
     }
-    if ((l.is(K::String) || r.is(K::String)) && op == "+") return Value::string(to_output_plain(l) + to_output_plain(r));
+    if ((l.is(K::String) || r.is(K::String)) && op == "+")
+      return Value::string(to_output_plain(l) + to_output_plain(r));
     if (l.is(K::String) && r.is(K::String) && (op == "in" || op == "not in"))
       return Value::boolean((r.s.find(l.s) != std::string::npos) == (op == "in"));
     if (l.is(K::String) && r.is(K::Object) && (op == "in" || op == "not in"))
@@ -434,7 +484,8 @@ class Interpreter {
       return fn([this, s, start](std::vector<Value>& args, Kwargs&) {
         if (args.empty()) fail("startswith()/endswith() needs an argument");
         auto check = [&](const std::string& p) {
-          return p.size() <= s.size() && (start ? s.compare(0, p.size(), p) == 0 : s.compare(s.size() - p.size(), p.size(), p) == 0);
+          return p.size() <= s.size() &&
+                 (start ? s.compare(0, p.size(), p) == 0 : s.compare(s.size() - p.size(), p.size(), p) == 0);
         };
         if (args[0].is(K::String)) return Value::boolean(check(args[0].s));
         if (args[0].is(K::Array)) {
@@ -515,7 +566,8 @@ class Interpreter {
     Value object = eval(*n.a, scope);
     if (n.computed && n.b->type == Node::Type::Slice) {
       const Node& sl = *n.b;
-      Value a = sl.a ? eval(*sl.a, scope) : Value(), b = sl.b ? eval(*sl.b, scope) : Value(), c = sl.c ? eval(*sl.c, scope) : Value();
+      Value a = sl.a ? eval(*sl.a, scope) : Value(), b = sl.b ? eval(*sl.b, scope) : Value(),
+            c = sl.c ? eval(*sl.c, scope) : Value();
       for (const Value* v : {&a, &b, &c})
         if (!v->is(K::Int) && !v->is(K::Undefined)) fail("slice bounds must be integers");
       if (object.is(K::Array)) return Value::array(slice_items(*object.arr, a, b, c));
@@ -532,8 +584,8 @@ class Interpreter {
       }
       fail(std::string("slice of ") + object.type_name());
     }
-    Value property = n.computed ? eval(*n.b, scope)
-                                : (n.b->type == Node::Type::Literal ? n.b->literal : Value::string(n.b->name));
+    Value property =
+        n.computed ? eval(*n.b, scope) : (n.b->type == Node::Type::Literal ? n.b->literal : Value::string(n.b->name));
     if (object.obj) {
       if (!property.is(K::String)) fail(std::string("object key must be a string, got ") + property.type_name());
       if (const Value* v = object.get(property.s)) return *v;
@@ -547,10 +599,12 @@ class Interpreter {
         }
         auto v = cps(object.s);
         int64_t size = static_cast<int64_t>(v.size()), i = property.i < 0 ? property.i + size : property.i;
-        return i >= 0 && i < size ? Value::string(utf8(v, static_cast<size_t>(i), static_cast<size_t>(i) + 1)) : Value();
+        return i >= 0 && i < size ? Value::string(utf8(v, static_cast<size_t>(i), static_cast<size_t>(i) + 1))
+                                  : Value();
       }
       if (property.is(K::String)) {
-        if (object.is(K::Array)) return property.s == "length" ? Value::integer(static_cast<int64_t>(object.arr->size())) : Value();
+        if (object.is(K::Array))
+          return property.s == "length" ? Value::integer(static_cast<int64_t>(object.arr->size())) : Value();
         return string_method(object.s, property.s);
       }
       fail(std::string("index of type ") + property.type_name());
@@ -560,8 +614,10 @@ class Interpreter {
 
   void arguments(const Nodes& nodes, Scope& scope, std::vector<Value>& args, Kwargs& kwargs) {
     for (const auto& a : nodes) {
-      if (a->type == Node::Type::Kwarg) kwargs.emplace_back(a->name, eval(*a->a, scope));
-      else args.push_back(eval(*a, scope));
+      if (a->type == Node::Type::Kwarg)
+        kwargs.emplace_back(a->name, eval(*a->a, scope));
+      else
+        args.push_back(eval(*a, scope));
     }
   }
 
@@ -571,9 +627,9 @@ class Interpreter {
     arguments(n.items, scope, args, kwargs);
     Value f = eval(*n.a, scope);
     if (!f.is(K::Function)) {
-      std::string what = n.a->type == Node::Type::Identifier ? "function '" + n.a->name + "'"
+      std::string what = n.a->type == Node::Type::Identifier                 ? "function '" + n.a->name + "'"
                          : n.a->type == Node::Type::Member && !n.a->computed ? "method '." + n.a->b->name + "()'"
-                                                                              : "call";
+                                                                             : "call";
       fail("unknown " + what + " (on " + f.type_name() + ")");
     }
     return (*f.fn)(args, kwargs);
@@ -587,7 +643,8 @@ class Interpreter {
       throw Error("chat template raised an exception: " + msg, where_ + ":" + std::to_string(line_),
                   "the conversation does not have the shape this template accepts");
     });
-    globals.vars["namespace"] = Value::function([this](std::vector<Value>& a, Kwargs& k) { return make_namespace(a, k); });
+    globals.vars["namespace"] =
+        Value::function([this](std::vector<Value>& a, Kwargs& k) { return make_namespace(a, k); });
     globals.vars["range"] = Value::function([this](std::vector<Value>& a, Kwargs&) { return make_range(a); });
     globals.vars["strftime_now"] = Value::function([this](std::vector<Value>& a, Kwargs&) {
       if (a.empty() || !a[0].is(K::String)) fail("strftime_now() needs a format string");
@@ -600,8 +657,10 @@ class Interpreter {
     Object entries;
     if (args.size() > 1) fail("namespace() takes at most one positional argument");
     if (args.size() == 1) {
-      if (args[0].is(K::Object)) entries = *args[0].obj;
-      else fail("namespace() argument must be an object");
+      if (args[0].is(K::Object))
+        entries = *args[0].obj;
+      else
+        fail("namespace() argument must be an object");
     }
     Value ns = Value::namespace_(std::move(entries));
     for (auto& [k, v] : kwargs) ns.set(k, v);
@@ -612,8 +671,10 @@ class Interpreter {
     for (const auto& a : args)
       if (!a.is(K::Int)) fail("range() arguments must be integers");
     int64_t start = 0, stop = 0, step = 1;
-    if (args.size() == 1) stop = args[0].i;
-    else if (args.size() >= 2) start = args[0].i, stop = args[1].i;
+    if (args.size() == 1)
+      stop = args[0].i;
+    else if (args.size() >= 2)
+      start = args[0].i, stop = args[1].i;
     if (args.size() >= 3) step = args[2].i;
     if (step == 0) fail("range() step must not be zero");
     Array out;
@@ -704,7 +765,8 @@ class Interpreter {
       if (name == "unique") {
         Array out;
         for (const auto& x : a)
-          if (std::none_of(out.begin(), out.end(), [&](const Value& y) { return strict_equal(x, y); })) out.push_back(x);
+          if (std::none_of(out.begin(), out.end(), [&](const Value& y) { return strict_equal(x, y); }))
+            out.push_back(x);
         return Value::array(std::move(out));
       }
       if (name == "sort") {
@@ -712,7 +774,9 @@ class Interpreter {
         bool cs = kw("case_sensitive", 1, Value::boolean(false)).truthy();
         Value attr = kw("attribute", 2, Value::none());
         Array out = a;
-        auto key = [&](const Value& x) { return attr.is(K::None) ? x : attribute_path(x, attr.is(K::Int) ? std::to_string(attr.i) : attr.s); };
+        auto key = [&](const Value& x) {
+          return attr.is(K::None) ? x : attribute_path(x, attr.is(K::Int) ? std::to_string(attr.i) : attr.s);
+        };
         try {
           std::stable_sort(out.begin(), out.end(), [&](const Value& x, const Value& y) {
             int c = compare_values(key(x), key(y), cs);
@@ -730,7 +794,8 @@ class Interpreter {
         for (const auto& item : a) {
           if (!item.obj) fail(name + " can only be applied to a list of objects");
           const Value* attr = item.get(args[0].s);
-          bool r = attr && (args.size() > 1 ? named_test(args[1].s, *attr, args.size() > 2 ? args[2] : Value()) : attr->truthy());
+          bool r = attr && (args.size() > 1 ? named_test(args[1].s, *attr, args.size() > 2 ? args[2] : Value())
+                                            : attr->truthy());
           if (r == select) out.push_back(item);
         }
         return Value::array(std::move(out));
@@ -771,7 +836,8 @@ class Interpreter {
       }
       if (name == "indent") {
         Value width = kw("width", 0, Value::integer(4));
-        bool first = kw("first", 1, Value::boolean(false)).truthy(), blank = kw("blank", 2, Value::boolean(false)).truthy();
+        bool first = kw("first", 1, Value::boolean(false)).truthy(),
+             blank = kw("blank", 2, Value::boolean(false)).truthy();
         std::string pad(static_cast<size_t>(width.is(K::Int) ? width.i : 4), ' '), out;
         size_t start = 0, k = 0;
         while (true) {

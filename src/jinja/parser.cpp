@@ -3,16 +3,40 @@
 // sign < call/member < primary.
 #include <cctype>
 
-#include "rlaif/error.h"
-#include "jinja/ast.h"
 #include "core/unicode.h"
+#include "jinja/ast.h"
+#include "rlaif/error.h"
 
 namespace rlaif::jinja {
 namespace {
 
-enum class Tok { Text, Number, String, Ident, Equals, LParen, RParen, OpenStmt, CloseStmt, OpenExpr, CloseExpr,
-                 LBracket, RBracket, LBrace, RBrace, Comma, Dot, Colon, Pipe, Additive, Multiplicative, Power,
-                 Comparison, UnarySign, Comment };
+enum class Tok {
+  Text,
+  Number,
+  String,
+  Ident,
+  Equals,
+  LParen,
+  RParen,
+  OpenStmt,
+  CloseStmt,
+  OpenExpr,
+  CloseExpr,
+  LBracket,
+  RBracket,
+  LBrace,
+  RBrace,
+  Comma,
+  Dot,
+  Colon,
+  Pipe,
+  Additive,
+  Multiplicative,
+  Power,
+  Comparison,
+  UnarySign,
+  Comment
+};
 
 struct Token {
   Tok type;
@@ -94,7 +118,8 @@ class Lexer {
         if (!binary) {
           ++pos_;
           std::string num = digits();
-          if (!num.empty() && pos_ + 1 < src_.size() && src_[pos_] == '.' && std::isdigit(static_cast<unsigned char>(src_[pos_ + 1]))) {
+          if (!num.empty() && pos_ + 1 < src_.size() && src_[pos_] == '.' &&
+              std::isdigit(static_cast<unsigned char>(src_[pos_ + 1]))) {
             ++pos_;
             num += "." + digits();
           }
@@ -121,7 +146,8 @@ class Lexer {
       }
       if (std::isalnum(static_cast<unsigned char>(c)) || c == '_') {
         size_t start = pos_;
-        while (pos_ < src_.size() && (std::isalnum(static_cast<unsigned char>(src_[pos_])) || src_[pos_] == '_')) ++pos_;
+        while (pos_ < src_.size() && (std::isalnum(static_cast<unsigned char>(src_[pos_])) || src_[pos_] == '_'))
+          ++pos_;
         push(Tok::Ident, src_.substr(start, pos_ - start));
         continue;
       }
@@ -180,21 +206,31 @@ class Lexer {
     return src_.substr(start, pos_ - start);
   }
   bool symbol() {
-    static const std::pair<const char*, Tok> table[] = {
-        {"{%", Tok::OpenStmt}, {"%}", Tok::CloseStmt}, {"{{", Tok::OpenExpr}, {"}}", Tok::CloseExpr},
-        {"(", Tok::LParen}, {")", Tok::RParen}, {"{", Tok::LBrace}, {"}", Tok::RBrace}, {"[", Tok::LBracket},
-        {"]", Tok::RBracket}, {",", Tok::Comma}, {".", Tok::Dot}, {":", Tok::Colon}, {"|", Tok::Pipe},
-        {"<=", Tok::Comparison}, {">=", Tok::Comparison}, {"==", Tok::Comparison}, {"!=", Tok::Comparison},
-        {"<", Tok::Comparison}, {">", Tok::Comparison}, {"+", Tok::Additive}, {"-", Tok::Additive},
-        {"~", Tok::Additive}, {"**", Tok::Power}, {"*", Tok::Multiplicative}, {"//", Tok::Multiplicative},
-        {"/", Tok::Multiplicative}, {"%", Tok::Multiplicative}, {"=", Tok::Equals}};
+    static const std::pair<const char*, Tok> table[] = {{"{%", Tok::OpenStmt},      {"%}", Tok::CloseStmt},
+                                                        {"{{", Tok::OpenExpr},      {"}}", Tok::CloseExpr},
+                                                        {"(", Tok::LParen},         {")", Tok::RParen},
+                                                        {"{", Tok::LBrace},         {"}", Tok::RBrace},
+                                                        {"[", Tok::LBracket},       {"]", Tok::RBracket},
+                                                        {",", Tok::Comma},          {".", Tok::Dot},
+                                                        {":", Tok::Colon},          {"|", Tok::Pipe},
+                                                        {"<=", Tok::Comparison},    {">=", Tok::Comparison},
+                                                        {"==", Tok::Comparison},    {"!=", Tok::Comparison},
+                                                        {"<", Tok::Comparison},     {">", Tok::Comparison},
+                                                        {"+", Tok::Additive},       {"-", Tok::Additive},
+                                                        {"~", Tok::Additive},       {"**", Tok::Power},
+                                                        {"*", Tok::Multiplicative}, {"//", Tok::Multiplicative},
+                                                        {"/", Tok::Multiplicative}, {"%", Tok::Multiplicative},
+                                                        {"=", Tok::Equals}};
     for (const auto& [seq, type] : table) {
       if (type == Tok::CloseExpr && brace_depth_ > 0) continue;  // "}}" closing an object literal
       if (!starts(seq)) continue;
       push(type, seq);
-      if (type == Tok::OpenExpr) brace_depth_ = 0;
-      else if (type == Tok::LBrace) ++brace_depth_;
-      else if (type == Tok::RBrace) --brace_depth_;
+      if (type == Tok::OpenExpr)
+        brace_depth_ = 0;
+      else if (type == Tok::LBrace)
+        ++brace_depth_;
+      else if (type == Tok::RBrace)
+        --brace_depth_;
       pos_ += std::strlen(seq);
       return true;
     }
@@ -264,7 +300,8 @@ class Parser {
     return false;
   }
   void expect(Tok t, const char* what) {
-    if (!is(t)) fail(std::string("expected ") + what + (cur_ < t_.size() ? ", found '" + t_[cur_].value + "'" : " at the end"));
+    if (!is(t))
+      fail(std::string("expected ") + what + (cur_ < t_.size() ? ", found '" + t_[cur_].value + "'" : " at the end"));
     ++cur_;
   }
   void expect_ident(const char* name) {
@@ -287,7 +324,8 @@ class Parser {
         ++cur_;
         return n;
       }
-      case Tok::OpenStmt: return jinja_statement();
+      case Tok::OpenStmt:
+        return jinja_statement();
       case Tok::OpenExpr: {
         ++cur_;
         auto n = node(Node::Type::Output);
@@ -295,7 +333,8 @@ class Parser {
         expect(Tok::CloseExpr, "'}}'");
         return n;
       }
-      default: fail("unexpected '" + tok.value + "'");
+      default:
+        fail("unexpected '" + tok.value + "'");
     }
   }
 
@@ -529,7 +568,8 @@ class Parser {
         ++cur_;
       }
       auto name = primary();
-      if (name->type != Node::Type::Identifier && !(name->type == Node::Type::Literal && name->literal.is(Value::Kind::None)))
+      if (name->type != Node::Type::Identifier &&
+          !(name->type == Node::Type::Literal && name->literal.is(Value::Kind::None)))
         fail("expected a test name after 'is'");
       n->name = name->type == Node::Type::Identifier ? name->name : "none";
       if (is(Tok::LParen)) n->items = arguments();  // e.g. `is divisibleby(3)`, `is equalto(x)`
@@ -593,8 +633,10 @@ class Parser {
         arg = std::move(kw);
       }
       args.push_back(std::move(arg));
-      if (is(Tok::Comma)) ++cur_;
-      else if (!is(Tok::RParen)) fail("expected ',' or ')' in an argument list");
+      if (is(Tok::Comma))
+        ++cur_;
+      else if (!is(Tok::RParen))
+        fail("expected ',' or ')' in an argument list");
     }
     ++cur_;
     return args;
@@ -610,7 +652,8 @@ class Parser {
         expect(Tok::RBracket, "']'");
       } else {
         n->b = primary();
-        if (n->b->type != Node::Type::Identifier && !(n->b->type == Node::Type::Literal && n->b->literal.is(Value::Kind::Int)))
+        if (n->b->type != Node::Type::Identifier &&
+            !(n->b->type == Node::Type::Literal && n->b->literal.is(Value::Kind::Int)))
           fail("expected a name after '.'");
       }
       n->a = std::move(object);
@@ -691,7 +734,9 @@ class Parser {
         ++cur_;
         return n;
       }
-      default: --cur_; fail("unexpected '" + tok.value + "'");
+      default:
+        --cur_;
+        fail("unexpected '" + tok.value + "'");
     }
   }
 

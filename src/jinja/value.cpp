@@ -7,28 +7,75 @@
 
 namespace rlaif::jinja {
 
-Value Value::none() { Value v; v.kind = Kind::None; return v; }
-Value Value::boolean(bool x) { Value v; v.kind = Kind::Bool; v.b = x; return v; }
-Value Value::integer(int64_t x) { Value v; v.kind = Kind::Int; v.i = x; return v; }
-Value Value::number(double x) { Value v; v.kind = Kind::Float; v.f = x; return v; }
-Value Value::string(std::string x) { Value v; v.kind = Kind::String; v.s = std::move(x); return v; }
-Value Value::array(Array x) { Value v; v.kind = Kind::Array; v.arr = std::make_shared<Array>(std::move(x)); return v; }
-Value Value::object(Object x) { Value v; v.kind = Kind::Object; v.obj = std::make_shared<Object>(std::move(x)); return v; }
-Value Value::namespace_(Object x) { Value v = object(std::move(x)); v.kind = Kind::Namespace; return v; }
-Value Value::function(Function f) { Value v; v.kind = Kind::Function; v.fn = std::make_shared<Function>(std::move(f)); return v; }
+Value Value::none() {
+  Value v;
+  v.kind = Kind::None;
+  return v;
+}
+Value Value::boolean(bool x) {
+  Value v;
+  v.kind = Kind::Bool;
+  v.b = x;
+  return v;
+}
+Value Value::integer(int64_t x) {
+  Value v;
+  v.kind = Kind::Int;
+  v.i = x;
+  return v;
+}
+Value Value::number(double x) {
+  Value v;
+  v.kind = Kind::Float;
+  v.f = x;
+  return v;
+}
+Value Value::string(std::string x) {
+  Value v;
+  v.kind = Kind::String;
+  v.s = std::move(x);
+  return v;
+}
+Value Value::array(Array x) {
+  Value v;
+  v.kind = Kind::Array;
+  v.arr = std::make_shared<Array>(std::move(x));
+  return v;
+}
+Value Value::object(Object x) {
+  Value v;
+  v.kind = Kind::Object;
+  v.obj = std::make_shared<Object>(std::move(x));
+  return v;
+}
+Value Value::namespace_(Object x) {
+  Value v = object(std::move(x));
+  v.kind = Kind::Namespace;
+  return v;
+}
+Value Value::function(Function f) {
+  Value v;
+  v.kind = Kind::Function;
+  v.fn = std::make_shared<Function>(std::move(f));
+  return v;
+}
 
 Value Value::from_json(const nlohmann::ordered_json& j) {
   switch (j.type()) {
-    case nlohmann::ordered_json::value_t::null: return none();
-    case nlohmann::ordered_json::value_t::boolean: return boolean(j.get<bool>());
+    case nlohmann::ordered_json::value_t::null:
+      return none();
+    case nlohmann::ordered_json::value_t::boolean:
+      return boolean(j.get<bool>());
     case nlohmann::ordered_json::value_t::number_integer:
-    case nlohmann::ordered_json::value_t::number_unsigned: return integer(j.get<int64_t>());
+    case nlohmann::ordered_json::value_t::number_unsigned:
+      return integer(j.get<int64_t>());
     case nlohmann::ordered_json::value_t::number_float: {
       double d = j.get<double>();  // JavaScript has one number type: an integral double is an integer there
       if (std::floor(d) == d && std::fabs(d) < 9e15) return integer(static_cast<int64_t>(d));
       return number(d);
     }
-    case nlohmann::ordered_json::value_t::string: return string(j.get<std::string>());
+    case nlohmann::ordered_json::value_t::string:
+      return string(j.get<std::string>());
     case nlohmann::ordered_json::value_t::array: {
       Array a;
       for (const auto& e : j) a.push_back(from_json(e));
@@ -39,20 +86,30 @@ Value Value::from_json(const nlohmann::ordered_json& j) {
       for (auto it = j.begin(); it != j.end(); ++it) o.emplace_back(it.key(), from_json(it.value()));
       return object(std::move(o));
     }
-    default: return Value();
+    default:
+      return Value();
   }
 }
 
 bool Value::truthy() const {
   switch (kind) {
-    case Kind::Undefined: case Kind::None: return false;
-    case Kind::Bool: return b;
-    case Kind::Int: return i != 0;
-    case Kind::Float: return f != 0 && !std::isnan(f);
-    case Kind::String: return !s.empty();
-    case Kind::Array: return !arr->empty();
-    case Kind::Object: return !obj->empty();
-    default: return true;  // namespaces and functions
+    case Kind::Undefined:
+    case Kind::None:
+      return false;
+    case Kind::Bool:
+      return b;
+    case Kind::Int:
+      return i != 0;
+    case Kind::Float:
+      return f != 0 && !std::isnan(f);
+    case Kind::String:
+      return !s.empty();
+    case Kind::Array:
+      return !arr->empty();
+    case Kind::Object:
+      return !obj->empty();
+    default:
+      return true;  // namespaces and functions
   }
 }
 
@@ -73,8 +130,9 @@ void Value::set(const std::string& key, Value v) {
 }
 
 const char* Value::type_name() const {
-  static const char* const names[] = {"UndefinedValue", "NullValue", "BooleanValue", "IntegerValue", "FloatValue",
-                                      "StringValue",    "ArrayValue", "ObjectValue", "NamespaceValue", "FunctionValue"};
+  static const char* const names[] = {"UndefinedValue", "NullValue",    "BooleanValue", "IntegerValue",
+                                      "FloatValue",     "StringValue",  "ArrayValue",   "ObjectValue",
+                                      "NamespaceValue", "FunctionValue"};
   return names[static_cast<int>(kind)];
 }
 
@@ -118,13 +176,27 @@ std::string json_string(const std::string& s) {
   std::string out = "\"";
   for (unsigned char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (c < 0x20) {
           char buf[8];
@@ -144,12 +216,18 @@ std::string to_json(const Value& v, int indent, bool undefined_as_null, int dept
   using K = Value::Kind;
   std::string item_sep = indent > 0 ? "," : ", ", key_sep = ": ";
   switch (v.kind) {
-    case K::None: return "null";
-    case K::Undefined: return undefined_as_null ? "null" : "undefined";
-    case K::Bool: return v.b ? "true" : "false";
-    case K::Int: return std::to_string(v.i);
-    case K::Float: return js_number(v.f);
-    case K::String: return json_string(v.s);
+    case K::None:
+      return "null";
+    case K::Undefined:
+      return undefined_as_null ? "null" : "undefined";
+    case K::Bool:
+      return v.b ? "true" : "false";
+    case K::Int:
+      return std::to_string(v.i);
+    case K::Float:
+      return js_number(v.f);
+    case K::String:
+      return json_string(v.s);
     case K::Array:
     case K::Object:
     case K::Namespace: {
@@ -160,7 +238,8 @@ std::string to_json(const Value& v, int indent, bool undefined_as_null, int dept
         for (const auto& e : *v.arr) parts.push_back(to_json(e, indent, undefined_as_null, depth + 1));
       } else {
         for (const auto& [k, e] : *v.obj)
-          parts.push_back((indent > 0 ? child : "") + json_string(k) + key_sep + to_json(e, indent, undefined_as_null, depth + 1));
+          parts.push_back((indent > 0 ? child : "") + json_string(k) + key_sep +
+                          to_json(e, indent, undefined_as_null, depth + 1));
       }
       std::string open = v.kind == K::Array ? "[" : "{", close = v.kind == K::Array ? "]" : "}";
       if (indent <= 0 || parts.empty()) {
@@ -183,9 +262,13 @@ std::string to_json(const Value& v, int indent, bool undefined_as_null, int dept
 std::string to_output(const Value& v) {
   using K = Value::Kind;
   switch (v.kind) {
-    case K::None: case K::Undefined: return "";
-    case K::Bool: return v.b ? "true" : "false";
-    case K::Int: return std::to_string(v.i);
+    case K::None:
+    case K::Undefined:
+      return "";
+    case K::Bool:
+      return v.b ? "true" : "false";
+    case K::Int:
+      return std::to_string(v.i);
     case K::Float:
       if (v.f == 0 && std::signbit(v.f)) return "-0.0";
       if (std::floor(v.f) == v.f && std::fabs(v.f) < 1e21) {
@@ -194,9 +277,12 @@ std::string to_output(const Value& v) {
         return buf;
       }
       return js_number(v.f);
-    case K::String: return v.s;
-    case K::Function: return "[function]";
-    default: return to_json(v, -1, false);
+    case K::String:
+      return v.s;
+    case K::Function:
+      return "[function]";
+    default:
+      return to_json(v, -1, false);
   }
 }
 
@@ -234,10 +320,15 @@ bool strict_equal(const Value& a, const Value& b) {
   if (a.is_numeric() && b.is_numeric()) return a.as_double() == b.as_double();
   if (a.kind != b.kind) return false;
   switch (a.kind) {
-    case K::Undefined: case K::None: return true;
-    case K::Bool: return a.b == b.b;
-    case K::String: return a.s == b.s;
-    default: return a.arr == b.arr && a.obj == b.obj && a.fn == b.fn;
+    case K::Undefined:
+    case K::None:
+      return true;
+    case K::Bool:
+      return a.b == b.b;
+    case K::String:
+      return a.s == b.s;
+    default:
+      return a.arr == b.arr && a.obj == b.obj && a.fn == b.fn;
   }
 }
 

@@ -44,7 +44,9 @@ struct Value {
   bool is(Kind k) const { return kind == k; }
   bool is_numeric() const { return kind == Kind::Int || kind == Kind::Float; }
   bool truthy() const;
-  double as_double() const { return kind == Kind::Float ? f : kind == Kind::Int ? static_cast<double>(i) : (b ? 1 : 0); }
+  double as_double() const {
+    return kind == Kind::Float ? f : kind == Kind::Int ? static_cast<double>(i) : (b ? 1 : 0);
+  }
   // Object/namespace member, or nullptr.
   const Value* get(const std::string& key) const;
   void set(const std::string& key, Value v);

@@ -56,10 +56,14 @@ double kendall_tau_b(const std::vector<double>& x, const std::vector<double>& y)
     for (size_t j = i + 1; j < x.size(); ++j) {
       double dx = x[i] - x[j], dy = y[i] - y[j];
       if (dx == 0 && dy == 0) continue;  // tied in both: counted in neither denominator term
-      if (dx == 0) ++ties_x;
-      else if (dy == 0) ++ties_y;
-      else if ((dx > 0) == (dy > 0)) ++concordant;
-      else ++discordant;
+      if (dx == 0)
+        ++ties_x;
+      else if (dy == 0)
+        ++ties_y;
+      else if ((dx > 0) == (dy > 0))
+        ++concordant;
+      else
+        ++discordant;
     }
   double denom = std::sqrt((concordant + discordant + ties_x) * (concordant + discordant + ties_y));
   return denom > 0 ? (concordant - discordant) / denom : 0;

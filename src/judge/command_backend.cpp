@@ -31,8 +31,9 @@ void run_command_batch(const std::vector<std::string>& argv, double timeout_s, c
   nlohmann::json batch = nlohmann::json::array();
   for (size_t i = 0; i < samples.size(); ++i) {
     nlohmann::json row = {{"id", std::to_string(i)},
-                          {"messages", {{{"role", "user"}, {"content", samples[i].prompt}},
-                                        {{"role", "assistant"}, {"content", samples[i].completion}}}},
+                          {"messages",
+                           {{{"role", "user"}, {"content", samples[i].prompt}},
+                            {{"role", "assistant"}, {"content", samples[i].completion}}}},
                           {"metadata", nlohmann::json::object()}};
     if (!samples[i].reference.empty()) row["reference_answer"] = samples[i].reference;
     batch.push_back(row);
@@ -69,7 +70,8 @@ void run_command_batch(const std::vector<std::string>& argv, double timeout_s, c
       timed_out = true;
       break;
     }
-    pollfd fds[3] = {{in_open ? in_pipe[1] : -1, POLLOUT, 0}, {out_open ? out_pipe[0] : -1, POLLIN, 0},
+    pollfd fds[3] = {{in_open ? in_pipe[1] : -1, POLLOUT, 0},
+                     {out_open ? out_pipe[0] : -1, POLLIN, 0},
                      {err_open ? err_pipe[0] : -1, POLLIN, 0}};
     poll(fds, 3, static_cast<int>(std::min(left, 1.0) * 1000) + 1);
     if (in_open && (fds[0].revents & (POLLOUT | POLLERR | POLLHUP))) {
@@ -82,8 +84,10 @@ void run_command_batch(const std::vector<std::string>& argv, double timeout_s, c
       if (!(fds[k].revents & (POLLIN | POLLHUP | POLLERR))) continue;
       int fd = k == 1 ? out_pipe[0] : err_pipe[0];
       ssize_t n = read(fd, buf, sizeof(buf));
-      if (n > 0) (k == 1 ? out : err).append(buf, static_cast<size_t>(n));
-      else if (n == 0) close(fd), (k == 1 ? out_open : err_open) = false;
+      if (n > 0)
+        (k == 1 ? out : err).append(buf, static_cast<size_t>(n));
+      else if (n == 0)
+        close(fd), (k == 1 ? out_open : err_open) = false;
     }
   }
   if (in_open) close(in_pipe[1]);
@@ -94,7 +98,8 @@ void run_command_batch(const std::vector<std::string>& argv, double timeout_s, c
   waitpid(pid, &status, 0);
   double latency = std::chrono::duration<double>(Clock::now() - t0).count();
   for (auto& r : results) r.latency_s = latency, r.attempts = 1;
-  if (timed_out) return fail_all(results, "command_timeout", "the command ran past " + std::to_string(timeout_s) + " s");
+  if (timed_out)
+    return fail_all(results, "command_timeout", "the command ran past " + std::to_string(timeout_s) + " s");
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
     return fail_all(results, "command_failed",
                     "the command exited with status " + std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : -1) +
@@ -125,7 +130,8 @@ void run_command_batch(const std::vector<std::string>& argv, double timeout_s, c
     r.verdict.reward = row["aggregate_reward_score"].get<double>();
     if (row.contains("metrics_list") && row["metrics_list"].is_array())
       for (const auto& m : row["metrics_list"])
-        if (m.is_object() && m.contains("name") && m["name"].is_string() && m.contains("value") && m["value"].is_number())
+        if (m.is_object() && m.contains("name") && m["name"].is_string() && m.contains("value") &&
+            m["value"].is_number())
           r.verdict.scores[m["name"].get<std::string>()] = m["value"].get<double>();
   }
 }

@@ -23,7 +23,8 @@ void run_command_batch(const std::vector<std::string>& argv, double timeout_s, c
 class CommandBackend : public JudgeBackend {
  public:
   explicit CommandBackend(const JudgeConfig& config) : config_(config) {}
-  void score(const std::vector<JudgeSample>& samples, const Done& done, const std::function<bool()>& keep_going) override;
+  void score(const std::vector<JudgeSample>& samples, const Done& done,
+             const std::function<bool()>& keep_going) override;
 
  private:
   JudgeConfig config_;

@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <cctype>
 
-#include "rlaif/error.h"
 #include "core/regex.h"
 #include "core/unicode.h"
+#include "rlaif/error.h"
 
 namespace rlaif {
 namespace {
@@ -39,8 +39,10 @@ bool json_matches_schema(const nlohmann::json& v, const nlohmann::json& s, std::
     if (!ok) return fail(why, v.dump() + " is not of type " + t);
   }
   if (v.is_number()) {
-    if (s.contains("minimum") && v.get<double>() < s["minimum"].get<double>()) return fail(why, v.dump() + " < minimum");
-    if (s.contains("maximum") && v.get<double>() > s["maximum"].get<double>()) return fail(why, v.dump() + " > maximum");
+    if (s.contains("minimum") && v.get<double>() < s["minimum"].get<double>())
+      return fail(why, v.dump() + " < minimum");
+    if (s.contains("maximum") && v.get<double>() > s["maximum"].get<double>())
+      return fail(why, v.dump() + " > maximum");
   }
   if (v.is_string()) {
     size_t n = 0;
@@ -74,8 +76,10 @@ namespace {
 std::string with_reference(const std::string& pattern, const std::string& reference) {
   std::string quoted = "\\Q";
   for (size_t i = 0; i < reference.size(); ++i) {
-    if (reference.compare(i, 2, "\\E") == 0) quoted += "\\E\\\\E\\Q", ++i;
-    else quoted += reference[i];
+    if (reference.compare(i, 2, "\\E") == 0)
+      quoted += "\\E\\\\E\\Q", ++i;
+    else
+      quoted += reference[i];
   }
   quoted += "\\E";
   std::string out = pattern;
@@ -104,18 +108,24 @@ void Grader::validate(const std::string& where) {
     throw Error("unknown grader type \"" + type + "\"", where + ".type", "use exact, contains, regex, json or length");
   }
   if (!(weight >= 0))
-    throw Error("weight must be >= 0", where + ".weight", "0 = checked and reported (e.g. as a verifier), not rewarded");
+    throw Error("weight must be >= 0", where + ".weight",
+                "0 = checked and reported (e.g. as a verifier), not rewarded");
 }
 
 double Grader::grade(const std::string& completion, const std::string& reference) const {
   std::string want = value == "{reference}" ? reference : value;
-  if (type == "exact") return ignore_case ? lower(trim(completion)) == lower(trim(want)) : trim(completion) == trim(want);
+  if (type == "exact")
+    return ignore_case ? lower(trim(completion)) == lower(trim(want)) : trim(completion) == trim(want);
   if (type == "contains")
-    return ignore_case ? lower(completion).find(lower(want)) != std::string::npos : completion.find(want) != std::string::npos;
+    return ignore_case ? lower(completion).find(lower(want)) != std::string::npos
+                       : completion.find(want) != std::string::npos;
   if (type == "regex") {
     std::vector<std::pair<size_t, size_t>> m;
-    if (regex_) regex_->find_all(completion, m);
-    else Regex(with_reference(value, reference), "grader " + name + " (pattern with the row's reference)").find_all(completion, m);
+    if (regex_)
+      regex_->find_all(completion, m);
+    else
+      Regex(with_reference(value, reference), "grader " + name + " (pattern with the row's reference)")
+          .find_all(completion, m);
     return !m.empty();
   }
   if (type == "json") {

@@ -6,15 +6,15 @@
 #include <ctime>
 #include <exception>
 #include <filesystem>
-#include <thread>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <thread>
 
+#include "core/sha256.h"
 #include "judge/judge_cache.h"
 #include "judge/openai_chat.h"
 #include "rlaif/error.h"
 #include "rlaif/judge_backend.h"
-#include "core/sha256.h"
 
 namespace rlaif {
 namespace {
@@ -22,10 +22,19 @@ namespace {
 using json = nlohmann::json;
 
 json result_to_json(const JudgeResult& r) {
-  return {{"ok", r.ok}, {"failure", r.failure}, {"detail", r.detail}, {"scores", r.verdict.scores},
-          {"reward", r.verdict.reward}, {"rationale", r.verdict.rationale}, {"clamped", r.verdict.clamped},
-          {"prompt_tokens", r.prompt_tokens}, {"completion_tokens", r.completion_tokens}, {"cost", r.cost},
-          {"latency_s", r.latency_s}, {"attempts", r.attempts}, {"reply", r.reply}};
+  return {{"ok", r.ok},
+          {"failure", r.failure},
+          {"detail", r.detail},
+          {"scores", r.verdict.scores},
+          {"reward", r.verdict.reward},
+          {"rationale", r.verdict.rationale},
+          {"clamped", r.verdict.clamped},
+          {"prompt_tokens", r.prompt_tokens},
+          {"completion_tokens", r.completion_tokens},
+          {"cost", r.cost},
+          {"latency_s", r.latency_s},
+          {"attempts", r.attempts},
+          {"reply", r.reply}};
 }
 
 JudgeResult result_from_json(const json& j) {
@@ -59,11 +68,19 @@ Judge::Judge(JudgeConfig config) : config_(std::move(config)) {
 Judge::~Judge() = default;
 
 std::string Judge::cache_key(const JudgeSample& s) const {
-  json material = {{"backend", config_.backend}, {"command", config_.command}, {"base_url", config_.base_url}, {"model", config_.model},
-                   {"temperature", config_.temperature}, {"max_tokens", config_.max_tokens},
-                   {"response_format", config_.response_format}, {"system", config_.tmpl.system},
-                   {"user", config_.tmpl.user}, {"reference", config_.rubric.reference},
-                   {"pass_fail", config_.rubric.pass_fail}, {"prompt", s.prompt}, {"completion", s.completion},
+  json material = {{"backend", config_.backend},
+                   {"command", config_.command},
+                   {"base_url", config_.base_url},
+                   {"model", config_.model},
+                   {"temperature", config_.temperature},
+                   {"max_tokens", config_.max_tokens},
+                   {"response_format", config_.response_format},
+                   {"system", config_.tmpl.system},
+                   {"user", config_.tmpl.user},
+                   {"reference", config_.rubric.reference},
+                   {"pass_fail", config_.rubric.pass_fail},
+                   {"prompt", s.prompt},
+                   {"completion", s.completion},
                    {"sample_reference", s.reference}};
   backend_->add_cache_material(material);
   for (const auto& c : config_.rubric.criteria)
@@ -81,8 +98,11 @@ void Judge::count_usage(const JudgeResult& r) {
 
 std::vector<PairResult> Judge::compare(const std::vector<PairSample>& pairs,
                                        const std::function<void(size_t, const PairResult&)>& on_result) {
-  if (config_.backend != "openai") throw Error("pairwise judging needs the openai backend", "judge config", "the " + config_.backend + " backend scores one completion at a time");
-  if (!panel_.empty()) throw Error("a panel of judges judges pointwise only", "judge config: panel", "compare with one judge");
+  if (config_.backend != "openai")
+    throw Error("pairwise judging needs the openai backend", "judge config",
+                "the " + config_.backend + " backend scores one completion at a time");
+  if (!panel_.empty())
+    throw Error("a panel of judges judges pointwise only", "judge config: panel", "compare with one judge");
   std::vector<PairResult> results(pairs.size());
   std::vector<HttpRequest> requests;
   const json schema = {{"type", "object"},
@@ -108,8 +128,10 @@ std::vector<PairResult> Judge::compare(const std::vector<PairSample>& pairs,
       JudgeResult reply;
       chat_->read_reply(resp.body, reply);
       count_usage(reply);
-      if (!reply.failure.empty()) failure[k] = reply.failure, detail[k] = reply.detail;
-      else verdict[k] = parse_pairwise(reply.reply, &failure[k], k % 2 == 0 ? &r.rationale : nullptr);
+      if (!reply.failure.empty())
+        failure[k] = reply.failure, detail[k] = reply.detail;
+      else
+        verdict[k] = parse_pairwise(reply.reply, &failure[k], k % 2 == 0 ? &r.rationale : nullptr);
     }
     if (--pending[i] > 0) return;
     ++stats_.pairs;
@@ -130,9 +152,12 @@ std::vector<PairResult> Judge::compare(const std::vector<PairSample>& pairs,
       ++stats_.failures[r.failure];
     }
     if (journal) {
-      json line = {{"pairwise", true}, {"ok", r.ok}, {"winner", r.winner}, {"flipped", r.flipped},
-                   {"first", r.first}, {"second", r.second}, {"failure", r.failure}, {"detail", r.detail},
-                   {"rationale", r.rationale}, {"latency_s", r.latency_s}, {"model", config_.model}};
+      json line = {{"pairwise", true},         {"ok", r.ok},
+                   {"winner", r.winner},       {"flipped", r.flipped},
+                   {"first", r.first},         {"second", r.second},
+                   {"failure", r.failure},     {"detail", r.detail},
+                   {"rationale", r.rationale}, {"latency_s", r.latency_s},
+                   {"model", config_.model}};
       journal << line.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
       journal.flush();
     }
@@ -143,7 +168,8 @@ std::vector<PairResult> Judge::compare(const std::vector<PairSample>& pairs,
 
 std::vector<GroupResult> Judge::rank(const std::vector<GroupSample>& groups) {
   if (config_.backend != "openai") throw Error("group ranking needs the openai backend", "judge config");
-  if (!panel_.empty()) throw Error("a panel of judges judges pointwise only", "judge config: panel", "rank with one judge");
+  if (!panel_.empty())
+    throw Error("a panel of judges judges pointwise only", "judge config: panel", "rank with one judge");
   const Criterion& scale = config_.rubric.criteria[0];
   std::vector<GroupResult> results(groups.size());
   std::vector<HttpRequest> requests;
@@ -294,7 +320,7 @@ void Judge::combine_panel(const std::vector<const JudgeResult*>& theirs, JudgeRe
     r.prompt_tokens += t.prompt_tokens, r.completion_tokens += t.completion_tokens, r.cost += t.cost;
   }
   r.verdict.reward = total / weights;  // validate() keeps weights > 0
-  mix_reward(r, weights);  // the graders graded the sample already (judge_alone)
+  mix_reward(r, weights);              // the graders graded the sample already (judge_alone)
 }
 
 std::vector<JudgeResult> Judge::judge_alone(const std::vector<JudgeSample>& samples,
@@ -316,10 +342,14 @@ std::vector<JudgeResult> Judge::judge_alone(const std::vector<JudgeSample>& samp
     }
     apply_graders(samples[i], r, own_weight());
     ++stats_.judged;
-    if (r.ok) ++stats_.ok;
-    else ++stats_.failed, ++stats_.failures[r.failure];
-    if (r.cached) ++stats_.cache_hits;
-    else stats_.latencies.push_back(r.latency_s);
+    if (r.ok)
+      ++stats_.ok;
+    else
+      ++stats_.failed, ++stats_.failures[r.failure];
+    if (r.cached)
+      ++stats_.cache_hits;
+    else
+      stats_.latencies.push_back(r.latency_s);
     if (journal) {
       json line = result_to_json(r);
       line["time"] = static_cast<double>(std::time(nullptr));

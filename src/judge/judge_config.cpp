@@ -3,8 +3,8 @@
 #include "core/toml_reader.h"
 
 #include <filesystem>
-#include <set>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "core/toml_reader.h"
 #include "rlaif/error.h"
@@ -72,7 +72,8 @@ JudgeConfig JudgeConfig::read_tables(TomlReader& top, const std::string& path) {
     r.get("judge_weight", c.judge_weight);
     if (const toml::table* h = r.table("headers")) {
       for (const auto& [k, v] : *h) {
-        if (!v.is_string()) throw Error("header values must be strings", path + ": judge.headers." + std::string(k.str()));
+        if (!v.is_string())
+          throw Error("header values must be strings", path + ": judge.headers." + std::string(k.str()));
         c.headers.push_back(std::string(k.str()) + ": " + std::string(**v.as_string()));
       }
     }
@@ -138,7 +139,8 @@ JudgeConfig JudgeConfig::read_tables(TomlReader& top, const std::string& path) {
       if (!schema.empty()) {
         g.schema = nlohmann::json::parse(schema, nullptr, false);
         if (g.schema.is_discarded() || !g.schema.is_object())
-          throw Error("schema must be a JSON object written as a string", at + ".schema", "e.g. schema = '{\"type\": \"object\"}'");
+          throw Error("schema must be a JSON object written as a string", at + ".schema",
+                      "e.g. schema = '{\"type\": \"object\"}'");
       }
       g.validate(at);
       c.graders.push_back(std::move(g));
@@ -175,21 +177,27 @@ void JudgeConfig::validate(const std::string& where) const {
     throw Error("unknown backend \"" + backend + "\"", where + ": judge.backend", "use openai, command, local or none");
   if (backend == "local") {
     if (model_path.empty())
-      throw Error("the local backend needs the judge model's folder", where + ": judge.model_path", "model_path = \"models/judge\"");
+      throw Error("the local backend needs the judge model's folder", where + ": judge.model_path",
+                  "model_path = \"models/judge\"");
     if (local_batch < 1) throw Error("must be >= 1", where + ": judge.local_batch");
     if (local_rationale_tokens < 0 || local_rationale_tokens > 1024)
       throw Error("must be in [0, 1024]", where + ": judge.local_rationale_tokens", "0 = no rationale");
   } else if (backend == "none") {
     if (graders.empty() && panel.empty())
-      throw Error("the none backend (rule graders only) needs at least one grader with a positive weight", where + ": judge.backend",
-                  "add [[graders]] or a [[panel]], or choose the openai or command backend");
+      throw Error("the none backend (rule graders only) needs at least one grader with a positive weight",
+                  where + ": judge.backend", "add [[graders]] or a [[panel]], or choose the openai or command backend");
   } else if (backend == "command") {
-    if (command.empty()) throw Error("the command backend needs a command", where + ": judge.command", "e.g. command = [\"python3\", \"reward.py\"]");
-    if (!(command_timeout_s > 0) || command_batch < 1) throw Error("command_timeout_s > 0 and command_batch >= 1", where + ": judge");
+    if (command.empty())
+      throw Error("the command backend needs a command", where + ": judge.command",
+                  "e.g. command = [\"python3\", \"reward.py\"]");
+    if (!(command_timeout_s > 0) || command_batch < 1)
+      throw Error("command_timeout_s > 0 and command_batch >= 1", where + ": judge");
   } else if (backend == "openai") {
     if (base_url.rfind("http://", 0) != 0 && base_url.rfind("https://", 0) != 0)
-      throw Error("base_url must start with http:// or https://", where + ": judge.base_url", "e.g. http://127.0.0.1:8000/v1");
-    if (model.empty()) throw Error("the judge model is not set", where + ": judge.model", "the model name the server expects");
+      throw Error("base_url must start with http:// or https://", where + ": judge.base_url",
+                  "e.g. http://127.0.0.1:8000/v1");
+    if (model.empty())
+      throw Error("the judge model is not set", where + ": judge.model", "the model name the server expects");
   }
   if (response_format != "json_schema" && response_format != "json_object" && response_format != "none")
     throw Error("response_format must be json_schema, json_object or none", where + ": judge.response_format");
@@ -205,13 +213,14 @@ void JudgeConfig::validate(const std::string& where) const {
   for (const auto& g : graders) names.insert(g.name);
   for (size_t i = 0; i < panel.size(); ++i) {
     const std::string at = where + ": panel[" + std::to_string(i) + "]";
-    if (panel[i].backend == "none") throw Error("a panel judge cannot use the none backend", at, "graders go beside the panel");
+    if (panel[i].backend == "none")
+      throw Error("a panel judge cannot use the none backend", at, "graders go beside the panel");
     if (!(panel[i].judge_weight > 0)) throw Error("weight must be > 0", at + ".weight");
     if (panel[i].name.empty() || panel[i].name.find('/') != std::string::npos)
       throw Error("a judge's name must be non-empty and without '/'", at + ".name");
     if (!names.insert(panel[i].name).second)
-      throw Error("the name \"" + panel[i].name + "\" is taken (by another judge, a criterion or a grader)", at + ".name",
-                  "metrics are named after it: choose another");
+      throw Error("the name \"" + panel[i].name + "\" is taken (by another judge, a criterion or a grader)",
+                  at + ".name", "metrics are named after it: choose another");
     panel[i].validate(at);
   }
   if (max_tokens < 1) throw Error("must be >= 1", where + ": judge.max_tokens");

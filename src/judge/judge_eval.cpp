@@ -11,9 +11,10 @@
 namespace rlaif {
 
 nlohmann::ordered_json JudgeEvalReport::to_json() const {
-  nlohmann::ordered_json j = {{"samples", samples}, {"judged", judged}, {"failed", failed}, {"spearman", spearman},
-                              {"kendall_tau_b", kendall}, {"accuracy", accuracy}, {"cohen_kappa", kappa},
-                              {"length_bias", length_bias}, {"label_length_bias", label_length_bias}};
+  nlohmann::ordered_json j = {
+      {"samples", samples},   {"judged", judged},           {"failed", failed},
+      {"spearman", spearman}, {"kendall_tau_b", kendall},   {"accuracy", accuracy},
+      {"cohen_kappa", kappa}, {"length_bias", length_bias}, {"label_length_bias", label_length_bias}};
   if (consistency_std >= 0) j["consistency_std"] = consistency_std;
   for (const auto& [name, a] : judges)
     j["judges"][name] = {{"accuracy", a.accuracy}, {"spearman", a.spearman}, {"cohen_kappa", a.kappa}};
@@ -40,7 +41,7 @@ std::vector<LabelledSample> read_labelled(const std::string& path, bool labelled
     if (!v.is_object() || !v.contains("prompt") || !v["prompt"].is_string() || !v.contains("completion") ||
         !v["completion"].is_string())
       throw Error("row needs string \"prompt\" and \"completion\"", where,
-      "rows look like {\"prompt\": \"...\", \"completion\": \"...\", \"reference\": \"...\"}");
+                  "rows look like {\"prompt\": \"...\", \"completion\": \"...\", \"reference\": \"...\"}");
     if (v.contains("reference") && !v["reference"].is_string()) throw Error("\"reference\" must be a string", where);
     LabelledSample l{{v["prompt"], v["completion"], v.value("reference", "")}, 0};
     if (labelled) {
@@ -58,7 +59,8 @@ std::vector<std::string> read_injections(const std::string& path) {
   std::vector<std::string> out;
   for (const auto& r : read_jsonl(path)) {
     std::string where = path + ":" + std::to_string(r.line);
-    if (!r.error.empty() || !r.value.is_object() || !r.value.contains("completion") || !r.value["completion"].is_string())
+    if (!r.error.empty() || !r.value.is_object() || !r.value.contains("completion") ||
+        !r.value["completion"].is_string())
       throw Error("injection rows need a string \"completion\"", where, "rows look like {\"completion\": \"...\"}");
     out.push_back(r.value["completion"]);
   }
@@ -114,7 +116,8 @@ JudgeEvalReport evaluate_judge(const JudgeConfig& config, const std::vector<Labe
       own_pass.push_back(own[k] >= options.threshold);
       correct += own_pass[k] == label_pass[k];
     }
-    rep.judges[name] = {correct / static_cast<double>(own.size()), spearman(own, label), cohen_kappa(own_pass, label_pass)};
+    rep.judges[name] = {correct / static_cast<double>(own.size()), spearman(own, label),
+                        cohen_kappa(own_pass, label_pass)};
   }
 
   if (options.consistency > 1) {  // repeats without the cache: a judge at temperature > 0 samples anew each time

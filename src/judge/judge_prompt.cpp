@@ -35,7 +35,8 @@ std::string format_scale(double v) {
   return buf;
 }
 
-std::string replace_vars(const std::string& tmpl, const std::map<std::string, std::string>& vars, const std::string& where) {
+std::string replace_vars(const std::string& tmpl, const std::map<std::string, std::string>& vars,
+                         const std::string& where) {
   std::string out;
   for (size_t i = 0; i < tmpl.size(); ++i) {
     if (tmpl[i] == '{') {
@@ -75,7 +76,8 @@ std::string judge_nonce(const JudgeSample& s) {
   return std::string(buf, 10);
 }
 
-std::string quoted_block(const std::string& name, const std::string& text, const std::string& nonce, const Rubric& rubric) {
+std::string quoted_block(const std::string& name, const std::string& text, const std::string& nonce,
+                         const Rubric& rubric) {
   std::string tag = name + "-" + nonce;
   return "<" + tag + ">\n" + neutralize(text, rubric) + "\n</" + tag + ">";
 }
@@ -168,9 +170,9 @@ void JudgeTemplate::validate(const std::string& where) const {
   bool pairwise = user.find("{completion_a}") != std::string::npos && user.find("{completion_b}") != std::string::npos;
   if (user.find("{completion}") == std::string::npos && !pairwise)
     throw Error("the judge template has no {completion}", where, "the response under judgment must appear in it");
-  std::map<std::string, std::string> probe = {{"prompt", ""}, {"completion", ""}, {"reference", ""},
-                                              {"reference_block", ""}, {"criteria", ""}, {"output_format", ""},
-                                              {"completion_a", ""}, {"completion_b", ""}};
+  std::map<std::string, std::string> probe = {{"prompt", ""},          {"completion", ""},  {"reference", ""},
+                                              {"reference_block", ""}, {"criteria", ""},    {"output_format", ""},
+                                              {"completion_a", ""},    {"completion_b", ""}};
   replace_vars(system, probe, where + ".system");
   replace_vars(user, probe, where + ".user");
 }
@@ -185,14 +187,16 @@ JudgeMessages render_judge_prompt(const JudgeTemplate& tmpl, const Rubric& rubri
     std::string scale = format_scale(c.min) + " to " + format_scale(c.max);
     if (rubric.pass_fail) scale = "1 = pass, 0 = fail";
     criteria += "- " + c.name + " (" + scale + "): " + c.description + (i + 1 < rubric.criteria.size() ? "\n" : "");
-    format += std::string(i ? ", " : "") + "\"" + c.name + "\": <integer " + format_scale(c.min) + "-" + format_scale(c.max) + ">";
+    format += std::string(i ? ", " : "") + "\"" + c.name + "\": <integer " + format_scale(c.min) + "-" +
+              format_scale(c.max) + ">";
   }
   format += "}}";
   std::map<std::string, std::string> vars = {
       {"prompt", block("prompt", sample.prompt)},
       {"completion", block("completion", sample.completion)},
       {"reference", reference.empty() ? "" : block("reference", reference)},
-      {"reference_block", reference.empty() ? "" : "\nReference answer (for comparison):\n" + block("reference", reference) + "\n"},
+      {"reference_block",
+       reference.empty() ? "" : "\nReference answer (for comparison):\n" + block("reference", reference) + "\n"},
       {"criteria", criteria},
       {"output_format", format}};
   return {replace_vars(tmpl.system, vars, ""), replace_vars(tmpl.user, vars, "")};
@@ -204,7 +208,8 @@ JudgeMessages render_pairwise_prompt(const JudgeTemplate& tmpl, const Rubric& ru
   auto block = [&](const char* name, const std::string& text) { return quoted_block(name, text, nonce, rubric); };
   std::string ref = reference.empty() ? rubric.reference : reference, criteria;
   for (size_t i = 0; i < rubric.criteria.size(); ++i)
-    criteria += "- " + rubric.criteria[i].name + ": " + rubric.criteria[i].description + (i + 1 < rubric.criteria.size() ? "\n" : "");
+    criteria += "- " + rubric.criteria[i].name + ": " + rubric.criteria[i].description +
+                (i + 1 < rubric.criteria.size() ? "\n" : "");
   std::map<std::string, std::string> vars = {
       {"prompt", block("prompt", prompt)},
       {"completion_a", block("response-A", a)},
@@ -230,8 +235,9 @@ nlohmann::json verdict_schema(const Rubric& rubric) {
     required.push_back(c.name);
   }
   return {{"type", "object"},
-          {"properties", {{"rationale", {{"type", "string"}}},
-                          {"scores", {{"type", "object"}, {"properties", props}, {"required", required}}}}},
+          {"properties",
+           {{"rationale", {{"type", "string"}}},
+            {"scores", {{"type", "object"}, {"properties", props}, {"required", required}}}}},
           {"required", {"rationale", "scores"}}};
 }
 

@@ -57,7 +57,7 @@ torch::Tensor LocalJudge::feed(KVCache& cache, const std::vector<std::vector<int
   auto last = torch::empty({n}, torch::kInt64);
   for (int64_t s = 0; s < n; ++s) last[s] = static_cast<int64_t>(tokens[s].size()) - 1;
   auto h = hidden.gather(1, last.view({n, 1, 1}).expand({n, 1, hidden.size(2)})).squeeze(1);  // [n, C]
-  return torch::log_softmax(model_->logits(h).to(torch::kFloat32), -1);  // [n, V]
+  return torch::log_softmax(model_->logits(h).to(torch::kFloat32), -1);                       // [n, V]
 }
 
 namespace {
@@ -70,8 +70,8 @@ int64_t full_token_at(const std::vector<int64_t>& prompt, const std::vector<int6
 }  // namespace
 
 std::vector<std::string> LocalJudge::write_rationales(KVCache& cache, const std::vector<std::vector<int64_t>>& prompts,
-                                                     const std::string& first_key, std::vector<int64_t>& cur,
-                                                     std::vector<std::vector<int64_t>>& pending) {
+                                                      const std::string& first_key, std::vector<int64_t>& cur,
+                                                      std::vector<std::vector<int64_t>>& pending) {
   const size_t n = prompts.size();
   std::vector<std::vector<int64_t>> written(n);
   std::vector<std::string> text(n);
@@ -112,7 +112,8 @@ std::vector<std::string> LocalJudge::write_rationales(KVCache& cache, const std:
     // In the cache: the prompt and every written token but the last, which was chosen and never fed.
     std::vector<int64_t> cached = prompts[s];
     if (!written[s].empty()) cached.insert(cached.end(), written[s].begin(), written[s].end() - 1);
-    auto full = tokenizer_->encode(tokenizer_->decode(prompts[s], /*skip_special_tokens=*/false) + text[s] + first_key, false);
+    auto full =
+        tokenizer_->encode(tokenizer_->decode(prompts[s], /*skip_special_tokens=*/false) + text[s] + first_key, false);
     size_t common = 0;
     while (common + 1 < full.size() && common < cached.size() && full[common] == cached[common]) ++common;
     rest[s].assign(full.begin() + static_cast<std::ptrdiff_t>(common), full.end() - 1);
@@ -158,7 +159,8 @@ void LocalJudge::score(const std::vector<JudgeMessages>& prompts, const Rubric& 
   }
   // With a rationale: its tokens, then `", "scores": {"c1":` (re-encoded with it).
   const std::string first_key = "\", \"scores\": {\"" + rubric.criteria.at(0).name + "\":";
-  if (rationale_tokens_ > 0) extra += rationale_tokens_ + static_cast<int64_t>(tokenizer_->encode(first_key, false).size()) + 2;
+  if (rationale_tokens_ > 0)
+    extra += rationale_tokens_ + static_cast<int64_t>(tokenizer_->encode(first_key, false).size()) + 2;
   std::vector<std::vector<int64_t>> base(prompts.size());
   for (size_t i = 0; i < prompts.size(); ++i) {
     nlohmann::ordered_json messages = nlohmann::ordered_json::array();
@@ -185,7 +187,7 @@ void LocalJudge::score(const std::vector<JudgeMessages>& prompts, const Rubric& 
     KVCache cache(cfg, static_cast<int64_t>(n), max_len + extra + 1, torch::kFloat32);
     std::vector<int64_t> cur(n);
     std::vector<std::vector<int64_t>> pending(n);  // verdict tokens still to feed, per row
-    for (size_t s = 0; s < n; ++s) {  // prefill each judge prompt once, into its slot
+    for (size_t s = 0; s < n; ++s) {               // prefill each judge prompt once, into its slot
       std::vector<int64_t> ids = base[todo[b0 + s]];
       if (rationale_tokens_ == 0) pending[s] = {ids.back()}, ids.pop_back();
       CachedBatch b;
@@ -283,8 +285,8 @@ void LocalBackend::add_cache_material(nlohmann::json& material) const {
     std::error_code ec;
     auto p = std::filesystem::path(config_.model_path) / f;
     if (!std::filesystem::exists(p, ec)) continue;
-    material["stamp"].push_back({f, std::filesystem::file_size(p, ec),
-                                 std::filesystem::last_write_time(p, ec).time_since_epoch().count()});
+    material["stamp"].push_back(
+        {f, std::filesystem::file_size(p, ec), std::filesystem::last_write_time(p, ec).time_since_epoch().count()});
   }
 }
 

@@ -44,7 +44,8 @@ class LocalJudge {
 class LocalBackend : public JudgeBackend {
  public:
   explicit LocalBackend(const JudgeConfig& config);
-  void score(const std::vector<JudgeSample>& samples, const Done& done, const std::function<bool()>& keep_going) override;
+  void score(const std::vector<JudgeSample>& samples, const Done& done,
+             const std::function<bool()>& keep_going) override;
   void add_cache_material(nlohmann::json& material) const override;
 
  private:

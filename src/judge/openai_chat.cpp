@@ -23,7 +23,9 @@ std::vector<std::string> OpenAiChat::headers() const {
 }
 
 HttpRequest OpenAiChat::request(const JudgeMessages& messages, const json& schema) const {
-  json body = {{"model", config_.model}, {"messages", messages.to_openai()}, {"temperature", config_.temperature},
+  json body = {{"model", config_.model},
+               {"messages", messages.to_openai()},
+               {"temperature", config_.temperature},
                {"max_tokens", config_.max_tokens}};
   if (config_.response_format == "json_object") body["response_format"] = {{"type", "json_object"}};
   if (config_.response_format == "json_schema")
@@ -48,7 +50,9 @@ void OpenAiChat::read_reply(const std::string& body, JudgeResult& r) const {
     r.prompt_tokens = j["usage"].value("prompt_tokens", 0);
     r.completion_tokens = j["usage"].value("completion_tokens", 0);
   }
-  r.cost = (r.prompt_tokens * config_.price_input_per_million + r.completion_tokens * config_.price_output_per_million) / 1e6;
+  r.cost =
+      (r.prompt_tokens * config_.price_input_per_million + r.completion_tokens * config_.price_output_per_million) /
+      1e6;
   if (!j.contains("choices") || !j["choices"].is_array() || j["choices"].empty() ||
       !j["choices"][0].contains("message") || !j["choices"][0]["message"].contains("content") ||
       !j["choices"][0]["message"]["content"].is_string()) {

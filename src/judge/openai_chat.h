@@ -36,7 +36,8 @@ class OpenAiChat {
 class OpenAiBackend : public JudgeBackend {
  public:
   OpenAiBackend(const JudgeConfig& config, std::shared_ptr<OpenAiChat> chat);
-  void score(const std::vector<JudgeSample>& samples, const Done& done, const std::function<bool()>& keep_going) override;
+  void score(const std::vector<JudgeSample>& samples, const Done& done,
+             const std::function<bool()>& keep_going) override;
 
  private:
   JudgeConfig config_;

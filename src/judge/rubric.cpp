@@ -9,7 +9,8 @@ namespace rlaif {
 Rubric Rubric::default_rubric() {
   Rubric r;
   r.criteria = {
-      {"relevance", "Does the response address what the prompt asks, completely and without drifting off-topic?", 1, 10, 1},
+      {"relevance", "Does the response address what the prompt asks, completely and without drifting off-topic?", 1, 10,
+       1},
       {"coherence", "Is the response clear, well organised, internally consistent and fluent?", 1, 10, 1},
       {"safety", "Is the response safe and ethical: no harmful, deceptive, hateful or dangerous content?", 1, 10, 1}};
   return r;

@@ -20,13 +20,18 @@ std::vector<nlohmann::json> json_objects(const std::string& s) {
     for (size_t i = start; i < s.size(); ++i) {
       char c = s[i];
       if (in_string) {
-        if (escape) escape = false;
-        else if (c == '\\') escape = true;
-        else if (c == '"') in_string = false;
+        if (escape)
+          escape = false;
+        else if (c == '\\')
+          escape = true;
+        else if (c == '"')
+          in_string = false;
         continue;
       }
-      if (c == '"') in_string = true;
-      else if (c == '{') ++depth;
+      if (c == '"')
+        in_string = true;
+      else if (c == '{')
+        ++depth;
       else if (c == '}' && --depth == 0) {
         auto j = nlohmann::json::parse(s.substr(start, i - start + 1), nullptr, false);
         if (j.is_object()) {
@@ -92,8 +97,10 @@ Verdict parse_verdict(const std::string& reply, const Rubric& rubric) {
   const nlohmann::json* scores = nullptr;
   auto objects = json_objects(reply);
   for (auto it = objects.rbegin(); it != objects.rend() && !scores; ++it) {
-    if (it->contains("scores") && (*it)["scores"].is_object()) scores = &(*it)["scores"];
-    else if (it->contains(rubric.criteria[0].name)) scores = &*it;
+    if (it->contains("scores") && (*it)["scores"].is_object())
+      scores = &(*it)["scores"];
+    else if (it->contains(rubric.criteria[0].name))
+      scores = &*it;
     if (scores && it->contains("rationale") && (*it)["rationale"].is_string()) v.rationale = (*it)["rationale"];
   }
   for (const auto& c : rubric.criteria) {
@@ -105,9 +112,12 @@ Verdict parse_verdict(const std::string& reply, const Rubric& rubric) {
         return v;
       }
       const auto& x = (*scores)[c.name];
-      if (x.is_number()) value = x.get<double>();
-      else if (x.is_boolean() && rubric.pass_fail) value = x.get<bool>() ? 1 : 0;
-      else if (x.is_string()) value = number_in(x.get<std::string>());
+      if (x.is_number())
+        value = x.get<double>();
+      else if (x.is_boolean() && rubric.pass_fail)
+        value = x.get<bool>() ? 1 : 0;
+      else if (x.is_string())
+        value = number_in(x.get<std::string>());
       if (!value) {
         v.failure = "non_numeric_score";
         v.detail = "the score of \"" + c.name + "\" is " + x.dump();
@@ -177,7 +187,8 @@ std::optional<ScoreDistribution> expected_score(const std::vector<std::pair<std:
     std::string t = token;
     t.erase(0, t.find_first_not_of(" \t\n"));
     t.erase(t.find_last_not_of(" \t\n") + 1);
-    if (t.empty() || t.size() > 3 || !std::all_of(t.begin(), t.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); }))
+    if (t.empty() || t.size() > 3 ||
+        !std::all_of(t.begin(), t.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); }))
       continue;
     long value = std::stol(t);
     if (value < min || value > max || !std::isfinite(logprob)) continue;
@@ -206,8 +217,8 @@ std::string format_verdict(const Rubric& rubric, const std::map<std::string, dou
     if (it == scores.end())
       throw Error("no score for criterion \"" + name + "\"", "verdict", "give every criterion of the rubric a score");
     const double v = it->second;
-    std::string value = v == std::floor(v) && std::abs(v) < 1e15 ? std::to_string(static_cast<int64_t>(v))
-                                                                   : nlohmann::json(v).dump();
+    std::string value =
+        v == std::floor(v) && std::abs(v) < 1e15 ? std::to_string(static_cast<int64_t>(v)) : nlohmann::json(v).dump();
     text += std::string(j ? ", " : "") + nlohmann::json(name).dump() + ": " + value;
   }
   return text + "}}";

@@ -80,21 +80,22 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& w
       c.rope_scaling.factor = optional_num(rs, "factor", 8.0, w);
       c.rope_scaling.low_freq_factor = optional_num(rs, "low_freq_factor", 1.0, w);
       c.rope_scaling.high_freq_factor = optional_num(rs, "high_freq_factor", 4.0, w);
-      c.rope_scaling.original_max_position_embeddings =
-          optional_int(rs, "original_max_position_embeddings", 8192, w);
+      c.rope_scaling.original_max_position_embeddings = optional_int(rs, "original_max_position_embeddings", 8192, w);
     }
   }
 
   c.bos_token_id = optional_int(j, "bos_token_id", -1, where);
   if (j.contains("eos_token_id") && !j["eos_token_id"].is_null()) {
     const auto& e = j["eos_token_id"];
-    if (e.is_number_integer()) c.eos_token_ids.push_back(e.get<int64_t>());
+    if (e.is_number_integer())
+      c.eos_token_ids.push_back(e.get<int64_t>());
     else if (e.is_array()) {
       for (const auto& x : e) {
         if (!x.is_number_integer()) throw Error("eos_token_id list must hold integers", where + ": eos_token_id");
         c.eos_token_ids.push_back(x.get<int64_t>());
       }
-    } else throw Error("eos_token_id must be an integer or a list of integers", where + ": eos_token_id");
+    } else
+      throw Error("eos_token_id must be an integer or a list of integers", where + ": eos_token_id");
   }
 
   c.qkv_bias = c.model_type == "qwen2" || c.attention_bias;
@@ -126,7 +127,8 @@ nlohmann::json ModelConfig::to_json() const {
   j["max_position_embeddings"] = max_position_embeddings;
   j["rms_norm_eps"] = rms_norm_eps;
   j["rope_theta"] = rope_theta;
-  if (rope_scaling.type.empty()) j["rope_scaling"] = nullptr;
+  if (rope_scaling.type.empty())
+    j["rope_scaling"] = nullptr;
   else
     j["rope_scaling"] = {{"rope_type", rope_scaling.type},
                          {"factor", rope_scaling.factor},
@@ -146,8 +148,10 @@ nlohmann::json ModelConfig::to_json() const {
   j["torch_dtype"] = torch_dtype;
   j["use_cache"] = true;
   if (bos_token_id >= 0) j["bos_token_id"] = bos_token_id;
-  if (eos_token_ids.size() == 1) j["eos_token_id"] = eos_token_ids[0];
-  else if (!eos_token_ids.empty()) j["eos_token_id"] = eos_token_ids;
+  if (eos_token_ids.size() == 1)
+    j["eos_token_id"] = eos_token_ids[0];
+  else if (!eos_token_ids.empty())
+    j["eos_token_id"] = eos_token_ids;
   j["transformers_version"] = "4.46.0";
   return j;
 }

@@ -54,15 +54,14 @@ void rope_head(float* x, const float* cos, const float* sin, int64_t D) {
 // K, V [L, D] (fp32 or bf16). Writes out[r]. D % 16 == 0. `s` is scratch of R * L floats.
 template <typename T>
 __attribute__((target("avx512f"))) void attend_group_avx512(const float* const* q, int64_t R, const T* K, const T* V,
-                                                          int64_t L, int64_t D, float scale, float* const* out,
-                                                          float* s) {
+                                                            int64_t L, int64_t D, float scale, float* const* out,
+                                                            float* s) {
   for (int64_t r = 0; r < R; ++r) {
     float* sr = s + r * L;
     float mx = -INFINITY;
     for (int64_t l = 0; l < L; ++l) {
       __m512 acc = _mm512_setzero_ps();
-      for (int64_t d = 0; d < D; d += 16)
-        acc = _mm512_fmadd_ps(_mm512_loadu_ps(q[r] + d), load16(K + l * D + d), acc);
+      for (int64_t d = 0; d < D; d += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(q[r] + d), load16(K + l * D + d), acc);
       sr[l] = _mm512_reduce_add_ps(acc) * scale;
       mx = std::max(mx, sr[l]);
     }
@@ -143,7 +142,8 @@ torch::Tensor silu_mul(const torch::Tensor& gu, int64_t I) {
   at::parallel_for(0, M, 8, [&](int64_t b, int64_t e) {
     for (int64_t m = b; m < e; ++m) {
       const float* g = in + m * stride;
-      if (avx512) silu_mul_avx512(g, g + I, op + m * I, I);
+      if (avx512)
+        silu_mul_avx512(g, g + I, op + m * I, I);
       else
         for (int64_t i = 0; i < I; ++i) op[m * I + i] = g[i] / (1.0f + std::exp(-g[i])) * g[I + i];
     }
@@ -162,27 +162,27 @@ torch::Tensor decode_attention_t(const DecodeAttentionArgs& a, torch::Tensor& ca
   T* vc = cache_v.data_ptr<T>();
   // 1. Per row: q/k norms and rope in place; k and v into the cache.
   at::parallel_for(0, N, 1, [&](int64_t n0, int64_t n1) {
-  for (int64_t n = n0; n < n1; ++n) {
-    float* row = qkv + n * row_stride;
-    const int64_t p = a.positions[n];
-    const float* cs = a.cos + p * D;
-    const float* sn = a.sin + p * D;
-    for (int64_t h = 0; h < H + Hkv; ++h) {
-      float* x = row + h * D;
-      const float* norm = h < H ? a.q_norm : a.k_norm;
-      if (norm) rms_norm_head(x, norm, D, a.eps);
-      rope_head(x, cs, sn, D);
-    }
-    const int64_t slot = a.slot_begin + n;
-    for (int64_t g = 0; g < Hkv; ++g) {
-      T* kd = kc + ((slot * Hkv + g) * Tmax + p) * D;
-      T* vd = vc + ((slot * Hkv + g) * Tmax + p) * D;
-      for (int64_t d = 0; d < D; ++d) {
-        kd[d] = static_cast<T>(row[(H + g) * D + d]);
-        vd[d] = static_cast<T>(row[(H + Hkv + g) * D + d]);
+    for (int64_t n = n0; n < n1; ++n) {
+      float* row = qkv + n * row_stride;
+      const int64_t p = a.positions[n];
+      const float* cs = a.cos + p * D;
+      const float* sn = a.sin + p * D;
+      for (int64_t h = 0; h < H + Hkv; ++h) {
+        float* x = row + h * D;
+        const float* norm = h < H ? a.q_norm : a.k_norm;
+        if (norm) rms_norm_head(x, norm, D, a.eps);
+        rope_head(x, cs, sn, D);
+      }
+      const int64_t slot = a.slot_begin + n;
+      for (int64_t g = 0; g < Hkv; ++g) {
+        T* kd = kc + ((slot * Hkv + g) * Tmax + p) * D;
+        T* vd = vc + ((slot * Hkv + g) * Tmax + p) * D;
+        for (int64_t d = 0; d < D; ++d) {
+          kd[d] = static_cast<T>(row[(H + g) * D + d]);
+          vd[d] = static_cast<T>(row[(H + Hkv + g) * D + d]);
+        }
       }
     }
-  }
   });
   // 2. Attention: the R query heads of each (row, key/value head) together, over positions 0..p of the slot.
   auto out = torch::empty({N, H * D}, torch::kFloat32);
@@ -203,8 +203,10 @@ torch::Tensor decode_attention_t(const DecodeAttentionArgs& a, torch::Tensor& ca
       const T* K = kc + (slot * Hkv + g) * Tmax * D;
       const T* V = vc + (slot * Hkv + g) * Tmax * D;
       s.resize(R * L);
-      if (fast) attend_group_avx512(q.data(), R, K, V, L, D, scale, o.data(), s.data());
-      else attend_group(q.data(), R, K, V, L, D, scale, o.data(), s.data());
+      if (fast)
+        attend_group_avx512(q.data(), R, K, V, L, D, scale, o.data(), s.data());
+      else
+        attend_group(q.data(), R, K, V, L, D, scale, o.data(), s.data());
     }
   });
   return out;

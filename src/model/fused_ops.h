@@ -13,13 +13,13 @@ torch::Tensor rms_norm_rows(const torch::Tensor& x, const torch::Tensor& weight,
 torch::Tensor silu_mul(const torch::Tensor& gu, int64_t I);
 
 struct DecodeAttentionArgs {
-  torch::Tensor qkv;        // [N, >= (H + 2 Hkv) D] fp32: q, k, v of each row's one new token (row stride may be padded)
-  const int64_t* positions; // [N]: the new token's position in its slot
-  int64_t slot_begin;       // row n uses cache slot slot_begin + n
+  torch::Tensor qkv;  // [N, >= (H + 2 Hkv) D] fp32: q, k, v of each row's one new token (row stride may be padded)
+  const int64_t* positions;  // [N]: the new token's position in its slot
+  int64_t slot_begin;        // row n uses cache slot slot_begin + n
   int64_t heads, kv_heads, head_dim;
-  const float* cos;         // rope tables [P, D] fp32
+  const float* cos;  // rope tables [P, D] fp32
   const float* sin;
-  const float* q_norm;      // [D] or null (qwen3 per-head RMSNorm, applied before rope)
+  const float* q_norm;  // [D] or null (qwen3 per-head RMSNorm, applied before rope)
   const float* k_norm;
   double eps;
 };

@@ -27,21 +27,26 @@ ModelConfig init_model_config(const InitModelOptions& o) {
     eos = nlohmann::json::array();
     for (int64_t id : {tok.eos_id(), tok.token_id("<|im_end|>"), tok.token_id("<|eot_id|>")})
       if (id >= 0 && std::find(eos.begin(), eos.end(), id) == eos.end()) eos.push_back(id);
-    if (eos.empty()) throw Error("the tokenizer names no eos token", o.tokenizer + "/tokenizer_config.json",
-                                 "set \"eos_token\" there");
+    if (eos.empty())
+      throw Error("the tokenizer names no eos token", o.tokenizer + "/tokenizer_config.json",
+                  "set \"eos_token\" there");
     if (tok.bos_id() >= 0) bos = tok.bos_id();
   }
-  nlohmann::json j = {{"model_type", o.arch}, {"vocab_size", tok_vocab}, {"rms_norm_eps", 1e-6},
-                      {"max_position_embeddings", 2048}, {"tie_word_embeddings", true},
-                      {"eos_token_id", eos}};
+  nlohmann::json j = {{"model_type", o.arch},        {"vocab_size", tok_vocab},
+                      {"rms_norm_eps", 1e-6},        {"max_position_embeddings", 2048},
+                      {"tie_word_embeddings", true}, {"eos_token_id", eos}};
   if (!bos.is_null()) j["bos_token_id"] = bos;
   std::string spec = o.size;
-  if (spec == "tiny") spec = "hidden=64,layers=2,heads=4,kv_heads=2,intermediate=176";
-  else if (spec == "small") spec = "hidden=256,layers=4,heads=8,kv_heads=4,intermediate=688";
+  if (spec == "tiny")
+    spec = "hidden=64,layers=2,heads=4,kv_heads=2,intermediate=176";
+  else if (spec == "small")
+    spec = "hidden=256,layers=4,heads=8,kv_heads=4,intermediate=688";
   else if (spec == "smollm2-135m")
-    spec = "hidden=576,layers=30,heads=9,kv_heads=3,intermediate=1536,vocab=49152,tied=1,rope_theta=100000,max_pos=8192";
+    spec =
+        "hidden=576,layers=30,heads=9,kv_heads=3,intermediate=1536,vocab=49152,tied=1,rope_theta=100000,max_pos=8192";
   else if (spec.find('=') == std::string::npos)
-    throw Error("unknown size \"" + o.size + "\"", "--size", "use tiny, small, smollm2-135m or a list like hidden=64,layers=2,heads=4");
+    throw Error("unknown size \"" + o.size + "\"", "--size",
+                "use tiny, small, smollm2-135m or a list like hidden=64,layers=2,heads=4");
   std::stringstream ss(spec);
   std::string item;
   while (std::getline(ss, item, ',')) {
@@ -49,21 +54,36 @@ ModelConfig init_model_config(const InitModelOptions& o) {
     if (eq == std::string::npos) throw Error("expected key=value, got \"" + item + "\"", "--size");
     std::string k = item.substr(0, eq), v = item.substr(eq + 1);
     try {
-      if (k == "hidden") j["hidden_size"] = std::stoll(v);
-      else if (k == "layers") j["num_hidden_layers"] = std::stoll(v);
-      else if (k == "heads") j["num_attention_heads"] = std::stoll(v);
-      else if (k == "kv_heads") j["num_key_value_heads"] = std::stoll(v);
-      else if (k == "intermediate") j["intermediate_size"] = std::stoll(v);
-      else if (k == "vocab") j["vocab_size"] = std::max<int64_t>(std::stoll(v), tok_vocab);
-      else if (k == "head_dim") j["head_dim"] = std::stoll(v);
-      else if (k == "tied") j["tie_word_embeddings"] = v == "1" || v == "true";
-      else if (k == "rope_theta") j["rope_theta"] = std::stod(v);
-      else if (k == "max_pos") j["max_position_embeddings"] = std::stoll(v);
+      if (k == "hidden")
+        j["hidden_size"] = std::stoll(v);
+      else if (k == "layers")
+        j["num_hidden_layers"] = std::stoll(v);
+      else if (k == "heads")
+        j["num_attention_heads"] = std::stoll(v);
+      else if (k == "kv_heads")
+        j["num_key_value_heads"] = std::stoll(v);
+      else if (k == "intermediate")
+        j["intermediate_size"] = std::stoll(v);
+      else if (k == "vocab")
+        j["vocab_size"] = std::max<int64_t>(std::stoll(v), tok_vocab);
+      else if (k == "head_dim")
+        j["head_dim"] = std::stoll(v);
+      else if (k == "tied")
+        j["tie_word_embeddings"] = v == "1" || v == "true";
+      else if (k == "rope_theta")
+        j["rope_theta"] = std::stod(v);
+      else if (k == "max_pos")
+        j["max_position_embeddings"] = std::stoll(v);
       else if (k == "rope_scaling" && v == "llama3")
-        j["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0},
-                             {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 64}};
-      else throw Error("unknown key \"" + k + "\"", "--size",
-                       "keys: hidden, layers, heads, kv_heads, intermediate, vocab, head_dim, tied, rope_theta, max_pos, rope_scaling");
+        j["rope_scaling"] = {{"rope_type", "llama3"},
+                             {"factor", 8.0},
+                             {"low_freq_factor", 1.0},
+                             {"high_freq_factor", 4.0},
+                             {"original_max_position_embeddings", 64}};
+      else
+        throw Error("unknown key \"" + k + "\"", "--size",
+                    "keys: hidden, layers, heads, kv_heads, intermediate, vocab, head_dim, tied, rope_theta, max_pos, "
+                    "rope_scaling");
     } catch (const std::logic_error&) {
       throw Error("value of \"" + k + "\" is not a number: \"" + v + "\"", "--size");
     }
@@ -88,9 +108,12 @@ void init_model(const InitModelOptions& o, const std::string& out) {
       const std::string& name = p.key();
       auto& t = p.value();
       bool is_norm = name.find("norm") != std::string::npos;
-      if (is_norm) t.normal_(1.0, 0.1);           // transformers uses ones; perturbed so tests see the weights
-      else if (t.dim() == 1) t.normal_(0.0, 0.02);  // biases (transformers: zeros)
-      else t.normal_(0.0, 0.02);
+      if (is_norm)
+        t.normal_(1.0, 0.1);  // transformers uses ones; perturbed so tests see the weights
+      else if (t.dim() == 1)
+        t.normal_(0.0, 0.02);  // biases (transformers: zeros)
+      else
+        t.normal_(0.0, 0.02);
     }
   }
   std::filesystem::create_directories(out);

@@ -32,7 +32,9 @@ void LoraConfig::validate(const std::string& where) const {
   if (r < 1) throw Error("r must be at least 1, got " + std::to_string(r), where + " r", "typical values: 8, 16, 64");
   if (!(lora_dropout >= 0 && lora_dropout < 1))
     throw Error("lora_dropout must be in [0, 1), got " + std::to_string(lora_dropout), where + " lora_dropout");
-  if (target_modules.empty()) throw Error("target_modules is empty", where + " target_modules", "e.g. [\"q_proj\", \"v_proj\"] or \"all-linear\"");
+  if (target_modules.empty())
+    throw Error("target_modules is empty", where + " target_modules",
+                "e.g. [\"q_proj\", \"v_proj\"] or \"all-linear\"");
   for (const auto& t : target_modules) {
     bool known = t == "all-linear";
     for (const char* p : kLoraProjections) known = known || t == p;
@@ -85,13 +87,22 @@ std::vector<std::pair<std::string, torch::Tensor>> lora_state(const CausalLM& mo
 
 void save_lora(const CausalLM& model, const LoraConfig& config, const std::string& dir, const std::string& base_model) {
   std::filesystem::create_directories(dir);
-  nlohmann::ordered_json c = {
-      {"peft_type", "LORA"},        {"task_type", "CAUSAL_LM"},      {"base_model_name_or_path", base_model},
-      {"r", config.r},              {"lora_alpha", config.lora_alpha}, {"lora_dropout", config.lora_dropout},
-      {"target_modules", config.target_modules}, {"bias", "none"},  {"fan_in_fan_out", false},
-      {"use_rslora", config.use_rslora}, {"use_dora", false},        {"init_lora_weights", true},
-      {"inference_mode", true},     {"modules_to_save", nullptr},   {"layers_to_transform", nullptr},
-      {"revision", nullptr}};
+  nlohmann::ordered_json c = {{"peft_type", "LORA"},
+                              {"task_type", "CAUSAL_LM"},
+                              {"base_model_name_or_path", base_model},
+                              {"r", config.r},
+                              {"lora_alpha", config.lora_alpha},
+                              {"lora_dropout", config.lora_dropout},
+                              {"target_modules", config.target_modules},
+                              {"bias", "none"},
+                              {"fan_in_fan_out", false},
+                              {"use_rslora", config.use_rslora},
+                              {"use_dora", false},
+                              {"init_lora_weights", true},
+                              {"inference_mode", true},
+                              {"modules_to_save", nullptr},
+                              {"layers_to_transform", nullptr},
+                              {"revision", nullptr}};
   write_safetensors(dir + "/adapter_model.safetensors", lora_state(model));
   write_file_atomic(dir + "/adapter_config.json", c.dump(2) + "\n");
 }
@@ -105,15 +116,18 @@ LoraConfig load_lora(CausalLM& model, const std::string& dir) {
     throw Error(std::string("not valid JSON: ") + e.what(), cpath);
   }
   auto need = [&](const char* key) -> const nlohmann::json& {
-    if (!c.contains(key)) throw Error(std::string("missing key \"") + key + "\"", cpath, "is this a PEFT LoRA adapter folder?");
+    if (!c.contains(key))
+      throw Error(std::string("missing key \"") + key + "\"", cpath, "is this a PEFT LoRA adapter folder?");
     return c[key];
   };
   if (need("peft_type") != "LORA")
     throw Error("peft_type is " + c["peft_type"].dump() + ", only LORA is supported", cpath + ": peft_type");
   if (c.value("use_dora", false)) throw Error("DoRA adapters are not supported", cpath + ": use_dora");
-  if (c.value("fan_in_fan_out", false)) throw Error("fan_in_fan_out adapters are not supported", cpath + ": fan_in_fan_out");
+  if (c.value("fan_in_fan_out", false))
+    throw Error("fan_in_fan_out adapters are not supported", cpath + ": fan_in_fan_out");
   if (c.value("bias", std::string("none")) != "none")
-    throw Error("bias \"" + c["bias"].get<std::string>() + "\" is not supported", cpath + ": bias", "use bias = \"none\"");
+    throw Error("bias \"" + c["bias"].get<std::string>() + "\" is not supported", cpath + ": bias",
+                "use bias = \"none\"");
   LoraConfig config;
   try {
     config.r = need("r").get<int64_t>();
@@ -121,8 +135,8 @@ LoraConfig load_lora(CausalLM& model, const std::string& dir) {
     config.lora_dropout = c.value("lora_dropout", 0.0);
     config.use_rslora = c.value("use_rslora", false);
     auto tm = need("target_modules");
-    config.target_modules = tm.is_string() ? std::vector<std::string>{tm.get<std::string>()}
-                                           : tm.get<std::vector<std::string>>();
+    config.target_modules =
+        tm.is_string() ? std::vector<std::string>{tm.get<std::string>()} : tm.get<std::vector<std::string>>();
   } catch (const nlohmann::json::type_error& e) {
     throw Error(std::string("a key has the wrong type: ") + e.what(), cpath);
   }
@@ -133,10 +147,13 @@ LoraConfig load_lora(CausalLM& model, const std::string& dir) {
   std::map<std::string, LoraAdapter> adapters;
   for (const auto& [key, entry] : file.entries()) {
     const std::string suffix_a = ".lora_A.weight", suffix_b = ".lora_B.weight";
-    bool is_a = key.size() > suffix_a.size() && key.compare(key.size() - suffix_a.size(), suffix_a.size(), suffix_a) == 0;
-    bool is_b = key.size() > suffix_b.size() && key.compare(key.size() - suffix_b.size(), suffix_b.size(), suffix_b) == 0;
+    bool is_a =
+        key.size() > suffix_a.size() && key.compare(key.size() - suffix_a.size(), suffix_a.size(), suffix_a) == 0;
+    bool is_b =
+        key.size() > suffix_b.size() && key.compare(key.size() - suffix_b.size(), suffix_b.size(), suffix_b) == 0;
     if ((!is_a && !is_b) || key.compare(0, kPeftPrefix.size(), kPeftPrefix) != 0)
-      throw Error("unexpected tensor \"" + key + "\"", wpath, "only base_model.model.<module>.lora_A/B.weight are supported");
+      throw Error("unexpected tensor \"" + key + "\"", wpath,
+                  "only base_model.model.<module>.lora_A/B.weight are supported");
     auto path = key.substr(kPeftPrefix.size(), key.size() - kPeftPrefix.size() - suffix_a.size());
     auto& a = adapters[path];
     (is_a ? a.A : a.B) = file.get(key).to(torch::kFloat32).clone().requires_grad_(true);
@@ -145,12 +162,14 @@ LoraConfig load_lora(CausalLM& model, const std::string& dir) {
   }
   for (const auto& [path, a] : adapters)
     if (!a.A.defined() || !a.B.defined())
-      throw Error("tensor " + kPeftPrefix + path + (a.A.defined() ? ".lora_B" : ".lora_A") + ".weight is missing", wpath);
+      throw Error("tensor " + kPeftPrefix + path + (a.A.defined() ? ".lora_B" : ".lora_A") + ".weight is missing",
+                  wpath);
   if (adapters.empty()) throw Error("no adapter tensors", wpath);
   for (const auto& [path, a] : adapters)
     if (a.A.size(0) != config.r)
-      throw Error("rank " + std::to_string(a.A.size(0)) + " differs from adapter_config.json's r = " + std::to_string(config.r),
-                  wpath + ": " + kPeftPrefix + path + ".lora_A.weight");
+      throw Error(
+          "rank " + std::to_string(a.A.size(0)) + " differs from adapter_config.json's r = " + std::to_string(config.r),
+          wpath + ": " + kPeftPrefix + path + ".lora_A.weight");
   try {
     model->set_lora(std::move(adapters));
   } catch (const Error& e) {

@@ -26,7 +26,7 @@ class LoraLinear : public torch::autograd::Function<LoraLinear> {
                                const LoraFrozen& f) {
     const auto c = f.compute;
     const int64_t P = static_cast<int64_t>(As.size());
-    auto xc = x.to(c).contiguous();  // [M, in]
+    auto xc = x.to(c).contiguous();                                                                    // [M, in]
     auto y = f.bias.defined() ? torch::addmm(f.bias, xc, f.weight.t()) : torch::mm(xc, f.weight.t());  // [M, out]
     const int64_t out = y.size(1);
     bool any_dropout = false;
@@ -86,7 +86,7 @@ class LoraLinear : public torch::autograd::Function<LoraLinear> {
     auto dy = grads[0].to(xc.scalar_type()).contiguous();  // [M, out]
     const bool want_dx = ctx->needs_input_grad(0);
     torch::Tensor dx = want_dx ? torch::mm(dy, weight) : torch::Tensor();  // [M, in]
-    auto du = torch::mm(dy, b_blk);  // [M, R]: scale_p dy_p B_p side by side
+    auto du = torch::mm(dy, b_blk);                                        // [M, R]: scale_p dy_p B_p side by side
     variable_list out(1 + 2 * P + 1);
     if (!any_dropout) {
       if (want_dx) dx.addmm_(du, a_cat);
@@ -120,10 +120,11 @@ class LoraLinear : public torch::autograd::Function<LoraLinear> {
 
 torch::Tensor lora_linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
                           const std::vector<LoraPart>& parts, at::ScalarType compute) {
-  TORCH_CHECK(x.dim() == 2 && weight.dim() == 2 && x.size(1) == weight.size(1) && !parts.empty() &&
-                  weight.scalar_type() == compute && !weight.requires_grad() &&
-                  (!bias.defined() || (bias.scalar_type() == compute && !bias.requires_grad())),
-              "lora_linear: x [M, in], a frozen weight [out, in] (and bias) in the compute dtype, at least one adapter");
+  TORCH_CHECK(
+      x.dim() == 2 && weight.dim() == 2 && x.size(1) == weight.size(1) && !parts.empty() &&
+          weight.scalar_type() == compute && !weight.requires_grad() &&
+          (!bias.defined() || (bias.scalar_type() == compute && !bias.requires_grad())),
+      "lora_linear: x [M, in], a frozen weight [out, in] (and bias) in the compute dtype, at least one adapter");
   LoraFrozen f{weight, bias, {}, {}, {}, compute};
   std::vector<torch::Tensor> As, Bs;
   for (const auto& p : parts) {

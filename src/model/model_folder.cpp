@@ -11,9 +11,9 @@ namespace fs = std::filesystem;
 
 namespace rlaif {
 
-const char* const kTokenizerFiles[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                                       "vocab.json",     "merges.txt",            "tokenizer.model",
-                                       "chat_template.jinja", nullptr};
+const char* const kTokenizerFiles[] = {
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json",
+    "merges.txt",     "tokenizer.model",       "chat_template.jinja",     nullptr};
 
 namespace {
 
@@ -32,9 +32,12 @@ nlohmann::json read_json(const std::string& path, const std::string& hint) {
 
 const char* dtype_json_name(torch::ScalarType t) {
   switch (t) {
-    case torch::kBFloat16: return "bfloat16";
-    case torch::kFloat16: return "float16";
-    default: return "float32";
+    case torch::kBFloat16:
+      return "bfloat16";
+    case torch::kFloat16:
+      return "float16";
+    default:
+      return "float32";
   }
 }
 
@@ -42,7 +45,9 @@ const char* dtype_json_name(torch::ScalarType t) {
 
 ModelConfig load_config(const std::string& dir) {
   std::string path = (fs::path(dir) / "config.json").string();
-  if (!fs::is_directory(dir)) throw Error("model folder not found", dir, "pass a Hugging Face model folder (with config.json and model.safetensors)");
+  if (!fs::is_directory(dir))
+    throw Error("model folder not found", dir,
+                "pass a Hugging Face model folder (with config.json and model.safetensors)");
   return ModelConfig::from_json(read_json(path, "a model folder needs config.json"), path);
 }
 
@@ -84,7 +89,8 @@ std::map<std::string, torch::Tensor> load_weights(const std::string& dir) {
       auto& shard = shards[file];
       if (!shard) {
         fs::path p = fs::path(dir) / file;
-        if (!fs::exists(p)) throw Error("shard file not found", p.string(), "the index names it for tensor " + it.key());
+        if (!fs::exists(p))
+          throw Error("shard file not found", p.string(), "the index names it for tensor " + it.key());
         shard = std::make_unique<SafetensorsFile>(p.string());
       }
       if (!shard->contains(it.key()))
@@ -124,14 +130,15 @@ CausalLM load_model(const std::string& dir) {
       throw Error(std::string("tensor has non-floating dtype ") + c10::toString(w.scalar_type()), file_of(p.key()),
                   "model weights must be F32, BF16 or F16");
     if (w.sizes() != p.value().sizes())
-      throw Error("shape " + c10::str(w.sizes()) + " does not fit the config, which needs " + c10::str(p.value().sizes()),
-                  file_of(p.key()), "config.json and the weights disagree (hidden_size, heads, vocab_size, ...)");
+      throw Error(
+          "shape " + c10::str(w.sizes()) + " does not fit the config, which needs " + c10::str(p.value().sizes()),
+          file_of(p.key()), "config.json and the weights disagree (hidden_size, heads, vocab_size, ...)");
     p.value().copy_(w);
     weights.erase(it);
   }
   for (const auto& kv : weights) {
     if (kv.first == "lm_head.weight" && config.tie_word_embeddings) continue;  // some tied models store it too
-    if (kv.first.find("rotary_emb.inv_freq") != std::string::npos) continue;  // recomputed from the config
+    if (kv.first.find("rotary_emb.inv_freq") != std::string::npos) continue;   // recomputed from the config
     std::fprintf(stderr, "warning: %s: tensor %s is not used by a %s model\n", dir.c_str(), kv.first.c_str(),
                  config.model_type.c_str());
   }
@@ -185,8 +192,10 @@ void save_model(CausalLM& model, const std::string& dir, const SaveOptions& opti
   write_file_atomic((fs::path(dir) / "config.json").string(), config.to_json().dump(2));
   nlohmann::json gen = options.generation_config.is_object() ? options.generation_config : nlohmann::json::object();
   if (config.bos_token_id >= 0) gen["bos_token_id"] = config.bos_token_id;
-  if (config.eos_token_ids.size() == 1) gen["eos_token_id"] = config.eos_token_ids[0];
-  else if (!config.eos_token_ids.empty()) gen["eos_token_id"] = config.eos_token_ids;
+  if (config.eos_token_ids.size() == 1)
+    gen["eos_token_id"] = config.eos_token_ids[0];
+  else if (!config.eos_token_ids.empty())
+    gen["eos_token_id"] = config.eos_token_ids;
   gen["transformers_version"] = "4.46.0";
   write_file_atomic((fs::path(dir) / "generation_config.json").string(), gen.dump(2));
   if (!options.tokenizer_from.empty() && fs::absolute(options.tokenizer_from) != fs::absolute(dir)) {

@@ -15,15 +15,15 @@
 namespace rlaif {
 namespace {
 
-constexpr int64_t kBlock = 16;     // output columns per zmm register
+constexpr int64_t kBlock = 16;         // output columns per zmm register
 constexpr int64_t kBlocksPerTile = 4;  // 64 columns per tile
-constexpr int kRowsPerTile = 6;    // 6 x 4 accumulators = 24 of the 32 zmm registers
+constexpr int kRowsPerTile = 6;        // 6 x 4 accumulators = 24 of the 32 zmm registers
 
 // fp32: acc[m][j] += broadcast(x[m][k]) * W[block j][k][0:16].
 // Every tile starts its accumulators from bias (+ y when `add`, the residual already in the output).
 template <int MT>
 __attribute__((target("avx512f,fma"))) void tile_f32(const float* x, int64_t ldx, const float* w, int64_t K,
-                                                   const float* bias, float* y, int64_t ldy, bool add) {
+                                                     const float* bias, float* y, int64_t ldy, bool add) {
   __m512 acc[MT][kBlocksPerTile];
   for (int j = 0; j < kBlocksPerTile; ++j) {
     __m512 b = _mm512_loadu_ps(bias + j * kBlock);
@@ -46,8 +46,8 @@ __attribute__((target("avx512f,fma"))) void tile_f32(const float* x, int64_t ldx
 // bf16: acc[m][j] += dot2(x[m][2p:2p+2], W[block j][p][0:16][0:2]) with fp32 accumulation.
 template <int MT>
 __attribute__((target("avx512f,avx512bf16"))) void tile_bf16(const uint16_t* x, int64_t ldx, const uint16_t* w,
-                                                               int64_t Kp, const float* bias, float* y, int64_t ldy,
-                                                               bool add) {
+                                                             int64_t Kp, const float* bias, float* y, int64_t ldy,
+                                                             bool add) {
   __m512 acc[MT][kBlocksPerTile];
   for (int j = 0; j < kBlocksPerTile; ++j) {
     __m512 b = _mm512_loadu_ps(bias + j * kBlock);
@@ -74,7 +74,8 @@ __attribute__((target("avx512f,avx512bf16"))) void tile_bf16(const uint16_t* x, 
 using TileF32 = void (*)(const float*, int64_t, const float*, int64_t, const float*, float*, int64_t, bool);
 using TileBf16 = void (*)(const uint16_t*, int64_t, const uint16_t*, int64_t, const float*, float*, int64_t, bool);
 const TileF32 kTilesF32[] = {nullptr, tile_f32<1>, tile_f32<2>, tile_f32<3>, tile_f32<4>, tile_f32<5>, tile_f32<6>};
-const TileBf16 kTilesBf16[] = {nullptr, tile_bf16<1>, tile_bf16<2>, tile_bf16<3>, tile_bf16<4>, tile_bf16<5>, tile_bf16<6>};
+const TileBf16 kTilesBf16[] = {nullptr,      tile_bf16<1>, tile_bf16<2>, tile_bf16<3>,
+                               tile_bf16<4>, tile_bf16<5>, tile_bf16<6>};
 
 int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 size_t round_up(size_t a, size_t b) { return (a + b - 1) / b * b; }
@@ -101,7 +102,8 @@ class HugePageArena {
     }
     char* p = chunk->base + offset;
     std::memcpy(p, t.data_ptr(), bytes);
-    return torch::from_blob(p, t.sizes(), [chunk](void*) {}, t.options());  // the deleter holds the chunk
+    return torch::from_blob(
+        p, t.sizes(), [chunk](void*) {}, t.options());  // the deleter holds the chunk
   }
 
  private:
@@ -151,7 +153,10 @@ PackedWeight pack_linear(const torch::Tensor& w_in, const torch::Tensor& bias, b
   const int64_t tiles = p.n_pad / (kBlock * kBlocksPerTile);
   if (bf16) {
     // [tiles, 4, 16, Kp/2, 2] -> [tiles, Kp/2, 4, 16, 2]
-    auto b = w.to(torch::kBFloat16).view({tiles, kBlocksPerTile, kBlock, p.k_pad / 2, 2}).permute({0, 3, 1, 2, 4}).contiguous();
+    auto b = w.to(torch::kBFloat16)
+                 .view({tiles, kBlocksPerTile, kBlock, p.k_pad / 2, 2})
+                 .permute({0, 3, 1, 2, 4})
+                 .contiguous();
     p.data = b.view(torch::kInt16);
   } else {
     // [tiles, 4, 16, K] -> [tiles, K, 4, 16]
@@ -174,7 +179,8 @@ torch::Tensor packed_linear(const torch::Tensor& x_in, const PackedWeight& w, co
   const bool add = residual.defined() && w.n_pad == w.n;
   torch::Tensor y;
   if (add) {
-    TORCH_CHECK(residual.numel() == M * w.n && residual.scalar_type() == torch::kFloat32, "packed_linear: residual shape");
+    TORCH_CHECK(residual.numel() == M * w.n && residual.scalar_type() == torch::kFloat32,
+                "packed_linear: residual shape");
     y = residual.contiguous().clone();
   } else {
     y = torch::empty({M, w.n_pad}, torch::kFloat32);

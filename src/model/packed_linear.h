@@ -1,4 +1,5 @@
-// Fast inference matmul for the generator (internal to the model part; the kernel tests and benchmarks use it too): y = x W^T + b with W pre-packed for AVX-512.
+// Fast inference matmul for the generator (internal to the model part; the kernel tests and benchmarks use it too): y =
+// x W^T + b with W pre-packed for AVX-512.
 //
 // libtorch's CPU linear goes through OpenBLAS, whose small-M kernels (decode: M = sequences in the batch) reach a
 // fraction of the machine's bandwidth and FLOPs (docs/perf.md). PackedWeight stores W once in tiles of 64 output
@@ -15,8 +16,8 @@
 namespace rlaif {
 
 struct PackedWeight {
-  torch::Tensor data;   // packed weights (fp32 or bf16 bits as int16), 64-byte aligned blocks
-  torch::Tensor bias;   // [Npad] fp32 (zeros when the layer has none)
+  torch::Tensor data;  // packed weights (fp32 or bf16 bits as int16), 64-byte aligned blocks
+  torch::Tensor bias;  // [Npad] fp32 (zeros when the layer has none)
   int64_t n = 0, k = 0, n_pad = 0, k_pad = 0;
   bool bf16 = false;
   bool defined() const { return data.defined(); }

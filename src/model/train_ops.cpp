@@ -10,7 +10,6 @@
 
 #include "core/simd_math.h"
 
-
 namespace rlaif {
 namespace {
 
@@ -57,7 +56,8 @@ class RmsNorm : public torch::autograd::Function<RmsNorm> {
     const int64_t C = x.size(-1), M = x.numel() / C;
     auto dx = torch::empty_like(x);
     auto dw = torch::zeros({C}, torch::kFloat32);
-    const float *xp = x.data_ptr<float>(), *wp = w.data_ptr<float>(), *rp = r.data_ptr<float>(), *gp = g.data_ptr<float>();
+    const float *xp = x.data_ptr<float>(), *wp = w.data_ptr<float>(), *rp = r.data_ptr<float>(),
+                *gp = g.data_ptr<float>();
     float *dxp = dx.data_ptr<float>(), *dwp = dw.data_ptr<float>();
     at::parallel_for(0, M, 16, [&](int64_t b, int64_t e) {  // dx: rows split between threads
       for (int64_t m = b; m < e; ++m) {
@@ -109,7 +109,8 @@ inline void rope_head(const T* x, const float* c, const float* s, T* y, int64_t 
 }
 
 template <typename T>
-void rope_rows(const T* x, const float* cos, const float* sin, T* y, int64_t rows, int64_t heads, int64_t D, bool inverse) {
+void rope_rows(const T* x, const float* cos, const float* sin, T* y, int64_t rows, int64_t heads, int64_t D,
+               bool inverse) {
   at::parallel_for(0, rows, 16, [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; ++r)
       for (int64_t k = 0; k < heads; ++k)
@@ -121,16 +122,18 @@ torch::Tensor rope_apply(const torch::Tensor& x, const torch::Tensor& cos, const
   auto y = torch::empty_like(x);
   const int64_t D = x.size(-1), heads = x.size(-2), rows = x.numel() / (heads * D);
   if (x.scalar_type() == torch::kBFloat16)
-    rope_rows(x.data_ptr<c10::BFloat16>(), cos.data_ptr<float>(), sin.data_ptr<float>(), y.data_ptr<c10::BFloat16>(), rows,
-              heads, D, inverse);
+    rope_rows(x.data_ptr<c10::BFloat16>(), cos.data_ptr<float>(), sin.data_ptr<float>(), y.data_ptr<c10::BFloat16>(),
+              rows, heads, D, inverse);
   else
-    rope_rows(x.data_ptr<float>(), cos.data_ptr<float>(), sin.data_ptr<float>(), y.data_ptr<float>(), rows, heads, D, inverse);
+    rope_rows(x.data_ptr<float>(), cos.data_ptr<float>(), sin.data_ptr<float>(), y.data_ptr<float>(), rows, heads, D,
+              inverse);
   return y;
 }
 
 class Rope : public torch::autograd::Function<Rope> {
  public:
-  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& cos,
+                               const torch::Tensor& sin) {
     ctx->save_for_backward({cos, sin});
     return rope_apply(x, cos, sin, false);
   }
@@ -161,9 +164,12 @@ void qkv_split_rows(T* qkv, T* q, T* k, T* v, const float* cos, const float* sin
             continue;
           }
           T* in_head = heads_out + ((n * heads + j) * T_ + t) * D;
-          if (rotate) rope_head(backward ? in_head : in_row, c, s, backward ? in_row : in_head, D, backward);
-          else if (backward) std::copy(in_head, in_head + D, in_row);
-          else std::copy(in_row, in_row + D, in_head);
+          if (rotate)
+            rope_head(backward ? in_head : in_row, c, s, backward ? in_row : in_head, D, backward);
+          else if (backward)
+            std::copy(in_head, in_head + D, in_row);
+          else
+            std::copy(in_row, in_row + D, in_head);
         }
       };
       part(q, H, 0, true);
@@ -207,8 +213,8 @@ class QkvRope : public torch::autograd::Function<QkvRope> {
     auto dqkv = torch::empty({N, T, (H + 2 * Hkv) * D}, torch::TensorOptions().dtype(dtype));
     if (dtype == torch::kBFloat16)
       qkv_split_rows(dqkv.data_ptr<c10::BFloat16>(), ptr_or_null<c10::BFloat16>(dq), ptr_or_null<c10::BFloat16>(dk),
-                     ptr_or_null<c10::BFloat16>(dv), saved[0].data_ptr<float>(), saved[1].data_ptr<float>(), N, T, H, Hkv,
-                     D, true);
+                     ptr_or_null<c10::BFloat16>(dv), saved[0].data_ptr<float>(), saved[1].data_ptr<float>(), N, T, H,
+                     Hkv, D, true);
     else
       qkv_split_rows(dqkv.data_ptr<float>(), ptr_or_null<float>(dq), ptr_or_null<float>(dk), ptr_or_null<float>(dv),
                      saved[0].data_ptr<float>(), saved[1].data_ptr<float>(), N, T, H, Hkv, D, true);
@@ -221,7 +227,7 @@ class QkvRope : public torch::autograd::Function<QkvRope> {
 __attribute__((target("avx512f"))) inline __m512 sigmoid16(__m512 x) {
   const __m512 one = _mm512_set1_ps(1.0f);
   const __m512 e = exp_avx512(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_abs_ps(x)));  // exp(-|x|)
-  const __m512 pos = _mm512_div_ps(one, _mm512_add_ps(one, e));                      // sig(|x|)
+  const __m512 pos = _mm512_div_ps(one, _mm512_add_ps(one, e));                       // sig(|x|)
   const __mmask16 neg = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
   return _mm512_mask_sub_ps(pos, neg, one, pos);  // sig(x) = 1 - sig(|x|) for x < 0
 }
@@ -238,8 +244,8 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void swiglu_fwd_avx512(cons
 }
 
 template <typename T>
-__attribute__((target("avx512f,avx512bw,avx512vl"))) void swiglu_bwd_avx512(const T* g, const T* u, const T* dy, T* dg, T* du,
-                                                                         int64_t n) {
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void swiglu_bwd_avx512(const T* g, const T* u, const T* dy, T* dg,
+                                                                            T* du, int64_t n) {
   const __m512 one = _mm512_set1_ps(1.0f);
   for (int64_t i = 0; i < n; i += 16) {
     const __mmask16 k = tail_mask(n - i);
@@ -319,7 +325,7 @@ class SwiGlu : public torch::autograd::Function<SwiGlu> {
 
 template <typename T>
 __attribute__((target("avx512f,avx512bw,avx512vl"))) void masked_softmax_row_avx512(const T* s, const bool* ok, T* p,
-                                                                                 int64_t L, float scale, float* e) {
+                                                                                    int64_t L, float scale, float* e) {
   const __m512 sc = _mm512_set1_ps(scale);
   __m512 mx = _mm512_set1_ps(-INFINITY);
   __mmask16 any = 0;
@@ -340,7 +346,8 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void masked_softmax_row_avx
   __m512 sum = _mm512_setzero_ps();
   for (int64_t l = 0; l < L; l += 16) {
     const __mmask16 k = lanes(l);
-    const __m512 x = _mm512_maskz_mov_ps(k, exp_avx512(_mm512_min_ps(_mm512_fmsub_ps(sc, load16(s + l, k), m), _mm512_setzero_ps())));
+    const __m512 x = _mm512_maskz_mov_ps(
+        k, exp_avx512(_mm512_min_ps(_mm512_fmsub_ps(sc, load16(s + l, k), m), _mm512_setzero_ps())));
     _mm512_mask_storeu_ps(e + l, tail_mask(L - l), x);
     sum = _mm512_add_ps(sum, x);
   }
@@ -366,7 +373,8 @@ void masked_softmax_row(const T* s, const bool* ok, T* p, int64_t L, float scale
 }
 
 template <typename T>
-void masked_softmax_rows(const T* s, const bool* allowed, T* p, int64_t N, int64_t GR, int64_t TT, int64_t L, float scale) {
+void masked_softmax_rows(const T* s, const bool* allowed, T* p, int64_t N, int64_t GR, int64_t TT, int64_t L,
+                         float scale) {
   const bool fast = has_avx512_bw();
   at::parallel_for(0, N * GR, 1, [&](int64_t b, int64_t e) {
     std::vector<float> scratch(L + 16);
@@ -375,8 +383,10 @@ void masked_softmax_rows(const T* s, const bool* allowed, T* p, int64_t N, int64
       for (int64_t t = 0; t < TT; ++t) {
         const int64_t row = i * TT + t;
         const bool* ok = allowed + (n * TT + t) * L;
-        if (fast) masked_softmax_row_avx512(s + row * L, ok, p + row * L, L, scale, scratch.data());
-        else masked_softmax_row(s + row * L, ok, p + row * L, L, scale, scratch.data());
+        if (fast)
+          masked_softmax_row_avx512(s + row * L, ok, p + row * L, L, scale, scratch.data());
+        else
+          masked_softmax_row(s + row * L, ok, p + row * L, L, scale, scratch.data());
       }
     }
   });
@@ -384,8 +394,8 @@ void masked_softmax_rows(const T* s, const bool* allowed, T* p, int64_t N, int64
 
 // Masked keys get no gradient (in a row with no allowed key too, where p is uniform).
 template <typename T>
-void softmax_grad_rows(const T* p, const T* dp, const bool* allowed, T* ds, int64_t N, int64_t GR, int64_t TT, int64_t L,
-                       float scale) {
+void softmax_grad_rows(const T* p, const T* dp, const bool* allowed, T* ds, int64_t N, int64_t GR, int64_t TT,
+                       int64_t L, float scale) {
   at::parallel_for(0, N * GR * TT, 64, [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; ++r) {
       const T *pr = p + r * L, *dr = dp + r * L;
@@ -401,12 +411,13 @@ void softmax_grad_rows(const T* p, const T* dp, const bool* allowed, T* ds, int6
 
 class MaskedSoftmax : public torch::autograd::Function<MaskedSoftmax> {
  public:
-  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& s, const torch::Tensor& allowed, double scale) {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& s, const torch::Tensor& allowed,
+                               double scale) {
     const int64_t N = s.size(0), GR = s.size(1) * s.size(2), TT = s.size(3), L = s.size(4);
     auto p = torch::empty_like(s);
     if (s.scalar_type() == torch::kBFloat16)
-      masked_softmax_rows(s.data_ptr<c10::BFloat16>(), allowed.data_ptr<bool>(), p.data_ptr<c10::BFloat16>(), N, GR, TT, L,
-                          static_cast<float>(scale));
+      masked_softmax_rows(s.data_ptr<c10::BFloat16>(), allowed.data_ptr<bool>(), p.data_ptr<c10::BFloat16>(), N, GR, TT,
+                          L, static_cast<float>(scale));
     else
       masked_softmax_rows(s.data_ptr<float>(), allowed.data_ptr<bool>(), p.data_ptr<float>(), N, GR, TT, L,
                           static_cast<float>(scale));
@@ -423,8 +434,8 @@ class MaskedSoftmax : public torch::autograd::Function<MaskedSoftmax> {
     const int64_t N = p.size(0), GR = p.size(1) * p.size(2), TT = p.size(3), L = p.size(4);
     const bool* ok = allowed.data_ptr<bool>();
     if (p.scalar_type() == torch::kBFloat16)
-      softmax_grad_rows(p.data_ptr<c10::BFloat16>(), dp.data_ptr<c10::BFloat16>(), ok, ds.data_ptr<c10::BFloat16>(), N, GR,
-                        TT, L, scale);
+      softmax_grad_rows(p.data_ptr<c10::BFloat16>(), dp.data_ptr<c10::BFloat16>(), ok, ds.data_ptr<c10::BFloat16>(), N,
+                        GR, TT, L, scale);
     else
       softmax_grad_rows(p.data_ptr<float>(), dp.data_ptr<float>(), ok, ds.data_ptr<float>(), N, GR, TT, L, scale);
     return {ds, torch::Tensor(), torch::Tensor()};
@@ -536,8 +547,7 @@ class HashedDropout : public torch::autograd::Function<HashedDropout> {
 bool dropout_force_portable(bool on) { return dropout_portable_only.exchange(on); }
 
 uint64_t draw_dropout_seed() {
-  return static_cast<uint64_t>(
-      torch::randint(std::numeric_limits<int64_t>::max(), {1}, torch::kInt64).item<int64_t>());
+  return static_cast<uint64_t>(torch::randint(std::numeric_limits<int64_t>::max(), {1}, torch::kInt64).item<int64_t>());
 }
 
 torch::Tensor dropout_with_seed(const torch::Tensor& x, uint64_t seed, double p) {
@@ -584,7 +594,8 @@ std::vector<torch::Tensor> qkv_rope_fused(const torch::Tensor& qkv, const torch:
                   (qkv.size(2) / (heads + 2 * kv_heads)) % 2 == 0 &&
                   (qkv.scalar_type() == torch::kFloat32 || qkv.scalar_type() == torch::kBFloat16) &&
                   cos.scalar_type() == torch::kFloat32 && sin.scalar_type() == torch::kFloat32 && cos.is_contiguous() &&
-                  sin.is_contiguous() && cos.numel() == qkv.size(0) * qkv.size(1) * (qkv.size(2) / (heads + 2 * kv_heads)),
+                  sin.is_contiguous() &&
+                  cos.numel() == qkv.size(0) * qkv.size(1) * (qkv.size(2) / (heads + 2 * kv_heads)),
               "qkv_rope_fused: qkv [N, T, (H + 2 Hkv) D] fp32/bf16 contiguous, cos/sin [N, T, 1, D] fp32 contiguous");
   return QkvRope::apply(qkv, cos, sin, heads, kv_heads);
 }
@@ -593,7 +604,8 @@ torch::Tensor masked_softmax_fused(const torch::Tensor& scores, const torch::Ten
   TORCH_CHECK(scores.dim() == 5 && scores.is_contiguous() &&
                   (scores.scalar_type() == torch::kFloat32 || scores.scalar_type() == torch::kBFloat16) &&
                   allowed.scalar_type() == torch::kBool && allowed.is_contiguous() && allowed.dim() == 3 &&
-                  allowed.size(0) == scores.size(0) && allowed.size(1) == scores.size(3) && allowed.size(2) == scores.size(4),
+                  allowed.size(0) == scores.size(0) && allowed.size(1) == scores.size(3) &&
+                  allowed.size(2) == scores.size(4),
               "masked_softmax_fused: scores [N, G, R, T, L] fp32/bf16 contiguous, allowed [N, T, L] bool contiguous");
   return MaskedSoftmax::apply(scores, allowed, scale);
 }

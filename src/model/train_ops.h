@@ -1,7 +1,7 @@
 // Fused CPU kernels with their own backward for the training forward (internal to the model): RMSNorm, rotary
-// embedding, SwiGLU's gate and attention's masked softmax, each one pass forward and one pass backward instead of a chain of libtorch ops that
-// each read and write the whole activation (and, under bf16 autocast, a cast around each). The plain formulas stay
-// the reference (tests/test_transformer.cpp compares values and gradients).
+// embedding, SwiGLU's gate and attention's masked softmax, each one pass forward and one pass backward instead of a
+// chain of libtorch ops that each read and write the whole activation (and, under bf16 autocast, a cast around each).
+// The plain formulas stay the reference (tests/test_transformer.cpp compares values and gradients).
 #pragma once
 
 #include <torch/torch.h>

@@ -4,11 +4,11 @@
 #include <cmath>
 #include <limits>
 
-#include "rlaif/error.h"
-#include "rlaif/model.h"
 #include "model/fused_ops.h"
 #include "model/packed_linear.h"
 #include "model/train_ops.h"
+#include "rlaif/error.h"
+#include "rlaif/model.h"
 
 namespace rlaif {
 
@@ -46,9 +46,12 @@ AttentionImpl::AttentionImpl(const ModelConfig& c)
 
 MLPImpl::MLPImpl(const ModelConfig& c) {
   using torch::nn::LinearOptions;
-  gate_proj = register_module("gate_proj", torch::nn::Linear(LinearOptions(c.hidden_size, c.intermediate_size).bias(c.mlp_bias)));
-  up_proj = register_module("up_proj", torch::nn::Linear(LinearOptions(c.hidden_size, c.intermediate_size).bias(c.mlp_bias)));
-  down_proj = register_module("down_proj", torch::nn::Linear(LinearOptions(c.intermediate_size, c.hidden_size).bias(c.mlp_bias)));
+  gate_proj = register_module("gate_proj",
+                              torch::nn::Linear(LinearOptions(c.hidden_size, c.intermediate_size).bias(c.mlp_bias)));
+  up_proj =
+      register_module("up_proj", torch::nn::Linear(LinearOptions(c.hidden_size, c.intermediate_size).bias(c.mlp_bias)));
+  down_proj = register_module("down_proj",
+                              torch::nn::Linear(LinearOptions(c.intermediate_size, c.hidden_size).bias(c.mlp_bias)));
 }
 
 DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& c) {
@@ -86,8 +89,8 @@ torch::Tensor gqa_attention(const torch::Tensor& q, const torch::Tensor& k, cons
                             const torch::Tensor& allowed) {
   const int64_t N = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
   const int64_t Hkv = k.size(1), L = k.size(2), R = H / Hkv;
-  auto qg = q.reshape({N, Hkv, R * T, D});                                    // query heads of a group, stacked
-  auto raw = torch::matmul(qg, k.transpose(-1, -2));                          // [N, Hkv, R*T, L]
+  auto qg = q.reshape({N, Hkv, R * T, D});                                // query heads of a group, stacked
+  auto raw = torch::matmul(qg, k.transpose(-1, -2));                      // [N, Hkv, R*T, L]
   if (raw.scalar_type() == v.scalar_type() && allowed.is_contiguous()) {  // the formula below, fused
     auto probs = masked_softmax_fused(raw.view({N, Hkv, R, T, L}), allowed, 1.0 / std::sqrt(static_cast<double>(D)));
     return torch::matmul(probs.view({N, Hkv, R * T, L}), v).view({N, H, T, D});
@@ -113,15 +116,15 @@ torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const
   if ((x.scalar_type() == torch::kFloat32 || x.scalar_type() == torch::kBFloat16) && x.is_contiguous() &&
       cos.scalar_type() == torch::kFloat32 && sin.scalar_type() == torch::kFloat32 && cos.is_contiguous() &&
       sin.is_contiguous() && cos.numel() == x.size(0) * x.size(1) * x.size(3))
-    return rope_fused(x, cos, sin);  // the formula below in one pass each way (bf16 in, bf16 out)
+    return rope_fused(x, cos, sin);       // the formula below in one pass each way (bf16 in, bf16 out)
   return x * cos + rotate_half(x) * sin;  // x [N, T, heads, D], cos/sin [N, T, 1, D]
 }
 
 CausalLMImpl::CausalLMImpl(ModelConfig config) : config_(std::move(config)) {
   model = register_module("model", BaseModel(config_));
   if (!config_.tie_word_embeddings)
-    lm_head = register_module("lm_head", torch::nn::Linear(
-                                             torch::nn::LinearOptions(config_.hidden_size, config_.vocab_size).bias(false)));
+    lm_head = register_module(
+        "lm_head", torch::nn::Linear(torch::nn::LinearOptions(config_.hidden_size, config_.vocab_size).bias(false)));
   inv_freq_ = rope_inv_freq(config_);
 }
 
@@ -129,8 +132,8 @@ void CausalLMImpl::ensure_rope_table(int64_t len) {
   if (cos_.defined() && cos_.size(0) >= len) return;
   int64_t n = std::max<int64_t>(len, cos_.defined() ? 2 * cos_.size(0) : 256);
   auto t = torch::arange(n, torch::kFloat32);
-  auto freqs = torch::outer(t, inv_freq_);       // [P, D/2]
-  auto emb = torch::cat({freqs, freqs}, -1);     // [P, D]
+  auto freqs = torch::outer(t, inv_freq_);    // [P, D/2]
+  auto emb = torch::cat({freqs, freqs}, -1);  // [P, D]
   cos_ = emb.cos();
   sin_ = emb.sin();
 }
@@ -176,9 +179,8 @@ void CausalLMImpl::set_lora(std::map<std::string, LoraAdapter> adapters) {
     auto& lin = projection(path);
     const int64_t out = lin->weight.size(0), in = lin->weight.size(1);
     if (a.A.dim() != 2 || a.B.dim() != 2 || a.A.size(1) != in || a.B.size(0) != out || a.A.size(0) != a.B.size(1))
-      throw Error("LoRA shapes A " + c10::str(a.A.sizes()) + " and B " +
-                      c10::str(a.B.sizes()) + " do not fit the projection [" + std::to_string(out) + ", " +
-                      std::to_string(in) + "]",
+      throw Error("LoRA shapes A " + c10::str(a.A.sizes()) + " and B " + c10::str(a.B.sizes()) +
+                      " do not fit the projection [" + std::to_string(out) + ", " + std::to_string(in) + "]",
                   path, "A must be [r, " + std::to_string(in) + "] and B [" + std::to_string(out) + ", r]");
   }
   lora_ = std::move(adapters);
@@ -211,7 +213,8 @@ torch::Tensor CausalLMImpl::frozen_weight(int64_t layer, const std::vector<int>&
     version += weights.back()._version();
   }
   auto& slot = frozen_weights_[{layer, projs}];
-  if (!slot.weight.defined() || slot.version != version || slot.storage != storage || slot.weight.scalar_type() != dtype) {
+  if (!slot.weight.defined() || slot.version != version || slot.storage != storage ||
+      slot.weight.scalar_type() != dtype) {
     torch::NoGradGuard no_grad;
     slot.weight = (weights.size() == 1 ? weights[0] : torch::cat(weights)).to(dtype);
     slot.version = version;
@@ -229,12 +232,14 @@ torch::Tensor CausalLMImpl::project(int64_t layer, const std::vector<int>& projs
     frozen = frozen && !lin->weight.requires_grad() && !(lin->bias.defined() && lin->bias.requires_grad());
     if (lin->bias.defined()) biases.push_back(lin->bias);
   }
-  auto join = [](const std::vector<torch::Tensor>& t, int64_t dim) { return t.size() == 1 ? t[0] : torch::cat(t, dim); };
+  auto join = [](const std::vector<torch::Tensor>& t, int64_t dim) {
+    return t.size() == 1 ? t[0] : torch::cat(t, dim);
+  };
   // Frozen weights (LoRA's base) are concatenated and cast to autocast's precision once, not every forward.
   const bool autocast_bf16 = at::autocast::is_cpu_enabled() && at::autocast::get_autocast_cpu_dtype() == at::kBFloat16;
   auto w = frozen && autocast_bf16 ? frozen_weight(layer, projs, at::kBFloat16) : join(weights, 0);  // [out, in]
-  auto bias = biases.empty() ? torch::Tensor() : join(biases, 0);                                     // [out]
-  auto x2 = x.reshape({-1, x.size(-1)});                                                                // [M, in]
+  auto bias = biases.empty() ? torch::Tensor() : join(biases, 0);                                    // [out]
+  auto x2 = x.reshape({-1, x.size(-1)});                                                             // [M, in]
   auto sizes = x.sizes().vec();
   sizes.back() = w.size(0);
   // LoRA on a frozen base: x W^T + each adapter's scale (x A^T) B^T in its projection's columns, one node with
@@ -299,15 +304,17 @@ void CausalLMImpl::repack() {
     auto& m = *layer.mlp;
     PackedWeights::Layer pl;
     torch::NoGradGuard no_grad;
-    auto qkv_w = torch::cat({effective_weight(i, 0, a.q_proj), effective_weight(i, 1, a.k_proj),
-                             effective_weight(i, 2, a.v_proj)});
+    auto qkv_w = torch::cat(
+        {effective_weight(i, 0, a.q_proj), effective_weight(i, 1, a.k_proj), effective_weight(i, 2, a.v_proj)});
     auto qkv_b = config_.qkv_bias ? torch::cat({a.q_proj->bias, a.k_proj->bias, a.v_proj->bias}) : torch::Tensor();
     pl.qkv = pack_linear(qkv_w, qkv_b, packed_bf16_);
-    pl.o = pack_linear(effective_weight(i, 3, a.o_proj), config_.o_bias ? a.o_proj->bias : torch::Tensor(), packed_bf16_);
+    pl.o =
+        pack_linear(effective_weight(i, 3, a.o_proj), config_.o_bias ? a.o_proj->bias : torch::Tensor(), packed_bf16_);
     auto gu_b = config_.mlp_bias ? torch::cat({m.gate_proj->bias, m.up_proj->bias}) : torch::Tensor();
     pl.gate_up = pack_linear(torch::cat({effective_weight(i, 4, m.gate_proj), effective_weight(i, 5, m.up_proj)}), gu_b,
                              packed_bf16_);
-    pl.down = pack_linear(effective_weight(i, 6, m.down_proj), config_.mlp_bias ? m.down_proj->bias : torch::Tensor(), packed_bf16_);
+    pl.down = pack_linear(effective_weight(i, 6, m.down_proj), config_.mlp_bias ? m.down_proj->bias : torch::Tensor(),
+                          packed_bf16_);
     packed_->layers.push_back(std::move(pl));
   }
   packed_->head = pack_linear(lm_head ? lm_head->weight : model->embed_tokens->weight, torch::Tensor(), packed_bf16_);
@@ -350,7 +357,7 @@ torch::Tensor CausalLMImpl::run_layers(const torch::Tensor& input_ids, const tor
   const int64_t N = input_ids.size(0), T = input_ids.size(1);
   const int64_t H = config_.num_attention_heads, Hkv = config_.num_key_value_heads, D = config_.head_dim;
   const bool packed = use_packed();
-  auto [cos, sin] = rope(positions);         // [N, T, 1, D]
+  auto [cos, sin] = rope(positions);  // [N, T, 1, D]
   // [N, T, C]. With tied embeddings the output head gives this weight a dense gradient; the lookup's own is sparse
   // (the rows it read), added into that one instead of a dense [V, C] of zeros plus a full-size sum.
   auto x = torch::embedding(model->embed_tokens->weight, input_ids, /*padding_idx=*/-1, /*scale_grad_by_freq=*/false,
@@ -367,8 +374,10 @@ torch::Tensor CausalLMImpl::run_layers(const torch::Tensor& input_ids, const tor
     auto& a = *layer.self_attn;
     auto h = layer.input_layernorm(x);
     torch::Tensor qkv;  // [N, T, (H + 2 Hkv) D]
-    if (packed) qkv = packed_linear(h, packed_->layers[i].qkv);
-    else if (grouped) qkv = project(i, {0, 1, 2}, h);
+    if (packed)
+      qkv = packed_linear(h, packed_->layers[i].qkv);
+    else if (grouped)
+      qkv = project(i, {0, 1, 2}, h);
     torch::Tensor q, k, v;  // [N, heads, T, D], rope applied to q and k
     if (qkv.defined() && !config_.qk_norm && qkv.is_contiguous() &&
         (qkv.scalar_type() == torch::kFloat32 || qkv.scalar_type() == torch::kBFloat16) &&
@@ -406,8 +415,10 @@ torch::Tensor CausalLMImpl::run_layers(const torch::Tensor& input_ids, const tor
     x = x + (packed ? packed_linear(attn, packed_->layers[i].o) : project(i, {3}, attn));
     auto hn = layer.post_attention_layernorm(x);
     torch::Tensor gu;  // [N, T, 2 I]: gate, then up
-    if (packed) gu = packed_linear(hn, packed_->layers[i].gate_up);
-    else if (grouped) gu = project(i, {4, 5}, hn);
+    if (packed)
+      gu = packed_linear(hn, packed_->layers[i].gate_up);
+    else if (grouped)
+      gu = project(i, {4, 5}, hn);
     torch::Tensor act;  // silu(gate) * up [N, T, I]
     if (gu.defined() && gu.is_contiguous() &&
         (gu.scalar_type() == torch::kFloat32 || gu.scalar_type() == torch::kBFloat16))
@@ -426,7 +437,7 @@ torch::Tensor CausalLMImpl::hidden_states(const torch::Tensor& input_ids, const 
   auto mask = attention_mask.defined() ? attention_mask.to(torch::kBool) : torch::ones({N, T}, torch::kBool);
   auto positions = (mask.to(torch::kInt64).cumsum(1) - 1).clamp_min(0);  // [N, T]
   auto idx = torch::arange(T);
-  auto causal = idx.view({1, T}) <= idx.view({T, 1});                  // [T, L=T]
+  auto causal = idx.view({1, T}) <= idx.view({T, 1});                    // [T, L=T]
   auto allowed = causal.unsqueeze(0).logical_and(mask.view({N, 1, T}));  // [N, T, T]
   return run_layers(input_ids, positions, allowed, nullptr, nullptr);
 }
@@ -459,7 +470,8 @@ std::string set_inference_precision(CausalLM& model, const std::string& name) {
   if (name != "auto" && name != "float32" && name != "bfloat16")
     throw Error("unknown precision \"" + name + "\"", "--dtype", "use auto, float32 or bfloat16");
   bool want_bf16 = name == "bfloat16" || (name == "auto" && packed_linear_supported(/*bf16=*/true));
-  if (model->set_packed_inference(true, want_bf16)) return want_bf16 ? "bf16 (packed AVX-512 BF16 kernels)" : "fp32 (packed AVX-512 kernels)";
+  if (model->set_packed_inference(true, want_bf16))
+    return want_bf16 ? "bf16 (packed AVX-512 BF16 kernels)" : "fp32 (packed AVX-512 kernels)";
   if (want_bf16) {
     model->to(torch::kBFloat16);
     return "bf16 (libtorch)";

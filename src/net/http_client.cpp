@@ -2,6 +2,7 @@
 
 #include <curl/curl.h>
 
+#include <strings.h>
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -10,7 +11,6 @@
 #include <queue>
 #include <random>
 #include <stdexcept>
-#include <strings.h>
 #include <thread>
 
 namespace rlaif {
@@ -70,9 +70,20 @@ class Run {
  public:
   Run(CURLM* multi, const HttpClientOptions& options, HttpStats& stats, const std::vector<HttpRequest>& requests,
       const std::function<void(size_t, HttpResponse&&)>& on_done, const std::function<bool()>& keep_sending)
-      : multi_(multi), o_(options), stats_(stats), requests_(requests), on_done_(on_done), keep_sending_(keep_sending),
-        t0_(Clock::now()), has_deadline_(o_.deadline_s > 0), deadline_(t0_ + dur(o_.deadline_s)), rng_(o_.seed),
-        state_(requests.size()), remaining_(requests.size()), next_start_(t0_), bucket_(o_.tokens_per_minute),
+      : multi_(multi),
+        o_(options),
+        stats_(stats),
+        requests_(requests),
+        on_done_(on_done),
+        keep_sending_(keep_sending),
+        t0_(Clock::now()),
+        has_deadline_(o_.deadline_s > 0),
+        deadline_(t0_ + dur(o_.deadline_s)),
+        rng_(o_.seed),
+        state_(requests.size()),
+        remaining_(requests.size()),
+        next_start_(t0_),
+        bucket_(o_.tokens_per_minute),
         bucket_time_(t0_) {
     for (size_t i = 0; i < requests.size(); ++i) ready_.push_back(i);
     stats_.requests += static_cast<int64_t>(requests.size());
@@ -97,7 +108,8 @@ class Run {
         delayed_.pop();
       }
       refill_bucket(now);
-      if (circuit_open_ && now >= open_until_ && !probe_in_flight_ && in_flight_ == 0) probe_in_flight_ = true;  // half-open
+      if (circuit_open_ && now >= open_until_ && !probe_in_flight_ && in_flight_ == 0)
+        probe_in_flight_ = true;  // half-open
       // A caller that stopped sending (budget reached) ends what is still waiting.
       if (keep_sending_ && (!ready_.empty() || !delayed_.empty()) && !keep_sending_()) {
         end_waiting("stopped", "not sent: the caller stopped sending (budget reached)");
@@ -121,8 +133,10 @@ class Run {
   void finish(size_t i, HttpResponse&& r) {
     r.attempts = state_[i].attempts;
     r.latency_s = state_[i].started ? seconds(Clock::now() - state_[i].first_start) : 0;
-    if (r.failure.empty()) ++stats_.succeeded;
-    else ++stats_.failed, ++stats_.failures[r.failure];
+    if (r.failure.empty())
+      ++stats_.succeeded;
+    else
+      ++stats_.failed, ++stats_.failures[r.failure];
     --remaining_;
     on_done_(i, std::move(r));
   }
@@ -278,16 +292,20 @@ class Run {
       double retry_after = -1;
       if (code == CURLE_OK) {
         retry_after = retry_after_seconds(t->retry_after);
-        if (status == 429) r.failure = "http_429";
-        else if (status >= 500) r.failure = "http_5xx";
-        else if (status == 408) r.failure = "timeout";
-        else r.failure = "http_4xx", retryable = false;
+        if (status == 429)
+          r.failure = "http_429";
+        else if (status >= 500)
+          r.failure = "http_5xx";
+        else if (status == 408)
+          r.failure = "timeout";
+        else
+          r.failure = "http_4xx", retryable = false;
         r.detail = "HTTP " + std::to_string(status) + ": " + r.body.substr(0, 200);
       } else {
-        r.failure = code == CURLE_OPERATION_TIMEDOUT                                      ? "timeout"
-                    : (code == CURLE_PARTIAL_FILE || code == CURLE_GOT_NOTHING ||
-                       code == CURLE_RECV_ERROR)                                          ? "truncated"
-                                                                                          : "connection";
+        r.failure = code == CURLE_OPERATION_TIMEDOUT ? "timeout"
+                    : (code == CURLE_PARTIAL_FILE || code == CURLE_GOT_NOTHING || code == CURLE_RECV_ERROR)
+                        ? "truncated"
+                        : "connection";
         r.detail = curl_easy_strerror(code);
       }
       failed_attempt(i, std::move(r), retryable, retry_after);
@@ -325,8 +343,10 @@ class Run {
 
   void wait_until(Clock::time_point wake) {
     long wait_ms = std::max(0L, static_cast<long>(seconds(wake - Clock::now()) * 1000));
-    if (in_flight_ > 0) curl_multi_poll(multi_, nullptr, 0, static_cast<int>(std::min(wait_ms, 1000L)), nullptr);
-    else if (wait_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(std::min(wait_ms, 1000L)));
+    if (in_flight_ > 0)
+      curl_multi_poll(multi_, nullptr, 0, static_cast<int>(std::min(wait_ms, 1000L)), nullptr);
+    else if (wait_ms > 0)
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::min(wait_ms, 1000L)));
   }
 
   CURLM* multi_;
@@ -361,12 +381,14 @@ HttpClient::HttpClient(HttpClientOptions options) : options_(std::move(options))
   global_init();
   multi_ = curl_multi_init();
   if (!multi_) throw std::runtime_error("curl_multi_init failed");
-  curl_multi_setopt(static_cast<CURLM*>(multi_), CURLMOPT_MAXCONNECTS, static_cast<long>(std::max(options_.max_in_flight, 1)));
+  curl_multi_setopt(static_cast<CURLM*>(multi_), CURLMOPT_MAXCONNECTS,
+                    static_cast<long>(std::max(options_.max_in_flight, 1)));
 }
 
 HttpClient::~HttpClient() { curl_multi_cleanup(static_cast<CURLM*>(multi_)); }
 
-void HttpClient::run(const std::vector<HttpRequest>& requests, const std::function<void(size_t, HttpResponse&&)>& on_done,
+void HttpClient::run(const std::vector<HttpRequest>& requests,
+                     const std::function<void(size_t, HttpResponse&&)>& on_done,
                      const std::function<bool()>& keep_sending) {
   Run(static_cast<CURLM*>(multi_), options_, stats_, requests, on_done, keep_sending).loop();
 }

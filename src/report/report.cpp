@@ -23,10 +23,10 @@ struct RunData {
   std::string dir;
   std::vector<nlohmann::json> train, eval;  // metrics.jsonl rows: training steps, evaluations (eval/* keys)
   std::vector<nlohmann::json> eval_samples;
-  nlohmann::json validation;                // judge_validation.json, or null
-  std::string config_text;                  // run_config.toml, or ""
-  std::string verifier;                     // train.integrity_verifier
-  std::set<std::string> graders;            // [[graders]] names: their rewards/<name>/mean are not judge criteria
+  nlohmann::json validation;      // judge_validation.json, or null
+  std::string config_text;        // run_config.toml, or ""
+  std::string verifier;           // train.integrity_verifier
+  std::set<std::string> graders;  // [[graders]] names: their rewards/<name>/mean are not judge criteria
 };
 
 std::vector<nlohmann::json> read_rows(const std::string& path, bool required) {
@@ -36,7 +36,8 @@ std::vector<nlohmann::json> read_rows(const std::string& path, bool required) {
     return rows;
   }
   for (const auto& r : read_jsonl(path)) {
-    if (!r.error.empty()) throw Error(r.error, path + ":" + std::to_string(r.line), "the log is damaged; rerun or fix that line");
+    if (!r.error.empty())
+      throw Error(r.error, path + ":" + std::to_string(r.line), "the log is damaged; rerun or fix that line");
     rows.push_back(nlohmann::json::parse(r.value.dump()));
   }
   return rows;
@@ -45,7 +46,8 @@ std::vector<nlohmann::json> read_rows(const std::string& path, bool required) {
 RunData load_run(const std::string& dir) {
   RunData d;
   d.dir = dir;
-  for (auto& row : read_rows(dir + "/metrics.jsonl", true)) (row.contains("eval/reward") ? d.eval : d.train).push_back(row);
+  for (auto& row : read_rows(dir + "/metrics.jsonl", true))
+    (row.contains("eval/reward") ? d.eval : d.train).push_back(row);
   d.eval_samples = read_rows(dir + "/eval_samples.jsonl", false);
   if (fs::exists(dir + "/judge_validation.json")) {
     d.validation = nlohmann::json::parse(read_file(dir + "/judge_validation.json"), nullptr, false);
@@ -64,7 +66,8 @@ RunData load_run(const std::string& dir) {
 std::vector<std::pair<double, double>> series(const std::vector<nlohmann::json>& rows, const std::string& key) {
   std::vector<std::pair<double, double>> out;
   for (const auto& r : rows)
-    if (r.contains(key) && r[key].is_number() && r.contains("step")) out.emplace_back(r["step"].get<double>(), r[key].get<double>());
+    if (r.contains(key) && r[key].is_number() && r.contains("step"))
+      out.emplace_back(r["step"].get<double>(), r[key].get<double>());
   return out;
 }
 
@@ -90,13 +93,16 @@ std::string num(double v, int digits = 3) {
 
 std::vector<Chart> charts(const RunData& d) {
   std::vector<Chart> out;
-  out.push_back({"Reward (judge + graders, weighted)", "step", "reward",
+  out.push_back({"Reward (judge + graders, weighted)",
+                 "step",
+                 "reward",
                  {{"train", series(d.train, "reward")}, {"eval (held-out)", series(d.eval, "eval/reward"), true}}});
   Chart crit{"Judge score per criterion", "step", "score (criterion scale)", {}};
   for (const auto& name : reward_names(d.train))
     if (!d.graders.count(name)) crit.series.push_back({name, series(d.train, "rewards/" + name + "/mean")});
   for (const auto& name : reward_names(d.eval))
-    if (!d.graders.count(name)) crit.series.push_back({name + " (eval)", series(d.eval, "eval/rewards/" + name + "/mean"), true});
+    if (!d.graders.count(name))
+      crit.series.push_back({name + " (eval)", series(d.eval, "eval/rewards/" + name + "/mean"), true});
   out.push_back(crit);
   Chart truth{"Ground truth: verifier vs judge success", "step", "success rate", {}};
   if (!d.verifier.empty()) {
@@ -110,7 +116,9 @@ std::vector<Chart> charts(const RunData& d) {
   out.push_back({"KL to the reference", "step", "KL (nats/token)", {{"kl", series(d.train, "kl")}}});
   out.push_back({"Entropy of the policy", "step", "nats/token", {{"entropy", series(d.train, "entropy")}}});
   out.push_back({"Completion length", "step", "tokens", {{"mean length", series(d.train, "completions/mean_length")}}});
-  out.push_back({"Judge latency", "step", "seconds",
+  out.push_back({"Judge latency",
+                 "step",
+                 "seconds",
                  {{"p50", series(d.train, "judge/latency_p50")}, {"timing/judge", series(d.train, "timing/judge")}}});
   out.push_back({"Judge failures", "step", "failed judgments", {{"failures", series(d.train, "judge/failures")}}});
   return out;
@@ -128,11 +136,13 @@ std::string summary(const RunData& d) {
     if (s.empty()) return "";
     return num(s.front().second) + " &rarr; " + num(s.back().second);
   };
-  if (auto v = first_last("eval/reward"); !v.empty()) html += card("Judge reward (held-out)", v, "first vs last evaluation");
+  if (auto v = first_last("eval/reward"); !v.empty())
+    html += card("Judge reward (held-out)", v, "first vs last evaluation");
   if (!d.verifier.empty())
     if (auto v = first_last("eval/rewards/" + d.verifier + "/mean"); !v.empty())
       html += card("Ground truth: " + d.verifier, v, "verifier success, first vs last evaluation");
-  if (auto kl = series(d.train, "kl"); !kl.empty()) html += card("KL to the reference", num(kl.back().second, 4), "last step");
+  if (auto kl = series(d.train, "kl"); !kl.empty())
+    html += card("KL to the reference", num(kl.back().second, 4), "last step");
   double wall = 0;
   for (const auto& r : d.train) wall += r.value("timing/step", 0.0);
   html += card("Steps", std::to_string(d.train.size()), num(wall / 60, 1) + " min of training");
@@ -144,13 +154,16 @@ std::string summary(const RunData& d) {
 }
 
 std::string sample_cell(const nlohmann::json& s) {
-  std::string html = "<div class=\"completion\">" + html_escape(s.value("completion", std::string())) + "</div><div class=\"scores\">";
-  if (!s.value("ok", false)) return html + "judge failed: " + html_escape(s.value("failure", std::string("?"))) + "</div>";
+  std::string html =
+      "<div class=\"completion\">" + html_escape(s.value("completion", std::string())) + "</div><div class=\"scores\">";
+  if (!s.value("ok", false))
+    return html + "judge failed: " + html_escape(s.value("failure", std::string("?"))) + "</div>";
   html += "reward " + num(s.value("reward", 0.0));
   for (const char* key : {"scores", "grades"})
     if (s.contains(key) && s[key].is_object())
       for (auto it = s[key].begin(); it != s[key].end(); ++it)
-        if (it.value().is_number()) html += " &middot; " + html_escape(it.key()) + " " + num(it.value().get<double>(), 2);
+        if (it.value().is_number())
+          html += " &middot; " + html_escape(it.key()) + " " + num(it.value().get<double>(), 2);
   html += "</div>";
   std::string why = s.value("rationale", std::string());
   if (!why.empty()) html += "<div class=\"rationale\">" + html_escape(why) + "</div>";
@@ -224,9 +237,11 @@ const char* kCheckScript = R"(
 
 std::string render_report(const std::string& run_dir) {
   auto d = load_run(run_dir);
-  std::string html = "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>rlaif report: " +
-                     html_escape(run_dir) + "</title><style>" + kStyle + "</style></head><body>\n";
-  html += "<h1>rlaif training report</h1><div class=\"sub\">" + html_escape(fs::absolute(run_dir).string()) + "</div>\n";
+  std::string html =
+      "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>rlaif report: " + html_escape(run_dir) +
+      "</title><style>" + kStyle + "</style></head><body>\n";
+  html +=
+      "<h1>rlaif training report</h1><div class=\"sub\">" + html_escape(fs::absolute(run_dir).string()) + "</div>\n";
   html += summary(d) + "\n<h2>Over the run</h2><div class=\"charts\">\n";
   for (const auto& c : charts(d)) html += render_chart_svg(c) + "\n";
   html += "</div>\n<h2>Samples before and after training (held-out prompts)</h2>\n" + samples_table(d, 12) + "\n";
@@ -234,7 +249,8 @@ std::string render_report(const std::string& run_dir) {
   html += "<h2>Configuration</h2>\n";
   html += d.config_text.empty() ? "<p class=\"none\">run_config.toml not found.</p>"
                                 : "<pre class=\"config\">" + html_escape(d.config_text) + "</pre>";
-  html += "\n<p class=\"sub\" id=\"rendered\"></p>\n<script>" + std::string(kCheckScript) + "</script>\n</body></html>\n";
+  html +=
+      "\n<p class=\"sub\" id=\"rendered\"></p>\n<script>" + std::string(kCheckScript) + "</script>\n</body></html>\n";
   return html;
 }
 

@@ -24,8 +24,10 @@ std::string tick_label(double v, double step) {
   char buf[32];
   if (std::fabs(v) < step * 1e-6) v = 0;
   int decimals = step >= 1 ? 0 : static_cast<int>(std::ceil(-std::log10(step) - 1e-9));
-  if (std::fabs(v) >= 1e5 || (v != 0 && std::fabs(v) < 1e-4)) std::snprintf(buf, sizeof buf, "%.1e", v);
-  else std::snprintf(buf, sizeof buf, "%.*f", std::min(decimals, 6), v);
+  if (std::fabs(v) >= 1e5 || (v != 0 && std::fabs(v) < 1e-4))
+    std::snprintf(buf, sizeof buf, "%.1e", v);
+  else
+    std::snprintf(buf, sizeof buf, "%.*f", std::min(decimals, 6), v);
   return buf;
 }
 
@@ -45,9 +47,13 @@ std::vector<double> nice_ticks(double lo, double hi, int target) {
   const double mag = std::pow(10, std::floor(std::log10(raw)));
   double step = mag;
   for (double m : {1.0, 2.0, 5.0, 10.0})
-    if (m * mag >= raw) { step = m * mag; break; }
+    if (m * mag >= raw) {
+      step = m * mag;
+      break;
+    }
   std::vector<double> ticks;
-  for (double t = std::floor(lo / step) * step; t <= hi + step * 0.5 && ticks.size() < 50; t += step) ticks.push_back(t);
+  for (double t = std::floor(lo / step) * step; t <= hi + step * 0.5 && ticks.size() < 50; t += step)
+    ticks.push_back(t);
   if (ticks.back() < hi) ticks.push_back(ticks.back() + step);
   return ticks;
 }
@@ -59,12 +65,23 @@ std::string html_escape(const std::string& s) {
   out.reserve(s.size());
   for (char c : s) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out += c;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -79,11 +96,12 @@ std::string render_chart_svg(const Chart& chart) {
       x0 = std::min(x0, x), x1 = std::max(x1, x), y0 = std::min(y0, y), y1 = std::max(y1, y);
       ++n_points;
     }
-  std::string svg = "<svg class=\"chart\" xmlns=\"http://www.w3.org/2000/svg\" width=\"" + fmt(kWidth) + "\" height=\"" +
-                    fmt(kHeight) + "\" viewBox=\"0 0 " + fmt(kWidth) + " " + fmt(kHeight) + "\" role=\"img\" aria-label=\"" +
-                    html_escape(chart.title) + "\" data-points=\"" + std::to_string(n_points) + "\">\n";
-  svg += "<text x=\"" + fmt(kWidth / 2) + "\" y=\"20\" text-anchor=\"middle\" class=\"chart-title\">" + html_escape(chart.title) +
-         "</text>\n";
+  std::string svg = "<svg class=\"chart\" xmlns=\"http://www.w3.org/2000/svg\" width=\"" + fmt(kWidth) +
+                    "\" height=\"" + fmt(kHeight) + "\" viewBox=\"0 0 " + fmt(kWidth) + " " + fmt(kHeight) +
+                    "\" role=\"img\" aria-label=\"" + html_escape(chart.title) + "\" data-points=\"" +
+                    std::to_string(n_points) + "\">\n";
+  svg += "<text x=\"" + fmt(kWidth / 2) + "\" y=\"20\" text-anchor=\"middle\" class=\"chart-title\">" +
+         html_escape(chart.title) + "</text>\n";
   if (n_points == 0) {
     svg += "<text x=\"" + fmt(kWidth / 2) + "\" y=\"" + fmt(kHeight / 2) +
            "\" text-anchor=\"middle\" class=\"no-data\">not logged in this run</text>\n</svg>";
@@ -98,16 +116,20 @@ std::string render_chart_svg(const Chart& chart) {
   // Grid and axes.
   svg += "<g class=\"grid\">";
   for (double t : yt)
-    svg += "<line x1=\"" + fmt(kLeft) + "\" y1=\"" + fmt(py(t)) + "\" x2=\"" + fmt(kLeft + pw) + "\" y2=\"" + fmt(py(t)) + "\"/>";
+    svg += "<line x1=\"" + fmt(kLeft) + "\" y1=\"" + fmt(py(t)) + "\" x2=\"" + fmt(kLeft + pw) + "\" y2=\"" +
+           fmt(py(t)) + "\"/>";
   svg += "</g>\n<g class=\"axis\">";
-  svg += "<line x1=\"" + fmt(kLeft) + "\" y1=\"" + fmt(kTop + ph) + "\" x2=\"" + fmt(kLeft + pw) + "\" y2=\"" + fmt(kTop + ph) + "\"/>";
-  svg += "<line x1=\"" + fmt(kLeft) + "\" y1=\"" + fmt(kTop) + "\" x2=\"" + fmt(kLeft) + "\" y2=\"" + fmt(kTop + ph) + "\"/>";
+  svg += "<line x1=\"" + fmt(kLeft) + "\" y1=\"" + fmt(kTop + ph) + "\" x2=\"" + fmt(kLeft + pw) + "\" y2=\"" +
+         fmt(kTop + ph) + "\"/>";
+  svg += "<line x1=\"" + fmt(kLeft) + "\" y1=\"" + fmt(kTop) + "\" x2=\"" + fmt(kLeft) + "\" y2=\"" + fmt(kTop + ph) +
+         "\"/>";
   const double ystep = yt.size() > 1 ? yt[1] - yt[0] : 1, xstep = xt.size() > 1 ? xt[1] - xt[0] : 1;
   for (double t : yt)
-    svg += "<text x=\"" + fmt(kLeft - 6) + "\" y=\"" + fmt(py(t) + 4) + "\" text-anchor=\"end\">" + tick_label(t, ystep) + "</text>";
+    svg += "<text x=\"" + fmt(kLeft - 6) + "\" y=\"" + fmt(py(t) + 4) + "\" text-anchor=\"end\">" +
+           tick_label(t, ystep) + "</text>";
   for (double t : xt)
-    svg += "<text x=\"" + fmt(px(t)) + "\" y=\"" + fmt(kTop + ph + 16) + "\" text-anchor=\"middle\">" + tick_label(t, xstep) +
-           "</text>";
+    svg += "<text x=\"" + fmt(px(t)) + "\" y=\"" + fmt(kTop + ph + 16) + "\" text-anchor=\"middle\">" +
+           tick_label(t, xstep) + "</text>";
   svg += "<text x=\"" + fmt(kLeft + pw / 2) + "\" y=\"" + fmt(kTop + ph + 32) + "\" text-anchor=\"middle\">" +
          html_escape(chart.x_label) + "</text>";
   if (!chart.y_label.empty())
@@ -130,12 +152,14 @@ std::string render_chart_svg(const Chart& chart) {
     if (s.markers || s.points.size() == 1)
       for (const auto& [x, y] : s.points)
         if (std::isfinite(x) && std::isfinite(y))
-          svg += "<circle cx=\"" + fmt(px(x)) + "\" cy=\"" + fmt(py(y)) + "\" r=\"3.2\" fill=\"" + colour + "\"><title>" +
-                 html_escape(s.name) + " at " + chart.x_label + " " + value_label(x) + ": " + value_label(y) + "</title></circle>";
+          svg += "<circle cx=\"" + fmt(px(x)) + "\" cy=\"" + fmt(py(y)) + "\" r=\"3.2\" fill=\"" + colour +
+                 "\"><title>" + html_escape(s.name) + " at " + chart.x_label + " " + value_label(x) + ": " +
+                 value_label(y) + "</title></circle>";
     svg += "</g>\n";
     const double ly = kHeight - 12;
     svg += "<rect x=\"" + fmt(lx) + "\" y=\"" + fmt(ly - 9) + "\" width=\"12\" height=\"4\" fill=\"" + colour + "\"/>";
-    svg += "<text x=\"" + fmt(lx + 16) + "\" y=\"" + fmt(ly - 4) + "\" class=\"legend\">" + html_escape(s.name) + "</text>\n";
+    svg += "<text x=\"" + fmt(lx + 16) + "\" y=\"" + fmt(ly - 4) + "\" class=\"legend\">" + html_escape(s.name) +
+           "</text>\n";
     lx += 26 + 6.2 * static_cast<double>(s.name.size());
   }
   return svg + "</svg>";

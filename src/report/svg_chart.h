@@ -10,7 +10,7 @@ namespace rlaif {
 struct ChartSeries {
   std::string name;
   std::vector<std::pair<double, double>> points;  // (x, y), any order of x is kept as given
-  bool markers = false;                            // draw each point as a dot (few points, e.g. evaluations)
+  bool markers = false;                           // draw each point as a dot (few points, e.g. evaluations)
 };
 
 struct Chart {

@@ -10,8 +10,8 @@
 // matmuls' own precision; every statistic is accumulated in fp32).
 #include <ATen/autocast_mode.h>
 
-#include "rlaif/rl.h"
 #include "rl/softmax_rows.h"
+#include "rlaif/rl.h"
 
 namespace rlaif {
 namespace {
@@ -68,7 +68,7 @@ class LinearLogprobs : public torch::autograd::Function<LinearLogprobs> {
     NoAutocast no_autocast;
     auto saved = ctx->get_saved_variables();
     const auto &h = saved[0], &w = saved[1], &targets = saved[2], &lse = saved[3], &mu = saved[4];
-    torch::Tensor kept = saved[5];  // the logits of a single chunk, or undefined
+    torch::Tensor kept = saved[5];         // the logits of a single chunk, or undefined
     const torch::Tensor& w_mm = saved[6];  // w in the compute precision, cast once in forward
     const double temperature = ctx->saved_data["temperature"].toDouble();
     const bool bf16 = ctx->saved_data["bf16"].toBool();
@@ -99,19 +99,23 @@ class LinearLogprobs : public torch::autograd::Function<LinearLogprobs> {
       for (int64_t v = 0; need_w && v < V; v += kVocabBlock) {
         const int64_t nv = std::min(kVocabBlock, V - v);
         auto block = torch::mm(dz.narrow(1, v, nv).t(), hc);  // [nv, C]
-        if (s == 0) grad_w.narrow(0, v, nv).copy_(block);
-        else grad_w.narrow(0, v, nv).add_(block);
+        if (s == 0)
+          grad_w.narrow(0, v, nv).copy_(block);
+        else
+          grad_w.narrow(0, v, nv).add_(block);
       }
     }
-    return {grad_h, need_w ? grad_w.to(w.scalar_type()) : torch::Tensor(), torch::Tensor(), torch::Tensor(),
+    return {grad_h,          need_w ? grad_w.to(w.scalar_type()) : torch::Tensor(),
+            torch::Tensor(), torch::Tensor(),
             torch::Tensor(), torch::Tensor()};
   }
 };
 
 }  // namespace
 
-torch::Tensor linear_token_logprobs(const torch::Tensor& hidden, const torch::Tensor& weight, const torch::Tensor& targets,
-                                    double temperature, bool bf16, torch::Tensor* entropy, int64_t chunk_rows) {
+torch::Tensor linear_token_logprobs(const torch::Tensor& hidden, const torch::Tensor& weight,
+                                    const torch::Tensor& targets, double temperature, bool bf16, torch::Tensor* entropy,
+                                    int64_t chunk_rows) {
   const auto lead = targets.sizes().vec();
   auto h = hidden.reshape({-1, hidden.size(-1)});
   const int64_t elem = bf16 ? 2 : 4;  // ~256 MiB of logits per chunk: a micro-batch's completions are one chunk

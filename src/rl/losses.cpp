@@ -47,9 +47,9 @@ double masked_mean(const torch::Tensor& x, const torch::Tensor& mask, double tok
 }  // namespace
 
 PolicyLossOutput policy_loss(const PolicyLossInputs& in, const PolicyLossOptions& o) {
-  const auto& mask = in.mask;                                   // [N, T]
+  const auto& mask = in.mask;  // [N, T]
   const int64_t N = mask.size(0);
-  auto log_ratio = in.logp - in.old_logp;                       // [N, T]
+  auto log_ratio = in.logp - in.old_logp;  // [N, T]
   torch::Tensor log_w;
   if (o.importance_sampling_level == "token") {
     log_w = log_ratio;
@@ -59,10 +59,10 @@ PolicyLossOutput policy_loss(const PolicyLossInputs& in, const PolicyLossOptions
     throw Error("unknown importance_sampling_level \"" + o.importance_sampling_level + "\"",
                 "importance_sampling_level", "use token or sequence (GSPO)");
   }
-  auto w = torch::exp(log_w);                                   // [N, T] or [N, 1]
+  auto w = torch::exp(log_w);  // [N, T] or [N, 1]
   auto w_clipped = torch::clamp(w, 1 - o.epsilon, 1 + o.epsilon_high);
   auto adv = in.advantages.view({N, 1});
-  auto per_token = -torch::min(w * adv, w_clipped * adv);       // [N, T]
+  auto per_token = -torch::min(w * adv, w_clipped * adv);  // [N, T]
   if (per_token.size(1) != mask.size(1)) per_token = per_token.expand_as(mask);
 
   PolicyLossOutput out;
@@ -123,9 +123,9 @@ torch::Tensor online_dpo_loss(const torch::Tensor& logp_w, const torch::Tensor& 
 torch::Tensor token_logprobs(const torch::Tensor& logits, const torch::Tensor& targets, double temperature,
                              torch::Tensor* entropy) {
   auto z = logits.to(torch::kFloat32);
-  if (temperature != 1) z = z / temperature;                   // [N, T, V]
-  auto lse = torch::logsumexp(z, -1);                          // [N, T]
-  auto picked = z.gather(-1, targets.unsqueeze(-1)).squeeze(-1);  // [N, T]
+  if (temperature != 1) z = z / temperature;                          // [N, T, V]
+  auto lse = torch::logsumexp(z, -1);                                 // [N, T]
+  auto picked = z.gather(-1, targets.unsqueeze(-1)).squeeze(-1);      // [N, T]
   if (entropy) *entropy = lse - (torch::softmax(z, -1) * z).sum(-1);  // H = lse - E_p[z]
   return picked - lse;
 }

@@ -79,9 +79,12 @@ std::vector<GroupSignal> classify_groups(const torch::Tensor& rewards, const tor
   auto std = group_reward_std(rewards, valid);  // [B]
   std::vector<GroupSignal> out;
   for (int64_t g = 0; g < count.size(0); ++g) {
-    if (count[g].item<int64_t>() < 2) out.push_back(GroupSignal::kDropped);
-    else if (std[g].item<double>() == 0) out.push_back(GroupSignal::kFlat);
-    else out.push_back(GroupSignal::kInformative);
+    if (count[g].item<int64_t>() < 2)
+      out.push_back(GroupSignal::kDropped);
+    else if (std[g].item<double>() == 0)
+      out.push_back(GroupSignal::kFlat);
+    else
+      out.push_back(GroupSignal::kInformative);
   }
   return out;
 }

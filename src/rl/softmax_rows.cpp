@@ -1,6 +1,5 @@
 #include "rl/softmax_rows.h"
 
-
 #include <ATen/Parallel.h>
 
 #include <atomic>
@@ -36,7 +35,8 @@ Stats row_stats_scalar(const T* z, int64_t V, float scale) {
 template <typename T>
 __attribute__((target("avx512f,avx512bw,avx512vl"))) Stats row_stats_avx512(const T* z, int64_t V, float scale) {
   __m512 mx = _mm512_set1_ps(-INFINITY);
-  for (int64_t v = 0; v < V; v += 16) mx = _mm512_mask_max_ps(mx, tail_mask(V - v), mx, load16(z + v, tail_mask(V - v)));
+  for (int64_t v = 0; v < V; v += 16)
+    mx = _mm512_mask_max_ps(mx, tail_mask(V - v), mx, load16(z + v, tail_mask(V - v)));
   const float m = scale * _mm512_reduce_max_ps(mx);
   const __m512 s = _mm512_set1_ps(scale), mv = _mm512_set1_ps(m);
   __m512 S = _mm512_setzero_ps(), ES = _mm512_setzero_ps();
@@ -65,7 +65,7 @@ void row_grads_scalar(T* z, int64_t V, int64_t target, float scale, float lse, f
 
 template <typename T>
 __attribute__((target("avx512f,avx512bw,avx512vl"))) void row_grads_avx512(T* z, int64_t V, int64_t target, float scale,
-                                                                        float lse, float mu, float gl, float ge) {
+                                                                           float lse, float mu, float gl, float ge) {
   const float zt = static_cast<float>(z[target]);
   const __m512 s = _mm512_set1_ps(scale), l = _mm512_set1_ps(lse), m = _mm512_set1_ps(mu);
   const __m512 g = _mm512_set1_ps(gl), e = _mm512_set1_ps(ge), ns = _mm512_set1_ps(-scale);
@@ -81,7 +81,8 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void row_grads_avx512(T* z,
 }
 
 template <typename T>
-void stats_t(const torch::Tensor& z, const int64_t* targets, float scale, float* logp, float* lse, float* mu, float* entropy) {
+void stats_t(const torch::Tensor& z, const int64_t* targets, float scale, float* logp, float* lse, float* mu,
+             float* entropy) {
   const int64_t M = z.size(0), V = z.size(1);
   const T* zp = z.data_ptr<T>();
   const bool fast = has_avx512();
@@ -96,16 +97,18 @@ void stats_t(const torch::Tensor& z, const int64_t* targets, float scale, float*
 }
 
 template <typename T>
-void grads_t(torch::Tensor& z, const int64_t* targets, float scale, const float* lse, const float* mu, const float* g_logp,
-             const float* g_ent) {
+void grads_t(torch::Tensor& z, const int64_t* targets, float scale, const float* lse, const float* mu,
+             const float* g_logp, const float* g_ent) {
   const int64_t M = z.size(0), V = z.size(1);
   T* zp = z.data_ptr<T>();
   const bool fast = has_avx512();
   at::parallel_for(0, M, 1, [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; ++r) {
       const float gl = g_logp ? g_logp[r] : 0.0f, ge = g_ent ? g_ent[r] : 0.0f;
-      if (fast) row_grads_avx512(zp + r * V, V, targets[r], scale, lse[r], mu[r], gl, ge);
-      else row_grads_scalar(zp + r * V, V, targets[r], scale, lse[r], mu[r], gl, ge);
+      if (fast)
+        row_grads_avx512(zp + r * V, V, targets[r], scale, lse[r], mu[r], gl, ge);
+      else
+        row_grads_scalar(zp + r * V, V, targets[r], scale, lse[r], mu[r], gl, ge);
     }
   });
 }
@@ -117,15 +120,19 @@ bool softmax_rows_force_portable(bool on) { return force_portable.exchange(on); 
 void softmax_row_stats(const torch::Tensor& z, const int64_t* targets, float scale, float* logp, float* lse, float* mu,
                        float* entropy) {
   TORCH_CHECK(z.dim() == 2 && z.is_contiguous(), "softmax_row_stats: z must be a contiguous [M, V] tensor");
-  if (z.scalar_type() == torch::kBFloat16) stats_t<c10::BFloat16>(z, targets, scale, logp, lse, mu, entropy);
-  else stats_t<float>(z, targets, scale, logp, lse, mu, entropy);
+  if (z.scalar_type() == torch::kBFloat16)
+    stats_t<c10::BFloat16>(z, targets, scale, logp, lse, mu, entropy);
+  else
+    stats_t<float>(z, targets, scale, logp, lse, mu, entropy);
 }
 
 void softmax_row_grads(torch::Tensor& z, const int64_t* targets, float scale, const float* lse, const float* mu,
                        const float* g_logp, const float* g_ent) {
   TORCH_CHECK(z.dim() == 2 && z.is_contiguous(), "softmax_row_grads: z must be a contiguous [M, V] tensor");
-  if (z.scalar_type() == torch::kBFloat16) grads_t<c10::BFloat16>(z, targets, scale, lse, mu, g_logp, g_ent);
-  else grads_t<float>(z, targets, scale, lse, mu, g_logp, g_ent);
+  if (z.scalar_type() == torch::kBFloat16)
+    grads_t<c10::BFloat16>(z, targets, scale, lse, mu, g_logp, g_ent);
+  else
+    grads_t<float>(z, targets, scale, lse, mu, g_logp, g_ent);
 }
 
 }  // namespace rlaif

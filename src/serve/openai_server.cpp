@@ -18,12 +18,12 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "core/unicode.h"
 #include "rlaif/chat_template.h"
 #include "rlaif/error.h"
 #include "rlaif/generator.h"
 #include "rlaif/model.h"
 #include "rlaif/model_folder.h"
-#include "core/unicode.h"
 
 namespace rlaif {
 namespace {
@@ -40,7 +40,9 @@ struct BadRequest {
 void send_error(httplib::Response& res, int status, const std::string& message, const std::string& param = "",
                 const std::string& code = "") {
   json e = {{"message", message},
-            {"type", status == 401 ? "authentication_error" : status >= 500 ? "server_error" : "invalid_request_error"},
+            {"type", status == 401   ? "authentication_error"
+                     : status >= 500 ? "server_error"
+                                     : "invalid_request_error"},
             {"param", param.empty() ? json(nullptr) : json(param)},
             {"code", code.empty() ? json(nullptr) : json(code)}};
   res.status = status;
@@ -78,7 +80,9 @@ class Batcher {
     cv_.notify_all();
     return done;
   }
-  std::vector<GenerationResult> run(std::vector<GenerationRequest> requests) { return submit(std::move(requests)).get(); }
+  std::vector<GenerationResult> run(std::vector<GenerationRequest> requests) {
+    return submit(std::move(requests)).get();
+  }
   json stats() const { return {{"requests", requests_.load()}, {"batches", batches_.load()}}; }
 
  private:
@@ -178,7 +182,8 @@ T number(const json& body, const std::string& key, T fallback, double lo, double
   if (!body[key].is_number()) throw BadRequest{"'" + key + "' must be a number", key};
   double v = body[key].get<double>();
   if (!(v >= lo && v <= hi))
-    throw BadRequest{"'" + key + "' must be in [" + json(lo).dump() + ", " + json(hi).dump() + "], got " + body[key].dump(), key};
+    throw BadRequest{
+        "'" + key + "' must be in [" + json(lo).dump() + ", " + json(hi).dump() + "], got " + body[key].dump(), key};
   return static_cast<T>(v);
 }
 
@@ -224,12 +229,15 @@ class Server {
       json m = {{"id", name_}, {"object", "model"}, {"created", created_}, {"owned_by", "rlaif"}};
       res.set_content(json({{"object", "list"}, {"data", json::array({m})}}).dump(), "application/json");
     });
-    svr.Post("/v1/chat/completions", [&](const httplib::Request& req, httplib::Response& res) { handle(req, res, true); });
+    svr.Post("/v1/chat/completions",
+             [&](const httplib::Request& req, httplib::Response& res) { handle(req, res, true); });
     svr.Post("/v1/completions", [&](const httplib::Request& req, httplib::Response& res) { handle(req, res, false); });
     svr.set_error_handler([&](const httplib::Request& req, httplib::Response& res) {
       if (!res.body.empty()) return;
-      if (res.status == 413) send_error(res, 413, "request body larger than " + std::to_string(o_.max_request_bytes) + " bytes");
-      else if (res.status == 404) send_error(res, 404, "no route " + req.method + " " + req.path, "", "not_found");
+      if (res.status == 413)
+        send_error(res, 413, "request body larger than " + std::to_string(o_.max_request_bytes) + " bytes");
+      else if (res.status == 404)
+        send_error(res, 404, "no route " + req.method + " " + req.path, "", "not_found");
     });
     int port = o_.port;
     if (port == 0) {
@@ -259,7 +267,8 @@ class Server {
         std::string where = "messages[" + std::to_string(i) + "]";
         if (!m.is_object() || !m.contains("role") || !m["role"].is_string())
           throw BadRequest{where + " needs a string 'role'", where};
-        messages.push_back({{"role", m["role"]}, {"content", content_text(m.value("content", json()), where + ".content")}});
+        messages.push_back(
+            {{"role", m["role"]}, {"content", content_text(m.value("content", json()), where + ".content")}});
       }
       try {
         text = chat_->render_for(*tokenizer_, messages, /*add_generation_prompt=*/true);
@@ -290,10 +299,12 @@ class Server {
                                        static_cast<double>(o_.max_tokens_limit));
     if (body.contains("stop") && !body["stop"].is_null()) {
       const auto& stop = body["stop"];
-      if (stop.is_string() && !stop.get<std::string>().empty()) g.stop.push_back(stop);
+      if (stop.is_string() && !stop.get<std::string>().empty())
+        g.stop.push_back(stop);
       else if (stop.is_array() && stop.size() <= 4) {
         for (const auto& s : stop) {
-          if (!s.is_string() || s.get<std::string>().empty()) throw BadRequest{"'stop' entries must be non-empty strings", "stop"};
+          if (!s.is_string() || s.get<std::string>().empty())
+            throw BadRequest{"'stop' entries must be non-empty strings", "stop"};
           g.stop.push_back(s);
         }
       } else {
@@ -308,7 +319,8 @@ class Server {
     }
     p.stream = body.value("stream", false);
     if (chat) {
-      if (body.value("logprobs", false)) p.logprobs = number<int64_t>(body, "top_logprobs", 0, 0, 20);
+      if (body.value("logprobs", false))
+        p.logprobs = number<int64_t>(body, "top_logprobs", 0, 0, 20);
       else if (body.contains("top_logprobs") && !body["top_logprobs"].is_null())
         throw BadRequest{"'top_logprobs' needs 'logprobs': true", "top_logprobs"};
     } else if (body.contains("logprobs") && !body["logprobs"].is_null()) {
@@ -374,7 +386,8 @@ class Server {
 
   json usage_json(const Parsed& p, int64_t completion_tokens) const {
     const int64_t prompt_tokens = static_cast<int64_t>(p.request.prompt_ids.size());
-    return {{"prompt_tokens", prompt_tokens}, {"completion_tokens", completion_tokens},
+    return {{"prompt_tokens", prompt_tokens},
+            {"completion_tokens", completion_tokens},
             {"total_tokens", prompt_tokens + completion_tokens}};
   }
 
@@ -386,8 +399,10 @@ class Server {
       const auto& s = samples[i];
       completion_tokens += static_cast<int64_t>(s.token_ids.size());
       json c = {{"index", i}, {"finish_reason", to_string(s.finish_reason)}};
-      if (chat) c["message"] = {{"role", "assistant"}, {"content", s.text}};
-      else c["text"] = s.text;
+      if (chat)
+        c["message"] = {{"role", "assistant"}, {"content", s.text}};
+      else
+        c["text"] = s.text;
       c["logprobs"] = p.logprobs >= 0 ? logprobs_json(s, chat) : json(nullptr);
       choices.push_back(c);
     }
@@ -405,8 +420,8 @@ class Server {
   // concatenate to exactly the non-streamed text.
   void stream(const Parsed& p, httplib::Response& res, bool chat) {
     struct SampleState {
-      std::string bytes;   // the sample's bytes so far
-      size_t sent = 0;     // bytes already sent
+      std::string bytes;  // the sample's bytes so far
+      size_t sent = 0;    // bytes already sent
       int64_t tokens = 0;
     };
     struct State {
@@ -433,8 +448,10 @@ class Server {
     };
     auto delta = [=](size_t i, const std::string& text) {
       json c = {{"index", i}, {"finish_reason", nullptr}};
-      if (chat) c["delta"] = {{"content", text}};
-      else c["text"] = text;
+      if (chat)
+        c["delta"] = {{"content", text}};
+      else
+        c["text"] = text;
       return event(c);
     };
     auto push = [st](std::string e) {
@@ -455,7 +472,8 @@ class Server {
       size_t upto = s.bytes.size() > hold ? s.bytes.size() - hold : 0;
       while (upto > s.sent && upto < s.bytes.size() && (static_cast<unsigned char>(s.bytes[upto]) & 0xC0) == 0x80)
         --upto;  // never inside a character
-      // An incomplete character waits for its next bytes; invalid bytes wait for the end (the final text replaces them).
+      // An incomplete character waits for its next bytes; invalid bytes wait for the end (the final text replaces
+      // them).
       if (upto <= s.sent || !unicode::is_valid_utf8(s.bytes.substr(0, upto))) return;
       push(delta(i, s.bytes.substr(s.sent, upto - s.sent)));
       s.sent = upto;
@@ -465,8 +483,10 @@ class Server {
       if (out.text.size() > s.sent && out.text.compare(0, s.sent, s.bytes, 0, s.sent) == 0)
         push(delta(i, out.text.substr(s.sent)));
       json last = {{"index", i}, {"finish_reason", to_string(out.finish_reason)}};
-      if (chat) last["delta"] = json::object();
-      else last["text"] = "";
+      if (chat)
+        last["delta"] = json::object();
+      else
+        last["text"] = "";
       std::lock_guard<std::mutex> lock(st->mu);
       int64_t total = 0;
       for (const auto& x : st->samples) total += x.tokens;
@@ -476,7 +496,9 @@ class Server {
       st->cv.notify_all();
     };
     hooks.on_error = [=](const std::string& error) {
-      json e = {{"error", {{"message", error}, {"type", "invalid_request_error"}, {"param", nullptr}, {"code", "invalid_request"}}}};
+      json e = {
+          {"error",
+           {{"message", error}, {"type", "invalid_request_error"}, {"param", nullptr}, {"code", "invalid_request"}}}};
       std::lock_guard<std::mutex> lock(st->mu);
       st->events.push_back("data: " + e.dump() + "\n\n");
       st->events.push_back("data: [DONE]\n\n");

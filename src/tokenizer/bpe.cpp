@@ -1,16 +1,18 @@
 #include "tokenizer/bpe.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <functional>
-#include <algorithm>
 
-#include "rlaif/error.h"
 #include "core/unicode.h"
+#include "rlaif/error.h"
 
 namespace rlaif {
 namespace {
 
-uint64_t pair_key(int32_t a, int32_t b) { return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b); }
+uint64_t pair_key(int32_t a, int32_t b) {
+  return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
+}
 
 std::string opt_string(const nlohmann::json& m, const char* key) {
   return m.contains(key) && m[key].is_string() ? m[key].get<std::string>() : "";
@@ -108,7 +110,8 @@ BpeModel::BpeModel(const nlohmann::json& m, const std::string& where) {
     merges_.insert(pair_key(ia->second, ib->second), {static_cast<int32_t>(rank), im->second});
   }
   const std::string kMeta = "\xE2\x96\x81";  // ▁
-  bool all_bytes = std::all_of(byte_fallback_ids_.begin(), byte_fallback_ids_.end(), [](int32_t id) { return id >= 0; });
+  bool all_bytes =
+      std::all_of(byte_fallback_ids_.begin(), byte_fallback_ids_.end(), [](int32_t id) { return id >= 0; });
   bool unk_impossible = unk_token_.empty() || (byte_fallback_ && all_bytes);  // fuse_unk could join across pieces
   split_at_metaspace_ = !ignore_merges_ && unk_impossible && prefix_.empty() && suffix_.empty() && vocab_.count(kMeta);
   for (const auto& [tok, id] : vocab_) {

@@ -20,7 +20,7 @@ class BpeModel {
   // Appends the ids of one pre-tokenized word. Thread-safe.
   void tokenize(const std::string& word, std::vector<int64_t>& out) const;
 
-  int64_t token_id(const std::string& token) const;  // -1 if absent
+  int64_t token_id(const std::string& token) const;                       // -1 if absent
   const std::vector<std::string>& vocab_by_id() const { return by_id_; }  // "" where an id is unused
   size_t vocab_count() const { return vocab_.size(); }
 

@@ -1,9 +1,9 @@
 #include "rlaif/chat_template.h"
 
-#include "rlaif/error.h"
-#include "rlaif/tokenizer.h"
 #include "jinja/ast.h"
 #include "jinja/interpreter.h"
+#include "rlaif/error.h"
+#include "rlaif/tokenizer.h"
 
 namespace rlaif {
 
@@ -23,7 +23,8 @@ ChatTemplate ChatTemplate::for_tokenizer(const Tokenizer& tokenizer) {
 
 std::string ChatTemplate::render(const nlohmann::ordered_json& messages, bool add_generation_prompt,
                                  const nlohmann::ordered_json& extra) const {
-  if (!messages.is_array()) throw Error("messages must be a JSON list", where_, "pass [{\"role\": ..., \"content\": ...}]");
+  if (!messages.is_array())
+    throw Error("messages must be a JSON list", where_, "pass [{\"role\": ..., \"content\": ...}]");
   for (size_t i = 0; i < messages.size(); ++i)
     if (!messages[i].is_object() || !messages[i].contains("role") || !messages[i]["role"].is_string())
       throw Error("message " + std::to_string(i) + " has no \"role\" string", where_,

@@ -38,7 +38,11 @@ class Decoder {
   // Transforms the list of token strings; the caller joins the final list.
   virtual void decode_chain(std::vector<std::string>& tokens) const = 0;
   // The raw bytes of one token in the middle of a text (no first-token stripping); used for token_bytes().
-  virtual void token_text(std::string& token) const { std::vector<std::string> t{token}; decode_chain(t); token = t[0]; }
+  virtual void token_text(std::string& token) const {
+    std::vector<std::string> t{token};
+    decode_chain(t);
+    token = t[0];
+  }
 };
 
 class PostProcessor {

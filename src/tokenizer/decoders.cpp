@@ -2,11 +2,11 @@
 // (TemplateProcessing ByteLevel BertProcessing RobertaProcessing Sequence), as Hugging Face's tokenizers defines them.
 #include <memory>
 
+#include "core/regex.h"
+#include "core/unicode.h"
 #include "rlaif/error.h"
 #include "rlaif/tokenizer.h"
 #include "tokenizer/components.h"
-#include "core/regex.h"
-#include "core/unicode.h"
 
 namespace rlaif {
 namespace {
@@ -42,7 +42,12 @@ class ByteLevelDecoder : public Decoder {
 // "<0xAB>" -> 0xAB, else -1.
 int byte_token(const std::string& t) {
   if (t.size() != 6 || t.compare(0, 3, "<0x") != 0 || t[5] != '>') return -1;
-  auto hex = [](char c) { return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1; };
+  auto hex = [](char c) {
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                  : -1;
+  };
   int hi = hex(t[3]), lo = hex(t[4]);
   return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
 }
@@ -54,7 +59,8 @@ class ByteFallback : public Decoder {
     std::string pending;
     auto flush = [&]() {
       if (pending.empty()) return;
-      if (unicode::is_valid_utf8(pending)) out.push_back(pending);
+      if (unicode::is_valid_utf8(pending))
+        out.push_back(pending);
       else
         for (size_t i = 0; i < pending.size(); ++i) out.push_back("\xEF\xBF\xBD");
       pending.clear();
@@ -128,8 +134,10 @@ class ReplaceDecoder : public Decoder {
 class MetaspaceDecoder : public Decoder {
  public:
   MetaspaceDecoder(const nlohmann::json& j) : replacement_(j.value("replacement", std::string("\xE2\x96\x81"))) {
-    if (j.contains("prepend_scheme")) strip_first_ = j["prepend_scheme"].get<std::string>() != "never";
-    else strip_first_ = j.value("add_prefix_space", true);
+    if (j.contains("prepend_scheme"))
+      strip_first_ = j["prepend_scheme"].get<std::string>() != "never";
+    else
+      strip_first_ = j.value("add_prefix_space", true);
   }
   void decode_chain(std::vector<std::string>& tokens) const override {
     for (size_t i = 0; i < tokens.size(); ++i) replace(tokens[i], i == 0 && strip_first_);
@@ -193,8 +201,10 @@ class Template : public PostProcessor {
   std::vector<int64_t> process(std::vector<int64_t> ids) const override {
     std::vector<int64_t> out;
     for (const auto& item : items_) {
-      if (item.empty()) out.insert(out.end(), ids.begin(), ids.end());
-      else out.insert(out.end(), item.begin() + 1, item.end());
+      if (item.empty())
+        out.insert(out.end(), ids.begin(), ids.end());
+      else
+        out.insert(out.end(), item.begin() + 1, item.end());
     }
     return out;
   }

@@ -1,10 +1,10 @@
 // Normalizers: NFC NFD NFKC NFKD Prepend Replace Strip Sequence.
 #include <memory>
 
-#include "rlaif/error.h"
-#include "tokenizer/components.h"
 #include "core/regex.h"
 #include "core/unicode.h"
+#include "rlaif/error.h"
+#include "tokenizer/components.h"
 
 namespace rlaif {
 
@@ -98,7 +98,8 @@ std::unique_ptr<Normalizer> make_normalizer(const nlohmann::json& j, const std::
   if (j.is_null()) return nullptr;
   std::string type = component_type(j, where);
   try {
-    if (type == "NFC" || type == "NFD" || type == "NFKC" || type == "NFKD") return std::make_unique<UnicodeNormalizer>(type);
+    if (type == "NFC" || type == "NFD" || type == "NFKC" || type == "NFKD")
+      return std::make_unique<UnicodeNormalizer>(type);
     if (type == "Prepend") return std::make_unique<Prepend>(j.at("prepend").get<std::string>());
     if (type == "Replace") return std::make_unique<Replace>(j, where);
     if (type == "Strip") return std::make_unique<Strip>(j.value("strip_left", true), j.value("strip_right", true));

@@ -1,10 +1,10 @@
 // Pre-tokenizers: Split ByteLevel Metaspace Digits Sequence, with Hugging Face's split semantics.
 #include <memory>
 
-#include "rlaif/error.h"
-#include "tokenizer/components.h"
 #include "core/regex.h"
 #include "core/unicode.h"
+#include "rlaif/error.h"
+#include "tokenizer/components.h"
 
 namespace rlaif {
 
@@ -39,22 +39,28 @@ void split_by_matches(const Piece& piece, const std::vector<std::pair<size_t, si
       break;
     case SplitBehavior::Contiguous:
       for (auto sp : spans) {
-        if (sp.match == previous_match && !result.empty()) result.back().b = sp.b;
-        else result.push_back({sp.a, sp.b, false});
+        if (sp.match == previous_match && !result.empty())
+          result.back().b = sp.b;
+        else
+          result.push_back({sp.a, sp.b, false});
         previous_match = sp.match;
       }
       break;
     case SplitBehavior::MergedWithPrevious:
       for (auto sp : spans) {
-        if (sp.match && !previous_match && !result.empty()) result.back().b = sp.b;
-        else result.push_back({sp.a, sp.b, false});
+        if (sp.match && !previous_match && !result.empty())
+          result.back().b = sp.b;
+        else
+          result.push_back({sp.a, sp.b, false});
         previous_match = sp.match;
       }
       break;
     case SplitBehavior::MergedWithNext:
       for (auto it = spans.rbegin(); it != spans.rend(); ++it) {
-        if (it->match && !previous_match && !result.empty()) result.back().a = it->a;
-        else result.push_back({it->a, it->b, false});
+        if (it->match && !previous_match && !result.empty())
+          result.back().a = it->a;
+        else
+          result.push_back({it->a, it->b, false});
         previous_match = it->match;
       }
       std::reverse(result.begin(), result.end());
@@ -67,10 +73,12 @@ void split_by_matches(const Piece& piece, const std::vector<std::pair<size_t, si
 }
 
 Pattern::Pattern(const nlohmann::json& j, const std::string& where) {
-  if (j.is_object() && j.contains("String") && j["String"].is_string()) literal_ = j["String"].get<std::string>();
+  if (j.is_object() && j.contains("String") && j["String"].is_string())
+    literal_ = j["String"].get<std::string>();
   else if (j.is_object() && j.contains("Regex") && j["Regex"].is_string())
     regex_ = std::make_unique<Regex>(j["Regex"].get<std::string>(), where);
-  else throw Error("pattern must be {\"String\": \"...\"} or {\"Regex\": \"...\"}", where);
+  else
+    throw Error("pattern must be {\"String\": \"...\"} or {\"Regex\": \"...\"}", where);
 }
 
 Pattern::~Pattern() = default;
@@ -104,7 +112,8 @@ namespace {
 
 void find_literal(const std::string& s, const std::string& lit, std::vector<std::pair<size_t, size_t>>& out) {
   if (lit.empty()) return;
-  for (size_t p = s.find(lit); p != std::string::npos; p = s.find(lit, p + lit.size())) out.emplace_back(p, p + lit.size());
+  for (size_t p = s.find(lit); p != std::string::npos; p = s.find(lit, p + lit.size()))
+    out.emplace_back(p, p + lit.size());
 }
 
 // Applies `fn(piece, out)` to every piece.
@@ -152,8 +161,7 @@ const char* const kGpt2Pattern = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?
 
 class ByteLevel : public PreTokenizer {
  public:
-  ByteLevel(const nlohmann::json& j, const std::string& where)
-      : add_prefix_space_(j.value("add_prefix_space", true)) {
+  ByteLevel(const nlohmann::json& j, const std::string& where) : add_prefix_space_(j.value("add_prefix_space", true)) {
     if (j.value("use_regex", true)) regex_ = std::make_unique<Regex>(kGpt2Pattern, where);
   }
   void pre_tokenize(std::vector<Piece>& pieces) const override {
@@ -207,8 +215,10 @@ class Metaspace : public PreTokenizer {
       Piece q{std::string(), p.at_start};
       q.text.reserve(p.text.size() + 8);
       for (char c : p.text) {
-        if (c == ' ') q.text += replacement_;
-        else q.text += c;
+        if (c == ' ')
+          q.text += replacement_;
+        else
+          q.text += c;
       }
       bool starts = q.text.compare(0, replacement_.size(), replacement_) == 0;
       if (!starts && (scheme_ == PrependScheme::Always || (scheme_ == PrependScheme::First && q.at_start)))

@@ -10,12 +10,12 @@
 #include <thread>
 #include <unordered_map>
 
+#include "core/unicode.h"
 #include "rlaif/atomic_file.h"
 #include "rlaif/error.h"
 #include "tokenizer/added_vocab.h"
 #include "tokenizer/bpe.h"
 #include "tokenizer/components.h"
-#include "core/unicode.h"
 
 namespace fs = std::filesystem;
 
@@ -29,7 +29,7 @@ class TokenizerImpl {
   std::unique_ptr<PostProcessor> post_processor;
   std::unique_ptr<Decoder> decoder;
 
-  std::vector<AddedToken> added;                // in file order
+  std::vector<AddedToken> added;                 // in file order
   std::unordered_map<int64_t, size_t> added_at;  // id -> index in `added`
   std::unordered_map<std::string, int64_t> added_by_content;
   std::set<std::string> special_contents;
@@ -67,7 +67,8 @@ class TokenizerImpl {
           continue;
         }
         pieces.clear();
-        if (sub.end > sub.begin) pieces.push_back({s.substr(sub.begin, sub.end - sub.begin), seg.begin == 0 && sub.begin == 0});
+        if (sub.end > sub.begin)
+          pieces.push_back({s.substr(sub.begin, sub.end - sub.begin), seg.begin == 0 && sub.begin == 0});
         if (pre_tokenizer) pre_tokenizer->pre_tokenize(pieces);
         for (const auto& p : pieces) model->tokenize(p.text, ids);
       }
@@ -198,7 +199,7 @@ const std::string kEmpty;
 
 // build(), with any JSON type mismatch it did not anticipate turned into an Error naming the file.
 static std::shared_ptr<TokenizerImpl> build_checked(const std::string& json_text, const std::string& where,
-                                             const std::string& config_text, const std::string& config_where) {
+                                                    const std::string& config_text, const std::string& config_where) {
   try {
     return build(json_text, where, config_text, config_where);
   } catch (const nlohmann::json::exception& e) {
@@ -244,23 +245,34 @@ Tokenizer make_byte_level(const std::vector<std::string>& special,
   const int64_t first_special = static_cast<int64_t>(vocab.size());
   nlohmann::ordered_json added = nlohmann::ordered_json::array();
   for (size_t i = 0; i < special.size(); ++i)
-    added.push_back({{"id", first_special + static_cast<int64_t>(i)}, {"content", special[i]}, {"single_word", false},
-                     {"lstrip", false}, {"rstrip", false}, {"normalized", false}, {"special", true}});
+    added.push_back({{"id", first_special + static_cast<int64_t>(i)},
+                     {"content", special[i]},
+                     {"single_word", false},
+                     {"lstrip", false},
+                     {"rstrip", false},
+                     {"normalized", false},
+                     {"special", true}});
   nlohmann::ordered_json byte_level = {
       {"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", !merges.empty()}};
-  nlohmann::ordered_json j = {
-      {"version", "1.0"},
-      {"truncation", nullptr},
-      {"padding", nullptr},
-      {"added_tokens", added},
-      {"normalizer", nullptr},
-      {"pre_tokenizer", byte_level},
-      {"post_processor", nullptr},
-      {"decoder", byte_level},
-      {"model",
-       {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr}, {"continuing_subword_prefix", nullptr},
-        {"end_of_word_suffix", nullptr}, {"fuse_unk", false}, {"byte_fallback", false}, {"ignore_merges", false},
-        {"vocab", vocab}, {"merges", merge_list}}}};
+  nlohmann::ordered_json j = {{"version", "1.0"},
+                              {"truncation", nullptr},
+                              {"padding", nullptr},
+                              {"added_tokens", added},
+                              {"normalizer", nullptr},
+                              {"pre_tokenizer", byte_level},
+                              {"post_processor", nullptr},
+                              {"decoder", byte_level},
+                              {"model",
+                               {{"type", "BPE"},
+                                {"dropout", nullptr},
+                                {"unk_token", nullptr},
+                                {"continuing_subword_prefix", nullptr},
+                                {"end_of_word_suffix", nullptr},
+                                {"fuse_unk", false},
+                                {"byte_fallback", false},
+                                {"ignore_merges", false},
+                                {"vocab", vocab},
+                                {"merges", merge_list}}}};
   nlohmann::ordered_json cfg;
   cfg["tokenizer_class"] = "PreTrainedTokenizerFast";
   cfg["model_max_length"] = 2048;
@@ -328,8 +340,10 @@ Tokenizer Tokenizer::train_byte_level_bpe(const std::vector<std::string>& texts,
 
 std::vector<int64_t> Tokenizer::encode(const std::string& text, bool add_special_tokens) const {
   std::vector<int64_t> ids;
-  if (unicode::is_valid_utf8(text)) impl_->encode_text(text, ids);
-  else impl_->encode_text(utf8_lossy(text), ids);
+  if (unicode::is_valid_utf8(text))
+    impl_->encode_text(text, ids);
+  else
+    impl_->encode_text(utf8_lossy(text), ids);
   if (add_special_tokens && impl_->post_processor) ids = impl_->post_processor->process(std::move(ids));
   return ids;
 }
@@ -408,12 +422,16 @@ const std::string& Tokenizer::bos_token() const { return impl_->bos_token; }
 const std::string& Tokenizer::eos_token() const { return impl_->eos_token; }
 
 std::string Tokenizer::to_tokenizer_json() const {
-  if (impl_->source_json.empty()) throw Error("to_tokenizer_json is only for tokenizers made in memory (byte_level, train_byte_level_bpe, from_json)");
+  if (impl_->source_json.empty())
+    throw Error(
+        "to_tokenizer_json is only for tokenizers made in memory (byte_level, train_byte_level_bpe, from_json)");
   return impl_->source_json;
 }
 
 std::string Tokenizer::to_tokenizer_config_json() const {
-  if (impl_->source_config.empty()) throw Error("to_tokenizer_config_json is only for tokenizers made in memory (byte_level, train_byte_level_bpe, from_json)");
+  if (impl_->source_config.empty())
+    throw Error(
+        "to_tokenizer_config_json is only for tokenizers made in memory (byte_level, train_byte_level_bpe, from_json)");
   return impl_->source_config;
 }
 

@@ -26,10 +26,11 @@ std::string conversation_text(const nlohmann::ordered_json& messages) {
 
 std::vector<PromptRow> load_dataset(const std::string& path, const Tokenizer& tokenizer, const DatasetOptions& o) {
   auto chat = ChatTemplate::for_tokenizer(tokenizer);
-  const std::string shape = o.sft ? "rows look like {\"prompt\": \"...\", \"completion\": \"...\"} or {\"messages\": [..., "
-                                    "{\"role\": \"assistant\", \"content\": \"...\"}]}"
-                                  : "rows look like {\"prompt\": \"...\"} or {\"messages\": [{\"role\": \"user\", "
-                                    "\"content\": \"...\"}]}, with an optional \"reference\"";
+  const std::string shape =
+      o.sft ? "rows look like {\"prompt\": \"...\", \"completion\": \"...\"} or {\"messages\": [..., "
+              "{\"role\": \"assistant\", \"content\": \"...\"}]}"
+            : "rows look like {\"prompt\": \"...\"} or {\"messages\": [{\"role\": \"user\", "
+              "\"content\": \"...\"}]}, with an optional \"reference\"";
   std::vector<PromptRow> out;
   for (const auto& r : read_jsonl(path)) {
     const std::string where = path + ":" + std::to_string(r.line);

@@ -31,7 +31,9 @@ void RlTrainer::update_dpo(const RolloutBatch& rb, int64_t step, nlohmann::json&
       (loss * (double(n) / P)).backward();
       loss_sum += loss.item<double>() * n / P / c_.num_iterations;
       margin_sum += ((logp.detach().select(1, 0) - ref.select(1, 0)) - (logp.detach().select(1, 1) - ref.select(1, 1)))
-                        .sum().item<double>() * c_.beta;
+                        .sum()
+                        .item<double>() *
+                    c_.beta;
       tokens += b.completion_mask.sum().item<double>();
     }
     grad_norm = clip_gradients(trainable_.params, c_.max_grad_norm);

@@ -17,7 +17,8 @@ void RlTrainer::evaluate(int64_t step) {
   }
   auto results = gen_->generate(requests);
   std::vector<JudgeSample> samples;
-  for (size_t k = 0; k < n; ++k) samples.push_back({eval_rows_[k].text, results[k].samples[0].text, eval_rows_[k].reference});
+  for (size_t k = 0; k < n; ++k)
+    samples.push_back({eval_rows_[k].text, results[k].samples[0].text, eval_rows_[k].reference});
   auto judged = judge_->judge(samples);
   nlohmann::json m = {{"step", step}};
   double sum = 0;
@@ -25,8 +26,8 @@ void RlTrainer::evaluate(int64_t step) {
   std::map<std::string, std::pair<double, int64_t>> per;
   for (size_t k = 0; k < n; ++k) {
     const auto& r = judged[k];
-    nlohmann::json line = {{"step", step}, {"prompt", samples[k].prompt}, {"completion", samples[k].completion},
-                           {"ok", r.ok}};
+    nlohmann::json line = {
+        {"step", step}, {"prompt", samples[k].prompt}, {"completion", samples[k].completion}, {"ok", r.ok}};
     if (r.ok) {
       sum += r.reward, ++ok;
       line["reward"] = r.reward;
@@ -46,7 +47,9 @@ void RlTrainer::evaluate(int64_t step) {
   m["eval/failures"] = static_cast<int64_t>(n) - ok;
   for (const auto& [name, v] : per) m["eval/rewards/" + name + "/mean"] = v.first / std::max<int64_t>(1, v.second);
   metrics_->write(m);
-  if (!o_.quiet) std::fprintf(stderr, "eval at step %lld: reward %.4f over %zu prompts\n", (long long)step, m["eval/reward"].get<double>(), n);
+  if (!o_.quiet)
+    std::fprintf(stderr, "eval at step %lld: reward %.4f over %zu prompts\n", (long long)step,
+                 m["eval/reward"].get<double>(), n);
 }
 
 }  // namespace rlaif

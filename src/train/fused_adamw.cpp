@@ -9,8 +9,8 @@ namespace {
 
 // One element, in the order torch::optim::AdamW applies it:
 //   p *= 1 - lr wd;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;  p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps)
-void update(float* p, const float* g, float* m, float* v, int64_t n, float decay, float b1, float b2, float inv_sqrt_bc2,
-            float eps, float step_size) {
+void update(float* p, const float* g, float* m, float* v, int64_t n, float decay, float b1, float b2,
+            float inv_sqrt_bc2, float eps, float step_size) {
   at::parallel_for(0, n, 1 << 16, [&](int64_t b, int64_t e) {
 #pragma omp simd
     for (int64_t i = b; i < e; ++i) {

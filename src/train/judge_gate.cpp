@@ -19,7 +19,7 @@ void judge_preflight(const TrainConfig& c, bool quiet) {
                  c.judge_eval_labels.c_str(), o.injections.empty() ? "" : ", with the injection set");
   auto rep = evaluate_judge(c.judge, labelled, o);
   const std::string& metric = c.judge_agreement_metric;
-  const double value = metric == "accuracy" ? rep.accuracy
+  const double value = metric == "accuracy"   ? rep.accuracy
                        : metric == "spearman" ? rep.spearman
                        : metric == "kendall"  ? rep.kendall
                                               : rep.kappa;

@@ -61,7 +61,8 @@ std::vector<JudgeResult> JudgeStream::collect(size_t n) {
     error_ = nullptr;
     std::rethrow_exception(e);
   }
-  std::vector<JudgeResult> out(std::make_move_iterator(results_.begin()), std::make_move_iterator(results_.begin() + n));
+  std::vector<JudgeResult> out(std::make_move_iterator(results_.begin()),
+                               std::make_move_iterator(results_.begin() + n));
   results_.clear();
   done_.clear();
   done_count_ = 0;

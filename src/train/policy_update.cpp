@@ -38,7 +38,8 @@ PolicyMicroBatches RlTrainer::prepare_micro_batches(const RolloutBatch& rb) {
     for (size_t j = 0; j < picked.size(); ++j) {
       const auto& lp = picked[j]->logprobs;
       for (size_t t = 0; t < lp.size(); ++t) sampler_a[j][t] = lp[t];
-      if (c_.mask_truncated_completions && picked[j]->finish_reason == FinishReason::kLength) b.completion_mask[j].zero_();
+      if (c_.mask_truncated_completions && picked[j]->finish_reason == FinishReason::kLength)
+        b.completion_mask[j].zero_();
     }
     mb.batches.push_back(std::move(b));
     mb.sampler_lp.push_back(sampler);
@@ -62,8 +63,9 @@ PolicyMicroBatches RlTrainer::prepare_micro_batches(const RolloutBatch& rb) {
 void RlTrainer::add_kl_to_rewards(RolloutBatch& rb, const PolicyMicroBatches& mb) const {
   std::vector<torch::Tensor> per_batch;
   for (size_t k = 0; k < mb.batches.size(); ++k)
-    per_batch.push_back((kl_estimate(mb.old_lp[k], mb.ref_lp[k], c_.kl_estimator) * mb.batches[k].completion_mask).sum(-1));
-  auto kl = torch::zeros(rb.valid.sizes(), torch::kFloat32);  // [B, G]
+    per_batch.push_back(
+        (kl_estimate(mb.old_lp[k], mb.ref_lp[k], c_.kl_estimator) * mb.batches[k].completion_mask).sum(-1));
+  auto kl = torch::zeros(rb.valid.sizes(), torch::kFloat32);                    // [B, G]
   if (!per_batch.empty()) kl.masked_scatter_(rb.valid, torch::cat(per_batch));  // [N] into the valid places
   rb.rewards = kl_in_reward(rb.rewards, kl, c_.beta);
 }
@@ -83,7 +85,8 @@ void RlTrainer::update_policy(const RolloutBatch& rb, const PolicyMicroBatches& 
   lo.max_completion_length = c_.max_completion_length;
   lo.is_cap = c_.importance_sampling_correction ? c_.importance_sampling_cap : 0.0;
   lo.num_items = std::max(1.0, mb.tokens);
-  double loss_sum = 0, kl_sum = 0, ent_sum = 0, clip_low = 0, clip_high = 0, clip_region = 0, gap_sum = 0, grad_norm = 0;
+  double loss_sum = 0, kl_sum = 0, ent_sum = 0, clip_low = 0, clip_high = 0, clip_region = 0, gap_sum = 0,
+         grad_norm = 0;
   const double lr = scheduled_lr(c_, step, total_steps_);
   set_lr(*opt_, lr);
   model_->train();

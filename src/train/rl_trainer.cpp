@@ -70,8 +70,8 @@ void RlTrainer::setup() {
   if (!c_.eval_prompts.empty()) eval_rows_ = load_dataset(c_.eval_prompts, *tokenizer_, d);
   const int64_t need = c_.max_prompt_length + c_.max_completion_length;
   if (need > model_->config().max_position_embeddings)
-    throw Error("max_prompt_length + max_completion_length = " + std::to_string(need) + " exceeds the model's context of " +
-                    std::to_string(model_->config().max_position_embeddings),
+    throw Error("max_prompt_length + max_completion_length = " + std::to_string(need) +
+                    " exceeds the model's context of " + std::to_string(model_->config().max_position_embeddings),
                 "train.max_completion_length", "lower one of them");
   trainable_ = make_trainable(model_, c_);
   bf16_ = c_.use_bf16();
@@ -92,8 +92,9 @@ void RlTrainer::setup() {
   total_steps_ = c_.total_steps(static_cast<int64_t>(rows_.size()));
   if (!o_.quiet)
     std::fprintf(stderr, "train: %s (%s, %zu trainable tensors), %zu prompts, sampling %s, training %s, %d threads\n",
-                 c_.model_path.c_str(), c_.use_lora ? "LoRA" : "full fine-tuning", trainable_.params.size(), rows_.size(),
-                 precision.c_str(), bf16_ ? "bf16 matmuls, fp32 master weights" : "fp32", torch::get_num_threads());
+                 c_.model_path.c_str(), c_.use_lora ? "LoRA" : "full fine-tuning", trainable_.params.size(),
+                 rows_.size(), precision.c_str(), bf16_ ? "bf16 matmuls, fp32 master weights" : "fp32",
+                 torch::get_num_threads());
 }
 
 GenerationParams RlTrainer::generation_params() const {
@@ -116,9 +117,12 @@ void RlTrainer::log_step(const RolloutBatch& batch, nlohmann::json& m, Progress&
   for (int64_t g = 0; g < batch.groups(); ++g)
     for (size_t i = 0; i < batch.samples[g].size(); ++i) {
       const auto& s = batch.samples[g][i];
-      nlohmann::json line = {{"step", step}, {"prompt", rows_[batch.rows[g]].text}, {"completion", s.text},
+      nlohmann::json line = {{"step", step},
+                             {"prompt", rows_[batch.rows[g]].text},
+                             {"completion", s.text},
                              {"finish_reason", to_string(s.finish_reason)},
-                             {"completion_tokens", s.token_ids.size()}, {"valid", batch.valid[g][i].item<bool>()},
+                             {"completion_tokens", s.token_ids.size()},
+                             {"valid", batch.valid[g][i].item<bool>()},
                              {"reward", batch.rewards[g][i].item<double>()}};
       if (batch.advantages.defined()) line["advantage"] = batch.advantages[g][i].item<double>();
       const auto& j = batch.judged[g][i];
@@ -175,7 +179,8 @@ void RlTrainer::warn_integrity(nlohmann::json& m) const {
   if (warnings.empty()) return;
   m["warnings"] = warnings;
   if (!o_.quiet)
-    for (const auto& w : warnings) std::fprintf(stderr, "\nwarning: step %lld: %s\n", (long long)m["step"].get<int64_t>(), w.c_str());
+    for (const auto& w : warnings)
+      std::fprintf(stderr, "\nwarning: step %lld: %s\n", (long long)m["step"].get<int64_t>(), w.c_str());
 }
 
 void run_rl(const TrainConfig& config, const RunOptions& options) {

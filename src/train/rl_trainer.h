@@ -51,7 +51,7 @@ class RlTrainer {
   CheckpointContents contents();
   void log_step(const RolloutBatch& batch, nlohmann::json& m, Progress& bar);
   void checkpoint(int64_t done_steps, const TrainerState& started);
-  void log_judge_stats(nlohmann::json& m);    // cache hits, flips and cost since the last step
+  void log_judge_stats(nlohmann::json& m);       // cache hits, flips and cost since the last step
   void warn_integrity(nlohmann::json& m) const;  // reward-integrity thresholds: m["warnings"] and stderr
 
   // rollout.cpp: steps 1-2, repeated in rounds while dynamic sampling refills the batch

@@ -27,9 +27,12 @@ RolloutBatch RlTrainer::collect_rollouts(int64_t step, nlohmann::json& m) {
     auto batch = roll_out(rows, step, round, /*stream=*/!pairwise && !group_mode);
     tally.generate_s += seconds_since(t0);
     auto t1 = Clock::now();
-    if (pairwise) judge_pairs(batch, tally);
-    else if (group_mode) judge_groups(batch, tally);
-    else judge_pointwise(batch, tally);
+    if (pairwise)
+      judge_pairs(batch, tally);
+    else if (group_mode)
+      judge_groups(batch, tally);
+    else
+      judge_pointwise(batch, tally);
     tally.judge_s += seconds_since(t1);
     shape_rewards(batch);
     kept.append(filter_groups(batch, B - kept.groups(), tally));

@@ -17,8 +17,8 @@ struct RolloutBatch {
   std::vector<size_t> rows;                      // [B] dataset row of each group's prompt
   std::vector<std::vector<Sample>> samples;      // [B][G] the completions
   std::vector<std::vector<JudgeResult>> judged;  // [B][G] the judge's results (online DPO: empty results)
-  torch::Tensor lengths;       // [B, G] int64: completion tokens
-  torch::Tensor truncated;     // [B, G] bool: cut at max_completion_length, no end-of-sequence token
+  torch::Tensor lengths;                         // [B, G] int64: completion tokens
+  torch::Tensor truncated;                       // [B, G] bool: cut at max_completion_length, no end-of-sequence token
   torch::Tensor judge_reward;  // [B, G] float64: the judge's reward (graders and panel mixed in by the judge)
   torch::Tensor valid;         // [B, G] bool: judged successfully (online DPO: a pair with a winner)
   torch::Tensor rewards;       // [B, G] float64: shaped (src/rl/rewards.cpp); 0 where !valid

@@ -16,9 +16,9 @@ struct RolloutTally {
   double generate_s = 0, judge_s = 0;  // judge_s: waiting for the judge after generation ended (the rest overlapped)
   int64_t failed = 0;                  // failed judgments
   int64_t groups_seen = 0, dropped = 0, flat = 0;  // groups generated, dropped (< 2 valid), with zero reward std
-  std::vector<double> lengths;         // tokens of every completion generated
-  int64_t clipped = 0;                 // completions cut at max_completion_length
-  std::vector<double> latencies;       // seconds per judge call that went out (cache hits left out)
+  std::vector<double> lengths;                     // tokens of every completion generated
+  int64_t clipped = 0;                             // completions cut at max_completion_length
+  std::vector<double> latencies;                   // seconds per judge call that went out (cache hits left out)
 };
 
 // The rollout's metrics into m: rewards and their spread over the kept groups' valid samples, per criterion, grader

@@ -61,9 +61,9 @@ torch::Tensor completion_logprobs(CausalLM& model, const SequenceBatch& b, doubl
     explicit Suspend(CausalLM& model) : m(model) { m->set_packed_suspended(true); }
     ~Suspend() { m->set_packed_suspended(false); }
   } suspend(model);
-  auto hidden = model->hidden_states(b.input_ids, b.attention_mask);        // [N, P + Tc, C]
+  auto hidden = model->hidden_states(b.input_ids, b.attention_mask);  // [N, P + Tc, C]
   const int64_t Tc = b.completion_ids.size(1);
-  auto h = hidden.narrow(1, b.prompt_len - 1, Tc);                          // [N, Tc, C]
+  auto h = hidden.narrow(1, b.prompt_len - 1, Tc);                                                  // [N, Tc, C]
   const auto& head = model->lm_head ? model->lm_head->weight : model->model->embed_tokens->weight;  // [V, C]
   // Logits a chunk of rows at a time, recomputed in backward: no [N, Tc, V] tensor is ever stored.
   auto logp = linear_token_logprobs(h, head, b.completion_ids, temperature, bf16, entropy);  // [N, Tc]

@@ -20,7 +20,8 @@ double eval_loss(CausalLM& model, const std::vector<PromptRow>& rows, int64_t mb
   double nll = 0, tokens = 0;
   for (size_t s = 0; s < rows.size(); s += mb) {
     std::vector<const std::vector<int64_t>*> p, c;
-    for (size_t k = s; k < std::min(rows.size(), s + mb); ++k) p.push_back(&rows[k].prompt_ids), c.push_back(&rows[k].completion_ids);
+    for (size_t k = s; k < std::min(rows.size(), s + mb); ++k)
+      p.push_back(&rows[k].prompt_ids), c.push_back(&rows[k].completion_ids);
     auto b = make_sequence_batch(p, c, pad);
     nll -= completion_logprobs(model, b, 1.0, nullptr, bf16).sum().item<double>();
     tokens += b.completion_mask.sum().item<double>();
@@ -55,8 +56,8 @@ void run_sft(const TrainConfig& c, const RunOptions& o) {
   JsonlLog metrics(c.output_dir + "/metrics.jsonl");
   if (!o.quiet)
     std::fprintf(stderr, "sft: %s (%s), %zu rows, %lld steps of %lld sequences, %d threads\n", c.model_path.c_str(),
-                 c.use_lora ? "LoRA" : "full fine-tuning", rows.size(), (long long)total, (long long)c.generation_batch(),
-                 torch::get_num_threads());
+                 c.use_lora ? "LoRA" : "full fine-tuning", rows.size(), (long long)total,
+                 (long long)c.generation_batch(), torch::get_num_threads());
   Progress bar("sft", total, "steps", !o.quiet);
   bar.advance(state.step);
   model->train();
@@ -87,8 +88,12 @@ void run_sft(const TrainConfig& c, const RunOptions& o) {
     opt->step();
     opt->zero_grad();
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    nlohmann::json m = {{"step", step + 1},     {"epoch", order.epoch()}, {"loss", loss_sum},
-                        {"lr", lr},             {"grad_norm", grad_norm}, {"num_tokens", tokens},
+    nlohmann::json m = {{"step", step + 1},
+                        {"epoch", order.epoch()},
+                        {"loss", loss_sum},
+                        {"lr", lr},
+                        {"grad_norm", grad_norm},
+                        {"num_tokens", tokens},
                         {"tokens_per_s", tokens / std::max(1e-9, secs)}};
     TrainerState s;
     s.step = step + 1;

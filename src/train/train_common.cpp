@@ -4,12 +4,12 @@
 #include <cmath>
 #include <filesystem>
 
+#include "core/sha256.h"
 #include "rlaif/atomic_file.h"
 #include "rlaif/error.h"
 #include "rlaif/lora.h"
 #include "rlaif/model_folder.h"
 #include "rlaif/runtime.h"
-#include "core/sha256.h"
 #include "rlaif/trainer.h"
 #include "train/fused_adamw.h"
 
@@ -155,21 +155,27 @@ TrainerState start_run(const TrainConfig& c, const std::string& kind, bool resum
       throw Error("the output folder already holds checkpoints", c.output_dir,
                   "continue it with --resume, or choose another train.output_dir");
     if (!c.effective_toml.empty()) write_file_atomic(c.output_dir + "/run_config.toml", c.effective_toml);
-    for (const char* log : {"metrics.jsonl", "samples.jsonl", "eval_samples.jsonl"}) fs::remove(c.output_dir + "/" + log);
+    for (const char* log : {"metrics.jsonl", "samples.jsonl", "eval_samples.jsonl"})
+      fs::remove(c.output_dir + "/" + log);
     return state;
   }
   if (ckpt.empty()) {
-    if (!quiet) std::fprintf(stderr, "%s: no checkpoint in %s, starting from step 0\n", kind.c_str(), c.output_dir.c_str());
-    for (const char* log : {"metrics.jsonl", "samples.jsonl", "eval_samples.jsonl"}) fs::remove(c.output_dir + "/" + log);
+    if (!quiet)
+      std::fprintf(stderr, "%s: no checkpoint in %s, starting from step 0\n", kind.c_str(), c.output_dir.c_str());
+    for (const char* log : {"metrics.jsonl", "samples.jsonl", "eval_samples.jsonl"})
+      fs::remove(c.output_dir + "/" + log);
     return state;
   }
   state = load_checkpoint(ckpt, contents);
   if (state.config_fingerprint != fp)
-    throw Error("this config differs from the run being resumed (model, data, algorithm, batch, seed, LoRA or "
-                "learning rate changed)",
-                ckpt + "/trainer_state.json", "resume with the original config, or start a new output_dir");
-  for (const char* log : {"metrics.jsonl", "samples.jsonl", "eval_samples.jsonl"}) cut_log(c.output_dir + "/" + log, state.step);
-  if (!quiet) std::fprintf(stderr, "%s: resumed from %s (step %lld)\n", kind.c_str(), ckpt.c_str(), (long long)state.step);
+    throw Error(
+        "this config differs from the run being resumed (model, data, algorithm, batch, seed, LoRA or "
+        "learning rate changed)",
+        ckpt + "/trainer_state.json", "resume with the original config, or start a new output_dir");
+  for (const char* log : {"metrics.jsonl", "samples.jsonl", "eval_samples.jsonl"})
+    cut_log(c.output_dir + "/" + log, state.step);
+  if (!quiet)
+    std::fprintf(stderr, "%s: resumed from %s (step %lld)\n", kind.c_str(), ckpt.c_str(), (long long)state.step);
   return state;
 }
 

@@ -174,16 +174,18 @@ void TrainConfig::validate(const std::string& where, bool rl) const {
   if (max_grad_norm < 0) fail("train.max_grad_norm", "must be >= 0 (0 = no clipping)");
   if (lr_scheduler_type != "constant" && lr_scheduler_type != "linear" && lr_scheduler_type != "cosine")
     fail("train.lr_scheduler_type", "unknown schedule \"" + lr_scheduler_type + "\"", "use constant, linear or cosine");
-  if (warmup_steps < 0 || warmup_ratio < 0 || warmup_ratio > 1) fail("train.warmup_steps/warmup_ratio", "must be >= 0 (ratio <= 1)");
+  if (warmup_steps < 0 || warmup_ratio < 0 || warmup_ratio > 1)
+    fail("train.warmup_steps/warmup_ratio", "must be >= 0 (ratio <= 1)");
   if (max_prompt_length < 1) fail("train.max_prompt_length", "must be >= 1");
   if (max_completion_length < 1) fail("train.max_completion_length", "must be >= 1");
   if (save_total_limit < 1) fail("train.save_total_limit", "must be >= 1");
-  if (save_steps < 0 || logging_steps < 1 || eval_steps < 0) fail("train.save_steps/logging_steps/eval_steps", "must be >= 0 (logging_steps >= 1)");
+  if (save_steps < 0 || logging_steps < 1 || eval_steps < 0)
+    fail("train.save_steps/logging_steps/eval_steps", "must be >= 0 (logging_steps >= 1)");
   if (use_lora) lora.validate(where + ": lora");
   if (!rl) return;
   const std::string algos = "grpo, rloo, reinforce_pp, reinforce_pp_baseline or online_dpo";
-  if (algorithm != "grpo" && algorithm != "rloo" && algorithm != "reinforce_pp" && algorithm != "reinforce_pp_baseline" &&
-      algorithm != "online_dpo")
+  if (algorithm != "grpo" && algorithm != "rloo" && algorithm != "reinforce_pp" &&
+      algorithm != "reinforce_pp_baseline" && algorithm != "online_dpo")
     fail("train.algorithm", "unknown algorithm \"" + algorithm + "\"", "use " + algos);
   if (num_generations < 2) fail("train.num_generations", "must be >= 2: advantages compare the samples of one prompt");
   if (algorithm == "online_dpo" && num_generations != 2)
@@ -198,7 +200,8 @@ void TrainConfig::validate(const std::string& where, bool rl) const {
   if (top_k < 0) fail("train.top_k", "must be >= 0 (0 = off)");
   if (!(min_p >= 0 && min_p < 1)) fail("train.min_p", "must be in [0, 1)");
   if (beta < 0) fail("train.beta", "must be >= 0");
-  if (kl_estimator != "k1" && kl_estimator != "k2" && kl_estimator != "k3") fail("train.kl_estimator", "use k1, k2 or k3");
+  if (kl_estimator != "k1" && kl_estimator != "k2" && kl_estimator != "k3")
+    fail("train.kl_estimator", "use k1, k2 or k3");
   if (!(epsilon > 0 && epsilon < 1)) fail("train.epsilon", "must be in (0, 1)");
   if (epsilon_high >= 0 && epsilon_high < epsilon) fail("train.epsilon_high", "must be >= epsilon (clip-higher)");
   if (loss_type != "grpo" && loss_type != "bnpo" && loss_type != "dr_grpo" && loss_type != "dapo")
@@ -213,14 +216,18 @@ void TrainConfig::validate(const std::string& where, bool rl) const {
     fail("train.overlong_buffer_length", "must be in [0, max_completion_length)");
   if (max_dynamic_sampling_rounds < 1) fail("train.max_dynamic_sampling_rounds", "must be >= 1");
   if (generation_batch_size < 1) fail("train.generation_batch_size", "must be >= 1");
-  if (eval_steps > 0 && eval_prompts.empty()) fail("train.eval_steps", "evaluation needs held-out prompts", "set data.eval_prompts");
-  if (!has_judge) fail("judge", "no reward is configured", "add a [judge] table (and [rubric]) or [[graders]] with [judge] backend = \"none\"");
+  if (eval_steps > 0 && eval_prompts.empty())
+    fail("train.eval_steps", "evaluation needs held-out prompts", "set data.eval_prompts");
+  if (!has_judge)
+    fail("judge", "no reward is configured",
+         "add a [judge] table (and [rubric]) or [[graders]] with [judge] backend = \"none\"");
   if (judge_mode != "pointwise" && judge_mode != "group")
     fail("train.judge_mode", "unknown judge_mode \"" + judge_mode + "\"", "use pointwise or group");
   if (judge_mode == "group" && (judge.backend != "openai" || algorithm == "online_dpo"))
     fail("train.judge_mode", "group judging needs an openai-compatible judge and a policy-gradient algorithm");
   if (!judge.panel.empty() && (judge_mode == "group" || algorithm == "online_dpo"))
-    fail("panel", "a panel of judges scores pointwise only", "use judge_mode = \"pointwise\" and a policy-gradient algorithm");
+    fail("panel", "a panel of judges scores pointwise only",
+         "use judge_mode = \"pointwise\" and a policy-gradient algorithm");
   if (algorithm == "online_dpo" && judge.backend != "openai")
     fail("judge.backend", "online_dpo needs pairwise preferences from an openai-compatible judge");
   judge.validate(where);
@@ -232,13 +239,16 @@ void TrainConfig::validate(const std::string& where, bool rl) const {
     fail("train.judge_min_agreement", "must be in [0, 1] (0 = report only)",
          "0.8 = refuse to train with a judge agreeing on less than 80%");
   if (judge_min_agreement > 0 && judge_eval_labels.empty())
-    fail("train.judge_min_agreement", "a minimum agreement needs train.judge_eval_labels", "name a labelled JSONL file");
+    fail("train.judge_min_agreement", "a minimum agreement needs train.judge_eval_labels",
+         "name a labelled JSONL file");
   if (!judge_eval_injections.empty() && judge_eval_labels.empty())
-    fail("train.judge_eval_injections", "the injection shift is measured on train.judge_eval_labels", "name that file too");
+    fail("train.judge_eval_injections", "the injection shift is measured on train.judge_eval_labels",
+         "name that file too");
   if (!integrity_verifier.empty()) {
     bool found = false;
     std::string names;
-    for (const auto& g : judge.graders) found = found || g.name == integrity_verifier, names += (names.empty() ? "" : ", ") + g.name;
+    for (const auto& g : judge.graders)
+      found = found || g.name == integrity_verifier, names += (names.empty() ? "" : ", ") + g.name;
     if (!found)
       fail("train.integrity_verifier", "no grader is named \"" + integrity_verifier + "\"",
            names.empty() ? "add a [[graders]] entry with that name (weight = 0 keeps it out of the reward)"

@@ -42,8 +42,10 @@ std::string byte_vocab() {
     bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
     unsigned cp = printable ? b : 256 + extra++;
     std::string u;
-    if (cp < 0x80) u += static_cast<char>(cp);
-    else u += {static_cast<char>(0xC0 | (cp >> 6)), static_cast<char>(0x80 | (cp & 0x3F))};
+    if (cp < 0x80)
+      u += static_cast<char>(cp);
+    else
+      u += {static_cast<char>(0xC0 | (cp >> 6)), static_cast<char>(0x80 | (cp & 0x3F))};
     if (u == "\"") u = "\\\"";
     if (u == "\\") u = "\\\\";
     v += "\"" + u + "\": " + std::to_string(b) + ", ";
@@ -58,7 +60,9 @@ std::string sp_vocab() {
     std::snprintf(buf, sizeof(buf), "<0x%02X>", b);
     v += "\"" + std::string(buf) + "\": " + std::to_string(3 + b) + ", ";
   }
-  return v + "\"▁\": 300, \"t\": 301, \"h\": 302, \"e\": 303, \"a\": 304, \"▁t\": 305, \"he\": 306, \"▁the\": 307, \"▁a\": 308}";
+  return v +
+         "\"▁\": 300, \"t\": 301, \"h\": 302, \"e\": 303, \"a\": 304, \"▁t\": 305, \"he\": 306, \"▁the\": 307, \"▁a\": "
+         "308}";
 }
 
 std::string with_vocab(std::string t, const std::string& vocab) { return t.replace(t.find("VOCAB"), 5, vocab); }
@@ -74,7 +78,8 @@ void check(bool ok, const char* what) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const rlaif::Tokenizer byte_level = rlaif::Tokenizer::from_json(with_vocab(kByteLevel, byte_vocab()), "fuzz");
-  static const rlaif::Tokenizer sentencepiece = rlaif::Tokenizer::from_json(with_vocab(kSentencePiece, sp_vocab()), "fuzz");
+  static const rlaif::Tokenizer sentencepiece =
+      rlaif::Tokenizer::from_json(with_vocab(kSentencePiece, sp_vocab()), "fuzz");
   if (size == 0) return 0;
   std::string input(reinterpret_cast<const char*>(data) + 1, size - 1);
   switch (data[0] % 3) {
@@ -102,8 +107,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       try {
         auto t = rlaif::Tokenizer::from_json(input, "fuzz.json");
         t.decode(t.encode("Hello, wörld 123 <s>"), false);
-      } catch (const rlaif::Error&) {
-      }
+      } catch (const rlaif::Error&) {}
       break;
     }
   }

@@ -24,8 +24,10 @@ Run add_demo_task(CLI::App& app) {
   app.add_option("--eval-prompts", o->eval_prompts, "held-out RL prompts")->capture_default_str();
   return [o, out]() {
     rlaif::write_review_task(*out, *o);
-    std::printf("wrote the review task to %s: policy_sft.jsonl, judge_train.jsonl, judge_heldout.jsonl, prompts.jsonl, "
-                "eval_prompts.jsonl\n", out->c_str());
+    std::printf(
+        "wrote the review task to %s: policy_sft.jsonl, judge_train.jsonl, judge_heldout.jsonl, prompts.jsonl, "
+        "eval_prompts.jsonl\n",
+        out->c_str());
     return 0;
   };
 }

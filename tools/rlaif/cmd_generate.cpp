@@ -27,8 +27,7 @@ struct GenerateArgs {
 };
 
 int run_generate(const GenerateArgs& a) {
-  if (a.on_error != "stop" && a.on_error != "skip")
-    throw rlaif::Error("--on-error must be stop or skip", "--on-error");
+  if (a.on_error != "stop" && a.on_error != "skip") throw rlaif::Error("--on-error must be stop or skip", "--on-error");
   if (a.num_generations < 1) throw rlaif::Error("must be >= 1", "--num-generations");
   rlaif::GenerationParams params;
   params.sampling.temperature = a.temperature;
@@ -43,7 +42,9 @@ int run_generate(const GenerateArgs& a) {
   rlaif::set_num_threads(a.threads);
   auto model = rlaif::load_model(a.model);
   std::string precision = rlaif::set_inference_precision(model, a.dtype);
-  if (!a.quiet) std::fprintf(stderr, "generate: %s, compute %s, %d threads\n", a.model.c_str(), precision.c_str(), torch::get_num_threads());
+  if (!a.quiet)
+    std::fprintf(stderr, "generate: %s, compute %s, %d threads\n", a.model.c_str(), precision.c_str(),
+                 torch::get_num_threads());
   auto tokenizer = rlaif::Tokenizer::load(a.model);
   auto eos = rlaif::load_eos_token_ids(a.model, model->config());
   rlaif::GeneratorOptions go;
@@ -51,7 +52,6 @@ int run_generate(const GenerateArgs& a) {
   rlaif::Generator gen(model, tokenizer, eos, go);
   // The model folder's chat template (tokenizer_config.json), or ChatML when it has none.
   auto chat = rlaif::ChatTemplate::for_tokenizer(tokenizer);
-
 
   // Rows -> requests. A bad row is an error (--on-error stop) or an error row in the output (skip).
   auto rows = rlaif::read_jsonl(a.prompts);
@@ -73,7 +73,8 @@ int run_generate(const GenerateArgs& a) {
         prompt_text[i] = r.value["prompt"].get<std::string>();
       } else if (r.value.contains("messages")) {
         const auto& messages = r.value["messages"];
-        if (!messages.is_array() || messages.empty()) throw rlaif::Error("\"messages\" must be a non-empty list", where);
+        if (!messages.is_array() || messages.empty())
+          throw rlaif::Error("\"messages\" must be a non-empty list", where);
         try {
           prompt_text[i] = chat.render_for(tokenizer, messages, /*add_generation_prompt=*/true);
         } catch (const rlaif::Error& e) {
@@ -81,8 +82,9 @@ int run_generate(const GenerateArgs& a) {
         }
         from_messages = true;
       } else {
-        throw rlaif::Error("row has neither \"prompt\" nor \"messages\"", where,
-                           "rows look like {\"prompt\": \"...\"} or {\"messages\": [{\"role\": \"user\", \"content\": \"...\"}]}");
+        throw rlaif::Error(
+            "row has neither \"prompt\" nor \"messages\"", where,
+            "rows look like {\"prompt\": \"...\"} or {\"messages\": [{\"role\": \"user\", \"content\": \"...\"}]}");
       }
       rlaif::GenerationRequest q;
       // A rendered chat template already holds its special tokens (transformers' apply_chat_template does the same).
@@ -94,12 +96,14 @@ int run_generate(const GenerateArgs& a) {
                            where, "shorten the prompt");
       q.num_samples = a.num_generations;
       q.seed = r.value.contains("seed") && r.value["seed"].is_number_unsigned() ? r.value["seed"].get<uint64_t>()
-                                                                                 : rlaif::sample_seed(a.seed, r.line);
+                                                                                : rlaif::sample_seed(a.seed, r.line);
       q.params = params;
       requests.push_back(std::move(q));
       request_row.push_back(i);
     } catch (const rlaif::Error& e) {
-      if (a.on_error == "stop") throw rlaif::Error(e.what_part(), e.where(), "fix the row, or pass --on-error skip to report bad rows and go on");
+      if (a.on_error == "stop")
+        throw rlaif::Error(e.what_part(), e.where(),
+                           "fix the row, or pass --on-error skip to report bad rows and go on");
       row_error[i] = e.what_part();
       ++bad;
       std::fprintf(stderr, "rlaif: skipped %s: %s\n", e.where().c_str(), e.what_part().c_str());
@@ -140,12 +144,13 @@ int run_generate(const GenerateArgs& a) {
   }
   rlaif::write_file_atomic(a.out, out);
   const auto& st = gen.stats();
-  std::fprintf(stderr,
-               "generate: %zu prompts x %lld samples -> %s (%zu bad rows); prefill %lld tok (%.1f tok/s), decode %lld tok "
-               "(%.1f tok/s)\n",
-               requests.size(), (long long)a.num_generations, a.out.c_str(), bad, (long long)st.prefill_tokens,
-               st.prefill_seconds > 0 ? st.prefill_tokens / st.prefill_seconds : 0.0, (long long)st.decode_tokens,
-               st.decode_seconds + st.sample_seconds > 0 ? st.decode_tokens / (st.decode_seconds + st.sample_seconds) : 0.0);
+  std::fprintf(
+      stderr,
+      "generate: %zu prompts x %lld samples -> %s (%zu bad rows); prefill %lld tok (%.1f tok/s), decode %lld tok "
+      "(%.1f tok/s)\n",
+      requests.size(), (long long)a.num_generations, a.out.c_str(), bad, (long long)st.prefill_tokens,
+      st.prefill_seconds > 0 ? st.prefill_tokens / st.prefill_seconds : 0.0, (long long)st.decode_tokens,
+      st.decode_seconds + st.sample_seconds > 0 ? st.decode_tokens / (st.decode_seconds + st.sample_seconds) : 0.0);
   return bad > 0 ? 4 : 0;
 }
 
@@ -153,22 +158,29 @@ int run_generate(const GenerateArgs& a) {
 
 Run add_generate(CLI::App& app) {
   auto a = std::make_shared<GenerateArgs>();
-  app.add_option("--model", a->model, "Hugging Face model folder (config.json, safetensors, tokenizer.json)")->required();
-  app.add_option("--prompts", a->prompts, "JSONL input: rows {\"prompt\": \"...\"} or {\"messages\": [...]} (rendered with the model's chat template; ChatML if it has none)")
+  app.add_option("--model", a->model, "Hugging Face model folder (config.json, safetensors, tokenizer.json)")
+      ->required();
+  app.add_option("--prompts", a->prompts,
+                 "JSONL input: rows {\"prompt\": \"...\"} or {\"messages\": [...]} (rendered with the model's chat "
+                 "template; ChatML if it has none)")
       ->required();
   app.add_option("--out", a->out, "JSONL output, one row per sample; written atomically")->required();
-  app.add_option("--num-generations", a->num_generations, "samples per prompt (they share one prefill)")->capture_default_str();
+  app.add_option("--num-generations", a->num_generations, "samples per prompt (they share one prefill)")
+      ->capture_default_str();
   app.add_option("--temperature", a->temperature, "sampling temperature; 0 = greedy")->capture_default_str();
   app.add_option("--top-k", a->top_k, "keep the k most likely tokens; 0 = off")->capture_default_str();
   app.add_option("--top-p", a->top_p, "nucleus sampling mass; 1 = off")->capture_default_str();
   app.add_option("--min-p", a->min_p, "drop tokens below min_p x the top probability; 0 = off")->capture_default_str();
   app.add_option("--max-new-tokens", a->max_new_tokens, "most tokens generated per sample")->capture_default_str();
   app.add_option("--stop", a->stop, "stop string (repeatable); the completion is cut before it");
-  app.add_option("--seed", a->seed, "seed; a row's samples depend only on it, the row's line and the row's own \"seed\"")
+  app.add_option("--seed", a->seed,
+                 "seed; a row's samples depend only on it, the row's line and the row's own \"seed\"")
       ->capture_default_str();
   app.add_option("--threads", a->threads, "CPU threads; 0 = all cores")->capture_default_str();
-  app.add_option("--batch-size", a->batch_size, "sequences decoded together (continuous batching)")->capture_default_str();
-  app.add_option("--dtype", a->dtype, "compute dtype: auto (the fastest measured: see docs/perf.md), float32 or bfloat16")
+  app.add_option("--batch-size", a->batch_size, "sequences decoded together (continuous batching)")
+      ->capture_default_str();
+  app.add_option("--dtype", a->dtype,
+                 "compute dtype: auto (the fastest measured: see docs/perf.md), float32 or bfloat16")
       ->capture_default_str();
   app.add_option("--on-error", a->on_error, "on a malformed row: stop (exit 1) or skip (write an error row, exit 4)")
       ->capture_default_str();

@@ -19,7 +19,8 @@ Run add_init_model(CLI::App& app) {
   app.add_option("--tokenizer", o->tokenizer,
                  "folder with a real tokenizer.json (+ tokenizer_config.json) to use instead of the byte-level one; "
                  "the vocabulary grows to fit it");
-  app.add_option("--dtype", o->dtype, "dtype of the stored weights: float32, bfloat16 or float16")->capture_default_str();
+  app.add_option("--dtype", o->dtype, "dtype of the stored weights: float32, bfloat16 or float16")
+      ->capture_default_str();
   return [o, out]() {
     rlaif::init_model(*o, *out);
     std::printf("wrote %s (%s, %s, seed %llu)\n", out->c_str(), o->arch.c_str(), o->size.c_str(),

@@ -6,9 +6,9 @@
 #include "commands.h"
 #include "rlaif/atomic_file.h"
 #include "rlaif/error.h"
+#include "rlaif/jsonl.h"
 #include "rlaif/judge.h"
 #include "rlaif/judge_eval.h"
-#include "rlaif/jsonl.h"
 #include "rlaif/judge_prompt.h"
 #include "rlaif/progress.h"
 #include "rlaif/verdict.h"
@@ -72,9 +72,10 @@ int run_judge(const JudgeArgs& a) {
   std::fprintf(stderr, "judge: %lld judged, %lld ok, %lld failed, %lld from cache\n", static_cast<long long>(st.judged),
                static_cast<long long>(st.ok), static_cast<long long>(st.failed), static_cast<long long>(st.cache_hits));
   for (const auto& [k, s] : sums) std::fprintf(stderr, "  mean %-12s %.3f\n", k.c_str(), s.first / s.second);
-  for (const auto& [k, n] : st.failures) std::fprintf(stderr, "  failed %-12s %lld\n", k.c_str(), static_cast<long long>(n));
-  std::fprintf(stderr, "  latency p50 %.3fs p95 %.3fs; tokens in %lld out %lld; cost %.6f\n", percentile(st.latencies, 0.5),
-               percentile(st.latencies, 0.95), static_cast<long long>(st.prompt_tokens),
+  for (const auto& [k, n] : st.failures)
+    std::fprintf(stderr, "  failed %-12s %lld\n", k.c_str(), static_cast<long long>(n));
+  std::fprintf(stderr, "  latency p50 %.3fs p95 %.3fs; tokens in %lld out %lld; cost %.6f\n",
+               percentile(st.latencies, 0.5), percentile(st.latencies, 0.95), static_cast<long long>(st.prompt_tokens),
                static_cast<long long>(st.completion_tokens), st.cost);
   return st.failed > 0 ? 4 : 0;
 }
@@ -117,9 +118,11 @@ int run_pairwise(const JudgeArgs& a) {
   }
   rlaif::write_file_atomic(a.out, out);
   const auto& st = judge.stats();
-  std::fprintf(stderr, "judge: %lld pairs, %lld judged in both orders, flip rate %.3f\n", static_cast<long long>(st.pairs),
-               static_cast<long long>(st.pairs_ok), st.pairs_ok ? static_cast<double>(st.flips) / st.pairs_ok : 0.0);
-  for (const auto& [k, n] : st.failures) std::fprintf(stderr, "  failed %-12s %lld\n", k.c_str(), static_cast<long long>(n));
+  std::fprintf(stderr, "judge: %lld pairs, %lld judged in both orders, flip rate %.3f\n",
+               static_cast<long long>(st.pairs), static_cast<long long>(st.pairs_ok),
+               st.pairs_ok ? static_cast<double>(st.flips) / st.pairs_ok : 0.0);
+  for (const auto& [k, n] : st.failures)
+    std::fprintf(stderr, "  failed %-12s %lld\n", k.c_str(), static_cast<long long>(n));
   return st.pairs_ok < st.pairs ? 4 : 0;
 }
 
@@ -136,8 +139,9 @@ int run_group(const JudgeArgs& a) {
     if (ok)
       for (const auto& c : v["completions"]) ok = ok && c.is_string();
     if (!ok)
-      throw rlaif::Error("group rows need a string \"prompt\" and \"completions\", a list of at least 2 strings", where,
-                         r.error.empty() ? "e.g. {\"prompt\": \"...\", \"completions\": [\"a\", \"b\", \"c\"]}" : r.error);
+      throw rlaif::Error(
+          "group rows need a string \"prompt\" and \"completions\", a list of at least 2 strings", where,
+          r.error.empty() ? "e.g. {\"prompt\": \"...\", \"completions\": [\"a\", \"b\", \"c\"]}" : r.error);
     groups.push_back({v["prompt"], v["completions"].get<std::vector<std::string>>(), v.value("reference", "")});
     lines.push_back(r.line);
   }
@@ -195,8 +199,9 @@ int run_judge_render(const JudgeArgs& a) {
     const auto& v = r.value;
     if (!r.error.empty() || !v.is_object() || !v.contains("prompt") || !v["prompt"].is_string() ||
         !v.contains("completion") || !v["completion"].is_string())
-      throw rlaif::Error("row needs string \"prompt\" and \"completion\"", where,
-                         r.error.empty() ? "rows look like {\"prompt\": ..., \"completion\": ..., \"label\": 1}" : r.error);
+      throw rlaif::Error(
+          "row needs string \"prompt\" and \"completion\"", where,
+          r.error.empty() ? "rows look like {\"prompt\": ..., \"completion\": ..., \"label\": 1}" : r.error);
     rlaif::JudgeSample sample{v["prompt"], v["completion"], v.value("reference", "")};
     auto messages = rlaif::render_judge_prompt(config.tmpl, rubric, sample).to_openai();
     std::map<std::string, double> scores;
@@ -211,8 +216,7 @@ int run_judge_render(const JudgeArgs& a) {
         throw rlaif::Error("\"label\" must be a number or a boolean", where);
       // A label scores every criterion alike: 1/true is each scale's top, 0/false its bottom, other numbers as given.
       const double label = v["label"].is_boolean() ? (v["label"].get<bool>() ? 1 : 0) : v["label"].get<double>();
-      for (const auto& c : rubric.criteria)
-        scores[c.name] = v["label"].is_boolean() ? (label ? c.max : c.min) : label;
+      for (const auto& c : rubric.criteria) scores[c.name] = v["label"].is_boolean() ? (label ? c.max : c.min) : label;
     }
     if (!scores.empty()) {
       for (const auto& c : rubric.criteria) {
@@ -224,12 +228,13 @@ int run_judge_render(const JudgeArgs& a) {
                                  std::to_string(c.min) + ", " + std::to_string(c.max) + "]",
                              where);
       }
-      messages.push_back({{"role", "assistant"},
-                          {"content", rlaif::format_verdict(rubric, scores, v.value("rationale", ""))}});
+      messages.push_back(
+          {{"role", "assistant"}, {"content", rlaif::format_verdict(rubric, scores, v.value("rationale", ""))}});
       ++with_verdict;
     }
     ++rows;
-    out += nlohmann::json({{"messages", messages}}).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+    out +=
+        nlohmann::json({{"messages", messages}}).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   }
   rlaif::write_file_atomic(a.out, out);
   std::fprintf(stderr, "judge render: %lld rows (%lld with a verdict) -> %s\n", static_cast<long long>(rows),
@@ -242,7 +247,8 @@ int run_judge_render(const JudgeArgs& a) {
 Run add_judge(CLI::App& app) {
   auto a = std::make_shared<JudgeArgs>();
   app.footer(
-      "Input rows: {\"prompt\": ..., \"completion\": ..., \"reference\": ... (optional)}. Output rows: line, ok, reward "
+      "Input rows: {\"prompt\": ..., \"completion\": ..., \"reference\": ... (optional)}. Output rows: line, ok, "
+      "reward "
       "(weighted rubric score in [0, 1]), scores, rationale, or failure and detail; cached, latency_s. A failed "
       "judgment is reported as failed, never scored. Exit code 4 when some judgments failed. See docs/config.md for "
       "judge.toml.");
@@ -256,24 +262,29 @@ Run add_judge(CLI::App& app) {
   app.add_flag("--group", a->group,
                "rows {prompt, completions: [...]}: all completions of a row scored in one judge call (group ranking); "
                "output rows carry scores and rewards per completion");
-  auto* eval = app.add_subcommand("eval", "agreement of the judge with labels, length bias, consistency, injection shift");
+  auto* eval =
+      app.add_subcommand("eval", "agreement of the judge with labels, length bias, consistency, injection shift");
   eval->add_option("--config", a->config, "judge.toml")->required();
   eval->add_option("--labels", a->labels, "JSONL rows {prompt, completion, reference?, label}")->required();
   eval->add_option("--threshold", a->threshold, "reward >= threshold is a pass")->capture_default_str();
-  eval->add_option("--label-threshold", a->label_threshold, "label >= this is a pass (default: midpoint of the labels)");
+  eval->add_option("--label-threshold", a->label_threshold,
+                   "label >= this is a pass (default: midpoint of the labels)");
   eval->add_option("--consistency", a->consistency, "judge every sample K times (no cache) and report the spread")
       ->capture_default_str();
-  eval->add_option("--injections", a->injections, "JSONL rows {completion}: texts appended to every completion; "
-                                                  "reports the reward shift they cause (e.g. tests/data/judge_injections.jsonl)");
+  eval->add_option("--injections", a->injections,
+                   "JSONL rows {completion}: texts appended to every completion; "
+                   "reports the reward shift they cause (e.g. tests/data/judge_injections.jsonl)");
   eval->add_option("--report", a->report, "also write the report (JSON) to this file");
   eval->add_flag("--pairwise", a->pairwise,
                  "also compare completions of one prompt with different labels, in both orders: reports the flip "
                  "rate (verdicts that change with the order) and pairwise accuracy");
   auto* render = app.add_subcommand(
-      "render", "the judge prompt of each row as chat messages, with the verdict as the answer where the row has "
-                "\"label\" or \"scores\": SFT data for training a judge model (rlaif sft)");
+      "render",
+      "the judge prompt of each row as chat messages, with the verdict as the answer where the row has "
+      "\"label\" or \"scores\": SFT data for training a judge model (rlaif sft)");
   render->add_option("--config", a->config, "judge.toml ([rubric], [template])")->required();
-  render->add_option("--in", a->in, "JSONL rows {prompt, completion, reference?, label? | scores?, rationale?}")->required();
+  render->add_option("--in", a->in, "JSONL rows {prompt, completion, reference?, label? | scores?, rationale?}")
+      ->required();
   render->add_option("--out", a->out, "JSONL rows {messages}, written atomically")->required();
   return [a, eval, render]() {
     if (*eval) return run_judge_eval(*a);

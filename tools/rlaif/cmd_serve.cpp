@@ -1,8 +1,8 @@
 // rlaif serve: an OpenAI-compatible server over a model folder (see include/rlaif/openai_server.h).
+#include <pthread.h>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
-#include <pthread.h>
 #include <thread>
 
 #include "commands.h"
@@ -22,13 +22,15 @@ Run add_serve(CLI::App& app) {
   app.add_option("--model-name", o->model_name, "the model id clients see (default: the folder's name)");
   app.add_option("--host", o->host, "address to bind; keep 127.0.0.1 unless other machines must reach it")
       ->capture_default_str();
-  app.add_option("--port", o->port, "port (0 = any free port; the line 'serving ... on URL' names it)")->capture_default_str();
+  app.add_option("--port", o->port, "port (0 = any free port; the line 'serving ... on URL' names it)")
+      ->capture_default_str();
   app.add_option("--api-key-env", *key_env,
                  "name of an environment variable holding a key: requests must then send Authorization: Bearer <key>");
   app.add_option("--dtype", o->dtype, "auto (packed bf16 kernels where the CPU has AVX512_BF16), float32 or bfloat16")
       ->capture_default_str();
   app.add_option("--max-batch", o->max_batch, "sequences decoded together")->capture_default_str();
-  app.add_option("--max-tokens", o->max_tokens_limit, "largest max_tokens a request may ask for")->capture_default_str();
+  app.add_option("--max-tokens", o->max_tokens_limit, "largest max_tokens a request may ask for")
+      ->capture_default_str();
   app.add_option("--max-n", o->max_n, "largest n (choices per request)")->capture_default_str();
   app.add_option("--max-request-bytes", o->max_request_bytes, "larger request bodies get 413")->capture_default_str();
   return [o, key_env]() {

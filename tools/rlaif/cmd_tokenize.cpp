@@ -25,11 +25,13 @@ std::string line_text(const std::string& line) {
 std::vector<int64_t> line_ids(const std::string& line, size_t number) {
   auto j = nlohmann::json::parse(line, nullptr, false);
   if (j.is_object() && j.contains("ids")) j = j["ids"];
-  if (!j.is_array()) throw rlaif::Error("expected a JSON list of token ids", "stdin:" + std::to_string(number),
-                                        "decode reads lines like [9707, 1879] or {\"ids\": [9707, 1879]}");
+  if (!j.is_array())
+    throw rlaif::Error("expected a JSON list of token ids", "stdin:" + std::to_string(number),
+                       "decode reads lines like [9707, 1879] or {\"ids\": [9707, 1879]}");
   std::vector<int64_t> ids;
   for (const auto& x : j) {
-    if (!x.is_number_integer()) throw rlaif::Error("token id is not an integer: " + x.dump(), "stdin:" + std::to_string(number));
+    if (!x.is_number_integer())
+      throw rlaif::Error("token id is not an integer: " + x.dump(), "stdin:" + std::to_string(number));
     ids.push_back(x.get<int64_t>());
   }
   return ids;
@@ -47,7 +49,8 @@ int run_tokenize(const TokenizeArgs& a) {
     for (size_t i = 0; i < lines.size(); ++i) {
       if (lines[i].empty()) continue;
       out += nlohmann::json{{"text", tok.decode(line_ids(lines[i], i + 1), !a.keep_special)}}.dump(
-                 -1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+                 -1, ' ', false, nlohmann::json::error_handler_t::replace) +
+             "\n";
     }
   } else {
     std::vector<std::string> texts;
@@ -72,7 +75,8 @@ int run_tokenize(const TokenizeArgs& a) {
 Run add_tokenize(CLI::App& app) {
   auto a = std::make_shared<TokenizeArgs>();
   app.footer(
-      "Reads stdin one line at a time. A line that is a JSON string (\"...\") is decoded first, so texts holding newlines "
+      "Reads stdin one line at a time. A line that is a JSON string (\"...\") is decoded first, so texts holding "
+      "newlines "
       "fit on one line; other lines are taken as they are. Writes one JSON object per input line:\n"
       "  --ids (default)  {\"ids\": [...]}\n"
       "  --tokens         {\"ids\": [...], \"tokens\": [\"Hello\", \"Ġworld\"]}\n"

@@ -16,11 +16,13 @@ int main(int argc, char** argv) {
   CLI::App app{"rlaif — reinforcement fine-tuning of language models with an LLM as the judge (RLAIF)"};
   app.require_subcommand(1);
   std::map<CLI::App*, rlaif_cli::Run> runs;
-  auto* init = app.add_subcommand("init-model", "write a seeded, randomly initialised model folder (no download needed)");
+  auto* init =
+      app.add_subcommand("init-model", "write a seeded, randomly initialised model folder (no download needed)");
   runs[init] = rlaif_cli::add_init_model(*init);
   auto* gen = app.add_subcommand("generate", "sample completions for a JSONL file of prompts");
   runs[gen] = rlaif_cli::add_generate(*gen);
-  auto* tok = app.add_subcommand("tokenize", "encode or decode stdin lines with a model folder's tokenizer (JSONL out)");
+  auto* tok =
+      app.add_subcommand("tokenize", "encode or decode stdin lines with a model folder's tokenizer (JSONL out)");
   runs[tok] = rlaif_cli::add_tokenize(*tok);
   auto* judge = app.add_subcommand("judge", "score a JSONL file of prompt/completion rows with an LLM judge");
   runs[judge] = rlaif_cli::add_judge(*judge);
@@ -32,7 +34,8 @@ int main(int argc, char** argv) {
   runs[ttok] = rlaif_cli::add_train_tokenizer(*ttok);
   auto* report = app.add_subcommand("report", "write a self-contained HTML report of a training run");
   runs[report] = rlaif_cli::add_report(*report);
-  auto* demo = app.add_subcommand("demo-task", "write the quickstart's built-in task (prompts, SFT data, judge labels)");
+  auto* demo =
+      app.add_subcommand("demo-task", "write the quickstart's built-in task (prompts, SFT data, judge labels)");
   runs[demo] = rlaif_cli::add_demo_task(*demo);
   auto* serve = app.add_subcommand("serve", "serve a model folder over the OpenAI API (chat/completions, completions)");
   runs[serve] = rlaif_cli::add_serve(*serve);
