@@ -45,7 +45,9 @@ TEST(HttpClient, EveryFaultEndsAsAResponseOrACountedFailure) {
     const auto& [fault, want] = cases[i % cases.size()];
     EXPECT_EQ(done[i], 1) << fault;
     EXPECT_EQ(out[i].failure, want) << fault << ": " << out[i].detail;
-    if (want.empty()) EXPECT_EQ(out[i].status, 200) << fault;
+    if (want.empty()) {
+      EXPECT_EQ(out[i].status, 200) << fault;
+    }
   }
   // Attempts: 429x2 needs 3 and waited the server's Retry-After of 1 s twice; 4xx is not retried; timeout uses all 4.
   EXPECT_EQ(out[1].attempts, 3);

@@ -83,7 +83,9 @@ TEST(Judge, VerdictsAndFailuresByCauseCacheAndJournal) {
     EXPECT_EQ(judge.stats().cache_hits, 4);
     for (size_t i = 0; i < input.size(); ++i) {
       EXPECT_EQ(results[i].cached, want[i].empty()) << i;
-      if (results[i].cached) EXPECT_NEAR(results[i].verdict.reward, 6.0 / 9, 1e-12);
+      if (results[i].cached) {
+        EXPECT_NEAR(results[i].verdict.reward, 6.0 / 9, 1e-12);
+      }
     }
   }
   int64_t asked_again = server.requests() - requests_first;

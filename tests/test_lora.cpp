@@ -96,8 +96,9 @@ TEST(Lora, RuntimeMergedPackedAndReferenceAgree) {
   EXPECT_TRUE(torch::equal(logits(reloaded, ids), adapted));
 
   // The packed inference path packs W + scale B A.
-  if (reloaded->set_packed_inference(true, /*bf16=*/false))
+  if (reloaded->set_packed_inference(true, /*bf16=*/false)) {
     EXPECT_LE((logits(reloaded, ids) - adapted).abs().max().item<double>(), 1e-4);
+  }
 
   // Merged into the base weights: the same function without adapters.
   rlaif::merge_lora(model);

@@ -91,7 +91,9 @@ TEST(Rewards, GroupStdIsTheUnbiasedStdOfTheValidRewards) {
     auto x = rewards[g].masked_select(valid[g]);
     const double expected = x.numel() < 2 ? 0.0 : x.std().item<double>();
     EXPECT_NEAR(std[g].item<double>(), expected, 1e-12) << g;
-    if (g == 2 && x.numel() >= 2) EXPECT_EQ(std[g].item<double>(), 0.0);
+    if (g == 2 && x.numel() >= 2) {
+      EXPECT_EQ(std[g].item<double>(), 0.0);
+    }
   }
 }
 

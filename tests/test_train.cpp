@@ -213,7 +213,9 @@ TEST(TrainRl, ConstantRewardWithoutKlLeavesWeightsUnchanged) {
     EXPECT_DOUBLE_EQ(m.back()["frac_reward_zero_std"].get<double>(), 1.0);
     if (lora) {
       for (const auto& [k, t] : weights(dir / "out/final/adapter_model.safetensors"))
-        if (k.find("lora_B") != std::string::npos) EXPECT_EQ(t.abs().max().item<double>(), 0.0) << k;
+        if (k.find("lora_B") != std::string::npos) {
+          EXPECT_EQ(t.abs().max().item<double>(), 0.0) << k;
+        }
     } else {
       EXPECT_TRUE(same_weights(dir / "model/model.safetensors", dir / "out/final/model.safetensors"));
     }

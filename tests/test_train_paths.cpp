@@ -80,7 +80,9 @@ TEST(TrainPaths, KlInRewardComesOffTheReward) {
     double largest_cut = 0;
     for (const auto& s : lines_of(dir / "out/samples.jsonl")) {
       const double cut = s["grades"]["regex"].get<double>() - s["reward"].get<double>();
-      if (s["step"].get<int>() == 1 || !in_reward) EXPECT_NEAR(cut, 0.0, 1e-6) << s.dump();
+      if (s["step"].get<int>() == 1 || !in_reward) {
+        EXPECT_NEAR(cut, 0.0, 1e-6) << s.dump();
+      }
       EXPECT_GE(cut, -1e-6) << s.dump();
       largest_cut = std::max(largest_cut, cut);
     }
