@@ -1,6 +1,6 @@
 // A scripted judge for trainer tests that need exact verdicts without HTTP: registered as the judge backend
-// "scripted", it scores each completion by a rule the test sets (the share of its characters that are 'e', on the
-// default rubric's criteria) and fails on completions matching `fail_if` with the cause "scripted_failure".
+// "scripted", it scores each completion by a fixed rule (the share of its characters that are 'e') and fails on the
+// completions fails() names (those of odd length) with the cause "scripted_failure".
 #pragma once
 
 #include <atomic>
@@ -21,6 +21,8 @@ class ScriptedJudge : public rlaif::JudgeBackend {
     if (completion.empty()) return 0;
     return static_cast<double>(std::count(completion.begin(), completion.end(), 'e')) / completion.size();
   }
+  // The completions the script fails on: about half of them, so that every step sees failures.
+  static bool fails(const std::string& completion) { return completion.size() % 2 == 1; }
   static void install() {
     rlaif::register_judge_backend("scripted",
                                   [](const rlaif::JudgeConfig&) { return std::make_unique<ScriptedJudge>(); });
@@ -30,7 +32,7 @@ class ScriptedJudge : public rlaif::JudgeBackend {
     for (size_t i = 0; i < samples.size(); ++i) {
       ++calls();
       rlaif::JudgeResult r;
-      if (samples[i].completion.find('x') != std::string::npos) {
+      if (fails(samples[i].completion)) {
         r.failure = "scripted_failure";
       } else {
         r.ok = true;

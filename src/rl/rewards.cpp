@@ -77,11 +77,13 @@ torch::Tensor group_reward_std(const torch::Tensor& rewards, const torch::Tensor
 std::vector<GroupSignal> classify_groups(const torch::Tensor& rewards, const torch::Tensor& valid) {
   auto count = valid.to(torch::kInt64).sum(1);  // [B]
   auto std = group_reward_std(rewards, valid);  // [B]
+  const auto count_a = count.accessor<int64_t, 1>();
+  const auto std_a = std.accessor<double, 1>();
   std::vector<GroupSignal> out;
   for (int64_t g = 0; g < count.size(0); ++g) {
-    if (count[g].item<int64_t>() < 2)
+    if (count_a[g] < 2)
       out.push_back(GroupSignal::kDropped);
-    else if (std[g].item<double>() == 0)
+    else if (std_a[g] == 0)
       out.push_back(GroupSignal::kFlat);
     else
       out.push_back(GroupSignal::kInformative);

@@ -10,14 +10,6 @@
 #include "train/rl_trainer.h"
 
 namespace rlaif {
-namespace {
-
-double seconds_since(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-}
-
-}  // namespace
-
 void RlTrainer::run() {
   setup();
   auto started = start_run(c_, "train", o_.resume, contents(), o_.quiet);
@@ -114,6 +106,20 @@ CheckpointContents RlTrainer::contents() { return checkpoint_contents(c_, model_
 void RlTrainer::log_step(const RolloutBatch& batch, nlohmann::json& m, Progress& bar) {
   const int64_t step = m["step"].get<int64_t>();
   m["tokens_per_s"] = m.value("train/tokens", 0.0) / std::max(1e-9, m["timing/step"].get<double>());
+  write_samples(batch, step);
+  warn_integrity(m);
+  if (step % c_.logging_steps == 0 || step == total_steps_) metrics_->write(m);
+  bar.set_extra("reward " + std::to_string(m["reward"].get<double>()).substr(0, 6) +
+                (m.contains("kl") ? " kl " + std::to_string(m["kl"].get<double>()).substr(0, 7) : "") + " judge p50 " +
+                std::to_string(m["judge/latency_p50"].get<double>()).substr(0, 5) + "s");
+  bar.advance();
+}
+
+// samples.jsonl: every completion of the kept groups with its reward (and advantage), scores and grades.
+void RlTrainer::write_samples(const RolloutBatch& batch, int64_t step) {
+  if (batch.empty()) return;
+  const auto valid = batch.valid.accessor<bool, 2>();
+  const auto reward = batch.rewards.accessor<double, 2>();
   for (int64_t g = 0; g < batch.groups(); ++g)
     for (size_t i = 0; i < batch.samples[g].size(); ++i) {
       const auto& s = batch.samples[g][i];
@@ -122,9 +128,9 @@ void RlTrainer::log_step(const RolloutBatch& batch, nlohmann::json& m, Progress&
                              {"completion", s.text},
                              {"finish_reason", to_string(s.finish_reason)},
                              {"completion_tokens", s.token_ids.size()},
-                             {"valid", batch.valid[g][i].item<bool>()},
-                             {"reward", batch.rewards[g][i].item<double>()}};
-      if (batch.advantages.defined()) line["advantage"] = batch.advantages[g][i].item<double>();
+                             {"valid", valid[g][i]},
+                             {"reward", reward[g][i]}};
+      if (batch.advantages.defined()) line["advantage"] = batch.advantages.accessor<double, 2>()[g][i];
       const auto& j = batch.judged[g][i];
       if (j.ok) {
         line["scores"] = j.verdict.scores;
@@ -133,12 +139,6 @@ void RlTrainer::log_step(const RolloutBatch& batch, nlohmann::json& m, Progress&
       }
       samples_->write(line);
     }
-  warn_integrity(m);
-  if (step % c_.logging_steps == 0 || step == total_steps_) metrics_->write(m);
-  bar.set_extra("reward " + std::to_string(m["reward"].get<double>()).substr(0, 6) +
-                (m.contains("kl") ? " kl " + std::to_string(m["kl"].get<double>()).substr(0, 7) : "") + " judge p50 " +
-                std::to_string(m["judge/latency_p50"].get<double>()).substr(0, 5) + "s");
-  bar.advance();
 }
 
 // A checkpoint every save_steps steps and after the last one.

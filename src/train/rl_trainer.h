@@ -44,12 +44,14 @@ class RlTrainer {
 
  private:
   using Clock = std::chrono::steady_clock;
+  static double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
   // rl_trainer.cpp
   void setup();
   GenerationParams generation_params() const;  // the run's sampling settings
   CheckpointContents contents();
   void log_step(const RolloutBatch& batch, nlohmann::json& m, Progress& bar);
+  void write_samples(const RolloutBatch& batch, int64_t step);
   void checkpoint(int64_t done_steps, const TrainerState& started);
   void log_judge_stats(nlohmann::json& m);       // cache hits, flips and cost since the last step
   void warn_integrity(nlohmann::json& m) const;  // reward-integrity thresholds: m["warnings"] and stderr

@@ -7,14 +7,6 @@
 #include "train/rl_trainer.h"
 
 namespace rlaif {
-namespace {
-
-double seconds_since(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-}
-
-}  // namespace
-
 RolloutBatch RlTrainer::collect_rollouts(int64_t step, nlohmann::json& m) {
   const int64_t B = c_.prompts_per_step();
   const bool pairwise = c_.algorithm == "online_dpo", group_mode = c_.judge_mode == "group";
@@ -165,12 +157,14 @@ void RlTrainer::shape_rewards(RolloutBatch& b) const {
 // dynamic sampling so is a group whose rewards are all equal.
 RolloutBatch RlTrainer::filter_groups(const RolloutBatch& b, int64_t room, RolloutTally& t) const {
   auto signal = classify_groups(b.rewards, b.valid);  // [B]
+  const auto lengths = b.lengths.accessor<int64_t, 2>();
+  const auto truncated = b.truncated.accessor<bool, 2>();
   std::vector<int64_t> keep;
   for (int64_t g = 0; g < b.groups(); ++g) {
     ++t.groups_seen;
-    for (const auto& s : b.samples[g]) {
-      t.lengths.push_back(static_cast<double>(s.token_ids.size()));
-      t.clipped += s.finish_reason == FinishReason::kLength;
+    for (int64_t i = 0; i < b.lengths.size(1); ++i) {
+      t.lengths.push_back(static_cast<double>(lengths[g][i]));
+      t.clipped += truncated[g][i];
     }
     if (signal[g] == GroupSignal::kDropped) {
       ++t.dropped;

@@ -44,7 +44,8 @@ void reward_metrics(const RolloutBatch& kept, nlohmann::json& m) {
     }
   double std_sum = 0;
   auto stds = group_reward_std(kept.rewards, kept.valid);  // [B]
-  for (int64_t g = 0; g < kept.groups(); ++g) std_sum += stds[g].item<double>();
+  auto std_a = stds.accessor<double, 1>();
+  for (int64_t g = 0; g < kept.groups(); ++g) std_sum += std_a[g];
   m["reward"] = mean_of(rewards);
   m["reward_std"] = kept.empty() ? 0.0 : std_sum / kept.groups();
   for (const auto& [name, v] : per_criterion) m["rewards/" + name + "/mean"] = v.first / std::max<int64_t>(1, v.second);
@@ -73,8 +74,7 @@ void integrity_metrics(const RolloutBatch& kept, const TrainConfig& c, nlohmann:
   m["integrity/judge_verifier_gap"] = (judge_success - verifier_success) / checked;
 }
 
-}  // namespace
-
+// The q-quantile (0..1) of v with linear interpolation (numpy's default); 0 for an empty v.
 double percentile(std::vector<double> v, double q) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
@@ -82,6 +82,8 @@ double percentile(std::vector<double> v, double q) {
   size_t lo = static_cast<size_t>(std::floor(pos)), hi = std::min(lo + 1, v.size() - 1);
   return v[lo] + (pos - lo) * (v[hi] - v[lo]);
 }
+
+}  // namespace
 
 void rollout_metrics(const RolloutBatch& kept, const RolloutTally& t, const TrainConfig& c, nlohmann::json& m) {
   if (kept.empty()) {  // every group failed or had no signal

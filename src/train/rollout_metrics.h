@@ -25,7 +25,4 @@ struct RolloutTally {
 // and judge means, reward-integrity rates, completion lengths, judge failures and latency, groups, timing.
 void rollout_metrics(const RolloutBatch& kept, const RolloutTally& t, const TrainConfig& c, nlohmann::json& m);
 
-// The q-quantile (0..1) of v with linear interpolation (numpy's default); 0 for an empty v.
-double percentile(std::vector<double> v, double q);
-
 }  // namespace rlaif
