@@ -1,7 +1,7 @@
-// Reward shaping (src/rl/rewards.cpp) and the micro-batch weights of each loss_type (src/rl/losses.cpp) against their
-// formulas: hand-computed examples, and element-by-element loops written from the formulas in the files' opening
-// comments on random [B, G] batches (float64 on both sides: equal to the last bit, or within 1e-12 where the sums
-// run in another order).
+// Reward combination and shaping (src/rl/rewards.cpp) and the micro-batch weights of each loss_type (src/rl/losses.cpp)
+// against their formulas: hand-computed examples, and element-by-element loops written from the formulas in the files'
+// opening comments on random [B, G] batches (float64 on both sides: equal to the last bit, or within 1e-12 where the
+// sums run in another order).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -13,6 +13,17 @@
 namespace {
 
 const auto kF64 = torch::TensorOptions().dtype(torch::kFloat64);
+
+TEST(Rewards, CombinationIsTheWeightedMeanOfTheSources) {
+  // The judge (weight 2, score 0.75), a grader (weight 1, pass) and a grader outside the reward (weight 0, fail).
+  EXPECT_DOUBLE_EQ(rlaif::combine_rewards({{2, 0.75}, {1, 1.0}, {0, 0.0}}), (2 * 0.75 + 1) / 3);
+  EXPECT_DOUBLE_EQ(rlaif::combine_rewards({{0.5, 0.2}}), 0.2);   // one source is its own reward
+  EXPECT_EQ(rlaif::combine_rewards({{0, 0.9}, {0, 0.1}}), 0.0);  // no weight: no reward
+  // Two stages (a panel's verdict, then the graders) equal one weighted mean over every source.
+  const double panel = rlaif::combine_rewards({{1, 0.4}, {3, 0.8}});
+  EXPECT_NEAR(rlaif::combine_rewards({{4, panel}, {2, 1.0}}), rlaif::combine_rewards({{1, 0.4}, {3, 0.8}, {2, 1.0}}),
+              1e-15);
+}
 
 TEST(Rewards, OverlongPenaltyHandComputed) {
   rlaif::RewardShaping s;
@@ -118,7 +129,7 @@ TEST(Rewards, MicroBatchWeightsSumToTheWholeBatchLoss) {
   in.advantages = torch::randn({N}, kF64);
   auto lengths = torch::randint(1, T + 1, {N});
   in.mask = (torch::arange(T).view({1, T}) < lengths.view({N, 1})).to(torch::kFloat64);
-  for (const char* loss_type : {"grpo", "bnpo", "dr_grpo", "dapo"}) {
+  for (const auto& [name, loss_type] : rlaif::kLossTypes) {
     rlaif::PolicyLossOptions o;
     o.loss_type = loss_type;
     o.max_completion_length = T;
@@ -136,9 +147,8 @@ TEST(Rewards, MicroBatchWeightsSumToTheWholeBatchLoss) {
       mean_of_losses += loss / M;
     }
     const double whole = rlaif::policy_loss(in, o).loss.item<double>();
-    EXPECT_NEAR(weighted, std::string(loss_type) == "bnpo" ? mean_of_losses : whole, 1e-12) << loss_type;
+    EXPECT_NEAR(weighted, loss_type == rlaif::LossType::kBnpo ? mean_of_losses : whole, 1e-12) << name;
   }
-  rlaif_test::expect_error([] { rlaif::micro_batch_weight("ppo", 1, 2, 2); }, {"loss_type", "ppo"});
 }
 
 }  // namespace

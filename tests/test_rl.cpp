@@ -12,8 +12,13 @@
 namespace {
 
 using nlohmann::json;
+using rlaif::Algorithm;
+using rlaif::ImportanceSamplingLevel;
+using rlaif::KlEstimator;
+using rlaif::LossType;
 using rlaif::PolicyLossInputs;
 using rlaif::PolicyLossOptions;
+using rlaif::ScaleRewards;
 
 const auto kF64 = torch::TensorOptions().dtype(torch::kFloat64);
 
@@ -64,16 +69,17 @@ PolicyLossInputs random_batch(int64_t N, int64_t T, uint64_t seed) {
 }
 
 json options_json(const PolicyLossOptions& o) {
-  return {{"loss_type", o.loss_type},
-          {"importance_sampling_level", o.importance_sampling_level},
-          {"epsilon", o.epsilon},
-          {"epsilon_high", o.epsilon_high},
-          {"beta", o.beta},
-          {"kl_estimator", o.kl_estimator},
-          {"entropy_coef", o.entropy_coef},
-          {"max_completion_length", o.max_completion_length},
-          {"num_items", o.num_items},
-          {"is_cap", o.is_cap}};
+  return {
+      {"loss_type", rlaif::choice_name(o.loss_type, rlaif::kLossTypes)},
+      {"importance_sampling_level", rlaif::choice_name(o.importance_sampling_level, rlaif::kImportanceSamplingLevels)},
+      {"epsilon", o.epsilon},
+      {"epsilon_high", o.epsilon_high},
+      {"beta", o.beta},
+      {"kl_estimator", rlaif::choice_name(o.kl_estimator, rlaif::kKlEstimators)},
+      {"entropy_coef", o.entropy_coef},
+      {"max_completion_length", o.max_completion_length},
+      {"num_items", o.num_items},
+      {"is_cap", o.is_cap}};
 }
 
 TEST(RlLoss, HandComputedClippedExample) {
@@ -84,7 +90,7 @@ TEST(RlLoss, HandComputedClippedExample) {
   in.advantages = torch::ones({1}, kF64);
   in.mask = torch::ones({1, 2}, kF64);
   PolicyLossOptions o;
-  o.loss_type = "grpo";
+  o.loss_type = LossType::kGrpo;
   auto out = rlaif::policy_loss(in, o);
   EXPECT_NEAR(out.loss.item<double>(), -(1.2 + 1.0) / 2, 1e-12);
   out.loss.backward();
@@ -97,10 +103,9 @@ TEST(RlLoss, HandComputedClippedExample) {
 TEST(RlLoss, HandComputedKlEstimators) {
   auto logp = torch::tensor({{std::log(0.25)}}, kF64), ref = torch::tensor({{std::log(0.5)}}, kF64);
   const double x = std::log(2.0);  // ref - logp
-  EXPECT_NEAR(rlaif::kl_estimate(logp, ref, "k1").item<double>(), -x, 1e-12);
-  EXPECT_NEAR(rlaif::kl_estimate(logp, ref, "k2").item<double>(), x * x / 2, 1e-12);
-  EXPECT_NEAR(rlaif::kl_estimate(logp, ref, "k3").item<double>(), 2 - x - 1, 1e-12);
-  rlaif_test::expect_error([&] { rlaif::kl_estimate(logp, ref, "k4"); }, {"k4", "k1, k2 or k3"});
+  EXPECT_NEAR(rlaif::kl_estimate(logp, ref, KlEstimator::kK1).item<double>(), -x, 1e-12);
+  EXPECT_NEAR(rlaif::kl_estimate(logp, ref, KlEstimator::kK2).item<double>(), x * x / 2, 1e-12);
+  EXPECT_NEAR(rlaif::kl_estimate(logp, ref, KlEstimator::kK3).item<double>(), 2 - x - 1, 1e-12);
 }
 
 TEST(RlLoss, LossTypesNormaliseAsPublished) {
@@ -112,34 +117,48 @@ TEST(RlLoss, LossTypesNormaliseAsPublished) {
   in.mask = torch::tensor({{1.0, 0.0, 0.0}, {1.0, 1.0, 1.0}}, kF64);
   PolicyLossOptions o;
   o.max_completion_length = 8;
-  o.loss_type = "grpo";
+  o.loss_type = LossType::kGrpo;
   EXPECT_NEAR(rlaif::policy_loss(in, o).loss.item<double>(), -1.0, 1e-12);  // mean of per-sequence means
-  o.loss_type = "bnpo";
+  o.loss_type = LossType::kBnpo;
   EXPECT_NEAR(rlaif::policy_loss(in, o).loss.item<double>(), -1.0, 1e-12);  // 4 tokens / 4
-  o.loss_type = "dr_grpo";
+  o.loss_type = LossType::kDrGrpo;
   EXPECT_NEAR(rlaif::policy_loss(in, o).loss.item<double>(), -4.0 / 16, 1e-12);  // 4 / (2 * 8)
-  o.loss_type = "dapo";
+  o.loss_type = LossType::kDapo;
   o.num_items = 10;
   EXPECT_NEAR(rlaif::policy_loss(in, o).loss.item<double>(), -4.0 / 10, 1e-12);  // 4 / tokens of the whole batch
-  o.loss_type = "ppo";
-  rlaif_test::expect_error([&] { rlaif::policy_loss(in, o); }, {"loss_type", "ppo", "grpo, bnpo, dr_grpo or dapo"});
+}
+
+TEST(RlOptions, NamesParseOnceAndUnknownNamesListTheValidOnes) {
+  EXPECT_EQ(rlaif::parse_choice("dr_grpo", rlaif::kLossTypes, "train.loss_type"), LossType::kDrGrpo);
+  EXPECT_EQ(rlaif::choice_name(LossType::kDrGrpo, rlaif::kLossTypes), "dr_grpo");
+  EXPECT_EQ(rlaif::parse_choice("reinforce_pp_baseline", rlaif::kAlgorithms, "a"),
+            rlaif::Algorithm::kReinforcePpBaseline);
+  rlaif_test::expect_error([] { rlaif::parse_choice("ppo", rlaif::kLossTypes, "run.toml: train.loss_type"); },
+                           {"train.loss_type", "ppo", "grpo, bnpo, dr_grpo or dapo"});
+  rlaif_test::expect_error([] { rlaif::parse_choice("k4", rlaif::kKlEstimators, "kl_estimator"); },
+                           {"k4", "k1, k2 or k3"});
+  // Every name of every table maps back to itself.
+  for (const auto& c : rlaif::kAlgorithms) EXPECT_EQ(rlaif::choice_name(c.value, rlaif::kAlgorithms), c.name);
+  for (const auto& c : rlaif::kScaleRewards) EXPECT_EQ(rlaif::choice_name(c.value, rlaif::kScaleRewards), c.name);
+  for (const auto& c : rlaif::kImportanceSamplingLevels)
+    EXPECT_EQ(rlaif::parse_choice(c.name, rlaif::kImportanceSamplingLevels, "x"), c.value);
 }
 
 TEST(RlLoss, EveryVariantMatchesPyTorchReference) {
   std::vector<std::pair<PolicyLossInputs, PolicyLossOptions>> cases;
   json batch = json::array();
-  for (std::string loss_type : {"grpo", "bnpo", "dr_grpo", "dapo"})
-    for (std::string level : {"token", "sequence"})
-      for (std::string est : {"k1", "k2", "k3"}) {
+  for (const auto& loss_type : rlaif::kLossTypes)
+    for (const auto& level : rlaif::kImportanceSamplingLevels)
+      for (const auto& est : rlaif::kKlEstimators) {
         const int n = static_cast<int>(cases.size());
         auto in = random_batch(6, 9, 1000 + n);
         PolicyLossOptions o;
-        o.loss_type = loss_type;
-        o.importance_sampling_level = level;
+        o.loss_type = loss_type.value;
+        o.importance_sampling_level = level.value;
         o.epsilon = 0.2;
         o.epsilon_high = 0.28;  // clip-higher
         o.beta = n % 2 ? 0.04 : 0.0;
-        o.kl_estimator = est;
+        o.kl_estimator = est.value;
         o.entropy_coef = n % 3 == 0 ? 0.01 : 0.0;
         o.max_completion_length = 9;
         o.num_items = n % 4 == 0 ? 70 : 0;
@@ -163,7 +182,7 @@ TEST(RlLoss, EveryVariantMatchesPyTorchReference) {
     in.logp.requires_grad_(true);
     auto out = rlaif::policy_loss(in, o);
     out.loss.backward();
-    std::string what = o.loss_type + "/" + o.importance_sampling_level + "/" + o.kl_estimator;
+    std::string what = options_json(o).dump();
     const double want = ref["loss"].get<double>();
     EXPECT_NEAR(out.loss.item<double>(), want, 1e-9 * std::max(1.0, std::abs(want))) << what;
     expect_close(in.logp.grad(), from_json(ref["grad"]), 1e-9, what + " grad");
@@ -177,8 +196,8 @@ TEST(RlLoss, EveryVariantMatchesPyTorchReference) {
 TEST(RlLoss, GradientMatchesFiniteDifferences) {
   auto in = random_batch(3, 5, 7);
   PolicyLossOptions o;
-  o.loss_type = "grpo";
-  o.importance_sampling_level = "sequence";
+  o.loss_type = LossType::kGrpo;
+  o.importance_sampling_level = ImportanceSamplingLevel::kSequence;
   o.beta = 0.1;
   o.epsilon_high = 10;  // keep every ratio inside the clip range, where the loss is smooth
   o.epsilon = 0.99;
@@ -202,17 +221,17 @@ TEST(RlLoss, GradientMatchesFiniteDifferences) {
 TEST(RlAdvantages, HandComputedGroup) {
   auto r = torch::tensor({{1.0, 0.0, 0.5}}, kF64);
   auto v = torch::tensor({{true, true, false}});
-  auto a = rlaif::compute_advantages(r, v, "grpo", "group");
+  auto a = rlaif::compute_advantages(r, v, Algorithm::kGrpo, ScaleRewards::kGroup);
   const double std = std::sqrt(0.5);  // unbiased std of {1, 0}
   EXPECT_NEAR(a[0][0].item<double>(), 0.5 / (std + 1e-4), 1e-12);
   EXPECT_NEAR(a[0][1].item<double>(), -0.5 / (std + 1e-4), 1e-12);
   EXPECT_EQ(a[0][2].item<double>(), 0.0);  // a failed judgment gets no advantage
-  auto rloo =
-      rlaif::compute_advantages(torch::tensor({{3.0, 1.0, 2.0}}, kF64), torch::ones({1, 3}, torch::kBool), "rloo");
+  auto rloo = rlaif::compute_advantages(torch::tensor({{3.0, 1.0, 2.0}}, kF64), torch::ones({1, 3}, torch::kBool),
+                                        Algorithm::kRloo);
   EXPECT_NEAR(rloo[0][0].item<double>(), 3.0 - 1.5, 1e-12);
   EXPECT_NEAR(rloo[0][1].item<double>(), 1.0 - 2.5, 1e-12);
-  rlaif_test::expect_error([&] { rlaif::compute_advantages(r, v, "ppo"); }, {"ppo", "grpo, rloo"});
-  rlaif_test::expect_error([&] { rlaif::compute_advantages(r, v, "grpo", "global"); }, {"scale_rewards", "global"});
+  rlaif_test::expect_error([&] { rlaif::compute_advantages(r, v, Algorithm::kOnlineDpo); },
+                           {"online_dpo", "grpo, rloo"});
 }
 
 TEST(RlAdvantages, EveryEstimatorMatchesPyTorchReference) {
@@ -238,8 +257,9 @@ TEST(RlAdvantages, EveryEstimatorMatchesPyTorchReference) {
   auto refs = run_reference(batch);
   for (size_t k = 0; k < cases.size(); ++k) {
     const auto& [est, scale] = cases[k];
-    expect_close(rlaif::compute_advantages(r, v, est, scale), from_json(refs[k]["advantages"]), 1e-9,
-                 est + "/" + scale);
+    expect_close(rlaif::compute_advantages(r, v, rlaif::parse_choice(est, rlaif::kAlgorithms, "estimator"),
+                                           rlaif::parse_choice(scale, rlaif::kScaleRewards, "scale_rewards")),
+                 from_json(refs[k]["advantages"]), 1e-9, est + "/" + scale);
   }
 }
 

@@ -30,13 +30,13 @@ TEST(TrainConfig, ValidationSaysHowToFix) {
         rlaif::TrainConfig::from_toml(path, {"train.loss_type=ppo", "train.per_device_train_batch_size=8"})
             .validate(path);
       },
-      {"train.loss_type", "ppo", "dapo"});
+      {"train.loss_type (--set)", "ppo", "grpo, bnpo, dr_grpo or dapo"});
   auto o = rlaif::TrainConfig::from_toml(
       path, {"train.per_device_train_batch_size=4", "lora.r=4", "train.lr_scheduler_type=cosine"});
   EXPECT_EQ(o.per_device_train_batch_size, 4);
   EXPECT_TRUE(o.use_lora);
   EXPECT_EQ(o.lora.r, 4);
-  EXPECT_EQ(o.lr_scheduler_type, "cosine");
+  EXPECT_EQ(o.lr_scheduler_type, rlaif::LrSchedule::kCosine);
   o.validate(path);
   rlaif_test::expect_error([&] { rlaif::TrainConfig::from_toml(path, {"oops"}); }, {"--set", "key=value"});
   rlaif_test::write_text(dir / "nojudge.toml",
@@ -69,14 +69,14 @@ TEST(TrainSchedule, MatchesTransformersSchedulers) {
   rlaif::TrainConfig c;
   c.learning_rate = 1.0;
   c.warmup_steps = 2;
-  c.lr_scheduler_type = "linear";  // get_linear_schedule_with_warmup: s/w, then (T - s)/(T - w)
+  c.lr_scheduler_type = rlaif::LrSchedule::kLinear;  // get_linear_schedule_with_warmup: s/w, then (T - s)/(T - w)
   EXPECT_DOUBLE_EQ(rlaif::scheduled_lr(c, 0, 10), 0.0);
   EXPECT_DOUBLE_EQ(rlaif::scheduled_lr(c, 1, 10), 0.5);
   EXPECT_DOUBLE_EQ(rlaif::scheduled_lr(c, 2, 10), 1.0);
   EXPECT_DOUBLE_EQ(rlaif::scheduled_lr(c, 6, 10), 0.5);
-  c.lr_scheduler_type = "cosine";  // 0.5 (1 + cos(pi p))
+  c.lr_scheduler_type = rlaif::LrSchedule::kCosine;  // 0.5 (1 + cos(pi p))
   EXPECT_NEAR(rlaif::scheduled_lr(c, 4, 10), 0.5 * (1 + std::cos(M_PI * 0.25)), 1e-12);
-  c.lr_scheduler_type = "constant";
+  c.lr_scheduler_type = rlaif::LrSchedule::kConstant;
   EXPECT_DOUBLE_EQ(rlaif::scheduled_lr(c, 9, 10), 1.0);
   c.warmup_steps = 0;
   c.warmup_ratio = 0.1;  // ceil(0.1 * 30) = 3 warmup steps
@@ -360,7 +360,7 @@ TEST(TrainRl, APanelOfJudgesCombinesTheirRewardsWithWeights) {
   EXPECT_NEAR(m[0]["rewards/rules/mean"].get<double>(), has_a / n, 1e-12);
   EXPECT_NEAR(m[0]["judge/panel_disagreement"].get<double>(), spread / n, 1e-12);
   auto group = c;
-  group.judge_mode = "group";
+  group.judge_mode = rlaif::JudgeMode::kGroup;
   rlaif_test::expect_error([&] { group.validate("run.toml"); }, {"panel", "pointwise"});
 }
 
@@ -396,9 +396,9 @@ TEST(TrainRl, PreflightGateRefusesAJudgeThatDisagreesWithTheLabels) {
   auto bad = c;
   bad.judge_eval_labels = "";
   rlaif_test::expect_error([&] { bad.validate("run.toml"); }, {"train.judge_min_agreement", "judge_eval_labels"});
-  bad = c;
-  bad.judge_agreement_metric = "vibes";
-  rlaif_test::expect_error([&] { bad.validate("run.toml"); }, {"train.judge_agreement_metric", "vibes"});
+  rlaif_test::expect_error(
+      [&] { rlaif::TrainConfig::from_toml(write_config(dir, "judge_agreement_metric = \"vibes\"")); },
+      {"train.judge_agreement_metric (line", "vibes", "accuracy, spearman, kendall or kappa"});
 }
 
 TEST(TrainRl, OnlineDpoLearnsTheJudgesPreference) {

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "rlaif/choices.h"
 #include "rlaif/graders.h"
 #include "rlaif/http_client.h"
 #include "rlaif/judge_prompt.h"
@@ -25,6 +26,10 @@
 namespace rlaif {
 
 class TomlReader;
+
+// How an openai judge asks for its reply's shape: a JSON schema of the verdict, any JSON object, or nothing.
+enum class ResponseFormat { kJsonSchema, kJsonObject, kNone };
+extern const Choices<ResponseFormat> kResponseFormats;  // json_schema | json_object | none
 
 struct JudgeConfig {
   std::string name = "judge";                         // how metrics, reports and a panel's scores name this judge
@@ -42,8 +47,8 @@ struct JudgeConfig {
   std::vector<std::string> headers;  // extra "Name: value" headers
   double temperature = 0;
   int max_tokens = 512;
-  std::string response_format = "json_schema";  // json_schema | json_object | none
-  int top_logprobs = 0;                         // > 0: ask for logprobs (reported per judgment)
+  ResponseFormat response_format = ResponseFormat::kJsonSchema;
+  int top_logprobs = 0;  // > 0: ask for logprobs (reported per judgment)
   HttpClientOptions http;
   Rubric rubric = Rubric::default_rubric();
   JudgeTemplate tmpl = JudgeTemplate::pointwise_default();

@@ -1,15 +1,26 @@
-// Reward shaping on a step's [B, G] tensors: every transformation between the judge's reward and the reward the
-// advantages are computed from. Pure tensor functions with no I/O; the exact formulas open src/rl/rewards.cpp.
+// Rewards: how a completion's reward sources combine, and the shaping on a step's [B, G] tensors (every transformation
+// between the judge's reward and the reward the advantages are computed from). Pure tensor functions with no I/O; the
+// exact formulas open src/rl/rewards.cpp.
 //
 // Legend (every file under src/rl/ and src/train/): B groups (prompts) in the step, G completions per prompt, N valid
 // completions in the loss (group-major), T completion tokens (right-padded), P prompt tokens (left-padded).
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include <torch/torch.h>
 
 namespace rlaif {
+
+// One source of a completion's reward (the judge, a grader, one judge of a panel) and its weight.
+struct RewardPart {
+  double weight;
+  double reward;
+};
+
+// The weighted mean of the sources, summed in order: sum w r / sum w (0 when the weights sum to 0).
+double combine_rewards(const std::vector<RewardPart>& parts);
 
 // The penalties of DAPO's soft overlong punishment and the missing-EOS penalty, and whether they apply.
 struct RewardShaping {

@@ -7,23 +7,37 @@
 
 #include <torch/torch.h>
 
+#include "rlaif/choices.h"
+
 namespace rlaif {
 
-// rewards [B, G], valid [B, G] bool (false = judgment failed: no advantage, left out of every statistic).
-// Returns advantages [B, G] (0 where !valid). estimator: grpo | rloo | reinforce_pp | reinforce_pp_baseline;
-// scale_rewards (grpo only): group | batch | none. Throws rlaif::Error for unknown names.
-torch::Tensor compute_advantages(const torch::Tensor& rewards, const torch::Tensor& valid, const std::string& estimator,
-                                 const std::string& scale_rewards = "group");
+// The options' names (run.toml's train.algorithm, ...) are in the tables below them.
+enum class Algorithm { kGrpo, kRloo, kReinforcePp, kReinforcePpBaseline, kOnlineDpo };
+enum class ScaleRewards { kGroup, kBatch, kNone };
+enum class KlEstimator { kK1, kK2, kK3 };
+enum class LossType { kGrpo, kBnpo, kDrGrpo, kDapo };
+enum class ImportanceSamplingLevel { kToken, kSequence };
+extern const Choices<Algorithm> kAlgorithms;       // grpo | rloo | reinforce_pp | reinforce_pp_baseline | online_dpo
+extern const Choices<ScaleRewards> kScaleRewards;  // group | batch | none
+extern const Choices<KlEstimator> kKlEstimators;   // k1 | k2 | k3
+extern const Choices<LossType> kLossTypes;         // grpo | bnpo | dr_grpo | dapo
+extern const Choices<ImportanceSamplingLevel> kImportanceSamplingLevels;  // token | sequence (GSPO)
 
-// Per-token KL estimate [N, T] of the named estimator (k1 | k2 | k3) from logp and ref [N, T].
-torch::Tensor kl_estimate(const torch::Tensor& logp, const torch::Tensor& ref, const std::string& estimator);
+// rewards [B, G], valid [B, G] bool (false = judgment failed: no advantage, left out of every statistic).
+// Returns advantages [B, G] (0 where !valid). scale_rewards applies to grpo only. Throws rlaif::Error for online_dpo
+// (it has preferences, not advantages).
+torch::Tensor compute_advantages(const torch::Tensor& rewards, const torch::Tensor& valid, Algorithm estimator,
+                                 ScaleRewards scale_rewards = ScaleRewards::kGroup);
+
+// Per-token KL estimate [N, T] from logp and ref [N, T].
+torch::Tensor kl_estimate(const torch::Tensor& logp, const torch::Tensor& ref, KlEstimator estimator);
 
 struct PolicyLossOptions {
-  std::string loss_type = "dapo";                   // grpo | bnpo | dr_grpo | dapo
-  std::string importance_sampling_level = "token";  // token | sequence (GSPO)
+  LossType loss_type = LossType::kDapo;
+  ImportanceSamplingLevel importance_sampling_level = ImportanceSamplingLevel::kToken;
   double epsilon = 0.2, epsilon_high = 0.2;
   double beta = 0;  // KL coefficient in the loss (0 = no KL term)
-  std::string kl_estimator = "k3";
+  KlEstimator kl_estimator = KlEstimator::kK3;
   double entropy_coef = 0;
   int64_t max_completion_length = 0;  // dr_grpo's constant
   double num_items = 0;               // dapo: completion tokens in the whole accumulated batch (0 = this batch's)
@@ -46,12 +60,11 @@ struct PolicyLossOutput {
   double kl = 0, entropy = 0, clip_low = 0, clip_high = 0, clip_region = 0, tokens = 0;
 };
 
-// Throws rlaif::Error for unknown loss_type / importance_sampling_level / kl_estimator.
 PolicyLossOutput policy_loss(const PolicyLossInputs& in, const PolicyLossOptions& options);
 
 // The weight of one micro-batch's policy_loss (n of the step's N completions, M micro-batches) so that the weighted
-// sum over the micro-batches is the loss of the whole batch (src/rl/losses.cpp). Throws for an unknown loss_type.
-double micro_batch_weight(const std::string& loss_type, int64_t n, int64_t N, int64_t M);
+// sum over the micro-batches is the loss of the whole batch (src/rl/losses.cpp).
+double micro_batch_weight(LossType loss_type, int64_t n, int64_t N, int64_t M);
 
 // Online DPO: logp_w, logp_l, ref_w, ref_l [P] (summed completion log-probs of the preferred and rejected
 // completion of each pair). Returns the mean loss over pairs.

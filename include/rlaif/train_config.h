@@ -11,10 +11,19 @@
 #include <string>
 #include <vector>
 
+#include "rlaif/choices.h"
 #include "rlaif/judge.h"
 #include "rlaif/lora.h"
+#include "rlaif/rl.h"
 
 namespace rlaif {
+
+enum class LrSchedule { kConstant, kLinear, kCosine };
+enum class JudgeMode { kPointwise, kGroup };
+enum class AgreementMetric { kAccuracy, kSpearman, kKendall, kKappa };
+extern const Choices<LrSchedule> kLrSchedules;            // constant | linear | cosine
+extern const Choices<JudgeMode> kJudgeModes;              // pointwise | group
+extern const Choices<AgreementMetric> kAgreementMetrics;  // accuracy | spearman | kendall | kappa
 
 struct TrainConfig {
   // [model]
@@ -27,8 +36,8 @@ struct TrainConfig {
 
   // [train]
   std::string output_dir;
-  std::string algorithm = "grpo";  // grpo | rloo | reinforce_pp | reinforce_pp_baseline | online_dpo
-  int64_t max_steps = -1;          // optimizer steps; -1 = num_train_epochs passes over the data
+  Algorithm algorithm = Algorithm::kGrpo;
+  int64_t max_steps = -1;  // optimizer steps; -1 = num_train_epochs passes over the data
   double num_train_epochs = 1;
   int64_t per_device_train_batch_size = 8;  // completions per micro-batch
   int64_t gradient_accumulation_steps = 1;  // micro-batches per optimizer step
@@ -40,24 +49,24 @@ struct TrainConfig {
   double learning_rate = 1e-6;
   double adam_beta1 = 0.9, adam_beta2 = 0.999, adam_epsilon = 1e-8, weight_decay = 0.0;
   double max_grad_norm = 1.0;
-  std::string lr_scheduler_type = "linear";  // constant | linear | cosine
+  LrSchedule lr_scheduler_type = LrSchedule::kLinear;
   int64_t warmup_steps = 0;
   double warmup_ratio = 0.0;
-  double beta = 0.0;                // KL coefficient
-  std::string kl_estimator = "k3";  // k1 | k2 | k3
-  bool kl_in_reward = false;        // false: beta * KL in the loss; true: subtracted from the reward
+  double beta = 0.0;  // KL coefficient
+  KlEstimator kl_estimator = KlEstimator::kK3;
+  bool kl_in_reward = false;  // false: beta * KL in the loss; true: subtracted from the reward
   double epsilon = 0.2;
-  double epsilon_high = -1;                         // < 0: same as epsilon
-  std::string loss_type = "dapo";                   // grpo | bnpo | dr_grpo | dapo
-  std::string scale_rewards = "group";              // group | batch | none
-  std::string importance_sampling_level = "token";  // token | sequence (GSPO)
-  int64_t num_iterations = 1;                       // mu: optimizer passes over each generated batch
+  double epsilon_high = -1;  // < 0: same as epsilon
+  LossType loss_type = LossType::kDapo;
+  ScaleRewards scale_rewards = ScaleRewards::kGroup;
+  ImportanceSamplingLevel importance_sampling_level = ImportanceSamplingLevel::kToken;  // sequence = GSPO
+  int64_t num_iterations = 1;  // mu: optimizer passes over each generated batch
   bool mask_truncated_completions = false;
   double entropy_coef = 0.0;
   bool importance_sampling_correction = false;  // truncated IS between sampler and trainer log-probs
   double importance_sampling_cap = 2.0;
-  std::string judge_mode = "pointwise";  // pointwise | group (all G completions of a prompt in one judge call)
-  bool dynamic_sampling = false;         // drop zero-variance groups and sample more prompts to refill
+  JudgeMode judge_mode = JudgeMode::kPointwise;  // group: all G completions of a prompt in one judge call
+  bool dynamic_sampling = false;                 // drop zero-variance groups and sample more prompts to refill
   int64_t max_dynamic_sampling_rounds = 4;
   int64_t overlong_buffer_length = 0;  // DAPO soft overlong punishment over the last L_cache tokens (0 = off)
   double overlong_penalty_factor = 1.0;
@@ -71,10 +80,10 @@ struct TrainConfig {
   double warn_flip_rate = 0.3;             // pairwise flip rate above this
   // Pre-flight gate: before the first step the judge scores this labelled set (rlaif judge eval's report goes to
   // output_dir/judge_validation.json); training refuses to start when the agreement metric is below the minimum.
-  std::string judge_eval_labels;                    // JSONL {prompt, completion, reference?, label}; "" = no gate
-  std::string judge_eval_injections;                // optional injection set: its score shift is reported too
-  std::string judge_agreement_metric = "accuracy";  // accuracy | spearman | kendall | kappa
-  double judge_min_agreement = 0.0;                 // the gate; a pass is judge reward >= integrity_judge_threshold
+  std::string judge_eval_labels;      // JSONL {prompt, completion, reference?, label}; "" = no gate
+  std::string judge_eval_injections;  // optional injection set: its score shift is reported too
+  AgreementMetric judge_agreement_metric = AgreementMetric::kAccuracy;
+  double judge_min_agreement = 0.0;  // the gate; a pass is judge reward >= integrity_judge_threshold
   uint64_t seed = 42;
   int64_t logging_steps = 1;
   int64_t save_steps = 50;             // 0 = only at the end

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "rlaif/choices.h"
 #include "rlaif/error.h"
 
 namespace rlaif {
@@ -38,6 +39,13 @@ class TomlReader {
       else
         fail(key, "a number");
     }
+  }
+  // Reads one of the names in `choices` into its enum value.
+  template <class E>
+  void get_choice(const char* key, E& out, const Choices<E>& choices) {
+    std::string name;
+    get(key, name);
+    if (const toml::node* n = t_.get(key)) out = parse_choice(name, choices, at(key, *n));
   }
   const toml::table* table(const char* key) {
     seen_.insert(key);
@@ -80,7 +88,8 @@ class TomlReader {
 
  private:
   std::string at(const std::string& key, const toml::node& n) const {
-    return where_ + "." + key + " (line " + std::to_string(n.source().begin.line) + ")";
+    const auto line = n.source().begin.line;  // 0: the value came from --set
+    return where_ + "." + key + (line ? " (line " + std::to_string(line) + ")" : " (--set)");
   }
   [[noreturn]] void fail(const char* key, const char* what) {
     throw Error(std::string("must be ") + what, at(key, *t_.get(key)), "see docs/config.md");

@@ -15,6 +15,7 @@
 #include "judge/openai_chat.h"
 #include "rlaif/error.h"
 #include "rlaif/judge_backend.h"
+#include "rlaif/rewards.h"
 
 namespace rlaif {
 namespace {
@@ -74,7 +75,7 @@ std::string Judge::cache_key(const JudgeSample& s) const {
                    {"model", config_.model},
                    {"temperature", config_.temperature},
                    {"max_tokens", config_.max_tokens},
-                   {"response_format", config_.response_format},
+                   {"response_format", choice_name(config_.response_format, kResponseFormats)},
                    {"system", config_.tmpl.system},
                    {"user", config_.tmpl.user},
                    {"reference", config_.rubric.reference},
@@ -242,12 +243,9 @@ void Judge::apply_graders(const JudgeSample& s, JudgeResult& r, double judges_we
 }
 
 void Judge::mix_reward(JudgeResult& r, double judges_weight) const {
-  double total = judges_weight * r.verdict.reward, weights = judges_weight;
-  for (const auto& g : config_.graders) {
-    total += g.weight * r.grades.at(g.name);
-    weights += g.weight;
-  }
-  r.reward = weights > 0 ? total / weights : 0;
+  std::vector<RewardPart> parts = {{judges_weight, r.verdict.reward}};
+  for (const auto& g : config_.graders) parts.push_back({g.weight, r.grades.at(g.name)});
+  r.reward = combine_rewards(parts);
 }
 
 JudgeStats Judge::total_stats() const {
@@ -304,7 +302,7 @@ void Judge::combine_panel(const std::vector<const JudgeResult*>& theirs, JudgeRe
   }
   if (!r.ok) return;
   const double own = own_weight();
-  double total = own * r.verdict.reward, weights = own;
+  std::vector<RewardPart> parts = {{own, r.verdict.reward}};
   if (own > 0) r.judge_rewards[config_.name] = r.verdict.reward;
   for (size_t j = 0; j < panel_.size(); ++j) {
     const JudgeResult& t = *theirs[j];
@@ -314,13 +312,14 @@ void Judge::combine_panel(const std::vector<const JudgeResult*>& theirs, JudgeRe
     for (const auto& [criterion, score] : t.verdict.scores) r.verdict.scores[name + "/" + criterion] = score;
     if (!t.verdict.rationale.empty())
       r.verdict.rationale += (r.verdict.rationale.empty() ? "" : "\n") + name + ": " + t.verdict.rationale;
-    total += w * t.verdict.reward;
-    weights += w;
+    parts.push_back({w, t.verdict.reward});
     r.latency_s = std::max(r.latency_s, t.latency_s);
     r.prompt_tokens += t.prompt_tokens, r.completion_tokens += t.completion_tokens, r.cost += t.cost;
   }
-  r.verdict.reward = total / weights;  // validate() keeps weights > 0
-  mix_reward(r, weights);              // the graders graded the sample already (judge_alone)
+  double weights = 0;
+  for (const auto& p : parts) weights += p.weight;
+  r.verdict.reward = combine_rewards(parts);  // validate() keeps weights > 0
+  mix_reward(r, weights);                     // the graders graded the sample already (judge_alone)
 }
 
 std::vector<JudgeResult> Judge::judge_alone(const std::vector<JudgeSample>& samples,

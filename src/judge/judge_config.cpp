@@ -1,16 +1,20 @@
 // judge.toml: every key is read with its type checked; an unknown key is an error naming it (a typo must not be
 // silently ignored).
-#include "core/toml_reader.h"
-
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <set>
 
 #include "core/toml_reader.h"
 #include "rlaif/error.h"
+#include "rlaif/judge.h"
 #include "rlaif/judge_backend.h"
 
 namespace rlaif {
+
+const Choices<ResponseFormat> kResponseFormats = {{"json_schema", ResponseFormat::kJsonSchema},
+                                                  {"json_object", ResponseFormat::kJsonObject},
+                                                  {"none", ResponseFormat::kNone}};
+
 toml::table parse_toml_file(const std::string& path) {
   if (!std::filesystem::is_regular_file(path)) throw Error("file not found", path, "check the path");
   try {
@@ -51,7 +55,7 @@ JudgeConfig JudgeConfig::read_tables(TomlReader& top, const std::string& path) {
     r.get("api_key_env", c.api_key_env);
     r.get("temperature", c.temperature);
     r.get("max_tokens", c.max_tokens);
-    r.get("response_format", c.response_format);
+    r.get_choice("response_format", c.response_format, kResponseFormats);
     r.get("top_logprobs", c.top_logprobs);
     r.get("concurrency", c.http.max_in_flight);
     r.get("timeout_s", c.http.timeout_s);
@@ -199,8 +203,6 @@ void JudgeConfig::validate(const std::string& where) const {
     if (model.empty())
       throw Error("the judge model is not set", where + ": judge.model", "the model name the server expects");
   }
-  if (response_format != "json_schema" && response_format != "json_object" && response_format != "none")
-    throw Error("response_format must be json_schema, json_object or none", where + ": judge.response_format");
   if (http.max_in_flight < 1) throw Error("must be >= 1", where + ": judge.concurrency");
   if (!(http.timeout_s > 0)) throw Error("must be > 0", where + ": judge.timeout_s");
   if (http.max_retries < 0) throw Error("must be >= 0", where + ": judge.max_retries");

@@ -27,8 +27,8 @@ HttpRequest OpenAiChat::request(const JudgeMessages& messages, const json& schem
                {"messages", messages.to_openai()},
                {"temperature", config_.temperature},
                {"max_tokens", config_.max_tokens}};
-  if (config_.response_format == "json_object") body["response_format"] = {{"type", "json_object"}};
-  if (config_.response_format == "json_schema")
+  if (config_.response_format == ResponseFormat::kJsonObject) body["response_format"] = {{"type", "json_object"}};
+  if (config_.response_format == ResponseFormat::kJsonSchema)
     body["response_format"] = {{"type", "json_schema"}, {"json_schema", {{"name", "verdict"}, {"schema", schema}}}};
   if (config_.top_logprobs > 0) body["logprobs"] = true, body["top_logprobs"] = config_.top_logprobs;
   HttpRequest q;

@@ -11,6 +11,15 @@
 #include "rlaif/rl.h"
 
 namespace rlaif {
+
+const Choices<Algorithm> kAlgorithms = {{"grpo", Algorithm::kGrpo},
+                                        {"rloo", Algorithm::kRloo},
+                                        {"reinforce_pp", Algorithm::kReinforcePp},
+                                        {"reinforce_pp_baseline", Algorithm::kReinforcePpBaseline},
+                                        {"online_dpo", Algorithm::kOnlineDpo}};
+const Choices<ScaleRewards> kScaleRewards = {
+    {"group", ScaleRewards::kGroup}, {"batch", ScaleRewards::kBatch}, {"none", ScaleRewards::kNone}};
+
 namespace {
 
 struct GroupStats {
@@ -35,31 +44,29 @@ std::pair<torch::Tensor, torch::Tensor> batch_stats(const torch::Tensor& x, cons
 
 }  // namespace
 
-torch::Tensor compute_advantages(const torch::Tensor& rewards, const torch::Tensor& valid, const std::string& estimator,
-                                 const std::string& scale_rewards) {
+torch::Tensor compute_advantages(const torch::Tensor& rewards, const torch::Tensor& valid, Algorithm estimator,
+                                 ScaleRewards scale_rewards) {
   TORCH_CHECK(rewards.dim() == 2 && rewards.sizes() == valid.sizes(), "rewards and valid must both be [B, G]");
   auto v = valid.to(torch::kFloat64);
   auto r = rewards.to(torch::kFloat64) * v;
   auto g = group_stats(r, v);
   torch::Tensor a;
-  if (estimator == "grpo") {
+  if (estimator == Algorithm::kGrpo) {
     a = r - g.mean;
-    if (scale_rewards == "group") {
+    if (scale_rewards == ScaleRewards::kGroup) {
       a = a / (g.std + 1e-4);
-    } else if (scale_rewards == "batch") {
+    } else if (scale_rewards == ScaleRewards::kBatch) {
       a = a / (batch_stats(r, v).second + 1e-4);
-    } else if (scale_rewards != "none") {
-      throw Error("unknown scale_rewards \"" + scale_rewards + "\"", "scale_rewards", "use group, batch or none");
     }
-  } else if (estimator == "rloo") {
+  } else if (estimator == Algorithm::kRloo) {
     // r_i - mean of the others = count/(count-1) (r_i - mean); a group of one has no baseline (advantage 0).
     a = (r - g.mean) * (g.count / (g.count - 1).clamp_min(1));
-  } else if (estimator == "reinforce_pp" || estimator == "reinforce_pp_baseline") {
-    auto x = estimator == "reinforce_pp" ? r : r - g.mean;
+  } else if (estimator == Algorithm::kReinforcePp || estimator == Algorithm::kReinforcePpBaseline) {
+    auto x = estimator == Algorithm::kReinforcePp ? r : r - g.mean;
     auto [mean, std] = batch_stats(x, v);
     a = (x - mean) / (std + 1e-8);
   } else {
-    throw Error("unknown advantage estimator \"" + estimator + "\"", "algorithm",
+    throw Error("online_dpo learns from preferences and has no advantages", "algorithm",
                 "use grpo, rloo, reinforce_pp or reinforce_pp_baseline");
   }
   return (a * v).to(rewards.scalar_type());

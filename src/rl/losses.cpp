@@ -30,12 +30,24 @@
 
 namespace rlaif {
 
-torch::Tensor kl_estimate(const torch::Tensor& logp, const torch::Tensor& ref, const std::string& estimator) {
+const Choices<KlEstimator> kKlEstimators = {
+    {"k1", KlEstimator::kK1}, {"k2", KlEstimator::kK2}, {"k3", KlEstimator::kK3}};
+const Choices<LossType> kLossTypes = {
+    {"grpo", LossType::kGrpo}, {"bnpo", LossType::kBnpo}, {"dr_grpo", LossType::kDrGrpo}, {"dapo", LossType::kDapo}};
+const Choices<ImportanceSamplingLevel> kImportanceSamplingLevels = {{"token", ImportanceSamplingLevel::kToken},
+                                                                    {"sequence", ImportanceSamplingLevel::kSequence}};
+
+torch::Tensor kl_estimate(const torch::Tensor& logp, const torch::Tensor& ref, KlEstimator estimator) {
   auto x = ref - logp;  // log(pi_ref / pi_theta) per token
-  if (estimator == "k1") return -x;
-  if (estimator == "k2") return 0.5 * x * x;
-  if (estimator == "k3") return torch::exp(x) - x - 1;
-  throw Error("unknown KL estimator \"" + estimator + "\"", "kl_estimator", "use k1, k2 or k3");
+  switch (estimator) {
+    case KlEstimator::kK1:
+      return -x;
+    case KlEstimator::kK2:
+      return 0.5 * x * x;
+    case KlEstimator::kK3:
+      return torch::exp(x) - x - 1;
+  }
+  throw Error("internal: unknown KL estimator");
 }
 
 namespace {
@@ -51,15 +63,11 @@ PolicyLossOutput policy_loss(const PolicyLossInputs& in, const PolicyLossOptions
   const int64_t N = mask.size(0);
   auto log_ratio = in.logp - in.old_logp;  // [N, T]
   torch::Tensor log_w;
-  if (o.importance_sampling_level == "token") {
+  if (o.importance_sampling_level == ImportanceSamplingLevel::kToken)
     log_w = log_ratio;
-  } else if (o.importance_sampling_level == "sequence") {
+  else
     log_w = ((log_ratio * mask).sum(-1) / mask.sum(-1).clamp_min(1)).unsqueeze(-1);  // [N, 1]
-  } else {
-    throw Error("unknown importance_sampling_level \"" + o.importance_sampling_level + "\"",
-                "importance_sampling_level", "use token or sequence (GSPO)");
-  }
-  auto w = torch::exp(log_w);  // [N, T] or [N, 1]
+  auto w = torch::exp(log_w);                                                        // [N, T] or [N, 1]
   auto w_clipped = torch::clamp(w, 1 - o.epsilon, 1 + o.epsilon_high);
   auto adv = in.advantages.view({N, 1});
   auto per_token = -torch::min(w * adv, w_clipped * adv);  // [N, T]
@@ -84,17 +92,20 @@ PolicyLossOutput policy_loss(const PolicyLossInputs& in, const PolicyLossOptions
   }
 
   auto masked = per_token * mask;
-  if (o.loss_type == "grpo") {
-    out.loss = (masked.sum(-1) / mask.sum(-1).clamp_min(1)).mean();
-  } else if (o.loss_type == "bnpo") {
-    out.loss = masked.sum() / mask.sum().clamp_min(1);
-  } else if (o.loss_type == "dr_grpo") {
-    TORCH_CHECK(o.max_completion_length > 0, "dr_grpo needs max_completion_length");
-    out.loss = masked.sum() / static_cast<double>(N * o.max_completion_length);
-  } else if (o.loss_type == "dapo") {
-    out.loss = masked.sum() / (o.num_items > 0 ? o.num_items : std::max(out.tokens, 1.0));
-  } else {
-    throw Error("unknown loss_type \"" + o.loss_type + "\"", "loss_type", "use grpo, bnpo, dr_grpo or dapo");
+  switch (o.loss_type) {
+    case LossType::kGrpo:
+      out.loss = (masked.sum(-1) / mask.sum(-1).clamp_min(1)).mean();
+      break;
+    case LossType::kBnpo:
+      out.loss = masked.sum() / mask.sum().clamp_min(1);
+      break;
+    case LossType::kDrGrpo:
+      TORCH_CHECK(o.max_completion_length > 0, "dr_grpo needs max_completion_length");
+      out.loss = masked.sum() / static_cast<double>(N * o.max_completion_length);
+      break;
+    case LossType::kDapo:
+      out.loss = masked.sum() / (o.num_items > 0 ? o.num_items : std::max(out.tokens, 1.0));
+      break;
   }
 
   auto wd = w.detach().expand_as(mask);
@@ -107,11 +118,17 @@ PolicyLossOutput policy_loss(const PolicyLossInputs& in, const PolicyLossOptions
   return out;
 }
 
-double micro_batch_weight(const std::string& loss_type, int64_t n, int64_t N, int64_t M) {
-  if (loss_type == "grpo" || loss_type == "dr_grpo") return double(n) / N;
-  if (loss_type == "bnpo") return 1.0 / M;
-  if (loss_type == "dapo") return 1.0;
-  throw Error("unknown loss_type \"" + loss_type + "\"", "loss_type", "use grpo, bnpo, dr_grpo or dapo");
+double micro_batch_weight(LossType loss_type, int64_t n, int64_t N, int64_t M) {
+  switch (loss_type) {
+    case LossType::kGrpo:
+    case LossType::kDrGrpo:
+      return double(n) / N;
+    case LossType::kBnpo:
+      return 1.0 / M;
+    case LossType::kDapo:
+      return 1.0;
+  }
+  throw Error("internal: unknown loss_type");
 }
 
 torch::Tensor online_dpo_loss(const torch::Tensor& logp_w, const torch::Tensor& logp_l, const torch::Tensor& ref_w,

@@ -2,8 +2,12 @@
 //
 //   r_i = J_i - overlong_i - eos_i                      (0 where the judgment failed: the sample leaves its group)
 //
-// J_i is the judge's reward: the judge's own score in [0, 1], mixed by the judge with its graders and any panel of
-// judges as the weighted mean  sum_k w_k s_k / sum_k w_k  (src/judge/judge.cpp, Judge::mix_reward).
+// J_i is the judge's reward, combine_rewards of its sources: the weighted mean over sources k in order,
+//   combine({(w_k, s_k)}) = sum_k w_k s_k / sum_k w_k        (0 when sum_k w_k = 0)
+// applied by the judge (src/judge/judge.cpp) in two stages. With a panel, the panel's verdict is first
+//   v = combine({(judge_weight_j, s_j)})  over this judge and each judge j of the panel (s_j in [0, 1]),
+// then J = combine({(W, v), (weight_g, grade_g) for each grader g})  with W = sum_j judge_weight_j
+// (without a panel, v is the judge's own score and W its judge_weight).
 //
 // DAPO's soft overlong punishment (Yu et al. 2025, eq. 13), with L = max_completion_length, L_cache =
 // overlong_buffer_length > 0 and |o_i| the completion's tokens:
@@ -23,6 +27,12 @@
 #include <cmath>
 
 namespace rlaif {
+
+double combine_rewards(const std::vector<RewardPart>& parts) {
+  double total = 0, weights = 0;
+  for (const auto& p : parts) total += p.weight * p.reward, weights += p.weight;
+  return weights > 0 ? total / weights : 0;
+}
 
 torch::Tensor overlong_penalty(const torch::Tensor& lengths, const RewardShaping& s) {
   auto zero = torch::zeros(lengths.sizes(), torch::kFloat64);  // [B, G]

@@ -18,11 +18,11 @@ void judge_preflight(const TrainConfig& c, bool quiet) {
     std::fprintf(stderr, "train: pre-flight judge check on %zu labelled samples (%s)%s\n", labelled.size(),
                  c.judge_eval_labels.c_str(), o.injections.empty() ? "" : ", with the injection set");
   auto rep = evaluate_judge(c.judge, labelled, o);
-  const std::string& metric = c.judge_agreement_metric;
-  const double value = metric == "accuracy"   ? rep.accuracy
-                       : metric == "spearman" ? rep.spearman
-                       : metric == "kendall"  ? rep.kendall
-                                              : rep.kappa;
+  const std::string metric = choice_name(c.judge_agreement_metric, kAgreementMetrics);
+  const double value = c.judge_agreement_metric == AgreementMetric::kAccuracy   ? rep.accuracy
+                       : c.judge_agreement_metric == AgreementMetric::kSpearman ? rep.spearman
+                       : c.judge_agreement_metric == AgreementMetric::kKendall  ? rep.kendall
+                                                                                : rep.kappa;
   // With the gate on (minimum > 0), a judge that fails on most samples cannot vouch for itself either.
   const double judged_share = rep.samples ? static_cast<double>(rep.judged) / static_cast<double>(rep.samples) : 0;
   const bool passed = c.judge_min_agreement <= 0 || (value >= c.judge_min_agreement && judged_share >= 0.5);

@@ -28,7 +28,7 @@ void RlTrainer::run() {
     auto t1 = Clock::now();
     if (batch.empty()) {
       m["skipped"] = true;  // every group failed or had no signal: nothing to learn from this step
-    } else if (c_.algorithm == "online_dpo") {
+    } else if (c_.algorithm == Algorithm::kOnlineDpo) {
       update_dpo(batch, step, m);
     } else {
       auto micro_batches = prepare_micro_batches(batch);  // with old and reference log-probs
@@ -67,7 +67,7 @@ void RlTrainer::setup() {
                 "train.max_completion_length", "lower one of them");
   trainable_ = make_trainable(model_, c_);
   bf16_ = c_.use_bf16();
-  const bool needs_ref = c_.beta > 0 || c_.algorithm == "online_dpo";
+  const bool needs_ref = c_.beta > 0 || c_.algorithm == Algorithm::kOnlineDpo;
   if (needs_ref && !c_.use_lora) {  // full fine-tuning: a frozen copy (LoRA: the base with adapters off)
     ref_ = load_model(c_.model_path);
     for (auto& p : ref_->parameters()) p.requires_grad_(false);
@@ -156,7 +156,7 @@ void RlTrainer::log_judge_stats(nlohmann::json& m) {
   const auto& st = judge_->stats();
   const int64_t judged = st.judged - last_stats_.judged, hits = st.cache_hits - last_stats_.cache_hits;
   m["judge/cache_hit_rate"] = judged ? double(hits) / judged : 0.0;
-  if (c_.algorithm == "online_dpo") {
+  if (c_.algorithm == Algorithm::kOnlineDpo) {
     const int64_t ok = st.pairs_ok - last_stats_.pairs_ok, flips = st.flips - last_stats_.flips;
     m["judge/flip_rate"] = ok ? double(flips) / ok : 0.0;
   }

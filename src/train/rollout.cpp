@@ -9,7 +9,7 @@
 namespace rlaif {
 RolloutBatch RlTrainer::collect_rollouts(int64_t step, nlohmann::json& m) {
   const int64_t B = c_.prompts_per_step();
-  const bool pairwise = c_.algorithm == "online_dpo", group_mode = c_.judge_mode == "group";
+  const bool pairwise = c_.algorithm == Algorithm::kOnlineDpo, group_mode = c_.judge_mode == JudgeMode::kGroup;
   RolloutBatch kept;
   RolloutTally tally;
   const int64_t rounds = c_.dynamic_sampling ? c_.max_dynamic_sampling_rounds : 1;
@@ -141,7 +141,7 @@ void RlTrainer::judge_pairs(RolloutBatch& b, RolloutTally& t) {
 // src/rl/rewards.cpp's shaping (overlong and missing-EOS penalties) on the judge's rewards; online DPO learns from
 // the preference alone.
 void RlTrainer::shape_rewards(RolloutBatch& b) const {
-  if (c_.algorithm == "online_dpo") {
+  if (c_.algorithm == Algorithm::kOnlineDpo) {
     b.rewards = b.judge_reward.clone();
     return;
   }

@@ -99,9 +99,9 @@ double clip_gradients(const std::vector<torch::Tensor>& params, double max_norm)
 double scheduled_lr(const TrainConfig& c, int64_t step, int64_t total) {
   int64_t warmup = c.warmup_steps > 0 ? c.warmup_steps : static_cast<int64_t>(std::ceil(c.warmup_ratio * total));
   if (step < warmup) return c.learning_rate * double(step) / double(std::max<int64_t>(1, warmup));
-  if (c.lr_scheduler_type == "constant") return c.learning_rate;
+  if (c.lr_scheduler_type == LrSchedule::kConstant) return c.learning_rate;
   double progress = double(step - warmup) / double(std::max<int64_t>(1, total - warmup));
-  if (c.lr_scheduler_type == "linear") return c.learning_rate * std::max(0.0, 1.0 - progress);
+  if (c.lr_scheduler_type == LrSchedule::kLinear) return c.learning_rate * std::max(0.0, 1.0 - progress);
   return c.learning_rate * std::max(0.0, 0.5 * (1.0 + std::cos(M_PI * progress)));  // cosine
 }
 
@@ -109,7 +109,7 @@ std::string config_fingerprint(const TrainConfig& c, const std::string& kind) {
   nlohmann::json j = {{"kind", kind},
                       {"model", c.model_path},
                       {"prompts", c.prompts},
-                      {"algorithm", c.algorithm},
+                      {"algorithm", choice_name(c.algorithm, kAlgorithms)},
                       {"seed", c.seed},
                       {"lora", c.use_lora},
                       {"lora_r", c.lora.r},
@@ -117,7 +117,7 @@ std::string config_fingerprint(const TrainConfig& c, const std::string& kind) {
                       {"num_generations", c.num_generations},
                       {"batch", c.generation_batch()},
                       {"learning_rate", c.learning_rate},
-                      {"loss_type", c.loss_type},
+                      {"loss_type", choice_name(c.loss_type, kLossTypes)},
                       {"beta", c.beta},
                       {"max_completion_length", c.max_completion_length}};
   return sha256_hex(j.dump());

@@ -2,7 +2,6 @@
 #include "rlaif/train_config.h"
 
 #include <cmath>
-#include <set>
 #include <sstream>
 
 #include "core/toml_reader.h"
@@ -10,6 +9,15 @@
 #include "rlaif/model.h"
 
 namespace rlaif {
+
+const Choices<LrSchedule> kLrSchedules = {
+    {"constant", LrSchedule::kConstant}, {"linear", LrSchedule::kLinear}, {"cosine", LrSchedule::kCosine}};
+const Choices<JudgeMode> kJudgeModes = {{"pointwise", JudgeMode::kPointwise}, {"group", JudgeMode::kGroup}};
+const Choices<AgreementMetric> kAgreementMetrics = {{"accuracy", AgreementMetric::kAccuracy},
+                                                    {"spearman", AgreementMetric::kSpearman},
+                                                    {"kendall", AgreementMetric::kKendall},
+                                                    {"kappa", AgreementMetric::kKappa}};
+
 namespace {
 
 // Applies "a.b.c=value" to `root`: value in TOML syntax (1e-5, true, "x", [..]); anything else is a string.
@@ -62,7 +70,7 @@ TrainConfig TrainConfig::from_toml(const std::string& path, const std::vector<st
   if (const toml::table* t = top.table("train")) {
     TomlReader r(*t, path + ": train");
     r.get("output_dir", c.output_dir);
-    r.get("algorithm", c.algorithm);
+    r.get_choice("algorithm", c.algorithm, kAlgorithms);
     r.get("max_steps", c.max_steps);
     r.get("num_train_epochs", c.num_train_epochs);
     r.get("per_device_train_batch_size", c.per_device_train_batch_size);
@@ -80,23 +88,23 @@ TrainConfig TrainConfig::from_toml(const std::string& path, const std::vector<st
     r.get("adam_epsilon", c.adam_epsilon);
     r.get("weight_decay", c.weight_decay);
     r.get("max_grad_norm", c.max_grad_norm);
-    r.get("lr_scheduler_type", c.lr_scheduler_type);
+    r.get_choice("lr_scheduler_type", c.lr_scheduler_type, kLrSchedules);
     r.get("warmup_steps", c.warmup_steps);
     r.get("warmup_ratio", c.warmup_ratio);
     r.get("beta", c.beta);
-    r.get("kl_estimator", c.kl_estimator);
+    r.get_choice("kl_estimator", c.kl_estimator, kKlEstimators);
     r.get("kl_in_reward", c.kl_in_reward);
     r.get("epsilon", c.epsilon);
     r.get("epsilon_high", c.epsilon_high);
-    r.get("loss_type", c.loss_type);
-    r.get("scale_rewards", c.scale_rewards);
-    r.get("importance_sampling_level", c.importance_sampling_level);
+    r.get_choice("loss_type", c.loss_type, kLossTypes);
+    r.get_choice("scale_rewards", c.scale_rewards, kScaleRewards);
+    r.get_choice("importance_sampling_level", c.importance_sampling_level, kImportanceSamplingLevels);
     r.get("num_iterations", c.num_iterations);
     r.get("mask_truncated_completions", c.mask_truncated_completions);
     r.get("entropy_coef", c.entropy_coef);
     r.get("importance_sampling_correction", c.importance_sampling_correction);
     r.get("importance_sampling_cap", c.importance_sampling_cap);
-    r.get("judge_mode", c.judge_mode);
+    r.get_choice("judge_mode", c.judge_mode, kJudgeModes);
     r.get("dynamic_sampling", c.dynamic_sampling);
     r.get("max_dynamic_sampling_rounds", c.max_dynamic_sampling_rounds);
     r.get("overlong_buffer_length", c.overlong_buffer_length);
@@ -109,7 +117,7 @@ TrainConfig TrainConfig::from_toml(const std::string& path, const std::vector<st
     r.get("warn_flip_rate", c.warn_flip_rate);
     r.get("judge_eval_labels", c.judge_eval_labels);
     r.get("judge_eval_injections", c.judge_eval_injections);
-    r.get("judge_agreement_metric", c.judge_agreement_metric);
+    r.get_choice("judge_agreement_metric", c.judge_agreement_metric, kAgreementMetrics);
     r.get("judge_min_agreement", c.judge_min_agreement);
     r.get("seed", c.seed);
     r.get("logging_steps", c.logging_steps);
@@ -172,8 +180,6 @@ void TrainConfig::validate(const std::string& where, bool rl) const {
   if (!(adam_epsilon > 0)) fail("train.adam_epsilon", "must be > 0");
   if (weight_decay < 0) fail("train.weight_decay", "must be >= 0");
   if (max_grad_norm < 0) fail("train.max_grad_norm", "must be >= 0 (0 = no clipping)");
-  if (lr_scheduler_type != "constant" && lr_scheduler_type != "linear" && lr_scheduler_type != "cosine")
-    fail("train.lr_scheduler_type", "unknown schedule \"" + lr_scheduler_type + "\"", "use constant, linear or cosine");
   if (warmup_steps < 0 || warmup_ratio < 0 || warmup_ratio > 1)
     fail("train.warmup_steps/warmup_ratio", "must be >= 0 (ratio <= 1)");
   if (max_prompt_length < 1) fail("train.max_prompt_length", "must be >= 1");
@@ -183,12 +189,9 @@ void TrainConfig::validate(const std::string& where, bool rl) const {
     fail("train.save_steps/logging_steps/eval_steps", "must be >= 0 (logging_steps >= 1)");
   if (use_lora) lora.validate(where + ": lora");
   if (!rl) return;
-  const std::string algos = "grpo, rloo, reinforce_pp, reinforce_pp_baseline or online_dpo";
-  if (algorithm != "grpo" && algorithm != "rloo" && algorithm != "reinforce_pp" &&
-      algorithm != "reinforce_pp_baseline" && algorithm != "online_dpo")
-    fail("train.algorithm", "unknown algorithm \"" + algorithm + "\"", "use " + algos);
   if (num_generations < 2) fail("train.num_generations", "must be >= 2: advantages compare the samples of one prompt");
-  if (algorithm == "online_dpo" && num_generations != 2)
+  const bool online_dpo = algorithm == Algorithm::kOnlineDpo;
+  if (online_dpo && num_generations != 2)
     fail("train.num_generations", "online_dpo compares exactly 2 completions per prompt", "set num_generations = 2");
   if (generation_batch() % num_generations != 0)
     fail("train.per_device_train_batch_size",
@@ -200,16 +203,8 @@ void TrainConfig::validate(const std::string& where, bool rl) const {
   if (top_k < 0) fail("train.top_k", "must be >= 0 (0 = off)");
   if (!(min_p >= 0 && min_p < 1)) fail("train.min_p", "must be in [0, 1)");
   if (beta < 0) fail("train.beta", "must be >= 0");
-  if (kl_estimator != "k1" && kl_estimator != "k2" && kl_estimator != "k3")
-    fail("train.kl_estimator", "use k1, k2 or k3");
   if (!(epsilon > 0 && epsilon < 1)) fail("train.epsilon", "must be in (0, 1)");
   if (epsilon_high >= 0 && epsilon_high < epsilon) fail("train.epsilon_high", "must be >= epsilon (clip-higher)");
-  if (loss_type != "grpo" && loss_type != "bnpo" && loss_type != "dr_grpo" && loss_type != "dapo")
-    fail("train.loss_type", "unknown loss_type \"" + loss_type + "\"", "use grpo, bnpo, dr_grpo or dapo");
-  if (scale_rewards != "group" && scale_rewards != "batch" && scale_rewards != "none")
-    fail("train.scale_rewards", "unknown scale_rewards \"" + scale_rewards + "\"", "use group, batch or none");
-  if (importance_sampling_level != "token" && importance_sampling_level != "sequence")
-    fail("train.importance_sampling_level", "use token or sequence (GSPO)");
   if (num_iterations < 1) fail("train.num_iterations", "must be >= 1");
   if (importance_sampling_cap < 1) fail("train.importance_sampling_cap", "must be >= 1");
   if (overlong_buffer_length < 0 || overlong_buffer_length >= max_completion_length)
@@ -221,20 +216,14 @@ void TrainConfig::validate(const std::string& where, bool rl) const {
   if (!has_judge)
     fail("judge", "no reward is configured",
          "add a [judge] table (and [rubric]) or [[graders]] with [judge] backend = \"none\"");
-  if (judge_mode != "pointwise" && judge_mode != "group")
-    fail("train.judge_mode", "unknown judge_mode \"" + judge_mode + "\"", "use pointwise or group");
-  if (judge_mode == "group" && (judge.backend != "openai" || algorithm == "online_dpo"))
+  if (judge_mode == JudgeMode::kGroup && (judge.backend != "openai" || online_dpo))
     fail("train.judge_mode", "group judging needs an openai-compatible judge and a policy-gradient algorithm");
-  if (!judge.panel.empty() && (judge_mode == "group" || algorithm == "online_dpo"))
+  if (!judge.panel.empty() && (judge_mode == JudgeMode::kGroup || online_dpo))
     fail("panel", "a panel of judges scores pointwise only",
          "use judge_mode = \"pointwise\" and a policy-gradient algorithm");
-  if (algorithm == "online_dpo" && judge.backend != "openai")
+  if (online_dpo && judge.backend != "openai")
     fail("judge.backend", "online_dpo needs pairwise preferences from an openai-compatible judge");
   judge.validate(where);
-  static const std::set<std::string> kAgreement = {"accuracy", "spearman", "kendall", "kappa"};
-  if (!kAgreement.count(judge_agreement_metric))
-    fail("train.judge_agreement_metric", "unknown metric \"" + judge_agreement_metric + "\"",
-         "use accuracy, spearman, kendall or kappa");
   if (!(judge_min_agreement >= 0 && judge_min_agreement <= 1))
     fail("train.judge_min_agreement", "must be in [0, 1] (0 = report only)",
          "0.8 = refuse to train with a judge agreeing on less than 80%");
