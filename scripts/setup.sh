@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
   build-essential cmake ninja-build pkg-config
   libtorch-dev libopenblas0-openmp   # libtorch; OpenBLAS (OpenMP build) replaces the reference BLAS: ~40x faster fp32 matmul
+  libgloo-dev                        # the headers of libtorch's c10d Gloo process group (data parallel)
   nlohmann-json3-dev libcurl4-openssl-dev libcpp-httplib-dev libtomlplusplus-dev libcli11-dev
   libpcre2-dev libutf8proc-dev libsqlite3-dev libgtest-dev libgmock-dev libbenchmark-dev
   python3-torch python3-numpy python3-scipy  # independent references used by the tests (PyTorch, SciPy)

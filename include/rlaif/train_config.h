@@ -104,11 +104,14 @@ struct TrainConfig {
   JudgeConfig judge;
   bool has_judge = false;  // any of the judge tables present
 
-  // Completions per optimizer step and prompts per step.
+  int ddp_timeout = 1800;  // seconds a rank waits for the others (rendezvous, collectives) before it gives up
+
+  // Completions per optimizer step and prompts per step, on one rank (data parallel: each rank's share, as TRL's
+  // per_device_train_batch_size; the step's global batch is world_size times larger).
   int64_t generation_batch() const { return per_device_train_batch_size * gradient_accumulation_steps; }
   int64_t prompts_per_step() const { return generation_batch() / num_generations; }
-  // Steps of the run over `rows` training rows: max_steps, or enough for num_train_epochs passes.
-  int64_t total_steps(int64_t rows, bool rl = true) const;
+  // Steps of the run over `rows` training rows on `world_size` ranks: max_steps, or enough for num_train_epochs passes.
+  int64_t total_steps(int64_t rows, bool rl = true, int world_size = 1) const;
   double clip_high() const { return epsilon_high < 0 ? epsilon : epsilon_high; }
 
   // Reads `path`, applying `overrides` ("train.learning_rate=1e-5", values in TOML syntax; a bare word is a string)

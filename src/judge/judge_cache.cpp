@@ -13,6 +13,7 @@ JudgeCache::JudgeCache(const std::string& path) : path_(path) {
     db_ = nullptr;
     throw Error("cannot open the judge cache: " + msg, path, "check the path and its permissions");
   }
+  sqlite3_busy_timeout(db_, 30000);  // ranks of a data-parallel job share one cache: wait for each other's writes
   char* err = nullptr;
   const char* schema =
       "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"

@@ -5,17 +5,19 @@
 
 namespace rlaif {
 
+// Data parallel: each rank's pairs weigh n / P with P the pairs of the whole step, gradients summed over the ranks.
 void RlTrainer::update_dpo(const RolloutBatch& rb, int64_t step, nlohmann::json& m) {
-  const int64_t P = rb.groups();  // pairs
+  const int64_t P_here = rb.groups(), P = static_cast<int64_t>(dist_->sum(double(P_here)));  // pairs
   const int64_t pairs_per_mb = std::max<int64_t>(1, c_.per_device_train_batch_size / 2);
-  auto reward = rb.rewards.accessor<double, 2>();  // [P, 2]: 1 for the preferred completion
+  const auto rewards = rb.empty() ? torch::zeros({0, 2}, torch::kFloat64) : rb.rewards;
+  auto reward = rewards.accessor<double, 2>();  // [P here, 2]: 1 for the preferred completion
   const double lr = scheduled_lr(c_, step, total_steps_);
   set_lr(*opt_, lr);
   model_->train();
   double loss_sum = 0, margin_sum = 0, tokens = 0, grad_norm = 0;
   for (int64_t iter = 0; iter < c_.num_iterations; ++iter) {
-    for (int64_t s = 0; s < P; s += pairs_per_mb) {
-      const int64_t e = std::min(P, s + pairs_per_mb), n = e - s;
+    for (int64_t s = 0; s < P_here; s += pairs_per_mb) {
+      const int64_t e = std::min(P_here, s + pairs_per_mb), n = e - s;
       std::vector<const std::vector<int64_t>*> prompts, completions;
       for (int64_t k = s; k < e; ++k) {  // chosen first, then rejected
         const size_t w = reward[k][0] > reward[k][1] ? 0 : 1;
@@ -36,11 +38,14 @@ void RlTrainer::update_dpo(const RolloutBatch& rb, int64_t step, nlohmann::json&
                     c_.beta;
       tokens += b.completion_mask.sum().item<double>();
     }
+    sum_gradients(*dist_, trainable_.params);
     grad_norm = clip_gradients(trainable_.params, c_.max_grad_norm);
     opt_->step();
     opt_->zero_grad();
   }
   model_->eval();
+  auto sums = dist_->sum({loss_sum, margin_sum, tokens});
+  loss_sum = sums[0], margin_sum = sums[1], tokens = sums[2];
   m["loss"] = loss_sum;
   m["rewards/margins"] = P ? margin_sum / (P * c_.num_iterations) : 0.0;
   m["grad_norm"] = grad_norm;

@@ -3,6 +3,9 @@
 //      (num_iterations > 1, or kl_in_reward) and reference (beta > 0), without gradient, on the training numerics
 //   4. (in run()) KL in the reward when asked, then the advantages
 //   5. num_iterations x micro-batches: loss (src/rl/losses.cpp) -> backward; clip; AdamW step
+// Data parallel: each rank holds its own groups. What spans the step is summed over the ranks first — completions N,
+// micro-batches M and tokens (the loss normalisations), the rewards for batch statistics — so that each rank's loss
+// is its part of the step's loss, and the gradients are summed before clipping.
 #include "rlaif/rewards.h"
 #include "rlaif/rl.h"
 #include "train/rl_trainer.h"
@@ -61,6 +64,7 @@ PolicyMicroBatches RlTrainer::prepare_micro_batches(const RolloutBatch& rb) {
 // KL in the reward (REINFORCE++ style): each completion's summed KL estimate between the sampling policy and the
 // reference comes off its reward (src/rl/rewards.cpp).
 void RlTrainer::add_kl_to_rewards(RolloutBatch& rb, const PolicyMicroBatches& mb) const {
+  if (rb.empty()) return;  // data parallel: this rank kept no group this step
   std::vector<torch::Tensor> per_batch;
   for (size_t k = 0; k < mb.batches.size(); ++k)
     per_batch.push_back(
@@ -70,10 +74,26 @@ void RlTrainer::add_kl_to_rewards(RolloutBatch& rb, const PolicyMicroBatches& mb
   rb.rewards = kl_in_reward(rb.rewards, kl, c_.beta);
 }
 
+torch::Tensor RlTrainer::advantages(const RolloutBatch& b) {
+  if (dist_->world_size() == 1) return compute_advantages(b.rewards, b.valid, c_.algorithm, c_.scale_rewards);
+  const int64_t G = c_.num_generations;
+  auto rewards = b.empty() ? torch::zeros({0, G}, torch::kFloat64) : b.rewards;  // [B, G]
+  auto valid = b.empty() ? torch::zeros({0, G}, torch::kBool) : b.valid;
+  auto all = compute_advantages(gather_rows(*dist_, rewards), gather_rows(*dist_, valid), c_.algorithm,
+                                c_.scale_rewards);  // [sum_r B_r, G]
+  const auto groups = dist_->all_gather(b.groups());
+  int64_t first = 0;
+  for (int r = 0; r < dist_->rank(); ++r) first += groups[r];
+  return all.narrow(0, first, b.groups()).clone();  // [B, G]
+}
+
 void RlTrainer::update_policy(const RolloutBatch& rb, const PolicyMicroBatches& mb, int64_t step, nlohmann::json& m) {
-  const int64_t N = static_cast<int64_t>(mb.items.size()), M = static_cast<int64_t>(mb.batches.size());
+  const auto job = dist_->sum({double(mb.items.size()), double(mb.batches.size()), mb.tokens});  // the whole step's
+  const int64_t N = static_cast<int64_t>(job[0]), M = static_cast<int64_t>(job[1]);
+  const double tokens = job[2];
   const bool has_old = !mb.old_lp.empty() && mb.old_lp[0].defined();
-  auto advantages = rb.advantages.masked_select(rb.valid).to(torch::kFloat32);  // [N], group-major as mb.items
+  // [N here], group-major as mb.items
+  auto advantages = rb.empty() ? torch::zeros({0}) : rb.advantages.masked_select(rb.valid).to(torch::kFloat32);
   PolicyLossOptions lo;
   lo.loss_type = c_.loss_type;
   lo.importance_sampling_level = c_.importance_sampling_level;
@@ -84,14 +104,15 @@ void RlTrainer::update_policy(const RolloutBatch& rb, const PolicyMicroBatches& 
   lo.entropy_coef = c_.entropy_coef;
   lo.max_completion_length = c_.max_completion_length;
   lo.is_cap = c_.importance_sampling_correction ? c_.importance_sampling_cap : 0.0;
-  lo.num_items = std::max(1.0, mb.tokens);
+  lo.num_items = std::max(1.0, tokens);
   double loss_sum = 0, kl_sum = 0, ent_sum = 0, clip_low = 0, clip_high = 0, clip_region = 0, gap_sum = 0,
          grad_norm = 0;
   const double lr = scheduled_lr(c_, step, total_steps_);
   set_lr(*opt_, lr);
   model_->train();
+  const int64_t M_here = static_cast<int64_t>(mb.batches.size());
   for (int64_t iter = 0; iter < c_.num_iterations; ++iter) {
-    for (int64_t k = 0, first = 0; k < M; first += mb.batches[k].input_ids.size(0), ++k) {
+    for (int64_t k = 0, first = 0; k < M_here; first += mb.batches[k].input_ids.size(0), ++k) {
       const auto& b = mb.batches[k];
       const int64_t n = b.input_ids.size(0);
       torch::Tensor entropy;
@@ -107,7 +128,7 @@ void RlTrainer::update_policy(const RolloutBatch& rb, const PolicyMicroBatches& 
       auto out = policy_loss(in, lo);
       const double w = micro_batch_weight(c_.loss_type, n, N, M);
       (out.loss * w).backward();
-      const double share = out.tokens / std::max(1.0, mb.tokens) / c_.num_iterations;
+      const double share = out.tokens / std::max(1.0, tokens) / c_.num_iterations;
       loss_sum += out.loss.item<double>() * w / c_.num_iterations;
       kl_sum += out.kl * share;
       ent_sum += out.entropy * share;
@@ -117,21 +138,25 @@ void RlTrainer::update_policy(const RolloutBatch& rb, const PolicyMicroBatches& 
       if (iter == 0)  // sampler vs trainer numerics, on the policy that sampled
         gap_sum += ((logp.detach() - mb.sampler_lp[k]).abs() * b.completion_mask).sum().item<double>();
     }
+    sum_gradients(*dist_, trainable_.params);
     grad_norm = clip_gradients(trainable_.params, c_.max_grad_norm);
     opt_->step();
     opt_->zero_grad();
   }
   model_->eval();
+  auto sums = dist_->sum({loss_sum, kl_sum, ent_sum, clip_low, clip_high, clip_region, gap_sum});
+  loss_sum = sums[0], kl_sum = sums[1], ent_sum = sums[2], clip_low = sums[3], clip_high = sums[4];
+  clip_region = sums[5], gap_sum = sums[6];
   m["loss"] = loss_sum;
   if (c_.beta > 0) m["kl"] = kl_sum;
   m["entropy"] = ent_sum;
   m["clip_ratio/low_mean"] = clip_low;
   m["clip_ratio/high_mean"] = clip_high;
   m["clip_ratio/region_mean"] = clip_region;
-  m["sampler/logprob_gap"] = gap_sum / std::max(1.0, mb.tokens);
+  m["sampler/logprob_gap"] = gap_sum / std::max(1.0, tokens);
   m["grad_norm"] = grad_norm;
   m["lr"] = lr;
-  m["train/tokens"] = mb.tokens;
+  m["train/tokens"] = tokens;
 }
 
 }  // namespace rlaif

@@ -12,46 +12,53 @@
 namespace rlaif {
 void RlTrainer::run() {
   setup();
-  auto started = start_run(c_, "train", o_.resume, contents(), o_.quiet);
-  if (started.step == 0) judge_preflight(c_, o_.quiet);
+  auto started = start_run(c_, "train", o_.resume, contents(), o_.quiet, dist_.get());
+  const bool main = dist_->is_main();
+  if (started.step == 0 && main) judge_preflight(c_, o_.quiet);
   order_->seek(started.data_epoch, started.data_position);
-  metrics_ = std::make_unique<JsonlLog>(c_.output_dir + "/metrics.jsonl");
-  samples_ = std::make_unique<JsonlLog>(c_.output_dir + "/samples.jsonl");
-  eval_log_ = std::make_unique<JsonlLog>(c_.output_dir + "/eval_samples.jsonl");
-  if (!eval_rows_.empty() && started.step == 0) evaluate(0);
-  Progress bar("train", total_steps_, "steps", !o_.quiet);
+  if (main) {
+    metrics_ = std::make_unique<JsonlLog>(c_.output_dir + "/metrics.jsonl");
+    samples_ = std::make_unique<JsonlLog>(c_.output_dir + "/samples.jsonl");
+    eval_log_ = std::make_unique<JsonlLog>(c_.output_dir + "/eval_samples.jsonl");
+  }
+  if (!eval_rows_.empty() && started.step == 0 && main) evaluate(0);
+  Progress bar("train", total_steps_, "steps", !o_.quiet && main);
   bar.advance(started.step);
   for (int64_t step = started.step; step < total_steps_; ++step) {
     auto t0 = Clock::now();
     nlohmann::json m = {{"step", step + 1}, {"epoch", order_->epoch()}};
     auto batch = collect_rollouts(step, m);  // draw prompts, roll out, judge, shape rewards, filter groups
     auto t1 = Clock::now();
-    if (batch.empty()) {
+    if (dist_->sum(static_cast<double>(batch.groups())) == 0) {
       m["skipped"] = true;  // every group failed or had no signal: nothing to learn from this step
     } else if (c_.algorithm == Algorithm::kOnlineDpo) {
       update_dpo(batch, step, m);
     } else {
       auto micro_batches = prepare_micro_batches(batch);  // with old and reference log-probs
       if (c_.kl_in_reward && c_.beta > 0) add_kl_to_rewards(batch, micro_batches);
-      batch.advantages = compute_advantages(batch.rewards, batch.valid, c_.algorithm, c_.scale_rewards);  // [B, G]
+      batch.advantages = advantages(batch);  // [B, G]
       update_policy(batch, micro_batches, step, m);
     }
     m["timing/train"] = seconds_since(t1);
     m["timing/step"] = seconds_since(t0);
     log_step(batch, m, bar);
     checkpoint(step + 1, started);
-    if (!eval_rows_.empty() && ((c_.eval_steps > 0 && (step + 1) % c_.eval_steps == 0) || step + 1 == total_steps_))
+    if (main && !eval_rows_.empty() &&
+        ((c_.eval_steps > 0 && (step + 1) % c_.eval_steps == 0) || step + 1 == total_steps_))
       evaluate(step + 1);
   }
   bar.finish();
-  save_final(c_, model_);
-  if (!o_.quiet)
+  check_replicas(*dist_, trainable_, total_steps_);
+  if (main) save_final(c_, model_);
+  dist_->barrier();  // the final folder is written before any rank reports the run done
+  if (!o_.quiet && main)
     std::fprintf(stderr, "train: done; model in %s/final, metrics in %s/metrics.jsonl\n", c_.output_dir.c_str(),
                  c_.output_dir.c_str());
 }
 
 void RlTrainer::setup() {
-  prepare_runtime(c_);
+  dist_ = join_job(c_);
+  prepare_runtime(c_, dist_->env().local_world_size);
   model_ = load_model(c_.model_path);
   tokenizer_ = std::make_unique<Tokenizer>(Tokenizer::load(c_.model_path));
   auto eos = load_eos_token_ids(c_.model_path, model_->config());
@@ -77,16 +84,22 @@ void RlTrainer::setup() {
   go.max_batch = c_.generation_batch_size;
   go.max_seq_len = need;
   gen_ = std::make_unique<Generator>(model_, *tokenizer_, eos, go);
-  judge_ = std::make_unique<Judge>(c_.judge);
+  JudgeConfig jc = c_.judge;
+  if (dist_->rank() > 0 && !jc.journal_path.empty())  // one journal per rank: lines of two processes never interleave
+    jc.journal_path += ".rank" + std::to_string(dist_->rank());
+  judge_ = std::make_unique<Judge>(jc);
   stream_ = std::make_unique<JudgeStream>(*judge_);
   opt_ = make_adamw(c_, trainable_);
   order_ = std::make_unique<DataOrder>(rows_.size(), c_.seed);
-  total_steps_ = c_.total_steps(static_cast<int64_t>(rows_.size()));
-  if (!o_.quiet)
-    std::fprintf(stderr, "train: %s (%s, %zu trainable tensors), %zu prompts, sampling %s, training %s, %d threads\n",
-                 c_.model_path.c_str(), c_.use_lora ? "LoRA" : "full fine-tuning", trainable_.params.size(),
-                 rows_.size(), precision.c_str(), bf16_ ? "bf16 matmuls, fp32 master weights" : "fp32",
-                 torch::get_num_threads());
+  total_steps_ = c_.total_steps(static_cast<int64_t>(rows_.size()), true, dist_->world_size());
+  if (!o_.quiet && dist_->is_main())
+    std::fprintf(
+        stderr, "train: %s (%s, %zu trainable tensors), %zu prompts, sampling %s, training %s, %d threads%s\n",
+        c_.model_path.c_str(), c_.use_lora ? "LoRA" : "full fine-tuning", trainable_.params.size(), rows_.size(),
+        precision.c_str(), bf16_ ? "bf16 matmuls, fp32 master weights" : "fp32", torch::get_num_threads(),
+        dist_->world_size() > 1
+            ? (" per rank, " + std::to_string(dist_->world_size()) + " ranks (" + dist_->env().launcher + ")").c_str()
+            : "");
 }
 
 GenerationParams RlTrainer::generation_params() const {
@@ -105,8 +118,17 @@ CheckpointContents RlTrainer::contents() { return checkpoint_contents(c_, model_
 // reward-integrity warnings and the progress bar.
 void RlTrainer::log_step(const RolloutBatch& batch, nlohmann::json& m, Progress& bar) {
   const int64_t step = m["step"].get<int64_t>();
+  auto all = gather_batch(*dist_, batch);  // every rank's groups
+  if (dist_->world_size() > 1) {
+    auto slowest = dist_->all_gather(std::to_string(m["timing/step"].get<double>()));
+    double s = 0;
+    for (const auto& x : slowest) s = std::max(s, std::stod(x));
+    m["timing/step"] = s;
+    m["dist/wait"] = dist_->sum(dist_->take_wait_seconds()) / dist_->world_size();  // mean over ranks
+  }
   m["tokens_per_s"] = m.value("train/tokens", 0.0) / std::max(1e-9, m["timing/step"].get<double>());
-  write_samples(batch, step);
+  if (!dist_->is_main()) return;
+  write_samples(all, step);
   warn_integrity(m);
   if (step % c_.logging_steps == 0 || step == total_steps_) metrics_->write(m);
   bar.set_extra("reward " + std::to_string(m["reward"].get<double>()).substr(0, 6) +
@@ -144,23 +166,29 @@ void RlTrainer::write_samples(const RolloutBatch& batch, int64_t step) {
 // A checkpoint every save_steps steps and after the last one.
 void RlTrainer::checkpoint(int64_t done_steps, const TrainerState& started) {
   if (!((c_.save_steps > 0 && done_steps % c_.save_steps == 0) || done_steps == total_steps_)) return;
+  check_replicas(*dist_, trainable_, done_steps);
+  if (!dist_->is_main()) {
+    dist_->barrier();  // rank 0 writes the checkpoint: every rank holds the same weights and optimizer state
+    return;
+  }
   TrainerState s;
   s.step = done_steps;
   s.data_epoch = order_->epoch();
   s.data_position = order_->position();
   s.config_fingerprint = started.config_fingerprint;
   save_checkpoint(c_.output_dir, s, contents(), c_.save_total_limit);
+  dist_->barrier();
 }
 
 void RlTrainer::log_judge_stats(nlohmann::json& m) {
   const auto& st = judge_->stats();
-  const int64_t judged = st.judged - last_stats_.judged, hits = st.cache_hits - last_stats_.cache_hits;
-  m["judge/cache_hit_rate"] = judged ? double(hits) / judged : 0.0;
-  if (c_.algorithm == Algorithm::kOnlineDpo) {
-    const int64_t ok = st.pairs_ok - last_stats_.pairs_ok, flips = st.flips - last_stats_.flips;
-    m["judge/flip_rate"] = ok ? double(flips) / ok : 0.0;
-  }
-  m["judge/cost"] = judge_->total_stats().cost;
+  auto job = dist_->sum({double(st.judged - last_stats_.judged), double(st.cache_hits - last_stats_.cache_hits),
+                         double(st.pairs_ok - last_stats_.pairs_ok), double(st.flips - last_stats_.flips),
+                         judge_->total_stats().cost});  // summed over ranks
+  const double judged = job[0], hits = job[1], ok = job[2], flips = job[3];
+  m["judge/cache_hit_rate"] = judged ? hits / judged : 0.0;
+  if (c_.algorithm == Algorithm::kOnlineDpo) m["judge/flip_rate"] = ok ? flips / ok : 0.0;
+  m["judge/cost"] = job[4];
   last_stats_ = st;
 }
 

@@ -59,7 +59,8 @@ class RlTrainer {
   // rollout.cpp: steps 1-2, repeated in rounds while dynamic sampling refills the batch
   RolloutBatch collect_rollouts(int64_t step, nlohmann::json& m);
   std::vector<size_t> draw_prompts(int64_t count);
-  RolloutBatch roll_out(const std::vector<size_t>& rows, int64_t step, int64_t round, bool stream);
+  // `first`: the index of rows[0] among every rank's prompts of the round (it seeds the samples).
+  RolloutBatch roll_out(const std::vector<size_t>& rows, int64_t first, int64_t step, int64_t round, bool stream);
   void judge_pointwise(RolloutBatch& b, RolloutTally& t);  // results streamed during roll_out
   void judge_groups(RolloutBatch& b, RolloutTally& t);     // all G completions of a prompt in one call
   void judge_pairs(RolloutBatch& b, RolloutTally& t);      // online DPO: which of two is better
@@ -69,6 +70,7 @@ class RlTrainer {
   // policy_update.cpp: steps 3-5
   PolicyMicroBatches prepare_micro_batches(const RolloutBatch& b);
   void add_kl_to_rewards(RolloutBatch& b, const PolicyMicroBatches& mb) const;
+  torch::Tensor advantages(const RolloutBatch& b);  // [B, G] of this rank's groups, from every rank's rewards
   void update_policy(const RolloutBatch& b, const PolicyMicroBatches& mb, int64_t step, nlohmann::json& m);
   torch::Tensor reference_logprobs(const SequenceBatch& b);  // [n, T] without gradient
 
@@ -80,6 +82,7 @@ class RlTrainer {
 
   const TrainConfig& c_;
   RunOptions o_;
+  std::unique_ptr<Dist> dist_;  // the job's ranks (one without a launcher); rank 0 writes the run's files
   CausalLM model_{nullptr}, ref_{nullptr};
   std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<Generator> gen_;

@@ -7,16 +7,24 @@
 #include "train/rl_trainer.h"
 
 namespace rlaif {
+// Data parallel: every rank draws the round's prompts for the whole job, in the same order, and rolls out its own
+// share (rank 0 the first, ...), so the job's groups are those one process would roll out, seeded alike.
 RolloutBatch RlTrainer::collect_rollouts(int64_t step, nlohmann::json& m) {
-  const int64_t B = c_.prompts_per_step();
+  const int64_t B = c_.prompts_per_step();  // this rank's groups
   const bool pairwise = c_.algorithm == Algorithm::kOnlineDpo, group_mode = c_.judge_mode == JudgeMode::kGroup;
   RolloutBatch kept;
   RolloutTally tally;
   const int64_t rounds = c_.dynamic_sampling ? c_.max_dynamic_sampling_rounds : 1;
-  for (int64_t round = 0; round < rounds && kept.groups() < B; ++round) {
-    auto rows = draw_prompts(B - kept.groups());
+  for (int64_t round = 0; round < rounds; ++round) {
+    const auto need = dist_->all_gather(B - kept.groups());  // [world] groups each rank still lacks
+    int64_t total = 0, first = 0;
+    for (int r = 0; r < dist_->world_size(); ++r) total += need[r], first += r < dist_->rank() ? need[r] : 0;
+    if (total == 0) break;
+    const auto drawn = draw_prompts(total);
+    const std::vector<size_t> rows(drawn.begin() + first, drawn.begin() + first + need[dist_->rank()]);
+    if (rows.empty()) continue;  // this rank is full; the others refill theirs
     auto t0 = Clock::now();
-    auto batch = roll_out(rows, step, round, /*stream=*/!pairwise && !group_mode);
+    auto batch = roll_out(rows, first, step, round, /*stream=*/!pairwise && !group_mode);
     tally.generate_s += seconds_since(t0);
     auto t1 = Clock::now();
     if (pairwise)
@@ -29,7 +37,7 @@ RolloutBatch RlTrainer::collect_rollouts(int64_t step, nlohmann::json& m) {
     shape_rewards(batch);
     kept.append(filter_groups(batch, B - kept.groups(), tally));
   }
-  rollout_metrics(kept, tally, c_, m);
+  rollout_metrics(gather_batch(*dist_, kept), gather_tally(*dist_, tally), c_, m);
   log_judge_stats(m);
   return kept;
 }
@@ -42,14 +50,16 @@ std::vector<size_t> RlTrainer::draw_prompts(int64_t count) {
 
 // G completions for each row; with `stream`, each goes to the pointwise judge as it finishes (pairwise and group
 // judging need the whole group and are asked afterwards).
-RolloutBatch RlTrainer::roll_out(const std::vector<size_t>& rows, int64_t step, int64_t round, bool stream) {
+RolloutBatch RlTrainer::roll_out(const std::vector<size_t>& rows, int64_t first, int64_t step, int64_t round,
+                                 bool stream) {
   const int64_t G = c_.num_generations;
   std::vector<GenerationRequest> requests;
   for (size_t k = 0; k < rows.size(); ++k) {
     GenerationRequest q;
     q.prompt_ids = rows_[rows[k]].prompt_ids;
     q.num_samples = G;
-    q.seed = sample_seed(sample_seed(c_.seed, static_cast<uint64_t>(step)), static_cast<uint64_t>(round * 100003 + k));
+    q.seed = sample_seed(sample_seed(c_.seed, static_cast<uint64_t>(step)),
+                         static_cast<uint64_t>(round * 100003 + first + static_cast<int64_t>(k)));
     q.params = generation_params();
     requests.push_back(std::move(q));
   }

@@ -8,6 +8,7 @@
 
 #include <torch/torch.h>
 
+#include "rlaif/distributed.h"
 #include "rlaif/generator.h"
 #include "rlaif/judge.h"
 
@@ -36,5 +37,12 @@ struct RolloutBatch {
   // The valid completions in the loss, group-major: (group, sample) of each of the N.
   std::vector<std::pair<int64_t, int64_t>> valid_items() const;
 };
+
+// Every rank's batch, concatenated in rank order, on every rank: what the step's metrics and samples.jsonl report.
+// Carries the fields those read (the samples' log-probs stay on their rank). With one rank: `local` itself.
+RolloutBatch gather_batch(Dist& dist, const RolloutBatch& local);
+
+// Every rank's rows of x [b_r, ...] concatenated in rank order: [sum_r b_r, ...] on every rank.
+torch::Tensor gather_rows(Dist& dist, const torch::Tensor& x);
 
 }  // namespace rlaif

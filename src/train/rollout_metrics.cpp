@@ -110,4 +110,24 @@ void rollout_metrics(const RolloutBatch& kept, const RolloutTally& t, const Trai
   m["generate/tokens_per_s"] = t.generate_s > 0 ? tokens / t.generate_s : 0.0;
 }
 
+RolloutTally gather_tally(Dist& dist, const RolloutTally& t) {
+  if (dist.world_size() == 1) return t;
+  nlohmann::json mine = {t.generate_s, t.judge_s, t.failed,  t.groups_seen, t.dropped,
+                         t.flat,       t.lengths, t.clipped, t.latencies};
+  RolloutTally all;
+  for (const auto& bytes : dist.all_gather(mine.dump())) {
+    auto j = nlohmann::json::parse(bytes);
+    all.generate_s = std::max(all.generate_s, j[0].get<double>());
+    all.judge_s = std::max(all.judge_s, j[1].get<double>());
+    all.failed += j[2].get<int64_t>();
+    all.groups_seen += j[3].get<int64_t>();
+    all.dropped += j[4].get<int64_t>();
+    all.flat += j[5].get<int64_t>();
+    for (double x : j[6]) all.lengths.push_back(x);
+    all.clipped += j[7].get<int64_t>();
+    for (double x : j[8]) all.latencies.push_back(x);
+  }
+  return all;
+}
+
 }  // namespace rlaif

@@ -25,4 +25,7 @@ struct RolloutTally {
 // and judge means, reward-integrity rates, completion lengths, judge failures and latency, groups, timing.
 void rollout_metrics(const RolloutBatch& kept, const RolloutTally& t, const TrainConfig& c, nlohmann::json& m);
 
+// The whole job's tally on every rank: counts summed, lengths and latencies in rank order, the slowest rank's times.
+RolloutTally gather_tally(Dist& dist, const RolloutTally& t);
+
 }  // namespace rlaif

@@ -33,6 +33,11 @@ double eval_loss(CausalLM& model, const std::vector<PromptRow>& rows, int64_t mb
 
 void run_sft(const TrainConfig& c, const RunOptions& o) {
   c.validate("run config", /*rl=*/false);
+  const DistEnv job = read_dist_env();
+  if (job.world_size > 1)  // N processes would each train alone and write the same files
+    throw Error("rlaif sft runs as one process; this one is rank " + std::to_string(job.rank) + " of " +
+                    std::to_string(job.world_size) + " (" + job.launcher + ")",
+                "rlaif sft", "launch it without torchrun/srun/mpirun (rlaif train runs data parallel)");
   prepare_runtime(c);
   auto model = load_model(c.model_path);
   auto tokenizer = Tokenizer::load(c.model_path);

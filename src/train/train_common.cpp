@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <thread>
 
 #include "core/sha256.h"
 #include "rlaif/atomic_file.h"
@@ -17,8 +18,11 @@ namespace fs = std::filesystem;
 
 namespace rlaif {
 
-void prepare_runtime(const TrainConfig& c) {
-  set_num_threads(c.num_threads);
+void prepare_runtime(const TrainConfig& c, int local_ranks) {
+  int threads = c.num_threads;
+  if (threads <= 0 && local_ranks > 1)
+    threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / local_ranks);
+  set_num_threads(threads);
   keep_freed_memory();
   torch::manual_seed(c.seed);
 }
@@ -78,6 +82,45 @@ std::unique_ptr<torch::optim::AdamW> make_adamw(const TrainConfig& c, const Trai
 
 void set_lr(torch::optim::Optimizer& opt, double lr) {
   for (auto& g : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
+}
+
+std::unique_ptr<Dist> join_job(const TrainConfig& c) {
+  return Dist::connect(read_dist_env(), std::chrono::seconds(c.ddp_timeout));
+}
+
+void sum_gradients(Dist& dist, const std::vector<torch::Tensor>& params) {
+  if (dist.world_size() == 1) return;
+  std::vector<torch::Tensor> flat;
+  for (const auto& p : params)
+    flat.push_back(p.grad().defined() ? p.grad().reshape({-1}) : torch::zeros({p.numel()}, p.options()));
+  auto buffer = torch::cat(flat);  // [sum of numel]
+  dist.all_reduce_sum(buffer);
+  int64_t at = 0;
+  for (const auto& p : params) {
+    auto part = buffer.narrow(0, at, p.numel()).view(p.sizes());
+    if (p.grad().defined())
+      p.mutable_grad().copy_(part);
+    else
+      p.mutable_grad() = part.clone();
+    at += p.numel();
+  }
+}
+
+void check_replicas(Dist& dist, const Trainable& t, int64_t step) {
+  if (dist.world_size() == 1) return;
+  std::string sums;
+  for (const auto& p : t.params) {
+    torch::NoGradGuard ng;
+    auto bits = p.detach().contiguous().view(torch::kInt32).sum(torch::kInt64).item<int64_t>();
+    sums += std::to_string(bits) + ",";
+  }
+  auto all = dist.all_gather(sums);
+  for (int r = 1; r < dist.world_size(); ++r)
+    if (all[r] != all[0])
+      throw Error("after step " + std::to_string(step) + " the weights of rank " + std::to_string(r) +
+                      " differ from rank 0's: the ranks no longer train one model",
+                  "distributed job",
+                  "a bug or a faulty machine; resume from the last checkpoint with --resume and report it");
 }
 
 double clip_gradients(const std::vector<torch::Tensor>& params, double max_norm) {
@@ -144,7 +187,19 @@ void cut_log(const std::string& path, int64_t step) {
 }  // namespace
 
 TrainerState start_run(const TrainConfig& c, const std::string& kind, bool resume, const CheckpointContents& contents,
-                       bool quiet) {
+                       bool quiet, Dist* dist) {
+  if (dist && dist->world_size() > 1) {
+    TrainerState state;
+    if (dist->is_main()) state = start_run(c, kind, resume, contents, quiet);
+    dist->barrier();  // the folder is ready (or rank 0 stopped: the barrier fails on the others)
+    if (dist->is_main()) return state;
+    const std::string ckpt = resume ? latest_checkpoint(c.output_dir) : "";
+    if (ckpt.empty()) {
+      state.config_fingerprint = config_fingerprint(c, kind);
+      return state;
+    }
+    return load_checkpoint(ckpt, contents);
+  }
   fs::create_directories(c.output_dir);
   const std::string fp = config_fingerprint(c, kind);
   std::string ckpt = latest_checkpoint(c.output_dir);

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "rlaif/checkpoint.h"
+#include "rlaif/distributed.h"
 #include "rlaif/model.h"
 #include "rlaif/train_config.h"
 
@@ -19,8 +20,19 @@ struct Trainable {
   std::vector<torch::Tensor> params;
 };
 
-// Threads, allocator (keep_freed_memory) and the torch seed, as both trainers start.
-void prepare_runtime(const TrainConfig& c);
+// Threads (num_threads, or the cores shared by the ranks on this machine), allocator (keep_freed_memory) and the
+// torch seed, as both trainers start.
+void prepare_runtime(const TrainConfig& c, int local_ranks = 1);
+
+// Joins the job the environment describes (include/rlaif/distributed.h); one rank without a launcher.
+std::unique_ptr<Dist> join_job(const TrainConfig& c);
+
+// Data parallel: every rank's gradients summed into every rank's (each rank's loss is its part of the step's loss),
+// as one flat buffer. Undefined gradients count as zeros.
+void sum_gradients(Dist& dist, const std::vector<torch::Tensor>& params);
+
+// Data parallel: stops the run when the ranks' trainable weights differ (a checksum of their bits per tensor).
+void check_replicas(Dist& dist, const Trainable& t, int64_t step);
 
 // LoRA: fresh adapters (seeded), base frozen. Full: every parameter.
 Trainable make_trainable(CausalLM& model, const TrainConfig& c);
@@ -40,9 +52,10 @@ double clip_gradients(const std::vector<torch::Tensor>& params, double max_norm)
 std::string config_fingerprint(const TrainConfig& c, const std::string& kind);
 
 // Prepares output_dir: a fresh run refuses a folder holding checkpoints; a resumed run loads the newest one
-// (returns its state, step 0 if none) and cuts metrics/sample logs back to its step.
+// (returns its state, step 0 if none) and cuts metrics/sample logs back to its step. With several ranks, rank 0
+// prepares the folder and the others only load the checkpoint once it has (every rank holds the same one).
 TrainerState start_run(const TrainConfig& c, const std::string& kind, bool resume, const CheckpointContents& contents,
-                       bool quiet);
+                       bool quiet, Dist* dist = nullptr);
 
 // metrics.jsonl and friends: one JSON object per line, flushed at once.
 class JsonlLog {

@@ -127,6 +127,7 @@ TrainConfig TrainConfig::from_toml(const std::string& path, const std::vector<st
     r.get("eval_samples", c.eval_samples);
     r.get("generation_batch_size", c.generation_batch_size);
     r.get("num_threads", c.num_threads);
+    r.get("ddp_timeout", c.ddp_timeout);
     bool bf16 = false;
     if (t->contains("bf16")) {
       r.get("bf16", bf16);
@@ -155,9 +156,9 @@ TrainConfig TrainConfig::from_toml(const std::string& path, const std::vector<st
 
 bool TrainConfig::use_bf16() const { return bf16 < 0 ? packed_linear_supported(/*bf16=*/true) : bf16 == 1; }
 
-int64_t TrainConfig::total_steps(int64_t rows, bool rl) const {
+int64_t TrainConfig::total_steps(int64_t rows, bool rl, int world_size) const {
   if (max_steps > 0) return max_steps;
-  const int64_t per_step = rl ? prompts_per_step() : generation_batch();
+  const int64_t per_step = (rl ? prompts_per_step() : generation_batch()) * world_size;
   return std::max<int64_t>(1, static_cast<int64_t>(std::ceil(num_train_epochs * rows / double(per_step))));
 }
 
@@ -187,6 +188,7 @@ void TrainConfig::validate(const std::string& where, bool rl) const {
   if (save_total_limit < 1) fail("train.save_total_limit", "must be >= 1");
   if (save_steps < 0 || logging_steps < 1 || eval_steps < 0)
     fail("train.save_steps/logging_steps/eval_steps", "must be >= 0 (logging_steps >= 1)");
+  if (ddp_timeout < 1) fail("train.ddp_timeout", "must be >= 1 (seconds)");
   if (use_lora) lora.validate(where + ": lora");
   if (!rl) return;
   if (num_generations < 2) fail("train.num_generations", "must be >= 2: advantages compare the samples of one prompt");

@@ -32,7 +32,9 @@ Run add_train(CLI::App& app) {
       "Each step: prompts -> num_generations completions each -> the judge scores them (as each one finishes) -> "
       "rewards -> advantages -> loss (GRPO family, or online DPO) -> AdamW. Writes OUTPUT_DIR/metrics.jsonl (TRL's "
       "metric names, docs/metrics.md), samples.jsonl, eval_samples.jsonl, checkpoint-STEP/ (atomic; --resume) and "
-      "final/ (a Hugging Face folder, or a PEFT adapter with [lora]).");
+      "final/ (a Hugging Face folder, or a PEFT adapter with [lora]). Data parallel when started by torchrun, srun or "
+      "mpirun, e.g. scripts/torchrun --no_python --nproc_per_node 2 rlaif train --config run.toml "
+      "(docs/distributed.md).");
   return [a]() {
     auto c = rlaif::TrainConfig::from_toml(a->config, a->set);
     rlaif::run_rl(c, {a->resume, a->quiet});
