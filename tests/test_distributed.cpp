@@ -224,14 +224,19 @@ class DataParallel : public ::testing::Test {
 };
 
 TEST_F(DataParallel, TwoRanksTrainAsOneDapoWithBatchScaledRewards) {
-  auto c = one_and_two_ranks(dir, "loss_type = \"dapo\"\nscale_rewards = \"batch\"\nbeta = 0.04", "model.safetensors");
+  // Buckets of 16 KiB: the gradients are summed in many buckets while backward runs.
+  auto c = one_and_two_ranks(
+      dir, "loss_type = \"dapo\"\nscale_rewards = \"batch\"\nbeta = 0.04\nddp_bucket_cap_mb = 0.015625",
+      "model.safetensors");
   expect_same_training(c);
   // Rank 0 alone wrote the run's files: every completion of the step is in samples.jsonl once.
   EXPECT_EQ(rlaif::read_file(dir / "one/samples.jsonl"), rlaif::read_file(dir / "two/samples.jsonl"));
 }
 
 TEST_F(DataParallel, TwoRanksTrainAsOneGrpoLoss) {
-  expect_same_training(one_and_two_ranks(dir, "loss_type = \"grpo\"\nnum_iterations = 2", "model.safetensors"));
+  // No overlap: one sum of every gradient after backward.
+  expect_same_training(
+      one_and_two_ranks(dir, "loss_type = \"grpo\"\nnum_iterations = 2\nddp_bucket_cap_mb = 0", "model.safetensors"));
 }
 
 TEST_F(DataParallel, TwoRanksTrainAsOneLora) {

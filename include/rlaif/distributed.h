@@ -56,6 +56,9 @@ class Dist {
 
   // Sum over ranks, in place (float32, float64 or int64; any shape).
   void all_reduce_sum(torch::Tensor& t);
+  // Starts summing the contiguous `t` over ranks in place and returns at once; the returned function waits until it
+  // is done. Every rank must start its sums in the same order.
+  std::function<void()> start_sum(torch::Tensor t);
   double sum(double x);
   std::vector<double> sum(std::vector<double> x);
   // Every rank's `x`, in rank order (on every rank).

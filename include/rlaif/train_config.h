@@ -104,7 +104,8 @@ struct TrainConfig {
   JudgeConfig judge;
   bool has_judge = false;  // any of the judge tables present
 
-  int ddp_timeout = 1800;  // seconds a rank waits for the others (rendezvous, collectives) before it gives up
+  int ddp_timeout = 1800;         // seconds a rank waits for the others (rendezvous, collectives) before it gives up
+  double ddp_bucket_cap_mb = 25;  // gradients summed across ranks in buckets of this size during backward (0 = after)
 
   // Completions per optimizer step and prompts per step, on one rank (data parallel: each rank's share, as TRL's
   // per_device_train_batch_size; the step's global batch is world_size times larger).

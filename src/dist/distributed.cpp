@@ -174,6 +174,16 @@ void Dist::all_reduce_sum(torch::Tensor& t) {
   if (!ts[0].is_same(t)) t.copy_(ts[0]);
 }
 
+std::function<void()> Dist::start_sum(torch::Tensor t) {
+  if (!group_) return [] {};
+  TORCH_CHECK(t.is_contiguous(), "start_sum needs a contiguous tensor");
+  std::vector<at::Tensor> ts = {t};
+  c10d::AllreduceOptions o;
+  o.reduceOp = c10d::ReduceOp::SUM;
+  auto work = group_->pg->allreduce(ts, o);
+  return [this, work, t] { wait_for(work, "all_reduce", rank(), wait_s_); };
+}
+
 double Dist::sum(double x) { return sum(std::vector<double>{x})[0]; }
 
 std::vector<double> Dist::sum(std::vector<double> x) {

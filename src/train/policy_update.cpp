@@ -106,7 +106,7 @@ void RlTrainer::update_policy(const RolloutBatch& rb, const PolicyMicroBatches& 
   lo.is_cap = c_.importance_sampling_correction ? c_.importance_sampling_cap : 0.0;
   lo.num_items = std::max(1.0, tokens);
   double loss_sum = 0, kl_sum = 0, ent_sum = 0, clip_low = 0, clip_high = 0, clip_region = 0, gap_sum = 0,
-         grad_norm = 0;
+         grad_norm = 0, grad_sync_wait = 0;
   const double lr = scheduled_lr(c_, step, total_steps_);
   set_lr(*opt_, lr);
   model_->train();
@@ -127,6 +127,7 @@ void RlTrainer::update_policy(const RolloutBatch& rb, const PolicyMicroBatches& 
       in.mask = b.completion_mask;
       auto out = policy_loss(in, lo);
       const double w = micro_batch_weight(c_.loss_type, n, N, M);
+      if (k + 1 == M_here) grad_sync_->arm();  // the step's last backward: sum gradients across ranks as they finish
       (out.loss * w).backward();
       const double share = out.tokens / std::max(1.0, tokens) / c_.num_iterations;
       loss_sum += out.loss.item<double>() * w / c_.num_iterations;
@@ -138,7 +139,7 @@ void RlTrainer::update_policy(const RolloutBatch& rb, const PolicyMicroBatches& 
       if (iter == 0)  // sampler vs trainer numerics, on the policy that sampled
         gap_sum += ((logp.detach() - mb.sampler_lp[k]).abs() * b.completion_mask).sum().item<double>();
     }
-    sum_gradients(*dist_, trainable_.params);
+    grad_sync_wait += grad_sync_->finish();
     grad_norm = clip_gradients(trainable_.params, c_.max_grad_norm);
     opt_->step();
     opt_->zero_grad();
@@ -157,6 +158,7 @@ void RlTrainer::update_policy(const RolloutBatch& rb, const PolicyMicroBatches& 
   m["grad_norm"] = grad_norm;
   m["lr"] = lr;
   m["train/tokens"] = tokens;
+  if (dist_->world_size() > 1) m["dist/grad_sync"] = dist_->sum(grad_sync_wait) / dist_->world_size();
 }
 
 }  // namespace rlaif

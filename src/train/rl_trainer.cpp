@@ -73,6 +73,8 @@ void RlTrainer::setup() {
                     " exceeds the model's context of " + std::to_string(model_->config().max_position_embeddings),
                 "train.max_completion_length", "lower one of them");
   trainable_ = make_trainable(model_, c_);
+  grad_sync_ =
+      std::make_unique<GradientSync>(*dist_, trainable_.params, static_cast<int64_t>(c_.ddp_bucket_cap_mb * (1 << 20)));
   bf16_ = c_.use_bf16();
   const bool needs_ref = c_.beta > 0 || c_.algorithm == Algorithm::kOnlineDpo;
   if (needs_ref && !c_.use_lora) {  // full fine-tuning: a frozen copy (LoRA: the base with adapters off)

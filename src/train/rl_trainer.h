@@ -20,6 +20,7 @@
 #include "rlaif/progress.h"
 #include "rlaif/sequence_batch.h"
 #include "rlaif/trainer.h"
+#include "train/gradient_sync.h"
 #include "train/judge_stream.h"
 #include "train/rollout_batch.h"
 #include "train/rollout_metrics.h"
@@ -82,7 +83,8 @@ class RlTrainer {
 
   const TrainConfig& c_;
   RunOptions o_;
-  std::unique_ptr<Dist> dist_;  // the job's ranks (one without a launcher); rank 0 writes the run's files
+  std::unique_ptr<Dist> dist_;               // the job's ranks (one without a launcher); rank 0 writes the run's files
+  std::unique_ptr<GradientSync> grad_sync_;  // data parallel: gradients summed over the ranks
   CausalLM model_{nullptr}, ref_{nullptr};
   std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<Generator> gen_;

@@ -88,24 +88,6 @@ std::unique_ptr<Dist> join_job(const TrainConfig& c) {
   return Dist::connect(read_dist_env(), std::chrono::seconds(c.ddp_timeout));
 }
 
-void sum_gradients(Dist& dist, const std::vector<torch::Tensor>& params) {
-  if (dist.world_size() == 1) return;
-  std::vector<torch::Tensor> flat;
-  for (const auto& p : params)
-    flat.push_back(p.grad().defined() ? p.grad().reshape({-1}) : torch::zeros({p.numel()}, p.options()));
-  auto buffer = torch::cat(flat);  // [sum of numel]
-  dist.all_reduce_sum(buffer);
-  int64_t at = 0;
-  for (const auto& p : params) {
-    auto part = buffer.narrow(0, at, p.numel()).view(p.sizes());
-    if (p.grad().defined())
-      p.mutable_grad().copy_(part);
-    else
-      p.mutable_grad() = part.clone();
-    at += p.numel();
-  }
-}
-
 void check_replicas(Dist& dist, const Trainable& t, int64_t step) {
   if (dist.world_size() == 1) return;
   std::string sums;

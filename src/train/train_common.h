@@ -27,10 +27,6 @@ void prepare_runtime(const TrainConfig& c, int local_ranks = 1);
 // Joins the job the environment describes (include/rlaif/distributed.h); one rank without a launcher.
 std::unique_ptr<Dist> join_job(const TrainConfig& c);
 
-// Data parallel: every rank's gradients summed into every rank's (each rank's loss is its part of the step's loss),
-// as one flat buffer. Undefined gradients count as zeros.
-void sum_gradients(Dist& dist, const std::vector<torch::Tensor>& params);
-
 // Data parallel: stops the run when the ranks' trainable weights differ (a checksum of their bits per tensor).
 void check_replicas(Dist& dist, const Trainable& t, int64_t step);
 

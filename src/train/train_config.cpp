@@ -128,6 +128,7 @@ TrainConfig TrainConfig::from_toml(const std::string& path, const std::vector<st
     r.get("generation_batch_size", c.generation_batch_size);
     r.get("num_threads", c.num_threads);
     r.get("ddp_timeout", c.ddp_timeout);
+    r.get("ddp_bucket_cap_mb", c.ddp_bucket_cap_mb);
     bool bf16 = false;
     if (t->contains("bf16")) {
       r.get("bf16", bf16);
@@ -189,6 +190,7 @@ void TrainConfig::validate(const std::string& where, bool rl) const {
   if (save_steps < 0 || logging_steps < 1 || eval_steps < 0)
     fail("train.save_steps/logging_steps/eval_steps", "must be >= 0 (logging_steps >= 1)");
   if (ddp_timeout < 1) fail("train.ddp_timeout", "must be >= 1 (seconds)");
+  if (ddp_bucket_cap_mb < 0) fail("train.ddp_bucket_cap_mb", "must be >= 0 (0 = one sum after backward)");
   if (use_lora) lora.validate(where + ": lora");
   if (!rl) return;
   if (num_generations < 2) fail("train.num_generations", "must be >= 2: advantages compare the samples of one prompt");
