@@ -104,7 +104,8 @@ struct TrainConfig {
   JudgeConfig judge;
   bool has_judge = false;  // any of the judge tables present
 
-  int ddp_timeout = 1800;         // seconds a rank waits for the others (rendezvous, collectives) before it gives up
+  int ddp_timeout = 1800;  // seconds a rank waits for the others (rendezvous, collectives) before it gives up
+  int zero_stage = 0;      // 1: ZeRO stage 1, each rank keeps the optimizer state of its share of the weights only
   double ddp_bucket_cap_mb = 25;  // gradients summed across ranks in buckets of this size during backward (0 = after)
 
   // Completions per optimizer step and prompts per step, on one rank (data parallel: each rank's share, as TRL's

@@ -184,6 +184,15 @@ std::function<void()> Dist::start_sum(torch::Tensor t) {
   return [this, work, t] { wait_for(work, "all_reduce", rank(), wait_s_); };
 }
 
+void Dist::broadcast(torch::Tensor& t, int root) {
+  if (!group_) return;
+  std::vector<at::Tensor> ts = {t.is_contiguous() ? t : t.contiguous()};
+  c10d::BroadcastOptions o;
+  o.rootRank = root;
+  wait_for(group_->pg->broadcast(ts, o), "broadcast", rank(), wait_s_);
+  if (!ts[0].is_same(t)) t.copy_(ts[0]);
+}
+
 double Dist::sum(double x) { return sum(std::vector<double>{x})[0]; }
 
 std::vector<double> Dist::sum(std::vector<double> x) {

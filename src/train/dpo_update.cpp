@@ -39,10 +39,8 @@ void RlTrainer::update_dpo(const RolloutBatch& rb, int64_t step, nlohmann::json&
                     c_.beta;
       tokens += b.completion_mask.sum().item<double>();
     }
-    grad_sync_->finish();
-    grad_norm = clip_gradients(trainable_.params, c_.max_grad_norm);
-    opt_->step();
-    opt_->zero_grad();
+    double waited = 0;
+    grad_norm = optimizer_step(waited);
   }
   model_->eval();
   auto sums = dist_->sum({loss_sum, margin_sum, tokens});

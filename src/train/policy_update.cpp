@@ -74,6 +74,16 @@ void RlTrainer::add_kl_to_rewards(RolloutBatch& rb, const PolicyMicroBatches& mb
   rb.rewards = kl_in_reward(rb.rewards, kl, c_.beta);
 }
 
+double RlTrainer::optimizer_step(double& waited) {
+  waited += grad_sync_->finish();
+  const double norm = clip_gradients(trainable_.params, c_.max_grad_norm);
+  if (shards_) shards_->drop_foreign_gradients();
+  opt_->step();
+  if (shards_) shards_->share_updated();
+  opt_->zero_grad();
+  return norm;
+}
+
 torch::Tensor RlTrainer::advantages(const RolloutBatch& b) {
   if (dist_->world_size() == 1) return compute_advantages(b.rewards, b.valid, c_.algorithm, c_.scale_rewards);
   const int64_t G = c_.num_generations;
@@ -139,10 +149,7 @@ void RlTrainer::update_policy(const RolloutBatch& rb, const PolicyMicroBatches& 
       if (iter == 0)  // sampler vs trainer numerics, on the policy that sampled
         gap_sum += ((logp.detach() - mb.sampler_lp[k]).abs() * b.completion_mask).sum().item<double>();
     }
-    grad_sync_wait += grad_sync_->finish();
-    grad_norm = clip_gradients(trainable_.params, c_.max_grad_norm);
-    opt_->step();
-    opt_->zero_grad();
+    grad_norm = optimizer_step(grad_sync_wait);
   }
   model_->eval();
   auto sums = dist_->sum({loss_sum, kl_sum, ent_sum, clip_low, clip_high, clip_region, gap_sum});

@@ -13,6 +13,7 @@ namespace rlaif {
 void RlTrainer::run() {
   setup();
   auto started = start_run(c_, "train", o_.resume, contents(), o_.quiet, dist_.get());
+  if (shards_) shards_->drop_foreign_state();  // a resumed run loaded every tensor's moments: keep this rank's
   const bool main = dist_->is_main();
   if (started.step == 0 && main) judge_preflight(c_, o_.quiet);
   order_->seek(started.data_epoch, started.data_position);
@@ -92,6 +93,8 @@ void RlTrainer::setup() {
   judge_ = std::make_unique<Judge>(jc);
   stream_ = std::make_unique<JudgeStream>(*judge_);
   opt_ = make_adamw(c_, trainable_);
+  if (c_.zero_stage == 1 && dist_->world_size() > 1)
+    shards_ = std::make_unique<OptimizerShards>(*dist_, trainable_.params, *opt_);
   order_ = std::make_unique<DataOrder>(rows_.size(), c_.seed);
   total_steps_ = c_.total_steps(static_cast<int64_t>(rows_.size()), true, dist_->world_size());
   if (!o_.quiet && dist_->is_main())
@@ -169,8 +172,10 @@ void RlTrainer::write_samples(const RolloutBatch& batch, int64_t step) {
 void RlTrainer::checkpoint(int64_t done_steps, const TrainerState& started) {
   if (!((c_.save_steps > 0 && done_steps % c_.save_steps == 0) || done_steps == total_steps_)) return;
   check_replicas(*dist_, trainable_, done_steps);
+  if (shards_) shards_->gather_state();  // ZeRO-1: a checkpoint holds every moment
   if (!dist_->is_main()) {
     dist_->barrier();  // rank 0 writes the checkpoint: every rank holds the same weights and optimizer state
+    if (shards_) shards_->drop_foreign_state();
     return;
   }
   TrainerState s;
@@ -178,8 +183,10 @@ void RlTrainer::checkpoint(int64_t done_steps, const TrainerState& started) {
   s.data_epoch = order_->epoch();
   s.data_position = order_->position();
   s.config_fingerprint = started.config_fingerprint;
+  s.extra["world_size"] = dist_->world_size();
   save_checkpoint(c_.output_dir, s, contents(), c_.save_total_limit);
   dist_->barrier();
+  if (shards_) shards_->drop_foreign_state();
 }
 
 void RlTrainer::log_judge_stats(nlohmann::json& m) {

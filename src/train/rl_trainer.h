@@ -22,6 +22,7 @@
 #include "rlaif/trainer.h"
 #include "train/gradient_sync.h"
 #include "train/judge_stream.h"
+#include "train/optimizer_shards.h"
 #include "train/rollout_batch.h"
 #include "train/rollout_metrics.h"
 #include "train/train_common.h"
@@ -75,6 +76,10 @@ class RlTrainer {
   void update_policy(const RolloutBatch& b, const PolicyMicroBatches& mb, int64_t step, nlohmann::json& m);
   torch::Tensor reference_logprobs(const SequenceBatch& b);  // [n, T] without gradient
 
+  // Gradients summed over the ranks (adds the wait to `waited`), clipped, then AdamW (on this rank's share under
+  // ZeRO-1, shared afterwards). Returns the gradient norm before clipping.
+  double optimizer_step(double& waited);
+
   // dpo_update.cpp
   void update_dpo(const RolloutBatch& b, int64_t step, nlohmann::json& m);
 
@@ -85,6 +90,7 @@ class RlTrainer {
   RunOptions o_;
   std::unique_ptr<Dist> dist_;               // the job's ranks (one without a launcher); rank 0 writes the run's files
   std::unique_ptr<GradientSync> grad_sync_;  // data parallel: gradients summed over the ranks
+  std::unique_ptr<OptimizerShards> shards_;  // ZeRO-1: this rank's share of the optimizer state (else null)
   CausalLM model_{nullptr}, ref_{nullptr};
   std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<Generator> gen_;

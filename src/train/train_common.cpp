@@ -130,7 +130,7 @@ double scheduled_lr(const TrainConfig& c, int64_t step, int64_t total) {
   return c.learning_rate * std::max(0.0, 0.5 * (1.0 + std::cos(M_PI * progress)));  // cosine
 }
 
-std::string config_fingerprint(const TrainConfig& c, const std::string& kind) {
+std::string config_fingerprint(const TrainConfig& c, const std::string& kind, int world_size) {
   nlohmann::json j = {{"kind", kind},
                       {"model", c.model_path},
                       {"prompts", c.prompts},
@@ -140,7 +140,7 @@ std::string config_fingerprint(const TrainConfig& c, const std::string& kind) {
                       {"lora_r", c.lora.r},
                       {"lora_targets", c.lora.target_modules},
                       {"num_generations", c.num_generations},
-                      {"batch", c.generation_batch()},
+                      {"batch", c.generation_batch() * world_size},
                       {"learning_rate", c.learning_rate},
                       {"loss_type", choice_name(c.loss_type, kLossTypes)},
                       {"beta", c.beta},
@@ -166,24 +166,11 @@ void cut_log(const std::string& path, int64_t step) {
   write_file_atomic(path, kept);
 }
 
-}  // namespace
-
-TrainerState start_run(const TrainConfig& c, const std::string& kind, bool resume, const CheckpointContents& contents,
-                       bool quiet, Dist* dist) {
-  if (dist && dist->world_size() > 1) {
-    TrainerState state;
-    if (dist->is_main()) state = start_run(c, kind, resume, contents, quiet);
-    dist->barrier();  // the folder is ready (or rank 0 stopped: the barrier fails on the others)
-    if (dist->is_main()) return state;
-    const std::string ckpt = resume ? latest_checkpoint(c.output_dir) : "";
-    if (ckpt.empty()) {
-      state.config_fingerprint = config_fingerprint(c, kind);
-      return state;
-    }
-    return load_checkpoint(ckpt, contents);
-  }
+// start_run on the process that prepares the folder (the only one, or rank 0 of `world`).
+TrainerState prepare_output(const TrainConfig& c, const std::string& kind, bool resume,
+                            const CheckpointContents& contents, bool quiet, int world) {
   fs::create_directories(c.output_dir);
-  const std::string fp = config_fingerprint(c, kind);
+  const std::string fp = config_fingerprint(c, kind, world);
   std::string ckpt = latest_checkpoint(c.output_dir);
   TrainerState state;
   state.config_fingerprint = fp;
@@ -211,9 +198,30 @@ TrainerState start_run(const TrainConfig& c, const std::string& kind, bool resum
         ckpt + "/trainer_state.json", "resume with the original config, or start a new output_dir");
   for (const char* log : {"metrics.jsonl", "samples.jsonl", "eval_samples.jsonl"})
     cut_log(c.output_dir + "/" + log, state.step);
+  const int written_by = state.extra.value("world_size", 1);
+  if (!quiet && written_by != world)
+    std::fprintf(stderr, "%s: the checkpoint was written by %d rank(s); continuing on %d (same global batch)\n",
+                 kind.c_str(), written_by, world);
   if (!quiet)
     std::fprintf(stderr, "%s: resumed from %s (step %lld)\n", kind.c_str(), ckpt.c_str(), (long long)state.step);
   return state;
+}
+
+}  // namespace
+
+TrainerState start_run(const TrainConfig& c, const std::string& kind, bool resume, const CheckpointContents& contents,
+                       bool quiet, Dist* dist) {
+  if (!dist || dist->world_size() == 1) return prepare_output(c, kind, resume, contents, quiet, 1);
+  TrainerState state;
+  if (dist->is_main()) state = prepare_output(c, kind, resume, contents, quiet, dist->world_size());
+  dist->barrier();  // the folder is ready (or rank 0 stopped: the barrier fails on the others)
+  if (dist->is_main()) return state;
+  const std::string ckpt = resume ? latest_checkpoint(c.output_dir) : "";
+  if (ckpt.empty()) {
+    state.config_fingerprint = config_fingerprint(c, kind, dist->world_size());
+    return state;
+  }
+  return load_checkpoint(ckpt, contents);
 }
 
 JsonlLog::JsonlLog(const std::string& path) : out_(path, std::ios::app), path_(path) {

@@ -44,8 +44,9 @@ void set_lr(torch::optim::Optimizer& opt, double lr);
 // Global gradient norm (before clipping); clips to max_norm when > 0.
 double clip_gradients(const std::vector<torch::Tensor>& params, double max_norm);
 
-// SHA-256 over the options a resumed run must share with the run it continues.
-std::string config_fingerprint(const TrainConfig& c, const std::string& kind);
+// SHA-256 over the options a resumed run must share with the run it continues (the batch is the step's global one:
+// a run may resume on another number of ranks with the per-rank batch changed to match).
+std::string config_fingerprint(const TrainConfig& c, const std::string& kind, int world_size = 1);
 
 // Prepares output_dir: a fresh run refuses a folder holding checkpoints; a resumed run loads the newest one
 // (returns its state, step 0 if none) and cuts metrics/sample logs back to its step. With several ranks, rank 0

@@ -129,6 +129,7 @@ TrainConfig TrainConfig::from_toml(const std::string& path, const std::vector<st
     r.get("num_threads", c.num_threads);
     r.get("ddp_timeout", c.ddp_timeout);
     r.get("ddp_bucket_cap_mb", c.ddp_bucket_cap_mb);
+    r.get("zero_stage", c.zero_stage);
     bool bf16 = false;
     if (t->contains("bf16")) {
       r.get("bf16", bf16);
@@ -190,6 +191,8 @@ void TrainConfig::validate(const std::string& where, bool rl) const {
   if (save_steps < 0 || logging_steps < 1 || eval_steps < 0)
     fail("train.save_steps/logging_steps/eval_steps", "must be >= 0 (logging_steps >= 1)");
   if (ddp_timeout < 1) fail("train.ddp_timeout", "must be >= 1 (seconds)");
+  if (zero_stage != 0 && zero_stage != 1)
+    fail("train.zero_stage", "must be 0 or 1 (stage 1: the optimizer state sharded over the ranks)");
   if (ddp_bucket_cap_mb < 0) fail("train.ddp_bucket_cap_mb", "must be >= 0 (0 = one sum after backward)");
   if (use_lora) lora.validate(where + ": lora");
   if (!rl) return;
