@@ -4,7 +4,8 @@
 # 2 threads and by 2 ranks with 1 thread each (scripts/torchrun), the ranks' gradients summed while backward runs
 # (ddp_bucket_cap_mb = 25) and after it (0). Prints a fixed table: the mean over the steps after the first (warm-up)
 # of the step, its generation and update, the time the update waited for the gradient sums after backward, all time
-# in collectives, and the ratio of throughputs; then the share of the gradient sums that backward hid.
+# in collectives, the ratio of throughputs and each rank's peak RSS; then the share of the gradient sums that backward
+# hid, and the peak RSS with ZeRO stage 1 (zero_stage = 1) against plain data parallel.
 #   bash bench/dist_bench.sh [BUILD_DIR] [STEPS (default 4)] [COMPLETIONS per step (default 32)]
 set -euo pipefail
 build=$(cd "${1:-build}" && pwd)
@@ -33,6 +34,7 @@ learning_rate = 1e-5
 num_threads = $3
 save_steps = 0
 ddp_bucket_cap_mb = $4
+zero_stage = ${5:-0}
 [judge]
 backend = "none"
 [[graders]]
@@ -43,10 +45,15 @@ TOML
 config one "$completions" 2 25 > "$work/one.toml"
 config two $((completions / 2)) 1 25 > "$work/two.toml"
 config after $((completions / 2)) 1 0 > "$work/after.toml"
-"$build/rlaif" train --quiet --config "$work/one.toml"
-for run in two after; do
+config zero $((completions / 2)) 1 25 1 > "$work/zero.toml"
+# Each process's peak RSS (KiB) into $work/RUN.rss.RANK (GNU time, Debian's `time` package).
+rss() { /usr/bin/time -f %M -o "$work/$1.rss.${RANK:-0}" "${@:2}"; }
+export -f rss
+export work
+bash -c 'rss one "$@"' _ "$build/rlaif" train --quiet --config "$work/one.toml"
+for run in two after zero; do
   "$here/scripts/torchrun" --no_python --nproc_per_node 2 --master_port $((20000 + RANDOM % 20000)) \
-    "$build/rlaif" train --quiet --config "$work/$run.toml" 2>/dev/null
+    bash -c 'rss '$run' "$@"' _ "$build/rlaif" train --quiet --config "$work/$run.toml" 2>/dev/null
 done
 cpu=$(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
 /usr/bin/python3 - "$work" "$cpu" "$completions" <<'PY'
@@ -56,15 +63,18 @@ def mean(run, key):
     rows = [json.loads(l) for l in open(f"{work}/{run}/metrics.jsonl")][1:]
     return sum(r.get(key, 0.0) for r in rows) / len(rows)
 print(f"CPU: {cpu}; {n} completions of <= 64 tokens per step, full fine-tuning")
+import glob
+def rss(run):
+    return max(int(open(f).read().split()[-1]) for f in glob.glob(f"{work}/{run}.rss.*")) / 1024
 print("| run | step (s) | generate (s) | update (s) | gradient sums after backward (s) | all collectives (s) | "
-      "throughput vs 1 rank |")
-print("| --- | --- | --- | --- | --- | --- | --- |")
+      "throughput vs 1 rank | peak RSS per rank (MiB) |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- |")
 base = mean("one", "timing/step")
 for run, name in (("one", "1 rank x 2 threads"), ("two", "2 ranks x 1 thread, sums during backward"),
-                  ("after", "2 ranks x 1 thread, sums after backward")):
+                  ("after", "2 ranks x 1 thread, sums after backward"), ("zero", "2 ranks x 1 thread, ZeRO-1")):
     step = mean(run, "timing/step")
     print(f"| {name} | {step:.2f} | {mean(run, 'timing/generate'):.2f} | {mean(run, 'timing/train'):.2f} | "
-          f"{mean(run, 'dist/grad_sync'):.2f} | {mean(run, 'dist/wait'):.2f} | {base / step:.2f}x |")
+          f"{mean(run, 'dist/grad_sync'):.2f} | {mean(run, 'dist/wait'):.2f} | {base / step:.2f}x | {rss(run):.0f} |")
 after = mean("after", "dist/grad_sync")
 print(f"gradient sums hidden behind backward: {100 * (1 - mean('two', 'dist/grad_sync') / after):.0f}%"
       if after > 0 else "no gradient sums measured")
