@@ -91,7 +91,9 @@ RolloutBatch batch_from(const json& j) {
 RolloutBatch gather_batch(Dist& dist, const RolloutBatch& local) {
   if (dist.world_size() == 1) return local;
   RolloutBatch all;
-  for (const auto& bytes : dist.all_gather(batch_json(local).dump())) all.append(batch_from(json::parse(bytes)));
+  // Invalid UTF-8 in a completion becomes U+FFFD, as samples.jsonl writes it anyway.
+  const std::string mine = batch_json(local).dump(-1, ' ', false, json::error_handler_t::replace);
+  for (const auto& bytes : dist.all_gather(mine)) all.append(batch_from(json::parse(bytes)));
   return all;
 }
 
