@@ -73,7 +73,7 @@ int main(int argc, char** argv) {
   c.save_steps = 0;
   c.use_lora = true;  // keeps the update (not measured here) short
   c.has_judge = true;
-  c.judge.base_url = buf;
+  c.judge.base_urls = {buf};
   c.judge.model = "bench";
   c.judge.http.max_in_flight = concurrency;
   rlaif::run_rl(c, {false, true});

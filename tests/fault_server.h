@@ -15,6 +15,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <map>
@@ -22,6 +23,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace rlaif_test {
 
@@ -39,13 +41,23 @@ class FaultServer {
     thread_ = std::thread([this] { server_.listen_after_bind(); });
     while (!server_.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
-  ~FaultServer() {
+  ~FaultServer() { stop(); }
+  // Stops serving: from now on connections are refused (a server that died).
+  void stop() {
+    if (!thread_.joinable()) return;
     server_.stop();
     thread_.join();
   }
   std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/v1/chat/completions"; }
   std::string base_url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/v1"; }
   int64_t requests() const { return requests_; }
+  // The most requests it was handling at once.
+  int max_concurrent() const { return max_concurrent_; }
+  // When each request arrived (steady-clock seconds), in arrival order.
+  std::vector<double> arrivals() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return arrivals_;
+  }
 
  private:
   // Debian's cpp-httplib listens with a backlog of 5, so a burst of connections overflows the accept queue and the
@@ -77,6 +89,18 @@ class FaultServer {
 
   void handle(const httplib::Request& req, httplib::Response& res) {
     ++requests_;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      arrivals_.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count());
+      max_concurrent_ = std::max(max_concurrent_, ++concurrent_);
+    }
+    struct Leave {  // however the handler returns
+      FaultServer* s;
+      ~Leave() {
+        std::lock_guard<std::mutex> lock(s->mu_);
+        --s->concurrent_;
+      }
+    } leave{this};
     if (latency_ms_ > 0) std::this_thread::sleep_for(std::chrono::milliseconds(latency_ms_));
     auto body = nlohmann::json::parse(req.body, nullptr, false);
     std::string fault = "ok", id = "-", text;
@@ -184,8 +208,10 @@ class FaultServer {
   std::thread thread_;
   int port_ = 0, latency_ms_ = 0;
   std::atomic<int64_t> requests_{0};
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::map<std::string, int> attempts_;
+  std::vector<double> arrivals_;
+  int concurrent_ = 0, max_concurrent_ = 0;
 };
 
 }  // namespace rlaif_test

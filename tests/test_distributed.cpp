@@ -1,6 +1,6 @@
 // Data parallel over c10d (include/rlaif/distributed.h): the launchers' environments, the errors of a half-set one,
 // a store nobody hosts, and `rlaif train` on two ranks started by torch's own launcher (scripts/torchrun) against the
-// same global batch on one rank.
+// same global batch on one rank; a killed rank, resumed; a pool of judge servers under a job-wide rate limit.
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <map>
 
+#include "fault_server.h"
 #include "rlaif/atomic_file.h"
 #include "rlaif/distributed.h"
 #include "rlaif/error.h"
@@ -153,14 +154,22 @@ TEST(DistConnect, OneRankCollectivesAreTheIdentity) {
 }
 
 // The config of the comparisons: full or LoRA fine-tuning, fp32 everywhere so the two runs' numerics can be
-// compared; `batch` completions per rank per step.
-std::string dp_config(const TempDir& dir, const std::string& out, int batch, const std::string& extra) {
+// compared; `batch` completions per rank per step; rewarded by a rule grader unless `judge` says otherwise.
+const char* const kRuleJudge = "[judge]\nbackend = \"none\"\n[[graders]]\ntype = \"regex\"\nvalue = \"a\"\n";
+std::string dp_config(const TempDir& dir, const std::string& out, int batch, const std::string& extra,
+                      const std::string& judge = kRuleJudge) {
   return "[model]\npath = \"" + (dir / "policy") + "\"\ndtype = \"float32\"\n[data]\nprompts = \"" +
          (dir / "prompts.jsonl") + "\"\n[train]\noutput_dir = \"" + (dir / out) +
          "\"\nmax_steps = 3\nper_device_train_batch_size = " + std::to_string(batch / 2) +
          "\ngradient_accumulation_steps = 2\nnum_generations = 4\nmax_completion_length = 12\nlearning_rate = 1e-3\n"
          "num_threads = 1\nbf16 = false\nsave_steps = 2\nddp_timeout = 120\n" +
-         extra + "\n[judge]\nbackend = \"none\"\n[[graders]]\ntype = \"regex\"\nvalue = \"a\"\n";
+         extra + "\n" + judge;
+}
+
+// `rlaif train` on two ranks started by torchrun.
+std::string torchrun_train(const std::string& config, const std::string& args = "") {
+  return std::string(RLAIF_TORCHRUN) + " --no_python --nproc_per_node 2 --master_port " + std::to_string(free_port()) +
+         " " + RLAIF_BIN + " train --config " + config + " " + args;
 }
 
 struct Compared {
@@ -174,9 +183,7 @@ Compared one_and_two_ranks(const TempDir& dir, const std::string& extra, const s
   rlaif_test::write_text(dir / "two.toml", dp_config(dir, "two", 8, extra));
   auto r = rlaif_test::run_command(std::string(RLAIF_BIN) + " train --quiet --config " + (dir / "one.toml"));
   EXPECT_EQ(r.exit_code, 0) << r.output;
-  r = rlaif_test::run_command(std::string(RLAIF_TORCHRUN) + " --no_python --nproc_per_node 2 --master_port " +
-                              std::to_string(free_port()) + " " + RLAIF_BIN + " train --quiet --config " +
-                              (dir / "two.toml"));
+  r = rlaif_test::run_command(torchrun_train(dir / "two.toml", "--quiet"));
   EXPECT_EQ(r.exit_code, 0) << r.output;
   Compared c;
   c.one = rlaif_test::metrics(dir / "one/metrics.jsonl");
@@ -247,43 +254,83 @@ TEST_F(DataParallel, TwoRanksTrainAsOneLora) {
 
 TEST_F(DataParallel, ResumeOnTwoRanksEndsWhereAnUninterruptedRunEnds) {
   rlaif_test::write_text(dir / "two.toml", dp_config(dir, "two", 8, ""));  // checkpoints after steps 2 and 3
-  const std::string launch = std::string(RLAIF_TORCHRUN) + " --no_python --nproc_per_node 2 --master_port ";
-  auto r = rlaif_test::run_command(launch + std::to_string(free_port()) + " " + RLAIF_BIN + " train --quiet --config " +
-                                   (dir / "two.toml"));
+  auto r = rlaif_test::run_command(torchrun_train(dir / "two.toml", "--quiet"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   auto uninterrupted = rlaif::read_file(dir / "two/final/model.safetensors");
   // Back to the checkpoint of step 2, then resumed by two ranks: the same final weights, bit for bit.
   std::filesystem::remove_all(dir / "two/checkpoint-3");
   std::filesystem::remove_all(dir / "two/final");
-  r = rlaif_test::run_command(launch + std::to_string(free_port()) + " " + RLAIF_BIN + " train --config " +
-                              (dir / "two.toml") + " --resume");
+  r = rlaif_test::run_command(torchrun_train(dir / "two.toml", "--resume"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("resumed from"), std::string::npos) << r.output;
   EXPECT_EQ(rlaif::read_file(dir / "two/final/model.safetensors"), uninterrupted);
   EXPECT_EQ(rlaif_test::metrics(dir / "two/metrics.jsonl").size(), 3u);
 }
 
-TEST_F(DataParallel, AKilledRankStopsTheOtherWithinTheTimeout) {
-  // Rank 1 is killed (SIGKILL) once training runs (rank 0 has logged a step of a long run): rank 0 must stop with an
-  // error, not wait in its next collective. The shell prints the milliseconds from the kill to rank 0's exit.
+TEST_F(DataParallel, AKilledRankStopsTheOtherWithinTheTimeoutAndTheRunResumes) {
+  // Rank 1 is killed (SIGKILL) once training runs (the checkpoint of step 2 of 16 is written): rank 0 must stop with
+  // an error, not wait in its next collective. The shell prints the milliseconds from the kill to rank 0's exit.
+  const std::string settings = " --set train.max_steps=16 --set train.save_steps=1 --set train.ddp_timeout=60";
   rlaif_test::write_text(dir / "two.toml", dp_config(dir, "two", 8, ""));
   const std::string env = "WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(free_port()) + " ";
-  const std::string train = std::string(RLAIF_BIN) + " train --quiet --config " + (dir / "two.toml") +
-                            " --set train.max_steps=100000 --set train.ddp_timeout=60";
+  const std::string train = std::string(RLAIF_BIN) + " train --quiet --config " + (dir / "two.toml") + settings;
   auto r = rlaif_test::run_command(
-      "(RANK=1 " + env + train + " & p1=$!; RANK=0 " + env + train + " & p0=$!; " + "for i in $(seq 1 1200); do [ -s " +
-      (dir / "two/metrics.jsonl") + " ] && break; sleep 0.1; done; " +
+      "(RANK=1 " + env + train + " & p1=$!; RANK=0 " + env + train + " & p0=$!; " + "for i in $(seq 1 1200); do [ -d " +
+      (dir / "two/checkpoint-2") + " ] && break; sleep 0.1; done; " +
       "kill -9 $p1; t=$(date +%s%N); wait $p0; echo rank0_exit=$?; echo ms=$(( ($(date +%s%N) - t) / 1000000 ))) 2>&1");
   EXPECT_NE(r.output.find("rank0_exit=1"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("another rank stopped"), std::string::npos) << r.output;
   const auto at = r.output.find("ms=");
   ASSERT_NE(at, std::string::npos) << r.output;
   EXPECT_LT(std::atof(r.output.c_str() + at + 3), 30000.0) << r.output;  // the closed connection, not the 60 s timeout
+  ASSERT_FALSE(std::filesystem::exists(dir / "two/final")) << "the run ended before the kill";
+  // --resume on two ranks continues from the last complete checkpoint and ends bit-identical to a run never killed.
+  r = rlaif_test::run_command(torchrun_train(dir / "two.toml", "--quiet --resume" + settings));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  rlaif_test::write_text(dir / "whole.toml", dp_config(dir, "whole", 8, ""));
+  r = rlaif_test::run_command(torchrun_train(dir / "whole.toml", "--quiet" + settings));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(rlaif::read_file(dir / "two/final/model.safetensors"),
+            rlaif::read_file(dir / "whole/final/model.safetensors"));
 }
 
-std::string torchrun_train(const std::string& config, const std::string& args = "") {
-  return std::string(RLAIF_TORCHRUN) + " --no_python --nproc_per_node 2 --master_port " + std::to_string(free_port()) +
-         " " + RLAIF_BIN + " train --config " + config + " " + args;
+// Three judge servers of different latency behind one job-wide limit of 600 requests per minute: each of the two ranks
+// paces its starts at 300 a minute, so that no second of the run sees more than the job's 10 (and one more per rank
+// at the window's edges). Every sample is judged once, and the per-endpoint metrics that rank 0 logs are the job's:
+// they add up to what the servers received. (Load by in-flight count and a server dying: test_http_client.)
+TEST_F(DataParallel, AJudgePoolHoldsTheRateLimitForTheWholeJob) {
+  rlaif_test::FaultServer fast(5), medium(20), slow(60);
+  const std::string judge = "[judge]\nbackend = \"openai\"\nmodel = \"m\"\nbase_url = [\"" + fast.base_url() +
+                            "\", \"" + medium.base_url() + "\", \"" + slow.base_url() +
+                            "\"]\nconcurrency = 4\nrequests_per_minute = 600\n";
+  rlaif_test::write_text(dir / "pool.toml", dp_config(dir, "pool", 8, "", judge));
+  auto r = rlaif_test::run_command(torchrun_train(dir / "pool.toml", "--quiet"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::vector<double> t;
+  for (const auto* s : {&fast, &medium, &slow})
+    for (double a : s->arrivals()) t.push_back(a);
+  std::sort(t.begin(), t.end());
+  ASSERT_EQ(t.size(), 48u);  // 3 steps x 16 completions, each judged once
+  size_t most = 0;
+  for (size_t i = 0, j = 0; i < t.size(); ++i) {
+    while (t[i] - t[j] > 1.0) ++j;
+    most = std::max(most, i - j + 1);
+  }
+  EXPECT_LE(most, 12u) << "requests in one second; without the job-wide share the two ranks would send 20";
+  std::printf("job-wide: at most %zu requests in one second; servers got %lld/%lld/%lld\n", most,
+              (long long)fast.requests(), (long long)medium.requests(), (long long)slow.requests());
+  double requests = 0, failures = 0;
+  for (const auto& m : rlaif_test::metrics(dir / "pool/metrics.jsonl"))
+    for (int k = 0; k < 3; ++k) {
+      const std::string key = "judge/endpoint_" + std::to_string(k) + "/";
+      requests += m.at(key + "requests").get<double>();
+      failures += m.at(key + "failures").get<double>();
+      EXPECT_GE(m.at(key + "latency_mean").get<double>(), 0.0);
+    }
+  EXPECT_EQ(requests, 48);
+  EXPECT_EQ(failures, 0);
+  // Paced 200 ms apart, a request finds every server idle: the ties go to the server with the fewest so far.
+  for (const auto* s : {&fast, &medium, &slow}) EXPECT_GE(s->requests(), 8);
 }
 
 TEST_F(DataParallel, ZeroStageOneGivesTheWeightsOfPlainDataParallelBitForBit) {
@@ -324,13 +371,129 @@ TEST_F(DataParallel, AZeroCheckpointOfTwoRanksResumesOnOne) {
   EXPECT_NE(r.output.find("differs from the run being resumed"), std::string::npos) << r.output;
 }
 
-TEST_F(DataParallel, SftUnderALauncherSaysItRunsAsOneProcess) {
+// `rlaif sft` on two ranks of 8 sequences against one of 16: the same rows per step, the loss normalised by the whole
+// step's tokens, the gradients summed — the same losses and weights within the fp32 tolerance of the RL comparison;
+// ZeRO-1 included, and a checkpoint of the two ranks resumed by them bit for bit.
+TEST_F(DataParallel, SftOnTwoRanksTrainsAsOne) {
+  std::string rows;
+  for (int i = 0; i < 40; ++i)
+    rows += nlohmann::json{{"prompt", "Q" + std::to_string(i) + ":"}, {"completion", " a" + std::string(i % 5, 'b')}}
+                .dump() +
+            "\n";
+  rlaif_test::write_text(dir / "sft.jsonl", rows);
+  auto config = [&](const std::string& out, int batch) {
+    return "[model]\npath = \"" + (dir / "policy") + "\"\n[data]\nprompts = \"" + (dir / "sft.jsonl") +
+           "\"\n[train]\noutput_dir = \"" + (dir / out) + "\"\nmax_steps = 3\nper_device_train_batch_size = 4\n" +
+           "gradient_accumulation_steps = " + std::to_string(batch / 4) +
+           "\nlearning_rate = 1e-3\nnum_threads = 1\nbf16 = false\nsave_steps = 2\nzero_stage = " +
+           (out == "zero" ? "1" : "0") + "\n";
+  };
+  rlaif_test::write_text(dir / "one.toml", config("one", 16));
+  rlaif_test::write_text(dir / "two.toml", config("two", 8));
+  rlaif_test::write_text(dir / "zero.toml", config("zero", 8));
+  auto r = rlaif_test::run_command(std::string(RLAIF_BIN) + " sft --quiet --config " + (dir / "one.toml"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string sft2 = std::string(RLAIF_TORCHRUN) + " --no_python --nproc_per_node 2 --master_port ";
+  for (const char* run : {"two", "zero"}) {
+    r = rlaif_test::run_command(sft2 + std::to_string(free_port()) + " " + RLAIF_BIN + " sft --quiet --config " +
+                                (dir / (std::string(run) + ".toml")));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+  }
+  auto rows_of = [](const std::string& path) {
+    std::vector<nlohmann::json> out;
+    for (const auto& row : rlaif::read_jsonl(path)) out.push_back(nlohmann::json::parse(row.value.dump()));
+    return out;
+  };
+  auto one = rows_of(dir / "one/metrics.jsonl"), two = rows_of(dir / "two/metrics.jsonl");
+  ASSERT_EQ(one.size(), 3u);
+  ASSERT_EQ(two.size(), 3u);
+  for (size_t s = 0; s < 3; ++s) {
+    EXPECT_EQ(one[s]["num_tokens"], two[s]["num_tokens"]) << "step " << s + 1;
+    for (const char* key : {"loss", "grad_norm"}) {
+      const double a = one[s][key].get<double>(), b = two[s][key].get<double>();
+      EXPECT_NEAR(a, b, 1e-6 * std::max(1.0, std::abs(a))) << key << " at step " << s + 1;
+    }
+  }
+  const auto w1 = rlaif_test::weights(dir / "one/final/model.safetensors");
+  const auto w2 = rlaif_test::weights(dir / "two/final/model.safetensors");
+  double worst = 0;
+  for (const auto& [name, t] : w1) worst = std::max(worst, (t - w2.at(name)).abs().max().item<double>());
+  EXPECT_LT(worst, 1e-5);
+  std::printf("sft: 2 ranks vs 1: largest weight difference %.3g\n", worst);
+  EXPECT_GT(one[0]["grad_norm"].get<double>(), 0.0);
+  EXPECT_EQ(rlaif::read_file(dir / "zero/final/model.safetensors"),
+            rlaif::read_file(dir / "two/final/model.safetensors"));
+  // Resumed on two ranks from the step-2 checkpoint: the same bytes as the uninterrupted run.
+  std::filesystem::remove_all(dir / "two/checkpoint-3");
+  std::filesystem::remove_all(dir / "two/final");
+  r = rlaif_test::run_command(sft2 + std::to_string(free_port()) + " " + RLAIF_BIN + " sft --resume --config " +
+                              (dir / "two.toml"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(rlaif_test::weights(dir / "two/final/model.safetensors").size(), w2.size());
+  double drift = 0;
+  for (const auto& [name, t] : rlaif_test::weights(dir / "two/final/model.safetensors"))
+    drift = std::max(drift, (t - w2.at(name)).abs().max().item<double>());
+  EXPECT_EQ(drift, 0.0);
+}
+
+// Preemption: SIGTERM (what Slurm sends before SIGKILL) reaches rank 1 only. Both ranks end the step in progress,
+// agree on it, write its checkpoint and exit with code 5; `--resume` then ends bit-identical to a run never stopped.
+TEST_F(DataParallel, SigtermToOneRankStopsTheJobWithACheckpointAndTheRunResumes) {
+  const std::string settings = " --set train.max_steps=12 --set train.save_steps=100";
   rlaif_test::write_text(dir / "two.toml", dp_config(dir, "two", 8, ""));
-  auto r = rlaif_test::run_command("RANK=1 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=1 " + std::string(RLAIF_BIN) +
-                                   " sft --quiet --config " + (dir / "two.toml"));
-  EXPECT_EQ(r.exit_code, 1) << r.output;
-  EXPECT_NE(r.output.find("rank 1 of 2 (torchrun)"), std::string::npos) << r.output;
-  EXPECT_FALSE(std::filesystem::exists(dir / "two"));  // nothing written
+  const std::string env = "WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(free_port()) + " ";
+  const std::string train = std::string(RLAIF_BIN) + " train --quiet --config " + (dir / "two.toml") + settings;
+  const std::string metrics = dir / "two/metrics.jsonl";
+  auto r = rlaif_test::run_command("(RANK=1 " + env + train + " & p1=$!; RANK=0 " + env + train + " & p0=$!; " +
+                                   "for i in $(seq 1 1200); do [ -s " + metrics + " ] && [ $(wc -l < " + metrics +
+                                   ") -ge 2 ] && break; sleep 0.05; done; kill -TERM $p1; wait $p1; " +
+                                   "echo rank1_exit=$?; wait $p0; echo rank0_exit=$?) 2>&1");
+  EXPECT_NE(r.output.find("rank1_exit=5"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("rank0_exit=5"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("SIGTERM: stopping after this step"), std::string::npos) << r.output;
+  ASSERT_FALSE(std::filesystem::exists(dir / "two/final")) << "the run ended before the signal";
+  // The checkpoint is of the last step logged: nothing done was lost.
+  const auto logged = rlaif_test::metrics(metrics).size();
+  EXPECT_TRUE(std::filesystem::exists(dir / ("two/checkpoint-" + std::to_string(logged)))) << r.output;
+  r = rlaif_test::run_command(torchrun_train(dir / "two.toml", "--quiet --resume" + settings));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  rlaif_test::write_text(dir / "whole.toml", dp_config(dir, "whole", 8, ""));
+  r = rlaif_test::run_command(torchrun_train(dir / "whole.toml", "--quiet" + settings));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(rlaif::read_file(dir / "two/final/model.safetensors"),
+            rlaif::read_file(dir / "whole/final/model.safetensors"));
+}
+
+// A second signal a second after the first stops at once, even while the step waits on a judge that hangs; `rlaif
+// sft` stops after its step on SIGINT, with a checkpoint, like train.
+TEST_F(DataParallel, ASecondSignalStopsAtOnceAndSftStopsOnSigint) {
+  const std::string hang = "[judge]\nbackend = \"command\"\ncommand = [\"sh\", \"-c\", \"sleep 20\"]\n";
+  rlaif_test::write_text(dir / "hang.toml", dp_config(dir, "hang", 8, "", hang));
+  auto r = rlaif_test::run_command("(" + std::string(RLAIF_BIN) + " train --quiet --config " + (dir / "hang.toml") +
+                                   " & p=$!; sleep 3; kill -TERM $p; sleep 1.5; t=$(date +%s%N); kill -TERM $p; " +
+                                   "wait $p; echo exit=$?; echo ms=$(( ($(date +%s%N) - t) / 1000000 ))) 2>&1");
+  EXPECT_NE(r.output.find("SIGTERM: stopping after this step"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("second signal: stopping now"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("exit=143"), std::string::npos) << r.output;
+  const auto at = r.output.find("ms=");
+  ASSERT_NE(at, std::string::npos) << r.output;
+  EXPECT_LT(std::atof(r.output.c_str() + at + 3), 2000.0) << r.output;
+
+  std::string rows;
+  for (int i = 0; i < 40; ++i) rows += "{\"prompt\": \"Q" + std::to_string(i) + ":\", \"completion\": \" ab\"}\n";
+  rlaif_test::write_text(dir / "sft.jsonl", rows);
+  rlaif_test::write_text(dir / "sft.toml", "[model]\npath = \"" + (dir / "policy") + "\"\n[data]\nprompts = \"" +
+                                               (dir / "sft.jsonl") + "\"\n[train]\noutput_dir = \"" + (dir / "sft") +
+                                               "\"\nmax_steps = 100000\nsave_steps = 0\nnum_threads = 1\n");
+  const std::string metrics = dir / "sft/metrics.jsonl";
+  r = rlaif_test::run_command("(" + std::string(RLAIF_BIN) + " sft --config " + (dir / "sft.toml") + " & p=$!; " +
+                              "for i in $(seq 1 1200); do [ -s " + metrics + " ] && break; sleep 0.05; done; " +
+                              "kill -INT $p; wait $p; echo exit=$?) 2>&1");
+  EXPECT_NE(r.output.find("exit=5"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("stopped by SIGINT after step"), std::string::npos) << r.output;
+  size_t logged = 0;
+  for (const auto& row : rlaif::read_jsonl(metrics)) logged += row.value.contains("loss");
+  EXPECT_TRUE(std::filesystem::exists(dir / ("sft/checkpoint-" + std::to_string(logged)))) << r.output;
 }
 
 }  // namespace

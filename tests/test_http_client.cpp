@@ -1,6 +1,7 @@
 // The HTTP client against a real misbehaving server on 127.0.0.1: every request ends exactly once, as a response or a
 // counted failure with its cause, retries honour Retry-After, nothing outlives the deadline, the circuit breaker
-// stops hammering a dead endpoint, and the rate limit paces requests.
+// stops hammering a dead endpoint, and the rate limit paces requests. A pool of endpoints spreads the load by the
+// requests in flight and loses nothing when one of them dies.
 #include <chrono>
 
 #include "fault_server.h"
@@ -144,6 +145,82 @@ TEST(HttpClient, RateLimitPacesRequests) {
   elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
   EXPECT_GE(elapsed, 0.9) << "the second request must wait a second for 10 tokens";
   EXPECT_LT(elapsed, 3.0);
+}
+
+// Three servers of 10, 40 and 120 ms; the middle one dies after 100 of 300 requests. Every request still ends as a
+// success (its attempts on the dead server moved to the others), each server holds at most its share of the requests
+// in flight, the fastest serves the most, and the dead one is ejected instead of being tried again and again.
+TEST(HttpClient, APoolSpreadsTheLoadAndLosesNothingWhenAnEndpointDies) {
+  rlaif_test::FaultServer fast(10), medium(40), slow(120);
+  rlaif::HttpClientOptions o;
+  o.endpoints = {fast.base_url(), medium.base_url(), slow.base_url()};
+  o.max_in_flight = 6;
+  o.timeout_s = 5;
+  o.max_retries = 4;
+  o.backoff_base_s = 0.05;
+  o.circuit_failures = 3;
+  o.circuit_cooldown_s = 0.3;
+  rlaif::HttpClient client(o);
+  std::vector<rlaif::HttpRequest> reqs;
+  for (int i = 0; i < 300; ++i)
+    reqs.push_back(
+        {"/chat/completions", nlohmann::json{{"fault", "ok"}, {"id", "p" + std::to_string(i)}}.dump(), {}, 10});
+  std::vector<int> done(reqs.size(), 0);
+  int ended = 0, failed = 0;
+  auto t0 = Clock::now();
+  client.run(reqs, [&](size_t i, rlaif::HttpResponse&& r) {
+    ++done[i];
+    failed += !r.failure.empty();
+    if (++ended == 100) medium.stop();  // dies mid-run, with requests in flight
+  });
+  const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
+  for (size_t i = 0; i < reqs.size(); ++i) EXPECT_EQ(done[i], 1) << i;
+  EXPECT_EQ(failed, 0);
+  const auto& st = client.stats();
+  ASSERT_EQ(st.endpoints.size(), 3u);
+  EXPECT_EQ(st.endpoints[0].url, fast.base_url());
+  // Each attempt went where the client says it did; the two live servers saw exactly their attempts.
+  EXPECT_EQ(st.endpoints[0].attempts + st.endpoints[1].attempts + st.endpoints[2].attempts, st.attempts);
+  EXPECT_EQ(fast.requests(), st.endpoints[0].attempts);
+  EXPECT_EQ(slow.requests(), st.endpoints[2].attempts);
+  // Balanced by in-flight count: 6 over 3 servers, then over the 2 left, never more than 3 at one server.
+  EXPECT_LE(fast.max_concurrent(), 3);
+  EXPECT_LE(slow.max_concurrent(), 3);
+  EXPECT_GE(slow.requests(), 1);
+  EXPECT_GT(fast.requests(), 2 * slow.requests()) << "the fastest server finishes sooner, so it gets more";
+  EXPECT_LT(st.endpoints[0].latency_s / st.endpoints[0].ended, st.endpoints[2].latency_s / st.endpoints[2].ended);
+  // The dead server was ejected: its failed attempts are the 3 that opened its circuit, those in flight when it died,
+  // and one probe per cooldown.
+  EXPECT_GE(st.endpoints[1].circuit_opened, 1);
+  EXPECT_GE(st.endpoints[1].failures, 3);
+  EXPECT_LE(st.endpoints[1].failures, 3 + 6 + static_cast<int64_t>(elapsed / o.circuit_cooldown_s) + 1);
+  EXPECT_EQ(st.succeeded, 300);
+  std::printf(
+      "pool: %lld/%lld/%lld attempts (10/40/120 ms), at most %d/%d in flight at the live ones, %lld failed at "
+      "the dead one (%lld at the live ones, retried), %.2f s\n",
+      (long long)st.endpoints[0].attempts, (long long)st.endpoints[1].attempts, (long long)st.endpoints[2].attempts,
+      fast.max_concurrent(), slow.max_concurrent(), (long long)st.endpoints[1].failures,
+      (long long)(st.endpoints[0].failures + st.endpoints[2].failures), elapsed);
+}
+
+TEST(HttpClient, APoolHoldsOneRateLimitForAllItsEndpoints) {
+  rlaif_test::FaultServer a, b;
+  rlaif::HttpClientOptions o;
+  o.endpoints = {a.base_url(), b.base_url()};
+  o.max_in_flight = 8;
+  o.requests_per_minute = 1200;  // one start every 50 ms, whichever server
+  rlaif::HttpClient client(o);
+  std::vector<rlaif::HttpRequest> reqs;
+  for (int i = 0; i < 10; ++i)
+    reqs.push_back(
+        {"/chat/completions", nlohmann::json{{"fault", "ok"}, {"id", "q" + std::to_string(i)}}.dump(), {}, 10});
+  auto t0 = Clock::now();
+  client.run(reqs, [](size_t, rlaif::HttpResponse&&) {});
+  const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
+  EXPECT_GE(elapsed, 0.44);
+  EXPECT_EQ(client.stats().succeeded, 10);
+  EXPECT_GE(a.requests(), 1);
+  EXPECT_GE(b.requests(), 1);
 }
 
 }  // namespace

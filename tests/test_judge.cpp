@@ -20,7 +20,7 @@ namespace {
 
 rlaif::JudgeConfig config_for(const rlaif_test::FaultServer& s, const TempDir& dir) {
   rlaif::JudgeConfig c;
-  c.base_url = s.base_url();
+  c.base_urls = {s.base_url()};
   c.model = "fault-judge";
   c.http.timeout_s = 2;
   c.http.max_retries = 2;
@@ -150,6 +150,73 @@ TEST(Judge, ConfigErrorsNameFileKeyAndLine) {
   EXPECT_EQ(c.http.max_in_flight, 32);
   EXPECT_TRUE(c.rubric.pass_fail);
   EXPECT_EQ(c.headers, std::vector<std::string>{"X-Team: rl"});
+}
+
+// judge.toml's base_url as a list is a pool: here three servers, one of which nobody serves. Every sample is judged,
+// none by the dead one, whose circuit opens; the per-endpoint counts are the servers' own.
+TEST(Judge, APoolOfServersFromJudgeTomlJudgesEverySample) {
+  TempDir dir;
+  rlaif_test::FaultServer a(5), b(20), dead;
+  const std::string dead_url = dead.base_url();
+  dead.stop();
+  rlaif_test::write_text(dir / "judge.toml", "[judge]\nmodel = \"m\"\nbase_url = [\"" + a.base_url() + "\", \"" +
+                                                 dead_url + "\", \"" + b.base_url() +
+                                                 "\"]\nconcurrency = 4\nbackoff_base_s = 0.02\ncircuit_failures = 2\n"
+                                                 "circuit_cooldown_s = 30\n");
+  auto config = rlaif::JudgeConfig::from_toml(dir / "judge.toml");
+  ASSERT_EQ(config.base_urls.size(), 3u);
+  rlaif::Judge judge(config);
+  std::vector<rlaif::JudgeSample> input;
+  for (int i = 0; i < 40; ++i) input.push_back({"p", "c" + std::to_string(i), ""});
+  int ok = 0;
+  for (const auto& r : judge.judge(input)) ok += r.ok;
+  EXPECT_EQ(ok, 40);
+  const rlaif::HttpStats* st = judge.http_stats();
+  ASSERT_NE(st, nullptr);
+  ASSERT_EQ(st->endpoints.size(), 3u);
+  EXPECT_EQ(st->endpoints[1].url, dead_url);
+  // The attempts that opened its circuit (2, or up to the 4 in flight when it opened); no probe in the 30 s cooldown.
+  EXPECT_GE(st->endpoints[1].failures, 2);
+  EXPECT_LE(st->endpoints[1].failures, 2 + 4);
+  EXPECT_EQ(st->endpoints[1].circuit_opened, 1);
+  EXPECT_EQ(a.requests(), st->endpoints[0].attempts);
+  EXPECT_EQ(b.requests(), st->endpoints[2].attempts);
+  EXPECT_GE(a.requests() + b.requests(), 40);  // (more if an attempt failed at a live server and was retried)
+  // One server or several: the list may not be empty, and each URL is checked.
+  auto write = [&](const std::string& text) {
+    rlaif_test::write_text(dir / "bad.toml", text);
+    return dir / "bad.toml";
+  };
+  rlaif_test::expect_error([&] { rlaif::JudgeConfig::from_toml(write("[judge]\nmodel = \"m\"\nbase_url = []\n")); },
+                           {"judge.base_url", "empty list"});
+  rlaif_test::expect_error(
+      [&] {
+        rlaif::JudgeConfig::from_toml(write("[judge]\nmodel = \"m\"\nbase_url = [\"http://a:1/v1\", \"b:2/v1\"]\n"));
+      },
+      {"judge.base_url", "\"b:2/v1\"", "http://"});
+  rlaif_test::expect_error([&] { rlaif::JudgeConfig::from_toml(write("[judge]\nmodel = \"m\"\nbase_url = [1]\n")); },
+                           {"judge.base_url", "a string or a list of strings"});
+}
+
+// A data-parallel job's ranks each run a share of the limits, so that the job as a whole holds them.
+TEST(Judge, ARankSharesTheJobsRateLimitsAndBudgets) {
+  rlaif::JudgeConfig c;
+  c.http.requests_per_minute = 600;
+  c.http.tokens_per_minute = 90000;
+  c.budget_tokens = 1000;
+  c.budget_cost = 3;
+  c.journal_path = "j.jsonl";
+  c.panel.push_back(c);
+  auto r = c.rank_share(2, 4);
+  EXPECT_DOUBLE_EQ(r.http.requests_per_minute, 150);
+  EXPECT_DOUBLE_EQ(r.http.tokens_per_minute, 22500);
+  EXPECT_DOUBLE_EQ(r.budget_tokens, 250);
+  EXPECT_DOUBLE_EQ(r.budget_cost, 0.75);
+  EXPECT_EQ(r.journal_path, "j.jsonl.rank2");
+  EXPECT_DOUBLE_EQ(r.panel[0].http.requests_per_minute, 150);
+  EXPECT_EQ(r.panel[0].journal_path, "j.jsonl.rank2");
+  EXPECT_EQ(c.rank_share(0, 1).journal_path, "j.jsonl");
+  EXPECT_DOUBLE_EQ(c.rank_share(0, 1).http.requests_per_minute, 600);
 }
 
 TEST(Judge, CommandScoresAFileWithASummary) {

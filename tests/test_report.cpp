@@ -107,4 +107,31 @@ TEST(Report, SelfContainedPageWithChartsSamplesValidationAndConfig) {
   EXPECT_GT(fs::file_size(shot), 20000u);  // a page with charts, not a blank image
 }
 
+// A judge pool's servers: the per-step judge/endpoint_<k>/* metrics summed per server, named by the URLs of the run's
+// config; latency is the mean over all the run's requests to the server.
+TEST(Report, AJudgePoolsServersAreSummedPerServer) {
+  TempDir dir;
+  fs::create_directories(dir / "run");
+  rlaif_test::write_text(dir / "run/run_config.toml",
+                         "[model]\npath = \"m\"\n[data]\nprompts = \"p.jsonl\"\n[judge]\nmodel = \"j\"\nbase_url = "
+                         "[\"http://judge-a:8000/v1\", \"http://judge-b:8000/v1\"]\n");
+  rlaif_test::write_text(
+      dir / "run/metrics.jsonl",
+      "{\"step\": 1, \"reward\": 0.5, \"judge/endpoint_0/requests\": 6, \"judge/endpoint_0/failures\": 0, "
+      "\"judge/endpoint_0/latency_mean\": 0.5, \"judge/endpoint_0/ejections\": 0, \"judge/endpoint_1/requests\": 2, "
+      "\"judge/endpoint_1/failures\": 2, \"judge/endpoint_1/latency_mean\": 3.0, \"judge/endpoint_1/ejections\": 1}\n"
+      "{\"step\": 2, \"reward\": 0.6, \"judge/endpoint_0/requests\": 2, \"judge/endpoint_0/failures\": 1, "
+      "\"judge/endpoint_0/latency_mean\": 1.5, \"judge/endpoint_0/ejections\": 0, \"judge/endpoint_1/requests\": 0, "
+      "\"judge/endpoint_1/failures\": 0, \"judge/endpoint_1/latency_mean\": 0, \"judge/endpoint_1/ejections\": 0}\n");
+  auto r = rlaif_test::run_command(std::string(RLAIF_BIN) + " report " + (dir / "run"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::string html = rlaif::read_file(dir / "run/report.html");
+  // Server a: 8 requests, 1 failed, (6 x 0.5 + 2 x 1.5) / 8 = 0.75 s. Server b: 2, 2 failed, 3 s, ejected once.
+  EXPECT_NE(html.find("<td>judge</td><td>http://judge-a:8000/v1</td><td>8</td><td>1</td><td>0.750</td><td>0</td>"),
+            std::string::npos)
+      << html;
+  EXPECT_NE(html.find("<td>judge</td><td>http://judge-b:8000/v1</td><td>2</td><td>2</td><td>3.000</td><td>1</td>"),
+            std::string::npos);
+}
+
 }  // namespace

@@ -325,7 +325,7 @@ TEST_F(Serve, ConcurrentRequestsShareBatchesAndTheJudgeClientWorksAgainstIt) {
 
   // rlaif's judge client: every judgment ends as a score or a counted failure (a random model rarely writes a verdict).
   rlaif::JudgeConfig c;
-  c.base_url = "http://127.0.0.1:" + std::to_string(server_->port()) + "/v1";
+  c.base_urls = {"http://127.0.0.1:" + std::to_string(server_->port()) + "/v1"};
   c.model = "model";
   c.api_key_env = "RLAIF_TEST_SERVE_KEY";
   c.max_tokens = 16;

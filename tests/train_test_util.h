@@ -68,7 +68,7 @@ inline std::string write_config(const TempDir& dir, const std::string& extra = "
 // Points the run's judge at a test server (tests/fault_server.h) speaking the OpenAI API.
 inline void use_http_judge(rlaif::TrainConfig& c, const rlaif_test::FaultServer& server) {
   c.judge.backend = "openai";
-  c.judge.base_url = server.base_url();
+  c.judge.base_urls = {server.base_url()};
   c.judge.model = "judge";
 }
 

@@ -61,6 +61,8 @@ class Dist {
   std::function<void()> start_sum(torch::Tensor t);
   double sum(double x);
   std::vector<double> sum(std::vector<double> x);
+  // Element-wise maximum over ranks (the slowest rank's timings).
+  std::vector<double> max(std::vector<double> x);
   // Rank `root`'s `t` into every rank's `t` (same shape and type everywhere).
   void broadcast(torch::Tensor& t, int root);
   // Every rank's `x`, in rank order (on every rank).

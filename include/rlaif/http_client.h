@@ -3,18 +3,25 @@
 // errors, truncated replies, 429 and 5xx (honouring Retry-After), client-side rate limits (requests and tokens per
 // minute), and a circuit breaker that pauses new requests after consecutive failures. Every request ends either with
 // a response or with a failure cause; none is lost and none outlives the deadline.
+//
+// A pool of endpoints (HttpClientOptions::endpoints, e.g. several servers of one judge model): each attempt goes to the
+// endpoint with the fewest requests in flight; each endpoint has its own circuit breaker (ejected while open, probed
+// back by one request after the cooldown); a failed attempt is retried at once on another endpoint whose circuit is
+// closed (with the backoff only when there is none), so a dead endpoint's requests move to the live ones. Rate limits
+// and max_in_flight hold for the pool as a whole. Rate limits and open circuits carry over from one run() to the next.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
 namespace rlaif {
 
 struct HttpRequest {
-  std::string url;
+  std::string url;                   // with a pool of endpoints: the path appended to the chosen endpoint
   std::string body;                  // sent as application/json
   std::vector<std::string> headers;  // "Name: value"
   double tokens = 0;                 // estimated tokens, for the tokens-per-minute limit
@@ -43,12 +50,24 @@ struct HttpClientOptions {
   int circuit_failures = 8;        // consecutive failed attempts that open the circuit (0 = never)
   double circuit_cooldown_s = 5;   // then one probe request decides whether it closes again
   uint64_t seed = 0;               // of the backoff jitter
+  // A pool: base URLs that each request's url is appended to (the endpoint chosen per attempt). Empty: the requests'
+  // urls are complete (one endpoint).
+  std::vector<std::string> endpoints;
+};
+
+// One endpoint's share of the attempts (retries included).
+struct EndpointStats {
+  std::string url;  // the pool's base URL ("" without a pool)
+  int64_t attempts = 0, failures = 0, circuit_opened = 0;
+  double latency_s = 0;  // summed over its ended attempts
+  int64_t ended = 0;     // attempts that ended (latency_s / ended is the mean)
 };
 
 struct HttpStats {
   int64_t requests = 0, attempts = 0, retries = 0, succeeded = 0, failed = 0, circuit_opened = 0;
   std::map<std::string, int64_t> failures;        // final failures by cause
   std::map<std::string, int64_t> retried_causes;  // retried attempts by cause
+  std::vector<EndpointStats> endpoints;           // in the order of HttpClientOptions::endpoints (one without a pool)
 };
 
 class HttpClient {
@@ -70,6 +89,8 @@ class HttpClient {
   HttpClientOptions options_;
   HttpStats stats_;
   void* multi_ = nullptr;  // CURLM*, kept so connections are reused across run() calls
+  struct Shared;           // what outlives a run(): the rate limits' state and the endpoints' circuit breakers
+  std::unique_ptr<Shared> shared_;
 };
 
 }  // namespace rlaif

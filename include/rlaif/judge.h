@@ -32,16 +32,18 @@ enum class ResponseFormat { kJsonSchema, kJsonObject, kNone };
 extern const Choices<ResponseFormat> kResponseFormats;  // json_schema | json_object | none
 
 struct JudgeConfig {
-  std::string name = "judge";                         // how metrics, reports and a panel's scores name this judge
-  std::string backend = "openai";                     // openai | command | local | none (rule graders only)
-  std::string model_path;                             // local backend: the judge's Hugging Face model folder
-  int local_batch = 16;                               // local backend: sequences per forward
-  int local_rationale_tokens = 0;                     // local backend: > 0 = write the rationale first (greedy, at most
-                                                      // this many tokens), then read the scores conditioned on it
-  std::vector<std::string> command;                   // command backend: program and arguments
-  double command_timeout_s = 300;                     // per batch
-  int command_batch = 64;                             // samples per run of the command
-  std::string base_url = "http://127.0.0.1:8000/v1";  // .../chat/completions is appended
+  std::string name = "judge";        // how metrics, reports and a panel's scores name this judge
+  std::string backend = "openai";    // openai | command | local | none (rule graders only)
+  std::string model_path;            // local backend: the judge's Hugging Face model folder
+  int local_batch = 16;              // local backend: sequences per forward
+  int local_rationale_tokens = 0;    // local backend: > 0 = write the rationale first (greedy, at most
+                                     // this many tokens), then read the scores conditioned on it
+  std::vector<std::string> command;  // command backend: program and arguments
+  double command_timeout_s = 300;    // per batch
+  int command_batch = 64;            // samples per run of the command
+  // .../chat/completions is appended. Several: a pool of servers of the same model (judge.toml's base_url as a list);
+  // each request goes to the one with the fewest in flight (http_client.h).
+  std::vector<std::string> base_urls = {"http://127.0.0.1:8000/v1"};
   std::string model;
   std::string api_key_env;           // name of the environment variable holding the key ("" = none)
   std::vector<std::string> headers;  // extra "Name: value" headers
@@ -74,6 +76,11 @@ struct JudgeConfig {
   static JudgeConfig read_tables(TomlReader& top, const std::string& path);
   static constexpr const char* kTables = "judge, rubric, template, graders, panel";
   void validate(const std::string& where) const;
+  // What one rank of a data-parallel job of `world` ranks runs (itself, rank 0 of 1, without one): the rate limits
+  // (requests_per_minute, tokens_per_minute) and budgets (budget_tokens, budget_cost) divided by `world`, so that the
+  // job as a whole holds them, and a journal of its own (journal.rankN for rank N > 0; lines of two processes never
+  // interleave). The panel's judges likewise.
+  JudgeConfig rank_share(int rank, int world) const;
 };
 
 struct JudgeResult {
@@ -149,6 +156,8 @@ class Judge {
   std::vector<GroupResult> rank(const std::vector<GroupSample>& groups);
   // Final outcomes (with a panel: a sample any judge failed on is failed here); tokens and cost of this judge only.
   const JudgeStats& stats() const { return stats_; }
+  // The openai backend's HTTP counts (per endpoint of the pool too); null for other backends.
+  const HttpStats* http_stats() const;
   // The other judges of the panel, each with its own stats, cache and journal.
   const std::vector<std::unique_ptr<Judge>>& panel() const { return panel_; }
   // Tokens and cost summed over this judge and its panel.

@@ -199,9 +199,16 @@ std::vector<double> Dist::sum(std::vector<double> x) {
   if (!group_ || x.empty()) return x;
   auto t = torch::tensor(x, torch::kFloat64);
   all_reduce_sum(t);
-  auto a = t.accessor<double, 1>();
-  for (size_t i = 0; i < x.size(); ++i) x[i] = a[static_cast<int64_t>(i)];
-  return x;
+  return std::vector<double>(t.data_ptr<double>(), t.data_ptr<double>() + t.numel());
+}
+
+std::vector<double> Dist::max(std::vector<double> x) {
+  if (!group_ || x.empty()) return x;
+  std::vector<at::Tensor> ts = {torch::tensor(x, torch::kFloat64)};
+  c10d::AllreduceOptions o;
+  o.reduceOp = c10d::ReduceOp::MAX;
+  wait_for(group_->pg->allreduce(ts, o), "all_reduce", rank(), wait_s_);
+  return std::vector<double>(ts[0].data_ptr<double>(), ts[0].data_ptr<double>() + ts[0].numel());
 }
 
 std::vector<int64_t> Dist::all_gather(int64_t x) {

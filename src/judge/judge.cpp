@@ -1,5 +1,6 @@
 #include "rlaif/judge.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -68,10 +69,15 @@ Judge::Judge(JudgeConfig config) : config_(std::move(config)) {
 
 Judge::~Judge() = default;
 
+const HttpStats* Judge::http_stats() const { return chat_ ? &chat_->http().stats() : nullptr; }
+
 std::string Judge::cache_key(const JudgeSample& s) const {
+  // One server: its URL, as before pools existed (caches stay valid). A pool: its URLs in any order.
+  auto pool = config_.base_urls;
+  std::sort(pool.begin(), pool.end());
   json material = {{"backend", config_.backend},
                    {"command", config_.command},
-                   {"base_url", config_.base_url},
+                   {"base_url", pool.size() == 1 ? json(pool[0]) : json(pool)},
                    {"model", config_.model},
                    {"temperature", config_.temperature},
                    {"max_tokens", config_.max_tokens},

@@ -50,7 +50,7 @@ JudgeConfig JudgeConfig::read_tables(TomlReader& top, const std::string& path) {
         if (!part.is_string()) throw Error("command must be a list of strings", path + ": judge.command");
         c.command.push_back(std::string(**part.as_string()));
       }
-    r.get("base_url", c.base_url);
+    r.get_strings("base_url", c.base_urls);
     r.get("model", c.model);
     r.get("api_key_env", c.api_key_env);
     r.get("temperature", c.temperature);
@@ -176,6 +176,17 @@ JudgeConfig JudgeConfig::read_tables(TomlReader& top, const std::string& path) {
   return c;
 }
 
+JudgeConfig JudgeConfig::rank_share(int rank, int world) const {
+  JudgeConfig c = *this;
+  c.http.requests_per_minute /= world;
+  c.http.tokens_per_minute /= world;
+  c.budget_tokens /= world;
+  c.budget_cost /= world;
+  if (rank > 0 && !c.journal_path.empty()) c.journal_path += ".rank" + std::to_string(rank);
+  for (auto& member : c.panel) member = member.rank_share(rank, world);
+  return c;
+}
+
 void JudgeConfig::validate(const std::string& where) const {
   if (!judge_backend_registered(backend))
     throw Error("unknown backend \"" + backend + "\"", where + ": judge.backend", "use openai, command, local or none");
@@ -197,9 +208,13 @@ void JudgeConfig::validate(const std::string& where) const {
     if (!(command_timeout_s > 0) || command_batch < 1)
       throw Error("command_timeout_s > 0 and command_batch >= 1", where + ": judge");
   } else if (backend == "openai") {
-    if (base_url.rfind("http://", 0) != 0 && base_url.rfind("https://", 0) != 0)
-      throw Error("base_url must start with http:// or https://", where + ": judge.base_url",
-                  "e.g. http://127.0.0.1:8000/v1");
+    if (base_urls.empty())
+      throw Error("base_url is an empty list", where + ": judge.base_url",
+                  "give one URL, or a list of servers of the same model");
+    for (const auto& url : base_urls)
+      if (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0)
+        throw Error("base_url \"" + url + "\" must start with http:// or https://", where + ": judge.base_url",
+                    "e.g. http://127.0.0.1:8000/v1");
     if (model.empty())
       throw Error("the judge model is not set", where + ": judge.model", "the model name the server expects");
   }

@@ -8,7 +8,16 @@ namespace rlaif {
 
 using json = nlohmann::json;
 
-OpenAiChat::OpenAiChat(const JudgeConfig& config) : config_(config), http_(std::make_unique<HttpClient>(config.http)) {}
+namespace {
+HttpClientOptions pool_options(const JudgeConfig& config) {
+  HttpClientOptions o = config.http;
+  o.endpoints = config.base_urls;  // each request's url is the path appended to an endpoint of the pool
+  return o;
+}
+}  // namespace
+
+OpenAiChat::OpenAiChat(const JudgeConfig& config)
+    : config_(config), http_(std::make_unique<HttpClient>(pool_options(config))) {}
 
 std::vector<std::string> OpenAiChat::headers() const {
   std::vector<std::string> headers = config_.headers;
@@ -32,7 +41,7 @@ HttpRequest OpenAiChat::request(const JudgeMessages& messages, const json& schem
     body["response_format"] = {{"type", "json_schema"}, {"json_schema", {{"name", "verdict"}, {"schema", schema}}}};
   if (config_.top_logprobs > 0) body["logprobs"] = true, body["top_logprobs"] = config_.top_logprobs;
   HttpRequest q;
-  q.url = config_.base_url + "/chat/completions";
+  q.url = "/chat/completions";  // on the endpoint of the pool the client picks
   q.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
   q.headers = headers();
   q.tokens = static_cast<double>(q.body.size()) / 4 + config_.max_tokens;  // rough estimate for rate limits

@@ -17,8 +17,8 @@ namespace rlaif {
 class OpenAiChat {
  public:
   explicit OpenAiChat(const JudgeConfig& config);
-  // A POST to base_url/chat/completions of `messages`; `schema` is the reply's shape under response_format
-  // json_schema. Throws rlaif::Error when api_key_env names an empty variable.
+  // A POST of `messages` to /chat/completions on an endpoint of the pool (base_urls); `schema` is the reply's shape
+  // under response_format json_schema. Throws rlaif::Error when api_key_env names an empty variable.
   HttpRequest request(const JudgeMessages& messages, const nlohmann::json& schema) const;
   // Reads a chat-completion body into r: reply text, token counts and cost, or the failure bad_response.
   void read_reply(const std::string& body, JudgeResult& r) const;

@@ -27,6 +27,8 @@ void global_init() {
 
 struct Transfer {
   size_t index = 0;
+  size_t endpoint = 0;
+  Clock::time_point start{};
   CURL* easy = nullptr;
   curl_slist* headers = nullptr;
   std::string body, retry_after;
@@ -62,14 +64,33 @@ struct Request {  // the state of one request across its attempts
   int attempts = 0;
   Clock::time_point first_start{};
   bool started = false;
+  int avoid = -1;  // the endpoint its last attempt failed on: the next goes elsewhere when it can
 };
 
-// One call of HttpClient::run: the requests' queues, the transfers, the rate limits and the circuit breaker, and the
-// steps of the event loop as methods. Lives for the call only.
+// One endpoint's load and circuit breaker during a run.
+struct Endpoint {
+  std::string base;  // prepended to each request's url
+  int in_flight = 0;
+  int consecutive_failures = 0;
+  bool open = false, probe_in_flight = false;  // open: ejected until open_until, then one probe decides
+  Clock::time_point open_until{};
+};
+
+// What one run() leaves to the next.
+struct Carried {
+  Clock::time_point next_start{};  // requests_per_minute: the earliest next start
+  double bucket = 0;               // tokens_per_minute: tokens left, refilled continuously
+  Clock::time_point bucket_time{};
+  std::vector<Endpoint> endpoints;  // one without a pool
+};
+
+// One call of HttpClient::run: the requests' queues, the transfers, the rate limits, the endpoints with their circuit
+// breakers, and the steps of the event loop as methods. Lives for the call only.
 class Run {
  public:
-  Run(CURLM* multi, const HttpClientOptions& options, HttpStats& stats, const std::vector<HttpRequest>& requests,
-      const std::function<void(size_t, HttpResponse&&)>& on_done, const std::function<bool()>& keep_sending)
+  Run(CURLM* multi, const HttpClientOptions& options, HttpStats& stats, Carried& shared,
+      const std::vector<HttpRequest>& requests, const std::function<void(size_t, HttpResponse&&)>& on_done,
+      const std::function<bool()>& keep_sending)
       : multi_(multi),
         o_(options),
         stats_(stats),
@@ -82,11 +103,13 @@ class Run {
         rng_(o_.seed),
         state_(requests.size()),
         remaining_(requests.size()),
-        next_start_(t0_),
-        bucket_(o_.tokens_per_minute),
-        bucket_time_(t0_) {
+        next_start_(shared.next_start),
+        bucket_(shared.bucket),
+        bucket_time_(shared.bucket_time),
+        endpoints_(shared.endpoints) {
     for (size_t i = 0; i < requests.size(); ++i) ready_.push_back(i);
     stats_.requests += static_cast<int64_t>(requests.size());
+    for (auto& e : endpoints_) e.in_flight = 0, e.probe_in_flight = false;
   }
   ~Run() {  // also when on_done throws: no transfer stays attached to the client's multi handle
     for (auto& t : all_transfers_) {
@@ -108,8 +131,6 @@ class Run {
         delayed_.pop();
       }
       refill_bucket(now);
-      if (circuit_open_ && now >= open_until_ && !probe_in_flight_ && in_flight_ == 0)
-        probe_in_flight_ = true;  // half-open
       // A caller that stopped sending (budget reached) ends what is still waiting.
       if (keep_sending_ && (!ready_.empty() || !delayed_.empty()) && !keep_sending_()) {
         end_waiting("stopped", "not sent: the caller stopped sending (budget reached)");
@@ -162,6 +183,7 @@ class Run {
       if (std::find(free_transfers_.begin(), free_transfers_.end(), tp) != free_transfers_.end()) continue;
       curl_multi_remove_handle(multi_, tp->easy);
       free_transfers_.push_back(tp);
+      endpoints_[tp->endpoint].in_flight = 0;
       HttpResponse r;
       r.failure = "deadline";
       r.detail = "the overall deadline passed while the request was in flight";
@@ -178,15 +200,47 @@ class Run {
     bucket_time_ = now;
   }
 
-  // Starts what the limits and the circuit allow; returns whether one of them held back a ready request (and moves
+  // Whether an attempt may go to endpoint e now: its circuit is closed, or its cooldown is over and nothing is in
+  // flight there (the attempt is then the probe).
+  bool usable(const Endpoint& e, Clock::time_point now) const {
+    return !e.open || (now >= e.open_until && !e.probe_in_flight && e.in_flight == 0);
+  }
+
+  // The endpoint for request i's next attempt: of the usable ones, the fewest in flight (then the fewest attempts so
+  // far, then the first), other than the one its last attempt failed on when another is usable. -1 when none is
+  // usable; `wake` then moves to the earliest end of a cooldown.
+  int pick_endpoint(size_t i, Clock::time_point now, Clock::time_point& wake) const {
+    int best = -1;
+    for (int pass = 0; pass < 2 && best < 0; ++pass)
+      for (size_t e = 0; e < endpoints_.size(); ++e) {
+        if (!usable(endpoints_[e], now) || (pass == 0 && static_cast<int>(e) == state_[i].avoid)) continue;
+        if (best < 0 || endpoints_[e].in_flight < endpoints_[best].in_flight ||
+            (endpoints_[e].in_flight == endpoints_[best].in_flight &&
+             stats_.endpoints[e].attempts < stats_.endpoints[best].attempts))
+          best = static_cast<int>(e);
+      }
+    if (best < 0) {
+      Clock::time_point soonest = Clock::time_point::max();
+      for (const auto& e : endpoints_) soonest = std::min(soonest, e.open_until);
+      wake = std::min(wake, std::max(soonest, now + std::chrono::milliseconds(5)));
+    }
+    return best;
+  }
+
+  // Whether another endpoint than e has its circuit closed (a failed attempt then moves there at once).
+  bool other_closed(size_t e) const {
+    for (size_t k = 0; k < endpoints_.size(); ++k)
+      if (k != e && !endpoints_[k].open) return true;
+    return false;
+  }
+
+  // Starts what the limits and the circuits allow; returns whether one of them held back a ready request (and moves
   // `wake` to when it may go).
   bool start_allowed(Clock::time_point now, Clock::time_point& wake) {
     while (!ready_.empty() && in_flight_ < o_.max_in_flight) {
-      if (circuit_open_ && !(probe_in_flight_ && in_flight_ == 0)) {
-        wake = std::min(wake, std::max(open_until_, now + std::chrono::milliseconds(5)));
-        return true;
-      }
       size_t i = ready_.front();
+      const int e = pick_endpoint(i, now, wake);
+      if (e < 0) return true;
       if (o_.requests_per_minute > 0 && now < next_start_) {
         wake = std::min(wake, next_start_);
         return true;
@@ -198,8 +252,7 @@ class Run {
         return true;
       }
       ready_.pop_front();
-      start(i, now);
-      if (circuit_open_) break;  // the one probe
+      start(i, static_cast<size_t>(e), now);
     }
     return false;
   }
@@ -216,10 +269,14 @@ class Run {
     return t;
   }
 
-  void start(size_t i, Clock::time_point now) {
+  void start(size_t i, size_t k, Clock::time_point now) {
     Transfer* t = transfer();
     const HttpRequest& q = requests_[i];
+    Endpoint& ep = endpoints_[k];
+    const std::string url = ep.base + q.url;
     t->index = i;
+    t->endpoint = k;
+    t->start = now;
     t->body.clear();
     t->retry_after.clear();
     curl_slist_free_all(t->headers);
@@ -230,7 +287,7 @@ class Run {
     double timeout = o_.timeout_s;
     if (has_deadline_) timeout = std::min(timeout, seconds(deadline_ - now));
     CURL* e = t->easy;
-    curl_easy_setopt(e, CURLOPT_URL, q.url.c_str());
+    curl_easy_setopt(e, CURLOPT_URL, url.c_str());
     curl_easy_setopt(e, CURLOPT_POST, 1L);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, q.body.data());
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(q.body.size()));
@@ -253,6 +310,9 @@ class Run {
     if (state_[i].attempts > 1) ++stats_.retries;
     if (o_.requests_per_minute > 0) next_start_ = std::max(next_start_, now) + dur(60.0 / o_.requests_per_minute);
     if (o_.tokens_per_minute > 0) bucket_ -= q.tokens;
+    if (ep.open) ep.probe_in_flight = true;  // half-open: this attempt decides
+    ++ep.in_flight;
+    ++stats_.endpoints[k].attempts;
     curl_multi_add_handle(multi_, e);
     ++in_flight_;
   }
@@ -274,20 +334,26 @@ class Run {
       --in_flight_;
       free_transfers_.push_back(t);
       size_t i = t->index;
+      const size_t k = t->endpoint;
+      Endpoint& ep = endpoints_[k];
+      --ep.in_flight;
+      EndpointStats& es = stats_.endpoints[k];
+      ++es.ended;
+      es.latency_s += seconds(Clock::now() - t->start);
       long status = 0;
       curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
       HttpResponse r;
       r.status = static_cast<int>(status);
       r.body = std::move(t->body);
-      bool probe = circuit_open_ && probe_in_flight_;
+      const bool probe = ep.open && ep.probe_in_flight;
+      ep.probe_in_flight = false;
       if (code == CURLE_OK && status >= 200 && status < 300) {
-        consecutive_failures_ = 0;
-        if (probe) circuit_open_ = false;
-        probe_in_flight_ = false;
+        ep.consecutive_failures = 0;
+        if (probe) ep.open = false;  // the probe succeeded: the endpoint is back
         finish(i, std::move(r));
         continue;
       }
-      if (probe) probe_in_flight_ = false;
+      ++es.failures;
       bool retryable = true;
       double retry_after = -1;
       if (code == CURLE_OK) {
@@ -308,28 +374,37 @@ class Run {
                         : "connection";
         r.detail = curl_easy_strerror(code);
       }
-      failed_attempt(i, std::move(r), retryable, retry_after);
+      failed_attempt(i, k, std::move(r), retryable, retry_after);
     }
     return completed;
   }
 
-  // Decides what happens after a failed attempt: a retry later, or the end of the request. Feeds the circuit breaker.
-  void failed_attempt(size_t i, HttpResponse&& r, bool retryable, double retry_after) {
+  // Decides what happens after an attempt failed on endpoint k: a retry (at once on another endpoint whose circuit is
+  // closed, else after the backoff), or the end of the request. Feeds k's circuit breaker.
+  void failed_attempt(size_t i, size_t k, HttpResponse&& r, bool retryable, double retry_after) {
     auto now = Clock::now();
-    ++consecutive_failures_;
-    if (o_.circuit_failures > 0 && consecutive_failures_ >= o_.circuit_failures && !circuit_open_) {
-      circuit_open_ = true;
-      open_until_ = now + dur(o_.circuit_cooldown_s);
+    Endpoint& ep = endpoints_[k];
+    ++ep.consecutive_failures;
+    if (o_.circuit_failures > 0 && ep.consecutive_failures >= o_.circuit_failures && !ep.open) {
+      ep.open = true;
+      ep.open_until = now + dur(o_.circuit_cooldown_s);
       ++stats_.circuit_opened;
-    } else if (circuit_open_) {
-      open_until_ = now + dur(o_.circuit_cooldown_s);  // a failed probe keeps it open
+      ++stats_.endpoints[k].circuit_opened;
+    } else if (ep.open) {
+      ep.open_until = now + dur(o_.circuit_cooldown_s);  // a failed probe keeps it open
     }
     if (!retryable || state_[i].attempts > o_.max_retries) {
       finish(i, std::move(r));
       return;
     }
-    int k = state_[i].attempts;
-    double wait = std::min(o_.backoff_max_s, o_.backoff_base_s * std::pow(2.0, k - 1)) * jitter_(rng_);
+    state_[i].avoid = static_cast<int>(k);
+    if (other_closed(k)) {  // a pool: another endpoint takes it now
+      ++stats_.retried_causes[r.failure];
+      ready_.push_front(i);
+      return;
+    }
+    int n = state_[i].attempts;
+    double wait = std::min(o_.backoff_max_s, o_.backoff_base_s * std::pow(2.0, n - 1)) * jitter_(rng_);
     if (retry_after >= 0) wait = std::min(retry_after, o_.max_retry_after_s);
     auto when = now + dur(wait);
     if (has_deadline_ && when >= deadline_) {
@@ -367,22 +442,31 @@ class Run {
   std::vector<std::unique_ptr<Transfer>> all_transfers_;
   int in_flight_ = 0;
   size_t remaining_;
-  Clock::time_point next_start_;  // rate limits
-  double bucket_;
-  Clock::time_point bucket_time_;
-  int consecutive_failures_ = 0;  // circuit breaker
-  Clock::time_point open_until_{};
-  bool circuit_open_ = false, probe_in_flight_ = false;
+  Clock::time_point& next_start_;  // rate limits (HttpClient::Shared)
+  double& bucket_;
+  Clock::time_point& bucket_time_;
+  std::vector<Endpoint>& endpoints_;  // with their circuit breakers
 };
 
 }  // namespace
 
-HttpClient::HttpClient(HttpClientOptions options) : options_(std::move(options)) {
+struct HttpClient::Shared : Carried {};
+
+HttpClient::HttpClient(HttpClientOptions options) : options_(std::move(options)), shared_(std::make_unique<Shared>()) {
+  shared_->bucket = options_.tokens_per_minute;
+  shared_->bucket_time = Clock::now();
+  for (const auto& base : options_.endpoints.empty() ? std::vector<std::string>{""} : options_.endpoints) {
+    shared_->endpoints.push_back(Endpoint{base});
+    stats_.endpoints.push_back(EndpointStats());
+    stats_.endpoints.back().url = base;
+  }
   global_init();
   multi_ = curl_multi_init();
   if (!multi_) throw std::runtime_error("curl_multi_init failed");
+  // Connections are kept per endpoint: enough for all requests in flight to reach any endpoint of the pool.
+  const size_t pool = std::max<size_t>(options_.endpoints.size(), 1);
   curl_multi_setopt(static_cast<CURLM*>(multi_), CURLMOPT_MAXCONNECTS,
-                    static_cast<long>(std::max(options_.max_in_flight, 1)));
+                    static_cast<long>(std::max(options_.max_in_flight, 1) * pool));
 }
 
 HttpClient::~HttpClient() { curl_multi_cleanup(static_cast<CURLM*>(multi_)); }
@@ -390,7 +474,7 @@ HttpClient::~HttpClient() { curl_multi_cleanup(static_cast<CURLM*>(multi_)); }
 void HttpClient::run(const std::vector<HttpRequest>& requests,
                      const std::function<void(size_t, HttpResponse&&)>& on_done,
                      const std::function<bool()>& keep_sending) {
-  Run(static_cast<CURLM*>(multi_), options_, stats_, requests, on_done, keep_sending).loop();
+  Run(static_cast<CURLM*>(multi_), options_, stats_, *shared_, requests, on_done, keep_sending).loop();
 }
 
 }  // namespace rlaif

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -27,6 +28,7 @@ struct RunData {
   std::string config_text;        // run_config.toml, or ""
   std::string verifier;           // train.integrity_verifier
   std::set<std::string> graders;  // [[graders]] names: their rewards/<name>/mean are not judge criteria
+  std::map<std::string, std::vector<std::string>> pools;  // metric prefix (judge/, judge/<panel name>/) -> base URLs
 };
 
 std::vector<nlohmann::json> read_rows(const std::string& path, bool required) {
@@ -59,6 +61,8 @@ RunData load_run(const std::string& dir) {
     auto c = TrainConfig::from_toml(dir + "/run_config.toml");
     d.verifier = c.integrity_verifier;
     for (const auto& g : c.judge.graders) d.graders.insert(g.name.empty() ? g.type : g.name);
+    d.pools["judge/"] = c.judge.base_urls;
+    for (const auto& p : c.judge.panel) d.pools["judge/" + p.name + "/"] = p.base_urls;
   }
   return d;
 }
@@ -202,6 +206,45 @@ std::string validation_table(const RunData& d) {
   return html + "</tbody></table>";
 }
 
+// A judge pool's servers (judge/endpoint_<k>/* metrics, summed over the run): requests, failures, mean latency and
+// circuit openings, with each server's URL from the run's config.
+std::string endpoints_table(const RunData& d) {
+  struct Row {
+    double requests = 0, failures = 0, latency = 0, ejections = 0;
+  };
+  std::map<std::pair<std::string, int>, Row> rows;  // (prefix, k)
+  for (const auto& r : d.train)
+    for (auto it = r.begin(); it != r.end(); ++it) {
+      const std::string& key = it.key();
+      const size_t at = key.find("endpoint_");
+      if (key.rfind("judge/", 0) != 0 || at == std::string::npos || !it.value().is_number()) continue;
+      const size_t slash = key.find('/', at);
+      if (slash == std::string::npos) continue;
+      Row& row = rows[{key.substr(0, at), std::atoi(key.c_str() + at + 9)}];
+      const std::string what = key.substr(slash + 1);
+      const double v = it.value().get<double>();
+      if (what == "requests") row.requests += v;
+      if (what == "failures") row.failures += v;
+      if (what == "ejections") row.ejections += v;
+      if (what == "latency_mean") row.latency += v * r.value(key.substr(0, slash) + "/requests", 0.0);
+    }
+  if (rows.empty()) return "";
+  std::string html =
+      "<h2>Judge servers (pool)</h2>\n<table class=\"kv\"><thead><tr><th>judge</th><th>server</th><th>requests</th>"
+      "<th>failed</th><th>mean latency (s)</th><th>times ejected</th></tr></thead><tbody>";
+  for (const auto& [at, row] : rows) {
+    auto pool = d.pools.find(at.first);
+    const std::string url = pool != d.pools.end() && at.second < static_cast<int>(pool->second.size())
+                                ? pool->second[at.second]
+                                : "#" + std::to_string(at.second);
+    const std::string judge = at.first == "judge/" ? "judge" : at.first.substr(6, at.first.size() - 7);
+    html += "<tr><td>" + html_escape(judge) + "</td><td>" + html_escape(url) + "</td><td>" + num(row.requests, 0) +
+            "</td><td>" + num(row.failures, 0) + "</td><td>" + num(row.requests ? row.latency / row.requests : 0.0) +
+            "</td><td>" + num(row.ejections, 0) + "</td></tr>";
+  }
+  return html + "</tbody></table>\n";
+}
+
 const char* kStyle = R"(
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px auto; max-width: 1180px; color: #1b1b1b; }
 h1 { font-size: 22px; margin-bottom: 4px; } h2 { font-size: 17px; margin-top: 28px; border-bottom: 1px solid #ddd; }
@@ -246,6 +289,7 @@ std::string render_report(const std::string& run_dir) {
   for (const auto& c : charts(d)) html += render_chart_svg(c) + "\n";
   html += "</div>\n<h2>Samples before and after training (held-out prompts)</h2>\n" + samples_table(d, 12) + "\n";
   html += "<h2>Judge validation (pre-flight check)</h2>\n" + validation_table(d) + "\n";
+  html += endpoints_table(d);
   html += "<h2>Configuration</h2>\n";
   html += d.config_text.empty() ? "<p class=\"none\">run_config.toml not found.</p>"
                                 : "<pre class=\"config\">" + html_escape(d.config_text) + "</pre>";

@@ -30,7 +30,7 @@ void RlTrainer::update_dpo(const RolloutBatch& rb, int64_t step, nlohmann::json&
       auto ref = reference_logprobs(b).sum(-1).view({n, 2});  // [n, 2]: chosen, rejected
       auto logp = completion_logprobs(model_, b, c_.temperature, nullptr, bf16_).sum(-1).view({n, 2});  // [n, 2]
       auto loss = online_dpo_loss(logp.select(1, 0), logp.select(1, 1), ref.select(1, 0), ref.select(1, 1), c_.beta);
-      if (e == P_here) grad_sync_->arm();  // the last backward of this pass
+      if (e == P_here) replicas_->arm();  // the last backward of this pass
       (loss * (double(n) / P)).backward();
       loss_sum += loss.item<double>() * n / P / c_.num_iterations;
       margin_sum += ((logp.detach().select(1, 0) - ref.select(1, 0)) - (logp.detach().select(1, 1) - ref.select(1, 1)))
@@ -40,7 +40,7 @@ void RlTrainer::update_dpo(const RolloutBatch& rb, int64_t step, nlohmann::json&
       tokens += b.completion_mask.sum().item<double>();
     }
     double waited = 0;
-    grad_norm = optimizer_step(waited);
+    grad_norm = replicas_->optimizer_step(waited);
   }
   model_->eval();
   auto sums = dist_->sum({loss_sum, margin_sum, tokens});

@@ -74,16 +74,6 @@ void RlTrainer::add_kl_to_rewards(RolloutBatch& rb, const PolicyMicroBatches& mb
   rb.rewards = kl_in_reward(rb.rewards, kl, c_.beta);
 }
 
-double RlTrainer::optimizer_step(double& waited) {
-  waited += grad_sync_->finish();
-  const double norm = clip_gradients(trainable_.params, c_.max_grad_norm);
-  if (shards_) shards_->drop_foreign_gradients();
-  opt_->step();
-  if (shards_) shards_->share_updated();
-  opt_->zero_grad();
-  return norm;
-}
-
 torch::Tensor RlTrainer::advantages(const RolloutBatch& b) {
   if (dist_->world_size() == 1) return compute_advantages(b.rewards, b.valid, c_.algorithm, c_.scale_rewards);
   const int64_t G = c_.num_generations;
@@ -116,7 +106,7 @@ void RlTrainer::update_policy(const RolloutBatch& rb, const PolicyMicroBatches& 
   lo.is_cap = c_.importance_sampling_correction ? c_.importance_sampling_cap : 0.0;
   lo.num_items = std::max(1.0, tokens);
   double loss_sum = 0, kl_sum = 0, ent_sum = 0, clip_low = 0, clip_high = 0, clip_region = 0, gap_sum = 0,
-         grad_norm = 0, grad_sync_wait = 0;
+         grad_norm = 0, grad_sync_wait = 0, backward_s = 0;
   const double lr = scheduled_lr(c_, step, total_steps_);
   set_lr(*opt_, lr);
   model_->train();
@@ -125,6 +115,7 @@ void RlTrainer::update_policy(const RolloutBatch& rb, const PolicyMicroBatches& 
     for (int64_t k = 0, first = 0; k < M_here; first += mb.batches[k].input_ids.size(0), ++k) {
       const auto& b = mb.batches[k];
       const int64_t n = b.input_ids.size(0);
+      const auto t0 = Clock::now();
       torch::Tensor entropy;
       auto logp = completion_logprobs(model_, b, c_.temperature, &entropy, bf16_);  // [n, T], with grad
       PolicyLossInputs in;
@@ -137,8 +128,9 @@ void RlTrainer::update_policy(const RolloutBatch& rb, const PolicyMicroBatches& 
       in.mask = b.completion_mask;
       auto out = policy_loss(in, lo);
       const double w = micro_batch_weight(c_.loss_type, n, N, M);
-      if (k + 1 == M_here) grad_sync_->arm();  // the step's last backward: sum gradients across ranks as they finish
+      if (k + 1 == M_here) replicas_->arm();  // the step's last backward: sum gradients across ranks as they finish
       (out.loss * w).backward();
+      backward_s += seconds_since(t0);
       const double share = out.tokens / std::max(1.0, tokens) / c_.num_iterations;
       loss_sum += out.loss.item<double>() * w / c_.num_iterations;
       kl_sum += out.kl * share;
@@ -149,7 +141,7 @@ void RlTrainer::update_policy(const RolloutBatch& rb, const PolicyMicroBatches& 
       if (iter == 0)  // sampler vs trainer numerics, on the policy that sampled
         gap_sum += ((logp.detach() - mb.sampler_lp[k]).abs() * b.completion_mask).sum().item<double>();
     }
-    grad_norm = optimizer_step(grad_sync_wait);
+    grad_norm = replicas_->optimizer_step(grad_sync_wait);
   }
   model_->eval();
   auto sums = dist_->sum({loss_sum, kl_sum, ent_sum, clip_low, clip_high, clip_region, gap_sum});
@@ -165,6 +157,7 @@ void RlTrainer::update_policy(const RolloutBatch& rb, const PolicyMicroBatches& 
   m["grad_norm"] = grad_norm;
   m["lr"] = lr;
   m["train/tokens"] = tokens;
+  m["timing/backward"] = dist_->max({backward_s})[0];  // forward and backward of the update, the slowest rank's
   if (dist_->world_size() > 1) m["dist/grad_sync"] = dist_->sum(grad_sync_wait) / dist_->world_size();
 }
 

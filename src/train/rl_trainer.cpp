@@ -8,12 +8,14 @@
 #include "rlaif/rl.h"
 #include "train/judge_gate.h"
 #include "train/rl_trainer.h"
+#include "train/stop_signals.h"
 
 namespace rlaif {
-void RlTrainer::run() {
+RunOutcome RlTrainer::run() {
+  StopSignals signals;  // SIGTERM / SIGINT: end the step in progress, checkpoint it, return stopped
   setup();
   auto started = start_run(c_, "train", o_.resume, contents(), o_.quiet, dist_.get());
-  if (shards_) shards_->drop_foreign_state();  // a resumed run loaded every tensor's moments: keep this rank's
+  replicas_->after_start();
   const bool main = dist_->is_main();
   if (started.step == 0 && main) judge_preflight(c_, o_.quiet);
   order_->seek(started.data_epoch, started.data_position);
@@ -43,18 +45,24 @@ void RlTrainer::run() {
     m["timing/train"] = seconds_since(t1);
     m["timing/step"] = seconds_since(t0);
     log_step(batch, m, bar);
+    if (const int signal = signals.agreed(*dist_)) {  // every rank stops after this step
+      checkpoint(step + 1, started, /*now=*/true);
+      bar.finish();
+      if (!o_.quiet && main) StopSignals::report("train", signal, step + 1, c_.output_dir);
+      return {true, signal, step + 1};
+    }
     checkpoint(step + 1, started);
     if (main && !eval_rows_.empty() &&
         ((c_.eval_steps > 0 && (step + 1) % c_.eval_steps == 0) || step + 1 == total_steps_))
       evaluate(step + 1);
   }
-  bar.finish();
-  check_replicas(*dist_, trainable_, total_steps_);
+  bar.finish();  // (the replicas were compared by the last step's checkpoint)
   if (main) save_final(c_, model_);
   dist_->barrier();  // the final folder is written before any rank reports the run done
   if (!o_.quiet && main)
     std::fprintf(stderr, "train: done; model in %s/final, metrics in %s/metrics.jsonl\n", c_.output_dir.c_str(),
                  c_.output_dir.c_str());
+  return {false, 0, total_steps_};
 }
 
 void RlTrainer::setup() {
@@ -74,8 +82,6 @@ void RlTrainer::setup() {
                     " exceeds the model's context of " + std::to_string(model_->config().max_position_embeddings),
                 "train.max_completion_length", "lower one of them");
   trainable_ = make_trainable(model_, c_);
-  grad_sync_ =
-      std::make_unique<GradientSync>(*dist_, trainable_.params, static_cast<int64_t>(c_.ddp_bucket_cap_mb * (1 << 20)));
   bf16_ = c_.use_bf16();
   const bool needs_ref = c_.beta > 0 || c_.algorithm == Algorithm::kOnlineDpo;
   if (needs_ref && !c_.use_lora) {  // full fine-tuning: a frozen copy (LoRA: the base with adapters off)
@@ -87,14 +93,10 @@ void RlTrainer::setup() {
   go.max_batch = c_.generation_batch_size;
   go.max_seq_len = need;
   gen_ = std::make_unique<Generator>(model_, *tokenizer_, eos, go);
-  JudgeConfig jc = c_.judge;
-  if (dist_->rank() > 0 && !jc.journal_path.empty())  // one journal per rank: lines of two processes never interleave
-    jc.journal_path += ".rank" + std::to_string(dist_->rank());
-  judge_ = std::make_unique<Judge>(jc);
+  judge_ = std::make_unique<Judge>(c_.judge.rank_share(dist_->rank(), dist_->world_size()));
   stream_ = std::make_unique<JudgeStream>(*judge_);
   opt_ = make_adamw(c_, trainable_);
-  if (c_.zero_stage == 1 && dist_->world_size() > 1)
-    shards_ = std::make_unique<OptimizerShards>(*dist_, trainable_.params, *opt_);
+  replicas_ = std::make_unique<Replicas>(*dist_, c_, trainable_, *opt_);
   order_ = std::make_unique<DataOrder>(rows_.size(), c_.seed);
   total_steps_ = c_.total_steps(static_cast<int64_t>(rows_.size()), true, dist_->world_size());
   if (!o_.quiet && dist_->is_main())
@@ -125,10 +127,7 @@ void RlTrainer::log_step(const RolloutBatch& batch, nlohmann::json& m, Progress&
   const int64_t step = m["step"].get<int64_t>();
   auto all = gather_batch(*dist_, batch);  // every rank's groups
   if (dist_->world_size() > 1) {
-    auto slowest = dist_->all_gather(std::to_string(m["timing/step"].get<double>()));
-    double s = 0;
-    for (const auto& x : slowest) s = std::max(s, std::stod(x));
-    m["timing/step"] = s;
+    m["timing/step"] = dist_->max({m["timing/step"].get<double>()})[0];             // the slowest rank's
     m["dist/wait"] = dist_->sum(dist_->take_wait_seconds()) / dist_->world_size();  // mean over ranks
   }
   m["tokens_per_s"] = m.value("train/tokens", 0.0) / std::max(1e-9, m["timing/step"].get<double>());
@@ -169,24 +168,14 @@ void RlTrainer::write_samples(const RolloutBatch& batch, int64_t step) {
 }
 
 // A checkpoint every save_steps steps and after the last one.
-void RlTrainer::checkpoint(int64_t done_steps, const TrainerState& started) {
-  if (!((c_.save_steps > 0 && done_steps % c_.save_steps == 0) || done_steps == total_steps_)) return;
-  check_replicas(*dist_, trainable_, done_steps);
-  if (shards_) shards_->gather_state();  // ZeRO-1: a checkpoint holds every moment
-  if (!dist_->is_main()) {
-    dist_->barrier();  // rank 0 writes the checkpoint: every rank holds the same weights and optimizer state
-    if (shards_) shards_->drop_foreign_state();
-    return;
-  }
+void RlTrainer::checkpoint(int64_t done_steps, const TrainerState& started, bool now) {
+  if (!(now || (c_.save_steps > 0 && done_steps % c_.save_steps == 0) || done_steps == total_steps_)) return;
   TrainerState s;
   s.step = done_steps;
   s.data_epoch = order_->epoch();
   s.data_position = order_->position();
   s.config_fingerprint = started.config_fingerprint;
-  s.extra["world_size"] = dist_->world_size();
-  save_checkpoint(c_.output_dir, s, contents(), c_.save_total_limit);
-  dist_->barrier();
-  if (shards_) shards_->drop_foreign_state();
+  replicas_->save(s, contents());
 }
 
 void RlTrainer::log_judge_stats(nlohmann::json& m) {
@@ -199,6 +188,7 @@ void RlTrainer::log_judge_stats(nlohmann::json& m) {
   if (c_.algorithm == Algorithm::kOnlineDpo) m["judge/flip_rate"] = ok ? flips / ok : 0.0;
   m["judge/cost"] = job[4];
   last_stats_ = st;
+  endpoint_metrics_.add(*judge_, *dist_, m);
 }
 
 void RlTrainer::warn_integrity(nlohmann::json& m) const {
@@ -220,9 +210,9 @@ void RlTrainer::warn_integrity(nlohmann::json& m) const {
       std::fprintf(stderr, "\nwarning: step %lld: %s\n", (long long)m["step"].get<int64_t>(), w.c_str());
 }
 
-void run_rl(const TrainConfig& config, const RunOptions& options) {
+RunOutcome run_rl(const TrainConfig& config, const RunOptions& options) {
   config.validate("run config");
-  RlTrainer(config, options).run();
+  return RlTrainer(config, options).run();
 }
 
 }  // namespace rlaif

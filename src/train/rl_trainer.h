@@ -20,9 +20,9 @@
 #include "rlaif/progress.h"
 #include "rlaif/sequence_batch.h"
 #include "rlaif/trainer.h"
-#include "train/gradient_sync.h"
+#include "train/endpoint_metrics.h"
 #include "train/judge_stream.h"
-#include "train/optimizer_shards.h"
+#include "train/replicas.h"
 #include "train/rollout_batch.h"
 #include "train/rollout_metrics.h"
 #include "train/train_common.h"
@@ -42,7 +42,7 @@ struct PolicyMicroBatches {
 class RlTrainer {
  public:
   RlTrainer(const TrainConfig& c, const RunOptions& o) : c_(c), o_(o) {}
-  void run();
+  RunOutcome run();
 
  private:
   using Clock = std::chrono::steady_clock;
@@ -54,7 +54,8 @@ class RlTrainer {
   CheckpointContents contents();
   void log_step(const RolloutBatch& batch, nlohmann::json& m, Progress& bar);
   void write_samples(const RolloutBatch& batch, int64_t step);
-  void checkpoint(int64_t done_steps, const TrainerState& started);
+  // Every save_steps, after the last step, and when `now` (the run stops early).
+  void checkpoint(int64_t done_steps, const TrainerState& started, bool now = false);
   void log_judge_stats(nlohmann::json& m);       // cache hits, flips and cost since the last step
   void warn_integrity(nlohmann::json& m) const;  // reward-integrity thresholds: m["warnings"] and stderr
 
@@ -76,10 +77,6 @@ class RlTrainer {
   void update_policy(const RolloutBatch& b, const PolicyMicroBatches& mb, int64_t step, nlohmann::json& m);
   torch::Tensor reference_logprobs(const SequenceBatch& b);  // [n, T] without gradient
 
-  // Gradients summed over the ranks (adds the wait to `waited`), clipped, then AdamW (on this rank's share under
-  // ZeRO-1, shared afterwards). Returns the gradient norm before clipping.
-  double optimizer_step(double& waited);
-
   // dpo_update.cpp
   void update_dpo(const RolloutBatch& b, int64_t step, nlohmann::json& m);
 
@@ -88,9 +85,8 @@ class RlTrainer {
 
   const TrainConfig& c_;
   RunOptions o_;
-  std::unique_ptr<Dist> dist_;               // the job's ranks (one without a launcher); rank 0 writes the run's files
-  std::unique_ptr<GradientSync> grad_sync_;  // data parallel: gradients summed over the ranks
-  std::unique_ptr<OptimizerShards> shards_;  // ZeRO-1: this rank's share of the optimizer state (else null)
+  std::unique_ptr<Dist> dist_;          // the job's ranks (one without a launcher); rank 0 writes the run's files
+  std::unique_ptr<Replicas> replicas_;  // data parallel: gradient sums, the optimizer step (ZeRO-1), checkpoints
   CausalLM model_{nullptr}, ref_{nullptr};
   std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<Generator> gen_;
@@ -105,6 +101,7 @@ class RlTrainer {
   int64_t total_steps_ = 0;
   bool bf16_ = false;
   JudgeStats last_stats_;
+  EndpointMetrics endpoint_metrics_;  // a judge pool's per-server counts
 };
 
 }  // namespace rlaif

@@ -77,6 +77,11 @@ int run_judge(const JudgeArgs& a) {
   std::fprintf(stderr, "  latency p50 %.3fs p95 %.3fs; tokens in %lld out %lld; cost %.6f\n",
                percentile(st.latencies, 0.5), percentile(st.latencies, 0.95), static_cast<long long>(st.prompt_tokens),
                static_cast<long long>(st.completion_tokens), st.cost);
+  if (const rlaif::HttpStats* http = judge.http_stats(); http && http->endpoints.size() > 1)
+    for (const auto& e : http->endpoints)  // a pool: each server's share
+      std::fprintf(stderr, "  server %s: %lld requests, %lld failed, mean %.3fs%s\n", e.url.c_str(),
+                   static_cast<long long>(e.attempts), static_cast<long long>(e.failures),
+                   e.ended ? e.latency_s / e.ended : 0.0, e.circuit_opened ? ", ejected" : "");
   return st.failed > 0 ? 4 : 0;
 }
 

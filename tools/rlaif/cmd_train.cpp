@@ -34,11 +34,11 @@ Run add_train(CLI::App& app) {
       "metric names, docs/metrics.md), samples.jsonl, eval_samples.jsonl, checkpoint-STEP/ (atomic; --resume) and "
       "final/ (a Hugging Face folder, or a PEFT adapter with [lora]). Data parallel when started by torchrun, srun or "
       "mpirun, e.g. scripts/torchrun --no_python --nproc_per_node 2 rlaif train --config run.toml "
-      "(docs/distributed.md).");
+      "(docs/distributed.md). SIGTERM or Ctrl-C: the step in progress ends, a checkpoint is written and the run exits "
+      "with code 5 (--resume continues it); a second signal stops at once.");
   return [a]() {
     auto c = rlaif::TrainConfig::from_toml(a->config, a->set);
-    rlaif::run_rl(c, {a->resume, a->quiet});
-    return 0;
+    return rlaif::run_rl(c, {a->resume, a->quiet}).stopped ? rlaif::kStoppedExitCode : 0;
   };
 }
 
@@ -50,8 +50,7 @@ Run add_sft(CLI::App& app) {
       "assistant message only). Same [model], [train] and [lora] keys as rlaif train; no judge needed.");
   return [a]() {
     auto c = rlaif::TrainConfig::from_toml(a->config, a->set);
-    rlaif::run_sft(c, {a->resume, a->quiet});
-    return 0;
+    return rlaif::run_sft(c, {a->resume, a->quiet}).stopped ? rlaif::kStoppedExitCode : 0;
   };
 }
 
