@@ -2,8 +2,9 @@
 // formulas, a rising reward on a tiny task with a known reward (a rule grader), no movement under a constant reward,
 // LoRA leaving the base untouched, SFT memorising its data, judge failures left out of their groups (a real HTTP
 // judge that fails on purpose), and SIGKILL at several points (one inside a checkpoint write) then --resume ending
-// with bit-identical weights.
+// with bit-identical weights, also at 20 random moments on all cores with an HTTP judge and its cache.
 #include <cmath>
+#include <random>
 
 #include "rlaif/checkpoint.h"
 #include "rlaif/model_folder.h"
@@ -292,6 +293,41 @@ TEST(TrainRl, GroupJudgingScoresAPromptsCompletionsInOneCall) {
   rlaif_test::expect_error([&] { c.validate("run.toml"); }, {"train.judge_mode", "openai"});
 }
 
+// Group judging has what pointwise judging has: a second run of the same groups is answered by the cache, every
+// group is journaled, and the token budget stops new requests (its groups fail as budget_exhausted).
+TEST(TrainRl, GroupJudgingIsCachedJournaledAndHeldToTheBudget) {
+  rlaif_test::FaultServer server;
+  TempDir dir;
+  make_model(dir);
+  rlaif_test::write_prompts(dir / "prompts.jsonl", 4);
+  auto c = rlaif::TrainConfig::from_toml(write_config(dir, "max_steps = 1\nsave_steps = 0\njudge_mode = \"group\""));
+  use_http_judge(c, server);
+  c.judge.graders.clear();
+  c.judge.cache_path = dir / "cache.sqlite";
+  c.judge.journal_path = dir / "journal.jsonl";
+  rlaif::run_rl(c, {false, true});
+  EXPECT_EQ(server.requests(), 4);
+  int lines = 0;
+  for (const auto& row : rlaif::read_jsonl(dir / "journal.jsonl")) {
+    EXPECT_TRUE(row.value.value("group", false));
+    EXPECT_EQ(row.value["scores"].size(), 4u);
+    ++lines;
+  }
+  EXPECT_EQ(lines, 4);
+  c.output_dir = dir / "again";  // the same seed: the same completions, the same groups
+  rlaif::run_rl(c, {false, true});
+  EXPECT_EQ(server.requests(), 4) << "the second run's groups come from the cache";
+  EXPECT_EQ(metrics(dir / "again/metrics.jsonl")[0]["judge/cache_hit_rate"].get<double>(), 1.0);
+
+  c.output_dir = dir / "budget";
+  c.judge.cache_path = "";
+  c.judge.http.max_in_flight = 1;
+  c.judge.budget_tokens = 240;  // each call uses 120 tokens: two calls, then no more
+  rlaif::run_rl(c, {false, true});
+  EXPECT_EQ(server.requests(), 6);
+  EXPECT_EQ(metrics(dir / "budget/metrics.jsonl")[0]["judge/failures"].get<int64_t>(), 8);
+}
+
 // Reward-integrity telemetry: a judge that passes everything (score 7 of 10) against a verifier that almost never
 // passes; the verifier (weight 0) is reported, not rewarded, and the gap raises a warning.
 TEST(TrainRl, IntegrityTelemetryComparesTheJudgeWithAVerifier) {
@@ -534,6 +570,64 @@ TEST(TrainResume, KilledAnywhereAndResumedEndsBitIdentical) {
     ASSERT_EQ(m.size(), 8u);
     for (int i = 0; i < 8; ++i) EXPECT_EQ(m[i]["step"].get<int>(), i + 1);
   }
+}
+
+// Chaos on the real settings: all cores, the default precision, an HTTP judge with a cache, full fine-tuning and LoRA.
+// SIGKILL at 20 moments drawn at random over the run (while loading, generating, judging, updating, writing), each
+// time resumed: the final weights are the bytes of a run never killed.
+TEST(TrainResume, TwentyRandomKillsOnAllCoresWithAnHttpJudgeEndBitIdentical) {
+  rlaif_test::FaultServer server;
+  std::mt19937 rng(2026);
+  std::uniform_int_distribution<int> delay_ms(150, 1100);
+  for (bool lora : {false, true}) {
+    TempDir ref_dir, dir;
+    auto config = [&](const TempDir& d) {
+      std::string text = rlaif::read_file(
+          write_config(d, "max_steps = 40\nsave_steps = 1\nsave_total_limit = 2\nbeta = 0.04\nnum_threads = 0",
+                       lora ? "[lora]\nr = 4\nlora_dropout = 0.1\n" : ""));
+      // The rule grader stays; an HTTP judge (score 7 of 10) with a cache joins it.
+      const std::string none = "backend = \"none\"\n";
+      text.replace(text.find(none), none.size(),
+                   "backend = \"openai\"\nbase_url = \"" + server.base_url() + "\"\nmodel = \"judge\"\ncache = \"" +
+                       (d / "cache.sqlite") + "\"\n");
+      rlaif_test::write_text(d / "run.toml", text);
+      return d / "run.toml";
+    };
+    ASSERT_EQ(run_train(config(ref_dir), "", false), 0);
+    const std::string run = config(dir);
+    int kills = 0, rc = -SIGKILL;
+    for (; kills < 20; ++kills) {
+      rc = run_train(run, "", kills > 0, "", delay_ms(rng));
+      if (rc != -SIGKILL) break;  // it ended before its kill
+    }
+    EXPECT_EQ(kills, 20) << "the run ended (exit " << rc << ") before 20 kills";
+    std::printf("%s: 20 kills, then resumed from %s\n", lora ? "LoRA" : "full",
+                rlaif::latest_checkpoint(dir / "out").c_str());
+    ASSERT_EQ(run_train(run, "", true), 0);
+    const std::string file = lora ? "adapter_model.safetensors" : "model.safetensors";
+    EXPECT_TRUE(same_weights(ref_dir / ("out/final/" + file), dir / ("out/final/" + file))) << (lora ? "LoRA" : "full");
+    auto m = metrics(dir / "out/metrics.jsonl");
+    ASSERT_EQ(m.size(), 40u);
+    for (int i = 0; i < 40; ++i) EXPECT_EQ(m[i]["step"].get<int>(), i + 1);
+  }
+}
+
+// Judge spend is part of the checkpoint: a run resumed from step 2 continues the budget the first two steps used,
+// so it sends what the uninterrupted run sent after step 2 — not a fresh budget's worth.
+TEST(TrainResume, TheJudgeBudgetContinuesAcrossResume) {
+  rlaif_test::FaultServer server;
+  TempDir dir;
+  auto c = rlaif::TrainConfig::from_toml(write_config(
+      dir, "max_steps = 4\nsave_steps = 2\nper_device_train_batch_size = 4\ngradient_accumulation_steps = 2"));
+  use_http_judge(c, server);
+  c.judge.http.max_in_flight = 1;
+  c.judge.budget_tokens = 120 * 20;  // 20 judgments of 120 tokens: steps 1-2 use 16, step 3 four more, then none
+  rlaif::run_rl(c, {false, true});
+  ASSERT_EQ(server.requests(), 20);
+  std::filesystem::remove_all(dir / "out/checkpoint-4");
+  std::filesystem::remove_all(dir / "out/final");
+  rlaif::run_rl(c, {true, true});
+  EXPECT_EQ(server.requests(), 24) << "steps 3-4 again: the 4 requests the budget left after step 2, not 16";
 }
 
 TEST(TrainResume, RefusesToOverwriteOrToResumeADifferentRun) {

@@ -114,11 +114,11 @@ inline int run_train(const std::string& config, const std::string& extra_env, bo
     _exit(127);
   }
   int status = 0;
-  if (!kill_when.empty()) {
-    while (!fs::exists(kill_when) && waitpid(pid, &status, WNOHANG) == 0)
+  if (!kill_when.empty() || delay_ms > 0) {  // SIGKILL delay_ms after kill_when appears (or after the start)
+    while (!kill_when.empty() && !fs::exists(kill_when) && waitpid(pid, &status, WNOHANG) == 0)
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
-    kill(pid, SIGKILL);
+    kill(pid, SIGKILL);  // (a run that already ended is a zombie until waitpid: its exit status stays)
   }
   waitpid(pid, &status, 0);
   return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);

@@ -152,7 +152,8 @@ class Judge {
   // Pairwise judgments (not cached; journaled). Each pair costs two requests, sent concurrently with the others.
   std::vector<PairResult> compare(const std::vector<PairSample>& pairs,
                                   const std::function<void(size_t, const PairResult&)>& on_result = {});
-  // Group ranking: one request per group; a reply missing any completion's score fails the whole group.
+  // Group ranking: one request per group; a reply missing any completion's score fails the whole group. Cached,
+  // journaled and held to the budget as pointwise judgments are.
   std::vector<GroupResult> rank(const std::vector<GroupSample>& groups);
   // Final outcomes (with a panel: a sample any judge failed on is failed here); tokens and cost of this judge only.
   const JudgeStats& stats() const { return stats_; }
@@ -165,6 +166,11 @@ class Judge {
   const JudgeConfig& config() const { return config_; }
   // The cache key of a sample: SHA-256 over the judge model, backend settings, template, rubric and the texts.
   std::string cache_key(const JudgeSample& sample) const;
+  // The tokens and cost this judge and its panel have spent: prompt tokens, completion tokens and cost of this judge,
+  // then of each panel judge in order. restore_spend puts them back (times `share`): a resumed run continues its
+  // budgets instead of starting them again.
+  std::vector<double> spend() const;
+  void restore_spend(const std::vector<double>& spent, double share = 1.0);
 
  private:
   std::vector<JudgeResult> judge_alone(const std::vector<JudgeSample>& samples,
@@ -178,6 +184,8 @@ class Judge {
   double own_weight() const;
   // Adds a reply's tokens and cost to stats (budgets read them).
   void count_usage(const JudgeResult& r);
+  // Whether budget_tokens and budget_cost leave room for another request.
+  bool within_budget() const;
 
   JudgeConfig config_;
   std::shared_ptr<OpenAiChat> chat_;  // openai: the wire format and client (pointwise, pairwise and group judging)

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -103,6 +104,32 @@ void Judge::count_usage(const JudgeResult& r) {
   stats_.cost += r.cost;
 }
 
+bool Judge::within_budget() const {
+  const int64_t tokens = stats_.prompt_tokens + stats_.completion_tokens;
+  return (config_.budget_tokens <= 0 || tokens < config_.budget_tokens) &&
+         (config_.budget_cost <= 0 || stats_.cost < config_.budget_cost);
+}
+
+std::vector<double> Judge::spend() const {
+  std::vector<double> s = {double(stats_.prompt_tokens), double(stats_.completion_tokens), stats_.cost};
+  for (const auto& j : panel_) {
+    const JudgeStats& t = j->stats();  // panel judges have no panel of their own
+    s.insert(s.end(), {double(t.prompt_tokens), double(t.completion_tokens), t.cost});
+  }
+  return s;
+}
+
+void Judge::restore_spend(const std::vector<double>& spent, double share) {
+  auto put = [&](JudgeStats& t, size_t at) {
+    if (at + 3 > spent.size()) return;  // a checkpoint of another panel: what it has
+    t.prompt_tokens = std::llround(spent[at] * share);
+    t.completion_tokens = std::llround(spent[at + 1] * share);
+    t.cost = spent[at + 2] * share;
+  };
+  put(stats_, 0);
+  for (size_t j = 0; j < panel_.size(); ++j) put(panel_[j]->stats_, 3 * (j + 1));
+}
+
 std::vector<PairResult> Judge::compare(const std::vector<PairSample>& pairs,
                                        const std::function<void(size_t, const PairResult&)>& on_result) {
   if (config_.backend != "openai")
@@ -125,51 +152,54 @@ std::vector<PairResult> Judge::compare(const std::vector<PairSample>& pairs,
   std::vector<std::string> verdict(requests.size()), failure(requests.size()), detail(requests.size());
   std::ofstream journal;
   if (!config_.journal_path.empty()) journal.open(config_.journal_path, std::ios::app);
-  chat_->http().run(requests, [&](size_t k, HttpResponse&& resp) {
-    size_t i = k / 2;
-    PairResult& r = results[i];
-    r.latency_s = std::max(r.latency_s, resp.latency_s);
-    if (!resp.failure.empty()) {
-      failure[k] = resp.failure, detail[k] = resp.detail;
-    } else {
-      JudgeResult reply;
-      chat_->read_reply(resp.body, reply);
-      count_usage(reply);
-      if (!reply.failure.empty())
-        failure[k] = reply.failure, detail[k] = reply.detail;
-      else
-        verdict[k] = parse_pairwise(reply.reply, &failure[k], k % 2 == 0 ? &r.rationale : nullptr);
-    }
-    if (--pending[i] > 0) return;
-    ++stats_.pairs;
-    r.first = verdict[2 * i];
-    r.second = verdict[2 * i + 1];
-    for (size_t o : {2 * i, 2 * i + 1})
-      if (!failure[o].empty() && r.failure.empty()) r.failure = failure[o], r.detail = detail[o];
-    if (r.failure.empty()) {
-      // The second request showed b as A: map both verdicts back to a/b.
-      std::string w1 = r.first == "A" ? "a" : r.first == "B" ? "b" : "tie";
-      std::string w2 = r.second == "A" ? "b" : r.second == "B" ? "a" : "tie";
-      r.ok = true;
-      r.flipped = w1 != w2;
-      r.winner = r.flipped ? "tie" : w1;
-      ++stats_.pairs_ok;
-      stats_.flips += r.flipped;
-    } else {
-      ++stats_.failures[r.failure];
-    }
-    if (journal) {
-      json line = {{"pairwise", true},         {"ok", r.ok},
-                   {"winner", r.winner},       {"flipped", r.flipped},
-                   {"first", r.first},         {"second", r.second},
-                   {"failure", r.failure},     {"detail", r.detail},
-                   {"rationale", r.rationale}, {"latency_s", r.latency_s},
-                   {"model", config_.model}};
-      journal << line.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
-      journal.flush();
-    }
-    if (on_result) on_result(i, r);
-  });
+  chat_->http().run(
+      requests,
+      [&](size_t k, HttpResponse&& resp) {
+        size_t i = k / 2;
+        PairResult& r = results[i];
+        r.latency_s = std::max(r.latency_s, resp.latency_s);
+        if (!resp.failure.empty()) {
+          failure[k] = resp.failure == "stopped" ? "budget_exhausted" : resp.failure, detail[k] = resp.detail;
+        } else {
+          JudgeResult reply;
+          chat_->read_reply(resp.body, reply);
+          count_usage(reply);
+          if (!reply.failure.empty())
+            failure[k] = reply.failure, detail[k] = reply.detail;
+          else
+            verdict[k] = parse_pairwise(reply.reply, &failure[k], k % 2 == 0 ? &r.rationale : nullptr);
+        }
+        if (--pending[i] > 0) return;
+        ++stats_.pairs;
+        r.first = verdict[2 * i];
+        r.second = verdict[2 * i + 1];
+        for (size_t o : {2 * i, 2 * i + 1})
+          if (!failure[o].empty() && r.failure.empty()) r.failure = failure[o], r.detail = detail[o];
+        if (r.failure.empty()) {
+          // The second request showed b as A: map both verdicts back to a/b.
+          std::string w1 = r.first == "A" ? "a" : r.first == "B" ? "b" : "tie";
+          std::string w2 = r.second == "A" ? "b" : r.second == "B" ? "a" : "tie";
+          r.ok = true;
+          r.flipped = w1 != w2;
+          r.winner = r.flipped ? "tie" : w1;
+          ++stats_.pairs_ok;
+          stats_.flips += r.flipped;
+        } else {
+          ++stats_.failures[r.failure];
+        }
+        if (journal) {
+          json line = {{"pairwise", true},         {"ok", r.ok},
+                       {"winner", r.winner},       {"flipped", r.flipped},
+                       {"first", r.first},         {"second", r.second},
+                       {"failure", r.failure},     {"detail", r.detail},
+                       {"rationale", r.rationale}, {"latency_s", r.latency_s},
+                       {"model", config_.model}};
+          journal << line.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
+          journal.flush();
+        }
+        if (on_result) on_result(i, r);
+      },
+      [this] { return within_budget(); });
   return results;
 }
 
@@ -185,10 +215,37 @@ std::vector<GroupResult> Judge::rank(const std::vector<GroupSample>& groups) {
     for (size_t k = 0; k < n; ++k) r.criteria.push_back({std::to_string(k + 1), "", scale.min, scale.max, 1});
     return r;
   };
-  for (const auto& g : groups) {
+  // Scores on the scale -> the result (rewards mapped to [0, 1]).
+  auto fill = [&](GroupResult& r, const std::vector<double>& scores, const std::string& rationale) {
+    r.ok = true;
+    r.rationale = rationale;
+    r.scores = scores;
+    for (double s : scores) r.rewards.push_back((s - scale.min) / (scale.max - scale.min));
+  };
+  std::ofstream journal;
+  if (!config_.journal_path.empty()) {
+    journal.open(config_.journal_path, std::ios::app);
+    if (!journal) throw Error("cannot append to the judge journal", config_.journal_path, "check the path");
+  }
+  std::vector<std::string> keys(groups.size());
+  std::vector<size_t> asked;  // groups not answered by the cache, in request order
+  std::vector<json> messages;
+  for (size_t i = 0; i < groups.size(); ++i) {
+    const GroupSample& g = groups[i];
     // The completions as numbered blocks; the judge answers {"scores": {"1": n, "2": n, ...}}.
     JudgeSample all{g.prompt, "", g.reference};
     for (const auto& c : g.completions) all.completion += c + "\x1f";
+    keys[i] = sha256_hex(json{{"mode", "group"}, {"sample", cache_key(all)}}.dump());
+    if (cache_)
+      if (auto hit = cache_->get(keys[i])) {
+        auto j = json::parse(*hit, nullptr, false);
+        if (j.is_object() && j.contains("scores") && j["scores"].is_array() &&
+            j["scores"].size() == g.completions.size()) {
+          fill(results[i], j["scores"].get<std::vector<double>>(), j.value("rationale", ""));
+          ++stats_.judged, ++stats_.ok, ++stats_.cache_hits;
+          continue;
+        }
+      }
     const std::string nonce = judge_nonce(all);
     std::string list;
     for (size_t k = 0; k < g.completions.size(); ++k)
@@ -196,8 +253,8 @@ std::vector<GroupResult> Judge::rank(const std::vector<GroupSample>& groups) {
               quoted_block("response-" + std::to_string(k + 1), g.completions[k], nonce, config_.rubric) + "\n\n";
     std::string prompt_block = quoted_block("prompt", g.prompt, nonce, config_.rubric);
     std::string criteria, format = "{\"rationale\": \"<one or two sentences>\", \"scores\": {";
-    for (size_t i = 0; i < config_.rubric.criteria.size(); ++i)
-      criteria += "- " + config_.rubric.criteria[i].name + ": " + config_.rubric.criteria[i].description + "\n";
+    for (size_t c = 0; c < config_.rubric.criteria.size(); ++c)
+      criteria += "- " + config_.rubric.criteria[c].name + ": " + config_.rubric.criteria[c].description + "\n";
     for (size_t k = 0; k < g.completions.size(); ++k)
       format += std::string(k ? ", " : "") + "\"" + std::to_string(k + 1) + "\": <integer " +
                 std::to_string(static_cast<int>(scale.min)) + "-" + std::to_string(static_cast<int>(scale.max)) + ">";
@@ -206,38 +263,64 @@ std::vector<GroupResult> Judge::rank(const std::vector<GroupSample>& groups) {
                     "Prompt:\n" + prompt_block + "\n\n" + std::to_string(g.completions.size()) +
                         " responses to assess, each on its own:\n\n" + list + "Criteria:\n" + criteria +
                         "\nScore every response, then answer with only this JSON object and nothing else:\n" + format};
+    asked.push_back(i);
+    messages.push_back(m.to_openai());
     requests.push_back(chat_->request(m, verdict_schema(numbered(g.completions.size()))));
   }
-  chat_->http().run(requests, [&](size_t i, HttpResponse&& resp) {
-    GroupResult& r = results[i];
-    r.latency_s = resp.latency_s;
-    if (!resp.failure.empty()) {
-      r.failure = resp.failure, r.detail = resp.detail;
-      ++stats_.failures[r.failure];
-      return;
-    }
-    JudgeResult reply;
-    chat_->read_reply(resp.body, reply);
-    count_usage(reply);
-    if (!reply.failure.empty()) {
-      r.failure = reply.failure, r.detail = reply.detail;
-      ++stats_.failures[r.failure];
-      return;
-    }
-    Verdict v = parse_verdict(reply.reply, numbered(groups[i].completions.size()));
-    if (!v.ok) {
-      r.failure = v.failure, r.detail = v.detail;
-      ++stats_.failures[r.failure];
-      return;
-    }
-    r.ok = true;
-    r.rationale = v.rationale;
-    for (size_t k = 0; k < groups[i].completions.size(); ++k) {
-      double s = v.scores[std::to_string(k + 1)];
-      r.scores.push_back(s);
-      r.rewards.push_back((s - scale.min) / (scale.max - scale.min));
-    }
-  });
+  // Each reply: usage counted, a verdict with every completion's score or the group's failure, cache, journal.
+  auto finish = [&](size_t q, GroupResult& r, const std::string& raw) {
+    const size_t i = asked[q];
+    if (r.ok && cache_) cache_->put(keys[i], json{{"scores", r.scores}, {"rationale", r.rationale}}.dump());
+    ++stats_.judged;
+    stats_.latencies.push_back(r.latency_s);
+    if (r.ok)
+      ++stats_.ok;
+    else
+      ++stats_.failed, ++stats_.failures[r.failure];
+    if (!journal) return;
+    json line = {{"group", true},
+                 {"ok", r.ok},
+                 {"scores", r.scores},
+                 {"rationale", r.rationale},
+                 {"failure", r.failure},
+                 {"detail", r.detail},
+                 {"latency_s", r.latency_s},
+                 {"key", keys[i]},
+                 {"model", config_.model},
+                 {"reply", raw},
+                 {"request", messages[q]},
+                 {"time", static_cast<double>(std::time(nullptr))}};
+    journal << line.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
+    journal.flush();
+  };
+  chat_->http().run(
+      requests,
+      [&](size_t q, HttpResponse&& resp) {
+        GroupResult& r = results[asked[q]];
+        r.latency_s = resp.latency_s;
+        JudgeResult reply;
+        if (!resp.failure.empty()) {
+          r.failure = resp.failure == "stopped" ? "budget_exhausted" : resp.failure, r.detail = resp.detail;
+        } else {
+          chat_->read_reply(resp.body, reply);
+          count_usage(reply);
+          if (!reply.failure.empty()) {
+            r.failure = reply.failure, r.detail = reply.detail;
+          } else {
+            const size_t n = groups[asked[q]].completions.size();
+            Verdict v = parse_verdict(reply.reply, numbered(n));
+            if (!v.ok) {
+              r.failure = v.failure, r.detail = v.detail;
+            } else {
+              std::vector<double> scores;
+              for (size_t k = 0; k < n; ++k) scores.push_back(v.scores[std::to_string(k + 1)]);
+              fill(r, scores, v.rationale);
+            }
+          }
+        }
+        finish(q, r, reply.reply);
+      },
+      [this] { return within_budget(); });
   return results;
 }
 
@@ -388,11 +471,6 @@ std::vector<JudgeResult> Judge::judge_alone(const std::vector<JudgeSample>& samp
     asked.push_back(i);
     asks.push_back(samples[i]);
   }
-  auto within_budget = [&]() {
-    int64_t tokens = stats_.prompt_tokens + stats_.completion_tokens;
-    return (config_.budget_tokens <= 0 || tokens < config_.budget_tokens) &&
-           (config_.budget_cost <= 0 || stats_.cost < config_.budget_cost);
-  };
   if (!asks.empty())
     backend_->score(
         asks,
@@ -400,7 +478,7 @@ std::vector<JudgeResult> Judge::judge_alone(const std::vector<JudgeSample>& samp
           results[asked[k]] = std::move(r);
           finish(asked[k], request);
         },
-        within_budget);
+        [this] { return within_budget(); });
   return results;
 }
 

@@ -16,6 +16,13 @@ RunOutcome RlTrainer::run() {
   setup();
   auto started = start_run(c_, "train", o_.resume, contents(), o_.quiet, dist_.get());
   replicas_->after_start();
+  const nlohmann::json spent =
+      started.extra.is_object() ? started.extra.value("judge_spend", nlohmann::json()) : nullptr;
+  if (spent.is_array()) {
+    std::vector<double> v;  // each rank holds its share of the budgets (JudgeConfig::rank_share)
+    for (const auto& x : spent) v.push_back(x.is_number() ? x.get<double>() : 0.0);
+    judge_->restore_spend(v, 1.0 / dist_->world_size());
+  }
   const bool main = dist_->is_main();
   if (started.step == 0 && main) judge_preflight(c_, o_.quiet);
   order_->seek(started.data_epoch, started.data_position);
@@ -175,6 +182,7 @@ void RlTrainer::checkpoint(int64_t done_steps, const TrainerState& started, bool
   s.data_epoch = order_->epoch();
   s.data_position = order_->position();
   s.config_fingerprint = started.config_fingerprint;
+  s.extra["judge_spend"] = dist_->sum(judge_->spend());  // the job's: budgets continue on --resume
   replicas_->save(s, contents());
 }
 
