@@ -12,6 +12,7 @@ PACKAGES=(
   libpcre2-dev libutf8proc-dev libsqlite3-dev libgtest-dev libgmock-dev libbenchmark-dev
   python3-torch python3-numpy python3-scipy  # independent references used by the tests (PyTorch, SciPy)
   chromium-headless-shell                    # the report test loads rlaif report's page in a real browser
+  clang libclang-rt-14-dev                   # libFuzzer with ASan and UBSan for the parsers' fuzz targets (tests/fuzz)
 )
 
 missing=()

@@ -149,6 +149,20 @@ TEST(ChatTemplate, UnsupportedConstructsAndBadInputAreNamedErrors) {
   rlaif_test::expect_error([] { rlaif::ChatTemplate("{{ 'a'.zfill(3) }}", "t").render(json::array(), false); },
                            {"method '.zfill()'"});
   rlaif_test::expect_error([] { rlaif::ChatTemplate("{% if x %}never closed", "t"); }, {"syntax error", "endif"});
+  // Bytes that are not UTF-8 (found by tests/fuzz/fuzz_chat_template: the lexer read past them).
+  rlaif_test::expect_error([] { rlaif::ChatTemplate("{{ 'a' }}\n{#- x #}\xe2", "t"); }, {"t", "not valid UTF-8"});
+  rlaif_test::expect_error([] { rlaif::ChatTemplate("{{ 1 + 77777777777777777777777 }}", "t"); }, {"out of range"});
+  // What a hostile template could do to the process is a named error (each found by the fuzzer).
+  auto render = [](const std::string& source) { return rlaif::ChatTemplate(source, "t").render(json::array(), false); };
+  EXPECT_EQ(render("{{ 9223372036854775807 + 1 }}"), "9223372036854775808.0");  // past 64 bits: a number
+  rlaif_test::expect_error([&] { render("{% macro f(x) %}{{ f(x) }}{% endmacro %}{{ f(1) }}"); },
+                           {"macro calls nest deeper than 64"});
+  rlaif_test::expect_error([&] { render("{% set ns = namespace(n=0) %}{% set ns.n = [ns] %}"); },
+                           {"a namespace cannot hold itself"});
+  rlaif_test::expect_error([&] { render("{% for i in range(10000000) %}{% endfor %}"); }, {"range() of more than"});
+  rlaif_test::expect_error([&] { render("{{ " + std::string(150, '(') + "1" + std::string(150, ')') + " }}"); },
+                           {"nest deeper than 100"});
+  rlaif_test::expect_error([&] { render("{% set ns = namespace %}{{ ns | tojson }}"); }, {"chat template error"});
   rlaif_test::expect_error([] { rlaif::ChatTemplate("{{ 'unterminated }}", "t"); }, {"syntax error", "never closed"});
   rlaif_test::expect_error(
       [] { rlaif::ChatTemplate("{{ raise_exception('no system role') }}", "t").render(json::array(), false); },

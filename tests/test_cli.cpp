@@ -67,6 +67,12 @@ TEST(Cli, MalformedRowStopsOrIsReported) {
   EXPECT_EQ(rows[2].value["line"], 3);
   EXPECT_TRUE(rows[2].value.contains("error"));
   EXPECT_EQ(rows[3].value["prompt"], "fine");
+  // A number past a double's range is a bad line like any other, not a crash (found by tests/fuzz/fuzz_jsonl).
+  rlaif_test::write_text(dir / "big.jsonl", "{\"prompt\": \"a\", \"n\": 1e999}\n{\"prompt\": \"b\"}\n");
+  auto big = rlaif::read_jsonl(dir / "big.jsonl");
+  ASSERT_EQ(big.size(), 2u);
+  EXPECT_NE(big[0].error.find("invalid JSON"), std::string::npos);
+  EXPECT_TRUE(big[1].error.empty());
 }
 
 TEST(Cli, ErrorsNameTheFileAndExitNonZero) {

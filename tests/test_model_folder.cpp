@@ -131,6 +131,8 @@ TEST(ModelFolder, ConfigErrorsNameTheKey) {
   expect_error([&] { rlaif::load_model(path); }, {"num_key_value_heads"});
   rlaif_test::write_text(path + "/config.json", "{\n  \"model_type\": \"llama\",\n  oops\n}");
   expect_error([&] { rlaif::load_model(path); }, {"config.json:3", "invalid JSON"});
+  rlaif_test::write_text(path + "/config.json", "{\"model_type\": \"llama\", \"rope_theta\": 1e999}");
+  expect_error([&] { rlaif::load_model(path); }, {"config.json", "invalid JSON", "overflow"});  // (found by fuzzing)
 }
 
 TEST(ModelFolder, MissingTensorIsNamed) {

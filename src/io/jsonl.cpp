@@ -21,7 +21,7 @@ std::vector<JsonlRow> read_jsonl(const std::string& path) {
     row.line = n;
     try {
       row.value = nlohmann::ordered_json::parse(line);
-    } catch (const nlohmann::ordered_json::parse_error& e) {
+    } catch (const nlohmann::ordered_json::exception& e) {  // parse_error, or out_of_range for a number like 1e999
       row.error = std::string("invalid JSON: ") + e.what();
     }
     rows.push_back(std::move(row));

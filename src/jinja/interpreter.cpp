@@ -199,6 +199,8 @@ Value attribute_path(const Value& item, const std::string& path) {
 
 class Interpreter {
  public:
+  static constexpr size_t kMaxStringBytes = size_t{64} << 20, kMaxListItems = 1000000;
+  static constexpr int kMaxCallDepth = 64, kMaxValueNesting = 100;
   explicit Interpreter(std::string where) : where_(std::move(where)) {}
   [[noreturn]] void fail(const std::string& what) {
     throw Error("chat template error: " + what, where_ + ":" + std::to_string(line_),
@@ -323,6 +325,7 @@ class Interpreter {
     } else if (target.type == Node::Type::Member && !target.computed) {
       Value object = eval(*target.a, scope);
       if (!object.is(K::Namespace)) fail("attributes can only be assigned on a namespace()");
+      check_nesting(rhs, object.obj.get());
       object.set(target.b->name, rhs);
     } else {
       fail("invalid target of set");
@@ -333,6 +336,11 @@ class Interpreter {
     const Node* macro = &n;
     Scope* defined_in = &scope;
     scope.vars[n.name] = Value::function([this, macro, defined_in](std::vector<Value>& args, Kwargs& kwargs) {
+      struct Depth {  // macro calls nest a bounded depth: one that calls itself without end is an error, not a crash
+        int& d;
+        ~Depth() { --d; }
+      } depth{++call_depth_};
+      if (call_depth_ > kMaxCallDepth) fail("macro calls nest deeper than " + std::to_string(kMaxCallDepth));
       Scope s;
       s.parent = defined_in;
       for (size_t k = 0; k < macro->items.size(); ++k) {
@@ -399,6 +407,35 @@ class Interpreter {
     }
   }
 
+  // Values a template builds out of namespaces nest a bounded depth and never hold themselves (which would make a
+  // reference cycle, an endless tojson and a destructor that recurses past the stack): `v` must not reach `holder`.
+  // Walked with a stack of its own, not recursion.
+  void check_nesting(const Value& v, const Object* holder) {
+    std::vector<std::pair<const Value*, int>> todo = {{&v, 1}};
+    while (!todo.empty()) {
+      auto [x, depth] = todo.back();
+      todo.pop_back();
+      if (depth > kMaxValueNesting) fail("a value nests deeper than " + std::to_string(kMaxValueNesting) + " levels");
+      if (x->is(K::Array))
+        for (const auto& e : *x->arr) todo.push_back({&e, depth + 1});
+      if (x->is(K::Object) || x->is(K::Namespace)) {
+        if (x->obj.get() == holder) fail("a namespace cannot hold itself");
+        for (const auto& [k, e] : *x->obj) todo.push_back({&e, depth + 1});
+      }
+    }
+  }
+
+  // An integral double as an integer when it fits in 64 bits, else as a number.
+  static Value whole(double x) {
+    return std::isfinite(x) && std::abs(x) < 9.2e18 ? Value::integer(static_cast<int64_t>(x)) : Value::number(x);
+  }
+
+  // Strings and lists a template builds are bounded, so that a hostile one cannot exhaust memory.
+  Value bounded_string(std::string s) {
+    if (s.size() > kMaxStringBytes) fail("a string grew past " + std::to_string(kMaxStringBytes >> 20) + " MiB");
+    return Value::string(std::move(s));
+  }
+
   Value binary(const Node& n, Scope& scope) {
     Value l = eval(*n.a, scope);
     const std::string& op = n.name;
@@ -412,25 +449,30 @@ class Interpreter {
       fail("operation " + op + " on an undefined value");
     }
     if (l.is(K::None) || r.is(K::None)) fail("operation " + op + " on none");
-    if (op == "~") return Value::string(to_output_plain(l) + to_output_plain(r));
+    if (op == "~") return bounded_string(to_output_plain(l) + to_output_plain(r));
     if (l.is_numeric() && r.is_numeric()) {
       bool is_float = l.is(K::Float) || r.is(K::Float);
       double a = l.as_double(), b = r.as_double();
       if (op == "+" || op == "-" || op == "*") {
-        if (!is_float) return Value::integer(op == "+" ? l.i + r.i : op == "-" ? l.i - r.i : l.i * r.i);
+        int64_t k = 0;  // integers past 64 bits become numbers, as in JavaScript's Jinja (never overflow)
+        if (!is_float && !(op == "+"   ? __builtin_add_overflow(l.i, r.i, &k)
+                           : op == "-" ? __builtin_sub_overflow(l.i, r.i, &k)
+                                       : __builtin_mul_overflow(l.i, r.i, &k)))
+          return Value::integer(k);
         return Value::number(op == "+" ? a + b : op == "-" ? a - b : a * b);
       }
       if (op == "/") return Value::number(a / b);
-      if (op == "//")
-        return is_float ? Value::number(std::floor(a / b)) : Value::integer(static_cast<int64_t>(std::floor(a / b)));
-      if (op == "%") return is_float ? Value::number(std::fmod(a, b)) : Value::integer(b == 0 ? 0 : l.i % r.i);
-      if (op == "**")
-        return is_float || b < 0 ? Value::number(std::pow(a, b)) : Value::integer(static_cast<int64_t>(std::pow(a, b)));
+      if (op == "//") return is_float ? Value::number(std::floor(a / b)) : whole(std::floor(a / b));
+      if (op == "%")
+        return is_float ? Value::number(std::fmod(a, b)) : Value::integer(r.i == 0 || r.i == -1 ? 0 : l.i % r.i);
+      if (op == "**") return is_float || b < 0 ? Value::number(std::pow(a, b)) : whole(std::pow(a, b));
       if (op == "<") return Value::boolean(a < b);
       if (op == ">") return Value::boolean(a > b);
       if (op == "<=") return Value::boolean(a <= b);
       if (op == ">=") return Value::boolean(a >= b);
     } else if (l.is(K::Array) && r.is(K::Array) && op == "+") {
+      if (l.arr->size() + r.arr->size() > kMaxListItems)
+        fail("a list grew past " + std::to_string(kMaxListItems) + " items");
       Array a = *l.arr;
       a.insert(a.end(), r.arr->begin(), r.arr->end());
       return Value::array(std::move(a));
@@ -439,7 +481,7 @@ class Interpreter {
       return Value::boolean(found == (op == "in"));
     }
     if ((l.is(K::String) || r.is(K::String)) && op == "+")
-      return Value::string(to_output_plain(l) + to_output_plain(r));
+      return bounded_string(to_output_plain(l) + to_output_plain(r));
     if (l.is(K::String) && r.is(K::String) && (op == "in" || op == "not in"))
       return Value::boolean((r.s.find(l.s) != std::string::npos) == (op == "in"));
     if (l.is(K::String) && r.is(K::Object) && (op == "in" || op == "not in"))
@@ -664,6 +706,7 @@ class Interpreter {
     }
     Value ns = Value::namespace_(std::move(entries));
     for (auto& [k, v] : kwargs) ns.set(k, v);
+    check_nesting(ns, nullptr);
     return ns;
   }
 
@@ -677,8 +720,11 @@ class Interpreter {
       start = args[0].i, stop = args[1].i;
     if (args.size() >= 3) step = args[2].i;
     if (step == 0) fail("range() step must not be zero");
+    const double count =
+        std::ceil((static_cast<double>(stop) - static_cast<double>(start)) / static_cast<double>(step));
+    if (count > kMaxListItems) fail("range() of more than " + std::to_string(kMaxListItems) + " numbers");
     Array out;
-    for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) out.push_back(Value::integer(i));
+    for (int64_t i = start, k = 0; k < count; ++k, i += step) out.push_back(Value::integer(i));
     return Value::array(std::move(out));
   }
 
@@ -876,6 +922,7 @@ class Interpreter {
 
   std::string where_;
   int line_ = 0;
+  int call_depth_ = 0;
 };
 
 }  // namespace
@@ -899,6 +946,10 @@ std::string render(const Nodes& program, const Value& context, const std::string
     interp.fail("{% break %} outside a loop");
   } catch (const ContinueSignal&) {
     interp.fail("{% continue %} outside a loop");
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {  // the value helpers' own errors (a function to JSON, a zero slice step, ...)
+    interp.fail(e.what());
   }
 }
 

@@ -2,6 +2,7 @@
 // control with '-', the precedence ternary < or < and < not < comparison/in < + - ~ < * / // % < ** < is < | < unary
 // sign < call/member < primary.
 #include <cctype>
+#include <cerrno>
 
 #include "core/unicode.h"
 #include "jinja/ast.h"
@@ -310,7 +311,18 @@ class Parser {
   }
   NodePtr node(Node::Type type) { return std::make_unique<Node>(type, cur_ < t_.size() ? t_[cur_].line : 0); }
 
+  // Blocks and expressions nest a bounded depth, so that a hostile template cannot overflow the stack.
+  static constexpr int kMaxNesting = 100;
+  struct Nest {
+    Parser& p;
+    explicit Nest(Parser& parser) : p(parser) {
+      if (++p.depth_ > kMaxNesting) p.fail("blocks or expressions nest deeper than " + std::to_string(kMaxNesting));
+    }
+    ~Nest() { --p.depth_; }
+  };
+
   NodePtr any() {
+    Nest nest(*this);
     const Token& tok = t_[cur_];
     switch (tok.type) {
       case Tok::Comment: {
@@ -463,6 +475,7 @@ class Parser {
   }
 
   NodePtr expression() {
+    Nest nest(*this);
     auto a = logical_or();
     if (!ident("if")) return a;
     ++cur_;
@@ -691,8 +704,11 @@ class Parser {
     switch (tok.type) {
       case Tok::Number: {
         auto n = node(Node::Type::Literal);
-        n->literal = tok.value.find('.') != std::string::npos ? Value::number(std::stod(tok.value))
-                                                              : Value::integer(std::stoll(tok.value));
+        errno = 0;  // a literal past the range of a 64-bit integer or a double is the template's error
+        n->literal = tok.value.find('.') != std::string::npos
+                         ? Value::number(std::strtod(tok.value.c_str(), nullptr))
+                         : Value::integer(std::strtoll(tok.value.c_str(), nullptr, 10));
+        if (errno == ERANGE) fail("the number " + tok.value.substr(0, 40) + " is out of range");
         return n;
       }
       case Tok::String: {
@@ -743,11 +759,15 @@ class Parser {
   std::vector<Token> t_;
   std::string where_;
   size_t cur_ = 0;
+  int depth_ = 0;
 };
 
 }  // namespace
 
 Nodes parse_template(const std::string& source, const std::string& where) {
+  // The lexer walks code points: bytes that are not UTF-8 would be read past (found by tests/fuzz/fuzz_chat_template).
+  if (!unicode::is_valid_utf8(source))
+    throw Error("the template is not valid UTF-8", where, "a chat template is text: check the file's encoding");
   return Parser(Lexer(source, where).run(), where).program();
 }
 

@@ -192,7 +192,7 @@ std::optional<ScoreDistribution> expected_score(const std::vector<std::pair<std:
       continue;
     long value = std::stol(t);
     if (value < min || value > max || !std::isfinite(logprob)) continue;
-    prob[value] += std::exp(logprob);
+    prob[value] += std::exp(std::min(logprob, 0.0));  // a probability is at most 1 (a server's rounding can say 1e-7)
   }
   double mass = 0, mean = 0, best = 0;
   for (const auto& [value, p] : prob) mass += p;

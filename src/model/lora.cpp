@@ -112,7 +112,7 @@ LoraConfig load_lora(CausalLM& model, const std::string& dir) {
   nlohmann::json c;
   try {
     c = nlohmann::json::parse(read_file(cpath));
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for a number like 1e999
     throw Error(std::string("not valid JSON: ") + e.what(), cpath);
   }
   auto need = [&](const char* key) -> const nlohmann::json& {

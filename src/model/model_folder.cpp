@@ -27,6 +27,8 @@ nlohmann::json read_json(const std::string& path, const std::string& hint) {
     size_t line = 1;
     for (size_t i = 0; i < e.byte && i < text.size(); ++i) line += text[i] == '\n';
     throw Error(std::string("invalid JSON: ") + e.what(), path + ":" + std::to_string(line), "fix the JSON syntax");
+  } catch (const nlohmann::json::exception& e) {  // out_of_range: a number like 1e999
+    throw Error(std::string("invalid JSON: ") + e.what(), path, "fix the number");
   }
 }
 

@@ -81,7 +81,7 @@ namespace {
 nlohmann::json parse_json(const std::string& text, const std::string& where) {
   try {
     return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for a number like 1e999
     throw Error(std::string("invalid JSON: ") + e.what(), where, "the file is corrupt or truncated; restore it");
   }
 }

@@ -1,37 +1,59 @@
 #!/usr/bin/env bash
-# Builds the tokenizer fuzz target with clang's libFuzzer and AddressSanitizer (the tokenizer sources only; no
-# libtorch) and runs it for SECONDS (default 180) on 2 workers, seeded with the tokenizer corpus and real
-# tokenizer.json files when the npm references are installed. Usage: bash tests/fuzz/run.sh [SECONDS] [BUILD_DIR]
+# Builds libFuzzer targets with clang (AddressSanitizer and UndefinedBehaviorSanitizer, the parsers' own sources, no
+# libtorch) and runs each for SECONDS (default 180) on 2 workers from its committed seeds (tests/fuzz/seeds/TARGET;
+# the tokenizer also from the tokenizer corpus). Fails on any crash, leak, timeout or out-of-memory input, printing
+# it. Usage: bash tests/fuzz/run.sh [SECONDS] [BUILD_DIR] [TARGET...]; targets: tokenizer verdict jsonl chat_template.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs="${1:-180}"
 build="${2:-build}"
-out="$build/fuzz"
-mkdir -p "$out/corpus"
-command -v clang++ >/dev/null || { echo "run.sh: clang++ is needed (apt-get install clang)" >&2; exit 1; }
-clang++ -std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -Iinclude -Isrc \
-  tests/fuzz/fuzz_tokenizer.cpp src/tokenizer/{unicode,regex,normalizers,pre_tokenizers,decoders,bpe,added_vocab,tokenizer}.cpp \
-  src/core/error.cpp src/core/atomic_file.cpp $(pkg-config --cflags --libs libpcre2-8 libutf8proc) -o "$out/fuzz_tokenizer"
-# Seeds: corpus lines (mode byte 0 and 1) and small tokenizer.json files (mode byte 2).
-/usr/bin/python3 - "$out/corpus" <<'PY'
+shift $(( $# < 2 ? $# : 2 ))
+targets=("$@")
+[ "${#targets[@]}" -gt 0 ] || targets=(tokenizer verdict jsonl chat_template)
+command -v clang++ >/dev/null || { echo "run.sh: clang++ is needed (apt-get install clang libclang-rt-14-dev)" >&2; exit 1; }
+
+tokenizer_src="src/tokenizer/{normalizers,pre_tokenizers,decoders,bpe,added_vocab,tokenizer}.cpp"
+declare -A sources=(
+  [tokenizer]="$tokenizer_src"
+  [verdict]="src/judge/verdict.cpp src/judge/rubric.cpp"
+  [jsonl]="src/io/jsonl.cpp"
+  [chat_template]="$tokenizer_src src/tokenizer/chat_template.cpp src/jinja/{parser,interpreter,value}.cpp"
+)
+
+status=0
+for t in "${targets[@]}"; do
+  [ -n "${sources[$t]:-}" ] || { echo "run.sh: unknown target $t" >&2; exit 2; }
+  out="$build/fuzz/$t"
+  rm -rf "$out/corpus"
+  mkdir -p "$out/corpus"
+  eval "srcs=(${sources[$t]})"
+  clang++ -std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Iinclude -Isrc \
+    "tests/fuzz/fuzz_$t.cpp" "${srcs[@]}" src/core/error.cpp src/core/atomic_file.cpp src/core/unicode.cpp \
+    src/core/regex.cpp $(pkg-config --cflags --libs libpcre2-8 libutf8proc) -o "$out/fuzz_$t"
+  cp tests/fuzz/seeds/"$t"/* "$out/corpus/"
+  if [ "$t" = tokenizer ]; then  # corpus lines (mode bytes 0 and 1)
+    /usr/bin/python3 - "$out/corpus" <<'PY'
 import json, sys, os, hashlib
 out = sys.argv[1]
-for i, line in enumerate(open("tests/data/tokenizer_corpus.jsonl", encoding="utf-8")):
+for line in open("tests/data/tokenizer_corpus.jsonl", encoding="utf-8"):
     s = json.loads(line).encode("utf-8", "surrogatepass")
     for mode in (b"\x00", b"\x01"):
         open(os.path.join(out, hashlib.sha1(mode + s).hexdigest()), "wb").write(mode + s)
-tok = {"model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": ["a b"]},
-       "pre_tokenizer": {"type": "Split", "pattern": {"Regex": "\\s+"}, "behavior": "Isolated"},
-       "decoder": {"type": "Fuse"}, "added_tokens": [{"id": 3, "content": "<x>", "special": True}]}
-open(os.path.join(out, "tok"), "wb").write(b"\x02" + json.dumps(tok).encode())
 PY
-rm -f "$out"/fuzz-*.log
-# -jobs writes fuzz-N.log into the current folder: run from $out.
-(cd "$out" && ./fuzz_tokenizer -max_total_time="$secs" -max_len=4096 -jobs=2 -workers=2 -print_final_stats=1 \
-  -artifact_prefix=./ corpus >/dev/null 2>&1 || true)
-grep -h "stat::number_of_executed_units" "$out"/fuzz-*.log | awk '{s+=$2} END {print "executions:", s}'
-if ls "$out"/crash-* "$out"/leak-* "$out"/timeout-* "$out"/oom-* 2>/dev/null; then
-  grep -h -A5 "ERROR\|invariant" "$out"/fuzz-*.log | head -40
-  exit 1
-fi
-echo "no crashes"
+  fi
+  rm -f "$out"/fuzz-*.log "$out"/crash-* "$out"/leak-* "$out"/timeout-* "$out"/oom-*
+  # -jobs writes fuzz-N.log into the current folder: run from $out.
+  (cd "$out" && "./fuzz_$t" -max_total_time="$secs" -max_len=4096 -timeout=10 -rss_limit_mb=2048 -jobs=2 \
+    -workers=2 -print_final_stats=1 -artifact_prefix=./ corpus >/dev/null 2>&1 || true)
+  runs=$(grep -h "stat::number_of_executed_units" "$out"/fuzz-*.log | awk '{s+=$2} END {print s+0}')
+  found=$(find "$out" -maxdepth 1 \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' -o -name 'oom-*' \))
+  if [ -n "$found" ]; then
+    echo "fuzz $t: $runs executions in ${secs}s: FOUND"
+    echo "$found"
+    grep -h -A12 "ERROR\|runtime error\|invariant\|ALARM" "$out"/fuzz-*.log | head -40
+    status=1
+  else
+    echo "fuzz $t: $runs executions in ${secs}s, no crash"
+  fi
+done
+exit $status
