@@ -1,8 +1,10 @@
 // A real HTTP server on 127.0.0.1 (cpp-httplib) that misbehaves on purpose, for the HTTP client and judge tests.
 // POST /v1/chat/completions reads {"fault": MODE, "id": ID} from the body (or, for judge requests, "FAULT=MODE" and
 // "ID=..." inside the last message) and counts attempts per id. MODE is one of
-//   ok | 4xx | invalid_json | non_numeric | 429xN | 500xN | timeoutxN | truncatexN | dripxN | timeout | 500
-// where "xN" means: misbehave on the first N attempts, then answer normally.
+//   ok | 4xx | invalid_json | non_numeric | 429xN | 500xN | timeoutxN | truncatexN | dripxN | timeout | 500 | chaosP
+// where "xN" means: misbehave on the first N attempts, then answer normally, and "chaosP" misbehaves on P% of
+// attempts, each time in one of seven ways (429, 500, timeout, truncate, drip, invalid_json, non_numeric), drawn
+// from a hash of the id and the attempt so that a run repeats itself.
 // A normal answer is an OpenAI chat completion whose content is a verdict JSON: score 7 on every requested key, or N
 // when the last message says "SCORE=N" (the last such marker counts, so an appended injection can move it). A
 // pairwise prompt gets {"winner": ...} preferring the response containing GOOD, or always "A" if BIAS=A appears, or
@@ -122,6 +124,13 @@ class FaultServer {
     if (x != std::string::npos && x + 1 < fault.size() && std::isdigit(static_cast<unsigned char>(fault[x + 1]))) {
       mode = fault.substr(0, x);
       if (attempt > std::stoi(fault.substr(x + 1))) mode = "ok";
+    }
+    if (fault.rfind("chaos", 0) == 0) {
+      static const char* kWays[] = {"429", "500", "timeout", "truncate", "drip", "invalid_json", "non_numeric"};
+      uint64_t h = std::hash<std::string>()(id + "#" + std::to_string(attempt)) * 0x9E3779B97F4A7C15ull;
+      h ^= h >> 29;
+      const bool fails = static_cast<int>(h % 100) < std::stoi(fault.substr(5));
+      mode = fails ? kWays[(h / 100) % 7] : "ok";
     }
     if (mode == "429") {
       res.status = 429;

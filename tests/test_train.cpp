@@ -284,7 +284,8 @@ TEST(TrainRl, GroupJudgingScoresAPromptsCompletionsInOneCall) {
   rlaif::run_rl(c, {false, true});
   auto m = metrics(dir / "out/metrics.jsonl");
   ASSERT_EQ(m.size(), 1u);
-  EXPECT_EQ(server.requests(), 4);  // one call per prompt, not per completion
+  // One call per prompt, not per completion; the two replies without a verdict are asked twice more each.
+  EXPECT_EQ(server.requests(), 4 + 2 * 2);
   EXPECT_EQ(m[0]["groups/kept"].get<int64_t>(), 2);
   EXPECT_EQ(m[0]["groups/dropped"].get<int64_t>(), 2);
   EXPECT_EQ(m[0]["judge/failures"].get<int64_t>(), 8);

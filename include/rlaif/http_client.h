@@ -41,7 +41,8 @@ struct HttpClientOptions {
   int max_in_flight = 16;
   double timeout_s = 60;        // per attempt
   double deadline_s = 0;        // for a whole run(); 0 = none
-  int max_retries = 4;          // attempts = 1 + max_retries
+  int max_retries = 4;          // failed attempts (transport, 429, 5xx) retried before the request fails
+  int max_reply_retries = 2;    // 2xx replies refused by run()'s check_reply, sent again at once (not a failure)
   double backoff_base_s = 0.5;  // retry k waits base * 2^(k-1) * U(0.5, 1], capped at backoff_max_s
   double backoff_max_s = 30;
   double max_retry_after_s = 120;  // a longer Retry-After is capped to this
@@ -65,6 +66,7 @@ struct EndpointStats {
 
 struct HttpStats {
   int64_t requests = 0, attempts = 0, retries = 0, succeeded = 0, failed = 0, circuit_opened = 0;
+  int64_t reply_retries = 0;                      // attempts repeated because check_reply refused a 2xx reply
   std::map<std::string, int64_t> failures;        // final failures by cause
   std::map<std::string, int64_t> retried_causes;  // retried attempts by cause
   std::vector<EndpointStats> endpoints;           // in the order of HttpClientOptions::endpoints (one without a pool)
@@ -77,11 +79,16 @@ class HttpClient {
   HttpClient(const HttpClient&) = delete;
   HttpClient& operator=(const HttpClient&) = delete;
 
+  // Asked about each 2xx reply body of request `index`: "" accepts it, a cause (e.g. "bad_response") sends the
+  // request again, up to max_reply_retries times; the cause is counted in HttpStats::retried_causes.
+  using ReplyCheck = std::function<std::string(size_t index, const std::string& body)>;
+
   // POSTs every request and calls on_done(index, response) as each one ends, on this thread. Returns when all have
   // ended. keep_sending (optional) is asked before each new attempt; once it says false, requests not yet sent end
-  // with failure "stopped" (used for budget caps). Throws only when libcurl cannot start.
+  // with failure "stopped" (used for budget caps). check_reply (optional): see ReplyCheck. Throws only when libcurl
+  // cannot start.
   void run(const std::vector<HttpRequest>& requests, const std::function<void(size_t, HttpResponse&&)>& on_done,
-           const std::function<bool()>& keep_sending = {});
+           const std::function<bool()>& keep_sending = {}, const ReplyCheck& check_reply = {});
 
   const HttpStats& stats() const { return stats_; }
 

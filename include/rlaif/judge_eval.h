@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "rlaif/jsonl.h"
 #include "rlaif/judge.h"
 
 namespace rlaif {
@@ -45,9 +46,9 @@ struct JudgeEvalReport {
 };
 
 // Rows {prompt, completion, reference?} and, when `need_label`, a numeric or boolean "label". Throws rlaif::Error
-// naming file:line for a bad row; `lines` (optional) receives each row's line number.
+// naming file:line for a bad row; `rows` (optional) receives each row as read (its line, all its fields).
 std::vector<LabelledSample> read_labelled(const std::string& path, bool need_label,
-                                          std::vector<size_t>* lines = nullptr);
+                                          std::vector<JsonlRow>* rows = nullptr);
 // An injection set: rows {completion}, the texts appended to completions by JudgeEvalOptions::injections.
 std::vector<std::string> read_injections(const std::string& path);
 

@@ -152,6 +152,13 @@ std::vector<PairResult> Judge::compare(const std::vector<PairSample>& pairs,
   std::vector<std::string> verdict(requests.size()), failure(requests.size()), detail(requests.size());
   std::ofstream journal;
   if (!config_.journal_path.empty()) journal.open(config_.journal_path, std::ios::app);
+  auto check = chat_->reply_check(
+      [](size_t, const std::string& text) {
+        std::string cause;
+        parse_pairwise(text, &cause, nullptr);
+        return cause;
+      },
+      [this](size_t, const JudgeResult& usage) { count_usage(usage); });
   chat_->http().run(
       requests,
       [&](size_t k, HttpResponse&& resp) {
@@ -199,7 +206,7 @@ std::vector<PairResult> Judge::compare(const std::vector<PairSample>& pairs,
         }
         if (on_result) on_result(i, r);
       },
-      [this] { return within_budget(); });
+      [this] { return within_budget(); }, check);
   return results;
 }
 
@@ -293,6 +300,12 @@ std::vector<GroupResult> Judge::rank(const std::vector<GroupSample>& groups) {
     journal << line.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
     journal.flush();
   };
+  auto check = chat_->reply_check(
+      [&](size_t q, const std::string& text) {
+        Verdict v = parse_verdict(text, numbered(groups[asked[q]].completions.size()));
+        return v.ok ? std::string() : v.failure;
+      },
+      [this](size_t, const JudgeResult& usage) { count_usage(usage); });
   chat_->http().run(
       requests,
       [&](size_t q, HttpResponse&& resp) {
@@ -320,7 +333,7 @@ std::vector<GroupResult> Judge::rank(const std::vector<GroupSample>& groups) {
         }
         finish(q, r, reply.reply);
       },
-      [this] { return within_budget(); });
+      [this] { return within_budget(); }, check);
   return results;
 }
 

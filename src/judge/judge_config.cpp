@@ -61,6 +61,7 @@ JudgeConfig JudgeConfig::read_tables(TomlReader& top, const std::string& path) {
     r.get("timeout_s", c.http.timeout_s);
     r.get("deadline_s", c.http.deadline_s);
     r.get("max_retries", c.http.max_retries);
+    r.get("reply_retries", c.http.max_reply_retries);
     r.get("backoff_base_s", c.http.backoff_base_s);
     r.get("backoff_max_s", c.http.backoff_max_s);
     r.get("requests_per_minute", c.http.requests_per_minute);
@@ -83,7 +84,8 @@ JudgeConfig JudgeConfig::read_tables(TomlReader& top, const std::string& path) {
     }
     r.check_unknown(
         "backend, base_url, model, api_key_env, temperature, max_tokens, response_format, top_logprobs, concurrency, "
-        "timeout_s, deadline_s, max_retries, backoff_base_s, backoff_max_s, requests_per_minute, tokens_per_minute, "
+        "timeout_s, deadline_s, max_retries, reply_retries, backoff_base_s, backoff_max_s, requests_per_minute, "
+        "tokens_per_minute, "
         "circuit_failures, circuit_cooldown_s, cache, journal, price_input_per_million, price_output_per_million, "
         "budget_tokens, budget_cost, judge_weight, headers, command, command_timeout_s, command_batch, model_path, "
         "local_batch, local_rationale_tokens, name");
@@ -221,6 +223,7 @@ void JudgeConfig::validate(const std::string& where) const {
   if (http.max_in_flight < 1) throw Error("must be >= 1", where + ": judge.concurrency");
   if (!(http.timeout_s > 0)) throw Error("must be > 0", where + ": judge.timeout_s");
   if (http.max_retries < 0) throw Error("must be >= 0", where + ": judge.max_retries");
+  if (http.max_reply_retries < 0) throw Error("must be >= 0", where + ": judge.reply_retries");
   if (judge_weight < 0 || (judge_weight == 0 && graders.empty() && panel.empty()))
     throw Error("judge_weight must be >= 0, and > 0 when there are no graders", where + ": judge.judge_weight");
   if (name.empty() || name.find('/') != std::string::npos)

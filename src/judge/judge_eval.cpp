@@ -32,7 +32,7 @@ nlohmann::ordered_json JudgeEvalReport::to_json() const {
   return j;
 }
 
-std::vector<LabelledSample> read_labelled(const std::string& path, bool labelled, std::vector<size_t>* lines) {
+std::vector<LabelledSample> read_labelled(const std::string& path, bool labelled, std::vector<JsonlRow>* rows) {
   std::vector<LabelledSample> out;
   for (const auto& r : read_jsonl(path)) {
     std::string where = path + ":" + std::to_string(r.line);
@@ -50,7 +50,7 @@ std::vector<LabelledSample> read_labelled(const std::string& path, bool labelled
       l.label = v["label"].is_boolean() ? (v["label"].get<bool>() ? 1 : 0) : v["label"].get<double>();
     }
     out.push_back(std::move(l));
-    if (lines) lines->push_back(r.line);
+    if (rows) rows->push_back(r);
   }
   return out;
 }

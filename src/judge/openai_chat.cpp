@@ -72,6 +72,17 @@ void OpenAiChat::read_reply(const std::string& body, JudgeResult& r) const {
   r.reply = j["choices"][0]["message"]["content"].get<std::string>();
 }
 
+HttpClient::ReplyCheck OpenAiChat::reply_check(std::function<std::string(size_t, const std::string&)> valid,
+                                               std::function<void(size_t, const JudgeResult&)> spent) const {
+  return [this, valid = std::move(valid), spent = std::move(spent)](size_t index, const std::string& body) {
+    JudgeResult r;
+    read_reply(body, r);
+    std::string cause = r.failure.empty() ? valid(index, r.reply) : r.failure;
+    if (!cause.empty()) spent(index, r);
+    return cause;
+  };
+}
+
 OpenAiBackend::OpenAiBackend(const JudgeConfig& config, std::shared_ptr<OpenAiChat> chat)
     : config_(config), chat_(std::move(chat)) {}
 
@@ -85,6 +96,17 @@ void OpenAiBackend::score(const std::vector<JudgeSample>& samples, const Done& d
     messages.push_back(m.to_openai());
     requests.push_back(chat_->request(m, schema));
   }
+  std::vector<JudgeResult> refused(samples.size());  // the usage of replies sent again: paid for all the same
+  auto check = chat_->reply_check(
+      [&](size_t, const std::string& text) {
+        Verdict v = parse_verdict(text, config_.rubric);
+        return v.ok ? std::string() : v.failure;
+      },
+      [&](size_t k, const JudgeResult& usage) {
+        refused[k].prompt_tokens += usage.prompt_tokens;
+        refused[k].completion_tokens += usage.completion_tokens;
+        refused[k].cost += usage.cost;
+      });
   chat_->http().run(
       requests,
       [&](size_t k, HttpResponse&& resp) {
@@ -106,9 +128,12 @@ void OpenAiBackend::score(const std::vector<JudgeSample>& samples, const Done& d
             }
           }
         }
+        r.prompt_tokens += refused[k].prompt_tokens;
+        r.completion_tokens += refused[k].completion_tokens;
+        r.cost += refused[k].cost;
         done(k, std::move(r), messages[k]);
       },
-      keep_going);
+      keep_going, check);
 }
 
 }  // namespace rlaif

@@ -3,6 +3,7 @@
 // client the requests go through. Internal to the judge (pointwise, pairwise and group judging share it).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -22,6 +23,11 @@ class OpenAiChat {
   HttpRequest request(const JudgeMessages& messages, const nlohmann::json& schema) const;
   // Reads a chat-completion body into r: reply text, token counts and cost, or the failure bad_response.
   void read_reply(const std::string& body, JudgeResult& r) const;
+  // For HttpClient::run's check_reply: refuses a reply that is not a chat completion (bad_response), or whose text
+  // `valid` refuses (returns its cause), so that the client sends it again. A refused reply was paid for: its
+  // usage goes to `spent`.
+  HttpClient::ReplyCheck reply_check(std::function<std::string(size_t index, const std::string& text)> valid,
+                                     std::function<void(size_t index, const JudgeResult& usage)> spent) const;
   HttpClient& http() { return *http_; }
 
  private:

@@ -62,6 +62,8 @@ double retry_after_seconds(const std::string& v) {
 
 struct Request {  // the state of one request across its attempts
   int attempts = 0;
+  int failed_attempts = 0;   // attempts that failed in transport or with an HTTP error (max_retries counts these)
+  int rejected_replies = 0;  // 2xx replies the caller's check refused (max_reply_retries counts these)
   Clock::time_point first_start{};
   bool started = false;
   int avoid = -1;  // the endpoint its last attempt failed on: the next goes elsewhere when it can
@@ -90,13 +92,14 @@ class Run {
  public:
   Run(CURLM* multi, const HttpClientOptions& options, HttpStats& stats, Carried& shared,
       const std::vector<HttpRequest>& requests, const std::function<void(size_t, HttpResponse&&)>& on_done,
-      const std::function<bool()>& keep_sending)
+      const std::function<bool()>& keep_sending, const HttpClient::ReplyCheck& check_reply)
       : multi_(multi),
         o_(options),
         stats_(stats),
         requests_(requests),
         on_done_(on_done),
         keep_sending_(keep_sending),
+        check_reply_(check_reply),
         t0_(Clock::now()),
         has_deadline_(o_.deadline_s > 0),
         deadline_(t0_ + dur(o_.deadline_s)),
@@ -350,6 +353,7 @@ class Run {
       if (code == CURLE_OK && status >= 200 && status < 300) {
         ep.consecutive_failures = 0;
         if (probe) ep.open = false;  // the probe succeeded: the endpoint is back
+        if (!reply_accepted(i, r)) continue;
         finish(i, std::move(r));
         continue;
       }
@@ -379,6 +383,20 @@ class Run {
     return completed;
   }
 
+  // A 2xx reply the caller's check refuses (not JSON, no verdict: a sampling judge's usual transient slip) is sent
+  // again at once, up to max_reply_retries times; the endpoint is healthy, so its circuit is not fed. The last
+  // reply is delivered whatever the check says, and the caller decides what it is.
+  bool reply_accepted(size_t i, const HttpResponse& r) {
+    if (!check_reply_ || state_[i].rejected_replies >= o_.max_reply_retries) return true;
+    const std::string cause = check_reply_(i, r.body);
+    if (cause.empty()) return true;
+    ++state_[i].rejected_replies;
+    ++stats_.reply_retries;
+    ++stats_.retried_causes[cause];
+    ready_.push_front(i);
+    return false;
+  }
+
   // Decides what happens after an attempt failed on endpoint k: a retry (at once on another endpoint whose circuit is
   // closed, else after the backoff), or the end of the request. Feeds k's circuit breaker.
   void failed_attempt(size_t i, size_t k, HttpResponse&& r, bool retryable, double retry_after) {
@@ -393,7 +411,7 @@ class Run {
     } else if (ep.open) {
       ep.open_until = now + dur(o_.circuit_cooldown_s);  // a failed probe keeps it open
     }
-    if (!retryable || state_[i].attempts > o_.max_retries) {
+    if (!retryable || ++state_[i].failed_attempts > o_.max_retries) {
       finish(i, std::move(r));
       return;
     }
@@ -403,7 +421,7 @@ class Run {
       ready_.push_front(i);
       return;
     }
-    int n = state_[i].attempts;
+    int n = state_[i].failed_attempts;
     double wait = std::min(o_.backoff_max_s, o_.backoff_base_s * std::pow(2.0, n - 1)) * jitter_(rng_);
     if (retry_after >= 0) wait = std::min(retry_after, o_.max_retry_after_s);
     auto when = now + dur(wait);
@@ -430,6 +448,7 @@ class Run {
   const std::vector<HttpRequest>& requests_;
   const std::function<void(size_t, HttpResponse&&)>& on_done_;
   const std::function<bool()>& keep_sending_;
+  const HttpClient::ReplyCheck& check_reply_;
   const Clock::time_point t0_;
   const bool has_deadline_;
   const Clock::time_point deadline_;
@@ -473,8 +492,8 @@ HttpClient::~HttpClient() { curl_multi_cleanup(static_cast<CURLM*>(multi_)); }
 
 void HttpClient::run(const std::vector<HttpRequest>& requests,
                      const std::function<void(size_t, HttpResponse&&)>& on_done,
-                     const std::function<bool()>& keep_sending) {
-  Run(static_cast<CURLM*>(multi_), options_, stats_, *shared_, requests, on_done, keep_sending).loop();
+                     const std::function<bool()>& keep_sending, const ReplyCheck& check_reply) {
+  Run(static_cast<CURLM*>(multi_), options_, stats_, *shared_, requests, on_done, keep_sending, check_reply).loop();
 }
 
 }  // namespace rlaif

@@ -31,11 +31,27 @@ double percentile(std::vector<double> v, double p) {
   return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
 }
 
+// An output row: the input row's own fields first (its id, metadata, anything but the texts judged), so results join
+// back to the data, then "line" and what the judge says (added by the caller). An input field named like one of the
+// judge's is kept as "input_<name>".
+nlohmann::ordered_json output_row(const rlaif::JsonlRow& input, const std::vector<std::string>& judged) {
+  static const std::vector<std::string> kOurs = {
+      "line",    "ok",     "reward", "judge_reward", "grades", "judges",  "scores", "rationale", "clamped",
+      "failure", "detail", "cached", "latency_s",    "winner", "flipped", "first",  "second",    "rewards"};
+  nlohmann::ordered_json row = nlohmann::ordered_json::object();
+  for (const auto& [k, v] : input.value.items()) {
+    if (std::find(judged.begin(), judged.end(), k) != judged.end()) continue;
+    row[std::find(kOurs.begin(), kOurs.end(), k) == kOurs.end() ? k : "input_" + k] = v;
+  }
+  row["line"] = input.line;
+  return row;
+}
+
 int run_judge(const JudgeArgs& a) {
   auto config = rlaif::JudgeConfig::from_toml(a.config);
   std::vector<rlaif::JudgeSample> samples;
-  std::vector<size_t> lines;
-  for (auto& l : rlaif::read_labelled(a.in, false, &lines)) samples.push_back(std::move(l.sample));
+  std::vector<rlaif::JsonlRow> inputs;
+  for (auto& l : rlaif::read_labelled(a.in, false, &inputs)) samples.push_back(std::move(l.sample));
   rlaif::Judge judge(config);
   rlaif::Progress progress("judge", static_cast<int64_t>(samples.size()), "samples", !a.quiet);
   auto results = judge.judge(samples, [&](size_t, const rlaif::JudgeResult&) { progress.advance(); });
@@ -44,7 +60,8 @@ int run_judge(const JudgeArgs& a) {
   std::string out;
   for (size_t i = 0; i < results.size(); ++i) {
     const auto& r = results[i];
-    nlohmann::ordered_json row = {{"line", lines[i]}, {"ok", r.ok}};
+    nlohmann::ordered_json row = output_row(inputs[i], {"prompt", "completion", "reference"});
+    row["ok"] = r.ok;
     if (r.ok) {
       row["reward"] = r.reward;
       if (!r.grades.empty() || !r.judge_rewards.empty()) row["judge_reward"] = r.verdict.reward;
@@ -77,6 +94,9 @@ int run_judge(const JudgeArgs& a) {
   std::fprintf(stderr, "  latency p50 %.3fs p95 %.3fs; tokens in %lld out %lld; cost %.6f\n",
                percentile(st.latencies, 0.5), percentile(st.latencies, 0.95), static_cast<long long>(st.prompt_tokens),
                static_cast<long long>(st.completion_tokens), st.cost);
+  if (const rlaif::HttpStats* http = judge.http_stats())
+    for (const auto& [cause, n] : http->retried_causes)
+      std::fprintf(stderr, "  retried %-11s %lld\n", cause.c_str(), static_cast<long long>(n));
   if (const rlaif::HttpStats* http = judge.http_stats(); http && http->endpoints.size() > 1)
     for (const auto& e : http->endpoints)  // a pool: each server's share
       std::fprintf(stderr, "  server %s: %lld requests, %lld failed, mean %.3fs%s\n", e.url.c_str(),
@@ -89,7 +109,7 @@ int run_judge(const JudgeArgs& a) {
 int run_pairwise(const JudgeArgs& a) {
   auto config = rlaif::JudgeConfig::from_toml(a.config);
   std::vector<rlaif::PairSample> pairs;
-  std::vector<size_t> lines;
+  std::vector<rlaif::JsonlRow> inputs;
   for (const auto& r : rlaif::read_jsonl(a.in)) {
     std::string where = a.in + ":" + std::to_string(r.line);
     const auto& v = r.value;
@@ -99,7 +119,7 @@ int run_pairwise(const JudgeArgs& a) {
       throw rlaif::Error("pairwise rows need string \"prompt\", \"completion_a\" and \"completion_b\"", where,
                          r.error.empty() ? "add the missing field" : r.error);
     pairs.push_back({v["prompt"], v["completion_a"], v["completion_b"], v.value("reference", "")});
-    lines.push_back(r.line);
+    inputs.push_back(r);
   }
   rlaif::Judge judge(config);
   rlaif::Progress progress("judge pairs", static_cast<int64_t>(pairs.size()), "pairs", !a.quiet);
@@ -108,7 +128,8 @@ int run_pairwise(const JudgeArgs& a) {
   std::string out;
   for (size_t i = 0; i < results.size(); ++i) {
     const auto& r = results[i];
-    nlohmann::ordered_json row = {{"line", lines[i]}, {"ok", r.ok}};
+    nlohmann::ordered_json row = output_row(inputs[i], {"prompt", "completion_a", "completion_b", "reference"});
+    row["ok"] = r.ok;
     if (r.ok) {
       row["winner"] = r.winner;
       row["flipped"] = r.flipped;
@@ -135,7 +156,7 @@ int run_pairwise(const JudgeArgs& a) {
 int run_group(const JudgeArgs& a) {
   auto config = rlaif::JudgeConfig::from_toml(a.config);
   std::vector<rlaif::GroupSample> groups;
-  std::vector<size_t> lines;
+  std::vector<rlaif::JsonlRow> inputs;
   for (const auto& r : rlaif::read_jsonl(a.in)) {
     std::string where = a.in + ":" + std::to_string(r.line);
     const auto& v = r.value;
@@ -148,7 +169,7 @@ int run_group(const JudgeArgs& a) {
           "group rows need a string \"prompt\" and \"completions\", a list of at least 2 strings", where,
           r.error.empty() ? "e.g. {\"prompt\": \"...\", \"completions\": [\"a\", \"b\", \"c\"]}" : r.error);
     groups.push_back({v["prompt"], v["completions"].get<std::vector<std::string>>(), v.value("reference", "")});
-    lines.push_back(r.line);
+    inputs.push_back(r);
   }
   rlaif::Judge judge(config);
   auto results = judge.rank(groups);
@@ -156,7 +177,8 @@ int run_group(const JudgeArgs& a) {
   int64_t failed = 0;
   for (size_t i = 0; i < results.size(); ++i) {
     const auto& r = results[i];
-    nlohmann::ordered_json row = {{"line", lines[i]}, {"ok", r.ok}};
+    nlohmann::ordered_json row = output_row(inputs[i], {"prompt", "completions", "reference"});
+    row["ok"] = r.ok;
     if (r.ok) {
       row["scores"] = r.scores;
       row["rewards"] = r.rewards;
