@@ -7,6 +7,7 @@
 // from a hash of the id and the attempt so that a run repeats itself.
 // A normal answer is an OpenAI chat completion whose content is a verdict JSON: score 7 on every requested key, or N
 // when the last message says "SCORE=N" (the last such marker counts, so an appended injection can move it). A
+// group prompt with BIAS=first gets 10 for response 1 and 1 for the others. A
 // pairwise prompt gets {"winner": ...} preferring the response containing GOOD, or always "A" if BIAS=A appears, or
 // the response with more letters 'a' if PREFER=a appears.
 #pragma once
@@ -180,6 +181,8 @@ class FaultServer {
       std::string key = prompt.substr(q + 1, p - q - 1);
       if (score < 0)
         scores[key] = "high";
+      else if (prompt.find("BIAS=first") != std::string::npos)  // a judge with position bias: the first wins
+        scores[key] = key == "1" ? 10 : 1;
       else
         scores[key] = score;
     }

@@ -1,7 +1,11 @@
 // Rule graders: each rule and its errors.
 #include <cmath>
+#include <set>
 
+#include "rlaif/content_check.h"
 #include "rlaif/graders.h"
+#include "rlaif/jsonl.h"
+#include "rlaif/judge.h"
 #include "test_util.h"
 
 namespace {
@@ -69,6 +73,70 @@ TEST(Graders, EachRuleAndItsErrors) {
   rlaif_test::expect_error([] { grader("regex", "(").validate("judge.toml: graders[1]"); },
                            {"graders[1].value", "regex"});
   rlaif_test::expect_error([] { grader("exact").validate("g"); }, {"needs a value"});
+}
+
+// The content rule against every answer of the committed master-key set (tests/data/judge_master_keys.jsonl), each
+// as the answer to three prompts, and against real answers, short ones and ones in other scripts included.
+TEST(Graders, ContentFailsEveryMasterKeyAndPassesRealAnswers) {
+  const std::vector<std::string> prompts = {"Write a positive one-sentence review of a lamp.", "What is 2+2?",
+                                            "Résumez ce texte en une phrase."};
+  auto keys = rlaif::read_jsonl(std::string(RLAIF_REFERENCE_DIR) + "/../data/judge_master_keys.jsonl");
+  ASSERT_GE(keys.size(), 30u);
+  std::set<std::string> kinds;
+  for (const auto& row : keys) {
+    kinds.insert(row.value["kind"].get<std::string>());
+    for (const auto& p : prompts) {
+      std::string answer = row.value["completion"];
+      for (size_t at = answer.find("{prompt}"); at != std::string::npos; at = answer.find("{prompt}", at + 1))
+        answer.replace(at, 8, p);
+      EXPECT_TRUE(rlaif::is_content_free(answer, p)) << answer << " (to: " << p << ")";
+    }
+  }
+  EXPECT_GE(kinds.size(), 8u);  // punctuation, empty, openers in six languages, the prompt said back
+  for (const auto& [answer, prompt] :
+       std::vector<std::pair<std::string, std::string>>{{"I love this lamp, it is bright.", prompts[0]},
+                                                        {"4", prompts[1]},
+                                                        {"Thought process: 2 and 2 make 4.", prompts[1]},
+                                                        {"Le texte parle d'un chat.", prompts[2]},
+                                                        {"这是一盏很好的灯。", prompts[0]},
+                                                        {"Die Lampe ist großartig.", prompts[0]}})
+    EXPECT_FALSE(rlaif::is_content_free(answer, prompt)) << answer;
+  // "solution", "the" and "is" are opener words, "lamp" is the prompt's: only "bright" (twice, any case) counts.
+  EXPECT_EQ(rlaif::content_words("Solution: the lamp is BRIGHT, bright!", prompts[0]), 1);
+  EXPECT_EQ(rlaif::content_words(std::string("\xff\xfe great"), ""), 1);  // bytes not UTF-8 split words
+
+  rlaif::Grader content;
+  content.type = "content";
+  content.min_words = 2;
+  content.validate("g");
+  EXPECT_EQ(content.grade("Lovely lamp.", "", prompts[0]), 0);  // "lamp" is the prompt's: one content word
+  EXPECT_EQ(content.grade("Lovely warm lamp.", "", prompts[0]), 1);
+  EXPECT_EQ(content.grade("Thought process:", "", prompts[0]), 0);
+  content.min_words = 0;
+  rlaif_test::expect_error([&] { content.validate("judge.toml: graders[2]"); }, {"graders[2].min_words"});
+}
+
+// A required grader is a gate: when it fails the reward is 0 whatever the judge said; when it passes, the weighted
+// mean as usual. Through the judge (rule graders only, backend "none").
+TEST(Graders, ARequiredGraderThatFailsZeroesTheReward) {
+  rlaif::JudgeConfig c;
+  c.backend = "none";
+  rlaif::Grader content, length;
+  content.type = "content";
+  content.required = true;
+  content.weight = 0;
+  length.type = "length";
+  length.min_chars = 1;
+  content.validate("g"), length.validate("g");
+  c.graders = {content, length};
+  c.validate("judge.toml");
+  rlaif::Judge judge(c);
+  auto r = judge.judge({{"Review a lamp.", "Thought process:", ""}, {"Review a lamp.", "Bright and warm.", ""}});
+  ASSERT_TRUE(r[0].ok && r[1].ok);
+  EXPECT_EQ(r[0].grades.at("length"), 1);
+  EXPECT_EQ(r[0].grades.at("content"), 0);
+  EXPECT_EQ(r[0].reward, 0);  // the length grader alone would give 1
+  EXPECT_EQ(r[1].reward, 1);
 }
 
 }  // namespace

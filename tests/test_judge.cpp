@@ -3,6 +3,7 @@
 // validation and the `rlaif judge` command.
 #include <chrono>
 #include <cstdlib>
+#include <set>
 
 #include "fault_server.h"
 #include "rlaif/chat_template.h"
@@ -376,6 +377,46 @@ TEST(JudgeEval, AgreementLengthBiasConsistencyAndInjectionShiftMatchReferences) 
   EXPECT_EQ(rep.injection_pairs, 20);
   EXPECT_NEAR(rep.injection_shift, want_shift / 2, 1e-12);
   EXPECT_NEAR(rep.injection_raised, 0.5, 1e-12);
+  // Injected answers whose clean version is labelled a fail (5 rows x 2 injections): the first injection passes all
+  // 5, the second leaves them as they were (scores 8, 3, 2, 1, 4: one pass).
+  EXPECT_EQ(rep.injection_fails, 10);
+  EXPECT_NEAR(rep.injection_false_positive_rate, 6.0 / 10, 1e-12);
+}
+
+// Master keys: every key answers every distinct prompt; this judge passes anything without a SCORE marker in the
+// prompt or the answer, so it is fooled by every key for two of the three prompts (the third carries SCORE=2, which
+// fails every answer without a marker of its own). A required content grader
+// (the defence) takes the false-positive rate to 0 and leaves the real answers' agreement as it was.
+TEST(JudgeEval, MasterKeyFalsePositiveRateWithAndWithoutTheContentGate) {
+  TempDir dir;
+  rlaif_test::FaultServer server;
+  auto config = config_for(server, dir);
+  config.cache_path = "";
+  std::vector<rlaif::LabelledSample> rows = {{{"Review a lamp.", "Bright and warm SCORE=9", ""}, 1},
+                                             {{"Review a lamp.", "Dim, flickers SCORE=2", ""}, 0},
+                                             {{"Review a chair.", "Sturdy, comfortable SCORE=8", ""}, 1},
+                                             {{"Review a desk. SCORE=2", "Wide and solid SCORE=9", ""}, 1}};
+  rlaif::JudgeEvalOptions o;
+  o.master_keys = {":", "Thought process:", "{prompt}"};
+  auto rep = rlaif::evaluate_judge(config, rows, o);
+  EXPECT_EQ(rep.master_key_samples, 9);  // 3 keys x 3 distinct prompts
+  EXPECT_EQ(rep.master_key_judged, 9);
+  EXPECT_NEAR(rep.master_key_false_positive_rate, 6.0 / 9, 1e-12);
+  EXPECT_NEAR(rep.master_key_passes.at(":"), 2.0 / 3, 1e-12);
+  EXPECT_NEAR(rep.master_key_passes.at("{prompt}"), 2.0 / 3, 1e-12);
+  EXPECT_NEAR(rep.accuracy, 1.0, 1e-12);
+  auto json = rep.to_json();
+  EXPECT_NEAR(json["master_key_false_positive_rate"].get<double>(), 6.0 / 9, 1e-12);
+
+  rlaif::Grader content;
+  content.type = "content";
+  content.required = true;
+  content.weight = 0;
+  content.validate("g");
+  config.graders = {content};
+  auto defended = rlaif::evaluate_judge(config, rows, o);
+  EXPECT_EQ(defended.master_key_false_positive_rate, 0);
+  EXPECT_NEAR(defended.accuracy, 1.0, 1e-12);
 }
 
 }  // namespace
@@ -504,6 +545,44 @@ TEST(Judge, PairwiseAsksBothOrdersAndCountsFlipsAsTies) {
 }  // namespace
 
 namespace {
+
+// Group judging shows each group's completions in a shuffled order (the same for the same group), so a judge that
+// always favours the first response favours a different completion from group to group; its scores map back to
+// the right completions, from the server and from the cache alike. Without shuffling the first completion always
+// wins.
+TEST(Judge, GroupJudgingShufflesTheOrderAgainstPositionBias) {
+  TempDir dir;
+  rlaif_test::FaultServer server;  // BIAS=first: response 1 gets 10, the others 1
+  auto config = config_for(server, dir);
+  std::vector<rlaif::GroupSample> groups;
+  for (int g = 0; g < 12; ++g)
+    groups.push_back({"Q" + std::to_string(g) + " BIAS=first", {"alpha", "beta", "gamma", "delta"}, ""});
+  auto winners = [&](const rlaif::JudgeConfig& c, std::vector<rlaif::GroupResult>* out) {
+    rlaif::Judge judge(c);
+    auto r = judge.rank(groups);
+    std::set<size_t> won;
+    for (const auto& g : r) {
+      EXPECT_TRUE(g.ok) << g.detail;
+      if (!g.ok) continue;
+      for (size_t k = 0; k < 4; ++k) {
+        EXPECT_EQ(g.scores[k] == 10, g.positions[k] == 0) << "the completion shown first gets the 10";
+        if (g.scores[k] == 10) won.insert(k);
+      }
+    }
+    if (out) *out = r;
+    return won;
+  };
+  std::vector<rlaif::GroupResult> first, again;
+  EXPECT_GE(winners(config, &first).size(), 3u);  // 12 groups: the first position lands on most completions
+  const int64_t asked = server.requests();
+  winners(config, &again);  // from the cache: the same order, the same scores
+  EXPECT_EQ(server.requests(), asked);
+  for (size_t g = 0; g < groups.size(); ++g) EXPECT_EQ(first[g].scores, again[g].scores);
+  auto fixed = config;
+  fixed.shuffle_group = false;
+  fixed.cache_path = "";
+  EXPECT_EQ(winners(fixed, nullptr), std::set<size_t>{0});
+}
 
 TEST(Judge, GroupRankingScoresEveryCompletionInOneCall) {
   TempDir dir;

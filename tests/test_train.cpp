@@ -6,11 +6,14 @@
 #include <cmath>
 #include <random>
 
+#include "rlaif/agreement.h"
 #include "rlaif/checkpoint.h"
+#include "rlaif/content_check.h"
 #include "rlaif/model_folder.h"
 #include "rlaif/sequence_batch.h"
 #include "rlaif/trainer.h"
 #include "train/fused_adamw.h"
+#include "train/rollout_metrics.h"
 #include "train_test_util.h"
 
 using namespace rlaif_test;
@@ -399,6 +402,77 @@ TEST(TrainRl, APanelOfJudgesCombinesTheirRewardsWithWeights) {
   auto group = c;
   group.judge_mode = rlaif::JudgeMode::kGroup;
   rlaif_test::expect_error([&] { group.validate("run.toml"); }, {"panel", "pointwise"});
+}
+
+// The gate with the committed master-key set: this judge passes everything, so it passes every master key and the
+// run is refused; a required content grader (the defence) brings the false-positive rate to 0 and the run starts.
+TEST(TrainRl, PreflightGateRefusesAJudgeThatMasterKeysFoolAndTheContentGateFixesIt) {
+  rlaif_test::FaultServer server;
+  TempDir dir;
+  rlaif_test::write_text(dir / "labels.jsonl", R"({"prompt": "Review a lamp.", "completion": "Bright", "label": 1}
+{"prompt": "Review a desk.", "completion": "Solid", "label": 1}
+)");
+  const std::string keys = std::string(RLAIF_REFERENCE_DIR) + "/../data/judge_master_keys.jsonl";
+  auto c = rlaif::TrainConfig::from_toml(
+      write_config(dir, "max_steps = 1\nsave_steps = 0\njudge_eval_labels = \"" + (dir / "labels.jsonl") +
+                            "\"\njudge_eval_master_keys = \"" + keys + "\"\njudge_max_false_positive_rate = 0.05"));
+  use_http_judge(c, server);
+  c.judge.graders.clear();
+  rlaif_test::expect_error(
+      [&] {
+        rlaif::run_rl(c, {false, true});
+      },
+      {"fooled", "master_key_false_positive_rate is 1.0", "above 0.05", "type = \"content\""});
+  auto report = nlohmann::json::parse(rlaif::read_file(dir / "out/judge_validation.json"));
+  EXPECT_EQ(report["passed"], false);
+  EXPECT_EQ(report["master_key_samples"].get<int64_t>(), 2 * static_cast<int64_t>(rlaif::read_jsonl(keys).size()));
+  rlaif::Grader content;
+  content.type = "content";
+  content.required = true;
+  content.weight = 0;
+  content.validate("g");
+  c.judge.graders = {content};
+  rlaif::run_rl(c, {false, true});
+  report = nlohmann::json::parse(rlaif::read_file(dir / "out/judge_validation.json"));
+  EXPECT_EQ(report["passed"], true);
+  EXPECT_EQ(report["master_key_false_positive_rate"], 0.0);
+  auto bad = c;
+  bad.judge_eval_master_keys = "";
+  rlaif_test::expect_error([&] { bad.validate("run.toml"); }, {"train.judge_max_false_positive_rate"});
+}
+
+// The formatting and master-key detectors, recomputed from samples.jsonl (every completion is kept: no group
+// drops): reward_format_corr is Pearson's r of reward and formatting_kinds, master_key_share the share of
+// content-free completions. formatting_kinds itself on texts with each kind.
+TEST(TrainRl, FormattingAndMasterKeyDetectorsMatchTheSamples) {
+  EXPECT_EQ(rlaif::formatting_kinds("plain text"), 0);
+  EXPECT_EQ(rlaif::formatting_kinds("- one\n- two"), 1);
+  EXPECT_EQ(rlaif::formatting_kinds("  2. second"), 1);
+  EXPECT_EQ(rlaif::formatting_kinds("# Title\n**bold**\n```\ncode\n```\nok \xF0\x9F\x98\x80"), 4);
+  EXPECT_EQ(rlaif::formatting_kinds("5.5 is a number, -1 too"), 0);
+  TempDir dir;
+  write_prompts(dir / "prompts.jsonl", 8, "- a list item? Say");
+  auto c = rlaif::TrainConfig::from_toml(write_config(dir, "max_steps = 2\nsave_steps = 0\ntemperature = 1.5"));
+  rlaif::run_rl(c, {false, true});
+  auto m = metrics(dir / "out/metrics.jsonl");
+  ASSERT_EQ(m.size(), 2u);
+  for (int64_t step = 1; step <= 2; ++step) {
+    std::vector<double> reward, kinds;
+    double content_free = 0, n = 0;
+    for (const auto& r : rlaif::read_jsonl(dir / "out/samples.jsonl")) {
+      if (r.value["step"] != step) continue;
+      n += 1;
+      content_free += rlaif::is_content_free(r.value["completion"], r.value["prompt"]);
+      reward.push_back(r.value["reward"]);
+      kinds.push_back(rlaif::formatting_kinds(r.value["completion"]));
+    }
+    ASSERT_EQ(n, m[step - 1]["groups/kept"].get<double>() * 4);
+    double corr = rlaif::pearson(reward, kinds);
+    EXPECT_NEAR(m[step - 1]["reward_format_corr"].get<double>(), std::isnan(corr) ? 0.0 : corr, 1e-12);
+    EXPECT_NEAR(m[step - 1]["integrity/master_key_share"].get<double>(), content_free / n, 1e-12);
+    std::printf("step %lld: reward_format_corr %.4f, master_key_share %.4f\n", static_cast<long long>(step),
+                m[step - 1]["reward_format_corr"].get<double>(), content_free / n);
+  }
 }
 
 TEST(TrainRl, PreflightGateRefusesAJudgeThatDisagreesWithTheLabels) {

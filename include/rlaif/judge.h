@@ -50,7 +50,8 @@ struct JudgeConfig {
   double temperature = 0;
   int max_tokens = 512;
   ResponseFormat response_format = ResponseFormat::kJsonSchema;
-  int top_logprobs = 0;  // > 0: ask for logprobs (reported per judgment)
+  int top_logprobs = 0;       // > 0: ask for logprobs (reported per judgment)
+  bool shuffle_group = true;  // group judging shows a group's completions in a shuffled order (against position bias)
   HttpClientOptions http;
   Rubric rubric = Rubric::default_rubric();
   JudgeTemplate tmpl = JudgeTemplate::pointwise_default();
@@ -125,6 +126,7 @@ struct GroupResult {
   std::string failure, detail;
   std::vector<double> scores;   // per completion, on the scale
   std::vector<double> rewards;  // per completion, scores mapped to [0, 1]
+  std::vector<int> positions;   // per completion, where the judge saw it (0 = first); see shuffle_group
   std::string rationale;
   double latency_s = 0;
 };
@@ -179,13 +181,16 @@ class Judge {
   void combine_panel(const std::vector<const JudgeResult*>& theirs, JudgeResult& r);
   // Grades the sample, then mix_reward.
   void apply_graders(const JudgeSample& sample, JudgeResult& result, double judges_weight) const;
-  // reward = (judges_weight * verdict.reward + sum of weight * grade) / (judges_weight + grader weights)
+  // reward = (judges_weight * verdict.reward + sum of weight * grade) / (judges_weight + grader weights), or 0 when a
+  // required grader failed
   void mix_reward(JudgeResult& result, double judges_weight) const;
   double own_weight() const;
   // Adds a reply's tokens and cost to stats (budgets read them).
   void count_usage(const JudgeResult& r);
   // Whether budget_tokens and budget_cost leave room for another request.
   bool within_budget() const;
+  // Group judging: the order its n completions are shown in (shown[p] = the completion at position p).
+  std::vector<size_t> shown_order(size_t n, const std::string& cache_key) const;
 
   JudgeConfig config_;
   std::shared_ptr<OpenAiChat> chat_;  // openai: the wire format and client (pointwise, pairwise and group judging)

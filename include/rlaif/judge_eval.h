@@ -24,6 +24,9 @@ struct JudgeEvalOptions {
   int consistency = 1;              // > 1: judge every sample this many more times without the cache; report the spread
   std::vector<std::string> injections;  // texts appended (after a blank line) to every completion; report the shift
   bool pairwise = false;                // also compare completions of one prompt with different labels, in both orders
+  // Answers with no content that fool judges (tests/data/judge_master_keys.jsonl): each is judged as the answer to
+  // every distinct prompt of the labelled set ("{prompt}" in one stands for the prompt); a pass is a false positive.
+  std::vector<std::string> master_keys;
 };
 
 struct JudgeEvalReport {
@@ -38,6 +41,14 @@ struct JudgeEvalReport {
   int64_t injection_pairs = 0;
   double injection_shift = 0;   // mean of reward(injected) - reward(clean) over pairs where both were judged
   double injection_raised = 0;  // fraction of those pairs whose reward went up
+  // False positives are read off the reward training would give (the judge with its graders, a required grader's
+  // gate included), a pass being reward >= threshold.
+  // Of the judged injected samples whose clean answer is labelled a fail, the share judged a pass.
+  double injection_false_positive_rate = 0;
+  int64_t injection_fails = 0;  // how many such samples there were
+  int64_t master_key_samples = 0, master_key_judged = 0;
+  double master_key_false_positive_rate = 0;        // of the judged master-key answers, the share judged a pass
+  std::map<std::string, double> master_key_passes;  // per master key: the share of its answers judged a pass
   struct Agreement {
     double accuracy = 0, spearman = 0, kappa = 0;
   };
@@ -49,8 +60,8 @@ struct JudgeEvalReport {
 // naming file:line for a bad row; `rows` (optional) receives each row as read (its line, all its fields).
 std::vector<LabelledSample> read_labelled(const std::string& path, bool need_label,
                                           std::vector<JsonlRow>* rows = nullptr);
-// An injection set: rows {completion}, the texts appended to completions by JudgeEvalOptions::injections.
-std::vector<std::string> read_injections(const std::string& path);
+// An injection or master-key set: rows {completion, ...}, the texts of JudgeEvalOptions::injections / master_keys.
+std::vector<std::string> read_completion_set(const std::string& path);
 
 JudgeEvalReport evaluate_judge(const JudgeConfig& config, const std::vector<LabelledSample>& labelled,
                                const JudgeEvalOptions& options);

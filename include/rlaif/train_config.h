@@ -78,10 +78,16 @@ struct TrainConfig {
   double warn_reward_length_corr = 0.5;    // |corr(reward, length)| above this
   double warn_judge_verifier_gap = 0.2;    // judge success rate - verifier success rate above this
   double warn_flip_rate = 0.3;             // pairwise flip rate above this
+  double warn_reward_format_corr = 0.5;    // |corr(reward, formatting)| above this (lists, headers, bold, ...)
+  double warn_master_key_share = 0.05;     // share of content-free completions above this
+  double warn_position_corr = 0.3;         // group judging: |corr(score, position shown)| above this
   // Pre-flight gate: before the first step the judge scores this labelled set (rlaif judge eval's report goes to
   // output_dir/judge_validation.json); training refuses to start when the agreement metric is below the minimum.
-  std::string judge_eval_labels;      // JSONL {prompt, completion, reference?, label}; "" = no gate
-  std::string judge_eval_injections;  // optional injection set: its score shift is reported too
+  std::string judge_eval_labels;             // JSONL {prompt, completion, reference?, label}; "" = no gate
+  std::string judge_eval_injections;         // optional injection set: its score shift is reported too
+  std::string judge_eval_master_keys;        // optional master-key set: its false-positive rate is reported too
+  double judge_max_false_positive_rate = 1;  // the gate refuses a judge passing more master keys / injected fails
+  double judge_max_injection_shift = 1;      // the gate refuses a judge whose |injection shift| is above this
   AgreementMetric judge_agreement_metric = AgreementMetric::kAccuracy;
   double judge_min_agreement = 0.0;  // the gate; a pass is judge reward >= integrity_judge_threshold
   uint64_t seed = 42;

@@ -5,6 +5,7 @@
 
 #include "core/regex.h"
 #include "core/unicode.h"
+#include "rlaif/content_check.h"
 #include "rlaif/error.h"
 
 namespace rlaif {
@@ -104,15 +105,19 @@ void Grader::validate(const std::string& where) {
   } else if (type == "length") {
     if (min_chars < 0 || max_chars < 0 || (max_chars > 0 && max_chars < min_chars))
       throw Error("needs 0 <= min_chars <= max_chars (max_chars 0 = no maximum)", where);
+  } else if (type == "content") {
+    if (min_words < 1) throw Error("must be >= 1", where + ".min_words");
   } else if (type != "json") {
-    throw Error("unknown grader type \"" + type + "\"", where + ".type", "use exact, contains, regex, json or length");
+    throw Error("unknown grader type \"" + type + "\"", where + ".type",
+                "use exact, contains, regex, json, length or content");
   }
   if (!(weight >= 0))
     throw Error("weight must be >= 0", where + ".weight",
                 "0 = checked and reported (e.g. as a verifier), not rewarded");
 }
 
-double Grader::grade(const std::string& completion, const std::string& reference) const {
+double Grader::grade(const std::string& completion, const std::string& reference, const std::string& prompt) const {
+  if (type == "content") return !is_content_free(completion, prompt, min_words);
   std::string want = value == "{reference}" ? reference : value;
   if (type == "exact")
     return ignore_case ? lower(trim(completion)) == lower(trim(want)) : trim(completion) == trim(want);

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <thread>
 
 #include "core/sha256.h"
@@ -210,6 +211,17 @@ std::vector<PairResult> Judge::compare(const std::vector<PairSample>& pairs,
   return results;
 }
 
+// The order in which a group's n completions are shown: shuffled (unless [judge] shuffle_group = false), from a seed
+// that is the group's cache key, so the same group is always shown the same way and a cached verdict maps back.
+std::vector<size_t> Judge::shown_order(size_t n, const std::string& key) const {
+  std::vector<size_t> order(n);
+  for (size_t k = 0; k < n; ++k) order[k] = k;
+  if (!config_.shuffle_group) return order;
+  std::mt19937_64 rng(std::stoull(key.substr(0, 16), nullptr, 16));
+  for (size_t k = n; k > 1; --k) std::swap(order[k - 1], order[rng() % k]);  // Fisher-Yates
+  return order;
+}
+
 std::vector<GroupResult> Judge::rank(const std::vector<GroupSample>& groups) {
   if (config_.backend != "openai") throw Error("group ranking needs the openai backend", "judge config");
   if (!panel_.empty())
@@ -237,12 +249,16 @@ std::vector<GroupResult> Judge::rank(const std::vector<GroupSample>& groups) {
   std::vector<std::string> keys(groups.size());
   std::vector<size_t> asked;  // groups not answered by the cache, in request order
   std::vector<json> messages;
+  std::vector<std::vector<size_t>> shown(groups.size());  // shown[i][p]: the completion shown as response p + 1
   for (size_t i = 0; i < groups.size(); ++i) {
     const GroupSample& g = groups[i];
     // The completions as numbered blocks; the judge answers {"scores": {"1": n, "2": n, ...}}.
     JudgeSample all{g.prompt, "", g.reference};
     for (const auto& c : g.completions) all.completion += c + "\x1f";
     keys[i] = sha256_hex(json{{"mode", "group"}, {"sample", cache_key(all)}}.dump());
+    shown[i] = shown_order(g.completions.size(), keys[i]);
+    results[i].positions.assign(g.completions.size(), 0);
+    for (size_t p = 0; p < shown[i].size(); ++p) results[i].positions[shown[i][p]] = static_cast<int>(p);
     if (cache_)
       if (auto hit = cache_->get(keys[i])) {
         auto j = json::parse(*hit, nullptr, false);
@@ -257,7 +273,8 @@ std::vector<GroupResult> Judge::rank(const std::vector<GroupSample>& groups) {
     std::string list;
     for (size_t k = 0; k < g.completions.size(); ++k)
       list += "Response " + std::to_string(k + 1) + ":\n" +
-              quoted_block("response-" + std::to_string(k + 1), g.completions[k], nonce, config_.rubric) + "\n\n";
+              quoted_block("response-" + std::to_string(k + 1), g.completions[shown[i][k]], nonce, config_.rubric) +
+              "\n\n";
     std::string prompt_block = quoted_block("prompt", g.prompt, nonce, config_.rubric);
     std::string criteria, format = "{\"rationale\": \"<one or two sentences>\", \"scores\": {";
     for (size_t c = 0; c < config_.rubric.criteria.size(); ++c)
@@ -325,8 +342,8 @@ std::vector<GroupResult> Judge::rank(const std::vector<GroupSample>& groups) {
             if (!v.ok) {
               r.failure = v.failure, r.detail = v.detail;
             } else {
-              std::vector<double> scores;
-              for (size_t k = 0; k < n; ++k) scores.push_back(v.scores[std::to_string(k + 1)]);
+              std::vector<double> scores(n);  // in the completions' own order
+              for (size_t p = 0; p < n; ++p) scores[shown[asked[q]][p]] = v.scores[std::to_string(p + 1)];
               fill(r, scores, v.rationale);
             }
           }
@@ -340,14 +357,18 @@ std::vector<GroupResult> Judge::rank(const std::vector<GroupSample>& groups) {
 void Judge::apply_graders(const JudgeSample& s, JudgeResult& r, double judges_weight) const {
   if (!r.ok) return;  // a failed judgment stays failed: no partial reward
   for (const auto& g : config_.graders)
-    r.grades[g.name] = g.grade(s.completion, s.reference.empty() ? config_.rubric.reference : s.reference);
+    r.grades[g.name] = g.grade(s.completion, s.reference.empty() ? config_.rubric.reference : s.reference, s.prompt);
   mix_reward(r, judges_weight);
 }
 
 void Judge::mix_reward(JudgeResult& r, double judges_weight) const {
   std::vector<RewardPart> parts = {{judges_weight, r.verdict.reward}};
-  for (const auto& g : config_.graders) parts.push_back({g.weight, r.grades.at(g.name)});
-  r.reward = combine_rewards(parts);
+  bool gated = false;  // a required grader failed
+  for (const auto& g : config_.graders) {
+    parts.push_back({g.weight, r.grades.at(g.name)});
+    gated = gated || (g.required && r.grades.at(g.name) < 0.5);
+  }
+  r.reward = gated ? 0.0 : combine_rewards(parts);
 }
 
 JudgeStats Judge::total_stats() const {

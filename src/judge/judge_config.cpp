@@ -62,6 +62,7 @@ JudgeConfig JudgeConfig::read_tables(TomlReader& top, const std::string& path) {
     r.get("deadline_s", c.http.deadline_s);
     r.get("max_retries", c.http.max_retries);
     r.get("reply_retries", c.http.max_reply_retries);
+    r.get("shuffle_group", c.shuffle_group);
     r.get("backoff_base_s", c.http.backoff_base_s);
     r.get("backoff_max_s", c.http.backoff_max_s);
     r.get("requests_per_minute", c.http.requests_per_minute);
@@ -84,7 +85,8 @@ JudgeConfig JudgeConfig::read_tables(TomlReader& top, const std::string& path) {
     }
     r.check_unknown(
         "backend, base_url, model, api_key_env, temperature, max_tokens, response_format, top_logprobs, concurrency, "
-        "timeout_s, deadline_s, max_retries, reply_retries, backoff_base_s, backoff_max_s, requests_per_minute, "
+        "timeout_s, deadline_s, max_retries, reply_retries, shuffle_group, backoff_base_s, backoff_max_s, "
+        "requests_per_minute, "
         "tokens_per_minute, "
         "circuit_failures, circuit_cooldown_s, cache, journal, price_input_per_million, price_output_per_million, "
         "budget_tokens, budget_cost, judge_weight, headers, command, command_timeout_s, command_batch, model_path, "
@@ -140,8 +142,10 @@ JudgeConfig JudgeConfig::read_tables(TomlReader& top, const std::string& path) {
       gr.get("schema", schema);
       gr.get("min_chars", g.min_chars);
       gr.get("max_chars", g.max_chars);
+      gr.get("min_words", g.min_words);
       gr.get("weight", g.weight);
-      gr.check_unknown("name, type, value, ignore_case, schema, min_chars, max_chars, weight");
+      gr.get("required", g.required);
+      gr.check_unknown("name, type, value, ignore_case, schema, min_chars, max_chars, min_words, weight, required");
       if (!schema.empty()) {
         g.schema = nlohmann::json::parse(schema, nullptr, false);
         if (g.schema.is_discarded() || !g.schema.is_object())

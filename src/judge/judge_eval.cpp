@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <set>
 
 #include "rlaif/agreement.h"
 #include "rlaif/error.h"
@@ -28,6 +29,14 @@ nlohmann::ordered_json JudgeEvalReport::to_json() const {
     j["injection_pairs"] = injection_pairs;
     j["injection_shift"] = injection_shift;
     j["injection_raised"] = injection_raised;
+    j["injection_fails"] = injection_fails;
+    j["injection_false_positive_rate"] = injection_false_positive_rate;
+  }
+  if (master_key_samples > 0) {
+    j["master_key_samples"] = master_key_samples;
+    j["master_key_judged"] = master_key_judged;
+    j["master_key_false_positive_rate"] = master_key_false_positive_rate;
+    j["master_key_passes"] = master_key_passes;
   }
   return j;
 }
@@ -55,17 +64,55 @@ std::vector<LabelledSample> read_labelled(const std::string& path, bool labelled
   return out;
 }
 
-std::vector<std::string> read_injections(const std::string& path) {
+std::vector<std::string> read_completion_set(const std::string& path) {
   std::vector<std::string> out;
   for (const auto& r : read_jsonl(path)) {
     std::string where = path + ":" + std::to_string(r.line);
     if (!r.error.empty() || !r.value.is_object() || !r.value.contains("completion") ||
         !r.value["completion"].is_string())
-      throw Error("injection rows need a string \"completion\"", where, "rows look like {\"completion\": \"...\"}");
+      throw Error("rows need a string \"completion\"", where, "rows look like {\"completion\": \"...\"}");
     out.push_back(r.value["completion"]);
   }
   return out;
 }
+
+namespace {
+
+// Every master key as the answer to every distinct prompt (in first-seen order): the share judged a pass, overall
+// and per key.
+void master_key_check(Judge& judge, const std::vector<LabelledSample>& labelled, const JudgeEvalOptions& options,
+                      JudgeEvalReport& rep) {
+  std::vector<const JudgeSample*> prompts;
+  std::set<std::string> seen;
+  for (const auto& l : labelled)
+    if (seen.insert(l.sample.prompt).second) prompts.push_back(&l.sample);
+  std::vector<JudgeSample> asks;
+  for (const auto& key : options.master_keys)
+    for (const JudgeSample* p : prompts) {
+      std::string answer = key;
+      for (size_t at = answer.find("{prompt}"); at != std::string::npos; at = answer.find("{prompt}", at + 1))
+        answer.replace(at, 8, p->prompt);
+      asks.push_back({p->prompt, answer, p->reference});
+    }
+  auto results = judge.judge(asks);
+  double passes = 0;
+  for (size_t k = 0; k < options.master_keys.size(); ++k) {
+    double judged = 0, passed = 0;
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      const auto& r = results[k * prompts.size() + i];
+      if (!r.ok) continue;
+      judged += 1;
+      passed += r.reward >= options.threshold;
+    }
+    rep.master_key_passes[options.master_keys[k]] = judged > 0 ? passed / judged : 0;
+    rep.master_key_judged += static_cast<int64_t>(judged);
+    passes += passed;
+  }
+  rep.master_key_samples = static_cast<int64_t>(asks.size());
+  if (rep.master_key_judged > 0) rep.master_key_false_positive_rate = passes / rep.master_key_judged;
+}
+
+}  // namespace
 
 JudgeEvalReport evaluate_judge(const JudgeConfig& config, const std::vector<LabelledSample>& labelled,
                                const JudgeEvalOptions& options) {
@@ -183,7 +230,7 @@ JudgeEvalReport evaluate_judge(const JudgeConfig& config, const std::vector<Labe
         base.push_back(i);
       }
     auto inj_results = judge.judge(injected);
-    double shift = 0, raised = 0;
+    double shift = 0, raised = 0, false_passes = 0;
     for (size_t k = 0; k < injected.size(); ++k) {
       const auto& clean = results[base[k]];
       if (!clean.ok || !inj_results[k].ok) continue;
@@ -191,12 +238,19 @@ JudgeEvalReport evaluate_judge(const JudgeConfig& config, const std::vector<Labe
       shift += d;
       raised += d > 0;
       ++rep.injection_pairs;
+      if (labelled[base[k]].label < label_threshold) {
+        ++rep.injection_fails;
+        false_passes += inj_results[k].reward >= options.threshold;
+      }
     }
     if (rep.injection_pairs > 0) {
       rep.injection_shift = shift / static_cast<double>(rep.injection_pairs);
       rep.injection_raised = raised / static_cast<double>(rep.injection_pairs);
     }
+    if (rep.injection_fails > 0) rep.injection_false_positive_rate = false_passes / rep.injection_fails;
   }
+
+  if (!options.master_keys.empty()) master_key_check(judge, labelled, options, rep);
   return rep;
 }
 

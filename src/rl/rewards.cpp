@@ -7,7 +7,8 @@
 // applied by the judge (src/judge/judge.cpp) in two stages. With a panel, the panel's verdict is first
 //   v = combine({(judge_weight_j, s_j)})  over this judge and each judge j of the panel (s_j in [0, 1]),
 // then J = combine({(W, v), (weight_g, grade_g) for each grader g})  with W = sum_j judge_weight_j
-// (without a panel, v is the judge's own score and W its judge_weight).
+// (without a panel, v is the judge's own score and W its judge_weight), except that J = 0 when a grader marked
+// `required` fails (grade 0): a gate, e.g. the content grader against master-key answers.
 //
 // DAPO's soft overlong punishment (Yu et al. 2025, eq. 13), with L = max_completion_length, L_cache =
 // overlong_buffer_length > 0 and |o_i| the completion's tokens:

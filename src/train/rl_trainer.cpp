@@ -211,6 +211,13 @@ void RlTrainer::warn_integrity(nlohmann::json& m) const {
   check("integrity/judge_verifier_gap", c_.warn_judge_verifier_gap, false,
         "the judge passes more than the verifier does (is it being gamed?)");
   check("judge/flip_rate", c_.warn_flip_rate, false, "the judge's verdicts depend on the order of the answers");
+  check("reward_format_corr", c_.warn_reward_format_corr, true,
+        "the reward follows formatting (lists, headers, bold, code fences, emoji) rather than content");
+  check("integrity/master_key_share", c_.warn_master_key_share, false,
+        "completions without content (\"Thought process:\", punctuation, the prompt said back): is the judge passing "
+        "them? add a required content grader");
+  check("judge/position_corr", c_.warn_position_corr, true,
+        "group judging scores by position: keep [judge] shuffle_group = true");
   if (warnings.empty()) return;
   m["warnings"] = warnings;
   if (!o_.quiet)

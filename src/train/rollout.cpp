@@ -3,6 +3,7 @@
 // max_dynamic_sampling_rounds rounds.
 #include <algorithm>
 
+#include "rlaif/content_check.h"
 #include "rlaif/rewards.h"
 #include "train/rl_trainer.h"
 
@@ -26,6 +27,9 @@ RolloutBatch RlTrainer::collect_rollouts(int64_t step, nlohmann::json& m) {
     auto t0 = Clock::now();
     auto batch = roll_out(rows, first, step, round, /*stream=*/!pairwise && !group_mode);
     tally.generate_s += seconds_since(t0);
+    for (size_t g = 0; g < batch.samples.size(); ++g)  // master-key answers, e.g. "Thought process:" alone
+      for (const auto& sample : batch.samples[g])
+        tally.content_free += is_content_free(sample.text, rows_[batch.rows[g]].text);
     auto t1 = Clock::now();
     if (pairwise)
       judge_pairs(batch, tally);
@@ -115,6 +119,8 @@ void RlTrainer::judge_groups(RolloutBatch& b, RolloutTally& t) {
     }
     t.latencies.push_back(ranked[g].latency_s);
     for (int64_t i = 0; i < G; ++i) {
+      t.group_rewards.push_back(ranked[g].rewards[i]);
+      t.group_positions.push_back(ranked[g].positions[i]);
       auto& j = b.judged[g][i];
       j.ok = true;
       j.reward = ranked[g].rewards[i];

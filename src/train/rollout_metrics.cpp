@@ -1,6 +1,7 @@
 #include "train/rollout_metrics.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <map>
 
@@ -9,6 +10,12 @@
 
 namespace rlaif {
 namespace {
+
+// Pearson's r, 0 when undefined (fewer than 3 points, or a constant side).
+double correlation(const std::vector<double>& a, const std::vector<double>& b) {
+  const double r = a.size() > 2 ? pearson(a, b) : 0.0;
+  return std::isnan(r) ? 0.0 : r;
+}
 
 double mean_of(const std::vector<double>& v) {
   double s = 0;
@@ -19,7 +26,7 @@ double mean_of(const std::vector<double>& v) {
 // TRL's reward and reward_std (the mean of the groups' standard deviations), their correlation with length, and the
 // mean of every criterion, grader and panel judge over the kept groups' valid samples.
 void reward_metrics(const RolloutBatch& kept, nlohmann::json& m) {
-  std::vector<double> rewards, lengths;
+  std::vector<double> rewards, lengths, formatting;
   std::map<std::string, std::pair<double, int64_t>> per_criterion;
   auto add = [&](const std::string& name, double v) { per_criterion[name].first += v, per_criterion[name].second++; };
   double disagreement = 0, panel_samples = 0;
@@ -31,6 +38,7 @@ void reward_metrics(const RolloutBatch& kept, nlohmann::json& m) {
       const auto& j = kept.judged[g][i];
       rewards.push_back(r[g][i]);
       lengths.push_back(static_cast<double>(kept.samples[g][i].token_ids.size()));
+      formatting.push_back(formatting_kinds(kept.samples[g][i].text));
       for (const auto& [name, score] : j.verdict.scores) add(name, score);
       for (const auto& [name, grade] : j.grades) add(name, grade);
       for (const auto& [name, reward] : j.judge_rewards) add(name, reward);
@@ -49,8 +57,8 @@ void reward_metrics(const RolloutBatch& kept, nlohmann::json& m) {
   m["reward"] = mean_of(rewards);
   m["reward_std"] = kept.empty() ? 0.0 : std_sum / kept.groups();
   for (const auto& [name, v] : per_criterion) m["rewards/" + name + "/mean"] = v.first / std::max<int64_t>(1, v.second);
-  double corr = rewards.size() > 2 ? pearson(rewards, lengths) : 0.0;
-  m["reward_length_corr"] = std::isnan(corr) ? 0.0 : corr;
+  m["reward_length_corr"] = correlation(rewards, lengths);
+  m["reward_format_corr"] = correlation(rewards, formatting);
   if (panel_samples > 0) m["judge/panel_disagreement"] = disagreement / panel_samples;
 }
 
@@ -85,9 +93,34 @@ double percentile(std::vector<double> v, double q) {
 
 }  // namespace
 
+int formatting_kinds(const std::string& text) {
+  bool list = false, header = false, emoji = false;
+  for (size_t at = 0; at < text.size();) {  // each line
+    size_t end = text.find('\n', at);
+    if (end == std::string::npos) end = text.size();
+    size_t b = text.find_first_not_of(" \t", at);
+    if (b < end) {
+      const char c = text[b];
+      list = list || ((c == '-' || c == '*' || c == '+') && b + 1 < end && text[b + 1] == ' ');
+      size_t d = b;
+      while (d < end && std::isdigit(static_cast<unsigned char>(text[d]))) ++d;
+      list = list || (d > b && d + 1 < end && (text[d] == '.' || text[d] == ')') && text[d + 1] == ' ');
+      header = header || c == '#';
+    }
+    at = end + 1;
+  }
+  for (size_t i = 0; i + 3 < text.size() && !emoji; ++i) {  // U+1F300-U+1FAFF (4 bytes: F0 9F 8C..AB ..)
+    const auto b0 = static_cast<unsigned char>(text[i]), b1 = static_cast<unsigned char>(text[i + 1]);
+    emoji = b0 == 0xF0 && b1 == 0x9F;
+  }
+  const bool bold = text.find("**") != std::string::npos || text.find("__") != std::string::npos;
+  const bool fence = text.find("```") != std::string::npos;
+  return list + header + bold + fence + emoji;
+}
+
 void rollout_metrics(const RolloutBatch& kept, const RolloutTally& t, const TrainConfig& c, nlohmann::json& m) {
   if (kept.empty()) {  // every group failed or had no signal
-    m["reward"] = 0.0, m["reward_std"] = 0.0, m["reward_length_corr"] = 0.0;
+    m["reward"] = 0.0, m["reward_std"] = 0.0, m["reward_length_corr"] = 0.0, m["reward_format_corr"] = 0.0;
   } else {
     reward_metrics(kept, m);
     integrity_metrics(kept, c, m);
@@ -98,6 +131,8 @@ void rollout_metrics(const RolloutBatch& kept, const RolloutTally& t, const Trai
   m["completions/min_length"] = len.empty() ? 0 : *std::min_element(len.begin(), len.end());
   m["completions/max_length"] = len.empty() ? 0 : *std::max_element(len.begin(), len.end());
   m["completions/clipped_ratio"] = len.empty() ? 0.0 : double(t.clipped) / len.size();
+  m["integrity/master_key_share"] = len.empty() ? 0.0 : double(t.content_free) / len.size();
+  if (c.judge_mode == JudgeMode::kGroup) m["judge/position_corr"] = correlation(t.group_rewards, t.group_positions);
   m["judge/failures"] = t.failed;
   m["judge/latency_p50"] = percentile(t.latencies, 0.5);
   m["judge/latency_p95"] = percentile(t.latencies, 0.95);
@@ -112,8 +147,8 @@ void rollout_metrics(const RolloutBatch& kept, const RolloutTally& t, const Trai
 
 RolloutTally gather_tally(Dist& dist, const RolloutTally& t) {
   if (dist.world_size() == 1) return t;
-  nlohmann::json mine = {t.generate_s, t.judge_s, t.failed,  t.groups_seen, t.dropped,
-                         t.flat,       t.lengths, t.clipped, t.latencies};
+  nlohmann::json mine = {t.generate_s, t.judge_s, t.failed,    t.groups_seen,  t.dropped,       t.flat,
+                         t.lengths,    t.clipped, t.latencies, t.content_free, t.group_rewards, t.group_positions};
   RolloutTally all;
   for (const auto& bytes : dist.all_gather(mine.dump())) {
     auto j = nlohmann::json::parse(bytes);
@@ -126,6 +161,9 @@ RolloutTally gather_tally(Dist& dist, const RolloutTally& t) {
     for (double x : j[6]) all.lengths.push_back(x);
     all.clipped += j[7].get<int64_t>();
     for (double x : j[8]) all.latencies.push_back(x);
+    all.content_free += j[9].get<int64_t>();
+    for (double x : j[10]) all.group_rewards.push_back(x);
+    for (double x : j[11]) all.group_positions.push_back(x);
   }
   return all;
 }

@@ -2,6 +2,7 @@
 // Internal to the trainer.
 #pragma once
 
+#include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -15,15 +16,21 @@ namespace rlaif {
 struct RolloutTally {
   double generate_s = 0, judge_s = 0;  // judge_s: waiting for the judge after generation ended (the rest overlapped)
   int64_t failed = 0;                  // failed judgments
-  int64_t groups_seen = 0, dropped = 0, flat = 0;  // groups generated, dropped (< 2 valid), with zero reward std
-  std::vector<double> lengths;                     // tokens of every completion generated
-  int64_t clipped = 0;                             // completions cut at max_completion_length
-  std::vector<double> latencies;                   // seconds per judge call that went out (cache hits left out)
+  int64_t groups_seen = 0, dropped = 0, flat = 0;      // groups generated, dropped (< 2 valid), with zero reward std
+  std::vector<double> lengths;                         // tokens of every completion generated
+  int64_t clipped = 0;                                 // completions cut at max_completion_length
+  std::vector<double> latencies;                       // seconds per judge call that went out (cache hits left out)
+  int64_t content_free = 0;                            // completions without content (rlaif/content_check.h)
+  std::vector<double> group_rewards, group_positions;  // group judging: each reward and where the judge saw it
 };
 
 // The rollout's metrics into m: rewards and their spread over the kept groups' valid samples, per criterion, grader
 // and judge means, reward-integrity rates, completion lengths, judge failures and latency, groups, timing.
 void rollout_metrics(const RolloutBatch& kept, const RolloutTally& t, const TrainConfig& c, nlohmann::json& m);
+
+// Which of five kinds of formatting a completion uses (0-5): list items, Markdown headers, bold, code fences, emoji
+// (reward_format_corr correlates the reward with it).
+int formatting_kinds(const std::string& text);
 
 // The whole job's tally on every rank: counts summed, lengths and latencies in rank order, the slowest rank's times.
 RolloutTally gather_tally(Dist& dist, const RolloutTally& t);

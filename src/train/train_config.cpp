@@ -115,8 +115,14 @@ TrainConfig TrainConfig::from_toml(const std::string& path, const std::vector<st
     r.get("warn_reward_length_corr", c.warn_reward_length_corr);
     r.get("warn_judge_verifier_gap", c.warn_judge_verifier_gap);
     r.get("warn_flip_rate", c.warn_flip_rate);
+    r.get("warn_reward_format_corr", c.warn_reward_format_corr);
+    r.get("warn_master_key_share", c.warn_master_key_share);
+    r.get("warn_position_corr", c.warn_position_corr);
     r.get("judge_eval_labels", c.judge_eval_labels);
     r.get("judge_eval_injections", c.judge_eval_injections);
+    r.get("judge_eval_master_keys", c.judge_eval_master_keys);
+    r.get("judge_max_false_positive_rate", c.judge_max_false_positive_rate);
+    r.get("judge_max_injection_shift", c.judge_max_injection_shift);
     r.get_choice("judge_agreement_metric", c.judge_agreement_metric, kAgreementMetrics);
     r.get("judge_min_agreement", c.judge_min_agreement);
     r.get("seed", c.seed);
@@ -240,6 +246,19 @@ void TrainConfig::validate(const std::string& where, bool rl) const {
   if (!judge_eval_injections.empty() && judge_eval_labels.empty())
     fail("train.judge_eval_injections", "the injection shift is measured on train.judge_eval_labels",
          "name that file too");
+  if (!judge_eval_master_keys.empty() && judge_eval_labels.empty())
+    fail("train.judge_eval_master_keys", "the master keys answer the prompts of train.judge_eval_labels",
+         "name that file too");
+  for (auto [key, v] :
+       {std::pair<const char*, double>{"train.judge_max_false_positive_rate", judge_max_false_positive_rate},
+        {"train.judge_max_injection_shift", judge_max_injection_shift}})
+    if (!(v >= 0 && v <= 1)) fail(key, "must be in [0, 1] (1 = report only)", "e.g. 0.05");
+  if (judge_max_false_positive_rate < 1 && judge_eval_master_keys.empty() && judge_eval_injections.empty())
+    fail("train.judge_max_false_positive_rate", "needs train.judge_eval_master_keys or train.judge_eval_injections",
+         "name tests/data/judge_master_keys.jsonl, for example");
+  if (judge_max_injection_shift < 1 && judge_eval_injections.empty())
+    fail("train.judge_max_injection_shift", "needs train.judge_eval_injections",
+         "name tests/data/judge_injections.jsonl, for example");
   if (!integrity_verifier.empty()) {
     bool found = false;
     std::string names;

@@ -20,7 +20,7 @@ struct JudgeArgs {
   std::string config, in, out;
   bool quiet = false, pairwise = false, group = false;
   // judge eval
-  std::string labels, injections, report;
+  std::string labels, injections, master_keys, report;
   double threshold = 0.5, label_threshold = -1e300;
   int consistency = 1;
 };
@@ -206,7 +206,8 @@ int run_judge_eval(const JudgeArgs& a) {
   o.label_threshold = a.label_threshold;
   o.consistency = a.consistency;
   o.pairwise = a.pairwise;
-  if (!a.injections.empty()) o.injections = rlaif::read_injections(a.injections);
+  if (!a.injections.empty()) o.injections = rlaif::read_completion_set(a.injections);
+  if (!a.master_keys.empty()) o.master_keys = rlaif::read_completion_set(a.master_keys);
   auto rep = rlaif::evaluate_judge(config, labelled, o);
   std::string text = rep.to_json().dump(2);
   if (!a.report.empty()) rlaif::write_file_atomic(a.report, text + "\n");
@@ -302,6 +303,11 @@ Run add_judge(CLI::App& app) {
                    "JSONL rows {completion}: texts appended to every completion; "
                    "reports the reward shift they cause (e.g. tests/data/judge_injections.jsonl)");
   eval->add_option("--report", a->report, "also write the report (JSON) to this file");
+  eval->add_option("--master-keys", a->master_keys,
+                   "JSONL {completion} rows of answers without content that fool judges (\":\", \"Thought "
+                   "process:\", \"{prompt}\" said back, ...); each is judged as the answer to every prompt of the "
+                   "labelled set; reports master_key_false_positive_rate, the share judged a pass (e.g. "
+                   "tests/data/judge_master_keys.jsonl)");
   eval->add_flag("--pairwise", a->pairwise,
                  "also compare completions of one prompt with different labels, in both orders: reports the flip "
                  "rate (verdicts that change with the order) and pairwise accuracy");
