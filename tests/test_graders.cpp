@@ -32,6 +32,15 @@ TEST(Graders, EachRuleAndItsErrors) {
   regex.validate("g");
   EXPECT_EQ(regex.grade("555-1234", ""), 1);
   EXPECT_EQ(regex.grade("call 555-1234", ""), 0);
+  // A completion that is not UTF-8 (a policy can write any bytes) is matched with U+FFFD in place of each bad
+  // sequence (the matcher would read out of bounds on raw bytes).
+  auto bytes = grader("regex", "^a\uFFFD+b$");
+  bytes.validate("g");
+  EXPECT_EQ(bytes.grade("a\xff\xfe"
+                        "b",
+                        ""),
+            1);
+  EXPECT_EQ(regex.grade("555-1234\xff", ""), 0);
   // "{reference}" in a pattern is the row's reference taken literally (regex metacharacters and "\E" included).
   auto word = grader("regex", R"((?i)\b{reference}\b)");
   word.validate("g");

@@ -891,6 +891,9 @@ TEST(Judge, PanelOfJudgesScoresEverySampleAndCombinesWithWeights) {
   expect_bad(head + "[[panel]]\nconfig = \"" + (dir / "judge.toml") + "\"\n",
              {"judge.toml", "[[graders]] or [[panel]]"});
   expect_bad(head + "[[panel]]\nconfig = \"" + (dir / "nope.toml") + "\"\n", {"nope.toml", "file not found"});
+  // A file naming itself as its panel judge: an error, not endless recursion (seen while writing
+  // tests/fuzz/fuzz_judge_toml).
+  expect_bad(head + "[[panel]]\nconfig = \"" + (dir / "bad.toml") + "\"\n", {"bad.toml", "[[panel]] of its own"});
   expect_bad(head + "[[panel]]\nconfig = \"" + (dir / "lambda.toml") + "\"\nwieght = 2\n",
              {"panel[0].wieght", "unknown key"});
   rlaif::Judge pointwise(config);

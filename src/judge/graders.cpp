@@ -7,6 +7,7 @@
 #include "core/unicode.h"
 #include "rlaif/content_check.h"
 #include "rlaif/error.h"
+#include "rlaif/tokenizer.h"
 
 namespace rlaif {
 namespace {
@@ -125,12 +126,14 @@ double Grader::grade(const std::string& completion, const std::string& reference
     return ignore_case ? lower(completion).find(lower(want)) != std::string::npos
                        : completion.find(want) != std::string::npos;
   if (type == "regex") {
+    // The matcher needs valid UTF-8; a policy can write any bytes (each invalid sequence becomes U+FFFD).
+    const std::string text = unicode::is_valid_utf8(completion) ? completion : utf8_lossy(completion);
     std::vector<std::pair<size_t, size_t>> m;
     if (regex_)
-      regex_->find_all(completion, m);
+      regex_->find_all(text, m);
     else
       Regex(with_reference(value, reference), "grader " + name + " (pattern with the row's reference)")
-          .find_all(completion, m);
+          .find_all(text, m);
     return !m.empty();
   }
   if (type == "json") {

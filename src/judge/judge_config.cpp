@@ -157,6 +157,16 @@ JudgeConfig JudgeConfig::read_tables(TomlReader& top, const std::string& path) {
     }
   }
   if (const toml::array* list = top.array("panel")) {
+    // A panel judge's own file is read while this flag is set: a [[panel]] in it (a file naming itself, say) would
+    // recurse without end.
+    thread_local bool reading_member = false;
+    if (reading_member)
+      throw Error("a panel judge's file may not have [[graders]] or [[panel]] of its own", path,
+                  "list every judge in the first file's [[panel]]");
+    struct Reading {
+      Reading() { reading_member = true; }
+      ~Reading() { reading_member = false; }
+    };
     for (size_t i = 0; i < list->size(); ++i) {
       const toml::node& n = *list->get(i);
       std::string at = path + ": panel[" + std::to_string(i) + "]";
@@ -170,7 +180,11 @@ JudgeConfig JudgeConfig::read_tables(TomlReader& top, const std::string& path) {
       pr.check_unknown("name, config, weight");
       if (config.empty())
         throw Error("a panel judge needs its judge.toml", at + ".config", "config = \"judges/second.toml\"");
-      JudgeConfig member = JudgeConfig::from_toml(config);
+      JudgeConfig member;
+      {
+        Reading reading;
+        member = JudgeConfig::from_toml(config);
+      }
       if (!member.graders.empty() || !member.panel.empty())
         throw Error("a panel judge's file may not have [[graders]] or [[panel]] of its own", config,
                     "put the graders in " + path + ", beside the panel");

@@ -2,14 +2,15 @@
 # Builds libFuzzer targets with clang (AddressSanitizer and UndefinedBehaviorSanitizer, the parsers' own sources, no
 # libtorch) and runs each for SECONDS (default 180) on 2 workers from its committed seeds (tests/fuzz/seeds/TARGET;
 # the tokenizer also from the tokenizer corpus). Fails on any crash, leak, timeout or out-of-memory input, printing
-# it. Usage: bash tests/fuzz/run.sh [SECONDS] [BUILD_DIR] [TARGET...]; targets: tokenizer verdict jsonl chat_template.
+# it. Usage: bash tests/fuzz/run.sh [SECONDS] [BUILD_DIR] [TARGET...]; targets: tokenizer verdict jsonl chat_template
+# judge_toml.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs="${1:-180}"
 build="${2:-build}"
 shift $(( $# < 2 ? $# : 2 ))
 targets=("$@")
-[ "${#targets[@]}" -gt 0 ] || targets=(tokenizer verdict jsonl chat_template)
+[ "${#targets[@]}" -gt 0 ] || targets=(tokenizer verdict jsonl chat_template judge_toml)
 command -v clang++ >/dev/null || { echo "run.sh: clang++ is needed (apt-get install clang libclang-rt-14-dev)" >&2; exit 1; }
 
 tokenizer_src="src/tokenizer/{normalizers,pre_tokenizers,decoders,bpe,added_vocab,tokenizer}.cpp"
@@ -18,7 +19,11 @@ declare -A sources=(
   [verdict]="src/judge/verdict.cpp src/judge/rubric.cpp"
   [jsonl]="src/io/jsonl.cpp"
   [chat_template]="$tokenizer_src src/tokenizer/chat_template.cpp src/jinja/{parser,interpreter,value}.cpp"
+  [judge_toml]="$tokenizer_src src/judge/{judge_config,graders,content_check,rubric,judge_prompt,verdict}.cpp"
 )
+# judge_toml links Debian's toml++ library, as rlaif does (its header-only debug build asserts on some malformed keys
+# that the release library reports as errors).
+declare -A libs=([judge_toml]="tomlplusplus")
 
 status=0
 for t in "${targets[@]}"; do
@@ -29,7 +34,7 @@ for t in "${targets[@]}"; do
   eval "srcs=(${sources[$t]})"
   clang++ -std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Iinclude -Isrc \
     "tests/fuzz/fuzz_$t.cpp" "${srcs[@]}" src/core/error.cpp src/core/atomic_file.cpp src/core/unicode.cpp \
-    src/core/regex.cpp $(pkg-config --cflags --libs libpcre2-8 libutf8proc) -o "$out/fuzz_$t"
+    src/core/regex.cpp $(pkg-config --cflags --libs libpcre2-8 libutf8proc ${libs[$t]:-}) -o "$out/fuzz_$t"
   cp tests/fuzz/seeds/"$t"/* "$out/corpus/"
   if [ "$t" = tokenizer ]; then  # corpus lines (mode bytes 0 and 1)
     /usr/bin/python3 - "$out/corpus" <<'PY'
