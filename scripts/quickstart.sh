@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 [ -n "${QUICKSTART_SKIP_SETUP:-}" ] || bash scripts/setup.sh
 RUN="${RUN_DIR:-runs/quickstart}"
 POLICY_SFT_STEPS="${POLICY_SFT_STEPS:-300}"
-JUDGE_SFT_STEPS="${JUDGE_SFT_STEPS:-2000}"
+JUDGE_SFT_STEPS="${JUDGE_SFT_STEPS:-4000}"
 RL_STEPS="${RL_STEPS:-150}"
 MIN_AGREEMENT="${MIN_AGREEMENT:-0.9}"
 BIN="${RLAIF_BIN:-build/rlaif}"
@@ -30,9 +30,9 @@ cat > "$RUN/judge.toml" <<TOML
 [judge]
 backend = "local"
 model_path = "$RUN/judge/final"
-local_rationale_tokens = 16
+local_rationale_tokens = 24
 [rubric]
-pass_fail = "Does the review have the sentiment the instruction asks for?"
+pass_fail = "Is the review one fluent sentence about the product asked for, with the sentiment asked for?"
 [template]
 system = ""
 user = "{prompt}\n{completion}"

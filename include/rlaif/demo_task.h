@@ -14,12 +14,13 @@ struct ReviewTaskOptions {
   uint64_t seed = 0;
   int64_t policy_rows = 4000;  // SFT rows for the policy: reviews that follow the instruction `follow_rate` of the time
   double follow_rate = 0.45;
-  int64_t judge_rows = 4000;   // labelled (prompt, review) pairs, half following, for training the judge model
-  int64_t heldout_rows = 200;  // labelled pairs for the pre-flight judge check (new draws, same distribution)
-  double garbled_rate = 0.3;   // share of labelled reviews damaged as a drifting policy would (looping, cut off,
-                               // rambling, spliced from two reviews): the judge learns to fail them
-  int64_t prompts = 400;       // RL prompts
-  int64_t eval_prompts = 48;   // held-out RL prompts (new draws, same distribution)
+  int64_t judge_rows = 4000;    // labelled (prompt, review) pairs, half following, for training the judge model
+  int64_t heldout_rows = 200;   // labelled pairs for the pre-flight judge check (new draws, same distribution)
+  double garbled_rate = 0.3;    // share of labelled reviews damaged as a drifting policy would (looping, cut off,
+                                // rambling, spliced from two reviews): the judge learns to fail them
+  double off_topic_rate = 0.2;  // share of labelled reviews (after damage) about another product than the one asked
+  int64_t prompts = 400;        // RL prompts
+  int64_t eval_prompts = 48;    // held-out RL prompts (new draws, same distribution)
 };
 
 // Writes into `dir`: policy_sft.jsonl {prompt, completion}; judge_train.jsonl and judge_heldout.jsonl {prompt,
