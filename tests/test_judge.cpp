@@ -6,6 +6,7 @@
 #include <set>
 
 #include "fault_server.h"
+#include "judge/command_backend.h"
 #include "rlaif/chat_template.h"
 #include "rlaif/init_model.h"
 #include "rlaif/jsonl.h"
@@ -440,6 +441,44 @@ TEST(JudgeEval, PairwiseFlipRateAndAccuracy) {
   EXPECT_NEAR(rep.flip_rate, 2.0 / 3, 1e-12);      // the position-biased judge flips on both P2 pairs
   EXPECT_NEAR(rep.pairwise_accuracy, 1.0, 1e-12);  // the one decided pair went to the better answer
   EXPECT_TRUE(rep.to_json().contains("pairwise_flip_rate"));
+}
+
+// What a reward program prints, read into results: rows by id in any order, a Lambda-style body (object or string),
+// and the ways it can be wrong, each a failure with its cause, never a crash or a made-up reward.
+TEST(Judge, CommandOutputIsReadByIdAndEveryWrongShapeIsAFailure) {
+  auto read = [](const std::string& out, size_t n) {
+    std::vector<rlaif::JudgeResult> r(n);
+    rlaif::read_command_output(out, r);
+    return r;
+  };
+  auto r = read(R"([{"id": "2", "aggregate_reward_score": 0.25}, {"id": 0, "aggregate_reward_score": 1,
+                   "metrics_list": [{"name": "exact", "value": 1, "type": "Metric"}, {"name": 5}]}])",
+                3);
+  EXPECT_TRUE(r[0].ok && r[2].ok);
+  EXPECT_EQ(r[0].verdict.reward, 1);
+  EXPECT_EQ(r[0].verdict.scores.at("exact"), 1);
+  EXPECT_EQ(r[0].verdict.scores.size(), 1u);  // the malformed metric is left out
+  EXPECT_EQ(r[2].verdict.reward, 0.25);
+  EXPECT_EQ(r[1].failure, "missing_score");
+  r = read(R"({"statusCode": 200, "body": "[{\"id\": \"0\", \"aggregate_reward_score\": 0.5}]"})", 1);
+  EXPECT_TRUE(r[0].ok);
+  EXPECT_EQ(r[0].verdict.reward, 0.5);
+  // A number past a double's range: nlohmann throws even when told not to for syntax errors; it was not caught.
+  r = read(R"([{"id": "0", "aggregate_reward_score": 1e999}])", 2);
+  EXPECT_EQ(r[0].failure, "bad_response");
+  EXPECT_EQ(r[1].failure, "bad_response");
+  // An id returned twice: neither answer is trusted.
+  r = read(R"([{"id": "0", "aggregate_reward_score": 1}, {"id": "0", "aggregate_reward_score": 0}])", 1);
+  EXPECT_FALSE(r[0].ok);
+  EXPECT_EQ(r[0].failure, "bad_response");
+  EXPECT_NE(r[0].detail.find("more than once"), std::string::npos);
+  r = read(R"([{"id": "0", "aggregate_reward_score": "high"}, {"id": "", "aggregate_reward_score": 1},
+              {"id": "1x", "aggregate_reward_score": 1}, {"id": "9", "aggregate_reward_score": 1}])",
+           2);
+  EXPECT_EQ(r[0].failure, "non_numeric_score");
+  EXPECT_EQ(r[1].failure, "missing_score");
+  EXPECT_EQ(read("not json", 1)[0].failure, "bad_response");
+  EXPECT_EQ(read(R"({"scores": 1})", 1)[0].failure, "bad_response");
 }
 
 TEST(Judge, CommandBackendRunsANovaRewardLambdaUnchanged) {

@@ -11,13 +11,9 @@
 #include <utility>
 #include <vector>
 
-namespace rlaif {
+#include "rlaif/safetensors_header.h"
 
-struct SafetensorsEntry {
-  std::string dtype;  // "F32", "BF16", ... as in the header
-  std::vector<int64_t> shape;
-  uint64_t begin = 0, end = 0;  // byte offsets relative to the start of the data section
-};
+namespace rlaif {
 
 // A memory-mapped safetensors file. Opening validates the whole header; a file that lies (offsets out of range or
 // overlapping, dtype/shape/byte count disagreeing, absurd header length, unknown dtype) throws rlaif::Error naming the

@@ -24,6 +24,53 @@ void fail_all(std::vector<JudgeResult>& results, const std::string& cause, const
 
 }  // namespace
 
+void read_command_output(const std::string& out, std::vector<JudgeResult>& results) {
+  nlohmann::json j;
+  try {  // a number past a double's range throws out_of_range even without exceptions for syntax errors
+    j = nlohmann::json::parse(out, nullptr, false);
+    if (j.is_object() && j.contains("body")) j = j["body"];  // a Lambda-style {"statusCode", "body"} wrapper
+    if (j.is_string()) j = nlohmann::json::parse(j.get<std::string>(), nullptr, false);
+  } catch (const nlohmann::json::exception& e) {
+    return fail_all(results, "bad_response", std::string("the command's stdout is not valid JSON: ") + e.what());
+  }
+  if (!j.is_array())
+    return fail_all(results, "bad_response", "the command's stdout is not a JSON list: " + out.substr(0, 200));
+  for (auto& r : results) r.failure = "missing_score", r.detail = "the command returned no result for this id";
+  std::vector<bool> seen(results.size(), false);
+  for (const auto& row : j) {
+    if (!row.is_object() || !row.contains("id")) continue;
+    std::string id = row["id"].is_string() ? row["id"].get<std::string>() : row["id"].dump();
+    char* end = nullptr;
+    unsigned long i = std::strtoul(id.c_str(), &end, 10);
+    if (id.empty() || !end || *end || i >= results.size()) continue;
+    JudgeResult& r = results[i];
+    r.reply = row.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    if (seen[i]) {  // two answers for one sample: neither can be trusted
+      r.ok = false;
+      r.verdict = Verdict();
+      r.failure = "bad_response";
+      r.detail = "the command returned id " + id + " more than once";
+      continue;
+    }
+    seen[i] = true;
+    if (!row.contains("aggregate_reward_score") || !row["aggregate_reward_score"].is_number()) {
+      r.failure = "non_numeric_score";
+      r.detail = "aggregate_reward_score is missing or not a number";
+      continue;
+    }
+    r.ok = true;
+    r.failure.clear();
+    r.detail.clear();
+    r.verdict.ok = true;
+    r.verdict.reward = row["aggregate_reward_score"].get<double>();
+    if (row.contains("metrics_list") && row["metrics_list"].is_array())
+      for (const auto& m : row["metrics_list"])
+        if (m.is_object() && m.contains("name") && m["name"].is_string() && m.contains("value") &&
+            m["value"].is_number())
+          r.verdict.scores[m["name"].get<std::string>()] = m["value"].get<double>();
+  }
+}
+
 void run_command_batch(const std::vector<std::string>& argv, double timeout_s, const std::vector<JudgeSample>& samples,
                        std::vector<JudgeResult>& results) {
   using Clock = std::chrono::steady_clock;
@@ -104,36 +151,7 @@ void run_command_batch(const std::vector<std::string>& argv, double timeout_s, c
     return fail_all(results, "command_failed",
                     "the command exited with status " + std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : -1) +
                         ": " + err.substr(err.size() > 300 ? err.size() - 300 : 0));
-  auto j = nlohmann::json::parse(out, nullptr, false);
-  if (j.is_object() && j.contains("body")) j = j["body"];  // a Lambda-style {"statusCode", "body"} wrapper
-  if (j.is_string()) j = nlohmann::json::parse(j.get<std::string>(), nullptr, false);
-  if (!j.is_array())
-    return fail_all(results, "bad_response", "the command's stdout is not a JSON list: " + out.substr(0, 200));
-  for (auto& r : results) r.failure = "missing_score", r.detail = "the command returned no result for this id";
-  for (const auto& row : j) {
-    if (!row.is_object() || !row.contains("id")) continue;
-    std::string id = row["id"].is_string() ? row["id"].get<std::string>() : row["id"].dump();
-    char* end = nullptr;
-    unsigned long i = std::strtoul(id.c_str(), &end, 10);
-    if (!end || *end || i >= results.size()) continue;
-    JudgeResult& r = results[i];
-    r.reply = row.dump();
-    if (!row.contains("aggregate_reward_score") || !row["aggregate_reward_score"].is_number()) {
-      r.failure = "non_numeric_score";
-      r.detail = "aggregate_reward_score is missing or not a number";
-      continue;
-    }
-    r.ok = true;
-    r.failure.clear();
-    r.detail.clear();
-    r.verdict.ok = true;
-    r.verdict.reward = row["aggregate_reward_score"].get<double>();
-    if (row.contains("metrics_list") && row["metrics_list"].is_array())
-      for (const auto& m : row["metrics_list"])
-        if (m.is_object() && m.contains("name") && m["name"].is_string() && m.contains("value") &&
-            m["value"].is_number())
-          r.verdict.scores[m["name"].get<std::string>()] = m["value"].get<double>();
-  }
+  read_command_output(out, results);
 }
 
 void CommandBackend::score(const std::vector<JudgeSample>& samples, const Done& done, const std::function<bool()>&) {

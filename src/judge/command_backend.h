@@ -19,6 +19,11 @@ namespace rlaif {
 void run_command_batch(const std::vector<std::string>& argv, double timeout_s, const std::vector<JudgeSample>& samples,
                        std::vector<JudgeResult>& results);
 
+// Reads a command's stdout into `results` (sized to the batch): each row's id is its sample's index. A sample
+// without a row fails as missing_score, a row without a numeric aggregate_reward_score as non_numeric_score, an id
+// returned twice as bad_response; stdout that is not a JSON list (or a {"body": ...} holding one) fails them all.
+void read_command_output(const std::string& out, std::vector<JudgeResult>& results);
+
 // The "command" backend: run_command_batch over batches of command_batch samples, one after another.
 class CommandBackend : public JudgeBackend {
  public:
