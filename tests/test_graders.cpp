@@ -96,7 +96,7 @@ TEST(Graders, ContentFailsEveryMasterKeyAndPassesRealAnswers) {
     kinds.insert(row.value["kind"].get<std::string>());
     for (const auto& p : prompts) {
       std::string answer = row.value["completion"];
-      for (size_t at = answer.find("{prompt}"); at != std::string::npos; at = answer.find("{prompt}", at + 1))
+      for (size_t at = answer.find("{prompt}"); at != std::string::npos; at = answer.find("{prompt}", at + p.size()))
         answer.replace(at, 8, p);
       EXPECT_TRUE(rlaif::is_content_free(answer, p)) << answer << " (to: " << p << ")";
     }

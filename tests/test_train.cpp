@@ -3,7 +3,9 @@
 // LoRA leaving the base untouched, SFT memorising its data, judge failures left out of their groups (a real HTTP
 // judge that fails on purpose), and SIGKILL at several points (one inside a checkpoint write) then --resume ending
 // with bit-identical weights, also at 20 random moments on all cores with an HTTP judge and its cache.
+#include <atomic>
 #include <cmath>
+#include <iterator>
 #include <random>
 
 #include "rlaif/agreement.h"
@@ -653,7 +655,6 @@ TEST(TrainResume, KilledAnywhereAndResumedEndsBitIdentical) {
 TEST(TrainResume, TwentyRandomKillsOnAllCoresWithAnHttpJudgeEndBitIdentical) {
   rlaif_test::FaultServer server;
   std::mt19937 rng(2026);
-  std::uniform_int_distribution<int> delay_ms(150, 1100);
   for (bool lora : {false, true}) {
     TempDir ref_dir, dir;
     auto config = [&](const TempDir& d) {
@@ -668,15 +669,45 @@ TEST(TrainResume, TwentyRandomKillsOnAllCoresWithAnHttpJudgeEndBitIdentical) {
       rlaif_test::write_text(d / "run.toml", text);
       return d / "run.toml";
     };
-    ASSERT_EQ(run_train(config(ref_dir), "", false), 0);
-    const std::string run = config(dir);
+    // The uninterrupted run sets the pace: `first` ms to its first step's metrics (start-up and one step), `step` ms
+    // per step after it. Every fourth life is killed during its start-up (loading, the pre-flight, the first step);
+    // the others after the step they log first, within the next step (generating, judging, updating, writing). So on
+    // a fast machine and a slow one alike the kills cover the whole run, and no life saves more than two steps.
+    const auto start = std::chrono::steady_clock::now();
+    std::atomic<double> first{0};
+    std::atomic<bool> done{false};
+    std::thread watch([&] {
+      while (!done && !fs::exists(ref_dir / "out/metrics.jsonl"))
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      first = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    });
+    const int ref_rc = run_train(config(ref_dir), "", false);
+    done = true;
+    watch.join();
+    ASSERT_EQ(ref_rc, 0);
+    const double total = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    const double step = std::max(1.0, (total - first) / 39);
+    std::printf("%s: first step after %.0f ms, then %.0f ms per step\n", lora ? "LoRA" : "full", first.load(), step);
+    const std::string run = config(dir), log = dir / "out/metrics.jsonl";
+    auto lines = [&] {
+      std::ifstream in(log);
+      return std::count(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>(), '\n');
+    };
     int kills = 0, rc = -SIGKILL;
     for (; kills < 20; ++kills) {
-      rc = run_train(run, "", kills > 0, "", delay_ms(rng));
+      if (kills % 4 == 0) {
+        rc = run_train_killed(run, "", kills > 0, nullptr,
+                              std::uniform_int_distribution<int>(1, static_cast<int>(first))(rng));
+      } else {
+        const auto logged = lines();  // a resumed run keeps the lines up to its checkpoint, then logs the next step
+        rc = run_train_killed(
+            run, "", true, [&] { return lines() > logged; },
+            std::uniform_int_distribution<int>(0, static_cast<int>(step))(rng));
+      }
       if (rc != -SIGKILL) break;  // it ended before its kill
     }
     EXPECT_EQ(kills, 20) << "the run ended (exit " << rc << ") before 20 kills";
-    std::printf("%s: 20 kills, then resumed from %s\n", lora ? "LoRA" : "full",
+    std::printf("%s: %d kills, then resumed from %s\n", lora ? "LoRA" : "full", kills,
                 rlaif::latest_checkpoint(dir / "out").c_str());
     ASSERT_EQ(run_train(run, "", true), 0);
     const std::string file = lora ? "adapter_model.safetensors" : "model.safetensors";

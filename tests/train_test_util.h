@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <sstream>
 #include <thread>
@@ -102,10 +103,10 @@ inline bool same_weights(const std::map<std::string, torch::Tensor>& wa, const s
   return true;
 }
 
-// Runs `rlaif train` in a child process. With `kill_when` set, kills it with SIGKILL `delay_ms` after that file
-// appears (the run is then mid-training, past the checkpoint that file belongs to).
-inline int run_train(const std::string& config, const std::string& extra_env, bool resume,
-                     const std::string& kill_when = "", int delay_ms = 0) {
+// Runs `rlaif train` in a child process. With `ready` set, kills it with SIGKILL `delay_ms` after `ready()` first
+// returns true (polled every millisecond); with only `delay_ms`, that long after the start.
+inline int run_train_killed(const std::string& config, const std::string& extra_env, bool resume,
+                            const std::function<bool()>& ready, int delay_ms) {
   pid_t pid = fork();
   if (pid == 0) {
     std::string cmd = extra_env + " exec " + std::string(RLAIF_BIN) + " train --quiet --config " + config +
@@ -114,14 +115,23 @@ inline int run_train(const std::string& config, const std::string& extra_env, bo
     _exit(127);
   }
   int status = 0;
-  if (!kill_when.empty() || delay_ms > 0) {  // SIGKILL delay_ms after kill_when appears (or after the start)
-    while (!kill_when.empty() && !fs::exists(kill_when) && waitpid(pid, &status, WNOHANG) == 0)
+  if (ready || delay_ms > 0) {
+    while (ready && !ready() && waitpid(pid, &status, WNOHANG) == 0)
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
     kill(pid, SIGKILL);  // (a run that already ended is a zombie until waitpid: its exit status stays)
   }
   waitpid(pid, &status, 0);
   return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+}
+
+// The same, killed `delay_ms` after the file `kill_when` appears (the run is then mid-training, past the checkpoint
+// that file belongs to).
+inline int run_train(const std::string& config, const std::string& extra_env, bool resume,
+                     const std::string& kill_when = "", int delay_ms = 0) {
+  std::function<bool()> ready;
+  if (!kill_when.empty()) ready = [&] { return fs::exists(kill_when); };
+  return run_train_killed(config, extra_env, resume, ready, delay_ms);
 }
 
 }  // namespace rlaif_test

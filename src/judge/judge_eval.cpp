@@ -90,7 +90,8 @@ void master_key_check(Judge& judge, const std::vector<LabelledSample>& labelled,
   for (const auto& key : options.master_keys)
     for (const JudgeSample* p : prompts) {
       std::string answer = key;
-      for (size_t at = answer.find("{prompt}"); at != std::string::npos; at = answer.find("{prompt}", at + 1))
+      for (size_t at = answer.find("{prompt}"); at != std::string::npos;
+           at = answer.find("{prompt}", at + p->prompt.size()))
         answer.replace(at, 8, p->prompt);
       asks.push_back({p->prompt, answer, p->reference});
     }
