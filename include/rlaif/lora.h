@@ -7,22 +7,10 @@
 #include <string>
 #include <vector>
 
+#include "rlaif/lora_config.h"
 #include "rlaif/model.h"
 
 namespace rlaif {
-
-struct LoraConfig {
-  int64_t r = 16;
-  double lora_alpha = 32;
-  double lora_dropout = 0.05;
-  // Module names (q_proj, ..., down_proj) or "all-linear" (every projection, not lm_head), as in PEFT.
-  std::vector<std::string> target_modules = {"q_proj", "v_proj"};
-  bool use_rslora = false;
-
-  double scale() const;
-  // Throws rlaif::Error naming `where` (e.g. "run.toml: [lora]") for r < 1, dropout outside [0, 1), unknown modules.
-  void validate(const std::string& where) const;
-};
 
 // Adds fresh adapters (B = 0: the model's outputs are unchanged) to every targeted projection. The random stream of
 // A is seeded by `seed`, so a run is reproducible.

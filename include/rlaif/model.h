@@ -12,6 +12,8 @@
 #include <memory>
 #include <string>
 
+#include "rlaif/cpu_features.h"
+#include "rlaif/lora_config.h"  // kLoraProjections: the projections LoRA can adapt, by their Hugging Face names
 #include "rlaif/model_config.h"
 
 namespace rlaif {
@@ -49,9 +51,6 @@ struct LoraAdapter {
   double scale = 1;    // lora_alpha / r (or / sqrt(r) with rsLoRA)
   double dropout = 0;  // on the adapter's input, in training forwards only
 };
-
-// The projections LoRA can adapt, by their Hugging Face module names.
-extern const char* const kLoraProjections[7];  // q_proj k_proj v_proj o_proj gate_proj up_proj down_proj
 
 struct RMSNormImpl : torch::nn::Module {
   RMSNormImpl(int64_t dim, double eps);
@@ -181,10 +180,6 @@ TORCH_MODULE(CausalLM);
 // "auto" (bfloat16 where the packed bf16 kernels run, the fastest measured path: docs/perf.md; else float32).
 // Returns a short description of the path taken. Throws rlaif::Error for another name.
 std::string set_inference_precision(CausalLM& model, const std::string& name);
-
-// True when this CPU runs the packed inference kernels (AVX-512F; bf16 also needs AVX512_BF16). The trainer's bf16
-// "auto" follows the same test.
-bool packed_linear_supported(bool bf16);
 
 // Rotary embedding frequencies 1/theta^(2i/D), with llama3 scaling applied when configured. [D/2] fp32.
 torch::Tensor rope_inv_freq(const ModelConfig& c);

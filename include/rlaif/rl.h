@@ -7,21 +7,9 @@
 
 #include <torch/torch.h>
 
-#include "rlaif/choices.h"
+#include "rlaif/rl_options.h"
 
 namespace rlaif {
-
-// The options' names (run.toml's train.algorithm, ...) are in the tables below them.
-enum class Algorithm { kGrpo, kRloo, kReinforcePp, kReinforcePpBaseline, kOnlineDpo };
-enum class ScaleRewards { kGroup, kBatch, kNone };
-enum class KlEstimator { kK1, kK2, kK3 };
-enum class LossType { kGrpo, kBnpo, kDrGrpo, kDapo };
-enum class ImportanceSamplingLevel { kToken, kSequence };
-extern const Choices<Algorithm> kAlgorithms;       // grpo | rloo | reinforce_pp | reinforce_pp_baseline | online_dpo
-extern const Choices<ScaleRewards> kScaleRewards;  // group | batch | none
-extern const Choices<KlEstimator> kKlEstimators;   // k1 | k2 | k3
-extern const Choices<LossType> kLossTypes;         // grpo | bnpo | dr_grpo | dapo
-extern const Choices<ImportanceSamplingLevel> kImportanceSamplingLevels;  // token | sequence (GSPO)
 
 // rewards [B, G], valid [B, G] bool (false = judgment failed: no advantage, left out of every statistic).
 // Returns advantages [B, G] (0 where !valid). scale_rewards applies to grpo only. Throws rlaif::Error for online_dpo

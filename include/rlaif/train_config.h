@@ -13,8 +13,8 @@
 
 #include "rlaif/choices.h"
 #include "rlaif/judge.h"
-#include "rlaif/lora.h"
-#include "rlaif/rl.h"
+#include "rlaif/lora_config.h"
+#include "rlaif/rl_options.h"
 
 namespace rlaif {
 

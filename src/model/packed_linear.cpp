@@ -133,12 +133,6 @@ torch::Tensor to_huge_pages(const torch::Tensor& t) {
 
 }  // namespace
 
-bool packed_linear_supported(bool bf16) {
-  __builtin_cpu_init();
-  if (!__builtin_cpu_supports("avx512f")) return false;
-  return !bf16 || __builtin_cpu_supports("avx512bf16");
-}
-
 PackedWeight pack_linear(const torch::Tensor& w_in, const torch::Tensor& bias, bool bf16) {
   TORCH_CHECK(w_in.dim() == 2, "pack_linear: weight must be 2-D");
   PackedWeight p;

@@ -147,8 +147,6 @@ std::pair<torch::Tensor, torch::Tensor> CausalLMImpl::rope(const torch::Tensor& 
   return {cos, sin};
 }
 
-const char* const kLoraProjections[7] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
-
 torch::nn::Linear& CausalLMImpl::projection(const std::string& path) {
   const std::string prefix = "model.layers.";
   if (path.compare(0, prefix.size(), prefix) == 0) {

@@ -12,14 +12,6 @@
 
 namespace rlaif {
 
-const Choices<Algorithm> kAlgorithms = {{"grpo", Algorithm::kGrpo},
-                                        {"rloo", Algorithm::kRloo},
-                                        {"reinforce_pp", Algorithm::kReinforcePp},
-                                        {"reinforce_pp_baseline", Algorithm::kReinforcePpBaseline},
-                                        {"online_dpo", Algorithm::kOnlineDpo}};
-const Choices<ScaleRewards> kScaleRewards = {
-    {"group", ScaleRewards::kGroup}, {"batch", ScaleRewards::kBatch}, {"none", ScaleRewards::kNone}};
-
 namespace {
 
 struct GroupStats {

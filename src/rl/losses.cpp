@@ -30,13 +30,6 @@
 
 namespace rlaif {
 
-const Choices<KlEstimator> kKlEstimators = {
-    {"k1", KlEstimator::kK1}, {"k2", KlEstimator::kK2}, {"k3", KlEstimator::kK3}};
-const Choices<LossType> kLossTypes = {
-    {"grpo", LossType::kGrpo}, {"bnpo", LossType::kBnpo}, {"dr_grpo", LossType::kDrGrpo}, {"dapo", LossType::kDapo}};
-const Choices<ImportanceSamplingLevel> kImportanceSamplingLevels = {{"token", ImportanceSamplingLevel::kToken},
-                                                                    {"sequence", ImportanceSamplingLevel::kSequence}};
-
 torch::Tensor kl_estimate(const torch::Tensor& logp, const torch::Tensor& ref, KlEstimator estimator) {
   auto x = ref - logp;  // log(pi_ref / pi_theta) per token
   switch (estimator) {

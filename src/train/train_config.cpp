@@ -6,7 +6,7 @@
 
 #include "core/toml_reader.h"
 #include "rlaif/error.h"
-#include "rlaif/model.h"
+#include "rlaif/cpu_features.h"
 
 namespace rlaif {
 
