@@ -135,6 +135,38 @@ TEST(ModelFolder, ConfigErrorsNameTheKey) {
   expect_error([&] { rlaif::load_model(path); }, {"config.json", "invalid JSON", "overflow"});  // (found by fuzzing)
 }
 
+// Values a config.json can hold that no model has: each is an error naming the key (a division by zero, NaN norms
+// or an overflowing parameter count before), and keys the architecture's transformers class ignores are ignored.
+TEST(ModelFolder, ConfigValuesOutOfRangeAreErrors) {
+  TempDir dir;
+  auto cfg = read_json(make_model(dir, "llama") + "/config.json");
+  auto check = [&](const char* key, const nlohmann::json& value, std::initializer_list<std::string> want) {
+    SCOPED_TRACE(std::string(key) + " = " + value.dump());
+    auto broken = cfg;
+    broken[key] = value;
+    if (std::string(key) == "num_attention_heads") broken.erase("head_dim");  // the default, hidden / heads
+    expect_error([&] { rlaif::ModelConfig::from_json(broken, "config.json"); }, want);
+  };
+  check("num_key_value_heads", 0, {"config.json: num_key_value_heads", "at least 1"});
+  check("head_dim", -2, {"config.json: head_dim", "at least 1"});
+  check("num_attention_heads", 1 << 20, {"smaller than num_attention_heads"});  // head_dim 0
+  check("rms_norm_eps", -1e-5, {"config.json: rms_norm_eps", "above 0"});
+  check("rope_theta", 0, {"config.json: rope_theta", "above 0"});
+  check("max_position_embeddings", 0, {"config.json: max_position_embeddings"});
+  check("eos_token_id", -3, {"eos_token_id", "negative"});
+  check("vocab_size", int64_t(1) << 50, {"trillion parameters", "vocab_size"});
+  check("rope_scaling", {{"rope_type", 3}}, {"rope_scaling", "must be a string"});
+  check("rope_scaling", {{"rope_type", "llama3"}, {"factor", -8}}, {"rope_scaling: factor", "above 0"});
+  // mistral has no attention_bias (transformers' MistralConfig): the key does not add biases the weights lack.
+  auto mistral = cfg;
+  mistral["model_type"] = "mistral";
+  mistral["attention_bias"] = true;
+  mistral["mlp_bias"] = true;
+  auto c = rlaif::ModelConfig::from_json(mistral, "config.json");
+  EXPECT_FALSE(c.qkv_bias || c.o_bias || c.mlp_bias);
+  EXPECT_EQ(rlaif::ModelConfig::from_json(c.to_json(), "again").to_json(), c.to_json());
+}
+
 TEST(ModelFolder, MissingTensorIsNamed) {
   TempDir dir;
   auto path = make_model(dir, "llama");

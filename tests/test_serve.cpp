@@ -291,6 +291,15 @@ TEST_F(Serve, ModelsHealthAuthAndOpenAiStyleErrors) {
   EXPECT_EQ(e["error"]["param"], "temperature");
   e = post("/v1/completions", {{"prompt", "x"}, {"response_format", {{"type", "xml"}}}}, 400);
   EXPECT_EQ(e["error"]["param"], "response_format");
+  // Fields of the wrong JSON type are the client's 400 naming them, not a 500 from the JSON library.
+  e = post("/v1/completions", {{"prompt", "x"}, {"stream", "yes"}}, 400);
+  EXPECT_EQ(e["error"]["param"], "stream");
+  e = post("/v1/chat/completions", {{"messages", {{{"role", "user"}, {"content", "hi"}}}}, {"logprobs", 1}}, 400);
+  EXPECT_EQ(e["error"]["param"], "logprobs");
+  e = post("/v1/chat/completions", {{"messages", {{{"role", "user"}, {"content", {{{"type", 7}}}}}}}}, 400);
+  EXPECT_EQ(e["error"]["param"], "messages[0].content");
+  e = post("/v1/completions", {{"prompt", "x"}, {"response_format", {{"type", {1, 2}}}}}, 400);
+  EXPECT_EQ(e["error"]["param"], "response_format");
   auto bad = client().Post("/v1/completions", "{not json", "application/json");
   ASSERT_TRUE(bad);
   EXPECT_EQ(bad->status, 400);

@@ -49,6 +49,14 @@ TEST(TrainConfig, ValidationSaysHowToFix) {
                          "[model]\npath = \"m\"\n[data]\nprompts = \"p\"\n[train]\noutput_dir = \"o\"\n");
   rlaif_test::expect_error([&] { rlaif::TrainConfig::from_toml(dir / "nojudge.toml").validate("x"); },
                            {"no reward is configured"});
+  // Sizes whose product overflows (found by fuzzing run.toml: 2^63-1 completions x 2 micro-batches) are refused.
+  rlaif_test::expect_error(
+      [&] {
+        rlaif::TrainConfig::from_toml(
+            path, {"train.per_device_train_batch_size=9223372036854775807", "train.gradient_accumulation_steps=2"})
+            .validate(path);
+      },
+      {"train.per_device_train_batch_size", "2^20"});
 }
 
 TEST(TrainCli, BadConfigsExitOneNamingTheKey) {

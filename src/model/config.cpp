@@ -14,16 +14,31 @@ int64_t required_int(const nlohmann::json& j, const char* key, const std::string
   return j[key].get<int64_t>();
 }
 
-int64_t optional_int(const nlohmann::json& j, const char* key, int64_t dflt, const std::string& where) {
+// An integer key that may be absent or null (then `dflt`); present, it must be at least `min`.
+int64_t optional_int(const nlohmann::json& j, const char* key, int64_t dflt, const std::string& where, int64_t min) {
   if (!j.contains(key) || j[key].is_null()) return dflt;
   if (!j[key].is_number_integer()) throw Error(std::string("config key \"") + key + "\" must be an integer", where);
-  return j[key].get<int64_t>();
+  const int64_t v = j[key].get<int64_t>();
+  if (v < min)
+    throw Error(std::string("config key \"") + key + "\" must be at least " + std::to_string(min) + ", got " +
+                    std::to_string(v),
+                where + ": " + key);
+  return v;
 }
 
-double optional_num(const nlohmann::json& j, const char* key, double dflt, const std::string& where) {
+// A number key that may be absent or null (then `dflt`); present, it must be above 0.
+double optional_positive(const nlohmann::json& j, const char* key, double dflt, const std::string& where) {
   if (!j.contains(key) || j[key].is_null()) return dflt;
   if (!j[key].is_number()) throw Error(std::string("config key \"") + key + "\" must be a number", where);
-  return j[key].get<double>();
+  const double v = j[key].get<double>();
+  if (!(v > 0)) throw Error(std::string("config key \"") + key + "\" must be above 0", where + ": " + key);
+  return v;
+}
+
+std::string optional_string(const nlohmann::json& j, const char* key, const std::string& where) {
+  if (!j.contains(key) || j[key].is_null()) return "";
+  if (!j[key].is_string()) throw Error(std::string("config key \"") + key + "\" must be a string", where);
+  return j[key].get<std::string>();
 }
 
 bool optional_bool(const nlohmann::json& j, const char* key, bool dflt, const std::string& where) {
@@ -48,17 +63,20 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& w
   c.intermediate_size = required_int(j, "intermediate_size", where);
   c.num_hidden_layers = required_int(j, "num_hidden_layers", where);
   c.num_attention_heads = required_int(j, "num_attention_heads", where);
-  c.num_key_value_heads = optional_int(j, "num_key_value_heads", c.num_attention_heads, where);
-  c.head_dim = optional_int(j, "head_dim", c.hidden_size / c.num_attention_heads, where);
-  c.max_position_embeddings = optional_int(j, "max_position_embeddings", c.max_position_embeddings, where);
-  c.rms_norm_eps = optional_num(j, "rms_norm_eps", c.rms_norm_eps, where);
-  c.rope_theta = optional_num(j, "rope_theta", c.rope_theta, where);
+  c.num_key_value_heads = optional_int(j, "num_key_value_heads", c.num_attention_heads, where, 1);
+  c.head_dim = optional_int(j, "head_dim", c.hidden_size / c.num_attention_heads, where, 1);
+  c.max_position_embeddings = optional_int(j, "max_position_embeddings", c.max_position_embeddings, where, 1);
+  c.rms_norm_eps = optional_positive(j, "rms_norm_eps", c.rms_norm_eps, where);
+  c.rope_theta = optional_positive(j, "rope_theta", c.rope_theta, where);
   c.tie_word_embeddings = optional_bool(j, "tie_word_embeddings", false, where);
-  c.attention_bias = optional_bool(j, "attention_bias", false, where);
-  c.mlp_bias = optional_bool(j, "mlp_bias", false, where);
+  // As transformers' config classes: attention_bias exists for llama and qwen3 only (qwen2 always has q/k/v biases,
+  // mistral none), mlp_bias for llama only; elsewhere the key is ignored.
+  if (c.model_type == "llama" || c.model_type == "qwen3")
+    c.attention_bias = optional_bool(j, "attention_bias", false, where);
+  if (c.model_type == "llama") c.mlp_bias = optional_bool(j, "mlp_bias", false, where);
   if (c.model_type == "mistral" || c.model_type == "qwen2") {
     bool use_sw = c.model_type == "mistral" || optional_bool(j, "use_sliding_window", false, where);
-    if (use_sw) c.sliding_window = optional_int(j, "sliding_window", 0, where);
+    if (use_sw) c.sliding_window = optional_int(j, "sliding_window", 0, where, 0);
   }
   if (j.contains("torch_dtype") && j["torch_dtype"].is_string()) c.torch_dtype = j["torch_dtype"].get<std::string>();
   if (j.contains("hidden_act") && j["hidden_act"] != "silu")
@@ -69,22 +87,21 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& w
     const auto& rs = j["rope_scaling"];
     std::string w = where + ": rope_scaling";
     if (!rs.is_object()) throw Error("rope_scaling must be an object or null", w);
-    std::string type = rs.contains("rope_type") ? rs["rope_type"].get<std::string>()
-                       : rs.contains("type")    ? rs["type"].get<std::string>()
-                                                : "";
+    std::string type = rs.contains("rope_type") ? optional_string(rs, "rope_type", w) : optional_string(rs, "type", w);
     if (type == "default") type = "";
     if (type != "" && type != "llama3")
       throw Error("unsupported rope_scaling type \"" + type + "\"", w, "rlaif implements rope_scaling of type llama3");
     c.rope_scaling.type = type;
     if (type == "llama3") {
-      c.rope_scaling.factor = optional_num(rs, "factor", 8.0, w);
-      c.rope_scaling.low_freq_factor = optional_num(rs, "low_freq_factor", 1.0, w);
-      c.rope_scaling.high_freq_factor = optional_num(rs, "high_freq_factor", 4.0, w);
-      c.rope_scaling.original_max_position_embeddings = optional_int(rs, "original_max_position_embeddings", 8192, w);
+      c.rope_scaling.factor = optional_positive(rs, "factor", 8.0, w);
+      c.rope_scaling.low_freq_factor = optional_positive(rs, "low_freq_factor", 1.0, w);
+      c.rope_scaling.high_freq_factor = optional_positive(rs, "high_freq_factor", 4.0, w);
+      c.rope_scaling.original_max_position_embeddings =
+          optional_int(rs, "original_max_position_embeddings", 8192, w, 1);
     }
   }
 
-  c.bos_token_id = optional_int(j, "bos_token_id", -1, where);
+  c.bos_token_id = optional_int(j, "bos_token_id", -1, where, 0);
   if (j.contains("eos_token_id") && !j["eos_token_id"].is_null()) {
     const auto& e = j["eos_token_id"];
     if (e.is_number_integer())
@@ -96,6 +113,8 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& w
       }
     } else
       throw Error("eos_token_id must be an integer or a list of integers", where + ": eos_token_id");
+    for (int64_t id : c.eos_token_ids)
+      if (id < 0) throw Error("eos_token_id must not be negative, got " + std::to_string(id), where + ": eos_token_id");
   }
 
   c.qkv_bias = c.model_type == "qwen2" || c.attention_bias;
@@ -105,7 +124,19 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& w
     throw Error("num_attention_heads (" + std::to_string(c.num_attention_heads) +
                     ") is not a multiple of num_key_value_heads (" + std::to_string(c.num_key_value_heads) + ")",
                 where, "grouped-query attention needs each key/value head to serve a whole number of query heads");
+  if (c.head_dim < 1)
+    throw Error("hidden_size (" + std::to_string(c.hidden_size) + ") is smaller than num_attention_heads", where,
+                "set head_dim, or check hidden_size and num_attention_heads");
   if (c.head_dim % 2 != 0) throw Error("head_dim must be even for rotary embeddings", where + ": head_dim");
+  // Sizes whose product no machine holds are a typo (and would overflow the counts below): refuse them here.
+  const double params =
+      static_cast<double>(c.vocab_size) * c.hidden_size * 2 +
+      static_cast<double>(c.num_hidden_layers) *
+          (static_cast<double>(c.hidden_size) * (c.num_attention_heads + c.num_key_value_heads) * c.head_dim * 2 +
+           3.0 * c.hidden_size * c.intermediate_size);
+  if (params > 1e14)
+    throw Error("the sizes describe about " + std::to_string(params / 1e12) + " trillion parameters", where,
+                "check vocab_size, hidden_size, intermediate_size, num_hidden_layers and the head counts");
   return c;
 }
 

@@ -7,6 +7,7 @@
 
 #include "rlaif/atomic_file.h"
 #include "rlaif/error.h"
+#include "rlaif/json_file.h"
 #include "rlaif/safetensors.h"
 
 namespace rlaif {
@@ -91,12 +92,7 @@ void save_lora(const CausalLM& model, const LoraConfig& config, const std::strin
 
 LoraConfig load_lora(CausalLM& model, const std::string& dir) {
   const std::string cpath = dir + "/adapter_config.json";
-  nlohmann::json c;
-  try {
-    c = nlohmann::json::parse(read_file(cpath));
-  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for a number like 1e999
-    throw Error(std::string("not valid JSON: ") + e.what(), cpath);
-  }
+  const nlohmann::json c = read_json_file(cpath, "is this a PEFT LoRA adapter folder?");
   auto need = [&](const char* key) -> const nlohmann::json& {
     if (!c.contains(key))
       throw Error(std::string("missing key \"") + key + "\"", cpath, "is this a PEFT LoRA adapter folder?");

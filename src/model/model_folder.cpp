@@ -5,6 +5,7 @@
 
 #include "rlaif/atomic_file.h"
 #include "rlaif/error.h"
+#include "rlaif/json_file.h"
 #include "rlaif/safetensors.h"
 
 namespace fs = std::filesystem;
@@ -16,21 +17,6 @@ const char* const kTokenizerFiles[] = {
     "merges.txt",     "tokenizer.model",       "chat_template.jinja",     nullptr};
 
 namespace {
-
-nlohmann::json read_json(const std::string& path, const std::string& hint) {
-  if (!fs::exists(path)) throw Error("file not found", path, hint);
-  std::string text = read_file(path);
-  try {
-    return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
-    // Turn the byte offset into a line number.
-    size_t line = 1;
-    for (size_t i = 0; i < e.byte && i < text.size(); ++i) line += text[i] == '\n';
-    throw Error(std::string("invalid JSON: ") + e.what(), path + ":" + std::to_string(line), "fix the JSON syntax");
-  } catch (const nlohmann::json::exception& e) {  // out_of_range: a number like 1e999
-    throw Error(std::string("invalid JSON: ") + e.what(), path, "fix the number");
-  }
-}
 
 const char* dtype_json_name(torch::ScalarType t) {
   switch (t) {
@@ -50,13 +36,13 @@ ModelConfig load_config(const std::string& dir) {
   if (!fs::is_directory(dir))
     throw Error("model folder not found", dir,
                 "pass a Hugging Face model folder (with config.json and model.safetensors)");
-  return ModelConfig::from_json(read_json(path, "a model folder needs config.json"), path);
+  return ModelConfig::from_json(read_json_file(path, "a model folder needs config.json"), path);
 }
 
 std::vector<int64_t> load_eos_token_ids(const std::string& dir, const ModelConfig& config) {
   std::string path = (fs::path(dir) / "generation_config.json").string();
   if (fs::exists(path)) {
-    auto j = read_json(path, "");
+    auto j = read_json_file(path);
     if (j.contains("eos_token_id")) {
       const auto& e = j["eos_token_id"];
       if (e.is_number_integer()) return {e.get<int64_t>()};
@@ -79,7 +65,7 @@ std::map<std::string, torch::Tensor> load_weights(const std::string& dir) {
   fs::path index = fs::path(dir) / "model.safetensors.index.json";
   std::map<std::string, torch::Tensor> out;
   if (fs::exists(index)) {
-    auto j = read_json(index.string(), "");
+    auto j = read_json_file(index.string());
     if (!j.contains("weight_map") || !j["weight_map"].is_object())
       throw Error("missing key \"weight_map\"", index.string(), "the index must map tensor names to shard files");
     std::map<std::string, std::unique_ptr<SafetensorsFile>> shards;

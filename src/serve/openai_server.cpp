@@ -24,6 +24,7 @@
 #include "rlaif/generator.h"
 #include "rlaif/model.h"
 #include "rlaif/model_folder.h"
+#include "serve/serve_request.h"
 
 namespace rlaif {
 namespace {
@@ -31,11 +32,6 @@ namespace {
 using json = nlohmann::json;
 
 std::atomic<httplib::Server*> g_server{nullptr};
-
-// A client mistake: reported as a 400 with the offending parameter.
-struct BadRequest {
-  std::string message, param;
-};
 
 void send_error(httplib::Response& res, int status, const std::string& message, const std::string& param = "",
                 const std::string& code = "") {
@@ -160,39 +156,6 @@ class Batcher {
   std::thread worker_;
 };
 
-// The text of a message's content: a string, or OpenAI's list of parts (text parts joined).
-std::string content_text(const json& content, const std::string& param) {
-  if (content.is_string()) return content;
-  if (content.is_null()) return "";
-  if (content.is_array()) {
-    std::string text;
-    for (const auto& part : content)
-      if (part.is_object() && part.value("type", "") == "text" && part.contains("text") && part["text"].is_string())
-        text += part["text"].get<std::string>();
-      else
-        throw BadRequest{"only text content parts are supported", param};
-    return text;
-  }
-  throw BadRequest{"content must be a string or a list of text parts", param};
-}
-
-template <typename T>
-T number(const json& body, const std::string& key, T fallback, double lo, double hi) {
-  if (!body.contains(key) || body[key].is_null()) return fallback;
-  if (!body[key].is_number()) throw BadRequest{"'" + key + "' must be a number", key};
-  double v = body[key].get<double>();
-  if (!(v >= lo && v <= hi))
-    throw BadRequest{
-        "'" + key + "' must be in [" + json(lo).dump() + ", " + json(hi).dump() + "], got " + body[key].dump(), key};
-  return static_cast<T>(v);
-}
-
-struct Parsed {
-  GenerationRequest request;
-  bool stream = false;
-  int64_t logprobs = -1;  // -1 = none; else top-k count (0 = the sampled token only)
-};
-
 class Server {
  public:
   explicit Server(const ServeOptions& o) : o_(o) {
@@ -253,81 +216,21 @@ class Server {
   }
 
  private:
-  Parsed parse(const json& body, bool chat) {
-    if (!body.is_object()) throw BadRequest{"the body must be a JSON object", ""};
-    Parsed p;
-    auto& q = p.request;
-    std::string text;
-    if (chat) {
-      if (!body.contains("messages") || !body["messages"].is_array() || body["messages"].empty())
-        throw BadRequest{"'messages' must be a non-empty list", "messages"};
-      nlohmann::ordered_json messages = nlohmann::ordered_json::array();
-      for (size_t i = 0; i < body["messages"].size(); ++i) {
-        const auto& m = body["messages"][i];
-        std::string where = "messages[" + std::to_string(i) + "]";
-        if (!m.is_object() || !m.contains("role") || !m["role"].is_string())
-          throw BadRequest{where + " needs a string 'role'", where};
-        messages.push_back(
-            {{"role", m["role"]}, {"content", content_text(m.value("content", json()), where + ".content")}});
-      }
+  // The prompt's tokens: the chat template renders the messages, or the completion prompt is encoded as it is.
+  void encode_prompt(ServeRequest& p) const {
+    auto& ids = p.request.prompt_ids;
+    if (p.chat) {
+      std::string text;
       try {
-        text = chat_->render_for(*tokenizer_, messages, /*add_generation_prompt=*/true);
+        text = chat_->render_for(*tokenizer_, p.messages, /*add_generation_prompt=*/true);
       } catch (const Error& e) {
         throw BadRequest{std::string("the chat template cannot render these messages: ") + e.what(), "messages"};
       }
-      q.prompt_ids = tokenizer_->encode(text, false);
+      ids = tokenizer_->encode(text, false);
     } else {
-      json prompt = body.value("prompt", json());
-      if (prompt.is_array() && prompt.size() == 1) prompt = prompt[0];
-      if (!prompt.is_string() || prompt.get<std::string>().empty())
-        throw BadRequest{"'prompt' must be a non-empty string", "prompt"};
-      q.prompt_ids = tokenizer_->encode(prompt.get<std::string>(), /*add_special_tokens=*/true);
+      ids = tokenizer_->encode(p.prompt, /*add_special_tokens=*/true);
     }
-    if (q.prompt_ids.empty()) throw BadRequest{"the prompt encodes to no tokens", chat ? "messages" : "prompt"};
-    q.num_samples = number<int64_t>(body, "n", 1, 1, static_cast<double>(o_.max_n));
-    q.seed = body.contains("seed") && !body["seed"].is_null()
-                 ? number<uint64_t>(body, "seed", 0, 0, 9007199254740991.0)
-                 : static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
-    auto& g = q.params;
-    g.sampling.temperature = number<float>(body, "temperature", 1.0f, 0, 2);
-    g.sampling.top_p = number<float>(body, "top_p", 1.0f, 0, 1);
-    if (g.sampling.top_p <= 0) throw BadRequest{"'top_p' must be > 0", "top_p"};
-    g.sampling.top_k = number<int64_t>(body, "top_k", 0, 0, 1e9);
-    g.sampling.min_p = number<float>(body, "min_p", 0.0f, 0, 1);
-    const char* max_key = chat && body.contains("max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
-    g.max_new_tokens = number<int64_t>(body, max_key, std::min<int64_t>(256, o_.max_tokens_limit), 1,
-                                       static_cast<double>(o_.max_tokens_limit));
-    if (body.contains("stop") && !body["stop"].is_null()) {
-      const auto& stop = body["stop"];
-      if (stop.is_string() && !stop.get<std::string>().empty())
-        g.stop.push_back(stop);
-      else if (stop.is_array() && stop.size() <= 4) {
-        for (const auto& s : stop) {
-          if (!s.is_string() || s.get<std::string>().empty())
-            throw BadRequest{"'stop' entries must be non-empty strings", "stop"};
-          g.stop.push_back(s);
-        }
-      } else {
-        throw BadRequest{"'stop' must be a string or a list of up to 4 strings", "stop"};
-      }
-    }
-    if (body.contains("response_format") && !body["response_format"].is_null()) {
-      std::string type = body["response_format"].is_object() ? body["response_format"].value("type", "") : "";
-      if (type != "text" && type != "json_object" && type != "json_schema")
-        throw BadRequest{"'response_format.type' must be text, json_object or json_schema", "response_format"};
-      g.json_object = type != "text";  // constrained decoding to one JSON object (a schema's shape is not enforced)
-    }
-    p.stream = body.value("stream", false);
-    if (chat) {
-      if (body.value("logprobs", false))
-        p.logprobs = number<int64_t>(body, "top_logprobs", 0, 0, 20);
-      else if (body.contains("top_logprobs") && !body["top_logprobs"].is_null())
-        throw BadRequest{"'top_logprobs' needs 'logprobs': true", "top_logprobs"};
-    } else if (body.contains("logprobs") && !body["logprobs"].is_null()) {
-      p.logprobs = number<int64_t>(body, "logprobs", 0, 0, 5);
-    }
-    g.top_logprobs = std::max<int64_t>(0, p.logprobs);
-    return p;
+    if (ids.empty()) throw BadRequest{"the prompt encodes to no tokens", p.chat ? "messages" : "prompt"};
   }
 
   json token_json(int64_t id, float logprob) const {
@@ -368,11 +271,10 @@ class Server {
   }
 
   void handle(const httplib::Request& req, httplib::Response& res, bool chat) {
-    Parsed p;
+    ServeRequest p;
     try {
-      json body = json::parse(req.body, nullptr, false);
-      if (body.is_discarded()) throw BadRequest{"the body is not valid JSON", ""};
-      p = parse(body, chat);
+      p = parse_serve_request(req.body, chat, o_);
+      encode_prompt(p);
       if (p.stream) return stream(p, res, chat);
       reply(p, batcher_->run({p.request}), res, chat);
     } catch (const BadRequest& e) {
@@ -384,14 +286,14 @@ class Server {
     }
   }
 
-  json usage_json(const Parsed& p, int64_t completion_tokens) const {
+  json usage_json(const ServeRequest& p, int64_t completion_tokens) const {
     const int64_t prompt_tokens = static_cast<int64_t>(p.request.prompt_ids.size());
     return {{"prompt_tokens", prompt_tokens},
             {"completion_tokens", completion_tokens},
             {"total_tokens", prompt_tokens + completion_tokens}};
   }
 
-  void reply(const Parsed& p, const std::vector<GenerationResult>& results, httplib::Response& res, bool chat) {
+  void reply(const ServeRequest& p, const std::vector<GenerationResult>& results, httplib::Response& res, bool chat) {
     const auto& samples = results.at(0).samples;
     int64_t completion_tokens = 0;
     json choices = json::array();
@@ -418,7 +320,7 @@ class Server {
   // Server-sent events, live: each token's text is sent as it is drawn. Text that could still turn out to be the
   // start of a stop string, or an incomplete UTF-8 character, is held back until it is settled, so the deltas always
   // concatenate to exactly the non-streamed text.
-  void stream(const Parsed& p, httplib::Response& res, bool chat) {
+  void stream(const ServeRequest& p, httplib::Response& res, bool chat) {
     struct SampleState {
       std::string bytes;  // the sample's bytes so far
       size_t sent = 0;    // bytes already sent

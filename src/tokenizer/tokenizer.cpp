@@ -13,6 +13,7 @@
 #include "core/unicode.h"
 #include "rlaif/atomic_file.h"
 #include "rlaif/error.h"
+#include "rlaif/json_file.h"
 #include "tokenizer/added_vocab.h"
 #include "tokenizer/bpe.h"
 #include "tokenizer/components.h"
@@ -78,14 +79,6 @@ class TokenizerImpl {
 
 namespace {
 
-nlohmann::json parse_json(const std::string& text, const std::string& where) {
-  try {
-    return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for a number like 1e999
-    throw Error(std::string("invalid JSON: ") + e.what(), where, "the file is corrupt or truncated; restore it");
-  }
-}
-
 std::string token_name(const nlohmann::json& cfg, const char* key) {
   if (!cfg.contains(key) || cfg[key].is_null()) return "";
   if (cfg[key].is_string()) return cfg[key].get<std::string>();
@@ -96,7 +89,7 @@ std::string token_name(const nlohmann::json& cfg, const char* key) {
 
 std::shared_ptr<TokenizerImpl> build(const std::string& json_text, const std::string& where,
                                      const std::string& config_text, const std::string& config_where) {
-  auto j = parse_json(json_text, where);
+  auto j = parse_json_text(json_text, where);
   if (!j.is_object()) throw Error("tokenizer.json is not a JSON object", where);
   auto t = std::make_shared<TokenizerImpl>();
   if (!j.contains("model") || !j["model"].is_object())
@@ -169,7 +162,7 @@ std::shared_ptr<TokenizerImpl> build(const std::string& json_text, const std::st
   }
 
   if (!config_text.empty()) {
-    auto cfg = parse_json(config_text, config_where);
+    auto cfg = parse_json_text(config_text, config_where);
     t->bos_token = token_name(cfg, "bos_token");
     t->eos_token = token_name(cfg, "eos_token");
     if (cfg.contains("chat_template")) {

@@ -181,8 +181,13 @@ void TrainConfig::validate(const std::string& where, bool rl) const {
     fail("model.dtype", "unknown dtype \"" + dtype + "\"", "use auto, float32 or bfloat16");
   if (max_steps == 0 || max_steps < -1) fail("train.max_steps", "must be >= 1, or -1 to run num_train_epochs");
   if (!(num_train_epochs > 0)) fail("train.num_train_epochs", "must be > 0");
-  if (per_device_train_batch_size < 1) fail("train.per_device_train_batch_size", "must be >= 1");
-  if (gradient_accumulation_steps < 1) fail("train.gradient_accumulation_steps", "must be >= 1");
+  // Upper bounds far past any machine keep the products below (completions per step, tokens per sequence) exact.
+  const int64_t kMaxCount = int64_t(1) << 20, kMaxTokens = int64_t(1) << 24;
+  if (per_device_train_batch_size < 1 || per_device_train_batch_size > kMaxCount)
+    fail("train.per_device_train_batch_size", "must be in [1, 2^20]");
+  if (gradient_accumulation_steps < 1 || gradient_accumulation_steps > kMaxCount)
+    fail("train.gradient_accumulation_steps", "must be in [1, 2^20]");
+  if (!(num_train_epochs <= 1e6)) fail("train.num_train_epochs", "must be at most 1e6");
   if (!(learning_rate > 0)) fail("train.learning_rate", "must be > 0");
   if (!(adam_beta1 >= 0 && adam_beta1 < 1) || !(adam_beta2 >= 0 && adam_beta2 < 1))
     fail("train.adam_beta1/adam_beta2", "must be in [0, 1)");
@@ -191,18 +196,20 @@ void TrainConfig::validate(const std::string& where, bool rl) const {
   if (max_grad_norm < 0) fail("train.max_grad_norm", "must be >= 0 (0 = no clipping)");
   if (warmup_steps < 0 || warmup_ratio < 0 || warmup_ratio > 1)
     fail("train.warmup_steps/warmup_ratio", "must be >= 0 (ratio <= 1)");
-  if (max_prompt_length < 1) fail("train.max_prompt_length", "must be >= 1");
-  if (max_completion_length < 1) fail("train.max_completion_length", "must be >= 1");
+  if (max_prompt_length < 1 || max_prompt_length > kMaxTokens) fail("train.max_prompt_length", "must be in [1, 2^24]");
+  if (max_completion_length < 1 || max_completion_length > kMaxTokens)
+    fail("train.max_completion_length", "must be in [1, 2^24]");
   if (save_total_limit < 1) fail("train.save_total_limit", "must be >= 1");
   if (save_steps < 0 || logging_steps < 1 || eval_steps < 0)
     fail("train.save_steps/logging_steps/eval_steps", "must be >= 0 (logging_steps >= 1)");
-  if (ddp_timeout < 1) fail("train.ddp_timeout", "must be >= 1 (seconds)");
+  if (ddp_timeout < 1 || ddp_timeout > 86400 * 365) fail("train.ddp_timeout", "must be in [1, 31536000] (seconds)");
   if (zero_stage != 0 && zero_stage != 1)
     fail("train.zero_stage", "must be 0 or 1 (stage 1: the optimizer state sharded over the ranks)");
   if (ddp_bucket_cap_mb < 0) fail("train.ddp_bucket_cap_mb", "must be >= 0 (0 = one sum after backward)");
   if (use_lora) lora.validate(where + ": lora");
   if (!rl) return;
   if (num_generations < 2) fail("train.num_generations", "must be >= 2: advantages compare the samples of one prompt");
+  if (num_generations > kMaxCount) fail("train.num_generations", "must be at most 2^20");
   const bool online_dpo = algorithm == Algorithm::kOnlineDpo;
   if (online_dpo && num_generations != 2)
     fail("train.num_generations", "online_dpo compares exactly 2 completions per prompt", "set num_generations = 2");

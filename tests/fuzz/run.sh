@@ -3,29 +3,34 @@
 # libtorch) and runs each for SECONDS (default 180) on 2 workers from its committed seeds (tests/fuzz/seeds/TARGET;
 # the tokenizer also from the tokenizer corpus). Fails on any crash, leak, timeout or out-of-memory input, printing
 # it. Usage: bash tests/fuzz/run.sh [SECONDS] [BUILD_DIR] [TARGET...]; targets: tokenizer verdict jsonl chat_template
-# judge_toml command_output safetensors.
+# judge_toml command_output safetensors model_config run_toml serve_request.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs="${1:-180}"
 build="${2:-build}"
 shift $(( $# < 2 ? $# : 2 ))
 targets=("$@")
-[ "${#targets[@]}" -gt 0 ] || targets=(tokenizer verdict jsonl chat_template judge_toml command_output safetensors)
+[ "${#targets[@]}" -gt 0 ] ||
+  targets=(tokenizer verdict jsonl chat_template judge_toml command_output safetensors model_config run_toml serve_request)
 command -v clang++ >/dev/null || { echo "run.sh: clang++ is needed (apt-get install clang libclang-rt-14-dev)" >&2; exit 1; }
 
-tokenizer_src="src/tokenizer/{normalizers,pre_tokenizers,decoders,bpe,added_vocab,tokenizer}.cpp"
+tokenizer_src="src/tokenizer/{normalizers,pre_tokenizers,decoders,bpe,added_vocab,tokenizer}.cpp src/io/json_file.cpp"
+judge_config_src="$tokenizer_src src/judge/{judge_config,graders,content_check,rubric,judge_prompt,verdict}.cpp"
 declare -A sources=(
   [tokenizer]="$tokenizer_src"
   [verdict]="src/judge/verdict.cpp src/judge/rubric.cpp"
   [jsonl]="src/io/jsonl.cpp"
   [chat_template]="$tokenizer_src src/tokenizer/chat_template.cpp src/jinja/{parser,interpreter,value}.cpp"
-  [judge_toml]="$tokenizer_src src/judge/{judge_config,graders,content_check,rubric,judge_prompt,verdict}.cpp"
+  [judge_toml]="$judge_config_src"
   [command_output]="src/judge/command_backend.cpp"
   [safetensors]="src/io/safetensors_header.cpp"
+  [model_config]="src/model/config.cpp src/io/json_file.cpp"
+  [run_toml]="$judge_config_src src/train/train_config.cpp src/rl/rl_options.cpp src/model/lora_config.cpp src/core/cpu_features.cpp"
+  [serve_request]="src/serve/serve_request.cpp"
 )
-# judge_toml links Debian's toml++ library, as rlaif does (its header-only debug build asserts on some malformed keys
-# that the release library reports as errors).
-declare -A libs=([judge_toml]="tomlplusplus")
+# The TOML targets link Debian's toml++ library, as rlaif does (its header-only debug build asserts on some malformed
+# keys that the release library reports as errors).
+declare -A libs=([judge_toml]="tomlplusplus" [run_toml]="tomlplusplus")
 
 status=0
 for t in "${targets[@]}"; do

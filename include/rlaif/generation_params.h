@@ -1,0 +1,33 @@
+// What one generation request asks for: the prompt's tokens, how many samples, the seed, and how to sample and stop.
+// Torch-free, so request parsers (rlaif serve's bodies) include this alone; the engine is in rlaif/generator.h.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "rlaif/sampler.h"
+
+namespace rlaif {
+
+struct GenerationParams {
+  SamplingParams sampling;
+  int64_t max_new_tokens = 128;   // >= 1
+  std::vector<std::string> stop;  // stop strings: generation ends once the text contains one (text is cut before it)
+  bool ignore_eos = false;        // true: do not stop at end-of-sequence tokens
+  int64_t top_logprobs = 0;       // > 0: also return the k most likely tokens at each step (OpenAI's top_logprobs)
+  // true: the completion is one JSON object (OpenAI's response_format json_object). A drawn token that cannot extend
+  // a JSON-object prefix is redrawn, which samples from the distribution restricted to the tokens that can; the end
+  // token is allowed only once the object is closed, and generation stops there. Reported log-probs stay those of
+  // the unrestricted distribution. A sample cut by max_new_tokens ends with a valid prefix and finish reason length.
+  bool json_object = false;
+};
+
+struct GenerationRequest {
+  std::vector<int64_t> prompt_ids;  // non-empty
+  int64_t num_samples = 1;          // G
+  uint64_t seed = 0;                // sample j uses the stream sample_seed(seed, j)
+  GenerationParams params;
+};
+
+}  // namespace rlaif
