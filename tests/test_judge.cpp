@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <set>
 
+#include "adapter_test_util.h"
 #include "fault_server.h"
 #include "judge/command_backend.h"
 #include "rlaif/chat_template.h"
@@ -938,6 +939,49 @@ TEST(Judge, PanelOfJudgesScoresEverySampleAndCombinesWithWeights) {
              {"panel[0].wieght", "unknown key"});
   rlaif::Judge pointwise(config);
   rlaif_test::expect_error([&] { pointwise.compare({{"q", "a", "b", ""}}); }, {"panel", "pointwise"});
+}
+
+}  // namespace
+
+namespace {
+
+// The local judge loads a LoRA checkpoint as model_path, or a base with `adapter`: its scores are those of the
+// exported merged folder (the same weights; 1e-5 for summation order), and differ from the bare base's.
+TEST(Judge, LocalBackendTakesALoraCheckpointOrAnAdapter) {
+  rlaif_test::TempDir dir;
+  rlaif::InitModelOptions o;
+  o.seed = 4;
+  rlaif::init_model(o, dir / "base");
+  rlaif_test::write_adapter(dir / "base", dir / "run/checkpoint-2");
+  auto r = rlaif_test::run_command(std::string(RLAIF_BIN) + " export --model " + (dir / "run/checkpoint-2") +
+                                   " --out " + (dir / "merged"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::vector<rlaif::JudgeSample> samples = {{"Name a colour.", "Blue.", ""}, {"Add 2 and 2.", "It is 4.", ""}};
+  auto scores = [&](const std::string& model, const std::string& adapter) {
+    rlaif::JudgeConfig c;
+    c.backend = "local";
+    c.model_path = model;
+    c.adapter = adapter;
+    c.rubric = rlaif::Rubric::pass_fail_check("Is it right?");
+    c.tmpl.system = "";
+    c.tmpl.user = "{prompt}\n{completion}";
+    c.validate("judge.toml");
+    std::vector<double> out;
+    for (const auto& res : rlaif::Judge(c).judge(samples)) {
+      EXPECT_TRUE(res.ok) << res.failure;
+      out.push_back(res.verdict.scores.at("pass"));
+    }
+    return out;
+  };
+  const auto merged = scores(dir / "merged", "");
+  const auto direct = scores(dir / "run/checkpoint-2", "");
+  const auto flagged = scores(dir / "base", dir / "run/checkpoint-2");
+  const auto bare = scores(dir / "base", "");
+  for (size_t i = 0; i < samples.size(); ++i) {
+    EXPECT_NEAR(direct[i], merged[i], 1e-5);
+    EXPECT_NEAR(flagged[i], merged[i], 1e-5);
+  }
+  EXPECT_GT(std::abs(bare[0] - merged[0]) + std::abs(bare[1] - merged[1]), 1e-4);
 }
 
 }  // namespace

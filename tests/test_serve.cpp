@@ -9,6 +9,7 @@
 #include <chrono>
 #include <thread>
 
+#include "adapter_test_util.h"
 #include "rlaif/init_model.h"
 #include "rlaif/jsonl.h"
 #include "rlaif/judge.h"
@@ -367,6 +368,46 @@ TEST(ServeProcessTest, StopsCleanlyOnSigterm) {
   auto r = rlaif_test::run_command(std::string(RLAIF_BIN) + " serve --model " + (dir / "missing"));
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("missing"), std::string::npos) << r.output;
+}
+
+}  // namespace
+
+namespace {
+
+// A LoRA checkpoint served directly, or a base served with --adapter: the adapter is merged into the weights the
+// server decodes with, so its greedy completions are those of `rlaif generate` on the merged folder.
+TEST(ServeAdapter, ALoraCheckpointIsServedMergedAsGenerateDecodesIt) {
+  TempDir dir;
+  rlaif::InitModelOptions o;
+  o.seed = 6;
+  rlaif::init_model(o, dir / "base");
+  rlaif_test::write_adapter(dir / "base", dir / "run/final");
+  auto r = rlaif_test::run_command(std::string(RLAIF_BIN) + " export --model " + (dir / "run/final") + " --out " +
+                                   (dir / "merged"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string prompt = "Once upon a time";
+  rlaif_test::write_text(dir / "p.jsonl", json({{"prompt", prompt}}).dump() + "\n");
+  auto generated = [&](const std::string& model) {
+    auto g = rlaif_test::run_command(std::string(RLAIF_BIN) + " generate --quiet --model " + model + " --prompts " +
+                                     (dir / "p.jsonl") + " --out " + (dir / "g.jsonl") +
+                                     " --max-new-tokens 10 --temperature 0");
+    EXPECT_EQ(g.exit_code, 0) << g.output;
+    return rlaif::read_jsonl(dir / "g.jsonl").at(0).value["completion"].get<std::string>();
+  };
+  const std::string want = generated(dir / "merged");
+  EXPECT_NE(want, generated(dir / "base"));  // the adapter changes the greedy text
+  for (const std::string& args :
+       {std::string(dir / "run/final"), (dir / "base") + " --adapter " + (dir / "run/final")}) {
+    ServeProcess server(args, "");
+    httplib::Client c("127.0.0.1", server.port());
+    c.set_read_timeout(60, 0);
+    auto res = c.Post("/v1/completions", json({{"prompt", prompt}, {"max_tokens", 10}, {"temperature", 0}}).dump(),
+                      "application/json");
+    ASSERT_TRUE(res) << args;
+    ASSERT_EQ(res->status, 200) << res->body;
+    EXPECT_EQ(json::parse(res->body)["choices"][0]["text"], want) << args;
+    EXPECT_EQ(server.stop(), 0);
+  }
 }
 
 }  // namespace

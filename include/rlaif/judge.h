@@ -34,7 +34,8 @@ extern const Choices<ResponseFormat> kResponseFormats;  // json_schema | json_ob
 struct JudgeConfig {
   std::string name = "judge";        // how metrics, reports and a panel's scores name this judge
   std::string backend = "openai";    // openai | command | local | none (rule graders only)
-  std::string model_path;            // local backend: the judge's Hugging Face model folder
+  std::string model_path;            // local backend: the judge's Hugging Face model folder (or a LoRA adapter folder)
+  std::string adapter;               // local backend: a PEFT LoRA adapter folder merged into model_path's weights
   int local_batch = 16;              // local backend: sequences per forward
   int local_rationale_tokens = 0;    // local backend: > 0 = write the rationale first (greedy, at most
                                      // this many tokens), then read the scores conditioned on it

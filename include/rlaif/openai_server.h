@@ -10,7 +10,8 @@
 namespace rlaif {
 
 struct ServeOptions {
-  std::string model_dir;
+  std::string model_dir;               // a model folder, or a LoRA run's final/ or checkpoint-N/
+  std::string adapter;                 // a PEFT LoRA adapter folder merged into model_dir's weights ("" = none)
   std::string model_name;              // the id in /v1/models and replies; "" = the folder's name
   std::string dtype = "auto";          // inference precision, as `rlaif generate --dtype`
   std::string host = "127.0.0.1";      // loopback unless told otherwise

@@ -41,6 +41,7 @@ JudgeConfig JudgeConfig::read_tables(TomlReader& top, const std::string& path) {
     r.get("name", c.name);
     r.get("backend", c.backend);
     r.get("model_path", c.model_path);
+    r.get("adapter", c.adapter);
     r.get("local_batch", c.local_batch);
     r.get("local_rationale_tokens", c.local_rationale_tokens);
     r.get("command_timeout_s", c.command_timeout_s);
@@ -90,7 +91,7 @@ JudgeConfig JudgeConfig::read_tables(TomlReader& top, const std::string& path) {
         "tokens_per_minute, "
         "circuit_failures, circuit_cooldown_s, cache, journal, price_input_per_million, price_output_per_million, "
         "budget_tokens, budget_cost, judge_weight, headers, command, command_timeout_s, command_batch, model_path, "
-        "local_batch, local_rationale_tokens, name");
+        "adapter, local_batch, local_rationale_tokens, name");
   }
   if (const toml::table* rb = top.table("rubric")) {
     TomlReader r(*rb, path + ": rubric");

@@ -21,14 +21,15 @@
 #include "rlaif/chat_template.h"
 #include "rlaif/error.h"
 #include "rlaif/model_folder.h"
+#include "rlaif/model_source.h"
 
 namespace rlaif {
 
-LocalJudge::LocalJudge(const std::string& dir, int64_t batch_size, int64_t rationale_tokens)
+LocalJudge::LocalJudge(const ModelSource& source, int64_t batch_size, int64_t rationale_tokens)
     : batch_size_(batch_size), rationale_tokens_(rationale_tokens) {
-  model_ = load_model(dir);
+  model_ = load_merged_model(source);
   set_inference_precision(model_, "float32");
-  tokenizer_ = std::make_unique<Tokenizer>(Tokenizer::load(dir));
+  tokenizer_ = std::make_unique<Tokenizer>(Tokenizer::load(source.model_dir));
 }
 
 torch::Tensor LocalJudge::feed(KVCache& cache, const std::vector<std::vector<int64_t>>& tokens,
@@ -263,7 +264,9 @@ void LocalJudge::score(const std::vector<JudgeMessages>& prompts, const Rubric& 
 }
 
 LocalBackend::LocalBackend(const JudgeConfig& config)
-    : config_(config), judge_(config.model_path, config.local_batch, config.local_rationale_tokens) {}
+    : config_(config),
+      source_(resolve_model_source(config.model_path, config.adapter)),
+      judge_(source_, config.local_batch, config.local_rationale_tokens) {}
 
 void LocalBackend::score(const std::vector<JudgeSample>& samples, const Done& done, const std::function<bool()>&) {
   std::vector<JudgeMessages> prompts;
@@ -280,13 +283,20 @@ void LocalBackend::score(const std::vector<JudgeSample>& samples, const Done& do
 }
 
 void LocalBackend::add_cache_material(nlohmann::json& material) const {
-  material["model_path"] = config_.model_path;
-  for (const char* f : {"config.json", "model.safetensors", "model.safetensors.index.json"}) {
-    std::error_code ec;
-    auto p = std::filesystem::path(config_.model_path) / f;
-    if (!std::filesystem::exists(p, ec)) continue;
-    material["stamp"].push_back(
-        {f, std::filesystem::file_size(p, ec), std::filesystem::last_write_time(p, ec).time_since_epoch().count()});
+  material["model_path"] = source_.model_dir;
+  if (!source_.adapter_dir.empty()) material["adapter"] = source_.adapter_dir;
+  for (const auto& [dir, files] :
+       {std::pair<std::string, std::vector<const char*>>{
+            source_.model_dir, {"config.json", "model.safetensors", "model.safetensors.index.json"}},
+        {source_.adapter_dir, {"adapter_config.json", "adapter_model.safetensors"}}}) {
+    if (dir.empty()) continue;
+    for (const char* f : files) {
+      std::error_code ec;
+      auto p = std::filesystem::path(dir) / f;
+      if (!std::filesystem::exists(p, ec)) continue;
+      material["stamp"].push_back(
+          {f, std::filesystem::file_size(p, ec), std::filesystem::last_write_time(p, ec).time_since_epoch().count()});
+    }
   }
 }
 

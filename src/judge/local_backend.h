@@ -9,6 +9,7 @@
 #include "rlaif/judge.h"
 #include "rlaif/judge_backend.h"
 #include "rlaif/model.h"
+#include "rlaif/model_source.h"
 #include "rlaif/tokenizer.h"
 
 namespace rlaif {
@@ -17,7 +18,7 @@ class LocalJudge {
  public:
   // Loads the judge model folder; throws rlaif::Error naming it.
   // rationale_tokens > 0: the judge first writes its rationale, greedily, up to that many tokens.
-  LocalJudge(const std::string& dir, int64_t batch_size, int64_t rationale_tokens = 0);
+  LocalJudge(const ModelSource& source, int64_t batch_size, int64_t rationale_tokens = 0);
   // Fills out[i] for every sample: ok, verdict (scores = expected values, reward), distributions. A prompt that does
   // not fit the judge's context fails with "prompt_too_long".
   void score(const std::vector<JudgeMessages>& prompts, const Rubric& rubric, std::vector<JudgeResult>& out);
@@ -50,6 +51,7 @@ class LocalBackend : public JudgeBackend {
 
  private:
   JudgeConfig config_;
+  ModelSource source_;  // the judge model (and adapter) config_ names
   LocalJudge judge_;
 };
 

@@ -24,6 +24,7 @@
 #include "rlaif/generator.h"
 #include "rlaif/model.h"
 #include "rlaif/model_folder.h"
+#include "rlaif/model_source.h"
 #include "serve/serve_request.h"
 
 namespace rlaif {
@@ -159,10 +160,11 @@ class Batcher {
 class Server {
  public:
   explicit Server(const ServeOptions& o) : o_(o) {
-    CausalLM model = load_model(o.model_dir);
+    const ModelSource source = resolve_model_source(o.model_dir, o.adapter);
+    CausalLM model = load_merged_model(source);  // the packed fast path serves the merged weights
     set_inference_precision(model, o.dtype);
-    tokenizer_ = std::make_unique<Tokenizer>(Tokenizer::load(o.model_dir));
-    auto eos = load_eos_token_ids(o.model_dir, model->config());
+    tokenizer_ = std::make_unique<Tokenizer>(Tokenizer::load(source.model_dir));
+    auto eos = load_eos_token_ids(source.model_dir, model->config());
     GeneratorOptions go;
     go.max_batch = o.max_batch;
     gen_ = std::make_unique<Generator>(model, *tokenizer_, eos, go);

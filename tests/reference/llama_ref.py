@@ -3,7 +3,7 @@
 transformers formulas, reading and writing safetensors by hand (struct + json), so nothing is shared with the C++ code.
 
   llama_ref.py logits MODEL_DIR IDS_JSON OUT_JSON [ADAPTER_DIR]
-      # IDS_JSON: [[ids of row 0], ...]; OUT_JSON: logits [rows][T][V]. ADAPTER_DIR: a PEFT LoRA folder, applied as
+      # MODEL_DIR: model.safetensors or shards with model.safetensors.index.json. IDS_JSON: [[ids of row 0], ...]; OUT_JSON: logits [rows][T][V]. ADAPTER_DIR: a PEFT LoRA folder, applied as
       # PEFT's LoRA layer does: y = W x + b + (lora_alpha / r) B A x (rsLoRA: lora_alpha / sqrt(r)).
   llama_ref.py write MODEL_DIR ARCH SEED DTYPE      # writes a random model folder (config.json + model.safetensors)
 """
@@ -94,9 +94,20 @@ def load_adapter(adapter_dir):
     return load_safetensors(os.path.join(adapter_dir, "adapter_model.safetensors")), scale
 
 
+def load_weights(model_dir):
+    """model.safetensors, or every shard that model.safetensors.index.json's weight_map names."""
+    index = os.path.join(model_dir, "model.safetensors.index.json")
+    if not os.path.exists(index):
+        return load_safetensors(os.path.join(model_dir, "model.safetensors"))
+    w = {}
+    for shard in sorted(set(json.load(open(index))["weight_map"].values())):
+        w.update(load_safetensors(os.path.join(model_dir, shard)))
+    return w
+
+
 def logits(model_dir, ids, adapter_dir=None):
     cfg = json.load(open(os.path.join(model_dir, "config.json")))
-    w = load_safetensors(os.path.join(model_dir, "model.safetensors"))
+    w = load_weights(model_dir)
     lora, scale = load_adapter(adapter_dir)
     mt = cfg["model_type"]
     H = cfg["num_attention_heads"]

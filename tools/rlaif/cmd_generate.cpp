@@ -9,6 +9,7 @@
 #include "rlaif/generator.h"
 #include "rlaif/jsonl.h"
 #include "rlaif/model_folder.h"
+#include "rlaif/model_source.h"
 #include "rlaif/progress.h"
 #include "rlaif/runtime.h"
 
@@ -16,7 +17,7 @@ namespace rlaif_cli {
 namespace {
 
 struct GenerateArgs {
-  std::string model, prompts, out, on_error = "stop", dtype = "auto";
+  std::string model, adapter, prompts, out, on_error = "stop", dtype = "auto";
   int64_t num_generations = 1, max_new_tokens = 128, batch_size = 32;
   float temperature = 1.0f, top_p = 1.0f, min_p = 0.0f;
   int64_t top_k = 0;
@@ -40,13 +41,14 @@ int run_generate(const GenerateArgs& a) {
   if (params.max_new_tokens < 1) throw rlaif::Error("must be >= 1", "--max-new-tokens");
 
   rlaif::set_num_threads(a.threads);
-  auto model = rlaif::load_model(a.model);
+  const auto source = rlaif::resolve_model_source(a.model, a.adapter);
+  auto model = rlaif::load_merged_model(source);
   std::string precision = rlaif::set_inference_precision(model, a.dtype);
   if (!a.quiet)
     std::fprintf(stderr, "generate: %s, compute %s, %d threads\n", a.model.c_str(), precision.c_str(),
                  torch::get_num_threads());
-  auto tokenizer = rlaif::Tokenizer::load(a.model);
-  auto eos = rlaif::load_eos_token_ids(a.model, model->config());
+  auto tokenizer = rlaif::Tokenizer::load(source.model_dir);
+  auto eos = rlaif::load_eos_token_ids(source.model_dir, model->config());
   rlaif::GeneratorOptions go;
   go.max_batch = a.batch_size;
   rlaif::Generator gen(model, tokenizer, eos, go);
@@ -158,8 +160,11 @@ int run_generate(const GenerateArgs& a) {
 
 Run add_generate(CLI::App& app) {
   auto a = std::make_shared<GenerateArgs>();
-  app.add_option("--model", a->model, "Hugging Face model folder (config.json, safetensors, tokenizer.json)")
+  app.add_option("--model", a->model,
+                 "Hugging Face model folder (config.json, safetensors, tokenizer.json), or a LoRA run's final/ or "
+                 "checkpoint-N/ (its adapter on the base model adapter_config.json names)")
       ->required();
+  app.add_option("--adapter", a->adapter, "a PEFT LoRA adapter folder to merge into --model's weights");
   app.add_option("--prompts", a->prompts,
                  "JSONL input: rows {\"prompt\": \"...\"} or {\"messages\": [...]} (rendered with the model's chat "
                  "template; ChatML if it has none)")

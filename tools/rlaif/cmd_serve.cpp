@@ -18,7 +18,10 @@ Run add_serve(CLI::App& app) {
       "Endpoints: POST /v1/chat/completions and /v1/completions (temperature, top_p, top_k, min_p, max_tokens, stop, "
       "seed, n, logprobs/top_logprobs, response_format, stream), GET /v1/models, GET /health. Requests that arrive "
       "together share one generation batch. Errors are OpenAI-shaped JSON with status 400/401/404/413.");
-  app.add_option("--model", o->model_dir, "the model folder to serve")->required();
+  app.add_option("--model", o->model_dir,
+                 "the model folder to serve, or a LoRA run's final/ or checkpoint-N/ (its adapter on its base)")
+      ->required();
+  app.add_option("--adapter", o->adapter, "a PEFT LoRA adapter folder to merge into --model's weights");
   app.add_option("--model-name", o->model_name, "the model id clients see (default: the folder's name)");
   app.add_option("--host", o->host, "address to bind; keep 127.0.0.1 unless other machines must reach it")
       ->capture_default_str();

@@ -18,5 +18,6 @@ Run add_train_tokenizer(CLI::App& app);
 Run add_report(CLI::App& app);
 Run add_demo_task(CLI::App& app);
 Run add_serve(CLI::App& app);
+Run add_export(CLI::App& app);
 
 }  // namespace rlaif_cli

@@ -39,6 +39,9 @@ int main(int argc, char** argv) {
   runs[demo] = rlaif_cli::add_demo_task(*demo);
   auto* serve = app.add_subcommand("serve", "serve a model folder over the OpenAI API (chat/completions, completions)");
   runs[serve] = rlaif_cli::add_serve(*serve);
+  auto* exp =
+      app.add_subcommand("export", "write a trained model as a Hugging Face folder (LoRA merged) or an adapter");
+  runs[exp] = rlaif_cli::add_export(*exp);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
