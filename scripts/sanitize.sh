@@ -16,4 +16,14 @@ echo "sanitize: built $dir in $(( $(date +%s) - start )) s"
 export ASAN_OPTIONS="detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1:check_initialization_order=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 export LSAN_OPTIONS="suppressions=$PWD/tests/sanitize/lsan.supp:print_suppressions=0"
+# First, the sanitizers must catch three planted bugs (tests/sanitize/planted.cpp) built with the same flags.
+planted="$dir/planted"
+c++ -std=c++17 -O1 -g1 -fsanitize=address,undefined -fno-sanitize-recover=all tests/sanitize/planted.cpp -o "$planted"
+for bug in heap:heap-use-after-free leak:detected\ memory\ leaks ub:signed\ integer\ overflow; do
+  if out=$("$planted" "${bug%%:*}" 2>&1) || ! grep -q "${bug#*:}" <<<"$out"; then
+    echo "sanitize: the planted ${bug%%:*} bug was not reported; the sanitizers are not working" >&2
+    exit 1
+  fi
+done
+echo "sanitize: the planted use after free, leak and signed overflow are each reported"
 ctest --test-dir "$dir" --output-on-failure -j "$(nproc)" -L '^(unit|model|net|cli)$' "$@"
