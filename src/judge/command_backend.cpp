@@ -87,6 +87,12 @@ void run_command_batch(const std::vector<std::string>& argv, double timeout_s, c
   }
   std::string input = batch.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 
+  // The child of a multithreaded process may only call async-signal-safe functions before exec: no allocation (another
+  // thread may have held the allocator's lock at fork, and the child would wait for it forever). So argv is built here.
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  const std::string cannot_run = "cannot run " + argv[0] + ": ";
   int in_pipe[2], out_pipe[2], err_pipe[2];
   if (pipe(in_pipe) || pipe(out_pipe) || pipe(err_pipe)) return fail_all(results, "command_failed", "pipe() failed");
   auto t0 = Clock::now();
@@ -96,11 +102,11 @@ void run_command_batch(const std::vector<std::string>& argv, double timeout_s, c
     dup2(out_pipe[1], 1);
     dup2(err_pipe[1], 2);
     for (int fd : {in_pipe[0], in_pipe[1], out_pipe[0], out_pipe[1], err_pipe[0], err_pipe[1]}) close(fd);
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
     execvp(args[0], args.data());
-    std::fprintf(stderr, "cannot run %s: %s\n", args[0], std::strerror(errno));
+    const char* why = std::strerror(errno);  // (glibc: a static text for known errors)
+    if (write(2, cannot_run.data(), cannot_run.size()) < 0 || write(2, why, std::strlen(why)) < 0 ||
+        write(2, "\n", 1) < 0)
+      _exit(127);
     _exit(127);
   }
   close(in_pipe[0]);
