@@ -37,7 +37,8 @@ void check_fits(CausalLM& model, torch::ScalarType dtype) {
   }
 }
 
-void write_hf(const ModelSource& source, const std::string& dir, const ExportOptions& o) {
+// Returns the dtype written, by name.
+std::string write_hf(const ModelSource& source, const std::string& dir, const ExportOptions& o) {
   const torch::ScalarType dtype = export_dtype(o.dtype, source.model_dir);
   CausalLM model = load_merged_model(source);
   check_fits(model, dtype);
@@ -48,6 +49,7 @@ void write_hf(const ModelSource& source, const std::string& dir, const ExportOpt
   const fs::path gen = fs::path(source.model_dir) / "generation_config.json";
   if (fs::exists(gen)) so.generation_config = read_json_file(gen.string());
   save_model(model, dir, so);
+  return load_config(dir).torch_dtype;
 }
 
 void write_peft(const ModelSource& source, const std::string& dir) {
@@ -94,9 +96,10 @@ std::string export_model(const std::string& input, const std::string& out, const
   const fs::path tmp = final_dir.parent_path() / ("." + final_dir.filename().string() + ".export-tmp");
   fs::remove_all(tmp);
   fs::create_directories(tmp);
+  std::string what = o.format;
   try {
     if (o.format == "hf")
-      write_hf(source, tmp.string(), o);
+      what += ", " + write_hf(source, tmp.string(), o);
     else
       write_peft(source, tmp.string());
   } catch (...) {
@@ -105,7 +108,7 @@ std::string export_model(const std::string& input, const std::string& out, const
   }
   if (fs::exists(final_dir)) fs::remove(final_dir);  // the empty folder checked above
   fs::rename(tmp, final_dir);
-  return "wrote " + out + " (" + o.format + (o.format == "hf" ? ", " + o.dtype : "") + ") from " +
+  return "wrote " + out + " (" + what + ") from " +
          (source.adapter_dir.empty() ? source.model_dir : source.adapter_dir + " on " + source.model_dir);
 }
 

@@ -5,8 +5,8 @@
 #include <sstream>
 
 #include "core/toml_reader.h"
-#include "rlaif/error.h"
 #include "rlaif/cpu_features.h"
+#include "rlaif/error.h"
 
 namespace rlaif {
 

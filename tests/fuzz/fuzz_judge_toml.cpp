@@ -10,16 +10,9 @@
 #include <fstream>
 #include <string>
 
+#include "backend_names.h"
 #include "rlaif/error.h"
 #include "rlaif/judge.h"
-
-// The backend registry lives beside the backends (libtorch, libcurl), which this target does not link; the parser only
-// asks whether a backend name is known, and these are the built-in ones (src/judge/judge_backend.cpp).
-namespace rlaif {
-bool judge_backend_registered(const std::string& name) {
-  return name == "openai" || name == "command" || name == "local" || name == "none";
-}
-}  // namespace rlaif
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const std::string path = "/tmp/fuzz_judge_toml." + std::to_string(getpid()) + ".toml";

@@ -12,16 +12,9 @@
 #include <string>
 #include <vector>
 
+#include "backend_names.h"
 #include "rlaif/error.h"
 #include "rlaif/train_config.h"
-
-// The backend registry lives beside the backends (libtorch, libcurl), which this target does not link; the parser only
-// asks whether a backend name is known, and these are the built-in ones (src/judge/judge_backend.cpp).
-namespace rlaif {
-bool judge_backend_registered(const std::string& name) {
-  return name == "openai" || name == "command" || name == "local" || name == "none";
-}
-}  // namespace rlaif
 
 namespace {
 

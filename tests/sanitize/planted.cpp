@@ -1,5 +1,6 @@
-// Three planted bugs (a use after free, a leak, a signed overflow), one per argument: scripts/sanitize.sh builds this with the flags it builds rlaif with and checks
-// that each is reported and fails the program — so a green sanitizer run means the sanitizers were really watching.
+// Three planted bugs (a use after free, a leak, a signed overflow), one per argument: scripts/sanitize.sh builds this
+// with the flags it builds rlaif with and checks that each is reported and fails the program — so a green sanitizer run
+// means the sanitizers were really watching.
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
