@@ -328,10 +328,10 @@ TEST_F(Serve, ConcurrentRequestsShareBatchesAndTheJudgeClientWorksAgainstIt) {
   for (auto& t : threads) t.join();
   for (int i = 0; i < n; ++i) EXPECT_EQ(status[i], 200) << i;
   auto after = json::parse(client().Get("/health")->body);
-  const int64_t requests = after["requests"].get<int64_t>() - before["requests"].get<int64_t>();
-  const int64_t batches = after["batches"].get<int64_t>() - before["batches"].get<int64_t>();
-  EXPECT_EQ(requests, n);
-  EXPECT_LT(batches, n);  // requests that arrived together were generated together
+  auto delta = [&](const char* key) { return after[key].get<int64_t>() - before[key].get<int64_t>(); };
+  EXPECT_EQ(delta("requests"), n);
+  // Requests that ran at the same time shared decode steps: more tokens were decoded than steps were run.
+  EXPECT_GT(delta("decode_tokens"), delta("decode_steps"));
 
   // rlaif's judge client: every judgment ends as a score or a counted failure (a random model rarely writes a verdict).
   rlaif::JudgeConfig c;

@@ -59,12 +59,40 @@ class Generator {
   std::vector<GenerationResult> generate(const std::vector<GenerationRequest>& requests, const OnSample& on_sample = {},
                                          const OnToken& on_token = {});
 
+  // Checks one request without running it: throws rlaif::Error, naming `where`, for an empty prompt, a prompt that
+  // leaves no room in the model's context, or invalid parameters. Thread-safe.
+  void check(const GenerationRequest& request, const std::string& where = "request") const {
+    cache_need(request, where);
+  }
+
+  // Continuous batching across callers (a server): requests join the running batch at the next decode step and a
+  // finished one leaves at once. Before every step `poll` hands over new requests (with the caller's ids; each was
+  // checked with check()) and ids to cancel; when nothing is left to decode it is called with status.idle = true and
+  // may block until there is work. Samples and tokens are reported with the caller's id, `on_done` once all samples
+  // of a request are finished, `on_error` when a request cannot go on (its other reports stop). Returns when a poll
+  // says stop; every callback runs on the calling thread.
+  struct ContinuousStatus {
+    bool idle = true;
+    int64_t running = 0, waiting = 0;  // samples decoding, samples waiting for a slot
+  };
+  struct Incoming {
+    std::vector<std::pair<size_t, GenerationRequest>> requests;
+    std::vector<size_t> cancelled;
+    bool stop = false;
+  };
+  using Poll = std::function<Incoming(const ContinuousStatus& status)>;
+  using OnDone = std::function<void(size_t id, GenerationResult& result)>;
+  using OnError = std::function<void(size_t id, const std::string& error)>;
+  void run_continuous(const Poll& poll, const OnSample& on_sample, const OnToken& on_token, const OnDone& on_done,
+                      const OnError& on_error);
+
   const GenerationStats& stats() const { return stats_; }
   const Tokenizer& tokenizer() const { return tokenizer_; }
 
  private:
-  // Checks every request (throws rlaif::Error naming it) and returns the KV cache length they need.
-  int64_t check_requests(const std::vector<GenerationRequest>& requests) const;
+  int64_t context() const;  // the model's usable context (max positions, or the sliding window)
+  // Checks one request (throws rlaif::Error naming `where`) and returns the KV cache length it needs.
+  int64_t cache_need(const GenerationRequest& request, const std::string& where) const;
   // (Re)allocates the KV cache when it is too short or of another layout.
   void prepare_cache(int64_t cache_len);
 

@@ -29,6 +29,9 @@ class KVCache {
   int64_t max_len() const { return max_len_; }
   // Copies positions [0, len) of slot `from` into slot `to` (G samples of one prompt share one prefill).
   void copy_slot(int64_t from, int64_t to, int64_t len);
+  // Lengthens every slot to `max_len` positions, keeping what they hold (a server's longer request joins a running
+  // batch).
+  void grow(int64_t max_len);
 
  private:
   std::vector<torch::Tensor> k_, v_;

@@ -1,6 +1,8 @@
 // `rlaif serve`: an OpenAI-compatible HTTP server over the generation engine, so any model folder can act as a judge
 // (or be tried after training) with the protocol every client speaks: POST /v1/chat/completions and /v1/completions,
-// GET /v1/models and /health. Requests that arrive together are batched into one generation call.
+// GET /v1/models and /health. Every running request shares one continuous decode batch: a request joins it at the
+// next step and leaves when it finishes. Connections cost no thread: any number may be open (up to max_connections),
+// slow or broken clients are cut off by the header and body deadlines, and one that goes away cancels its request.
 #pragma once
 
 #include <cstdint>
@@ -21,7 +23,10 @@ struct ServeOptions {
   int64_t max_tokens_limit = 1024;     // a request asking for more max_tokens is a 400
   int64_t max_n = 16;                  // choices per request
   size_t max_request_bytes = 1 << 20;  // larger bodies are refused (413)
-  double batch_window_s = 0.002;       // after the first waiting request, how long to gather more into the batch
+  int max_connections = 1024;          // open connections; more are answered 503 at once
+  double header_timeout_s = 10;        // a request's headers must arrive within this (else 408)
+  double body_timeout_s = 30;          // and its body within this after them (else 408)
+  double idle_timeout_s = 60;          // a kept-alive connection without a request is closed
 };
 
 // Loads the model and serves until stop_serving() (or SIGINT/SIGTERM through the CLI). Throws rlaif::Error for a bad

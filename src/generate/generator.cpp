@@ -37,9 +37,17 @@ std::vector<std::pair<int64_t, float>> top_logprobs(const float* logits, int64_t
   return out;
 }
 
+// One request in flight: its samples finish into `result`; `unfinished` counts those still waiting or decoding.
+struct Job {
+  size_t id = 0;  // the request's index (generate) or the caller's id (run_continuous)
+  GenerationRequest request;
+  GenerationResult result;
+  int64_t unfinished = 0;
+};
+
 struct Slot {
   bool active = false;
-  size_t request = 0;
+  std::shared_ptr<Job> job;
   int64_t sample = 0;
   int64_t len = 0;         // tokens in the cache for this slot
   int64_t next_token = 0;  // sampled, not yet fed to the model
@@ -52,18 +60,20 @@ struct Slot {
 
 // Pending work: samples [first, first + count) of one request.
 struct Pending {
-  size_t request;
+  std::shared_ptr<Job> job;
   int64_t first, count;
 };
 
-// One call of Generator::generate: the requests, their waiting samples, the decoding slots and the results, with the
-// steps of continuous batching as methods (fill free slots with prefilled samples, one decode step over the active
-// slots, append each drawn token and finish samples). Lives for the call only.
+// The decoding slots and the waiting samples of a generation, with the steps of continuous batching as methods
+// (fill free slots with prefilled samples, one decode step over the active slots, append each drawn token and finish
+// samples). Generator::generate adds all its requests at once; Generator::run_continuous adds and cancels them
+// between steps.
 class GenerationRun {
  public:
+  using OnDone = std::function<void(Job& job)>;
   GenerationRun(CausalLM& model, const Tokenizer& tokenizer, const std::vector<int64_t>& eos_ids, KVCache& cache,
-                GenerationStats& stats, int64_t slots, const std::vector<GenerationRequest>& requests,
-                const Generator::OnSample& on_sample, const Generator::OnToken& on_token)
+                GenerationStats& stats, int64_t slots, const Generator::OnSample& on_sample,
+                const Generator::OnToken& on_token, OnDone on_done = {})
       : model_(model),
         tokenizer_(tokenizer),
         eos_ids_(eos_ids),
@@ -71,21 +81,53 @@ class GenerationRun {
         stats_(stats),
         S_(slots),
         V_(model->config().vocab_size),
-        requests_(requests),
         on_sample_(on_sample),
         on_token_(on_token),
-        results_(requests.size()),
-        slots_(S_) {
-    for (size_t r = 0; r < requests.size(); ++r) results_[r].samples.resize(requests[r].num_samples);
-    for (size_t r = 0; r < requests.size(); ++r) pending_.push_back({r, 0, requests[r].num_samples});
+        on_done_(std::move(on_done)),
+        slots_(S_) {}
+
+  void add(std::shared_ptr<Job> job) {
+    job->result.samples.resize(job->request.num_samples);
+    job->unfinished = job->request.num_samples;
+    pending_.push_back({job, 0, job->request.num_samples});
   }
 
-  std::vector<GenerationResult> run() {
-    for (;;) {
-      fill_free_slots();
-      if (!decode_step() && pending_.empty()) break;
-    }
-    return std::move(results_);
+  // Drops a request's waiting samples and frees its slots; its samples are not reported.
+  void cancel(size_t id) {
+    for (auto it = pending_.begin(); it != pending_.end();) it = it->job->id == id ? pending_.erase(it) : it + 1;
+    for (auto& s : slots_)
+      if (s.active && s.job->id == id) reset(s);
+  }
+
+  // Drops every request (after an error) and returns them.
+  std::vector<std::shared_ptr<Job>> cancel_all() {
+    std::vector<std::shared_ptr<Job>> jobs;
+    auto keep = [&](const std::shared_ptr<Job>& j) {
+      if (std::find(jobs.begin(), jobs.end(), j) == jobs.end()) jobs.push_back(j);
+    };
+    for (auto& p : pending_) keep(p.job);
+    for (auto& s : slots_)
+      if (s.active) keep(s.job), reset(s);
+    pending_.clear();
+    return jobs;
+  }
+
+  bool busy() const { return !pending_.empty() || running() > 0; }
+  int64_t running() const {
+    int64_t n = 0;
+    for (const auto& s : slots_) n += s.active;
+    return n;
+  }
+  int64_t waiting() const {
+    int64_t n = 0;
+    for (const auto& p : pending_) n += p.count;
+    return n;
+  }
+
+  // One round: waiting samples take the free slots, then every active slot decodes one token.
+  void step() {
+    fill_free_slots();
+    decode_step();
   }
 
  private:
@@ -97,7 +139,7 @@ class GenerationRun {
         if (!slots_[i].active) free.push_back(i);
       if (free.empty()) break;
       Pending& item = pending_.front();
-      const auto& q = requests_[item.request];
+      const auto& q = item.job->request;
       const int64_t P = static_cast<int64_t>(q.prompt_ids.size());
       const int64_t n = std::min<int64_t>(item.count, free.size());
       auto t0 = Clock::now();
@@ -114,7 +156,7 @@ class GenerationRun {
       for (int64_t j = 0; j < n; ++j) {
         Slot& s = slots_[free[j]];
         s.active = true;
-        s.request = item.request;
+        s.job = item.job;
         s.sample = item.first + j;
         s.len = P;
         s.rng = SampleRng(sample_seed(q.seed, s.sample));
@@ -158,7 +200,7 @@ class GenerationRun {
     std::vector<float> inv_t(hi, 1.0f);
     for (int64_t i = 0; i < hi; ++i)
       if (slots_[i].active) {
-        float t = requests_[slots_[i].request].params.sampling.temperature;
+        float t = slots_[i].job->request.params.sampling.temperature;
         inv_t[i] = t > 0 ? 1.0f / t : 1.0f;
       }
     const float* raw = logits.data_ptr<float>();
@@ -173,9 +215,8 @@ class GenerationRun {
     at::parallel_for(0, hi, 1, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i)
         if (slots_[i].active)
-          picked[i] =
-              sample_token_from_probs(zp + i * V, pp + i * V, lp[i], V, requests_[slots_[i].request].params.sampling,
-                                      slots_[i].rng, slots_[i].scratch);
+          picked[i] = sample_token_from_probs(zp + i * V, pp + i * V, lp[i], V, slots_[i].job->request.params.sampling,
+                                              slots_[i].rng, slots_[i].scratch);
     });
     stats_.sample_seconds += seconds_since(t1);
     for (int64_t i = 0; i < hi; ++i) {
@@ -193,7 +234,7 @@ class GenerationRun {
   // json_object: redraws a token that cannot extend the slot's JSON-object prefix (z, probs, lse: the step's scaled
   // logits, softmax and logsumexp for this slot); after 64 rejections, the most likely allowed token.
   SampledToken constrain(Slot& s, SampledToken t, const float* z, const float* probs, double lse) {
-    const auto& p = requests_[s.request].params;
+    const auto& p = s.job->request.params;
     if (!p.json_object) return t;
     auto allowed = [&](int64_t tok) {
       if (std::find(eos_ids_.begin(), eos_ids_.end(), tok) != eos_ids_.end()) return s.json.complete();
@@ -218,10 +259,10 @@ class GenerationRun {
   // Appends a sampled token to slot s (`logits`: the slot's row of raw logits, for top_logprobs); returns true when
   // the sample is finished (end of sequence, a stop string, a closed JSON object, or a length limit).
   bool append(Slot& s, const SampledToken& t, const float* logits) {
-    const auto& p = requests_[s.request].params;
+    const auto& p = s.job->request.params;
     s.out.token_ids.push_back(t.token);
     s.out.logprobs.push_back(t.logprob);
-    if (on_token_) on_token_(s.request, static_cast<size_t>(s.sample), t.token);
+    if (on_token_) on_token_(s.job->id, static_cast<size_t>(s.sample), t.token);
     if (p.top_logprobs > 0)
       s.out.top_logprobs.push_back(top_logprobs(logits, V_, p.sampling.temperature, p.top_logprobs));
     s.next_token = t.token;
@@ -260,10 +301,18 @@ class GenerationRun {
 
   void finish(Slot& s) {
     s.out.text = utf8_lossy(s.bytes);
-    Sample& dst = results_[s.request].samples[s.sample];
+    Job& job = *s.job;
+    Sample& dst = job.result.samples[s.sample];
     dst = std::move(s.out);
-    if (on_sample_) on_sample_(s.request, s.sample, dst);
+    if (on_sample_) on_sample_(job.id, s.sample, dst);
+    auto keep = s.job;
+    reset(s);
+    if (--job.unfinished == 0 && on_done_) on_done_(job);
+  }
+
+  static void reset(Slot& s) {
     s.active = false;
+    s.job.reset();
     s.out = Sample();
     s.bytes.clear();
     s.json = JsonObjectPrefix();
@@ -275,10 +324,9 @@ class GenerationRun {
   KVCache& cache_;
   GenerationStats& stats_;
   const int64_t S_, V_;  // slots, vocabulary
-  const std::vector<GenerationRequest>& requests_;
   const Generator::OnSample& on_sample_;
   const Generator::OnToken& on_token_;
-  std::vector<GenerationResult> results_;
+  OnDone on_done_;
   std::deque<Pending> pending_;
   std::vector<Slot> slots_;
 };
@@ -291,33 +339,33 @@ Generator::Generator(CausalLM model, Tokenizer tokenizer, std::vector<int64_t> e
   model_->eval();
 }
 
-int64_t Generator::check_requests(const std::vector<GenerationRequest>& requests) const {
+int64_t Generator::context() const {
   const auto& cfg = model_->config();
-  int64_t ctx = cfg.max_position_embeddings;
-  if (cfg.sliding_window > 0) ctx = std::min(ctx, cfg.sliding_window);
-  int64_t need = 1;
-  for (size_t r = 0; r < requests.size(); ++r) {
-    const auto& q = requests[r];
-    std::string where = "request " + std::to_string(r);
-    if (q.prompt_ids.empty()) throw Error("empty prompt", where, "a prompt needs at least one token");
-    if (q.num_samples < 1) throw Error("num_samples must be >= 1", where);
-    if (q.params.max_new_tokens < 1) throw Error("max_new_tokens must be >= 1", where);
-    validate(q.params.sampling);
-    for (int64_t id : q.prompt_ids)
-      if (id < 0 || id >= cfg.vocab_size)
-        throw Error("token id " + std::to_string(id) + " is outside the vocabulary", where);
-    if (static_cast<int64_t>(q.prompt_ids.size()) >= ctx)
-      throw Error("prompt of " + std::to_string(q.prompt_ids.size()) +
-                      " tokens leaves no room in the model's context of " + std::to_string(ctx),
-                  where, "shorten the prompt");
-    need = std::max<int64_t>(need, std::min<int64_t>(ctx, q.prompt_ids.size() + q.params.max_new_tokens));
-  }
-  int64_t cache_len = options_.max_seq_len > 0 ? std::min(options_.max_seq_len, ctx) : need;
-  for (size_t r = 0; r < requests.size(); ++r)
-    if (static_cast<int64_t>(requests[r].prompt_ids.size()) >= cache_len)
-      throw Error("prompt longer than the KV cache (max_seq_len " + std::to_string(cache_len) + ")",
-                  "request " + std::to_string(r), "raise max_seq_len");
-  return cache_len;
+  return cfg.sliding_window > 0 ? std::min(cfg.max_position_embeddings, cfg.sliding_window)
+                                : cfg.max_position_embeddings;
+}
+
+int64_t Generator::cache_need(const GenerationRequest& q, const std::string& where) const {
+  const auto& cfg = model_->config();
+  const int64_t ctx = context();
+  if (q.prompt_ids.empty()) throw Error("empty prompt", where, "a prompt needs at least one token");
+  if (q.num_samples < 1) throw Error("num_samples must be >= 1", where);
+  if (q.params.max_new_tokens < 1) throw Error("max_new_tokens must be >= 1", where);
+  validate(q.params.sampling);
+  for (int64_t id : q.prompt_ids)
+    if (id < 0 || id >= cfg.vocab_size)
+      throw Error("token id " + std::to_string(id) + " is outside the vocabulary", where);
+  const int64_t P = static_cast<int64_t>(q.prompt_ids.size());
+  if (P >= ctx)
+    throw Error(
+        "prompt of " + std::to_string(P) + " tokens leaves no room in the model's context of " + std::to_string(ctx),
+        where, "shorten the prompt");
+  if (options_.max_seq_len <= 0) return std::min<int64_t>(ctx, P + q.params.max_new_tokens);
+  const int64_t len = std::min(options_.max_seq_len, ctx);
+  if (P >= len)
+    throw Error("prompt longer than the KV cache (max_seq_len " + std::to_string(len) + ")", where,
+                "raise max_seq_len");
+  return len;
 }
 
 void Generator::prepare_cache(int64_t cache_len) {
@@ -331,11 +379,62 @@ void Generator::prepare_cache(int64_t cache_len) {
 
 std::vector<GenerationResult> Generator::generate(const std::vector<GenerationRequest>& requests,
                                                   const OnSample& on_sample, const OnToken& on_token) {
-  prepare_cache(check_requests(requests));
+  int64_t need = 1;
+  for (size_t r = 0; r < requests.size(); ++r)
+    need = std::max(need, cache_need(requests[r], "request " + std::to_string(r)));
+  prepare_cache(need);
   torch::InferenceMode inference;
   model_->prepare_inference();
-  return GenerationRun(model_, tokenizer_, eos_ids_, *cache_, stats_, options_.max_batch, requests, on_sample, on_token)
-      .run();
+  GenerationRun run(model_, tokenizer_, eos_ids_, *cache_, stats_, options_.max_batch, on_sample, on_token);
+  std::vector<std::shared_ptr<Job>> jobs;
+  for (size_t r = 0; r < requests.size(); ++r) {
+    jobs.push_back(std::make_shared<Job>());
+    jobs.back()->id = r;
+    jobs.back()->request = requests[r];
+    run.add(jobs.back());
+  }
+  while (run.busy()) run.step();
+  std::vector<GenerationResult> results;
+  for (auto& j : jobs) results.push_back(std::move(j->result));
+  return results;
+}
+
+void Generator::run_continuous(const Poll& poll, const OnSample& on_sample, const OnToken& on_token,
+                               const OnDone& on_done, const OnError& on_error) {
+  prepare_cache(options_.max_seq_len > 0 ? std::min(options_.max_seq_len, context())
+                                         : std::min<int64_t>(256, context()));
+  torch::InferenceMode inference;
+  model_->prepare_inference();
+  GenerationRun run(model_, tokenizer_, eos_ids_, *cache_, stats_, options_.max_batch, on_sample, on_token,
+                    [&](Job& job) { on_done(job.id, job.result); });
+  for (;;) {
+    ContinuousStatus status{!run.busy(), run.running(), run.waiting()};
+    Incoming in = poll(status);
+    for (size_t id : in.cancelled) run.cancel(id);
+    if (in.stop) return;
+    for (auto& [id, request] : in.requests) {
+      try {
+        const int64_t need = cache_need(request, "request");
+        // A longer request lengthens the cache in place (the running slots keep their keys and values); doubling
+        // keeps the copies rare.
+        if (need > cache_->max_len()) cache_->grow(std::max(need, std::min(2 * cache_->max_len(), context())));
+      } catch (const std::exception& e) {
+        on_error(id, e.what());
+        continue;
+      }
+      auto job = std::make_shared<Job>();
+      job->id = id;
+      job->request = std::move(request);
+      run.add(job);
+    }
+    if (!run.busy()) continue;
+    try {
+      run.step();
+    } catch (const std::exception& e) {
+      // A step that fails (e.g. no token can continue a JSON object) ends the requests it held, not the server.
+      for (const auto& job : run.cancel_all()) on_error(job->id, e.what());
+    }
+  }
 }
 
 }  // namespace rlaif

@@ -1,22 +1,14 @@
-// The OpenAI-compatible server. HTTP handler threads (cpp-httplib's pool) turn requests into GenerationRequests and
-// wait; one worker thread takes whatever has queued (after a short gathering window) and runs it as one generate()
-// call, so concurrent requests share decode steps. Errors are OpenAI-shaped: {"error": {"message", "type", "param",
-// "code"}} with 400 / 401 / 404 / 413 / 500.
+// The OpenAI-compatible server: an event-driven HTTP front (serve/http_front.h) holds every connection; its handler
+// threads parse, check and encode requests and submit them to one decode engine (serve/serve_engine.h), which batches
+// all running requests continuously. Replies, and streamed tokens, go back through the request's HttpReply. Errors
+// are OpenAI-shaped: {"error": {"message", "type", "param", "code"}}.
 #include "rlaif/openai_server.h"
 
-#include <httplib.h>
-
 #include <atomic>
-#include <chrono>
-#include <condition_variable>
 #include <cstdio>
 #include <ctime>
-#include <deque>
 #include <filesystem>
-#include <future>
-#include <mutex>
 #include <nlohmann/json.hpp>
-#include <thread>
 
 #include "core/unicode.h"
 #include "rlaif/chat_template.h"
@@ -25,6 +17,8 @@
 #include "rlaif/model.h"
 #include "rlaif/model_folder.h"
 #include "rlaif/model_source.h"
+#include "serve/http_front.h"
+#include "serve/serve_engine.h"
 #include "serve/serve_request.h"
 
 namespace rlaif {
@@ -32,9 +26,9 @@ namespace {
 
 using json = nlohmann::json;
 
-std::atomic<httplib::Server*> g_server{nullptr};
+std::atomic<HttpFront*> g_front{nullptr};
 
-void send_error(httplib::Response& res, int status, const std::string& message, const std::string& param = "",
+void send_error(HttpReply& reply, int status, const std::string& message, const std::string& param = "",
                 const std::string& code = "") {
   json e = {{"message", message},
             {"type", status == 401   ? "authentication_error"
@@ -42,120 +36,8 @@ void send_error(httplib::Response& res, int status, const std::string& message, 
                                      : "invalid_request_error"},
             {"param", param.empty() ? json(nullptr) : json(param)},
             {"code", code.empty() ? json(nullptr) : json(code)}};
-  res.status = status;
-  res.set_content(json({{"error", e}}).dump(), "application/json");
+  reply.send(status, "application/json", json({{"error", e}}).dump());
 }
-
-// Runs queued requests together: one generate() call per gathered batch.
-class Batcher {
- public:
-  Batcher(Generator& gen, double window_s) : gen_(gen), window_s_(window_s), worker_([this] { loop(); }) {}
-  ~Batcher() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stopping_ = true;
-    }
-    cv_.notify_all();
-    worker_.join();
-  }
-  // Streaming hooks of one job: its tokens and finished samples as they happen, or why it was refused.
-  struct Hooks {
-    std::function<void(size_t sample, int64_t token)> on_token;
-    std::function<void(size_t sample, const Sample& sample_out)> on_sample;
-    std::function<void(const std::string& error)> on_error;
-  };
-  // Queues `requests`; the future gives their results, or the generator's rlaif::Error for a request it refuses.
-  std::future<std::vector<GenerationResult>> submit(std::vector<GenerationRequest> requests, Hooks hooks = {}) {
-    auto job = std::make_shared<Job>();
-    job->requests = std::move(requests);
-    job->hooks = std::move(hooks);
-    auto done = job->done.get_future();
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      queue_.push_back(job);
-    }
-    cv_.notify_all();
-    return done;
-  }
-  std::vector<GenerationResult> run(std::vector<GenerationRequest> requests) {
-    return submit(std::move(requests)).get();
-  }
-  json stats() const { return {{"requests", requests_.load()}, {"batches", batches_.load()}}; }
-
- private:
-  struct Job {
-    std::vector<GenerationRequest> requests;
-    Hooks hooks;
-    std::promise<std::vector<GenerationResult>> done;
-  };
-
-  // Runs `jobs` as one generate() call, routing each request's tokens and samples to its job's hooks.
-  std::vector<GenerationResult> generate(const std::vector<std::shared_ptr<Job>>& jobs) {
-    std::vector<GenerationRequest> all;
-    std::vector<Job*> owner;
-    for (const auto& j : jobs)
-      for (const auto& r : j->requests) all.push_back(r), owner.push_back(j.get());
-    return gen_.generate(
-        all,
-        [&](size_t r, size_t sample, const Sample& out) {
-          if (owner[r]->hooks.on_sample) owner[r]->hooks.on_sample(sample, out);
-        },
-        [&](size_t r, size_t sample, int64_t token) {
-          if (owner[r]->hooks.on_token) owner[r]->hooks.on_token(sample, token);
-        });
-  }
-
-  void loop() {
-    for (;;) {
-      std::vector<std::shared_ptr<Job>> jobs;
-      {
-        std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-        if (stopping_ && queue_.empty()) return;
-        lock.unlock();
-        std::this_thread::sleep_for(std::chrono::duration<double>(window_s_));  // let concurrent requests join
-        lock.lock();
-        jobs.assign(queue_.begin(), queue_.end());
-        queue_.clear();
-      }
-      try {
-        auto results = generate(jobs);
-        // Counted before any reply goes out, so /health read after a reply already includes it.
-        batches_ += 1;
-        requests_ += static_cast<int64_t>(jobs.size());
-        size_t at = 0;
-        for (const auto& j : jobs) {
-          std::vector<GenerationResult> mine(results.begin() + static_cast<std::ptrdiff_t>(at),
-                                             results.begin() + static_cast<std::ptrdiff_t>(at + j->requests.size()));
-          at += j->requests.size();
-          j->done.set_value(std::move(mine));
-        }
-      } catch (...) {
-        // One refused request must not fail the others: run each job alone.
-        for (const auto& j : jobs) {
-          try {
-            auto mine = generate({j});
-            batches_ += 1;
-            requests_ += 1;
-            j->done.set_value(std::move(mine));
-          } catch (const std::exception& e) {
-            if (j->hooks.on_error) j->hooks.on_error(e.what());
-            j->done.set_exception(std::current_exception());
-          }
-        }
-      }
-    }
-  }
-
-  Generator& gen_;
-  double window_s_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::shared_ptr<Job>> queue_;
-  bool stopping_ = false;
-  std::atomic<int64_t> requests_{0}, batches_{0};
-  std::thread worker_;
-};
 
 class Server {
  public:
@@ -171,50 +53,24 @@ class Server {
     chat_ = std::make_unique<ChatTemplate>(ChatTemplate::for_tokenizer(*tokenizer_));
     name_ = o.model_name.empty() ? std::filesystem::path(o.model_dir).filename().string() : o.model_name;
     if (name_.empty()) name_ = std::filesystem::path(o.model_dir).parent_path().filename().string();
-    batcher_ = std::make_unique<Batcher>(*gen_, o.batch_window_s);
+    engine_ = std::make_unique<ServeEngine>(*gen_);
   }
 
   void run(const std::function<void(int)>& on_listening) {
-    httplib::Server svr;
-    svr.set_payload_max_length(o_.max_request_bytes);
-    svr.set_pre_routing_handler([&](const httplib::Request& req, httplib::Response& res) {
-      if (o_.api_key.empty() || req.path == "/health") return httplib::Server::HandlerResponse::Unhandled;
-      if (req.get_header_value("Authorization") != "Bearer " + o_.api_key) {
-        send_error(res, 401, "invalid or missing API key (send Authorization: Bearer <key>)", "", "invalid_api_key");
-        return httplib::Server::HandlerResponse::Handled;
-      }
-      return httplib::Server::HandlerResponse::Unhandled;
-    });
-    svr.Get("/health", [&](const httplib::Request&, httplib::Response& res) {
-      json j = {{"status", "ok"}, {"model", name_}};
-      j.update(batcher_->stats());
-      res.set_content(j.dump(), "application/json");
-    });
-    svr.Get("/v1/models", [&](const httplib::Request&, httplib::Response& res) {
-      json m = {{"id", name_}, {"object", "model"}, {"created", created_}, {"owned_by", "rlaif"}};
-      res.set_content(json({{"object", "list"}, {"data", json::array({m})}}).dump(), "application/json");
-    });
-    svr.Post("/v1/chat/completions",
-             [&](const httplib::Request& req, httplib::Response& res) { handle(req, res, true); });
-    svr.Post("/v1/completions", [&](const httplib::Request& req, httplib::Response& res) { handle(req, res, false); });
-    svr.set_error_handler([&](const httplib::Request& req, httplib::Response& res) {
-      if (!res.body.empty()) return;
-      if (res.status == 413)
-        send_error(res, 413, "request body larger than " + std::to_string(o_.max_request_bytes) + " bytes");
-      else if (res.status == 404)
-        send_error(res, 404, "no route " + req.method + " " + req.path, "", "not_found");
-    });
-    int port = o_.port;
-    if (port == 0) {
-      port = svr.bind_to_any_port(o_.host);
-      if (port < 0) throw Error("cannot bind", o_.host, "check --host");
-    } else if (!svr.bind_to_port(o_.host, port)) {
-      throw Error("cannot bind " + o_.host + ":" + std::to_string(port), "--port", "is another server using the port?");
-    }
-    g_server = &svr;
-    if (on_listening) on_listening(port);
-    svr.listen_after_bind();
-    g_server = nullptr;
+    HttpLimits limits;
+    limits.max_body_bytes = o_.max_request_bytes;
+    limits.max_connections = o_.max_connections;
+    limits.header_timeout_s = o_.header_timeout_s;
+    limits.body_timeout_s = o_.body_timeout_s;
+    limits.idle_timeout_s = o_.idle_timeout_s;
+    HttpFront front(o_.host, o_.port, limits,
+                    [this](IncomingRequest& req, const std::shared_ptr<HttpReply>& reply) { route(req, reply); });
+    front_ = &front;
+    g_front = &front;
+    if (on_listening) on_listening(front.port());
+    front.run();
+    g_front = nullptr;
+    front_ = nullptr;
   }
 
  private:
@@ -272,31 +128,73 @@ class Server {
     return {{"tokens", tokens}, {"token_logprobs", lps}, {"top_logprobs", tops}, {"text_offset", offsets}};
   }
 
-  void handle(const httplib::Request& req, httplib::Response& res, bool chat) {
+  json health() const {
+    const auto e = engine_->stats();
+    const auto f = front_ ? front_->stats() : HttpFront::Stats();
+    return {{"status", "ok"},
+            {"model", name_},
+            {"requests", e.finished + e.failed},
+            {"cancelled", e.cancelled},
+            {"running", e.running},
+            {"waiting", e.waiting},
+            {"decode_steps", e.decode_steps},
+            {"decode_tokens", e.decode_tokens},
+            {"prefill_tokens", e.prefill_tokens},
+            {"connections", f.connections},
+            {"refused", f.refused},
+            {"timed_out", f.timed_out}};
+  }
+
+  // Runs on the front's handler threads: authentication, then the route.
+  void route(IncomingRequest& req, const std::shared_ptr<HttpReply>& reply) {
+    if (!o_.api_key.empty() && req.path != "/health" && req.header("Authorization") != "Bearer " + o_.api_key)
+      return send_error(*reply, 401, "invalid or missing API key (send Authorization: Bearer <key>)", "",
+                        "invalid_api_key");
+    const bool get = req.method == "GET" || req.method == "HEAD", post = req.method == "POST";
+    if (req.path == "/health" && get) return reply->send(200, "application/json", health().dump());
+    if (req.path == "/v1/models" && get) {
+      json m = {{"id", name_}, {"object", "model"}, {"created", created_}, {"owned_by", "rlaif"}};
+      return reply->send(200, "application/json", json({{"object", "list"}, {"data", json::array({m})}}).dump());
+    }
+    if (req.path == "/v1/chat/completions" && post) return handle(req, reply, true);
+    if (req.path == "/v1/completions" && post) return handle(req, reply, false);
+    const bool known = req.path == "/health" || req.path == "/v1/models" || req.path == "/v1/chat/completions" ||
+                       req.path == "/v1/completions";
+    if (known) return send_error(*reply, 405, "method " + req.method + " not allowed on " + req.path);
+    send_error(*reply, 404, "no route " + req.method + " " + req.path, "", "not_found");
+  }
+
+  void handle(IncomingRequest& req, const std::shared_ptr<HttpReply>& reply, bool chat) {
     ServeRequest p;
     try {
       p = parse_serve_request(req.body, chat, o_);
       encode_prompt(p);
-      if (p.stream) return stream(p, res, chat);
-      reply(p, batcher_->run({p.request}), res, chat);
+      gen_->check(p.request);
     } catch (const BadRequest& e) {
-      send_error(res, 400, e.message, e.param, "invalid_request");
-    } catch (const Error& e) {  // the generator refused it (e.g. no room in the context): the request's fault
-      send_error(res, 400, e.what(), "", "invalid_request");
-    } catch (const std::exception& e) {
-      send_error(res, 500, std::string("generation failed: ") + e.what());
+      return send_error(*reply, 400, e.message, e.param, "invalid_request");
+    } catch (const Error& e) {  // the generator refuses it (e.g. no room in the context): the request's fault
+      return send_error(*reply, 400, e.what(), "", "invalid_request");
     }
+    if (p.stream) return stream(std::move(p), reply, chat);
+    auto shared = std::make_shared<ServeRequest>(std::move(p));
+    ServeEngine::Hooks hooks;
+    hooks.on_done = [this, shared, reply, chat](GenerationResult& result) {
+      reply->send(200, "application/json", reply_json(*shared, result, chat));
+    };
+    hooks.on_error = [reply](const std::string& error) { send_error(*reply, 500, "generation failed: " + error); };
+    const size_t id = engine_->submit(shared->request, std::move(hooks));
+    ServeEngine* engine = engine_.get();
+    reply->on_close([engine, id] { engine->cancel(id); });  // the client went away: free its slots
   }
 
-  json usage_json(const ServeRequest& p, int64_t completion_tokens) const {
-    const int64_t prompt_tokens = static_cast<int64_t>(p.request.prompt_ids.size());
+  static json usage_json(int64_t prompt_tokens, int64_t completion_tokens) {
     return {{"prompt_tokens", prompt_tokens},
             {"completion_tokens", completion_tokens},
             {"total_tokens", prompt_tokens + completion_tokens}};
   }
 
-  void reply(const ServeRequest& p, const std::vector<GenerationResult>& results, httplib::Response& res, bool chat) {
-    const auto& samples = results.at(0).samples;
+  std::string reply_json(const ServeRequest& p, const GenerationResult& result, bool chat) {
+    const auto& samples = result.samples;
     int64_t completion_tokens = 0;
     json choices = json::array();
     for (size_t i = 0; i < samples.size(); ++i) {
@@ -315,24 +213,20 @@ class Server {
                   {"created", static_cast<int64_t>(std::time(nullptr))},
                   {"model", name_},
                   {"choices", choices},
-                  {"usage", usage_json(p, completion_tokens)}};
-    res.set_content(reply.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+                  {"usage", usage_json(static_cast<int64_t>(p.request.prompt_ids.size()), completion_tokens)}};
+    return reply.dump(-1, ' ', false, json::error_handler_t::replace);
   }
 
   // Server-sent events, live: each token's text is sent as it is drawn. Text that could still turn out to be the
   // start of a stop string, or an incomplete UTF-8 character, is held back until it is settled, so the deltas always
-  // concatenate to exactly the non-streamed text.
-  void stream(const ServeRequest& p, httplib::Response& res, bool chat) {
+  // concatenate to exactly the non-streamed text. The hooks run on the engine thread, one at a time.
+  void stream(ServeRequest p, const std::shared_ptr<HttpReply>& reply, bool chat) {
     struct SampleState {
       std::string bytes;  // the sample's bytes so far
       size_t sent = 0;    // bytes already sent
       int64_t tokens = 0;
     };
     struct State {
-      std::mutex mu;
-      std::condition_variable cv;
-      std::deque<std::string> events;
-      bool done = false;
       std::vector<SampleState> samples;
       int64_t finished = 0;
     };
@@ -358,15 +252,12 @@ class Server {
         c["text"] = text;
       return event(c);
     };
-    auto push = [st](std::string e) {
-      std::lock_guard<std::mutex> lock(st->mu);
-      st->events.push_back(std::move(e));
-      st->cv.notify_all();
-    };
+    reply->start_stream("text/event-stream");
     if (chat)
       for (size_t i = 0; i < st->samples.size(); ++i)
-        push(event({{"index", i}, {"delta", {{"role", "assistant"}, {"content", ""}}}, {"finish_reason", nullptr}}));
-    Batcher::Hooks hooks;
+        reply->write(
+            event({{"index", i}, {"delta", {{"role", "assistant"}, {"content", ""}}}, {"finish_reason", nullptr}}));
+    ServeEngine::Hooks hooks;
     const Tokenizer* tok = tokenizer_.get();
     hooks.on_token = [=](size_t i, int64_t token) {
       auto& s = st->samples[i];
@@ -379,57 +270,49 @@ class Server {
       // An incomplete character waits for its next bytes; invalid bytes wait for the end (the final text replaces
       // them).
       if (upto <= s.sent || !unicode::is_valid_utf8(s.bytes.substr(0, upto))) return;
-      push(delta(i, s.bytes.substr(s.sent, upto - s.sent)));
+      reply->write(delta(i, s.bytes.substr(s.sent, upto - s.sent)));
       s.sent = upto;
     };
+    const int64_t prompt_tokens = static_cast<int64_t>(p.request.prompt_ids.size());
     hooks.on_sample = [=](size_t i, const Sample& out) {
       auto& s = st->samples[i];
       if (out.text.size() > s.sent && out.text.compare(0, s.sent, s.bytes, 0, s.sent) == 0)
-        push(delta(i, out.text.substr(s.sent)));
+        reply->write(delta(i, out.text.substr(s.sent)));
       json last = {{"index", i}, {"finish_reason", to_string(out.finish_reason)}};
       if (chat)
         last["delta"] = json::object();
       else
         last["text"] = "";
-      std::lock_guard<std::mutex> lock(st->mu);
       int64_t total = 0;
       for (const auto& x : st->samples) total += x.tokens;
-      bool all = ++st->finished == static_cast<int64_t>(st->samples.size());
-      st->events.push_back(event(last, all ? usage_json(p, total) : json()));
-      if (all) st->events.push_back("data: [DONE]\n\n"), st->done = true;
-      st->cv.notify_all();
+      const bool all = ++st->finished == static_cast<int64_t>(st->samples.size());
+      reply->write(event(last, all ? usage_json(prompt_tokens, total) : json()));
     };
-    hooks.on_error = [=](const std::string& error) {
-      json e = {
-          {"error",
-           {{"message", error}, {"type", "invalid_request_error"}, {"param", nullptr}, {"code", "invalid_request"}}}};
-      std::lock_guard<std::mutex> lock(st->mu);
-      st->events.push_back("data: " + e.dump() + "\n\n");
-      st->events.push_back("data: [DONE]\n\n");
-      st->done = true;
-      st->cv.notify_all();
+    hooks.on_done = [reply](GenerationResult&) {
+      reply->write("data: [DONE]\n\n");
+      reply->end();
     };
-    auto result = std::make_shared<std::future<std::vector<GenerationResult>>>(batcher_->submit({p.request}, hooks));
-    res.set_header("Cache-Control", "no-cache");
-    res.set_chunked_content_provider("text/event-stream", [st, result](size_t, httplib::DataSink& sink) {
-      std::unique_lock<std::mutex> lock(st->mu);
-      st->cv.wait(lock, [&] { return !st->events.empty() || st->done; });
-      if (st->events.empty()) {
-        sink.done();
-        return true;
-      }
-      std::string e = std::move(st->events.front());
-      st->events.pop_front();
-      lock.unlock();
-      return sink.write(e.data(), e.size());
-    });
+    hooks.on_error = [reply](const std::string& error) {
+      json e = {{"error",
+                 {{"message", "generation failed: " + error},
+                  {"type", "server_error"},
+                  {"param", nullptr},
+                  {"code", nullptr}}}};
+      reply->write("data: " + e.dump() + "\n\n");
+      reply->write("data: [DONE]\n\n");
+      reply->end();
+    };
+    const size_t job = engine_->submit(p.request, std::move(hooks));
+    ServeEngine* engine = engine_.get();
+    reply->on_close([engine, job] { engine->cancel(job); });
   }
 
   const ServeOptions& o_;
   std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<Generator> gen_;
   std::unique_ptr<ChatTemplate> chat_;
-  std::unique_ptr<Batcher> batcher_;
+  std::unique_ptr<ServeEngine> engine_;
+  HttpFront* front_ = nullptr;
   std::string name_;
   int64_t created_ = static_cast<int64_t>(std::time(nullptr));
   std::atomic<int64_t> next_id_{0};
@@ -443,7 +326,7 @@ void serve(const ServeOptions& options, const std::function<void(int port)>& on_
 }
 
 void stop_serving() {
-  if (auto* s = g_server.load()) s->stop();
+  if (auto* f = g_front.load()) f->stop();
 }
 
 }  // namespace rlaif

@@ -16,8 +16,9 @@ Run add_serve(CLI::App& app) {
   auto key_env = std::make_shared<std::string>();
   app.footer(
       "Endpoints: POST /v1/chat/completions and /v1/completions (temperature, top_p, top_k, min_p, max_tokens, stop, "
-      "seed, n, logprobs/top_logprobs, response_format, stream), GET /v1/models, GET /health. Requests that arrive "
-      "together share one generation batch. Errors are OpenAI-shaped JSON with status 400/401/404/413.");
+      "seed, n, logprobs/top_logprobs, response_format, stream), GET /v1/models, GET /health. Running requests share "
+      "one continuous decode batch (a new one joins at the next step). Errors are OpenAI-shaped JSON with status "
+      "400/401/404/405/408/411/413/431/503.");
   app.add_option("--model", o->model_dir,
                  "the model folder to serve, or a LoRA run's final/ or checkpoint-N/ (its adapter on its base)")
       ->required();
@@ -36,6 +37,14 @@ Run add_serve(CLI::App& app) {
       ->capture_default_str();
   app.add_option("--max-n", o->max_n, "largest n (choices per request)")->capture_default_str();
   app.add_option("--max-request-bytes", o->max_request_bytes, "larger request bodies get 413")->capture_default_str();
+  app.add_option("--max-connections", o->max_connections, "open connections at most; more get 503")
+      ->capture_default_str();
+  app.add_option("--header-timeout", o->header_timeout_s, "seconds for a request's headers to arrive (else 408)")
+      ->capture_default_str();
+  app.add_option("--body-timeout", o->body_timeout_s, "seconds for a request's body to arrive after its headers")
+      ->capture_default_str();
+  app.add_option("--idle-timeout", o->idle_timeout_s, "seconds a kept-alive connection may wait for its next request")
+      ->capture_default_str();
   return [o, key_env]() {
     if (!key_env->empty()) {
       const char* key = std::getenv(key_env->c_str());
