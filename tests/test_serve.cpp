@@ -13,59 +13,14 @@
 #include "rlaif/init_model.h"
 #include "rlaif/jsonl.h"
 #include "rlaif/judge.h"
+#include "serve_process.h"
 #include "test_util.h"
 
 using json = nlohmann::json;
+using rlaif_test::ServeProcess;
 using rlaif_test::TempDir;
 
 namespace {
-
-// `rlaif serve` in a child process; the port comes from its first stdout line.
-class ServeProcess {
- public:
-  ServeProcess(const std::string& model, const std::string& extra) {
-    int fds[2];
-    if (pipe(fds) != 0) throw std::runtime_error("pipe");
-    pid_ = fork();
-    if (pid_ == 0) {
-      dup2(fds[1], 1);
-      close(fds[0]);
-      std::string cmd = std::string(RLAIF_BIN) + " serve --model " + model + " --port 0 " + extra;
-      execl("/bin/sh", "sh", "-c", ("exec " + cmd).c_str(), static_cast<char*>(nullptr));
-      _exit(127);
-    }
-    close(fds[1]);
-    FILE* out = fdopen(fds[0], "r");
-    char line[512] = {0};
-    if (!fgets(line, sizeof line, out)) throw std::runtime_error("rlaif serve printed nothing");
-    fclose(out);
-    std::string s(line);
-    auto colon = s.rfind(':');
-    port_ = std::stoi(s.substr(colon + 1));
-  }
-  ~ServeProcess() {
-    if (pid_ > 0 && !stopped_) kill(pid_, SIGKILL), waitpid(pid_, nullptr, 0);
-  }
-  int port() const { return port_; }
-  // SIGTERM, then the exit status (-1 when it did not exit within 10 s).
-  int stop() {
-    kill(pid_, SIGTERM);
-    for (int i = 0; i < 100; ++i) {
-      int status = 0;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        stopped_ = true;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      }
-      usleep(100000);
-    }
-    return -1;
-  }
-
- private:
-  pid_t pid_ = -1;
-  int port_ = 0;
-  bool stopped_ = false;
-};
 
 class Serve : public ::testing::Test {
  protected:
@@ -353,6 +308,54 @@ TEST_F(Serve, ConcurrentRequestsShareBatchesAndTheJudgeClientWorksAgainstIt) {
     EXPECT_TRUE(cause != "bad_response" && cause.rfind("http", 0) != 0 && cause != "timeout" && cause != "deadline")
         << cause << " x" << count;
   for (const auto& r : results) EXPECT_TRUE(r.ok || !r.failure.empty());
+}
+
+// Continuous batching: a short request sent while a long one decodes joins the running batch and is answered
+// before the long one ends (a server that ran one batch at a time would make it wait for the end), with the same
+// greedy text as when it ran alone.
+TEST_F(Serve, ARequestThatArrivesDuringALongOneJoinsItsBatchAndEndsFirst) {
+  const json short_request = {{"prompt", "Short"}, {"max_tokens", 8}, {"temperature", 0}};
+  const json alone = post("/v1/completions", short_request);
+  const json long_request = {{"prompt", "Long"}, {"max_tokens", 512}, {"n", 16},
+                             {"seed", 3},        {"stream", true},    {"ignore_eos", true}};
+  rlaif_test::RawConnection stream(server_->port());
+  ASSERT_TRUE(stream.send_all(rlaif_test::http_post("/v1/completions", long_request.dump(), "sekret")));
+  ASSERT_NE(stream.read(30, "\"text\":\"").find("\"text\":\""), std::string::npos);  // it is decoding
+  const auto t0 = std::chrono::steady_clock::now();
+  const json joined = post("/v1/completions", short_request);
+  const double short_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const bool long_done_first = stream.read(0.01).find("[DONE]") != std::string::npos;
+  const std::string all = stream.read(60, "[DONE]");
+  const double long_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::cout << "short request answered after " << short_s << " s; the long one ended after " << long_s << " s\n";
+  EXPECT_FALSE(long_done_first) << "the short request waited for the long one";
+  ASSERT_NE(all.find("[DONE]"), std::string::npos);
+  EXPECT_EQ(joined["choices"][0]["text"], alone["choices"][0]["text"]);
+  // ignore_eos: every one of the long request's samples ran to max_tokens.
+  EXPECT_NE(all.find("\"completion_tokens\":8192"), std::string::npos);
+}
+
+// A client that closes its connection mid-stream cancels its request: its sequences leave the batch at once.
+TEST_F(Serve, AClientThatGoesAwayCancelsItsRequest) {
+  const json before = json::parse(client().Get("/health")->body);
+  {
+    rlaif_test::RawConnection stream(server_->port());
+    const json long_request = {
+        {"prompt", "Abandoned"}, {"max_tokens", 512}, {"n", 16}, {"stream", true}, {"ignore_eos", true}};
+    ASSERT_TRUE(stream.send_all(rlaif_test::http_post("/v1/completions", long_request.dump(), "sekret")));
+    ASSERT_NE(stream.read(30, "\"text\":\"").find("\"text\":\""), std::string::npos);
+  }  // closed
+  json after;
+  for (int i = 0; i < 100; ++i) {
+    after = json::parse(client().Get("/health")->body);
+    if (after["cancelled"].get<int64_t>() > before["cancelled"].get<int64_t>() && after["running"] == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(after["cancelled"].get<int64_t>() - before["cancelled"].get<int64_t>(), 1);
+  EXPECT_EQ(after["running"], 0);
+  EXPECT_EQ(after["requests"], before["requests"]);  // it never finished
+  // It stopped early: far fewer than its 16 x 512 tokens were decoded.
+  EXPECT_LT(after["decode_tokens"].get<int64_t>() - before["decode_tokens"].get<int64_t>(), 16 * 512 / 2);
 }
 
 TEST(ServeProcessTest, StopsCleanlyOnSigterm) {

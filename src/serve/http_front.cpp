@@ -93,7 +93,7 @@ std::string error_body(int status, const std::string& message) {
                  {"type", status >= 500 ? "server_error" : "invalid_request_error"},
                  {"param", nullptr},
                  {"code", nullptr}}}})
-      .dump();
+      .dump(-1, ' ', false, json::error_handler_t::replace);  // the message may quote the client's invalid bytes
 }
 
 std::string head(int status, bool keep_alive, const std::vector<std::pair<std::string, std::string>>& headers) {
@@ -287,7 +287,11 @@ class HttpFront::Impl {
         else if (id == kWake)
           read_mail();
         else
-          on_event(id, events[i].events);
+          try {
+            on_event(id, events[i].events);
+          } catch (const std::exception&) {
+            close_conn(id);  // one connection's failure (e.g. out of memory) must not end the server
+          }
       }
       check_deadlines();
     }

@@ -106,6 +106,7 @@ ServeRequest parse_serve_request(const std::string& text, bool chat, const Serve
     g.json_object = type != "text";  // constrained decoding to one JSON object (a schema's shape is not enforced)
   }
   p.stream = flag(body, "stream");
+  g.ignore_eos = flag(body, "ignore_eos");  // vLLM's extra parameter: generate max_tokens whatever the model says
   if (chat) {
     if (flag(body, "logprobs"))
       p.logprobs = number<int64_t>(body, "top_logprobs", 0, 0, 20);
