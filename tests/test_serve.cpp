@@ -335,6 +335,53 @@ TEST_F(Serve, ARequestThatArrivesDuringALongOneJoinsItsBatchAndEndsFirst) {
   EXPECT_NE(all.find("\"completion_tokens\":8192"), std::string::npos);
 }
 
+// Concurrent clients, each with its own stream, share the decode batch; each one's text is what the same request
+// gets alone (temperature 0), and each stream's deltas add up to it.
+TEST_F(Serve, ConcurrentStreamsEachEqualTheSameRequestAlone) {
+  const int n = 6;
+  std::vector<json> bodies;
+  std::vector<std::string> alone;
+  for (int i = 0; i < n; ++i) {
+    bodies.push_back({{"prompt", "Client " + std::to_string(i) + " says"}, {"max_tokens", 16 + 8 * i},
+                      {"temperature", 0}});
+    alone.push_back(post("/v1/completions", bodies.back())["choices"][0]["text"]);
+  }
+  std::vector<std::string> streamed(n);
+  std::vector<int> events(n, 0);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < n; ++i)
+    threads.emplace_back([&, i] {
+      json body = bodies[i];
+      body["stream"] = true;
+      httplib::Client c = client();
+      std::string buffer;
+      httplib::Request req;
+      req.method = "POST";
+      req.path = "/v1/completions";
+      req.headers = {{"Authorization", "Bearer sekret"}, {"Content-Type", "application/json"}};
+      req.body = body.dump();
+      req.content_receiver = [&](const char* data, size_t len, uint64_t, uint64_t) {
+        buffer.append(data, len);
+        for (size_t at; (at = buffer.find("\n\n")) != std::string::npos;) {
+          const std::string e = buffer.substr(0, at);
+          buffer.erase(0, at + 2);
+          if (e == "data: [DONE]") continue;
+          streamed[i] += json::parse(e.substr(6))["choices"][0]["text"].get<std::string>();
+          events[i] += 1;
+        }
+        return true;
+      };
+      httplib::Response res;
+      httplib::Error err;
+      c.send(req, res, err);
+    });
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < n; ++i) {
+    EXPECT_EQ(streamed[i], alone[i]) << i;
+    EXPECT_GE(events[i], 2) << i;  // deltas and the final event, not one reply
+  }
+}
+
 // A client that closes its connection mid-stream cancels its request: its sequences leave the batch at once.
 TEST_F(Serve, AClientThatGoesAwayCancelsItsRequest) {
   const json before = json::parse(client().Get("/health")->body);
