@@ -143,9 +143,9 @@ int main(int argc, char** argv) {
       int k = 0;
       while (!done) {
         const auto t0 = Clock::now();
-        auto r = h.Post("/v1/completions",
-                        json({{"prompt", prompt(100000 + k++)}, {"max_tokens", 1}, {"seed", k}}).dump(),
-                        "application/json");
+        auto r =
+            h.Post("/v1/completions", json({{"prompt", prompt(100000 + k++)}, {"max_tokens", 1}, {"seed", k}}).dump(),
+                   "application/json");
         if (r && r->status == 200 && !done) probes.push_back(since(t0));
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
       }
@@ -179,7 +179,8 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
   }
   server.stop();
-  std::printf("generate() at batch 32 after the server stopped: %.1f tok/s (best of 3)\n", generate_rate(model, max_tokens));
+  std::printf("generate() at batch 32 after the server stopped: %.1f tok/s (best of 3)\n",
+              generate_rate(model, max_tokens));
   std::system(("rm -rf " + tmp).c_str());
   return 0;
 }

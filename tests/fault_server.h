@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -205,13 +206,48 @@ class FaultServer {
       }
       content = {{"rationale", "compared"}, {"winner", winner}};
     }
+    // DIST=v:p/v:p/...: the judge's distribution over each score; it writes the most likely value, and with
+    // "logprobs": true reports its tokens (digit runs one token, every other character one) with that
+    // distribution as the score tokens' alternatives.
+    const std::string dist = field(prompt, "DIST");
+    std::vector<std::pair<std::string, double>> alternatives;
+    for (size_t at = 0; !dist.empty() && at < dist.size();) {
+      size_t slash = dist.find('/', at), colon = dist.find(':', at);
+      if (slash == std::string::npos) slash = dist.size();
+      alternatives.emplace_back(dist.substr(at, colon - at),
+                                std::log(std::stod(dist.substr(colon + 1, slash - colon - 1))));
+      at = slash + 1;
+    }
+    if (!alternatives.empty() && content.contains("scores")) {
+      auto best = std::max_element(alternatives.begin(), alternatives.end(),
+                                   [](const auto& a, const auto& b) { return a.second < b.second; });
+      for (auto& [key, value] : content["scores"].items()) value = std::stoi(best->first);
+    }
+    nlohmann::json choice = {
+        {"index", 0}, {"message", {{"role", "assistant"}, {"content", content.dump()}}}, {"finish_reason", "stop"}};
+    if (!alternatives.empty() && body.value("logprobs", false)) {
+      const std::string text = content.dump();
+      nlohmann::json tokens = nlohmann::json::array();
+      for (size_t i = 0; i < text.size();) {
+        size_t j = i + 1;
+        while (std::isdigit(static_cast<unsigned char>(text[i])) && j < text.size() &&
+               std::isdigit(static_cast<unsigned char>(text[j])))
+          ++j;
+        const std::string t = text.substr(i, j - i);
+        nlohmann::json top = nlohmann::json::array();
+        if (std::isdigit(static_cast<unsigned char>(t[0])))
+          for (const auto& [v, lp] : alternatives) top.push_back({{"token", v}, {"logprob", lp}});
+        else
+          top.push_back({{"token", t}, {"logprob", 0.0}});
+        tokens.push_back({{"token", t}, {"logprob", top[0]["logprob"]}, {"top_logprobs", top}});
+        i = j;
+      }
+      choice["logprobs"] = {{"content", tokens}};
+    }
     nlohmann::json reply = {{"id", "chatcmpl-test"},
                             {"object", "chat.completion"},
                             {"model", body.value("model", "fault")},
-                            {"choices",
-                             {{{"index", 0},
-                               {"message", {{"role", "assistant"}, {"content", content.dump()}}},
-                               {"finish_reason", "stop"}}}},
+                            {"choices", {choice}},
                             {"usage", {{"prompt_tokens", 100}, {"completion_tokens", 20}, {"total_tokens", 120}}}};
     return reply.dump();
   }

@@ -985,3 +985,79 @@ TEST(Judge, LocalBackendTakesALoraCheckpointOrAnAdapter) {
 }
 
 }  // namespace
+
+namespace {
+
+// With top_logprobs, the openai backend's score of a criterion is the expected score under the distribution at its
+// score token, as the local judge's is, with the confidence and mass beside it; a server that returns no logprobs
+// leaves the parsed scores, and the judge says so once.
+TEST(Judge, OpenAiLogprobsGiveTheExpectedScoreAndAConfidence) {
+  rlaif_test::FaultServer server;
+  TempDir dir;
+  auto c = config_for(server, dir);
+  c.cache_path = "";
+  c.journal_path = "";
+  c.top_logprobs = 5;
+  // The judge's distribution over the score: 3 (0.5), 4 (0.25), 5 (0.25); it writes 3, the most likely.
+  const std::vector<rlaif::JudgeSample> with_dist = {{"Q", "an answer DIST=3:0.5/4:0.25/5:0.25 ", ""}};
+  const double expected = 3 * 0.5 + 4 * 0.25 + 5 * 0.25;
+  rlaif::Judge judge(c);
+  auto r = judge.judge(with_dist).at(0);
+  ASSERT_TRUE(r.ok) << r.failure << " " << r.detail;
+  ASSERT_EQ(r.distributions.size(), c.rubric.criteria.size());
+  for (const auto& criterion : c.rubric.criteria) {
+    EXPECT_NEAR(r.verdict.scores.at(criterion.name), expected, 1e-9) << criterion.name;
+    EXPECT_NEAR(r.distributions.at(criterion.name).confidence, 0.5, 1e-9);
+    EXPECT_NEAR(r.distributions.at(criterion.name).mass, 1.0, 1e-9);
+  }
+  EXPECT_NEAR(r.verdict.reward, c.rubric.aggregate(r.verdict.scores), 1e-12);
+  // Without top_logprobs the parsed score stands: 3.
+  auto plain = c;
+  plain.top_logprobs = 0;
+  rlaif::Judge parsed(plain);
+  auto p = parsed.judge(with_dist).at(0);
+  ASSERT_TRUE(p.ok);
+  EXPECT_EQ(p.verdict.scores.at(c.rubric.criteria[0].name), 3);
+  EXPECT_TRUE(p.distributions.empty());
+  EXPECT_LT(p.verdict.reward, r.verdict.reward);
+  // A server that sends no logprobs (no DIST here): the parsed 7, and one notice for all replies.
+  testing::internal::CaptureStderr();
+  auto none = judge.judge({{"Q", "first", ""}, {"Q", "second", ""}});
+  const std::string err = testing::internal::GetCapturedStderr();
+  for (const auto& n : none) {
+    ASSERT_TRUE(n.ok);
+    EXPECT_EQ(n.verdict.scores.at(c.rubric.criteria[0].name), 7);
+    EXPECT_TRUE(n.distributions.empty());
+  }
+  const std::string notice = "the server returned no logprobs";
+  ASSERT_NE(err.find(notice), std::string::npos) << err;
+  EXPECT_EQ(err.find(notice, err.find(notice) + 1), std::string::npos) << err;
+}
+
+// score_distributions against hand-made token lists: where the score token is found, and where it is not.
+TEST(Verdict, ScoreDistributionsReadTheScoreTokenOnly) {
+  rlaif::Rubric rubric;
+  rubric.criteria = {{"relevance", "", 1, 10, 1}, {"safety", "", 1, 10, 1}};
+  auto tok = [](std::string t, std::vector<std::pair<std::string, double>> top = {}) {
+    return rlaif::ReplyToken{std::move(t), std::move(top)};
+  };
+  const std::vector<std::pair<std::string, double>> eight = {{" 8", std::log(0.6)}, {" 9", std::log(0.2)}, {"x", -1}};
+  // {"scores": {"relevance": 8, "safety": 10}}: relevance's " 8" carries the alternatives; safety's "1","0" is split.
+  std::vector<rlaif::ReplyToken> tokens = {tok("{\"scores\": {\"relevance\":"), tok(" 8", eight), tok(", \"safety\": "),
+                                           tok("1", {{"1", 0}}), tok("0}}")};
+  std::string reply;
+  for (const auto& t : tokens) reply += t.text;
+  auto d = rlaif::score_distributions(reply, tokens, rubric);
+  ASSERT_EQ(d.count("relevance"), 1u);
+  EXPECT_NEAR(d["relevance"].mean, (8 * 0.6 + 9 * 0.2) / 0.8, 1e-12);
+  EXPECT_NEAR(d["relevance"].confidence, 0.75, 1e-12);
+  EXPECT_NEAR(d["relevance"].mass, 0.8, 1e-12);
+  EXPECT_EQ(d.count("safety"), 0u);  // "10" spans two tokens: left to the parsed score
+  // Tokens that do not spell the reply are not trusted at all.
+  EXPECT_TRUE(rlaif::score_distributions(reply + " ", tokens, rubric).empty());
+  // A "relevance: 8" line works as well.
+  std::vector<rlaif::ReplyToken> lines = {tok("relevance:"), tok(" 8", eight), tok("\n")};
+  EXPECT_EQ(rlaif::score_distributions("relevance: 8\n", lines, rubric).count("relevance"), 1u);
+}
+
+}  // namespace

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "adapter_test_util.h"
+#include "judge/openai_chat.h"
 #include "rlaif/init_model.h"
 #include "rlaif/jsonl.h"
 #include "rlaif/judge.h"
@@ -342,8 +343,8 @@ TEST_F(Serve, ConcurrentStreamsEachEqualTheSameRequestAlone) {
   std::vector<json> bodies;
   std::vector<std::string> alone;
   for (int i = 0; i < n; ++i) {
-    bodies.push_back({{"prompt", "Client " + std::to_string(i) + " says"}, {"max_tokens", 16 + 8 * i},
-                      {"temperature", 0}});
+    bodies.push_back(
+        {{"prompt", "Client " + std::to_string(i) + " says"}, {"max_tokens", 16 + 8 * i}, {"temperature", 0}});
     alone.push_back(post("/v1/completions", bodies.back())["choices"][0]["text"]);
   }
   std::vector<std::string> streamed(n);
@@ -379,6 +380,35 @@ TEST_F(Serve, ConcurrentStreamsEachEqualTheSameRequestAlone) {
   for (int i = 0; i < n; ++i) {
     EXPECT_EQ(streamed[i], alone[i]) << i;
     EXPECT_GE(events[i], 2) << i;  // deltas and the final event, not one reply
+  }
+}
+
+// The OpenAI judge's reader understands rlaif serve's logprobs: a greedy chat reply's tokens, each its own most
+// likely alternative among at most top_logprobs.
+TEST_F(Serve, TheJudgeReadsServesLogprobs) {
+  const json body = {{"messages", {{{"role", "user"}, {"content", "Score this."}}}},
+                     {"max_tokens", 12},
+                     {"temperature", 0},
+                     {"logprobs", true},
+                     {"top_logprobs", 5},
+                     {"ignore_eos", true}};
+  auto res = client().Post("/v1/chat/completions", body.dump(), "application/json");
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body;
+  rlaif::JudgeConfig c;
+  c.base_urls = {"http://127.0.0.1:" + std::to_string(server_->port()) + "/v1"};
+  rlaif::OpenAiChat chat(c);
+  rlaif::JudgeResult r;
+  std::vector<rlaif::ReplyToken> tokens;
+  chat.read_reply(res->body, r, &tokens);
+  ASSERT_TRUE(r.failure.empty()) << r.detail;
+  ASSERT_EQ(tokens.size(), 12u);
+  for (const auto& t : tokens) {
+    ASSERT_GE(t.top.size(), 1u);
+    EXPECT_LE(t.top.size(), 5u);
+    EXPECT_EQ(t.top[0].first, t.text);  // greedy: the drawn token is the most likely one
+    for (size_t k = 1; k < t.top.size(); ++k) EXPECT_LE(t.top[k].second, t.top[k - 1].second);
+    EXPECT_LE(t.top[0].second, 1e-6);
   }
 }
 

@@ -90,7 +90,8 @@ struct JudgeResult {
   std::string failure, detail;  // cause when !ok: a transport cause (timeout, http_429, ...), bad_response,
                                 // no_verdict, missing_score, non_numeric_score, budget_exhausted
   Verdict verdict;
-  std::map<std::string, ScoreDistribution> distributions;  // local backend: per criterion (mean is the score)
+  // local backend, and openai with top_logprobs: per criterion (mean is the score)
+  std::map<std::string, ScoreDistribution> distributions;
   double reward = 0;                     // the judge's reward combined with the graders (== verdict.reward without any)
   std::map<std::string, double> grades;  // per grader name, 1 or 0
   std::map<std::string, double> judge_rewards;  // with a panel: each judge's own reward by its name

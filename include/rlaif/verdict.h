@@ -47,4 +47,20 @@ struct ScoreDistribution {
 std::optional<ScoreDistribution> expected_score(const std::vector<std::pair<std::string, double>>& top_logprobs,
                                                 double min, double max);
 
+// One generated token of a reply as an OpenAI server reports it with logprobs: its text and the top alternatives
+// (text, log-probability) at its position.
+struct ReplyToken {
+  std::string text;
+  std::vector<std::pair<std::string, double>> top;
+};
+
+// The score distribution of each of the rubric's criteria at its score token in `reply` (which `tokens` must spell
+// out exactly, else nothing is returned): the number after the criterion's key (`"name": 7` in the verdict JSON, or a
+// `name: 7` line), read with expected_score from the alternatives of the token where it starts. A criterion is left
+// out when its number is not found, does not start its token (after spaces), or spans several tokens ("10" as "1",
+// "0"), or when no alternative is a score.
+std::map<std::string, ScoreDistribution> score_distributions(const std::string& reply,
+                                                             const std::vector<ReplyToken>& tokens,
+                                                             const Rubric& rubric);
+
 }  // namespace rlaif

@@ -1,5 +1,6 @@
 #include "judge/openai_chat.h"
 
+#include <cstdio>
 #include <cstdlib>
 
 #include "rlaif/error.h"
@@ -48,7 +49,31 @@ HttpRequest OpenAiChat::request(const JudgeMessages& messages, const json& schem
   return q;
 }
 
-void OpenAiChat::read_reply(const std::string& body, JudgeResult& r) const {
+namespace {
+
+// choices[0].logprobs.content of a chat completion as tokens with their alternatives; empty when absent or malformed.
+std::vector<ReplyToken> reply_tokens(const json& reply) {
+  std::vector<ReplyToken> out;
+  const json& choice = reply["choices"][0];
+  if (!choice.contains("logprobs") || !choice["logprobs"].is_object()) return out;
+  const json& content = choice["logprobs"].value("content", json());
+  if (!content.is_array()) return out;
+  for (const auto& t : content) {
+    if (!t.is_object() || !t.contains("token") || !t["token"].is_string()) return {};
+    ReplyToken token{t["token"].get<std::string>(), {}};
+    if (t.contains("top_logprobs") && t["top_logprobs"].is_array())
+      for (const auto& alt : t["top_logprobs"])
+        if (alt.is_object() && alt.contains("token") && alt["token"].is_string() && alt.contains("logprob") &&
+            alt["logprob"].is_number())
+          token.top.emplace_back(alt["token"].get<std::string>(), alt["logprob"].get<double>());
+    out.push_back(std::move(token));
+  }
+  return out;
+}
+
+}  // namespace
+
+void OpenAiChat::read_reply(const std::string& body, JudgeResult& r, std::vector<ReplyToken>* tokens) const {
   auto j = json::parse(body, nullptr, false);
   if (j.is_discarded() || !j.is_object()) {
     r.failure = "bad_response";
@@ -70,6 +95,7 @@ void OpenAiChat::read_reply(const std::string& body, JudgeResult& r) const {
     return;
   }
   r.reply = j["choices"][0]["message"]["content"].get<std::string>();
+  if (tokens) *tokens = reply_tokens(j);
 }
 
 HttpClient::ReplyCheck OpenAiChat::reply_check(std::function<std::string(size_t, const std::string&)> valid,
@@ -117,11 +143,13 @@ void OpenAiBackend::score(const std::vector<JudgeSample>& samples, const Done& d
           r.failure = resp.failure == "stopped" ? "budget_exhausted" : resp.failure;
           r.detail = resp.detail;
         } else {
-          chat_->read_reply(resp.body, r);
+          std::vector<ReplyToken> tokens;
+          chat_->read_reply(resp.body, r, &tokens);
           if (r.failure.empty()) {
             r.verdict = parse_verdict(r.reply, config_.rubric);
             if (r.verdict.ok) {
               r.ok = true;
+              if (config_.top_logprobs > 0) apply_logprobs(tokens, r);
             } else {
               r.failure = r.verdict.failure;
               r.detail = r.verdict.detail;
@@ -134,6 +162,22 @@ void OpenAiBackend::score(const std::vector<JudgeSample>& samples, const Done& d
         done(k, std::move(r), messages[k]);
       },
       keep_going, check);
+}
+
+void OpenAiBackend::apply_logprobs(const std::vector<ReplyToken>& tokens, JudgeResult& r) {
+  if (tokens.empty()) {
+    if (!warned_no_logprobs_)
+      std::fprintf(stderr,
+                   "judge: the server returned no logprobs (top_logprobs = %lld was asked for); the parsed scores "
+                   "are used\n",
+                   static_cast<long long>(config_.top_logprobs));
+    warned_no_logprobs_ = true;
+    return;
+  }
+  r.distributions = score_distributions(r.reply, tokens, config_.rubric);
+  if (r.distributions.empty()) return;
+  for (const auto& [name, d] : r.distributions) r.verdict.scores[name] = d.mean;
+  r.verdict.reward = config_.rubric.aggregate(r.verdict.scores);
 }
 
 }  // namespace rlaif

@@ -12,6 +12,7 @@
 #include "rlaif/http_client.h"
 #include "rlaif/judge.h"
 #include "rlaif/judge_backend.h"
+#include "rlaif/verdict.h"
 
 namespace rlaif {
 
@@ -21,8 +22,10 @@ class OpenAiChat {
   // A POST of `messages` to /chat/completions on an endpoint of the pool (base_urls); `schema` is the reply's shape
   // under response_format json_schema. Throws rlaif::Error when api_key_env names an empty variable.
   HttpRequest request(const JudgeMessages& messages, const nlohmann::json& schema) const;
-  // Reads a chat-completion body into r: reply text, token counts and cost, or the failure bad_response.
-  void read_reply(const std::string& body, JudgeResult& r) const;
+  // Reads a chat-completion body into r: reply text, token counts and cost, or the failure bad_response. With
+  // `tokens`, also the reply's tokens and their top alternatives (choices[0].logprobs.content; left empty when the
+  // server sent none, or sent them malformed).
+  void read_reply(const std::string& body, JudgeResult& r, std::vector<ReplyToken>* tokens = nullptr) const;
   // For HttpClient::run's check_reply: refuses a reply that is not a chat completion (bad_response), or whose text
   // `valid` refuses (returns its cause), so that the client sends it again. A refused reply was paid for: its
   // usage goes to `spent`.
@@ -38,7 +41,9 @@ class OpenAiChat {
 };
 
 // The "openai" backend: one chat completion per sample, all sent concurrently through the chat's client, each reply
-// parsed into a verdict (a reply without one is a failure with its cause).
+// parsed into a verdict (a reply without one is a failure with its cause). With top_logprobs > 0, a criterion's
+// score is the expected score under the distribution at its score token (score_distributions), as the local judge's
+// is; where the server returns no logprobs the parsed score stands (said once on stderr).
 class OpenAiBackend : public JudgeBackend {
  public:
   OpenAiBackend(const JudgeConfig& config, std::shared_ptr<OpenAiChat> chat);
@@ -46,8 +51,12 @@ class OpenAiBackend : public JudgeBackend {
              const std::function<bool()>& keep_going) override;
 
  private:
+  // Replaces the parsed scores of r's verdict with expected scores where the reply's logprobs give them.
+  void apply_logprobs(const std::vector<ReplyToken>& tokens, JudgeResult& r);
+
   JudgeConfig config_;
   std::shared_ptr<OpenAiChat> chat_;
+  bool warned_no_logprobs_ = false;
 };
 
 }  // namespace rlaif

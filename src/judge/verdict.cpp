@@ -204,6 +204,60 @@ std::optional<ScoreDistribution> expected_score(const std::vector<std::pair<std:
   return ScoreDistribution{mean, best, mass};
 }
 
+namespace {
+
+// Where the number of criterion `name` starts in `text` (after "scores" when the text has that key), or npos.
+size_t score_offset(const std::string& text, const std::string& name) {
+  size_t from = text.find("\"scores\"");
+  if (from == std::string::npos) from = 0;
+  auto skip_spaces = [&](size_t q) {
+    while (q < text.size() && (text[q] == ' ' || text[q] == '\t')) ++q;
+    return q;
+  };
+  for (size_t p = text.find(name, from); p != std::string::npos; p = text.find(name, p + 1)) {
+    size_t q = p + name.size();
+    if (q < text.size() && text[q] == '"') ++q;
+    q = skip_spaces(q);
+    if (q >= text.size() || text[q] != ':') continue;
+    q = skip_spaces(q + 1);
+    if (q < text.size() && text[q] == '"') ++q;
+    if (q < text.size() && std::isdigit(static_cast<unsigned char>(text[q]))) return q;
+  }
+  return std::string::npos;
+}
+
+}  // namespace
+
+std::map<std::string, ScoreDistribution> score_distributions(const std::string& reply,
+                                                             const std::vector<ReplyToken>& tokens,
+                                                             const Rubric& rubric) {
+  std::map<std::string, ScoreDistribution> out;
+  std::string spelled;
+  for (const auto& t : tokens) spelled += t.text;
+  if (tokens.empty() || spelled != reply) return out;
+  for (const auto& c : rubric.criteria) {
+    const size_t at = score_offset(reply, c.name);
+    if (at == std::string::npos) continue;
+    size_t end_of_number = at;
+    while (end_of_number < reply.size() && std::isdigit(static_cast<unsigned char>(reply[end_of_number])))
+      ++end_of_number;
+    size_t start = 0;
+    for (const auto& t : tokens) {
+      const size_t end = start + t.text.size();
+      if (at < start || at >= end) {
+        start = end;
+        continue;
+      }
+      // The token holds the number's first digit: only spaces may come before it, and the whole number must be in it.
+      const std::string before = t.text.substr(0, at - start);
+      if (before.find_first_not_of(" \t") != std::string::npos || end < end_of_number) break;
+      if (auto d = expected_score(t.top, c.min, c.max)) out[c.name] = *d;
+      break;
+    }
+  }
+  return out;
+}
+
 }  // namespace rlaif
 
 namespace rlaif {
