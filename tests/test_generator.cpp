@@ -164,6 +164,14 @@ TEST(JsonObjectPrefix, AcceptsExactlyThePrefixesOfOneObject) {
                                 "{\"a\": tru }", "{\"a\": \"\\q\"}", "{\"a\": \"\\u12g\"}", "{\"a\": 1,}", "{,}",
                                 "{\"a\": [1 2]}", "{\"a\": 1]", "{\"a\": \"\x01\"}"})
     EXPECT_FALSE(prefix_ok(bad)) << bad;
+  // Whitespace between tokens is bounded (a run of 21 bytes, one newline); inside strings it is not.
+  const std::string run(rlaif::JsonObjectPrefix::kMaxWhitespaceRun, ' ');
+  EXPECT_TRUE(prefix_ok(run + "{"));
+  EXPECT_FALSE(prefix_ok(run + " "));
+  EXPECT_TRUE(prefix_ok("{\n" + std::string(20, ' ') + "\"a\":" + run + "1," + run + "\"b\": \"" + run + run + "\"}"));
+  EXPECT_FALSE(prefix_ok("{\"a\": 1\n\n}"));
+  EXPECT_FALSE(prefix_ok("{\"a\": 1" + run + " }"));
+  EXPECT_TRUE(prefix_ok("{\"a\": 1\r\n  }"));
   // A rejected byte leaves the state as it was.
   rlaif::JsonObjectPrefix p;
   ASSERT_TRUE(p.feed("{\"a\": "));

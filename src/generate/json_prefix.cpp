@@ -29,6 +29,21 @@ bool JsonObjectPrefix::feed(const std::string& bytes) {
 void JsonObjectPrefix::after_value() { mode_ = stack_.empty() ? kDone : kAfterValue; }
 
 bool JsonObjectPrefix::step(char c) {
+  const bool in_string = mode_ == kString || mode_ == kEscape || mode_ == kUnicode;
+  const bool ws = !in_string && is_ws(c);
+  if (ws && (whitespace_run_ >= kMaxWhitespaceRun || (c == '\n' && whitespace_newline_))) return false;
+  if (!step_raw(c)) return false;
+  if (ws) {
+    ++whitespace_run_;
+    whitespace_newline_ = whitespace_newline_ || c == '\n';
+  } else if (!in_string) {
+    whitespace_run_ = 0;
+    whitespace_newline_ = false;
+  }
+  return true;
+}
+
+bool JsonObjectPrefix::step_raw(char c) {
   switch (mode_) {
     case kStart:  // the top level must be an object
       if (is_ws(c)) return true;
@@ -129,7 +144,7 @@ bool JsonObjectPrefix::step(char c) {
           break;
       }
       mode_ = kAfterValue;  // numbers live inside containers: the next byte is read after the value
-      return step(c);
+      return step_raw(c);
     }
     case kLiteral:
       if (c != *literal_) return false;

@@ -1,5 +1,8 @@
 // An incremental check that text is a prefix of one JSON object (RFC 8259), byte by byte: what constrained decoding
-// for `response_format: {"type": "json_object"}` needs to accept or reject a candidate token.
+// for `response_format: {"type": "json_object"}` needs to accept or reject a candidate token. Whitespace between
+// tokens is bounded as JSON grammars for constrained decoding bound it (llama.cpp's json.gbnf: a newline and up to 20
+// spaces or tabs): a run of at most kMaxWhitespaceRun bytes holding at most one newline. Without the bound, a small
+// model can spend all its tokens on whitespace and never write the object.
 #pragma once
 
 #include <string>
@@ -14,6 +17,8 @@ class JsonObjectPrefix {
   bool feed(const std::string& bytes);
   // A whole top-level object has been read (only whitespace may follow).
   bool complete() const { return mode_ == kDone; }
+
+  static constexpr int kMaxWhitespaceRun = 21;
 
  private:
   enum Mode {
@@ -31,7 +36,8 @@ class JsonObjectPrefix {
     kLiteral,
     kDone
   };
-  bool step(char c);
+  bool step(char c);      // with the whitespace bound
+  bool step_raw(char c);  // the JSON grammar alone
   void after_value();
 
   Mode mode_ = kStart;
@@ -41,7 +47,9 @@ class JsonObjectPrefix {
   // Number sub-state: 0 after '-', 1 after a leading '0', 2 in integer digits, 3 after '.', 4 in fraction digits,
   // 5 after 'e', 6 after the exponent's sign, 7 in exponent digits.
   int number_ = 0;
-  const char* literal_ = nullptr;  // the rest of "true" / "false" / "null" still to match
+  const char* literal_ = nullptr;    // the rest of "true" / "false" / "null" still to match
+  int whitespace_run_ = 0;           // whitespace bytes just read outside strings
+  bool whitespace_newline_ = false;  // one of them was a newline
 };
 
 }  // namespace rlaif
