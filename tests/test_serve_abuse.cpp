@@ -74,7 +74,9 @@ TEST(ServeHttp, KeepAlivePipeliningExpectContinueHttp10HeadAndTheConnectionLimit
     EXPECT_NE(r.find("Content-Length: "), std::string::npos);
     EXPECT_EQ(r.substr(r.find("\r\n\r\n") + 4), "");
   }
-  // The connection limit: eight are served, a ninth is answered 503 at once and closed.
+  // The connection limit: eight are served, a ninth is answered 503 at once and closed. (After a pause, so that the
+  // server has seen the connections above close.)
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
   std::vector<std::unique_ptr<RawConnection>> open;
   for (int i = 0; i < 8; ++i) open.push_back(std::make_unique<RawConnection>(port));
   std::this_thread::sleep_for(std::chrono::milliseconds(200));  // accepted by now
