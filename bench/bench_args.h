@@ -4,12 +4,21 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <stdexcept>
 #include <string>
 
 namespace bench {
+
+// The CPU's model name from /proc/cpuinfo, to print beside every figure.
+inline std::string cpu_name() {
+  std::ifstream f("/proc/cpuinfo");
+  for (std::string line; std::getline(f, line);)
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  return "unknown CPU";
+}
 
 class Args {
  public:

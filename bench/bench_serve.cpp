@@ -41,13 +41,6 @@ std::vector<int> list(const std::string& s) {
   return out;
 }
 
-std::string cpu_name() {
-  std::ifstream f("/proc/cpuinfo");
-  for (std::string line; std::getline(f, line);)
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  return "unknown CPU";
-}
-
 std::string prompt(int i) { return "Request " + std::to_string(i) + ":"; }
 
 double percentile(std::vector<double> v, double p) {
@@ -127,7 +120,7 @@ int main(int argc, char** argv) {
     warm.Post("/v1/completions", json({{"prompt", prompt(0)}, {"max_tokens", 8}}).dump(), "application/json");
   }
   std::printf("rlaif serve %s, %s, completions of %d tokens, on %s\n", extra.c_str(), model.c_str(), max_tokens,
-              cpu_name().c_str());
+              bench::cpu_name().c_str());
   std::printf("generate() at batch 32 in this process: %.1f tok/s (best of 3) before the server runs\n", gen_before);
   std::printf("%8s %9s %9s %10s %12s %10s %10s %10s\n", "clients", "requests", "seconds", "tok/s", "/ generate",
               "TTFT p50", "TTFT p99", "seqs/step");

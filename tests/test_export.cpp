@@ -180,7 +180,7 @@ TEST_F(Export, BadInputsAreErrorsAndLeaveNoFolder) {
   expect_fail("--model " + (dir / "moved") + " --out " + (dir / "y") + " --max-shard-size lots",
               {"--max-shard-size", "5GB"});
   expect_fail("--model " + (dir / "moved") + " --out " + (dir / "y") + " --dtype int4", {"--dtype", "bfloat16"});
-  expect_fail("--model " + (dir / "moved") + " --out " + (dir / "y") + " --format gguf", {"--format"});
+  expect_fail("--model " + (dir / "moved") + " --out " + (dir / "y") + " --format onnx", {"--format", "gguf"});
   expect_fail("--model " + (dir / "moved") + " --adapter " + (dir / "moved") + " --out " + (dir / "y"),
               {"not an adapter folder"});
   for (const auto& e : fs::directory_iterator(dir.path()))

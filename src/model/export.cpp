@@ -3,6 +3,7 @@
 #include <cmath>
 #include <filesystem>
 
+#include "gguf_export.h"
 #include "rlaif/atomic_file.h"
 #include "rlaif/error.h"
 #include "rlaif/json_file.h"
@@ -52,6 +53,14 @@ std::string write_hf(const ModelSource& source, const std::string& dir, const Ex
   return load_config(dir).torch_dtype;
 }
 
+std::string write_gguf_file(const ModelSource& source, const std::string& path, const ExportOptions& o) {
+  const GgmlType type = ggml_type_from_name(o.type, "--type");
+  CausalLM model = load_merged_model(source);
+  if (type == GgmlType::F16) check_fits(model, torch::kFloat16);
+  const std::string name = fs::path(source.model_dir).lexically_normal().filename().string();
+  return write_gguf(model, source.model_dir, name.empty() ? "model" : name, path, type);
+}
+
 void write_peft(const ModelSource& source, const std::string& dir) {
   if (source.adapter_dir.empty())
     throw Error("holds full weights, not a LoRA adapter", source.model_dir, "export it with --format hf");
@@ -62,6 +71,10 @@ void write_peft(const ModelSource& source, const std::string& dir) {
   write_file_atomic((fs::path(dir) / "adapter_model.safetensors").string(),
                     read_file((fs::path(source.adapter_dir) / "adapter_model.safetensors").string()));
   write_file_atomic((fs::path(dir) / "adapter_config.json").string(), config.dump(2) + "\n");
+}
+
+std::string describe(const ModelSource& source) {
+  return source.adapter_dir.empty() ? source.model_dir : source.adapter_dir + " on " + source.model_dir;
 }
 
 }  // namespace
@@ -85,8 +98,17 @@ int64_t parse_byte_size(const std::string& text, const std::string& where) {
 }
 
 std::string export_model(const std::string& input, const std::string& out, const ExportOptions& o) {
-  if (o.format != "hf" && o.format != "peft")
-    throw Error("unknown format \"" + o.format + "\"", "--format", "use hf or peft");
+  if (o.format != "hf" && o.format != "peft" && o.format != "gguf")
+    throw Error("unknown format \"" + o.format + "\"", "--format", "use hf, gguf or peft");
+  if (o.format == "gguf") {
+    ggml_type_from_name(o.type, "--type");  // a bad --type fails before the model loads
+    if (fs::exists(out)) throw Error("already exists", out, "choose a new file name, or remove this one");
+    const ModelSource source = resolve_model_source(input, o.adapter, o.base);
+    const fs::path parent = fs::absolute(out).parent_path();
+    fs::create_directories(parent);
+    const std::string what = write_gguf_file(source, out, o);  // written under a temporary name, then renamed
+    return "wrote " + out + " (gguf, " + what + ") from " + describe(source);
+  }
   if (fs::exists(out) && !(fs::is_directory(out) && fs::is_empty(out)))
     throw Error("already exists", out, "choose a new folder, or remove this one");
   const ModelSource source = resolve_model_source(input, o.adapter, o.base);
@@ -108,8 +130,7 @@ std::string export_model(const std::string& input, const std::string& out, const
   }
   if (fs::exists(final_dir)) fs::remove(final_dir);  // the empty folder checked above
   fs::rename(tmp, final_dir);
-  return "wrote " + out + " (" + what + ") from " +
-         (source.adapter_dir.empty() ? source.model_dir : source.adapter_dir + " on " + source.model_dir);
+  return "wrote " + out + " (" + what + ") from " + describe(source);
 }
 
 }  // namespace rlaif
