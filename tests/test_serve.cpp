@@ -14,6 +14,8 @@
 #include "rlaif/init_model.h"
 #include "rlaif/jsonl.h"
 #include "rlaif/judge.h"
+#include "rlaif/judge_prompt.h"
+#include "rlaif/rubric.h"
 #include "serve_process.h"
 #include "test_util.h"
 
@@ -225,6 +227,56 @@ TEST_F(Serve, JsonObjectResponseFormatConstrainsTheReplyToJson) {
     }
   }
   EXPECT_GT(parsed, 0);
+}
+
+// The judge's own verdict schema as response_format json_schema: every finished reply of a random model parses and
+// validates (keys, required keys, integer scores within the rubric's scale), and the judge's reply reader takes it.
+TEST_F(Serve, JsonSchemaResponseFormatHoldsForTheJudgesVerdictSchema) {
+  const rlaif::Rubric rubric = rlaif::Rubric::default_rubric();
+  const json schema = rlaif::verdict_schema(rubric);
+  auto reply = post(
+      "/v1/chat/completions",
+      {{"messages", {{{"role", "user"}, {"content", "Judge it."}}}},
+       {"max_tokens", 512},
+       {"n", 8},
+       {"seed", 3},
+       {"response_format", {{"type", "json_schema"}, {"json_schema", {{"name", "verdict"}, {"schema", schema}}}}}});
+  rlaif::JudgeConfig c;
+  c.base_urls = {"http://127.0.0.1:" + std::to_string(server_->port()) + "/v1"};
+  c.rubric = rubric;
+  rlaif::OpenAiChat chat(c);
+  int finished = 0;
+  for (const auto& choice : reply["choices"]) {
+    const std::string text = choice["message"]["content"];
+    if (choice["finish_reason"] != "stop") continue;
+    ++finished;
+    const json j = json::parse(text, nullptr, false);
+    ASSERT_TRUE(j.is_object()) << text;
+    EXPECT_EQ(j.size(), 2u) << text;
+    ASSERT_TRUE(j.contains("rationale") && j["rationale"].is_string()) << text;
+    ASSERT_TRUE(j.contains("scores") && j["scores"].is_object()) << text;
+    EXPECT_EQ(j["scores"].size(), rubric.criteria.size()) << text;
+    for (const auto& cr : rubric.criteria) {
+      ASSERT_TRUE(j["scores"].contains(cr.name) && j["scores"][cr.name].is_number_integer()) << text;
+      EXPECT_GE(j["scores"][cr.name].get<double>(), cr.min) << text;
+      EXPECT_LE(j["scores"][cr.name].get<double>(), cr.max) << text;
+    }
+    json one = reply;
+    one["choices"] = json::array({choice});
+    rlaif::JudgeResult r;
+    chat.read_reply(one.dump(), r);
+    EXPECT_TRUE(r.failure.empty()) << r.detail << "\n" << text;
+  }
+  EXPECT_GT(finished, 0);
+  // A schema keyword that cannot be enforced is a 400 naming it, never a silently unconstrained reply.
+  json bad = schema;
+  bad["properties"]["rationale"]["pattern"] = "^[a-z]+$";
+  auto e = post("/v1/chat/completions",
+                {{"messages", {{{"role", "user"}, {"content", "x"}}}},
+                 {"response_format", {{"type", "json_schema"}, {"json_schema", {{"name", "v"}, {"schema", bad}}}}}},
+                400);
+  EXPECT_EQ(e["error"]["param"], "response_format");
+  EXPECT_NE(e["error"]["message"].get<std::string>().find("properties.rationale.pattern"), std::string::npos) << e;
 }
 
 TEST_F(Serve, ModelsHealthAuthAndOpenAiStyleErrors) {

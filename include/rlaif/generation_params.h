@@ -3,9 +3,11 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "rlaif/json_schema.h"
 #include "rlaif/sampler.h"
 
 namespace rlaif {
@@ -22,6 +24,10 @@ struct GenerationParams {
   // the unrestricted distribution. A sample cut by max_new_tokens ends with a valid prefix and finish reason length.
   // Whitespace between JSON tokens is bounded (a run of at most 21 bytes with one newline; JsonObjectPrefix).
   bool json_object = false;
+  // With json_object: the object must also be valid under this schema (OpenAI's response_format json_schema; the
+  // subset in rlaif/json_schema.h, checked by JsonSchemaPrefix): keys, required keys, value types, enums and number
+  // bounds are enforced the same way, so every finished completion parses and validates.
+  std::shared_ptr<const JsonSchema> json_schema;
 };
 
 struct GenerationRequest {

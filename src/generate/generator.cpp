@@ -8,6 +8,7 @@
 #include <deque>
 
 #include "generate/json_prefix.h"
+#include "generate/json_schema_prefix.h"
 #include "rlaif/error.h"
 
 namespace rlaif {
@@ -45,6 +46,15 @@ struct Job {
   int64_t unfinished = 0;
 };
 
+// A slot's JSON constraint: its schema's (params.json_schema) or any object's (params.json_object).
+struct JsonConstraint {
+  JsonObjectPrefix object;
+  JsonSchemaPrefix schema;
+  bool use_schema = false;
+  bool feed(const std::string& bytes) { return use_schema ? schema.feed(bytes) : object.feed(bytes); }
+  bool complete() const { return use_schema ? schema.complete() : object.complete(); }
+};
+
 struct Slot {
   bool active = false;
   std::shared_ptr<Job> job;
@@ -55,7 +65,7 @@ struct Slot {
   Sample out;
   std::string bytes;  // raw bytes of the completion so far (for stop strings)
   SamplerScratch scratch;
-  JsonObjectPrefix json;  // params.json_object: the JSON read so far
+  JsonConstraint json;  // params.json_object: the JSON read so far
 };
 
 // Pending work: samples [first, first + count) of one request.
@@ -160,6 +170,10 @@ class GenerationRun {
         s.sample = item.first + j;
         s.len = P;
         s.rng = SampleRng(sample_seed(q.seed, s.sample));
+        if (q.params.json_schema) {
+          s.json.use_schema = true;
+          s.json.schema = JsonSchemaPrefix(q.params.json_schema);
+        }
         auto t = sample_token(logits.data_ptr<float>(), V_, q.params.sampling, s.rng, s.scratch);
         // sample_token leaves z and softmax(z) in the scratch; lse = z[t] - logprob(t).
         t = constrain(s, t, s.scratch.z.data(), s.scratch.probs.data(), s.scratch.z[t.token] - t.logprob);
@@ -239,7 +253,7 @@ class GenerationRun {
     auto allowed = [&](int64_t tok) {
       if (std::find(eos_ids_.begin(), eos_ids_.end(), tok) != eos_ids_.end()) return s.json.complete();
       if (tokenizer_.is_special(tok)) return false;
-      JsonObjectPrefix next = s.json;
+      JsonConstraint next = s.json;
       return next.feed(tokenizer_.token_bytes(tok));
     };
     for (int tries = 0; tries < 64; ++tries) {
@@ -315,7 +329,7 @@ class GenerationRun {
     s.job.reset();
     s.out = Sample();
     s.bytes.clear();
-    s.json = JsonObjectPrefix();
+    s.json = JsonConstraint();
   }
 
   CausalLM& model_;

@@ -103,7 +103,21 @@ ServeRequest parse_serve_request(const std::string& text, bool chat, const Serve
     const json type = rf.is_object() && rf.contains("type") ? rf["type"] : json();
     if (type != "text" && type != "json_object" && type != "json_schema")
       throw BadRequest{"'response_format.type' must be text, json_object or json_schema", "response_format"};
-    g.json_object = type != "text";  // constrained decoding to one JSON object (a schema's shape is not enforced)
+    g.json_object = type != "text";  // constrained decoding to one JSON object
+    if (type == "json_schema") {
+      const json& js = rf.contains("json_schema") ? rf["json_schema"] : json();
+      if (!js.is_object() || !js.contains("schema"))
+        throw BadRequest{"'response_format.json_schema' must be an object with a 'schema'", "response_format"};
+      try {
+        auto schema =
+            std::make_shared<JsonSchema>(JsonSchema::parse(js["schema"], "response_format.json_schema.schema"));
+        if (schema->type != JsonSchema::kObject)
+          throw JsonSchemaError{"the top level must be an object (type object)", "response_format.json_schema.schema"};
+        g.json_schema = std::move(schema);
+      } catch (const JsonSchemaError& e) {
+        throw BadRequest{e.path + ": " + e.message, "response_format"};
+      }
+    }
   }
   p.stream = flag(body, "stream");
   g.ignore_eos = flag(body, "ignore_eos");  // vLLM's extra parameter: generate max_tokens whatever the model says

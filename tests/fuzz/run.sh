@@ -26,7 +26,7 @@ declare -A sources=(
   [safetensors]="src/io/safetensors_header.cpp"
   [model_config]="src/model/config.cpp src/io/json_file.cpp"
   [run_toml]="$judge_config_src src/train/train_config.cpp src/rl/rl_options.cpp src/model/lora_config.cpp src/core/cpu_features.cpp"
-  [serve_request]="src/serve/serve_request.cpp"
+  [serve_request]="src/serve/serve_request.cpp src/generate/json_schema.cpp"
 )
 # The TOML targets link Debian's toml++ library, as rlaif does (its header-only debug build asserts on some malformed
 # keys that the release library reports as errors).
