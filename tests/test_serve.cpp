@@ -279,6 +279,56 @@ TEST_F(Serve, JsonSchemaResponseFormatHoldsForTheJudgesVerdictSchema) {
   EXPECT_NE(e["error"]["message"].get<std::string>().find("properties.rationale.pattern"), std::string::npos) << e;
 }
 
+// The official OpenAI Node SDK (npm openai, tests/reference/openai_sdk_ref.js) against the server, as an application
+// would use it: every call returns what OpenAI's would, the streamed deltas concatenate to the whole reply, errors
+// arrive as the SDK's APIError with OpenAI's fields, and every finished structured-output reply parses.
+TEST_F(Serve, TheOfficialOpenAiNodeSdkGetsWhatOpenAiWouldReturn) {
+  TempDir tmp;
+  const std::string base = "http://127.0.0.1:" + std::to_string(server_->port()) + "/v1";
+  auto run = rlaif_test::run_command("node " + std::string(RLAIF_REFERENCE_DIR) + "/openai_sdk_ref.js " +
+                                     RLAIF_NPM_DIR + " " + base + " sekret " + (tmp / "sdk.json"));
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  const json r = json::parse(rlaif::read_file(tmp / "sdk.json"));
+  EXPECT_EQ(r["models"], json::array({"model"}));
+  EXPECT_EQ(r["chat"]["object"], "chat.completion");
+  EXPECT_EQ(r["chat"]["role"], "assistant");
+  ASSERT_EQ(r["chat"]["logprobs"].size(), r["chat"]["usage"]["completion_tokens"].get<size_t>());
+  for (const auto& t : r["chat"]["logprobs"]) {
+    EXPECT_LE(t["logprob"].get<double>(), 0.0);
+    EXPECT_EQ(t["top"], 3);
+  }
+  EXPECT_EQ(r["stream"]["text"], r["chat"]["content"]);  // the deltas are the whole reply, in order
+  EXPECT_GT(r["stream"]["chunks"].get<int>(), 2);
+  EXPECT_EQ(r["stream"]["finish"], r["chat"]["finish"]);
+  EXPECT_EQ(r["completion"]["object"], "text_completion");
+  EXPECT_GT(r["completion"]["tokens"].get<int>(), 0);
+  // The same completion through a plain HTTP client: the SDK sent what it says.
+  auto plain = post("/v1/completions", {{"prompt", "Once upon"}, {"max_tokens", 16}, {"temperature", 0}});
+  EXPECT_EQ(r["completion"]["text"], plain["choices"][0]["text"]);
+  EXPECT_EQ(r["error"]["api_error"], true);
+  EXPECT_EQ(r["error"]["status"], 400);
+  EXPECT_EQ(r["error"]["type"], "invalid_request_error");
+  EXPECT_EQ(r["error"]["param"], "max_tokens");
+  EXPECT_EQ(r["auth_error"]["status"], 401);
+  EXPECT_EQ(r["auth_error"]["code"], "invalid_api_key");
+  int objects = 0, verdicts = 0;
+  for (const auto& c : r["json_object"]) {
+    if (c["finish"] != "stop") continue;
+    EXPECT_TRUE(json::parse(c["content"].get<std::string>(), nullptr, false).is_object()) << c;
+    ++objects;
+  }
+  for (const auto& c : r["json_schema"]) {
+    if (c["finish"] != "stop") continue;
+    const json v = json::parse(c["content"].get<std::string>(), nullptr, false);
+    ASSERT_TRUE(v.is_object() && v.size() == 2 && v.contains("score") && v.contains("label")) << c;
+    EXPECT_TRUE(v["score"].is_number_integer() && v["score"] >= 1 && v["score"] <= 5) << c;
+    EXPECT_TRUE(v["label"] == "good" || v["label"] == "bad") << c;
+    ++verdicts;
+  }
+  EXPECT_GT(objects, 0);
+  EXPECT_GT(verdicts, 0);
+}
+
 TEST_F(Serve, ModelsHealthAuthAndOpenAiStyleErrors) {
   auto anon = client(false);
   auto health = anon.Get("/health");
