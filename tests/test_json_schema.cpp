@@ -61,6 +61,13 @@ TEST(JsonSchemaPrefix, AcceptsExactlyThePrefixesOfValidDocuments) {
       {R"({"rationale": 3)", 'x'},
       {R"({"rationale": "a\)", 'p'},
       {R"({"rationale": "a\q)", 'x'},
+      {R"({"rationale": "\ud83d\ude00 \u00e9\u20AC")", 'p'},  // a surrogate pair, then two plain escapes
+      {R"({"rationale": "\ude00)", 'x'},                      // a low surrogate alone
+      {R"({"rationale": "\udc)", 'x'},
+      {R"({"rationale": "\ud83d")", 'x'},  // a high surrogate alone
+      {R"({"rationale": "\ud83d\u00e9)", 'x'},
+      {R"({"rationale": "\ud83d\ud)", 'p'},  // \udc00..\udfff may follow
+      {R"({"rationale": "\ud83d\ud8)", 'x'},
       {R"({"rationale": "a"})", 'x'},  // "scores" is required
       {R"({"rationale": "a", "rationale")", 'x'},
       {head, 'p'},

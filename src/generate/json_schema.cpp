@@ -1,5 +1,6 @@
 // JsonSchema::parse and JsonSchemaPrefix: the schema subset constrained decoding enforces, and the prefix check.
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <set>
 
@@ -176,15 +177,41 @@ class Reader {
       if (end()) return kMore;
       const char e = s_[i_++];
       if (e == 'u') {
-        for (int k = 0; k < 4; ++k) {
-          if (end()) return kMore;
-          if (!is_hex(s_[i_++])) return kBad;
+        // A UTF-16 escape; surrogates only as a pair, high then low, as parsers require.
+        const Status st = hex4(0xDC00, 0xDFFF, false);
+        if (st != kOk) return st;
+        if (last_hex_ >= 0xD800 && last_hex_ <= 0xDBFF) {
+          for (char want : {'\\', 'u'}) {
+            if (end()) return kMore;
+            if (s_[i_++] != want) return kBad;
+          }
+          const Status low = hex4(0xDC00, 0xDFFF, true);
+          if (low != kOk) return low;
         }
       } else if (std::string("\"\\/bfnrt").find(e) == std::string::npos) {
         return kBad;
       }
     }
     return kMore;
+  }
+
+  // Four hex digits of a \u escape into last_hex_: within [lo, hi] when `inside`, outside it otherwise (a prefix
+  // is checked as far as it goes).
+  Status hex4(int lo, int hi, bool inside) {
+    int v = 0;
+    for (int k = 0; k < 4; ++k) {
+      if (end()) {
+        // The digits so far must leave some value on the right side of [lo, hi].
+        const int shift = 4 * (4 - k), first = v << shift, last = first + (1 << shift) - 1;
+        const bool can = inside ? (last >= lo && first <= hi) : (first < lo || last > hi);
+        return can ? kMore : kBad;
+      }
+      const char c = s_[i_++];
+      if (!is_hex(c)) return kBad;
+      v = v * 16 + (is_digit(c) ? c - '0' : (c | 0x20) - 'a' + 10);
+    }
+    last_hex_ = v;
+    return (v >= lo && v <= hi) == inside ? kOk : kBad;
   }
 
   Status literal(const char* word) {
@@ -224,9 +251,11 @@ class Reader {
       for (; !end() && is_digit(s_[i_]); ++i_) ++digits;
       if (!end() && digits == 0) return kBad;
     }
+    // A number past a double's range is refused (parsers reject it or read infinity); more digits never bring it back.
+    const double v = std::strtod(s_.substr(start, i_ - start).c_str(), nullptr);
+    if (!std::isfinite(v)) return kBad;
     if (end()) return !bounded || reachable(sc, negative, whole, dot, fraction) ? kMore : kBad;
     // The number ended at a byte that cannot continue it: the whole value must be within the bounds.
-    const double v = std::strtod(s_.substr(start, i_ - start).c_str(), nullptr);
     if ((sc.has_minimum && v < sc.minimum) || (sc.has_maximum && v > sc.maximum)) return kBad;
     return kOk;
   }
@@ -262,6 +291,7 @@ class Reader {
 
   const std::string& s_;
   size_t i_ = 0;
+  int last_hex_ = 0;  // the code unit of the last \u escape read
 };
 
 }  // namespace

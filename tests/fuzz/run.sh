@@ -3,7 +3,7 @@
 # libtorch) and runs each for SECONDS (default 180) on 2 workers from its committed seeds (tests/fuzz/seeds/TARGET;
 # the tokenizer also from the tokenizer corpus). Fails on any crash, leak, timeout or out-of-memory input, printing
 # it. Usage: bash tests/fuzz/run.sh [SECONDS] [BUILD_DIR] [TARGET...]; targets: tokenizer verdict jsonl chat_template
-# judge_toml command_output safetensors model_config run_toml serve_request.
+# judge_toml command_output safetensors model_config run_toml serve_request json_schema.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs="${1:-180}"
@@ -11,7 +11,7 @@ build="${2:-build}"
 shift $(( $# < 2 ? $# : 2 ))
 targets=("$@")
 [ "${#targets[@]}" -gt 0 ] ||
-  targets=(tokenizer verdict jsonl chat_template judge_toml command_output safetensors model_config run_toml serve_request)
+  targets=(tokenizer verdict jsonl chat_template judge_toml command_output safetensors model_config run_toml serve_request json_schema)
 command -v clang++ >/dev/null || { echo "run.sh: clang++ is needed (apt-get install clang libclang-rt-14-dev)" >&2; exit 1; }
 
 tokenizer_src="src/tokenizer/{normalizers,pre_tokenizers,decoders,bpe,added_vocab,tokenizer}.cpp src/io/json_file.cpp"
@@ -27,6 +27,7 @@ declare -A sources=(
   [model_config]="src/model/config.cpp src/io/json_file.cpp"
   [run_toml]="$judge_config_src src/train/train_config.cpp src/rl/rl_options.cpp src/model/lora_config.cpp src/core/cpu_features.cpp"
   [serve_request]="src/serve/serve_request.cpp src/generate/json_schema.cpp"
+  [json_schema]="src/generate/json_schema.cpp $tokenizer_src"
 )
 # The TOML targets link Debian's toml++ library, as rlaif does (its header-only debug build asserts on some malformed
 # keys that the release library reports as errors).
