@@ -279,6 +279,39 @@ TEST_F(Serve, JsonSchemaResponseFormatHoldsForTheJudgesVerdictSchema) {
   EXPECT_NE(e["error"]["message"].get<std::string>().find("properties.rationale.pattern"), std::string::npos) << e;
 }
 
+// `rlaif judge` against `rlaif serve`: with the verdict's schema enforced, even a random model's replies are verdicts
+// the judge reads (scores on the rubric's scale); without it, none are.
+TEST_F(Serve, RlaifJudgeGetsAVerdictInEveryReplyWhenTheSchemaIsEnforced) {
+  TempDir tmp;
+  std::string rows;
+  for (int i = 0; i < 6; ++i)
+    rows += json{{"prompt", "Name a colour."}, {"completion", "Blue " + std::to_string(i)}}.dump() + "\n";
+  rlaif_test::write_text(tmp / "rows.jsonl", rows);
+  auto judge = [&](const std::string& format, const std::string& out) {
+    rlaif_test::write_text(tmp / (format + ".toml"),
+                           "[judge]\nbase_url = \"http://127.0.0.1:" + std::to_string(server_->port()) +
+                               "/v1\"\nmodel = \"model\"\napi_key_env = \"RLAIF_TEST_SERVE_KEY\"\ntemperature = 1.0\n"
+                               "max_tokens = 512\nresponse_format = \"" +
+                               format + "\"\n");
+    return rlaif_test::run_command(std::string(RLAIF_BIN) + " judge --config " + (tmp / (format + ".toml")) + " --in " +
+                                   (tmp / "rows.jsonl") + " --out " + (tmp / out) + " --quiet");
+  };
+  auto r = judge("json_schema", "schema.jsonl");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("6 judged, 6 ok, 0 failed"), std::string::npos) << r.output;
+  for (const auto& row : rlaif::read_jsonl(tmp / "schema.jsonl")) {
+    ASSERT_EQ(row.value["ok"], true) << row.value.dump();
+    for (const auto& [name, score] : row.value["scores"].items()) {
+      EXPECT_GE(score.get<double>(), 1) << name;
+      EXPECT_LE(score.get<double>(), 10) << name;
+      EXPECT_EQ(score.get<double>(), std::round(score.get<double>())) << name;
+    }
+  }
+  r = judge("none", "none.jsonl");
+  EXPECT_EQ(r.exit_code, 4) << r.output;
+  EXPECT_NE(r.output.find("6 judged, 0 ok, 6 failed"), std::string::npos) << r.output;
+}
+
 // The official OpenAI Node SDK (npm openai, tests/reference/openai_sdk_ref.js) against the server, as an application
 // would use it: every call returns what OpenAI's would, the streamed deltas concatenate to the whole reply, errors
 // arrive as the SDK's APIError with OpenAI's fields, and every finished structured-output reply parses.
