@@ -102,6 +102,45 @@ TEST(JsonSchemaPrefix, AcceptsExactlyThePrefixesOfValidDocuments) {
   for (const auto& [text, want] : cases) EXPECT_EQ(check(text), want) << text;
 }
 
+TEST(JsonSchemaPrefix, AnyObjectAcceptsExactlyThePrefixesOfOneObject) {
+  // response_format json_object's schema.
+  auto prefix_ok = [](const std::string& text) {
+    return JsonSchemaPrefix::check(*JsonSchema::any_object(), text) != 'x';
+  };
+  auto complete = [](const std::string& text) {
+    return JsonSchemaPrefix::check(*JsonSchema::any_object(), text) == 'c';
+  };
+  // Every prefix of valid objects is accepted; the whole text completes (and then only whitespace may follow).
+  for (const std::string text : {R"({})", R"( {"a": 1})", R"({"rationale": "x \"y\" \u00e9", "scores": {"pass": 1}})",
+                                 R"({"a": [1, -2.5e+3, 0, 0.25E-1, true, false, null, {"b": []}, "s"]})"}) {
+    ASSERT_TRUE(nlohmann::json::parse(text).is_object()) << text;
+    for (size_t n = 0; n <= text.size(); ++n) EXPECT_TRUE(prefix_ok(text.substr(0, n))) << text.substr(0, n);
+    EXPECT_TRUE(complete(text)) << text;
+    EXPECT_TRUE(prefix_ok(text + " \n"));
+    EXPECT_FALSE(prefix_ok(text + "x"));
+    EXPECT_FALSE(complete(text.substr(0, text.size() - 1)));
+  }
+  // Not an object, or not JSON: rejected at the first impossible byte.
+  for (const std::string bad : {"[1]", "1", "\"s\"", "{a", "{\"a\" 1", "{\"a\": 01", "{\"a\": 1.}", "{\"a\": -}",
+                                "{\"a\": tru }", "{\"a\": \"\\q\"}", "{\"a\": \"\\u12g\"}", "{\"a\": 1,}", "{,}",
+                                "{\"a\": [1 2]}", "{\"a\": 1]", "{\"a\": \"\x01\"}"})
+    EXPECT_FALSE(prefix_ok(bad)) << bad;
+  // Whitespace between tokens is bounded (a run of 21 bytes, one newline); inside strings it is not.
+  const std::string run(JsonSchemaPrefix::kMaxWhitespaceRun, ' ');
+  EXPECT_TRUE(prefix_ok(run + "{"));
+  EXPECT_FALSE(prefix_ok(run + " "));
+  EXPECT_TRUE(prefix_ok("{\n" + std::string(20, ' ') + "\"a\":" + run + "1," + run + "\"b\": \"" + run + run + "\"}"));
+  EXPECT_FALSE(prefix_ok("{\"a\": 1\n\n}"));
+  EXPECT_FALSE(prefix_ok("{\"a\": 1" + run + " }"));
+  EXPECT_TRUE(prefix_ok("{\"a\": 1\r\n  }"));
+  // A rejected byte leaves the state as it was.
+  JsonSchemaPrefix p(JsonSchema::any_object());
+  ASSERT_TRUE(p.feed("{\"a\": "));
+  EXPECT_FALSE(p.feed("}"));
+  EXPECT_TRUE(p.feed("1}"));
+  EXPECT_TRUE(p.complete());
+}
+
 TEST(JsonSchemaPrefix, RandomWalksEndOnlyInDocumentsAnIndependentValidatorAccepts) {
   const auto schema = std::make_shared<const JsonSchema>(JsonSchema::parse(kVerdict, "schema"));
   const std::vector<std::string> pieces = {

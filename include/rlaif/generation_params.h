@@ -22,7 +22,7 @@ struct GenerationParams {
   // a JSON-object prefix is redrawn, which samples from the distribution restricted to the tokens that can; the end
   // token is allowed only once the object is closed, and generation stops there. Reported log-probs stay those of
   // the unrestricted distribution. A sample cut by max_new_tokens ends with a valid prefix and finish reason length.
-  // Whitespace between JSON tokens is bounded (a run of at most 21 bytes with one newline; JsonObjectPrefix).
+  // Whitespace between JSON tokens is bounded (a run of at most 21 bytes with one newline; JsonSchemaPrefix).
   bool json_object = false;
   // With json_object: the object must also be valid under this schema (OpenAI's response_format json_schema; the
   // subset in rlaif/json_schema.h, checked by JsonSchemaPrefix): keys, required keys, value types, enums and number

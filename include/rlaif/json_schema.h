@@ -30,6 +30,8 @@ struct JsonSchema {
   // naming its path, never silently ignored; annotations (title, description, default, examples, $schema) are skipped.
   // Throws JsonSchemaError.
   static JsonSchema parse(const nlohmann::json& schema, const std::string& where);
+  // {"type": "object"}: any object (response_format json_object).
+  static std::shared_ptr<const JsonSchema> any_object();
 };
 
 struct JsonSchemaError {

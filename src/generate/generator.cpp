@@ -7,7 +7,6 @@
 #include <cmath>
 #include <deque>
 
-#include "generate/json_prefix.h"
 #include "generate/json_schema_prefix.h"
 #include "rlaif/error.h"
 
@@ -46,15 +45,6 @@ struct Job {
   int64_t unfinished = 0;
 };
 
-// A slot's JSON constraint: its schema's (params.json_schema) or any object's (params.json_object).
-struct JsonConstraint {
-  JsonObjectPrefix object;
-  JsonSchemaPrefix schema;
-  bool use_schema = false;
-  bool feed(const std::string& bytes) { return use_schema ? schema.feed(bytes) : object.feed(bytes); }
-  bool complete() const { return use_schema ? schema.complete() : object.complete(); }
-};
-
 struct Slot {
   bool active = false;
   std::shared_ptr<Job> job;
@@ -65,7 +55,7 @@ struct Slot {
   Sample out;
   std::string bytes;  // raw bytes of the completion so far (for stop strings)
   SamplerScratch scratch;
-  JsonConstraint json;  // params.json_object: the JSON read so far
+  JsonSchemaPrefix json;  // params.json_object: the JSON read so far, held to params.json_schema (or any object)
 };
 
 // Pending work: samples [first, first + count) of one request.
@@ -170,10 +160,8 @@ class GenerationRun {
         s.sample = item.first + j;
         s.len = P;
         s.rng = SampleRng(sample_seed(q.seed, s.sample));
-        if (q.params.json_schema) {
-          s.json.use_schema = true;
-          s.json.schema = JsonSchemaPrefix(q.params.json_schema);
-        }
+        if (q.params.json_object)
+          s.json = JsonSchemaPrefix(q.params.json_schema ? q.params.json_schema : JsonSchema::any_object());
         auto t = sample_token(logits.data_ptr<float>(), V_, q.params.sampling, s.rng, s.scratch);
         // sample_token leaves z and softmax(z) in the scratch; lse = z[t] - logprob(t).
         t = constrain(s, t, s.scratch.z.data(), s.scratch.probs.data(), s.scratch.z[t.token] - t.logprob);
@@ -253,7 +241,7 @@ class GenerationRun {
     auto allowed = [&](int64_t tok) {
       if (std::find(eos_ids_.begin(), eos_ids_.end(), tok) != eos_ids_.end()) return s.json.complete();
       if (tokenizer_.is_special(tok)) return false;
-      JsonConstraint next = s.json;
+      JsonSchemaPrefix next = s.json;
       return next.feed(tokenizer_.token_bytes(tok));
     };
     for (int tries = 0; tries < 64; ++tries) {
@@ -329,7 +317,7 @@ class GenerationRun {
     s.job.reset();
     s.out = Sample();
     s.bytes.clear();
-    s.json = JsonConstraint();
+    s.json = JsonSchemaPrefix();
   }
 
   CausalLM& model_;

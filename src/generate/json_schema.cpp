@@ -11,8 +11,6 @@ namespace {
 
 using nlohmann::json;
 
-constexpr int kMaxWhitespaceRun = 21;  // as JsonObjectPrefix: llama.cpp's json.gbnf bound
-
 bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 bool is_hex(char c) { return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
@@ -60,7 +58,7 @@ class Reader {
   Status space() {
     int run = 0, newlines = 0;
     for (; !end() && is_ws(s_[i_]); ++i_)
-      if (++run > kMaxWhitespaceRun || (s_[i_] == '\n' && ++newlines > 1)) return kBad;
+      if (++run > JsonSchemaPrefix::kMaxWhitespaceRun || (s_[i_] == '\n' && ++newlines > 1)) return kBad;
     return kOk;
   }
 
@@ -364,6 +362,15 @@ JsonSchema JsonSchema::parse(const json& j, const std::string& where) {
       (s.type == kInteger ? std::ceil(s.minimum) > std::floor(s.maximum) : s.minimum > s.maximum))
     throw JsonSchemaError{"no value lies between 'minimum' and 'maximum'", where};
   return s;
+}
+
+std::shared_ptr<const JsonSchema> JsonSchema::any_object() {
+  static const auto schema = [] {
+    JsonSchema s = any_schema();
+    s.type = kObject;
+    return std::make_shared<const JsonSchema>(s);
+  }();
+  return schema;
 }
 
 char JsonSchemaPrefix::check(const JsonSchema& schema, const std::string& text) {

@@ -1,9 +1,12 @@
 // An incremental check that text is a prefix of one JSON document valid under a JsonSchema (the subset in
-// rlaif/json_schema.h): what constrained decoding for `response_format: {"type": "json_schema"}` needs to accept or
-// reject a candidate token. A prefix is accepted only when some completion of it is valid: a key must begin a
-// property not yet written, an object closes only once its required keys are in, a number's digits must still be able
-// to land within minimum..maximum, a string under enum must begin one of its values. Whitespace between tokens is
-// bounded as in JsonObjectPrefix (a run of at most 21 bytes, one newline).
+// rlaif/json_schema.h): what constrained decoding for `response_format` json_schema (and json_object, whose schema
+// is JsonSchema::any_object()) needs to accept or reject a candidate token. A prefix is accepted only when some
+// completion of it is valid: a key must begin a property not yet written, an object closes only once its required keys
+// are in, a number's digits must still be able to land within minimum..maximum (and within a double's range), a string
+// under enum must begin one of its values, \u escapes pair their surrogates. Whitespace between tokens is bounded as
+// JSON grammars for constrained decoding bound it (llama.cpp's json.gbnf: a newline and up to 20 spaces or tabs): a run
+// of at most kMaxWhitespaceRun bytes holding at most one newline; without the bound a small model can spend all its
+// tokens on whitespace.
 //
 // The text is re-read from its start on every feed: judges' replies are short (a few hundred bytes), and a
 // re-read keeps the check a plain recursive descent.
@@ -28,6 +31,8 @@ class JsonSchemaPrefix {
 
   // The verdict on a whole text: 'c' complete and valid, 'p' a valid prefix, 'x' no valid completion.
   static char check(const JsonSchema& schema, const std::string& text);
+
+  static constexpr int kMaxWhitespaceRun = 21;
 
  private:
   std::shared_ptr<const JsonSchema> schema_;
