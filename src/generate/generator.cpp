@@ -307,7 +307,7 @@ class GenerationRun {
     Sample& dst = job.result.samples[s.sample];
     dst = std::move(s.out);
     if (on_sample_) on_sample_(job.id, s.sample, dst);
-    auto keep = s.job;
+    auto keep = s.job;  // `job` is owned by the slot: reset(s) must not end its life before on_done_ runs
     reset(s);
     if (--job.unfinished == 0 && on_done_) on_done_(job);
   }

@@ -4,6 +4,7 @@
 #include <cctype>
 
 #include "core/regex.h"
+#include "core/text.h"
 #include "core/unicode.h"
 #include "rlaif/content_check.h"
 #include "rlaif/error.h"
@@ -11,16 +12,6 @@
 
 namespace rlaif {
 namespace {
-
-std::string lower(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
-std::string trim(const std::string& s) {
-  size_t a = s.find_first_not_of(" \t\r\n"), b = s.find_last_not_of(" \t\r\n");
-  return a == std::string::npos ? "" : s.substr(a, b - a + 1);
-}
 
 bool fail(std::string* why, const std::string& w) {
   if (why) *why = w;
@@ -121,9 +112,9 @@ double Grader::grade(const std::string& completion, const std::string& reference
   if (type == "content") return !is_content_free(completion, prompt, min_words);
   std::string want = value == "{reference}" ? reference : value;
   if (type == "exact")
-    return ignore_case ? lower(trim(completion)) == lower(trim(want)) : trim(completion) == trim(want);
+    return ignore_case ? ascii_lower(trim(completion)) == ascii_lower(trim(want)) : trim(completion) == trim(want);
   if (type == "contains")
-    return ignore_case ? lower(completion).find(lower(want)) != std::string::npos
+    return ignore_case ? ascii_lower(completion).find(ascii_lower(want)) != std::string::npos
                        : completion.find(want) != std::string::npos;
   if (type == "regex") {
     // The matcher needs valid UTF-8; a policy can write any bytes (each invalid sequence becomes U+FFFD).

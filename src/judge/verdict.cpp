@@ -5,6 +5,7 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "core/text.h"
 #include "rlaif/error.h"
 
 namespace rlaif {
@@ -65,14 +66,9 @@ std::optional<double> number_in(const std::string& text) {
   return std::nullopt;
 }
 
-std::string lower(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
 // The number after "name:" / "name =" / "name -" on a line (case-insensitive), e.g. "**Relevance**: 8/10".
 std::optional<double> line_score(const std::string& reply, const std::string& name) {
-  std::string text = lower(reply), key = lower(name);
+  std::string text = ascii_lower(reply), key = ascii_lower(name);
   for (size_t at = text.find(key); at != std::string::npos; at = text.find(key, at + 1)) {
     bool word_start = at == 0 || !std::isalnum(static_cast<unsigned char>(text[at - 1]));
     size_t k = at + key.size();
@@ -151,7 +147,7 @@ std::string parse_pairwise(const std::string& reply, std::string* failure, std::
   auto norm = [](std::string w) -> std::string {
     w.erase(0, w.find_first_not_of(" \t\"'*"));
     w.erase(w.find_last_not_of(" \t\"'*.") + 1);
-    w = lower(w);
+    w = ascii_lower(w);
     if (w == "a" || w == "response a") return "A";
     if (w == "b" || w == "response b") return "B";
     if (w == "tie" || w == "draw" || w == "equal") return "tie";
@@ -166,7 +162,7 @@ std::string parse_pairwise(const std::string& reply, std::string* failure, std::
     *failure = "non_numeric_score";
     return "";
   }
-  std::string text = lower(reply);
+  std::string text = ascii_lower(reply);
   size_t at = text.rfind("winner");
   if (at != std::string::npos) {
     size_t colon = text.find_first_of(":=", at);

@@ -20,7 +20,9 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
+
 #include <unordered_map>
+#include "core/text.h"
 
 #include "rlaif/error.h"
 
@@ -32,16 +34,6 @@ using json = nlohmann::json;
 
 Clock::time_point after(double seconds) {
   return Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
-}
-
-std::string lower(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
-std::string trim(const std::string& s) {
-  size_t b = s.find_first_not_of(" \t"), e = s.find_last_not_of(" \t");
-  return b == std::string::npos ? "" : s.substr(b, e - b + 1);
 }
 
 bool is_token(const std::string& s) {  // RFC 9110 token characters
@@ -84,16 +76,6 @@ const char* reason(int status) {
     default:
       return "Unknown";
   }
-}
-
-// The OpenAI-shaped error body the API uses everywhere, for errors of the HTTP layer itself.
-std::string error_body(int status, const std::string& message) {
-  return json({{"error",
-                {{"message", message},
-                 {"type", status >= 500 ? "server_error" : "invalid_request_error"},
-                 {"param", nullptr},
-                 {"code", nullptr}}}})
-      .dump(-1, ' ', false, json::error_handler_t::replace);  // the message may quote the client's invalid bytes
 }
 
 std::string head(int status, bool keep_alive, const std::vector<std::pair<std::string, std::string>>& headers) {
@@ -216,10 +198,21 @@ constexpr uint64_t kListener = 0, kWake = 1;
 
 }  // namespace
 
+std::string openai_error_body(int status, const std::string& message, const std::string& param,
+                              const std::string& code) {
+  const json e = {{"message", message},
+                  {"type", status == 401   ? "authentication_error"
+                           : status >= 500 ? "server_error"
+                                           : "invalid_request_error"},
+                  {"param", param.empty() ? json(nullptr) : json(param)},
+                  {"code", code.empty() ? json(nullptr) : json(code)}};
+  return json({{"error", e}}).dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
 std::string IncomingRequest::header(const std::string& name) const {
-  const std::string want = lower(name);
+  const std::string want = ascii_lower(name);
   for (const auto& [k, v] : headers)
-    if (lower(k) == want) return v;
+    if (ascii_lower(k) == want) return v;
   return "";
 }
 
@@ -358,8 +351,8 @@ class HttpFront::Impl {
   }
 
   void refuse_at_once(int fd) {
-    const std::string body = error_body(503, "too many connections (the server's limit is " +
-                                                 std::to_string(limits_.max_connections) + "); retry later");
+    const std::string body = openai_error_body(503, "too many connections (the server's limit is " +
+                                                        std::to_string(limits_.max_connections) + "); retry later");
     const std::string msg = head(503, false,
                                  {{"Content-Type", "application/json"},
                                   {"Content-Length", std::to_string(body.size())},
@@ -427,7 +420,7 @@ class HttpFront::Impl {
       c.in.erase(0, end + skip);
       c.state = Conn::kBody;
       c.deadline = after(limits_.body_timeout_s);
-      if (c.in.size() < c.body_need && lower(c.request.header("Expect")) == "100-continue" && !c.continue_sent) {
+      if (c.in.size() < c.body_need && ascii_lower(c.request.header("Expect")) == "100-continue" && !c.continue_sent) {
         c.continue_sent = true;
         queue(c, "HTTP/1.1 100 Continue\r\n\r\n");
         if (!flush(id, c)) return;
@@ -476,20 +469,19 @@ class HttpFront::Impl {
              false;
     const size_t qm = target.find('?');
     q.path = target.substr(0, qm);
-    q.query = qm == std::string::npos ? "" : target.substr(qm + 1);
     for (size_t i = 1; i < lines.size(); ++i) {
       const std::string& line = lines[i];
       const size_t colon = line.find(':');
       if (colon == std::string::npos || !is_token(line.substr(0, colon)))
         return r = {400, "malformed header line: " + line.substr(0, 200)}, false;
-      q.headers.emplace_back(line.substr(0, colon), trim(line.substr(colon + 1)));
+      q.headers.emplace_back(line.substr(0, colon), trim(line.substr(colon + 1), " \t"));
     }
     if (!q.header("Transfer-Encoding").empty())
       return r = {411, "request bodies must be sent with Content-Length (Transfer-Encoding is not accepted)"}, false;
     c.body_need = 0;
     bool seen = false;
     for (const auto& [k, v] : q.headers) {
-      if (lower(k) != "content-length") continue;
+      if (ascii_lower(k) != "content-length") continue;
       if (v.empty() || v.size() > 18 || v.find_first_not_of("0123456789") != std::string::npos)
         return r = {400, "invalid Content-Length: " + v.substr(0, 40)}, false;
       const size_t n = std::stoull(v);
@@ -499,10 +491,10 @@ class HttpFront::Impl {
     }
     if (c.body_need > limits_.max_body_bytes)
       return r = {413, "request body larger than " + std::to_string(limits_.max_body_bytes) + " bytes"}, false;
-    const std::string expect = lower(q.header("Expect"));
+    const std::string expect = ascii_lower(q.header("Expect"));
     if (!expect.empty() && expect != "100-continue") return r = {417, "unsupported Expect: " + expect}, false;
     c.head_only = q.method == "HEAD";
-    const std::string conn = lower(q.header("Connection"));
+    const std::string conn = ascii_lower(q.header("Connection"));
     c.keep_alive =
         version == "HTTP/1.1" ? conn.find("close") == std::string::npos : conn.find("keep-alive") != std::string::npos;
     c.continue_sent = false;
@@ -511,7 +503,7 @@ class HttpFront::Impl {
 
   // Answers a request the HTTP layer cannot take, then closes the connection (after the reply is read).
   void refuse(uint64_t id, Conn& c, const Refusal& r) {
-    const std::string body = error_body(r.status, r.message);
+    const std::string body = openai_error_body(r.status, r.message);
     queue(c, head(r.status, false,
                   {{"Content-Type", "application/json"}, {"Content-Length", std::to_string(body.size())}}) +
                  body);
@@ -674,7 +666,7 @@ class HttpFront::Impl {
       try {
         handler_(w.request, w.reply);
       } catch (const std::exception& e) {
-        w.reply->send(500, "application/json", error_body(500, std::string("internal error: ") + e.what()), {});
+        w.reply->send(500, "application/json", openai_error_body(500, std::string("internal error: ") + e.what()), {});
       }
     }
   }

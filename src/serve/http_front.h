@@ -26,7 +26,7 @@ struct HttpLimits {
 };
 
 struct IncomingRequest {
-  std::string method, path, query;  // path without the query string
+  std::string method, path;  // path without the query string
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
   // The value of a header (case-insensitive name), "" when absent.
@@ -71,5 +71,11 @@ class HttpFront {
  private:
   std::unique_ptr<Impl> impl_;
 };
+
+// The OpenAI-shaped error body every error of `rlaif serve` carries ({"error": {"message", "type", "param", "code"}};
+// type from the status: authentication_error, server_error or invalid_request_error). The message may quote the
+// client's invalid bytes: they are replaced, never an exception.
+std::string openai_error_body(int status, const std::string& message, const std::string& param = "",
+                              const std::string& code = "");
 
 }  // namespace rlaif

@@ -30,13 +30,7 @@ std::atomic<HttpFront*> g_front{nullptr};
 
 void send_error(HttpReply& reply, int status, const std::string& message, const std::string& param = "",
                 const std::string& code = "") {
-  json e = {{"message", message},
-            {"type", status == 401   ? "authentication_error"
-                     : status >= 500 ? "server_error"
-                                     : "invalid_request_error"},
-            {"param", param.empty() ? json(nullptr) : json(param)},
-            {"code", code.empty() ? json(nullptr) : json(code)}};
-  reply.send(status, "application/json", json({{"error", e}}).dump());
+  reply.send(status, "application/json", openai_error_body(status, message, param, code));
 }
 
 class Server {
