@@ -21,9 +21,9 @@ struct ExportOptions {
   std::string base;                      // an adapter's base folder ("" = its adapter_config.json's)
 };
 
-// Exports `input` (a model folder, or a run's final/ or checkpoint-N/) to the new folder `out` (gguf: the new file). Returns one line
-// saying what was written. Throws rlaif::Error for a bad input, an existing non-empty `out`, or weights float16
-// cannot hold.
+// Exports `input` (a model folder, or a run's final/ or checkpoint-N/) to the new folder `out` (gguf: the new file).
+// Returns one line saying what was written. Throws rlaif::Error for a bad input, an existing non-empty `out`, or
+// weights float16 cannot hold.
 std::string export_model(const std::string& input, const std::string& out, const ExportOptions& options);
 
 // "5GB", "500MB", "2GiB", "1000" (bytes) as transformers' max_shard_size reads them. Throws rlaif::Error.

@@ -20,14 +20,9 @@ enum class GgmlType : uint32_t { F32 = 0, F16 = 1, Q8_0 = 8, BF16 = 30 };
 GgmlType ggml_type_from_name(const std::string& name, const std::string& where);
 const char* ggml_type_name(GgmlType type);
 
-// Bytes that `n` values take in `type` (n a multiple of 32 for Q8_0).
-int64_t ggml_row_bytes(GgmlType type, int64_t n);
-
 // Q8_0 as ggml's reference quantizer writes it: blocks of 32 values, each an IEEE half scale d = max|x| / 127
 // followed by 32 int8 values round(x / d) (halves away from zero). `values` is float32 with numel % 32 == 0.
 std::string quantize_q8_0(const torch::Tensor& values);
-// The inverse, d * q per value: float32 [n].
-torch::Tensor dequantize_q8_0(const std::string& blocks, int64_t n);
 
 class GgufWriter {
  public:
@@ -52,6 +47,8 @@ class GgufWriter {
     torch::Tensor value;
     GgmlType type;
   };
+  void key(const std::string& name, uint32_t value_type);  // starts one key/value pair
+
   std::string metadata_;  // the encoded key/value pairs
   uint64_t metadata_count_ = 0;
   std::vector<Tensor> tensors_;

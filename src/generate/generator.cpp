@@ -241,8 +241,7 @@ class GenerationRun {
     auto allowed = [&](int64_t tok) {
       if (std::find(eos_ids_.begin(), eos_ids_.end(), tok) != eos_ids_.end()) return s.json.complete();
       if (tokenizer_.is_special(tok)) return false;
-      JsonSchemaPrefix next = s.json;
-      return next.feed(tokenizer_.token_bytes(tok));
+      return s.json.accepts(tokenizer_.token_bytes(tok));
     };
     for (int tries = 0; tries < 64; ++tries) {
       if (allowed(t.token)) return t;

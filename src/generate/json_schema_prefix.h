@@ -26,6 +26,8 @@ class JsonSchemaPrefix {
 
   // Whether `bytes` can extend the text read so far; on false the state is unchanged.
   bool feed(const std::string& bytes);
+  // Whether feed(bytes) would succeed, without changing the state.
+  bool accepts(const std::string& bytes) const { return check(*schema_, text_ + bytes) != 'x'; }
   // A whole valid document has been read (only whitespace may follow).
   bool complete() const { return complete_; }
 

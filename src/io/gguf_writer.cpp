@@ -29,14 +29,26 @@ void put_string(std::string& out, const std::string& s) {
   out += s;
 }
 
-// key, ARRAY, element type, count, the elements.
+// An array value after its ARRAY type: element type, count, the elements.
 template <typename T>
-void put_array(std::string& out, const std::string& key, uint32_t type, const std::vector<T>& values) {
-  put_string(out, key);
-  put<uint32_t>(out, kArray);
+void put_array(std::string& out, uint32_t type, const std::vector<T>& values) {
   put(out, type);
   put<uint64_t>(out, values.size());
   for (T v : values) put(out, v);
+}
+
+// Bytes that `n` values take in `type` (n a multiple of 32 for Q8_0).
+int64_t ggml_row_bytes(GgmlType type, int64_t n) {
+  switch (type) {
+    case GgmlType::F32:
+      return 4 * n;
+    case GgmlType::F16:
+    case GgmlType::BF16:
+      return 2 * n;
+    case GgmlType::Q8_0:
+      return n / kQ8Block * kQ8BlockBytes;
+  }
+  return 0;
 }
 
 uint64_t padded(uint64_t n) { return (n + kAlignment - 1) / kAlignment * kAlignment; }
@@ -82,19 +94,6 @@ const char* ggml_type_name(GgmlType type) {
   return "?";
 }
 
-int64_t ggml_row_bytes(GgmlType type, int64_t n) {
-  switch (type) {
-    case GgmlType::F32:
-      return 4 * n;
-    case GgmlType::F16:
-    case GgmlType::BF16:
-      return 2 * n;
-    case GgmlType::Q8_0:
-      return n / kQ8Block * kQ8BlockBytes;
-  }
-  return 0;
-}
-
 std::string quantize_q8_0(const torch::Tensor& values) {
   TORCH_CHECK(values.scalar_type() == torch::kFloat32 && values.is_contiguous() && values.numel() % kQ8Block == 0,
               "quantize_q8_0: needs contiguous float32 with numel % 32 == 0");
@@ -119,65 +118,47 @@ std::string quantize_q8_0(const torch::Tensor& values) {
   return out;
 }
 
-torch::Tensor dequantize_q8_0(const std::string& blocks, int64_t n) {
-  TORCH_CHECK(n % kQ8Block == 0 && static_cast<int64_t>(blocks.size()) == n / kQ8Block * kQ8BlockBytes,
-              "dequantize_q8_0: ", blocks.size(), " bytes do not hold ", n, " values");
-  torch::Tensor out = torch::empty({n}, torch::kFloat32);
-  float* o = out.data_ptr<float>();
-  for (int64_t b = 0; b < n / kQ8Block; ++b) {
-    const char* yb = blocks.data() + b * kQ8BlockBytes;
-    c10::Half d;
-    std::memcpy(&d.x, yb, 2);
-    for (int64_t j = 0; j < kQ8Block; ++j) o[b * kQ8Block + j] = static_cast<float>(d) * static_cast<int8_t>(yb[2 + j]);
-  }
-  return out;
+void GgufWriter::key(const std::string& name, uint32_t value_type) {
+  put_string(metadata_, name);
+  put(metadata_, value_type);
+  ++metadata_count_;
 }
 
 void GgufWriter::add_string(const std::string& key, const std::string& value) {
-  put_string(metadata_, key);
-  put<uint32_t>(metadata_, kString);
+  this->key(key, kString);
   put_string(metadata_, value);
-  ++metadata_count_;
 }
 
 void GgufWriter::add_u32(const std::string& key, uint32_t value) {
-  put_string(metadata_, key);
-  put<uint32_t>(metadata_, kU32);
+  this->key(key, kU32);
   put(metadata_, value);
-  ++metadata_count_;
 }
 
 void GgufWriter::add_f32(const std::string& key, float value) {
-  put_string(metadata_, key);
-  put<uint32_t>(metadata_, kF32);
+  this->key(key, kF32);
   put(metadata_, value);
-  ++metadata_count_;
 }
 
 void GgufWriter::add_bool(const std::string& key, bool value) {
-  put_string(metadata_, key);
-  put<uint32_t>(metadata_, kBool);
+  this->key(key, kBool);
   put<uint8_t>(metadata_, value ? 1 : 0);
-  ++metadata_count_;
 }
 
 void GgufWriter::add_strings(const std::string& key, const std::vector<std::string>& values) {
-  put_string(metadata_, key);
-  put<uint32_t>(metadata_, kArray);
+  this->key(key, kArray);
   put<uint32_t>(metadata_, kString);
   put<uint64_t>(metadata_, values.size());
   for (const auto& v : values) put_string(metadata_, v);
-  ++metadata_count_;
 }
 
 void GgufWriter::add_i32s(const std::string& key, const std::vector<int32_t>& values) {
-  put_array(metadata_, key, kI32, values);
-  ++metadata_count_;
+  this->key(key, kArray);
+  put_array(metadata_, kI32, values);
 }
 
 void GgufWriter::add_f32s(const std::string& key, const std::vector<float>& values) {
-  put_array(metadata_, key, kF32, values);
-  ++metadata_count_;
+  this->key(key, kArray);
+  put_array(metadata_, kF32, values);
 }
 
 void GgufWriter::add_tensor(const std::string& name, torch::Tensor value, GgmlType type) {
