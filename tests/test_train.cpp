@@ -59,6 +59,22 @@ TEST(TrainConfig, ValidationSaysHowToFix) {
       {"train.per_device_train_batch_size", "2^20"});
 }
 
+// What a run saves as run_config.toml (which `rlaif report` reads) reads back to the same strings. Found by fuzzing
+// run.toml: toml++ wrote a string holding ''' as a literal string that ended early, and trims the leading newline of
+// a multi-line one.
+TEST(TrainConfig, TheSavedConfigReadsBackToTheSameStrings) {
+  TempDir dir;
+  auto path = write_config(dir, "");
+  const std::string system = "\nit's '''quoted''' \"twice\" \\ and\ttabbed\n", user = "{prompt}\n'''{completion}'''";
+  auto c = rlaif::TrainConfig::from_toml(path, {"template.system=" + system, "template.user=" + user});
+  ASSERT_EQ(c.judge.tmpl.system, system);
+  rlaif_test::write_text(dir / "saved.toml", c.effective_toml);
+  auto again = rlaif::TrainConfig::from_toml(dir / "saved.toml");
+  EXPECT_EQ(again.judge.tmpl.system, system);
+  EXPECT_EQ(again.judge.tmpl.user, user);
+  EXPECT_EQ(again.effective_toml, c.effective_toml);
+}
+
 TEST(TrainCli, BadConfigsExitOneNamingTheKey) {
   TempDir dir;
   auto path = write_config(dir);

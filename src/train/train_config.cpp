@@ -51,8 +51,12 @@ TrainConfig TrainConfig::from_toml(const std::string& path, const std::vector<st
   auto root = parse_toml_file(path);
   for (const auto& o : overrides) apply_override(root, o);
   TrainConfig c;
+  // Strings are written as single-line basic strings: toml++'s literal and multi-line forms do not round-trip every
+  // string (one holding ''' ends a literal string early; a leading newline is trimmed from a multi-line one).
+  constexpr auto flags = toml::toml_formatter::default_flags & ~toml::format_flags::allow_literal_strings &
+                         ~toml::format_flags::allow_multi_line_strings;
   std::ostringstream effective;
-  effective << root;
+  effective << toml::toml_formatter(root, flags);
   c.effective_toml = effective.str() + "\n";
   TomlReader top(root, path);
   if (const toml::table* t = top.table("model")) {

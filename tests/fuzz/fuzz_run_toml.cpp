@@ -2,7 +2,7 @@
 // NUL byte: the file; each NUL-separated piece after it: one --set assignment), then validate() for RL and for SFT.
 // Invariants checked: the only exception is rlaif::Error (a message naming the file and key); a configuration that
 // validates for RL has whole groups in its batch and at least one step for any data; the effective TOML that a run
-// saves in its checkpoints (and compares on --resume) reads back to the same configuration.
+// saves as run_config.toml (which `rlaif report` reads) reads back to the same configuration.
 // Build and run: bash tests/fuzz/run.sh SECONDS BUILD_DIR run_toml
 #include <unistd.h>
 
