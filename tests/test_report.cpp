@@ -81,7 +81,7 @@ TEST(Report, SelfContainedPageWithChartsSamplesValidationAndConfig) {
   EXPECT_NE(html.find("Write &lt;b&gt;0&lt;/b&gt;:"), std::string::npos);
   EXPECT_EQ(html.find("Write <b>0</b>"), std::string::npos);
   EXPECT_NE(html.find("<th>accuracy</th>"), std::string::npos);
-  EXPECT_NE(html.find("integrity_verifier = &#39;truth&#39;"), std::string::npos);
+  EXPECT_NE(html.find("integrity_verifier = &quot;truth&quot;"), std::string::npos);
   // A folder that is not a run is a clear error.
   r = rlaif_test::run_command(std::string(RLAIF_BIN) + " report " + (dir / "nothing"));
   EXPECT_NE(r.exit_code, 0);
