@@ -46,7 +46,7 @@ __attribute__((target("avx512f"))) inline __m512 load16(const c10::BFloat16* p) 
 __attribute__((target("avx512f"))) inline __m512 load16(const float* p, __mmask16 k) {
   return _mm512_maskz_loadu_ps(k, p);
 }
-__attribute__((target("avx512f"))) inline __m512 load16(const c10::BFloat16* p, __mmask16 k) {
+__attribute__((target("avx512f,avx512bw,avx512vl"))) inline __m512 load16(const c10::BFloat16* p, __mmask16 k) {
   __m512i w = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, p));
   return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
 }

@@ -323,18 +323,21 @@ class SwiGlu : public torch::autograd::Function<SwiGlu> {
 
 // ---- Attention's masked softmax: p = softmax(scale s) over allowed keys;  ds = scale p (dp - sum(dp p)).
 
+// The tail lanes from key l on that exist and whose key is allowed.
+__attribute__((target("avx512f,avx512bw,avx512vl"))) inline __mmask16 allowed_lanes(const bool* ok, int64_t l,
+                                                                                    int64_t L) {
+  const __mmask16 k = tail_mask(L - l);
+  return static_cast<__mmask16>(_mm_mask_cmpneq_epi8_mask(k, _mm_maskz_loadu_epi8(k, ok + l), _mm_setzero_si128()));
+}
+
 template <typename T>
 __attribute__((target("avx512f,avx512bw,avx512vl"))) void masked_softmax_row_avx512(const T* s, const bool* ok, T* p,
                                                                                     int64_t L, float scale, float* e) {
   const __m512 sc = _mm512_set1_ps(scale);
   __m512 mx = _mm512_set1_ps(-INFINITY);
   __mmask16 any = 0;
-  auto lanes = [&](int64_t l) {  // tail lanes that exist and whose key is allowed
-    const __mmask16 k = tail_mask(L - l);
-    return static_cast<__mmask16>(_mm_mask_cmpneq_epi8_mask(k, _mm_maskz_loadu_epi8(k, ok + l), _mm_setzero_si128()));
-  };
   for (int64_t l = 0; l < L; l += 16) {
-    const __mmask16 k = lanes(l);
+    const __mmask16 k = allowed_lanes(ok, l, L);
     any |= k;
     mx = _mm512_mask_max_ps(mx, k, mx, _mm512_mul_ps(sc, load16(s + l, k)));
   }
@@ -345,7 +348,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void masked_softmax_row_avx
   const __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
   __m512 sum = _mm512_setzero_ps();
   for (int64_t l = 0; l < L; l += 16) {
-    const __mmask16 k = lanes(l);
+    const __mmask16 k = allowed_lanes(ok, l, L);
     const __m512 x = _mm512_maskz_mov_ps(
         k, exp_avx512(_mm512_min_ps(_mm512_fmsub_ps(sc, load16(s + l, k), m), _mm512_setzero_ps())));
     _mm512_mask_storeu_ps(e + l, tail_mask(L - l), x);
@@ -471,32 +474,40 @@ void dropout_portable(const T* x, T* y, int64_t n, uint64_t seed, uint32_t thres
   });
 }
 
-// The same, 16 elements (8 hashes, 64-bit lanes) at a time: the 32-bit halves of the 8 hashes, in memory order,
-// are the draws of elements 16 b .. 16 b + 15, so the mask is bit-identical to the portable loop's.
+// The same, 16 elements (8 hashes, 64-bit lanes) at a time, over blocks [b, e) of 16: the 32-bit halves of the 8
+// hashes, in memory order, are the draws of elements 16 blk .. 16 blk + 15, so the mask is bit-identical to the
+// portable loop's. (A function of its own, not a lambda: a lambda does not inherit its enclosing function's target.)
 template <typename T>
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq"))) void dropout_avx512(const T* x, T* y, int64_t n,
-                                                                                  uint64_t seed, uint32_t threshold,
-                                                                                  float scale, bool accumulate) {
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq"))) void dropout_blocks_avx512(const T* x, T* y, int64_t n,
+                                                                                         int64_t b, int64_t e,
+                                                                                         uint64_t seed,
+                                                                                         uint32_t threshold,
+                                                                                         float scale, bool accumulate) {
   const __m512i lanes = _mm512_setr_epi64(1, 2, 3, 4, 5, 6, 7, 8);
   const __m512i thr = _mm512_set1_epi32(static_cast<int>(threshold));
   const __m512 sc = _mm512_set1_ps(scale);
+  for (int64_t blk = b; blk < e; ++blk) {
+    const int64_t j = 16 * blk;
+    const __mmask16 k = tail_mask(n - j);
+    __m512i z = _mm512_add_epi64(_mm512_set1_epi64(static_cast<int64_t>(8 * blk)), lanes);  // pair index + 1
+    z = _mm512_add_epi64(_mm512_set1_epi64(static_cast<int64_t>(seed)),
+                         _mm512_mullo_epi64(z, _mm512_set1_epi64(static_cast<int64_t>(kGolden))));
+    z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 30)),
+                           _mm512_set1_epi64(static_cast<int64_t>(0xbf58476d1ce4e5b9ULL)));
+    z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 27)),
+                           _mm512_set1_epi64(static_cast<int64_t>(0x94d049bb133111ebULL)));
+    z = _mm512_xor_si512(z, _mm512_srli_epi64(z, 31));
+    const __mmask16 keep = _mm512_cmpge_epu32_mask(z, thr);
+    __m512 v = _mm512_maskz_mul_ps(keep, load16(x + j, k), sc);
+    if (accumulate) v = _mm512_add_ps(load16(y + j, k), v);
+    store16(y + j, v, k);
+  }
+}
+
+template <typename T>
+void dropout_avx512(const T* x, T* y, int64_t n, uint64_t seed, uint32_t threshold, float scale, bool accumulate) {
   at::parallel_for(0, (n + 15) / 16, 1 << 10, [&](int64_t b, int64_t e) {
-    for (int64_t blk = b; blk < e; ++blk) {
-      const int64_t j = 16 * blk;
-      const __mmask16 k = tail_mask(n - j);
-      __m512i z = _mm512_add_epi64(_mm512_set1_epi64(static_cast<int64_t>(8 * blk)), lanes);  // pair index + 1
-      z = _mm512_add_epi64(_mm512_set1_epi64(static_cast<int64_t>(seed)),
-                           _mm512_mullo_epi64(z, _mm512_set1_epi64(static_cast<int64_t>(kGolden))));
-      z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 30)),
-                             _mm512_set1_epi64(static_cast<int64_t>(0xbf58476d1ce4e5b9ULL)));
-      z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 27)),
-                             _mm512_set1_epi64(static_cast<int64_t>(0x94d049bb133111ebULL)));
-      z = _mm512_xor_si512(z, _mm512_srli_epi64(z, 31));
-      const __mmask16 keep = _mm512_cmpge_epu32_mask(z, thr);
-      __m512 v = _mm512_maskz_mul_ps(keep, load16(x + j, k), sc);
-      if (accumulate) v = _mm512_add_ps(load16(y + j, k), v);
-      store16(y + j, v, k);
-    }
+    dropout_blocks_avx512(x, y, n, b, e, seed, threshold, scale, accumulate);
   });
 }
 
