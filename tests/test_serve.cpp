@@ -367,6 +367,9 @@ TEST_F(Serve, ModelsHealthAuthAndOpenAiStyleErrors) {
   auto health = anon.Get("/health");
   ASSERT_TRUE(health);
   EXPECT_EQ(health->status, 200);  // health needs no key
+  // The engine decodes on every core by default (libtorch's own default on a new thread can be 1).
+  EXPECT_EQ(json::parse(health->body)["threads"].get<int>(),
+            static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   auto models = anon.Get("/v1/models");
   ASSERT_TRUE(models);
   EXPECT_EQ(models->status, 401);

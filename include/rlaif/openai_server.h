@@ -20,6 +20,7 @@ struct ServeOptions {
   int port = 8000;                     // 0 = any free port (reported through on_listening)
   std::string api_key;                 // "" = no authentication; else "Authorization: Bearer <key>" is required
   int64_t max_batch = 32;              // sequences decoded together
+  int threads = 0;                     // intra-op threads of the decode engine (0 = all cores)
   int64_t max_tokens_limit = 1024;     // a request asking for more max_tokens is a 400
   int64_t max_n = 16;                  // choices per request
   size_t max_request_bytes = 1 << 20;  // larger bodies are refused (413)

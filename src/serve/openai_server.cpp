@@ -47,7 +47,7 @@ class Server {
     chat_ = std::make_unique<ChatTemplate>(ChatTemplate::for_tokenizer(*tokenizer_));
     name_ = o.model_name.empty() ? std::filesystem::path(o.model_dir).filename().string() : o.model_name;
     if (name_.empty()) name_ = std::filesystem::path(o.model_dir).parent_path().filename().string();
-    engine_ = std::make_unique<ServeEngine>(*gen_);
+    engine_ = std::make_unique<ServeEngine>(*gen_, o.threads);
   }
 
   void run(const std::function<void(int)>& on_listening) {
@@ -134,6 +134,7 @@ class Server {
             {"decode_steps", e.decode_steps},
             {"decode_tokens", e.decode_tokens},
             {"prefill_tokens", e.prefill_tokens},
+            {"threads", e.threads},
             {"connections", f.connections},
             {"refused", f.refused},
             {"timed_out", f.timed_out}};

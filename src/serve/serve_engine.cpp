@@ -2,9 +2,15 @@
 
 #include <algorithm>
 
+#include "rlaif/runtime.h"
+
 namespace rlaif {
 
-ServeEngine::ServeEngine(Generator& generator) : gen_(generator), thread_([this] { loop(); }) {}
+ServeEngine::ServeEngine(Generator& generator, int threads) : gen_(generator) {
+  thread_ = std::thread([this, threads] { loop(threads); });
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [&] { return stats_.threads > 0; });
+}
 
 ServeEngine::~ServeEngine() {
   {
@@ -59,7 +65,14 @@ Generator::Incoming ServeEngine::poll(const Generator::ContinuousStatus& status)
   return in;
 }
 
-void ServeEngine::loop() {
+void ServeEngine::loop(int threads) {
+  set_num_threads(threads);
+  const int used = intra_op_threads_used();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.threads = std::max(1, used);
+  }
+  cv_.notify_all();
   // Looks up a request's hooks under the lock, then runs `call` on them without it (a hook may submit or cancel).
   auto with_hooks = [this](size_t id, bool last, const std::function<void(Hooks&)>& call) {
     std::shared_ptr<Hooks> h;  // held: a cancel may erase the entry while the hook runs

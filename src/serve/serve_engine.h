@@ -31,9 +31,12 @@ class ServeEngine {
     int64_t submitted = 0, finished = 0, failed = 0, cancelled = 0;
     int64_t running = 0, waiting = 0;                                 // samples decoding / waiting for a slot, now
     int64_t decode_steps = 0, decode_tokens = 0, prefill_tokens = 0;  // since the start
+    int threads = 0;  // intra-op threads the engine thread decodes with, as measured on it
   };
 
-  explicit ServeEngine(Generator& generator);
+  // Starts the engine thread with `threads` intra-op threads (0 = all cores) and waits until it runs. The setting is
+  // made on the engine thread itself: OpenMP's thread count belongs to the thread that sets it.
+  ServeEngine(Generator& generator, int threads);
   ~ServeEngine();  // stops the engine; requests still running get no more hooks
 
   // Queues a request (checked with Generator::check first) and returns its id.
@@ -44,7 +47,7 @@ class ServeEngine {
 
  private:
   Generator::Incoming poll(const Generator::ContinuousStatus& status);
-  void loop();
+  void loop(int threads);
 
   Generator& gen_;
   mutable std::mutex mu_;

@@ -33,6 +33,8 @@ Run add_serve(CLI::App& app) {
   app.add_option("--dtype", o->dtype, "auto (packed bf16 kernels where the CPU has AVX512_BF16), float32 or bfloat16")
       ->capture_default_str();
   app.add_option("--max-batch", o->max_batch, "sequences decoded together")->capture_default_str();
+  app.add_option("--threads", o->threads, "threads the decode engine computes with (0 = all cores; /health shows it)")
+      ->capture_default_str();
   app.add_option("--max-tokens", o->max_tokens_limit, "largest max_tokens a request may ask for")
       ->capture_default_str();
   app.add_option("--max-n", o->max_n, "largest n (choices per request)")->capture_default_str();

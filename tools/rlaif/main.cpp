@@ -13,6 +13,8 @@
 
 int main(int argc, char** argv) {
   rlaif::ensure_runtime_env(argc, argv);
+  // All cores unless a command says otherwise (--threads, train.num_threads): libtorch's own default can be 1.
+  rlaif::set_num_threads(0);
   CLI::App app{"rlaif — reinforcement fine-tuning of language models with an LLM as the judge (RLAIF)"};
   app.require_subcommand(1);
   std::map<CLI::App*, rlaif_cli::Run> runs;
