@@ -97,6 +97,23 @@ TEST(Generator, SamplesOfOnePromptShareOnePrefill) {
   auto r = request(f.tok, "a shared prompt", 3, 5, 1.0f);
   g.generate({r});
   EXPECT_EQ(g.stats().prefill_tokens, static_cast<int64_t>(r.prompt_ids.size()));
+  EXPECT_EQ(g.stats().prefills, 1);
+}
+
+TEST(Generator, PromptsWaitingTogetherArePrefilledTogether) {
+  // Six prompts of 1-6 tokens and 12 samples: with 16 slots one padded prefill serves them all; with 1 slot, one per
+  // sample. The tokens are BatchedGreedyEqualsOneAtATime's business; here, the count of forwards.
+  Fixture f;
+  auto reqs = mixed_requests(f.tok, 0.0f);
+  int64_t prompt_tokens = 0, samples = 0;
+  for (const auto& r : reqs) prompt_tokens += r.prompt_ids.size(), samples += r.num_samples;
+  auto wide = f.generator(16);
+  wide.generate(reqs);
+  EXPECT_EQ(wide.stats().prefills, 1);
+  EXPECT_EQ(wide.stats().prefill_tokens, prompt_tokens);  // padding is not counted
+  auto narrow = f.generator(1);
+  narrow.generate(reqs);
+  EXPECT_EQ(narrow.stats().prefills, samples);
 }
 
 TEST(Generator, LogprobsAreTheModelsTemperatureScaledLogSoftmax) {

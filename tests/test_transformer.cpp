@@ -155,6 +155,33 @@ TEST(Transformer, DecodeOverSlotsOfDifferentLengths) {
   EXPECT_LT(max_diff(out[1], m->forward(b)[0][3]), 2e-5);
 }
 
+TEST(Transformer, PaddedPrefillIntoScatteredSlotsThenDecode) {
+  // Two prompts (7 and 3 tokens) prefilled in one right-padded forward into slots 3 and 1 of 4, then one decode step
+  // over all four slots: every real position's logits equal the full forward of its own sequence (2e-5, as above).
+  // The shorter row's padding writes keys past its prompt; its decode step overwrites the first of them.
+  auto m = tiny("qwen3");
+  torch::NoGradGuard g;
+  const int64_t V = m->config().vocab_size;
+  auto a = torch::randint(0, V, {1, 8}), b = torch::randint(0, V, {1, 4});
+  rlaif::KVCache cache(m->config(), 4, 16, torch::kFloat32);
+  rlaif::CachedBatch pre;
+  pre.input_ids = torch::cat({a.narrow(1, 0, 7), torch::cat({b.narrow(1, 0, 3), torch::full({1, 4}, 5)}, 1)});
+  pre.positions = torch::arange(7).view({1, 7}).expand({2, 7}).contiguous();
+  pre.slots = torch::tensor({3, 1}, torch::kInt64);
+  pre.key_len = 7;
+  auto logits = m->logits(m->forward_cached(pre, cache));  // [2, 7, V]
+  EXPECT_LT(max_diff(logits[0], m->forward(a)[0].narrow(0, 0, 7)), 2e-5);
+  EXPECT_LT(max_diff(logits[1].narrow(0, 0, 3), m->forward(b)[0].narrow(0, 0, 3)), 2e-5);
+  const std::vector<int64_t> next = {0, b[0][3].item<int64_t>(), 0, a[0][7].item<int64_t>()}, at = {0, 3, 0, 7};
+  rlaif::CachedBatch step{torch::tensor(next).view({4, 1}), torch::tensor(at).view({4, 1}), 0, 8};
+  auto out = m->logits(m->forward_cached(step, cache)).squeeze(1);  // [4, V]
+  EXPECT_LT(max_diff(out[3], m->forward(a)[0][7]), 2e-5);
+  EXPECT_LT(max_diff(out[1], m->forward(b)[0][3]), 2e-5);
+  rlaif::CachedBatch bad = pre;
+  bad.slots = torch::tensor({3, 4}, torch::kInt64);  // past the cache's 4 slots
+  EXPECT_THROW(m->forward_cached(bad, cache), c10::Error);
+}
+
 TEST(Transformer, PaddingDoesNotChangeRealTokens) {
   auto m = tiny("qwen2");
   torch::NoGradGuard g;

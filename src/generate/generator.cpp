@@ -17,6 +17,8 @@ const char* to_string(FinishReason r) { return r == FinishReason::kStop ? "stop"
 namespace {
 
 using Clock = std::chrono::steady_clock;
+// Prompts prefilled together are padded to the longest; more rows join while rows x that length stays within this.
+constexpr int64_t kMaxPrefillTokens = 2048;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 // The k most likely tokens of softmax(logits / temperature) (temperature 1 when greedy), most likely first.
@@ -131,45 +133,81 @@ class GenerationRun {
   }
 
  private:
-  // 1. Fills free slots with waiting samples; one prefill per prompt, shared by its samples.
+  // 1. Fills free slots with waiting samples. The waiting prompts that fit are prefilled together, right-padded to
+  // the longest: a row's padding lies past its prompt in its own cache slot, where its decode steps overwrite it
+  // before any query reads it (a query at position p reads keys [0, p]). A prompt's samples share its prefill.
   void fill_free_slots() {
     while (!pending_.empty()) {
       std::vector<int64_t> free;
       for (int64_t i = 0; i < S_; ++i)
         if (!slots_[i].active) free.push_back(i);
       if (free.empty()) break;
-      Pending& item = pending_.front();
-      const auto& q = item.job->request;
-      const int64_t P = static_cast<int64_t>(q.prompt_ids.size());
-      const int64_t n = std::min<int64_t>(item.count, free.size());
-      auto t0 = Clock::now();
-      CachedBatch batch;
-      batch.input_ids = torch::tensor(q.prompt_ids, torch::kInt64).view({1, P});
-      batch.positions = torch::arange(P, torch::kInt64).view({1, P});
-      batch.slot_begin = free[0];
-      batch.key_len = P;
-      auto hidden = model_->forward_cached(batch, cache_);                                     // [1, P, C]
-      auto logits = model_->logits(hidden.select(1, P - 1)).to(torch::kFloat32).contiguous();  // [1, V]
-      for (int64_t j = 1; j < n; ++j) cache_.copy_slot(free[0], free[j], P);
-      stats_.prefill_tokens += P;
-      stats_.prefill_seconds += seconds_since(t0);
-      for (int64_t j = 0; j < n; ++j) {
-        Slot& s = slots_[free[j]];
-        s.active = true;
-        s.job = item.job;
-        s.sample = item.first + j;
-        s.len = P;
-        s.rng = SampleRng(sample_seed(q.seed, s.sample));
-        if (q.params.json_object)
-          s.json = JsonSchemaPrefix(q.params.json_schema ? q.params.json_schema : JsonSchema::any_object());
-        auto t = sample_token(logits.data_ptr<float>(), V_, q.params.sampling, s.rng, s.scratch);
-        // sample_token leaves z and softmax(z) in the scratch; lse = z[t] - logprob(t).
-        t = constrain(s, t, s.scratch.z.data(), s.scratch.probs.data(), s.scratch.z[t.token] - t.logprob);
-        if (append(s, t, logits.data_ptr<float>())) finish(s);
+      struct Row {
+        Pending* item;
+        int64_t n, P, slot;  // samples placed, prompt length, the slot prefilled (the first of its n)
+      };
+      std::vector<Row> rows;  // in waiting order, while free slots last and the padded batch stays small
+      int64_t placed = 0, T = 0;
+      for (auto& item : pending_) {
+        if (placed == static_cast<int64_t>(free.size())) break;
+        const int64_t P = static_cast<int64_t>(item.job->request.prompt_ids.size());
+        const int64_t padded = std::max(T, P) * static_cast<int64_t>(rows.size() + 1);
+        if (!rows.empty() && padded > kMaxPrefillTokens) break;
+        const int64_t n = std::min<int64_t>(item.count, static_cast<int64_t>(free.size()) - placed);
+        rows.push_back({&item, n, P, free[placed]});
+        placed += n;
+        T = std::max(T, P);
       }
-      item.first += n;
-      item.count -= n;
-      if (item.count == 0) pending_.pop_front();
+      const int64_t N = static_cast<int64_t>(rows.size());
+      auto t0 = Clock::now();
+      std::vector<int64_t> ids(N * T, 0), slots(N), last(N);
+      bool contiguous = true;
+      for (int64_t r = 0; r < N; ++r) {
+        const auto& prompt = rows[r].item->job->request.prompt_ids;
+        std::copy(prompt.begin(), prompt.end(), ids.begin() + r * T);
+        slots[r] = rows[r].slot;
+        last[r] = rows[r].P - 1;
+        contiguous = contiguous && slots[r] == slots[0] + r;
+        stats_.prefill_tokens += rows[r].P;
+      }
+      CachedBatch batch;
+      batch.input_ids = torch::tensor(ids, torch::kInt64).view({N, T});
+      batch.positions = torch::arange(T, torch::kInt64).view({1, T}).expand({N, T}).contiguous();
+      batch.slot_begin = slots[0];
+      if (!contiguous) batch.slots = torch::tensor(slots, torch::kInt64);
+      batch.key_len = T;
+      auto hidden = model_->forward_cached(batch, cache_);                                  // [N, T, C]
+      auto at_last = hidden.index({torch::arange(N), torch::tensor(last, torch::kInt64)});  // [N, C]
+      auto logits = model_->logits(at_last).to(torch::kFloat32).contiguous();               // [N, V]
+      for (const auto& row : rows) {
+        const int64_t first = std::find(free.begin(), free.end(), row.slot) - free.begin();
+        for (int64_t j = 1; j < row.n; ++j) cache_.copy_slot(row.slot, free[first + j], row.P);
+      }
+      stats_.prefills += 1;
+      stats_.prefill_seconds += seconds_since(t0);
+      for (int64_t r = 0; r < N; ++r) {
+        Pending& item = *rows[r].item;
+        const auto& q = item.job->request;
+        const float* row_logits = logits.data_ptr<float>() + r * V_;
+        const int64_t first = std::find(free.begin(), free.end(), rows[r].slot) - free.begin();
+        for (int64_t j = 0; j < rows[r].n; ++j) {
+          Slot& s = slots_[free[first + j]];
+          s.active = true;
+          s.job = item.job;
+          s.sample = item.first + j;
+          s.len = rows[r].P;
+          s.rng = SampleRng(sample_seed(q.seed, s.sample));
+          if (q.params.json_object)
+            s.json = JsonSchemaPrefix(q.params.json_schema ? q.params.json_schema : JsonSchema::any_object());
+          auto t = sample_token(row_logits, V_, q.params.sampling, s.rng, s.scratch);
+          // sample_token leaves z and softmax(z) in the scratch; lse = z[t] - logprob(t).
+          t = constrain(s, t, s.scratch.z.data(), s.scratch.probs.data(), s.scratch.z[t.token] - t.logprob);
+          if (append(s, t, row_logits)) finish(s);
+        }
+        item.first += rows[r].n;
+        item.count -= rows[r].n;
+      }
+      while (!pending_.empty() && pending_.front().count == 0) pending_.pop_front();
     }
   }
 

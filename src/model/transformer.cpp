@@ -360,8 +360,11 @@ torch::Tensor CausalLMImpl::run_layers(const torch::Tensor& input_ids, const tor
   // (the rows it read), added into that one instead of a dense [V, C] of zeros plus a full-size sum.
   auto x = torch::embedding(model->embed_tokens->weight, input_ids, /*padding_idx=*/-1, /*scale_grad_by_freq=*/false,
                             /*sparse=*/config_.tie_word_embeddings);
-  torch::Tensor slot_idx;
-  if (cache) slot_idx = torch::arange(batch->slot_begin, batch->slot_begin + N).view({N, 1}).expand({N, T});
+  torch::Tensor slot_rows, slot_idx;  // [N]: each row's cache slot; [N, T] for writing the cache
+  if (cache) {
+    slot_rows = batch->slots.defined() ? batch->slots : torch::arange(batch->slot_begin, batch->slot_begin + N);
+    slot_idx = slot_rows.view({N, 1}).expand({N, T});
+  }
   // Several tokens per sequence (a training forward, a prompt's prefill): q/k/v and gate/up as one matmul each
   // (one cast of their input under autocast, one gradient for it). A decode step keeps them apart: concatenating
   // the weights would cost more than the one token's matmuls.
@@ -405,8 +408,12 @@ torch::Tensor CausalLMImpl::run_layers(const torch::Tensor& input_ids, const tor
       const auto cdt = cache->k(i).scalar_type();
       cache->k(i).index_put_({slot_idx, Slice(), positions}, k.transpose(1, 2).to(cdt));
       cache->v(i).index_put_({slot_idx, Slice(), positions}, v.transpose(1, 2).to(cdt));
-      keys = cache->k(i).narrow(0, batch->slot_begin, N).narrow(2, 0, batch->key_len).to(q.scalar_type());
-      values = cache->v(i).narrow(0, batch->slot_begin, N).narrow(2, 0, batch->key_len).to(q.scalar_type());
+      auto rows_of = [&](const torch::Tensor& c) {  // [N, Hkv, key_len, D]
+        auto head = c.narrow(2, 0, batch->key_len);
+        return batch->slots.defined() ? head.index_select(0, slot_rows) : head.narrow(0, batch->slot_begin, N);
+      };
+      keys = rows_of(cache->k(i)).to(q.scalar_type());
+      values = rows_of(cache->v(i)).to(q.scalar_type());
     }
     auto o = gqa_attention(q, keys, values, allowed);  // [N, H, T, D]
     auto attn = o.transpose(1, 2).reshape({N, T, H * D});
@@ -445,9 +452,15 @@ torch::Tensor CausalLMImpl::forward(const torch::Tensor& input_ids, const torch:
 }
 
 torch::Tensor CausalLMImpl::forward_cached(const CachedBatch& batch, KVCache& cache) {
-  TORCH_CHECK(batch.slot_begin >= 0 && batch.slot_begin + batch.input_ids.size(0) <= cache.slots(), "slot range");
+  if (batch.slots.defined()) {
+    TORCH_CHECK(batch.slots.numel() == batch.input_ids.size(0) && batch.slots.min().item<int64_t>() >= 0 &&
+                    batch.slots.max().item<int64_t>() < cache.slots(),
+                "slots out of range");
+  } else {
+    TORCH_CHECK(batch.slot_begin >= 0 && batch.slot_begin + batch.input_ids.size(0) <= cache.slots(), "slot range");
+  }
   TORCH_CHECK(batch.key_len <= cache.max_len(), "key_len beyond the cache");
-  if (batch.input_ids.size(1) == 1 && use_packed())
+  if (batch.input_ids.size(1) == 1 && use_packed() && !batch.slots.defined())
     return decode_layers(batch.input_ids, batch.positions, cache, batch.slot_begin);
   auto keys = torch::arange(batch.key_len).view({1, 1, batch.key_len});
   auto allowed = keys <= batch.positions.unsqueeze(-1);  // [N, T, L]
