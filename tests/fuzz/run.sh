@@ -33,6 +33,18 @@ declare -A sources=(
 # keys that the release library reports as errors).
 declare -A libs=([judge_toml]="tomlplusplus" [run_toml]="tomlplusplus")
 
+flags=(-std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Iinclude -Isrc)
+# Each source is compiled once per run (several targets share the tokenizer's and the judge config's), into a folder
+# emptied first so that no object outlives a change to a header.
+objs="$build/fuzz/obj"
+rm -rf "$objs"
+mkdir -p "$objs"
+object() {  # prints the object of source $1, compiling it on first use (a fuzz target's own file: -fsanitize=fuzzer)
+  local o="$objs/$(echo "$1" | tr / _).o"
+  [ -f "$o" ] || clang++ "${flags[@]}" $(pkg-config --cflags libpcre2-8 libutf8proc tomlplusplus) -c "$1" -o "$o"
+  echo "$o"
+}
+
 status=0
 for t in "${targets[@]}"; do
   [ -n "${sources[$t]:-}" ] || { echo "run.sh: unknown target $t" >&2; exit 2; }
@@ -40,9 +52,12 @@ for t in "${targets[@]}"; do
   rm -rf "$out/corpus"
   mkdir -p "$out/corpus"
   eval "srcs=(${sources[$t]})"
-  clang++ -std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Iinclude -Isrc \
-    "tests/fuzz/fuzz_$t.cpp" "${srcs[@]}" src/core/error.cpp src/core/atomic_file.cpp src/core/unicode.cpp \
-    src/core/regex.cpp $(pkg-config --cflags --libs libpcre2-8 libutf8proc ${libs[$t]:-}) -o "$out/fuzz_$t"
+  o=()
+  for s in "tests/fuzz/fuzz_$t.cpp" "${srcs[@]}" src/core/error.cpp src/core/atomic_file.cpp src/core/unicode.cpp \
+    src/core/regex.cpp; do
+    o+=("$(object "$s")")
+  done
+  clang++ "${flags[@]}" "${o[@]}" $(pkg-config --libs libpcre2-8 libutf8proc ${libs[$t]:-}) -o "$out/fuzz_$t"
   cp tests/fuzz/seeds/"$t"/* "$out/corpus/"
   if [ "$t" = tokenizer ]; then  # corpus lines (mode bytes 0 and 1)
     /usr/bin/python3 - "$out/corpus" <<'PY'
