@@ -144,7 +144,7 @@ class GenerationRun {
       if (free.empty()) break;
       struct Row {
         Pending* item;
-        int64_t n, P, slot;  // samples placed, prompt length, the slot prefilled (the first of its n)
+        int64_t n, P, first;  // samples placed, prompt length, index in `free` of its first slot (the one prefilled)
       };
       std::vector<Row> rows;  // in waiting order, while free slots last and the padded batch stays small
       int64_t placed = 0, T = 0;
@@ -154,7 +154,7 @@ class GenerationRun {
         const int64_t padded = std::max(T, P) * static_cast<int64_t>(rows.size() + 1);
         if (!rows.empty() && padded > kMaxPrefillTokens) break;
         const int64_t n = std::min<int64_t>(item.count, static_cast<int64_t>(free.size()) - placed);
-        rows.push_back({&item, n, P, free[placed]});
+        rows.push_back({&item, n, P, placed});
         placed += n;
         T = std::max(T, P);
       }
@@ -165,7 +165,7 @@ class GenerationRun {
       for (int64_t r = 0; r < N; ++r) {
         const auto& prompt = rows[r].item->job->request.prompt_ids;
         std::copy(prompt.begin(), prompt.end(), ids.begin() + r * T);
-        slots[r] = rows[r].slot;
+        slots[r] = free[rows[r].first];
         last[r] = rows[r].P - 1;
         contiguous = contiguous && slots[r] == slots[0] + r;
         stats_.prefill_tokens += rows[r].P;
@@ -179,19 +179,16 @@ class GenerationRun {
       auto hidden = model_->forward_cached(batch, cache_);                                  // [N, T, C]
       auto at_last = hidden.index({torch::arange(N), torch::tensor(last, torch::kInt64)});  // [N, C]
       auto logits = model_->logits(at_last).to(torch::kFloat32).contiguous();               // [N, V]
-      for (const auto& row : rows) {
-        const int64_t first = std::find(free.begin(), free.end(), row.slot) - free.begin();
-        for (int64_t j = 1; j < row.n; ++j) cache_.copy_slot(row.slot, free[first + j], row.P);
-      }
+      for (const auto& row : rows)
+        for (int64_t j = 1; j < row.n; ++j) cache_.copy_slot(free[row.first], free[row.first + j], row.P);
       stats_.prefills += 1;
       stats_.prefill_seconds += seconds_since(t0);
       for (int64_t r = 0; r < N; ++r) {
         Pending& item = *rows[r].item;
         const auto& q = item.job->request;
         const float* row_logits = logits.data_ptr<float>() + r * V_;
-        const int64_t first = std::find(free.begin(), free.end(), rows[r].slot) - free.begin();
         for (int64_t j = 0; j < rows[r].n; ++j) {
-          Slot& s = slots_[free[first + j]];
+          Slot& s = slots_[free[rows[r].first + j]];
           s.active = true;
           s.job = item.job;
           s.sample = item.first + j;
