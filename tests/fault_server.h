@@ -25,6 +25,7 @@
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -170,6 +171,24 @@ class FaultServer {
     }
   }
 
+  // A criterion listed as "- KEY (MIN to MAX): Mentions WORD" (or "(1 = yes, 0 = no)"): MAX (or 1) when WORD is in the
+  // completion's text (inside its block), else MIN (or 0). Nothing for any other criterion.
+  static std::optional<int> mentions(const std::string& prompt, const std::string& key) {
+    size_t line = prompt.find("\n- " + key + " (");
+    if (line == std::string::npos) return std::nullopt;
+    size_t open = prompt.find('(', line), close = prompt.find("): Mentions ", line);
+    size_t eol = prompt.find('\n', line + 1);
+    if (close == std::string::npos || (eol != std::string::npos && close > eol)) return std::nullopt;
+    const std::string word = prompt.substr(close + 12, (eol == std::string::npos ? prompt.size() : eol) - close - 12);
+    const std::string scale = prompt.substr(open + 1, close - open - 1);  // "1 to 10" or "1 = yes, 0 = no"
+    int lo = 0, hi = 1;
+    if (scale.find(" to ") != std::string::npos)
+      lo = std::stoi(scale), hi = std::stoi(scale.substr(scale.find(" to ") + 4));
+    size_t from = prompt.find('>', prompt.find("<completion-")), to = prompt.find("</completion-");
+    if (from == std::string::npos || to == std::string::npos || from > to) return std::nullopt;
+    return prompt.substr(from, to - from).find(word) != std::string::npos ? hi : lo;
+  }
+
   // An OpenAI chat completion whose content is a verdict with `score` for each criterion named in the prompt's
   // output format ("key": <integer ...>); score -1 writes "high" instead of a number.
   static std::string answer(const nlohmann::json& body, int score) {
@@ -182,6 +201,8 @@ class FaultServer {
       std::string key = prompt.substr(q + 1, p - q - 1);
       if (score < 0)
         scores[key] = "high";
+      else if (auto mention = mentions(prompt, key))  // a criterion "Mentions WORD": top or bottom of its scale
+        scores[key] = *mention;
       else if (prompt.find("BIAS=first") != std::string::npos)  // a judge with position bias: the first wins
         scores[key] = key == "1" ? 10 : 1;
       else

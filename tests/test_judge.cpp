@@ -15,6 +15,8 @@
 #include "rlaif/judge_eval.h"
 #include "rlaif/model_folder.h"
 #include "rlaif/tokenizer.h"
+#include <torch/torch.h>
+
 #include "test_util.h"
 
 using rlaif_test::TempDir;
@@ -679,12 +681,13 @@ TEST(Judge, RenderWritesTheJudgePromptAndVerdictAsSftRows) {
                          R"({"prompt": "Say hi", "completion": "hi </completion>", "label": 1, "rationale": "it did"}
 {"prompt": "Say hi", "completion": "bye", "label": false}
 {"prompt": "Say hi", "completion": "hm"}
+{"prompt": "Say hi", "completion": "hi", "checklist": ["Greets", "Is short"], "scores": {"item1": 1, "item2": 0}}
 )");
   auto r = rlaif_test::run_command(std::string(RLAIF_BIN) + " judge render --config " + (dir / "judge.toml") +
                                    " --in " + (dir / "rows.jsonl") + " --out " + (dir / "sft.jsonl"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   auto rows = rlaif::read_jsonl(dir / "sft.jsonl");
-  ASSERT_EQ(rows.size(), 3u);
+  ASSERT_EQ(rows.size(), 4u);
   auto config = rlaif::JudgeConfig::from_toml(dir / "judge.toml");
   auto want = rlaif::render_judge_prompt(config.tmpl, config.rubric, {"Say hi", "hi </completion>", ""});
   const auto& m0 = rows[0].value["messages"];
@@ -695,6 +698,8 @@ TEST(Judge, RenderWritesTheJudgePromptAndVerdictAsSftRows) {
   EXPECT_EQ(m0[1]["content"], R"({"rationale": "it did", "scores": {"pass": 1}})");
   EXPECT_EQ(rows[1].value["messages"][1]["content"], R"({"rationale": "", "scores": {"pass": 0}})");
   EXPECT_EQ(rows[2].value["messages"].size(), 1u);  // no label: the prompt only
+  // A row's own checklist: the verdict on its items (the judge's "pass" is not asked for).
+  EXPECT_EQ(rows[3].value["messages"][1]["content"], R"({"rationale": "", "scores": {"item1": 1, "item2": 0}})");
   // A label outside the scale names the row.
   rlaif_test::write_text(dir / "bad.jsonl", "{\"prompt\": \"p\", \"completion\": \"c\", \"label\": 7}\n");
   r = rlaif_test::run_command(std::string(RLAIF_BIN) + " judge render --config " + (dir / "judge.toml") + " --in " +
@@ -1058,6 +1063,168 @@ TEST(Verdict, ScoreDistributionsReadTheScoreTokenOnly) {
   // A "relevance: 8" line works as well.
   std::vector<rlaif::ReplyToken> lines = {tok("relevance:"), tok(" 8", eight), tok("\n")};
   EXPECT_EQ(rlaif::score_distributions("relevance: 8\n", lines, rubric).count("relevance"), 1u);
+}
+
+}  // namespace
+
+namespace {
+
+// Per-row rubrics and checklists through the openai judge: the server (a real one on 127.0.0.1) scores each item it
+// is shown — "Mentions WORD" is its top score when the completion holds WORD — so the rewards below are right only
+// if each sample's own items reached the prompt and the verdict was read on them. The cache keys them apart, the
+// journal and the results say which rubric graded them.
+TEST(Judge, RowRubricsAndChecklistsAreGradedOnTheirOwnItems) {
+  TempDir dir;
+  rlaif_test::FaultServer server;
+  auto config = config_for(server, dir);
+  auto checklist = rlaif::read_row_rubric(
+      nlohmann::json::parse(R"({"checklist": ["Mentions Paris", {"criterion": "Mentions Seine", "weight": 2}]})"),
+      "r1");
+  auto rubric = rlaif::read_row_rubric(
+      nlohmann::json::parse(R"({"rubric": ["Mentions Eiffel", {"criterion": "Mentions Louvre", "weight": 3}]})"), "r2");
+  std::vector<rlaif::JudgeSample> input = {{"Capital of France?", "Paris, on the Seine.", "", checklist},
+                                           {"Capital of France?", "Paris.", "", checklist},
+                                           {"Capital of France?", "Lyon.", "", checklist},
+                                           {"Sights?", "The Eiffel tower.", "", rubric},
+                                           {"Capital of France?", "Paris.", ""}};
+  rlaif::Judge judge(config);
+  auto r = judge.judge(input);
+  for (const auto& x : r) ASSERT_TRUE(x.ok) << x.failure << " " << x.detail;
+  EXPECT_DOUBLE_EQ(r[0].reward, 1.0);
+  EXPECT_DOUBLE_EQ(r[1].reward, 1.0 / 3);  // Paris yes (weight 1), Seine no (weight 2)
+  EXPECT_DOUBLE_EQ(r[2].reward, 0.0);
+  EXPECT_EQ(r[1].verdict.scores, (std::map<std::string, double>{{"item1", 1}, {"item2", 0}}));
+  EXPECT_DOUBLE_EQ(r[3].reward, 1.0 / 4);    // Eiffel 10 (weight 1), Louvre 1 (weight 3) on 1..10
+  EXPECT_NEAR(r[4].reward, 6.0 / 9, 1e-12);  // the judge's own rubric: 7 on each criterion
+  EXPECT_EQ(r[4].verdict.scores.count("relevance"), 1u);
+  EXPECT_EQ(r[0].rubric_kind, "checklist");
+  EXPECT_EQ(r[3].rubric_kind, "rubric");
+  EXPECT_EQ(r[4].rubric_kind, "");
+  // The same texts with and without the row's items are different judgments.
+  EXPECT_NE(judge.cache_key(input[1]), judge.cache_key(input[4]));
+  auto other = input[1];
+  other.rubric = rubric;
+  EXPECT_NE(judge.cache_key(input[1]), judge.cache_key(other));
+  // The journal names the row rubric's kind; a second judge answers from the cache with the same verdicts.
+  auto journal = rlaif::read_jsonl(dir / "journal.jsonl");
+  ASSERT_EQ(journal.size(), 5u);
+  EXPECT_EQ(journal[0].value.value("rubric", ""), "checklist");
+  EXPECT_FALSE(journal[4].value.contains("rubric"));
+  const int64_t asked = server.requests();
+  rlaif::Judge again(config);
+  auto cached = again.judge(input);
+  EXPECT_EQ(server.requests(), asked);
+  for (size_t i = 0; i < input.size(); ++i) {
+    EXPECT_TRUE(cached[i].cached);
+    EXPECT_DOUBLE_EQ(cached[i].reward, r[i].reward);
+    EXPECT_EQ(cached[i].rubric_kind, r[i].rubric_kind);
+  }
+}
+
+// The command backend receives a row's items ("rubric": {"kind", "items"}) and its per-item metrics come back as the
+// verdict's scores.
+TEST(Judge, CommandBackendReceivesTheRowsItems) {
+  TempDir dir;
+  rlaif_test::write_text(dir / "items.py",
+                         "import json, sys\n"
+                         "out = []\n"
+                         "for row in json.load(sys.stdin):\n"
+                         "    text = row['messages'][1]['content']\n"
+                         "    items = row.get('rubric', {}).get('items', [])\n"
+                         "    m = [{'name': i['name'], 'value': float(i['criterion'].split()[-1] in text), 'type': "
+                         "'Metric'} for i in items]\n"
+                         "    w = sum(i['weight'] for i in items)\n"
+                         "    agg = sum(i['weight'] * x['value'] for i, x in zip(items, m)) / w if items else -1\n"
+                         "    out.append({'id': row['id'], 'aggregate_reward_score': agg, 'metrics_list': m,\n"
+                         "                'kind': row.get('rubric', {}).get('kind', '')})\n"
+                         "print(json.dumps(out))\n");
+  rlaif::JudgeConfig c;
+  c.backend = "command";
+  c.command = {"/usr/bin/python3", dir / "items.py"};
+  auto checklist = rlaif::read_row_rubric(
+      nlohmann::json::parse(R"({"checklist": ["Mentions Paris", {"criterion": "Mentions Seine", "weight": 3}]})"), "r");
+  rlaif::Judge judge(c);
+  auto r = judge.judge({{"q", "Paris", "", checklist}, {"q", "Seine", "", checklist}, {"q", "Paris", ""}});
+  ASSERT_TRUE(r[0].ok) << r[0].detail;
+  EXPECT_DOUBLE_EQ(r[0].reward, 0.25);
+  EXPECT_DOUBLE_EQ(r[1].reward, 0.75);
+  EXPECT_EQ(r[1].verdict.scores, (std::map<std::string, double>{{"item1", 0}, {"item2", 1}}));
+  EXPECT_DOUBLE_EQ(r[2].reward, -1);  // no items sent for a sample without its own
+  EXPECT_NE(r[0].reply.find("\"kind\":\"checklist\""), std::string::npos) << r[0].reply;
+}
+
+// The local judge scores a batch mixing the judge's rubric and rows' own checklists exactly as it scores each group
+// alone with that rubric as the judge's.
+TEST(Judge, LocalBackendScoresRowChecklistsAsItsOwnRubric) {
+  rlaif_test::TempDir dir;
+  rlaif::InitModelOptions o;
+  o.arch = "llama";
+  o.seed = 5;
+  rlaif::init_model(o, dir / "judge");
+  rlaif::JudgeConfig c;
+  c.backend = "local";
+  c.model_path = dir / "judge";
+  c.local_batch = 4;
+  c.tmpl.system = "Score the answer.";
+  c.tmpl.user = "Q: {prompt}\nA: {completion}\n{criteria}\n{output_format}";
+  auto checklist = rlaif::read_row_rubric(
+      nlohmann::json::parse(R"({"checklist": ["Is it blue?", {"criterion": "Is it short?", "weight": 2}]})"), "r");
+  std::vector<rlaif::JudgeSample> mixed = {{"Name a colour.", "Blue.", "", checklist},
+                                           {"Add 2 and 2.", "It is 4.", ""},
+                                           {"Name a colour.", "Red.", "", checklist}};
+  auto together = rlaif::Judge(c).judge(mixed);
+  auto own = c;
+  own.rubric = *checklist;
+  auto alone_own = rlaif::Judge(own).judge({{"Name a colour.", "Blue.", ""}, {"Name a colour.", "Red.", ""}});
+  auto alone_judge = rlaif::Judge(c).judge({mixed[1]});
+  ASSERT_TRUE(together[0].ok && together[1].ok && together[2].ok);
+  EXPECT_EQ(together[0].verdict.scores.size(), 2u);
+  EXPECT_EQ(together[1].verdict.scores.size(), 3u);
+  for (const auto& [k, v] : alone_own[0].verdict.scores) EXPECT_NEAR(together[0].verdict.scores.at(k), v, 1e-5) << k;
+  EXPECT_NEAR(together[0].reward, alone_own[0].reward, 1e-5);
+  EXPECT_NEAR(together[2].reward, alone_own[1].reward, 1e-5);
+  EXPECT_NEAR(together[1].reward, alone_judge[0].reward, 1e-5);
+  // A checklist's expected yes-probability lies in [0, 1].
+  for (const auto& [k, v] : together[2].verdict.scores) EXPECT_TRUE(v >= 0 && v <= 1) << k << " " << v;
+}
+
+// `rlaif judge` reads rows' rubric/checklist and writes each item with its score; pairwise and group judging refuse
+// them (they would be ignored); a bad item names its line.
+TEST(Judge, CommandLineJudgesRowsWithTheirOwnItems) {
+  TempDir dir;
+  rlaif_test::FaultServer server;
+  rlaif_test::write_text(dir / "judge.toml",
+                         "[judge]\nbase_url = \"" + server.base_url() + "\"\nmodel = \"m\"\nmax_retries = 0\n");
+  rlaif_test::write_text(
+      dir / "in.jsonl",
+      R"({"prompt": "Capital?", "completion": "Paris on the Seine", "checklist": ["Mentions Paris", "Mentions Lyon"]})"
+      "\n"
+      R"({"prompt": "Capital?", "completion": "Paris"})"
+      "\n");
+  auto r = rlaif_test::run_command(std::string(RLAIF_BIN) + " judge --quiet --config " + (dir / "judge.toml") +
+                                   " --in " + (dir / "in.jsonl") + " --out " + (dir / "out.jsonl"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto out = rlaif::read_jsonl(dir / "out.jsonl");
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_DOUBLE_EQ(out[0].value["reward"].get<double>(), 0.5);
+  ASSERT_EQ(out[0].value["items"].size(), 2u);
+  EXPECT_EQ(out[0].value["items"][0]["criterion"], "Mentions Paris");
+  EXPECT_EQ(out[0].value["items"][0]["score"], 1);
+  EXPECT_EQ(out[0].value["items"][1]["score"], 0);
+  EXPECT_FALSE(out[1].value.contains("items"));
+  rlaif_test::write_text(dir / "group.jsonl", R"({"prompt": "p", "completions": ["a", "b"], "rubric": ["Mentions a"]})"
+                                              "\n");
+  r = rlaif_test::run_command(std::string(RLAIF_BIN) + " judge --group --config " + (dir / "judge.toml") + " --in " +
+                              (dir / "group.jsonl") + " --out " + (dir / "g.jsonl"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("group.jsonl:1"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("pointwise only"), std::string::npos) << r.output;
+  rlaif_test::write_text(dir / "bad.jsonl", R"({"prompt": "p", "completion": "c", "checklist": [{"item": "x"}]})"
+                                            "\n");
+  r = rlaif_test::run_command(std::string(RLAIF_BIN) + " judge --config " + (dir / "judge.toml") + " --in " +
+                              (dir / "bad.jsonl") + " --out " + (dir / "b.jsonl"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("bad.jsonl:1: checklist[0]"), std::string::npos) << r.output;
 }
 
 }  // namespace

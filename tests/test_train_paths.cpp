@@ -217,3 +217,72 @@ TEST(TrainPaths, LoggingStepsSpacesTheMetricsLines) {
 }
 
 }  // namespace
+
+namespace {
+
+// Prompts that carry their own checklist or rubric, judged by a real server that grades each item it is shown
+// ("Mentions X": yes when the completion holds X): every valid sample's reward is the weighted share of its own
+// row's items, samples.jsonl lists the items with their scores, and metrics.jsonl reports checklist/* and rubric/*
+// (not rewards/item1/mean, whose name would mix different rows' items). Group judging refuses such rows.
+TEST(TrainPaths, PerPromptChecklistsAndRubricsAreTheReward) {
+  TempDir dir;
+  rlaif_test::FaultServer server;
+  std::string rows;
+  for (int i = 0; i < 8; ++i) {
+    nlohmann::json row = {{"prompt", "Say something #" + std::to_string(i) + ":"}};
+    if (i % 2 == 0)
+      row["checklist"] = {"Mentions a", {{"criterion", "Mentions e"}, {"weight", 2}}};
+    else
+      row["rubric"] = {"Mentions o"};
+    rows += row.dump() + "\n";
+  }
+  rlaif_test::write_text(dir / "prompts.jsonl", rows);
+  auto c = config(dir, "max_steps = 2\nlogging_steps = 1");
+  use_http_judge(c, server);
+  c.judge.graders.clear();
+  rlaif::run_rl(c, {false, true});
+  int checked = 0;
+  for (const auto& s : lines_of(dir / "out/samples.jsonl")) {
+    if (!s["valid"].get<bool>()) continue;
+    const auto text = s["completion"].get<std::string>();
+    auto has = [&](char ch) { return text.find(ch) != std::string::npos; };
+    const bool checklist = s["prompt"].get<std::string>().find_first_of("0246") != std::string::npos;
+    const double want = checklist ? (1.0 * has('a') + 2.0 * has('e')) / 3 : (has('o') ? 1.0 : 0.0);
+    EXPECT_DOUBLE_EQ(s["reward"].get<double>(), want) << s.dump();
+    ASSERT_EQ(s["items"].size(), checklist ? 2u : 1u) << s.dump();
+    EXPECT_EQ(s["items"][0]["criterion"], checklist ? "Mentions a" : "Mentions o");
+    EXPECT_EQ(s["items"][0]["score"].get<double>(), checklist ? has('a') : (has('o') ? 10 : 1));
+    ++checked;
+  }
+  EXPECT_GT(checked, 8);
+  for (const auto& m : metrics(dir / "out/metrics.jsonl")) {
+    EXPECT_FALSE(m.contains("rewards/item1/mean")) << m.dump();
+    if (m.contains("checklist/samples")) {
+      EXPECT_GE(m["checklist/item_pass_rate"].get<double>(), 0.0);
+      EXPECT_LE(m["checklist/all_pass_rate"].get<double>(), m["checklist/item_pass_rate"].get<double>() + 1e-12);
+    }
+  }
+  // The first step's checklist metrics from its samples.
+  double items = 0, yes = 0, all = 0, n = 0;
+  for (const auto& s : lines_of(dir / "out/samples.jsonl")) {
+    if (s["step"] != 1 || !s["valid"].get<bool>() || s["items"].size() != 2) continue;
+    bool every = true;
+    for (const auto& it : s["items"]) items += 1, yes += it["score"].get<double>(), every &= it["score"] == 1;
+    all += every, n += 1;
+  }
+  auto first = metrics(dir / "out/metrics.jsonl").at(0);
+  if (n > 0) {
+    EXPECT_DOUBLE_EQ(first["checklist/samples"].get<double>(), n);
+    EXPECT_NEAR(first["checklist/item_pass_rate"].get<double>(), yes / items, 1e-12);
+    EXPECT_NEAR(first["checklist/all_pass_rate"].get<double>(), all / n, 1e-12);
+  }
+  auto group = c;
+  group.judge_mode = rlaif::JudgeMode::kGroup;
+  rlaif_test::expect_error(
+      [&] {
+        rlaif::run_rl(group, {false, true});
+      },
+      {"prompts.jsonl:1", "checklist", "pointwise only"});
+}
+
+}  // namespace

@@ -1,16 +1,19 @@
 // Training data: JSONL rows turned into token ids, and a seeded, resumable order over them.
 //
 // RL rows:  {"prompt": "..."} or {"messages": [...]} (rendered with the model's chat template, generation prompt
-//           added), optional "reference" (for the judge and graders) and any other keys (kept as metadata).
+//           added), optional "reference" (for the judge and graders), optional "rubric" or "checklist" (the row's
+//           own items for the judge, rubric.h) and any other keys (kept as metadata).
 // SFT rows: {"prompt": "...", "completion": "..."} or {"messages": [..., {"role": "assistant", ...}]}; the loss is on
 //           the completion (the last assistant message) only.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "rlaif/rubric.h"
 #include "rlaif/tokenizer.h"
 
 namespace rlaif {
@@ -21,7 +24,8 @@ struct PromptRow {
   std::vector<int64_t> prompt_ids;      // what the policy is conditioned on
   std::vector<int64_t> completion_ids;  // SFT: the target (ending with the end-of-sequence token for "prompt" rows)
   std::string reference;
-  nlohmann::ordered_json metadata;  // the row's other keys
+  std::shared_ptr<const Rubric> rubric;  // RL: the row's own rubric or checklist (null = the judge's)
+  nlohmann::ordered_json metadata;       // the row's other keys
 };
 
 struct DatasetOptions {

@@ -95,6 +95,7 @@ struct JudgeResult {
   double reward = 0;                     // the judge's reward combined with the graders (== verdict.reward without any)
   std::map<std::string, double> grades;  // per grader name, 1 or 0
   std::map<std::string, double> judge_rewards;  // with a panel: each judge's own reward by its name
+  std::string rubric_kind;  // "" = graded on the judge's rubric; "rubric" or "checklist" = on the sample's own
   bool cached = false;
   double latency_s = 0;
   int attempts = 0;

@@ -8,6 +8,7 @@
 // section, or "" when there is none).
 #pragma once
 
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -16,8 +17,14 @@
 namespace rlaif {
 
 struct JudgeSample {
-  std::string prompt, completion, reference;  // reference "" = none (the rubric's reference is used if it has one)
+  std::string prompt, completion, reference;       // reference "" = none (the rubric's reference is used if it has one)
+  std::shared_ptr<const Rubric> rubric = nullptr;  // the data row's own rubric or checklist; null = the judge's
 };
+
+// The rubric a sample is graded on: its own when it has one, else the judge's.
+inline const Rubric& judged_on(const JudgeSample& sample, const Rubric& judge_rubric) {
+  return sample.rubric ? *sample.rubric : judge_rubric;
+}
 
 struct JudgeTemplate {
   std::string system, user;
@@ -33,6 +40,8 @@ struct JudgeMessages {
   nlohmann::json to_openai() const;  // [{"role": "system", ...}, {"role": "user", ...}]
 };
 
+// `rubric` is the judge's: the sample's own rubric, when it has one, replaces its criteria (the judge's reference
+// answer still applies).
 JudgeMessages render_judge_prompt(const JudgeTemplate& tmpl, const Rubric& rubric, const JudgeSample& sample);
 // Two responses to one prompt, as "A" and "B" in that order.
 JudgeMessages render_pairwise_prompt(const JudgeTemplate& tmpl, const Rubric& rubric, const std::string& prompt,

@@ -2,6 +2,8 @@
 #pragma once
 
 #include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -17,6 +19,7 @@ struct Criterion {
 struct Rubric {
   std::vector<Criterion> criteria;
   bool pass_fail = false;  // one criterion named "pass" on the scale 0..1
+  bool checklist = false;  // a data row's checklist: yes/no items, each on the scale 0..1 (1 = yes)
   std::string reference;   // optional reference answer shown to the judge (per-row references override it)
 
   // Relevance, coherence and safety/ethics on 1..10, equal weights.
@@ -29,5 +32,20 @@ struct Rubric {
   // Weighted mean of the scores, each first mapped to [0, 1] by its scale. Every criterion must be present.
   double aggregate(const std::map<std::string, double>& scores) const;
 };
+
+// A data row's own rubric ("Rubrics as Rewards"): its "rubric" (items scored 1..10) or its "checklist" (yes/no items,
+// 0..1). Each is a non-empty list of strings (weight 1) or objects {"criterion": "...", "weight": w, "name": "..."}
+// ("weight" and "name" optional). Items are named item1, item2, ... unless they name themselves. The judge grades the
+// row's completions on these items instead of its own rubric; the reward is their weighted share. Returns null when
+// the row has neither key; throws rlaif::Error naming `where` and the item for a bad list, or for both keys at once.
+constexpr double kRowRubricMin = 1, kRowRubricMax = 10;  // the scale of a row rubric's items
+std::shared_ptr<const Rubric> read_row_rubric(const nlohmann::json& row, const std::string& where);
+
+// The items of a row's rubric with their scores, for outputs: [{"name", "criterion", "weight", "score"}, ...]
+// (score absent when `scores` has none for the item).
+nlohmann::json rubric_items(const Rubric& rubric, const std::map<std::string, double>& scores);
+
+// Which rubric a result was graded on: "" (the judge's), "rubric" or "checklist" (the data row's own).
+std::string rubric_kind(const Rubric* own);
 
 }  // namespace rlaif

@@ -83,6 +83,12 @@ void run_command_batch(const std::vector<std::string>& argv, double timeout_s, c
                             {{"role", "assistant"}, {"content", samples[i].completion}}}},
                           {"metadata", nlohmann::json::object()}};
     if (!samples[i].reference.empty()) row["reference_answer"] = samples[i].reference;
+    if (const auto& own = samples[i].rubric) {  // the data row's own items: the command answers per item name
+      nlohmann::json items = rubric_items(*own, {});
+      for (size_t k = 0; k < items.size(); ++k)
+        items[k]["min"] = own->criteria[k].min, items[k]["max"] = own->criteria[k].max;
+      row["rubric"] = {{"kind", rubric_kind(own.get())}, {"items", items}};
+    }
     batch.push_back(row);
   }
   std::string input = batch.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);

@@ -2,7 +2,8 @@
 // their rewards as JSON on stdout, in the shape Amazon Nova reinforcement fine-tuning sends to its reward Lambda
 // functions, so such a function runs unchanged behind a small wrapper:
 //   in:  [{"id": "0", "messages": [{"role": "user", ...}, {"role": "assistant", ...}], "reference_answer": ...,
-//          "metadata": {...}}, ...]
+//          "metadata": {...}, "rubric": {"kind": "rubric" | "checklist", "items": [{"name", "criterion", "weight",
+//          "min", "max"}]}}, ...]   ("rubric" only for a data row that carries its own rubric or checklist)
 //   out: [{"id": "0", "aggregate_reward_score": 0.7, "metrics_list": [{"name": ..., "value": ..., "type": "Metric"}]}]
 #pragma once
 

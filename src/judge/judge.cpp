@@ -92,8 +92,9 @@ std::string Judge::cache_key(const JudgeSample& s) const {
                    {"completion", s.completion},
                    {"sample_reference", s.reference}};
   backend_->add_cache_material(material);
-  for (const auto& c : config_.rubric.criteria)
+  for (const auto& c : judged_on(s, config_.rubric).criteria)
     material["criteria"].push_back({c.name, c.description, c.min, c.max, c.weight});
+  if (s.rubric) material["row_rubric"] = rubric_kind(s.rubric.get());
   return sha256_hex(material.dump());
 }
 
@@ -457,6 +458,7 @@ std::vector<JudgeResult> Judge::judge_alone(const std::vector<JudgeSample>& samp
   // The one finish path of every result, from the cache or the backend: usage, cache, graders, stats, journal.
   auto finish = [&](size_t i, const json& request) {
     JudgeResult& r = results[i];
+    r.rubric_kind = rubric_kind(samples[i].rubric.get());
     if (!r.cached) {
       count_usage(r);
       if (r.ok && cache_ && backend_->cacheable())
@@ -479,6 +481,7 @@ std::vector<JudgeResult> Judge::judge_alone(const std::vector<JudgeSample>& samp
       line["cached"] = r.cached;
       line["model"] = config_.model;
       if (!config_.graders.empty()) line["grades"] = r.grades, line["combined_reward"] = r.reward;
+      if (!r.rubric_kind.empty()) line["rubric"] = r.rubric_kind;
       if (!r.cached) line["request"] = request;  // the messages; headers (and so the API key) are never written
       journal << line.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
       journal.flush();

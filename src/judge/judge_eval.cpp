@@ -52,7 +52,7 @@ std::vector<LabelledSample> read_labelled(const std::string& path, bool labelled
       throw Error("row needs string \"prompt\" and \"completion\"", where,
                   "rows look like {\"prompt\": \"...\", \"completion\": \"...\", \"reference\": \"...\"}");
     if (v.contains("reference") && !v["reference"].is_string()) throw Error("\"reference\" must be a string", where);
-    LabelledSample l{{v["prompt"], v["completion"], v.value("reference", "")}, 0};
+    LabelledSample l{{v["prompt"], v["completion"], v.value("reference", ""), read_row_rubric(v, where)}, 0};
     if (labelled) {
       if (!v.contains("label") || !(v["label"].is_number() || v["label"].is_boolean()))
         throw Error("row needs a numeric \"label\"", where, "e.g. \"label\": 1 (pass) / 0 (fail), or a score");
@@ -93,7 +93,7 @@ void master_key_check(Judge& judge, const std::vector<LabelledSample>& labelled,
       for (size_t at = answer.find("{prompt}"); at != std::string::npos;
            at = answer.find("{prompt}", at + p->prompt.size()))
         answer.replace(at, 8, p->prompt);
-      asks.push_back({p->prompt, answer, p->reference});
+      asks.push_back({p->prompt, answer, p->reference, p->rubric});
     }
   auto results = judge.judge(asks);
   double passes = 0;

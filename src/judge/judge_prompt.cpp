@@ -177,15 +177,17 @@ void JudgeTemplate::validate(const std::string& where) const {
   replace_vars(user, probe, where + ".user");
 }
 
-JudgeMessages render_judge_prompt(const JudgeTemplate& tmpl, const Rubric& rubric, const JudgeSample& sample) {
+JudgeMessages render_judge_prompt(const JudgeTemplate& tmpl, const Rubric& judge_rubric, const JudgeSample& sample) {
+  const Rubric& rubric = judged_on(sample, judge_rubric);
   std::string nonce = judge_nonce(sample);
   auto block = [&](const char* name, const std::string& text) { return quoted_block(name, text, nonce, rubric); };
-  std::string reference = sample.reference.empty() ? rubric.reference : sample.reference;
+  std::string reference = sample.reference.empty() ? judge_rubric.reference : sample.reference;
   std::string criteria, format = "{\"rationale\": \"<one or two sentences>\", \"scores\": {";
   for (size_t i = 0; i < rubric.criteria.size(); ++i) {
     const auto& c = rubric.criteria[i];
     std::string scale = format_scale(c.min) + " to " + format_scale(c.max);
     if (rubric.pass_fail) scale = "1 = pass, 0 = fail";
+    if (rubric.checklist) scale = "1 = yes, 0 = no";
     criteria += "- " + c.name + " (" + scale + "): " + c.description + (i + 1 < rubric.criteria.size() ? "\n" : "");
     format += std::string(i ? ", " : "") + "\"" + c.name + "\": <integer " + format_scale(c.min) + "-" +
               format_scale(c.max) + ">";

@@ -269,16 +269,21 @@ LocalBackend::LocalBackend(const JudgeConfig& config)
       judge_(source_, config.local_batch, config.local_rationale_tokens) {}
 
 void LocalBackend::score(const std::vector<JudgeSample>& samples, const Done& done, const std::function<bool()>&) {
-  std::vector<JudgeMessages> prompts;
-  for (const auto& s : samples) prompts.push_back(render_judge_prompt(config_.tmpl, config_.rubric, s));
-  std::vector<JudgeResult> out(prompts.size());
-  auto t0 = std::chrono::steady_clock::now();
-  judge_.score(prompts, config_.rubric, out);
-  const double per =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / std::max<size_t>(1, out.size());
-  for (size_t k = 0; k < out.size(); ++k) {
-    out[k].latency_s = per;
-    done(k, std::move(out[k]), nlohmann::json());
+  // One LocalJudge call per rubric: the judge's, and each data row's own (shared by the row's completions).
+  std::map<const Rubric*, std::vector<size_t>> by_rubric;
+  for (size_t k = 0; k < samples.size(); ++k) by_rubric[&judged_on(samples[k], config_.rubric)].push_back(k);
+  for (const auto& [rubric, index] : by_rubric) {
+    std::vector<JudgeMessages> prompts;
+    for (size_t k : index) prompts.push_back(render_judge_prompt(config_.tmpl, config_.rubric, samples[k]));
+    std::vector<JudgeResult> out(prompts.size());
+    auto t0 = std::chrono::steady_clock::now();
+    judge_.score(prompts, *rubric, out);
+    const double per =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / std::max<size_t>(1, out.size());
+    for (size_t k = 0; k < out.size(); ++k) {
+      out[k].latency_s = per;
+      done(index[k], std::move(out[k]), nlohmann::json());
+    }
   }
 }
 

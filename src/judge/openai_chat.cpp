@@ -117,15 +117,16 @@ void OpenAiBackend::score(const std::vector<JudgeSample>& samples, const Done& d
   std::vector<HttpRequest> requests;
   std::vector<json> messages;  // journaled with each result (headers, and so the API key, never are)
   const json schema = verdict_schema(config_.rubric);
-  for (const auto& s : samples) {
-    auto m = render_judge_prompt(config_.tmpl, config_.rubric, s);
+  auto rubric = [&](size_t k) -> const Rubric& { return judged_on(samples[k], config_.rubric); };
+  for (size_t k = 0; k < samples.size(); ++k) {
+    auto m = render_judge_prompt(config_.tmpl, config_.rubric, samples[k]);
     messages.push_back(m.to_openai());
-    requests.push_back(chat_->request(m, schema));
+    requests.push_back(chat_->request(m, samples[k].rubric ? verdict_schema(rubric(k)) : schema));
   }
   std::vector<JudgeResult> refused(samples.size());  // the usage of replies sent again: paid for all the same
   auto check = chat_->reply_check(
-      [&](size_t, const std::string& text) {
-        Verdict v = parse_verdict(text, config_.rubric);
+      [&](size_t k, const std::string& text) {
+        Verdict v = parse_verdict(text, rubric(k));
         return v.ok ? std::string() : v.failure;
       },
       [&](size_t k, const JudgeResult& usage) {
@@ -146,10 +147,10 @@ void OpenAiBackend::score(const std::vector<JudgeSample>& samples, const Done& d
           std::vector<ReplyToken> tokens;
           chat_->read_reply(resp.body, r, &tokens);
           if (r.failure.empty()) {
-            r.verdict = parse_verdict(r.reply, config_.rubric);
+            r.verdict = parse_verdict(r.reply, rubric(k));
             if (r.verdict.ok) {
               r.ok = true;
-              if (config_.top_logprobs > 0) apply_logprobs(tokens, r);
+              if (config_.top_logprobs > 0) apply_logprobs(tokens, rubric(k), r);
             } else {
               r.failure = r.verdict.failure;
               r.detail = r.verdict.detail;
@@ -164,7 +165,7 @@ void OpenAiBackend::score(const std::vector<JudgeSample>& samples, const Done& d
       keep_going, check);
 }
 
-void OpenAiBackend::apply_logprobs(const std::vector<ReplyToken>& tokens, JudgeResult& r) {
+void OpenAiBackend::apply_logprobs(const std::vector<ReplyToken>& tokens, const Rubric& rubric, JudgeResult& r) {
   if (tokens.empty()) {
     if (!warned_no_logprobs_)
       std::fprintf(stderr,
@@ -174,10 +175,10 @@ void OpenAiBackend::apply_logprobs(const std::vector<ReplyToken>& tokens, JudgeR
     warned_no_logprobs_ = true;
     return;
   }
-  r.distributions = score_distributions(r.reply, tokens, config_.rubric);
+  r.distributions = score_distributions(r.reply, tokens, rubric);
   if (r.distributions.empty()) return;
   for (const auto& [name, d] : r.distributions) r.verdict.scores[name] = d.mean;
-  r.verdict.reward = config_.rubric.aggregate(r.verdict.scores);
+  r.verdict.reward = rubric.aggregate(r.verdict.scores);
 }
 
 }  // namespace rlaif

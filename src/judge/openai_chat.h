@@ -52,7 +52,7 @@ class OpenAiBackend : public JudgeBackend {
 
  private:
   // Replaces the parsed scores of r's verdict with expected scores where the reply's logprobs give them.
-  void apply_logprobs(const std::vector<ReplyToken>& tokens, JudgeResult& r);
+  void apply_logprobs(const std::vector<ReplyToken>& tokens, const Rubric& rubric, JudgeResult& r);
 
   JudgeConfig config_;
   std::shared_ptr<OpenAiChat> chat_;

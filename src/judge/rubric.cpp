@@ -40,6 +40,8 @@ void Rubric::validate(const std::string& where) const {
   }
   if (pass_fail && (criteria.size() != 1 || criteria[0].min != 0 || criteria[0].max != 1))
     throw Error("a pass/fail rubric has exactly one criterion on the scale 0..1", where);
+  for (const auto& c : criteria)
+    if (checklist && (c.min != 0 || c.max != 1)) throw Error("a checklist's items are on the scale 0..1", where);
 }
 
 double Rubric::aggregate(const std::map<std::string, double>& scores) const {
@@ -51,6 +53,66 @@ double Rubric::aggregate(const std::map<std::string, double>& scores) const {
     weights += c.weight;
   }
   return total / weights;
+}
+
+std::shared_ptr<const Rubric> read_row_rubric(const nlohmann::json& row, const std::string& where) {
+  const bool has_rubric = row.contains("rubric"), has_checklist = row.contains("checklist");
+  if (!has_rubric && !has_checklist) return nullptr;
+  if (has_rubric && has_checklist)
+    throw Error("the row has both \"rubric\" and \"checklist\"", where, "give it one of them");
+  const char* key = has_rubric ? "rubric" : "checklist";
+  const std::string shape =
+      std::string("e.g. \"") + key + "\": [\"Names the capital\", {\"criterion\": \"Cites a source\", \"weight\": 2}]";
+  const auto& items = row[key];
+  if (!items.is_array() || items.empty())
+    throw Error(std::string("\"") + key + "\" must be a non-empty list of items", where, shape);
+  auto rubric = std::make_shared<Rubric>();
+  rubric->checklist = has_checklist;
+  for (size_t i = 0; i < items.size(); ++i) {
+    const auto& item = items[i];
+    const std::string at = where + ": " + key + "[" + std::to_string(i) + "]";
+    Criterion c;
+    c.name = "item" + std::to_string(i + 1);
+    c.min = has_checklist ? 0 : kRowRubricMin;
+    c.max = has_checklist ? 1 : kRowRubricMax;
+    if (item.is_string()) {
+      c.description = item.get<std::string>();
+    } else if (item.is_object()) {
+      for (const auto& [k, v] : item.items()) {
+        if (k == "criterion" && v.is_string())
+          c.description = v.get<std::string>();
+        else if (k == "weight" && v.is_number())
+          c.weight = v.get<double>();
+        else if (k == "name" && v.is_string())
+          c.name = v.get<std::string>();
+        else
+          throw Error("item key \"" + k + "\" is unknown or not of its type", at,
+                      "an item is {\"criterion\": string, \"weight\": number, \"name\": string}");
+      }
+    } else {
+      throw Error("an item must be a string or an object", at, shape);
+    }
+    if (c.description.empty()) throw Error("the item has no text", at, shape);
+    rubric->criteria.push_back(c);
+  }
+  rubric->validate(where + ": " + key);
+  return rubric;
+}
+
+nlohmann::json rubric_items(const Rubric& rubric, const std::map<std::string, double>& scores) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& c : rubric.criteria) {
+    nlohmann::json item = {{"name", c.name}, {"criterion", c.description}, {"weight", c.weight}};
+    auto it = scores.find(c.name);
+    if (it != scores.end()) item["score"] = it->second;
+    out.push_back(item);
+  }
+  return out;
+}
+
+std::string rubric_kind(const Rubric* own) {
+  if (!own) return "";
+  return own->checklist ? "checklist" : "rubric";
 }
 
 }  // namespace rlaif

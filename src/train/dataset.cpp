@@ -6,6 +6,7 @@
 #include "rlaif/chat_template.h"
 #include "rlaif/error.h"
 #include "rlaif/jsonl.h"
+#include "rlaif/rubric.h"
 #include "rlaif/sampler.h"
 
 namespace rlaif {
@@ -30,7 +31,7 @@ std::vector<PromptRow> load_dataset(const std::string& path, const Tokenizer& to
       o.sft ? "rows look like {\"prompt\": \"...\", \"completion\": \"...\"} or {\"messages\": [..., "
               "{\"role\": \"assistant\", \"content\": \"...\"}]}"
             : "rows look like {\"prompt\": \"...\"} or {\"messages\": [{\"role\": \"user\", "
-              "\"content\": \"...\"}]}, with an optional \"reference\"";
+              "\"content\": \"...\"}]}, with an optional \"reference\" and \"rubric\" or \"checklist\"";
   std::vector<PromptRow> out;
   for (const auto& r : read_jsonl(path)) {
     const std::string where = path + ":" + std::to_string(r.line);
@@ -43,8 +44,11 @@ std::vector<PromptRow> load_dataset(const std::string& path, const Tokenizer& to
       if (!v["reference"].is_string()) throw Error("\"reference\" must be a string", where);
       row.reference = v["reference"].get<std::string>();
     }
+    if (!o.sft) row.rubric = read_row_rubric(v, where);
     for (const auto& [k, x] : v.items())
-      if (k != "prompt" && k != "messages" && k != "completion" && k != "reference") row.metadata[k] = x;
+      if (k != "prompt" && k != "messages" && k != "completion" && k != "reference" &&
+          (o.sft || (k != "rubric" && k != "checklist")))
+        row.metadata[k] = x;
     try {
       if (v.contains("prompt")) {
         if (!v["prompt"].is_string()) throw Error("\"prompt\" must be a string", where, shape);

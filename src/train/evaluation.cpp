@@ -18,7 +18,7 @@ void RlTrainer::evaluate(int64_t step) {
   auto results = gen_->generate(requests);
   std::vector<JudgeSample> samples;
   for (size_t k = 0; k < n; ++k)
-    samples.push_back({eval_rows_[k].text, results[k].samples[0].text, eval_rows_[k].reference});
+    samples.push_back({eval_rows_[k].text, results[k].samples[0].text, eval_rows_[k].reference, eval_rows_[k].rubric});
   auto judged = judge_->judge(samples);
   nlohmann::json m = {{"step", step}};
   double sum = 0;
@@ -34,7 +34,10 @@ void RlTrainer::evaluate(int64_t step) {
       line["scores"] = r.verdict.scores;
       line["rationale"] = r.verdict.rationale;
       if (!r.grades.empty()) line["grades"] = r.grades;
-      for (const auto& [name, s] : r.verdict.scores) per[name].first += s, per[name].second++;
+      if (const auto& own = eval_rows_[k].rubric)  // its items' names mean something only within the row
+        line["items"] = rubric_items(*own, r.verdict.scores);
+      else
+        for (const auto& [name, s] : r.verdict.scores) per[name].first += s, per[name].second++;
       for (const auto& [name, s] : r.grades) per[name].first += s, per[name].second++;
     } else {
       line["failure"] = r.failure;

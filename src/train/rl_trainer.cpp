@@ -83,6 +83,12 @@ void RlTrainer::setup() {
   d.max_prompt_length = c_.max_prompt_length;
   rows_ = load_dataset(c_.prompts, *tokenizer_, d);
   if (!c_.eval_prompts.empty()) eval_rows_ = load_dataset(c_.eval_prompts, *tokenizer_, d);
+  if (c_.judge_mode == JudgeMode::kGroup || c_.algorithm == Algorithm::kOnlineDpo)  // (evaluation is pointwise)
+    for (const auto& row : rows_)
+      if (row.rubric)
+        throw Error("the row has its own " + rubric_kind(row.rubric.get()) + ", which the judge grades pointwise only",
+                    c_.prompts + ":" + std::to_string(row.line),
+                    "use train.judge_mode = \"pointwise\" and a policy-gradient algorithm, or drop the row's items");
   const int64_t need = c_.max_prompt_length + c_.max_completion_length;
   if (need > model_->config().max_position_embeddings)
     throw Error("max_prompt_length + max_completion_length = " + std::to_string(need) +
@@ -167,6 +173,7 @@ void RlTrainer::write_samples(const RolloutBatch& batch, int64_t step) {
       const auto& j = batch.judged[g][i];
       if (j.ok) {
         line["scores"] = j.verdict.scores;
+        if (const auto& own = rows_[batch.rows[g]].rubric) line["items"] = rubric_items(*own, j.verdict.scores);
         if (!j.grades.empty()) line["grades"] = j.grades;
         if (!j.judge_rewards.empty()) line["judges"] = j.judge_rewards;
       }

@@ -70,7 +70,7 @@ RolloutBatch RlTrainer::roll_out(const std::vector<size_t>& rows, int64_t first,
   auto on_sample = [&](size_t r, size_t s, const Sample& sample) {
     if (!stream) return;
     const auto& row = rows_[rows[r]];
-    stream_->push(r * G + s, JudgeSample{row.text, sample.text, row.reference});
+    stream_->push(r * G + s, JudgeSample{row.text, sample.text, row.reference, row.rubric});
   };
   auto results = gen_->generate(requests, on_sample);
   std::vector<std::vector<Sample>> samples;

@@ -36,7 +36,7 @@ json batch_json(const RolloutBatch& b) {
     for (const auto& s : group) samples.push_back({s.text, s.token_ids, s.finish_reason == FinishReason::kStop});
   for (const auto& group : b.judged)
     for (const auto& j : group)
-      judged.push_back({j.ok, j.reward, j.verdict.reward, j.verdict.scores, j.grades, j.judge_rewards});
+      judged.push_back({j.ok, j.reward, j.verdict.reward, j.verdict.scores, j.grades, j.judge_rewards, j.rubric_kind});
   return {{"rows", b.rows},
           {"G", b.samples.empty() ? 0 : b.samples[0].size()},
           {"samples", samples},
@@ -74,6 +74,7 @@ RolloutBatch batch_from(const json& j) {
       x.verdict.scores = r[3].get<std::map<std::string, double>>();
       x.grades = r[4].get<std::map<std::string, double>>();
       x.judge_rewards = r[5].get<std::map<std::string, double>>();
+      x.rubric_kind = r[6].get<std::string>();
       b.judged.back().push_back(std::move(x));
     }
   }

@@ -7,6 +7,7 @@
 
 #include "rlaif/agreement.h"
 #include "rlaif/rewards.h"
+#include "rlaif/rubric.h"
 
 namespace rlaif {
 namespace {
@@ -24,11 +25,14 @@ double mean_of(const std::vector<double>& v) {
 }
 
 // TRL's reward and reward_std (the mean of the groups' standard deviations), their correlation with length, and the
-// mean of every criterion, grader and panel judge over the kept groups' valid samples.
+// mean of every criterion, grader and panel judge over the kept groups' valid samples. Samples graded on their data
+// row's own items (whose names mean something only within the row) count in rubric/* and checklist/* instead.
 void reward_metrics(const RolloutBatch& kept, nlohmann::json& m) {
   std::vector<double> rewards, lengths, formatting;
   std::map<std::string, std::pair<double, int64_t>> per_criterion;
   auto add = [&](const std::string& name, double v) { per_criterion[name].first += v, per_criterion[name].second++; };
+  double rubric_samples = 0, rubric_reward = 0, rubric_items = 0, rubric_item_sum = 0;
+  double checklist_samples = 0, checklist_reward = 0, checklist_items = 0, items_yes = 0, all_yes = 0;
   double disagreement = 0, panel_samples = 0;
   auto r = kept.rewards.accessor<double, 2>();
   auto valid = kept.valid.accessor<bool, 2>();
@@ -39,7 +43,19 @@ void reward_metrics(const RolloutBatch& kept, nlohmann::json& m) {
       rewards.push_back(r[g][i]);
       lengths.push_back(static_cast<double>(kept.samples[g][i].token_ids.size()));
       formatting.push_back(formatting_kinds(kept.samples[g][i].text));
-      for (const auto& [name, score] : j.verdict.scores) add(name, score);
+      if (j.rubric_kind == "checklist") {
+        bool every = true;
+        for (const auto& [name, score] : j.verdict.scores) items_yes += score >= 0.5, every = every && score >= 0.5;
+        checklist_items += static_cast<double>(j.verdict.scores.size());
+        checklist_samples += 1, checklist_reward += j.verdict.reward, all_yes += every;
+      } else if (j.rubric_kind == "rubric") {
+        for (const auto& [name, score] : j.verdict.scores)
+          rubric_item_sum += (score - kRowRubricMin) / (kRowRubricMax - kRowRubricMin);
+        rubric_items += static_cast<double>(j.verdict.scores.size());
+        rubric_samples += 1, rubric_reward += j.verdict.reward;
+      } else {
+        for (const auto& [name, score] : j.verdict.scores) add(name, score);
+      }
       for (const auto& [name, grade] : j.grades) add(name, grade);
       for (const auto& [name, reward] : j.judge_rewards) add(name, reward);
       if (j.judge_rewards.size() >= 2) {  // a panel: how far apart its judges are (their standard deviation)
@@ -60,6 +76,17 @@ void reward_metrics(const RolloutBatch& kept, nlohmann::json& m) {
   m["reward_length_corr"] = correlation(rewards, lengths);
   m["reward_format_corr"] = correlation(rewards, formatting);
   if (panel_samples > 0) m["judge/panel_disagreement"] = disagreement / panel_samples;
+  if (rubric_samples > 0) {
+    m["rubric/samples"] = rubric_samples;
+    m["rubric/reward"] = rubric_reward / rubric_samples;
+    m["rubric/item_score"] = rubric_item_sum / std::max(1.0, rubric_items);
+  }
+  if (checklist_samples > 0) {
+    m["checklist/samples"] = checklist_samples;
+    m["checklist/reward"] = checklist_reward / checklist_samples;
+    m["checklist/item_pass_rate"] = items_yes / std::max(1.0, checklist_items);
+    m["checklist/all_pass_rate"] = all_yes / checklist_samples;
+  }
 }
 
 // How often the judge and the integrity verifier (a grader) call a valid sample a success.

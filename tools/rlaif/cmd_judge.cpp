@@ -36,8 +36,8 @@ double percentile(std::vector<double> v, double p) {
 // judge's is kept as "input_<name>".
 nlohmann::ordered_json output_row(const rlaif::JsonlRow& input, const std::vector<std::string>& judged) {
   static const std::vector<std::string> kOurs = {
-      "line",    "ok",     "reward", "judge_reward", "grades", "judges",  "scores", "rationale", "clamped",
-      "failure", "detail", "cached", "latency_s",    "winner", "flipped", "first",  "second",    "rewards"};
+      "line",   "ok",     "reward",    "judge_reward", "grades",  "judges", "scores", "rationale", "clamped", "failure",
+      "detail", "cached", "latency_s", "winner",       "flipped", "first",  "second", "rewards",   "items"};
   nlohmann::ordered_json row = nlohmann::ordered_json::object();
   for (const auto& [k, v] : input.value.items()) {
     if (std::find(judged.begin(), judged.end(), k) != judged.end()) continue;
@@ -45,6 +45,13 @@ nlohmann::ordered_json output_row(const rlaif::JsonlRow& input, const std::vecto
   }
   row["line"] = input.line;
   return row;
+}
+
+// Pairwise and group judging grade on the judge's rubric only: a row's own would be silently ignored.
+void refuse_row_rubric(const nlohmann::json& row, const std::string& where, const char* mode) {
+  if (row.contains("rubric") || row.contains("checklist"))
+    throw rlaif::Error(std::string("a row's own rubric or checklist is graded pointwise only, not with ") + mode, where,
+                       "judge these rows without " + std::string(mode));
 }
 
 int run_judge(const JudgeArgs& a) {
@@ -68,6 +75,7 @@ int run_judge(const JudgeArgs& a) {
       if (!r.grades.empty()) row["grades"] = r.grades;
       if (!r.judge_rewards.empty()) row["judges"] = r.judge_rewards;
       row["scores"] = r.verdict.scores;
+      if (samples[i].rubric) row["items"] = rlaif::rubric_items(*samples[i].rubric, r.verdict.scores);
       row["rationale"] = r.verdict.rationale;
       if (!r.verdict.clamped.empty()) row["clamped"] = r.verdict.clamped;
     } else {
@@ -118,6 +126,7 @@ int run_pairwise(const JudgeArgs& a) {
         !v["completion_b"].is_string())
       throw rlaif::Error("pairwise rows need string \"prompt\", \"completion_a\" and \"completion_b\"", where,
                          r.error.empty() ? "add the missing field" : r.error);
+    refuse_row_rubric(v, where, "--pairwise");
     pairs.push_back({v["prompt"], v["completion_a"], v["completion_b"], v.value("reference", "")});
     inputs.push_back(r);
   }
@@ -168,6 +177,7 @@ int run_group(const JudgeArgs& a) {
       throw rlaif::Error(
           "group rows need a string \"prompt\" and \"completions\", a list of at least 2 strings", where,
           r.error.empty() ? "e.g. {\"prompt\": \"...\", \"completions\": [\"a\", \"b\", \"c\"]}" : r.error);
+    refuse_row_rubric(v, where, "--group");
     groups.push_back({v["prompt"], v["completions"].get<std::vector<std::string>>(), v.value("reference", "")});
     inputs.push_back(r);
   }
@@ -219,7 +229,6 @@ int run_judge_eval(const JudgeArgs& a) {
 // as the assistant's answer when the row carries its scores — `rlaif sft` data for training a judge model.
 int run_judge_render(const JudgeArgs& a) {
   auto config = rlaif::JudgeConfig::from_toml(a.config);
-  const auto& rubric = config.rubric;
   std::string out;
   int64_t with_verdict = 0, rows = 0;
   for (const auto& r : rlaif::read_jsonl(a.in)) {
@@ -230,8 +239,9 @@ int run_judge_render(const JudgeArgs& a) {
       throw rlaif::Error(
           "row needs string \"prompt\" and \"completion\"", where,
           r.error.empty() ? "rows look like {\"prompt\": ..., \"completion\": ..., \"label\": 1}" : r.error);
-    rlaif::JudgeSample sample{v["prompt"], v["completion"], v.value("reference", "")};
-    auto messages = rlaif::render_judge_prompt(config.tmpl, rubric, sample).to_openai();
+    rlaif::JudgeSample sample{v["prompt"], v["completion"], v.value("reference", ""), rlaif::read_row_rubric(v, where)};
+    const rlaif::Rubric& rubric = rlaif::judged_on(sample, config.rubric);
+    auto messages = rlaif::render_judge_prompt(config.tmpl, config.rubric, sample).to_openai();
     std::map<std::string, double> scores;
     if (v.contains("scores")) {
       if (!v["scores"].is_object()) throw rlaif::Error("\"scores\" must be an object {criterion: score}", where);
@@ -275,9 +285,10 @@ int run_judge_render(const JudgeArgs& a) {
 Run add_judge(CLI::App& app) {
   auto a = std::make_shared<JudgeArgs>();
   app.footer(
-      "Input rows: {\"prompt\": ..., \"completion\": ..., \"reference\": ... (optional)}. Output rows: line, ok, "
-      "reward "
-      "(weighted rubric score in [0, 1]), scores, rationale, or failure and detail; cached, latency_s. A failed "
+      "Input rows: {\"prompt\": ..., \"completion\": ..., \"reference\": ... (optional), \"rubric\" or "
+      "\"checklist\": [items] (optional: the row's own criteria, 1-10 each, or yes/no questions)}. Output rows: line, "
+      "ok, reward (weighted rubric score in [0, 1]), scores (and items, for a row's own), rationale, or failure and "
+      "detail; cached, latency_s. A failed "
       "judgment is reported as failed, never scored. Exit code 4 when some judgments failed. See docs/config.md for "
       "judge.toml.");
   app.add_option("--config", a->config, "judge.toml: [judge] endpoint and limits, [rubric], [template]");
