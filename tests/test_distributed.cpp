@@ -15,6 +15,8 @@
 #include "rlaif/atomic_file.h"
 #include "rlaif/distributed.h"
 #include "rlaif/error.h"
+#include <torch/torch.h>
+
 #include "test_util.h"
 #include "train_test_util.h"
 

@@ -10,6 +10,8 @@
 #include "rlaif/lora.h"
 #include "rlaif/model_folder.h"
 #include "rlaif/safetensors.h"
+#include <torch/torch.h>
+
 #include "test_util.h"
 
 namespace fs = std::filesystem;

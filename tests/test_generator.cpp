@@ -4,6 +4,8 @@
 #include "rlaif/generator.h"
 #include "rlaif/init_model.h"
 #include "rlaif/model_folder.h"
+#include <torch/torch.h>
+
 #include "test_util.h"
 
 using rlaif_test::TempDir;

@@ -17,6 +17,8 @@
 #include "rlaif/lora.h"
 #include "rlaif/model_folder.h"
 #include "rlaif/tokenizer.h"
+#include <torch/torch.h>
+
 #include "test_util.h"
 
 namespace fs = std::filesystem;

@@ -6,6 +6,8 @@
 #include "rlaif/lora.h"
 #include "rlaif/model_folder.h"
 #include "rlaif/safetensors.h"
+#include <torch/torch.h>
+
 #include "test_util.h"
 
 using rlaif_test::TempDir;

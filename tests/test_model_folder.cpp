@@ -5,6 +5,8 @@
 #include "rlaif/init_model.h"
 #include "rlaif/model_folder.h"
 #include "rlaif/safetensors.h"
+#include <torch/torch.h>
+
 #include "test_util.h"
 
 namespace fs = std::filesystem;

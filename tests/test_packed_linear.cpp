@@ -2,6 +2,8 @@
 #include "model/packed_linear.h"
 #include "rlaif/init_model.h"
 #include "rlaif/model.h"
+#include <torch/torch.h>
+
 #include "test_util.h"
 
 namespace {

@@ -3,6 +3,8 @@
 // Tolerance: 1e-4 absolute on fp32 logits (the two sides sum in different orders).
 #include "rlaif/init_model.h"
 #include "rlaif/model_folder.h"
+#include <torch/torch.h>
+
 #include "test_util.h"
 
 using rlaif_test::TempDir;

@@ -8,6 +8,8 @@
 
 #include "rlaif/rewards.h"
 #include "rlaif/rl.h"
+#include <torch/torch.h>
+
 #include "test_util.h"
 
 namespace {

@@ -7,6 +7,8 @@
 
 #include "rl/softmax_rows.h"
 #include "rlaif/rl.h"
+#include <torch/torch.h>
+
 #include "test_util.h"
 
 namespace {

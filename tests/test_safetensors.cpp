@@ -1,6 +1,8 @@
 // safetensors: exact format round trip, and every kind of lying or broken file gives a clear rlaif::Error.
 #include "rlaif/safetensors.h"
 
+#include <torch/torch.h>
+
 #include "test_util.h"
 
 using rlaif_test::expect_error;

@@ -4,6 +4,8 @@
 #include <numeric>
 
 #include "rlaif/sampler.h"
+#include <torch/torch.h>
+
 #include "test_util.h"
 
 namespace {

@@ -5,6 +5,8 @@
 #include "model/train_ops.h"
 #include "rlaif/init_model.h"
 #include "rlaif/model_folder.h"
+#include <torch/torch.h>
+
 #include "test_util.h"
 
 using rlaif_test::TempDir;

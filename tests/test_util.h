@@ -11,7 +11,6 @@
 #include <fstream>
 #include <string>
 
-#include <torch/torch.h>
 #include <nlohmann/json.hpp>
 #include "rlaif/atomic_file.h"
 #include "rlaif/error.h"

@@ -13,6 +13,8 @@
 #include <sstream>
 #include <thread>
 
+#include <torch/torch.h>
+
 #include "fault_server.h"
 #include "rlaif/init_model.h"
 #include "rlaif/jsonl.h"
