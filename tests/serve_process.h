@@ -3,6 +3,7 @@
 #pragma once
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -22,7 +23,8 @@ namespace rlaif_test {
 // `rlaif serve` in a child process; the port comes from its first stdout line.
 class ServeProcess {
  public:
-  ServeProcess(const std::string& model, const std::string& extra) {
+  // `shell` runs in the child's shell before the server (e.g. "ulimit -n 64;").
+  ServeProcess(const std::string& model, const std::string& extra, const std::string& shell = "") {
     int fds[2];
     if (pipe(fds) != 0) throw std::runtime_error("pipe");
     pid_ = fork();
@@ -30,7 +32,7 @@ class ServeProcess {
       dup2(fds[1], 1);
       close(fds[0]);
       std::string cmd = std::string(RLAIF_BIN) + " serve --model " + model + " --port 0 " + extra;
-      execl("/bin/sh", "sh", "-c", ("exec " + cmd).c_str(), static_cast<char*>(nullptr));
+      execl("/bin/sh", "sh", "-c", (shell + "exec " + cmd).c_str(), static_cast<char*>(nullptr));
       _exit(127);
     }
     close(fds[1]);
@@ -61,6 +63,15 @@ class ServeProcess {
   }
 
   pid_t pid() const { return pid_; }
+  // How many file descriptors the server holds open.
+  int open_fds() const {
+    int n = 0;
+    if (DIR* d = opendir(("/proc/" + std::to_string(pid_) + "/fd").c_str())) {
+      while (dirent* e = readdir(d)) n += e->d_name[0] != '.';
+      closedir(d);
+    }
+    return n;
+  }
   // The server's resident memory in KiB (VmRSS of /proc/PID/status).
   long rss_kib() const {
     std::ifstream f("/proc/" + std::to_string(pid_) + "/status");

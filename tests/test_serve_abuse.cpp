@@ -225,6 +225,50 @@ class Abuse {
   std::vector<std::thread> threads_;
 };
 
+// Out of file descriptors (a server started under a small `ulimit -n`): the connections it cannot hold are answered
+// 503 with a message naming the limit — the spare descriptor kept for this — instead of waiting unanswered in the
+// listen queue, the ones it holds are unaffected, and once they close it serves again.
+TEST(ServeHttp, OutOfFileDescriptorsIsA503NamingTheLimitAndTheServerRecovers) {
+  TempDir dir;
+  rlaif::InitModelOptions o;
+  rlaif::init_model(o, dir / "m");
+  int base = 0;
+  {
+    ServeProcess probe(dir / "m", "");
+    base = probe.open_fds();  // what a started server holds with no connection
+    EXPECT_EQ(probe.stop(), 0);
+  }
+  ASSERT_GT(base, 3);
+  const int limit = base + 6;
+  ServeProcess server(dir / "m", "--max-connections 1000 --idle-timeout 30",
+                      "ulimit -n " + std::to_string(limit) + "; ");
+  std::vector<std::unique_ptr<RawConnection>> conns;
+  for (int i = 0; i < 16; ++i) conns.push_back(std::make_unique<RawConnection>(server.port()));
+  int refused = 0, held = 0;
+  for (auto& c : conns) {
+    const std::string r = c->read(c == conns.front() ? 2.0 : 0.3);
+    if (r.empty() && !c->closed_by_server()) {
+      ++held;
+      continue;
+    }
+    EXPECT_EQ(statuses(r), (std::vector<int>{503})) << r;
+    EXPECT_NE(r.find("out of file descriptors"), std::string::npos) << r;
+    EXPECT_NE(r.find("ulimit -n, is " + std::to_string(limit)), std::string::npos) << r;
+    EXPECT_TRUE(c->closed_by_server());
+    ++refused;
+  }
+  EXPECT_GE(held, 1);
+  EXPECT_GE(refused, 16 - 8);  // about 6 held (the probe's count can differ by a descriptor or two)
+  // A held connection still gets its answer.
+  ASSERT_TRUE(conns.front()->send_all("GET /health HTTP/1.1\r\nHost: x\r\n\r\n"));
+  EXPECT_EQ(statuses(conns.front()->read(10, "\"status\"")), (std::vector<int>{200}));
+  conns.clear();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the server sees them close
+  RawConnection again(server.port());
+  ASSERT_TRUE(again.send_all("GET /health HTTP/1.1\r\nHost: x\r\n\r\n"));
+  EXPECT_EQ(statuses(again.read(10, "\"status\"")), (std::vector<int>{200}));
+}
+
 TEST(ServeAbuse, TwoHundredAbusiveConnectionsDoNotDelayValidRequests) {
   TempDir dir;
   rlaif::InitModelOptions o;

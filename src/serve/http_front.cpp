@@ -326,17 +326,19 @@ class HttpFront::Impl {
       int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd < 0) {
         if ((errno == EMFILE || errno == ENFILE) && spare_fd_ >= 0) {
-          // Out of descriptors: take the one waiting, refuse it, and keep a spare for next time.
+          // Out of descriptors: take the one waiting, refuse it, and keep a spare for next time. (Linux reports
+          // EMFILE before it looks at the queue, so at the limit with none waiting this accept4 says EAGAIN: stop.)
           close(spare_fd_);
           fd = accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-          if (fd >= 0) refuse_at_once(fd);
+          if (fd >= 0) refuse_at_once(fd, out_of_descriptors());
           spare_fd_ = open("/dev/null", O_RDONLY | O_CLOEXEC);
-          continue;
+          if (fd >= 0) continue;
         }
         return;  // EAGAIN, or an error of one connection that has gone
       }
       if (static_cast<int>(conns_.size()) >= limits_.max_connections) {
-        refuse_at_once(fd);
+        refuse_at_once(fd, "too many connections (the server's limit is " + std::to_string(limits_.max_connections) +
+                               ", --max-connections); retry later");
         continue;
       }
       int one = 1;
@@ -350,9 +352,16 @@ class HttpFront::Impl {
     }
   }
 
-  void refuse_at_once(int fd) {
-    const std::string body = openai_error_body(503, "too many connections (the server's limit is " +
-                                                        std::to_string(limits_.max_connections) + "); retry later");
+  static std::string out_of_descriptors() {
+    rlimit r{};
+    getrlimit(RLIMIT_NOFILE, &r);
+    return "the server is out of file descriptors (its limit, ulimit -n, is " + std::to_string(r.rlim_cur) +
+           "; raise it or lower --max-connections); retry later";
+  }
+
+  // Answers 503 with `why` and closes, without reading the request.
+  void refuse_at_once(int fd, const std::string& why) {
+    const std::string body = openai_error_body(503, why);
     const std::string msg = head(503, false,
                                  {{"Content-Type", "application/json"},
                                   {"Content-Length", std::to_string(body.size())},
