@@ -11,13 +11,13 @@
 #include <queue>
 #include <set>
 
+#include <torch/torch.h>
 #include "adapter_test_util.h"
 #include "rlaif/gguf.h"
 #include "rlaif/init_model.h"
 #include "rlaif/lora.h"
 #include "rlaif/model_folder.h"
 #include "rlaif/tokenizer.h"
-#include <torch/torch.h>
 
 #include "test_util.h"
 
@@ -212,20 +212,26 @@ void expect_vocab(const GgufFile& g, const std::string& tokenizer_dir, const rla
   for (int64_t id = 0; id < vocab_size; ++id) {
     if (id < tok.vocab_size() && !tok.id_to_token(id).empty()) {
       ASSERT_EQ(tokens[id], tok.id_to_token(id)) << id;
-      if (tok.is_special(id) && tokens[id] != "<unk>") EXPECT_EQ(types[id], 3) << id << " " << tokens[id];
+      if (tok.is_special(id) && tokens[id] != "<unk>") {
+        EXPECT_EQ(types[id], 3) << id << " " << tokens[id];
+      }
     } else {
       ASSERT_EQ(tokens[id], "[PAD" + std::to_string(id) + "]");
       EXPECT_EQ(types[id], 5) << id;  // unused
     }
   }
-  if (tok.bos_id() >= 0) EXPECT_EQ(g.value("tokenizer.ggml.bos_token_id"), tok.bos_id());
+  if (tok.bos_id() >= 0) {
+    EXPECT_EQ(g.value("tokenizer.ggml.bos_token_id"), tok.bos_id());
+  }
   // The tokenizer's eos, or config.json's where tokenizer_config.json names none.
   EXPECT_EQ(g.value("tokenizer.ggml.eos_token_id"), tok.eos_id() >= 0 ? tok.eos_id() : config.eos_token_ids.at(0));
   EXPECT_EQ(g.type("tokenizer.ggml.eos_token_id"), kU32);
   EXPECT_EQ(g.type("tokenizer.ggml.add_bos_token"), kBool);
   const auto with = tok.encode("hello", true), without = tok.encode("hello");
   EXPECT_EQ(g.value("tokenizer.ggml.add_bos_token"), with.size() > without.size() && with.front() == tok.bos_id());
-  if (!tok.chat_template().empty()) EXPECT_EQ(g.value("tokenizer.chat_template"), tok.chat_template());
+  if (!tok.chat_template().empty()) {
+    EXPECT_EQ(g.value("tokenizer.chat_template"), tok.chat_template());
+  }
   if (model == "gpt2") {
     const json j = json::parse(rlaif::read_file((fs::path(tokenizer_dir) / "tokenizer.json").string()));
     const json& merges = j["model"]["merges"];
@@ -398,7 +404,9 @@ TEST_F(Gguf, MistralWithSentencePieceVocabularyTokenizesAsHuggingFaceInF16) {
   for (size_t i = 0; i < tokens.size(); ++i) {
     ids[tokens[i]] = i;
     const std::string t = tokens[i];
-    if (t.size() == 6 && t.rfind("<0x", 0) == 0) EXPECT_EQ(types[i], 6) << t;  // byte
+    if (t.size() == 6 && t.rfind("<0x", 0) == 0) {
+      EXPECT_EQ(types[i], 6) << t;  // byte
+    }
   }
   EXPECT_EQ(types[0], 2);  // <unk>
 

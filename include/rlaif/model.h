@@ -41,11 +41,11 @@ class KVCache {
 // One forward over N cache slots (slot_begin + n, or slots[n]): token t of row n sits at positions[n][t], its keys and
 // values are written there, and it attends to the cached positions 0..positions[n][t] of its slot.
 struct CachedBatch {
-  torch::Tensor input_ids;  // [N, T] int64
-  torch::Tensor positions;  // [N, T] int64
-  int64_t slot_begin = 0;   // row n uses cache slot slot_begin + n, or slots[n] when that is defined
-  int64_t key_len = 0;      // > every position in the batch; keys [0, key_len) are read
-  torch::Tensor slots;      // [N] int64, distinct: each row's cache slot, where they are not adjacent
+  torch::Tensor input_ids;   // [N, T] int64
+  torch::Tensor positions;   // [N, T] int64
+  int64_t slot_begin = 0;    // row n uses cache slot slot_begin + n, or slots[n] when that is defined
+  int64_t key_len = 0;       // > every position in the batch; keys [0, key_len) are read
+  torch::Tensor slots = {};  // [N] int64, distinct: each row's cache slot, where they are not adjacent
 };
 
 // A LoRA adapter on one projection, as PEFT defines it: y = W x + b + scale * B A dropout(x).
