@@ -13,6 +13,7 @@
 // its largest probability.
 #include "judge/local_backend.h"
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <map>
@@ -269,9 +270,15 @@ LocalBackend::LocalBackend(const JudgeConfig& config)
       judge_(source_, config.local_batch, config.local_rationale_tokens) {}
 
 void LocalBackend::score(const std::vector<JudgeSample>& samples, const Done& done, const std::function<bool()>&) {
-  // One LocalJudge call per rubric: the judge's, and each data row's own (shared by the row's completions).
-  std::map<const Rubric*, std::vector<size_t>> by_rubric;
-  for (size_t k = 0; k < samples.size(); ++k) by_rubric[&judged_on(samples[k], config_.rubric)].push_back(k);
+  // One LocalJudge call per rubric: the judge's, and each data row's own (shared by the row's completions), in the
+  // order they first appear, so that results end in the same order from run to run.
+  std::vector<std::pair<const Rubric*, std::vector<size_t>>> by_rubric;
+  for (size_t k = 0; k < samples.size(); ++k) {
+    const Rubric* rubric = &judged_on(samples[k], config_.rubric);
+    auto it = std::find_if(by_rubric.begin(), by_rubric.end(), [&](const auto& g) { return g.first == rubric; });
+    if (it == by_rubric.end()) it = by_rubric.insert(by_rubric.end(), {rubric, {}});
+    it->second.push_back(k);
+  }
   for (const auto& [rubric, index] : by_rubric) {
     std::vector<JudgeMessages> prompts;
     for (size_t k : index) prompts.push_back(render_judge_prompt(config_.tmpl, config_.rubric, samples[k]));
