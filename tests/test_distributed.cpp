@@ -11,11 +11,11 @@
 #include <filesystem>
 #include <map>
 
+#include <torch/torch.h>
 #include "fault_server.h"
 #include "rlaif/atomic_file.h"
 #include "rlaif/distributed.h"
 #include "rlaif/error.h"
-#include <torch/torch.h>
 
 #include "test_util.h"
 #include "train_test_util.h"

@@ -4,13 +4,13 @@
 // (fp32; different summation orders). Sharding, dtypes, the peft format and every bad input are checked too.
 #include <filesystem>
 
+#include <torch/torch.h>
 #include "adapter_test_util.h"
 #include "rlaif/init_model.h"
 #include "rlaif/jsonl.h"
 #include "rlaif/lora.h"
 #include "rlaif/model_folder.h"
 #include "rlaif/safetensors.h"
-#include <torch/torch.h>
 
 #include "test_util.h"
 

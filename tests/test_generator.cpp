@@ -1,10 +1,10 @@
 // The generation engine: batching never changes results, seeds are per sample, logprobs are the model's, stop
 // conditions work, and continuous batching finishes every sample exactly once.
+#include <torch/torch.h>
 #include "generate/json_schema_prefix.h"
 #include "rlaif/generator.h"
 #include "rlaif/init_model.h"
 #include "rlaif/model_folder.h"
-#include <torch/torch.h>
 
 #include "test_util.h"
 

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <set>
 
+#include <torch/torch.h>
 #include "adapter_test_util.h"
 #include "fault_server.h"
 #include "judge/command_backend.h"
@@ -15,7 +16,6 @@
 #include "rlaif/judge_eval.h"
 #include "rlaif/model_folder.h"
 #include "rlaif/tokenizer.h"
-#include <torch/torch.h>
 
 #include "test_util.h"
 

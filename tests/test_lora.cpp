@@ -2,11 +2,11 @@
 // the packed inference path and an independent plain-PyTorch implementation of PEFT's LoRA layer
 // (tests/reference/llama_ref.py with ADAPTER_DIR) reading the PEFT folder rlaif writes; tolerance 1e-4 absolute on
 // fp32 logits (different summation orders). Bad adapter folders are errors naming file and key.
+#include <torch/torch.h>
 #include "rlaif/init_model.h"
 #include "rlaif/lora.h"
 #include "rlaif/model_folder.h"
 #include "rlaif/safetensors.h"
-#include <torch/torch.h>
 
 #include "test_util.h"
 

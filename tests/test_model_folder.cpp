@@ -2,10 +2,10 @@
 // transformers', and every broken folder gives one message naming the file and the tensor or key.
 #include <filesystem>
 
+#include <torch/torch.h>
 #include "rlaif/init_model.h"
 #include "rlaif/model_folder.h"
 #include "rlaif/safetensors.h"
-#include <torch/torch.h>
 
 #include "test_util.h"
 

@@ -1,8 +1,8 @@
 // The packed AVX-512 kernels against libtorch's linear, and the packed model path against the plain one.
+#include <torch/torch.h>
 #include "model/packed_linear.h"
 #include "rlaif/init_model.h"
 #include "rlaif/model.h"
-#include <torch/torch.h>
 
 #include "test_util.h"
 

@@ -1,9 +1,9 @@
 // Logits against an independent plain-PyTorch implementation (tests/reference/llama_ref.py, Debian's python3-torch),
 // both for folders written by `init-model` and for folders written by the Python script itself.
 // Tolerance: 1e-4 absolute on fp32 logits (the two sides sum in different orders).
+#include <torch/torch.h>
 #include "rlaif/init_model.h"
 #include "rlaif/model_folder.h"
-#include <torch/torch.h>
 
 #include "test_util.h"
 

@@ -6,9 +6,9 @@
 
 #include <cmath>
 
+#include <torch/torch.h>
 #include "rlaif/rewards.h"
 #include "rlaif/rl.h"
-#include <torch/torch.h>
 
 #include "test_util.h"
 

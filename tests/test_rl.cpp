@@ -5,9 +5,9 @@
 
 #include <cmath>
 
+#include <torch/torch.h>
 #include "rl/softmax_rows.h"
 #include "rlaif/rl.h"
-#include <torch/torch.h>
 
 #include "test_util.h"
 
