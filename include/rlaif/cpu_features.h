@@ -3,8 +3,10 @@
 
 namespace rlaif {
 
-// True when this CPU runs the packed inference kernels (AVX-512F; bf16 also needs AVX512_BF16). The trainer's bf16
-// "auto" follows the same test.
+// True when this CPU runs the packed inference kernels: fp32 needs AVX-512F or AVX2 + FMA, bf16 needs AVX-512F and
+// AVX512_BF16. The trainer's bf16 "auto" follows the bf16 test.
 bool packed_linear_supported(bool bf16);
+// The instruction set those kernels use here ("AVX-512", "AVX2", "AVX-512 BF16"), "" when unsupported: for messages.
+const char* packed_kernel_isa(bool bf16);
 
 }  // namespace rlaif

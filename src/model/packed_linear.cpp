@@ -1,4 +1,5 @@
-// The kernels carry target attributes for AVX-512 and are called only after a run-time CPU check.
+// The kernels carry target attributes (AVX-512, or AVX2 + FMA for fp32) and are called only after a run-time CPU
+// check: the build itself may target any x86-64.
 #include "model/packed_linear.h"
 
 #include <ATen/Parallel.h>
@@ -7,6 +8,7 @@
 
 #include <sys/mman.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -18,6 +20,10 @@ namespace {
 constexpr int64_t kBlock = 16;         // output columns per zmm register
 constexpr int64_t kBlocksPerTile = 4;  // 64 columns per tile
 constexpr int kRowsPerTile = 6;        // 6 x 4 accumulators = 24 of the 32 zmm registers
+constexpr int kRowsPerTileAvx2 = 3;    // AVX2: 3 x 4 accumulators of 8 columns, two passes per tile
+constexpr int64_t kKBlockAvx2 = 64;    // 64 k x 64 columns x 4 bytes = 16 KB of weights, half of a 32 KB L1
+// Past this many rows OpenBLAS's sgemm beats the AVX2 kernel (a prefill of 8 x 64 tokens: ~0.8x; docs/perf.md).
+constexpr int64_t kMaxRowsAvx2 = 64;
 
 // fp32: acc[m][j] += broadcast(x[m][k]) * W[block j][k][0:16].
 // Every tile starts its accumulators from bias (+ y when `add`, the residual already in the output).
@@ -71,9 +77,52 @@ __attribute__((target("avx512f,avx512bf16"))) void tile_bf16(const uint16_t* x, 
     for (int j = 0; j < kBlocksPerTile; ++j) _mm512_storeu_ps(y + m * ldy + j * kBlock, acc[m][j]);
 }
 
+// AVX2 + FMA (16 ymm registers): the same packed layout, a tile's 64 columns as 8 blocks of 8. One row takes the whole
+// tile in one pass (8 accumulators, the stream read in order); 2-3 rows take it in two passes of 32 columns (12
+// accumulators and 3 broadcasts; the weights are FMA memory operands). With more rows than one call takes,
+// packed_linear walks K in blocks of kKBlockAvx2 so that the later rows re-read the block from L1, not L2; a null
+// `bias` starts from zero (the blocks after the first add onto y).
+template <int MT, int kCols>
+__attribute__((target("avx2,fma"))) void tile_f32_avx2_cols(const float* x, int64_t ldx, const float* w, int64_t K,
+                                                            const float* bias, float* y, int64_t ldy, bool add) {
+  constexpr int kJ = kCols / 8;
+  constexpr int64_t kStep = kBlocksPerTile * kBlock;  // floats of W per k
+  for (int c0 = 0; c0 < kStep; c0 += kCols) {
+    __m256 acc[MT][kJ];
+    for (int j = 0; j < kJ; ++j) {
+      __m256 b = bias ? _mm256_loadu_ps(bias + c0 + j * 8) : _mm256_setzero_ps();
+      for (int m = 0; m < MT; ++m) acc[m][j] = add ? _mm256_add_ps(b, _mm256_loadu_ps(y + m * ldy + c0 + j * 8)) : b;
+    }
+    for (int64_t k = 0; k < K; ++k) {
+      const float* wk = w + k * kStep + c0;
+      __m256 xv[MT];
+      for (int m = 0; m < MT; ++m) xv[m] = _mm256_broadcast_ss(x + m * ldx + k);
+      for (int j = 0; j < kJ; ++j) {
+        __m256 wv = _mm256_load_ps(wk + j * 8);
+        for (int m = 0; m < MT; ++m) acc[m][j] = _mm256_fmadd_ps(xv[m], wv, acc[m][j]);
+      }
+    }
+    for (int m = 0; m < MT; ++m)
+      for (int j = 0; j < kJ; ++j) _mm256_storeu_ps(y + m * ldy + c0 + j * 8, acc[m][j]);
+  }
+}
+template <int MT>
+void tile_f32_avx2(const float* x, int64_t ldx, const float* w, int64_t K, const float* bias, float* y, int64_t ldy,
+                   bool add) {
+  tile_f32_avx2_cols<MT, MT == 1 ? 64 : 32>(x, ldx, w, K, bias, y, ldy, add);
+}
+
 using TileF32 = void (*)(const float*, int64_t, const float*, int64_t, const float*, float*, int64_t, bool);
 using TileBf16 = void (*)(const uint16_t*, int64_t, const uint16_t*, int64_t, const float*, float*, int64_t, bool);
 const TileF32 kTilesF32[] = {nullptr, tile_f32<1>, tile_f32<2>, tile_f32<3>, tile_f32<4>, tile_f32<5>, tile_f32<6>};
+const TileF32 kTilesF32Avx2[] = {nullptr, tile_f32_avx2<1>, tile_f32_avx2<2>, tile_f32_avx2<3>};
+
+// The fp32 kernels this CPU runs: AVX-512 where it has it, else AVX2 (or a test's choice, see packed_linear.h).
+std::atomic<bool> g_force_avx2{false};
+bool fp32_avx512() {
+  static const bool avx512 = (__builtin_cpu_init(), __builtin_cpu_supports("avx512f"));
+  return avx512 && !g_force_avx2.load(std::memory_order_relaxed);
+}
 const TileBf16 kTilesBf16[] = {nullptr,      tile_bf16<1>, tile_bf16<2>, tile_bf16<3>,
                                tile_bf16<4>, tile_bf16<5>, tile_bf16<6>};
 
@@ -132,6 +181,10 @@ torch::Tensor to_huge_pages(const torch::Tensor& t) {
 }
 
 }  // namespace
+
+void packed_linear_force_avx2(bool on) { g_force_avx2 = on; }
+
+bool packed_linear_prefers(int64_t rows, bool bf16) { return bf16 || fp32_avx512() || rows <= kMaxRowsAvx2; }
 
 PackedWeight pack_linear(const torch::Tensor& w_in, const torch::Tensor& bias, bool bf16) {
   TORCH_CHECK(w_in.dim() == 2, "pack_linear: weight must be 2-D");
@@ -203,13 +256,18 @@ torch::Tensor packed_linear(const torch::Tensor& x_in, const PackedWeight& w, co
   } else {
     const float* wp = w.data.data_ptr<float>();
     const int64_t tile_stride = kBlocksPerTile * kBlock * w.k;
+    const bool avx512 = fp32_avx512();
+    const TileF32* kernels = avx512 ? kTilesF32 : kTilesF32Avx2;
+    const int64_t rows = avx512 ? kRowsPerTile : kRowsPerTileAvx2;
+    const int64_t kb = avx512 || M <= rows ? w.k : kKBlockAvx2;  // K block (AVX2 with several row blocks)
     at::parallel_for(0, tiles, 1, [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t)
-        for (int64_t m = 0; m < M; m += kRowsPerTile) {
-          int mt = static_cast<int>(std::min<int64_t>(kRowsPerTile, M - m));
-          kTilesF32[mt](xf + m * w.k, w.k, wp + t * tile_stride, w.k, bias + t * 64, yp + m * w.n_pad + t * 64, w.n_pad,
-                        add);
-        }
+        for (int64_t k0 = 0; k0 < w.k; k0 += kb)
+          for (int64_t m = 0; m < M; m += rows) {
+            int mt = static_cast<int>(std::min<int64_t>(rows, M - m));
+            kernels[mt](xf + m * w.k + k0, w.k, wp + t * tile_stride + k0 * 64, std::min(kb, w.k - k0),
+                        k0 == 0 ? bias + t * 64 : nullptr, yp + m * w.n_pad + t * 64, w.n_pad, add || k0 > 0);
+          }
     });
   }
   lead.push_back(w.n);

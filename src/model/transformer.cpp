@@ -354,7 +354,7 @@ torch::Tensor CausalLMImpl::run_layers(const torch::Tensor& input_ids, const tor
                                        const torch::Tensor& allowed, KVCache* cache, const CachedBatch* batch) {
   const int64_t N = input_ids.size(0), T = input_ids.size(1);
   const int64_t H = config_.num_attention_heads, Hkv = config_.num_key_value_heads, D = config_.head_dim;
-  const bool packed = use_packed();
+  const bool packed = use_packed() && packed_linear_prefers(N * T, packed_bf16_);
   auto [cos, sin] = rope(positions);  // [N, T, 1, D]
   // [N, T, C]. With tied embeddings the output head gives this weight a dense gradient; the lookup's own is sparse
   // (the rows it read), added into that one instead of a dense [V, C] of zeros plus a full-size sum.
@@ -482,7 +482,7 @@ std::string set_inference_precision(CausalLM& model, const std::string& name) {
     throw Error("unknown precision \"" + name + "\"", "--dtype", "use auto, float32 or bfloat16");
   bool want_bf16 = name == "bfloat16" || (name == "auto" && packed_linear_supported(/*bf16=*/true));
   if (model->set_packed_inference(true, want_bf16))
-    return want_bf16 ? "bf16 (packed AVX-512 BF16 kernels)" : "fp32 (packed AVX-512 kernels)";
+    return std::string(want_bf16 ? "bf16" : "fp32") + " (packed " + packed_kernel_isa(want_bf16) + " kernels)";
   if (want_bf16) {
     model->to(torch::kBFloat16);
     return "bf16 (libtorch)";
