@@ -41,7 +41,8 @@ struct GeneratorOptions {
 
 struct GenerationStats {
   int64_t prefill_tokens = 0, decode_tokens = 0, decode_steps = 0;
-  int64_t prefills = 0;  // prefill forwards (the prompts waiting together share one)
+  int64_t prefills = 0;     // prefill forwards (the prompts waiting together share one)
+  int64_t mixed_steps = 0;  // decode steps whose forward also prefilled waiting prompts (packed path; among prefills)
   double prefill_seconds = 0, decode_seconds = 0, sample_seconds = 0;
 };
 

@@ -45,7 +45,8 @@ struct CachedBatch {
   torch::Tensor positions;   // [N, T] int64
   int64_t slot_begin = 0;    // row n uses cache slot slot_begin + n, or slots[n] when that is defined
   int64_t key_len = 0;       // > every position in the batch; keys [0, key_len) are read
-  torch::Tensor slots = {};  // [N] int64, distinct: each row's cache slot, where they are not adjacent
+  torch::Tensor slots = {};  // [N] int64: each row's cache slot, where they are not adjacent. Distinct, except with
+                             // T = 1: then rows may share a slot (one row per token of a prompt, beside decode rows)
 };
 
 // A LoRA adapter on one projection, as PEFT defines it: y = W x + b + scale * B A dropout(x).
@@ -145,7 +146,7 @@ class CausalLMImpl : public torch::nn::Module {
                            KVCache* cache, const CachedBatch* batch);
   // One-token decode step on the packed path with fused kernels (norms, rope, cache write, attention).
   torch::Tensor decode_layers(const torch::Tensor& input_ids, const torch::Tensor& positions, KVCache& cache,
-                              int64_t slot_begin);
+                              int64_t slot_begin, const torch::Tensor& slots);
   std::pair<torch::Tensor, torch::Tensor> rope(const torch::Tensor& positions);  // cos, sin [N, T, 1, D] in fp32
   void ensure_rope_table(int64_t len);
 

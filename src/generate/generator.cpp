@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <deque>
+#include <numeric>
 
 #include "generate/json_schema_prefix.h"
 #include "rlaif/error.h"
@@ -19,6 +20,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 // Prompts prefilled together are padded to the longest; more rows join while rows x that length stays within this.
 constexpr int64_t kMaxPrefillTokens = 2048;
+// Prompt tokens prefilled inside one decode step, at most (the packed kernels' cheap range on AVX2, 64 rows).
+constexpr int64_t kMaxMixedRows = 64;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 // The k most likely tokens of softmax(logits / temperature) (temperature 1 when greedy), most likely first.
@@ -73,10 +76,13 @@ struct Pending {
 class GenerationRun {
  public:
   using OnDone = std::function<void(Job& job)>;
+  // `packed`: the model runs its packed path (one row per token, each with its own slot), so prompts can be
+  // prefilled inside a decode step.
   GenerationRun(CausalLM& model, const Tokenizer& tokenizer, const std::vector<int64_t>& eos_ids, KVCache& cache,
-                GenerationStats& stats, int64_t slots, const Generator::OnSample& on_sample,
+                GenerationStats& stats, int64_t slots, bool packed, const Generator::OnSample& on_sample,
                 const Generator::OnToken& on_token, OnDone on_done = {})
       : model_(model),
+        packed_(packed),
         tokenizer_(tokenizer),
         eos_ids_(eos_ids),
         cache_(cache),
@@ -126,8 +132,12 @@ class GenerationRun {
     return n;
   }
 
-  // One round: waiting samples take the free slots, then every active slot decodes one token.
+  // One round: waiting samples take the free slots, then every active slot decodes one token. While slots decode,
+  // short prompts (kMaxMixedRows tokens in all) are prefilled in the decode step's own forward, one pass over the
+  // weights for both; a longer one gets a prefill forward of its own first.
   void step() {
+    const int64_t busy = running();
+    if (packed_ && busy > 0 && busy < S_ && !pending_.empty() && waiting_rows_fit()) return mixed_step();
     fill_free_slots();
     decode_step();
   }
@@ -183,29 +193,104 @@ class GenerationRun {
         for (int64_t j = 1; j < row.n; ++j) cache_.copy_slot(free[row.first], free[row.first + j], row.P);
       stats_.prefills += 1;
       stats_.prefill_seconds += seconds_since(t0);
-      for (int64_t r = 0; r < N; ++r) {
-        Pending& item = *rows[r].item;
-        const auto& q = item.job->request;
-        const float* row_logits = logits.data_ptr<float>() + r * V_;
-        for (int64_t j = 0; j < rows[r].n; ++j) {
-          Slot& s = slots_[free[rows[r].first + j]];
-          s.active = true;
-          s.job = item.job;
-          s.sample = item.first + j;
-          s.len = rows[r].P;
-          s.rng = SampleRng(sample_seed(q.seed, s.sample));
-          if (q.params.json_object)
-            s.json = JsonSchemaPrefix(q.params.json_schema ? q.params.json_schema : JsonSchema::any_object());
-          auto t = sample_token(row_logits, V_, q.params.sampling, s.rng, s.scratch);
-          // sample_token leaves z and softmax(z) in the scratch; lse = z[t] - logprob(t).
-          t = constrain(s, t, s.scratch.z.data(), s.scratch.probs.data(), s.scratch.z[t.token] - t.logprob);
-          if (append(s, t, row_logits)) finish(s);
-        }
-        item.first += rows[r].n;
-        item.count -= rows[r].n;
-      }
+      for (int64_t r = 0; r < N; ++r)
+        start(*rows[r].item, rows[r].n, free.data() + rows[r].first, rows[r].P, logits.data_ptr<float>() + r * V_);
       while (!pending_.empty() && pending_.front().count == 0) pending_.pop_front();
     }
+  }
+
+  // The first n waiting samples of `item` start in `slots` (their prompt of P tokens is in the cache): each draws its
+  // first token from the prompt's last logits.
+  void start(Pending& item, int64_t n, const int64_t* slots, int64_t P, const float* row_logits) {
+    const auto& q = item.job->request;
+    for (int64_t j = 0; j < n; ++j) {
+      Slot& s = slots_[slots[j]];
+      s.active = true;
+      s.job = item.job;
+      s.sample = item.first + j;
+      s.len = P;
+      s.rng = SampleRng(sample_seed(q.seed, s.sample));
+      if (q.params.json_object)
+        s.json = JsonSchemaPrefix(q.params.json_schema ? q.params.json_schema : JsonSchema::any_object());
+      auto t = sample_token(row_logits, V_, q.params.sampling, s.rng, s.scratch);
+      // sample_token leaves z and softmax(z) in the scratch; lse = z[t] - logprob(t).
+      t = constrain(s, t, s.scratch.z.data(), s.scratch.probs.data(), s.scratch.z[t.token] - t.logprob);
+      if (append(s, t, row_logits)) finish(s);
+    }
+    item.first += n;
+    item.count -= n;
+  }
+
+  // Whether the first waiting prompt can ride in a decode step (mixed_step); a longer one is prefilled alone.
+  bool waiting_rows_fit() const {
+    return static_cast<int64_t>(pending_.front().job->request.prompt_ids.size()) <= kMaxMixedRows;
+  }
+
+  // 1 + 2 in one forward (packed path only): a row for each active slot's next token, then one row per token of the
+  // waiting prompts that take free slots, in waiting order while kMaxMixedRows prompt tokens last. Every row carries
+  // its own slot and position; a prompt's rows share the slot of its first sample and see each other's keys as
+  // causal attention allows. Logits are made only for the decode rows and each prompt's last row.
+  void mixed_step() {
+    auto t0 = Clock::now();
+    std::vector<int64_t> ids, pos, slot_of_row, free;
+    for (int64_t i = 0; i < S_; ++i) {
+      if (!slots_[i].active) {
+        free.push_back(i);
+        continue;
+      }
+      ids.push_back(slots_[i].next_token);
+      pos.push_back(slots_[i].len);
+      slot_of_row.push_back(i);
+    }
+    const int64_t D = static_cast<int64_t>(ids.size());
+    struct Admit {
+      Pending* item;
+      int64_t n, P, first;  // samples placed, prompt length, index in `free` of its first slot
+    };
+    std::vector<Admit> admits;
+    int64_t placed = 0, prompt_rows = 0;
+    for (auto& item : pending_) {
+      const auto& prompt = item.job->request.prompt_ids;
+      const int64_t P = static_cast<int64_t>(prompt.size());
+      if (placed == static_cast<int64_t>(free.size()) || prompt_rows + P > kMaxMixedRows) break;
+      const int64_t n = std::min<int64_t>(item.count, static_cast<int64_t>(free.size()) - placed);
+      admits.push_back({&item, n, P, placed});
+      for (int64_t t = 0; t < P; ++t) {
+        ids.push_back(prompt[t]);
+        pos.push_back(t);
+        slot_of_row.push_back(free[placed]);
+      }
+      placed += n;
+      prompt_rows += P;
+    }
+    const int64_t R = static_cast<int64_t>(ids.size());
+    std::vector<int64_t> logit_rows(D);  // the rows that need logits
+    std::iota(logit_rows.begin(), logit_rows.end(), 0);
+    int64_t row = D;
+    for (const auto& a : admits) logit_rows.push_back((row += a.P) - 1);
+    CachedBatch batch;
+    batch.input_ids = torch::tensor(ids, torch::kInt64).view({R, 1});
+    batch.positions = torch::tensor(pos, torch::kInt64).view({R, 1});
+    batch.slots = torch::tensor(slot_of_row, torch::kInt64);
+    batch.key_len = *std::max_element(pos.begin(), pos.end()) + 1;
+    auto hidden = model_->forward_cached(batch, cache_).squeeze(1);                       // [R, C]
+    auto picked_rows = hidden.index_select(0, torch::tensor(logit_rows, torch::kInt64));  // [D + admits, C]
+    auto logits = model_->logits(picked_rows).to(torch::kFloat32).contiguous();           // [D + admits, V]
+    for (const auto& a : admits)
+      for (int64_t j = 1; j < a.n; ++j) cache_.copy_slot(free[a.first], free[a.first + j], a.P);
+    // The forward's time is shared between prefill and decode by their rows.
+    const double spent = seconds_since(t0);
+    stats_.prefill_tokens += prompt_rows;
+    stats_.prefills += 1;
+    stats_.mixed_steps += 1;
+    stats_.prefill_seconds += spent * prompt_rows / R;
+    stats_.decode_seconds += spent * D / R;
+    sample_rows(logits, std::vector<int64_t>(slot_of_row.begin(), slot_of_row.begin() + D));
+    for (size_t a = 0; a < admits.size(); ++a)
+      start(*admits[a].item, admits[a].n, free.data() + admits[a].first, admits[a].P,
+            logits.data_ptr<float>() + (D + static_cast<int64_t>(a)) * V_);
+    while (!pending_.empty() && pending_.front().count == 0) pending_.pop_front();
+    stats_.decode_steps += 1;
   }
 
   // 2. One decode step over slots [0, hi); false when no slot is active.
@@ -232,40 +317,52 @@ class GenerationRun {
     auto hidden = model_->forward_cached(batch, cache_);                               // [hi, 1, C]
     auto logits = model_->logits(hidden.squeeze(1)).to(torch::kFloat32).contiguous();  // [hi, V]
     stats_.decode_seconds += seconds_since(t0);
+    std::vector<int64_t> slot_of_row(hi);
+    for (int64_t i = 0; i < hi; ++i) slot_of_row[i] = slots_[i].active ? i : -1;
+    sample_rows(logits, slot_of_row);
+    stats_.decode_steps += 1;
+    return true;
+  }
+
+  // Each decoding slot draws its next token from its row of `logits` ([rows, V]; slot_of_row[r] = the row's slot,
+  // -1 for none) and appends it.
+  void sample_rows(const torch::Tensor& logits, const std::vector<int64_t>& slot_of_row) {
     auto t1 = Clock::now();
+    const int64_t rows = static_cast<int64_t>(slot_of_row.size());
     // Scaled logits, softmax and logsumexp for all rows at once (vectorised), then each row draws with its own rng.
-    std::vector<float> inv_t(hi, 1.0f);
-    for (int64_t i = 0; i < hi; ++i)
-      if (slots_[i].active) {
-        float t = slots_[i].job->request.params.sampling.temperature;
-        inv_t[i] = t > 0 ? 1.0f / t : 1.0f;
+    std::vector<float> inv_t(rows, 1.0f);
+    for (int64_t r = 0; r < rows; ++r)
+      if (slot_of_row[r] >= 0) {
+        float t = slots_[slot_of_row[r]].job->request.params.sampling.temperature;
+        inv_t[r] = t > 0 ? 1.0f / t : 1.0f;
       }
-    const float* raw = logits.data_ptr<float>();
-    auto z = (logits * torch::tensor(inv_t).view({hi, 1})).contiguous();  // [hi, V]
-    auto lse = torch::logsumexp(z, -1, /*keepdim=*/true);                 // [hi, 1]
-    auto probs = (z - lse).exp_().contiguous();                           // [hi, V]
-    std::vector<SampledToken> picked(hi);
+    auto head = logits.narrow(0, 0, rows);
+    const float* raw = head.data_ptr<float>();
+    auto z = (head * torch::tensor(inv_t).view({rows, 1})).contiguous();  // [rows, V]
+    auto lse = torch::logsumexp(z, -1, /*keepdim=*/true);                 // [rows, 1]
+    auto probs = (z - lse).exp_().contiguous();                           // [rows, V]
+    std::vector<SampledToken> picked(rows);
     const float* zp = z.data_ptr<float>();
     const float* pp = probs.data_ptr<float>();
     const float* lp = lse.data_ptr<float>();
     const int64_t V = V_;
-    at::parallel_for(0, hi, 1, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i)
-        if (slots_[i].active)
-          picked[i] = sample_token_from_probs(zp + i * V, pp + i * V, lp[i], V, slots_[i].job->request.params.sampling,
-                                              slots_[i].rng, slots_[i].scratch);
+    at::parallel_for(0, rows, 1, [&](int64_t b, int64_t e) {
+      for (int64_t r = b; r < e; ++r)
+        if (slot_of_row[r] >= 0) {
+          Slot& s = slots_[slot_of_row[r]];
+          picked[r] = sample_token_from_probs(zp + r * V, pp + r * V, lp[r], V, s.job->request.params.sampling, s.rng,
+                                              s.scratch);
+        }
     });
     stats_.sample_seconds += seconds_since(t1);
-    for (int64_t i = 0; i < hi; ++i) {
-      Slot& s = slots_[i];
-      if (!s.active) continue;
+    for (int64_t r = 0; r < rows; ++r) {
+      if (slot_of_row[r] < 0) continue;
+      Slot& s = slots_[slot_of_row[r]];
       s.len += 1;
       stats_.decode_tokens += 1;
-      const auto t = constrain(s, picked[i], zp + i * V, pp + i * V, lp[i]);
-      if (append(s, t, raw + i * V)) finish(s);
+      const auto t = constrain(s, picked[r], zp + r * V, pp + r * V, lp[r]);
+      if (append(s, t, raw + r * V)) finish(s);
     }
-    stats_.decode_steps += 1;
-    return true;
   }
 
   // json_object: redraws a token that cannot extend the slot's JSON-object prefix (z, probs, lse: the step's scaled
@@ -355,6 +452,7 @@ class GenerationRun {
   }
 
   CausalLM& model_;
+  const bool packed_;
   const Tokenizer& tokenizer_;
   const std::vector<int64_t>& eos_ids_;
   KVCache& cache_;
@@ -420,8 +518,8 @@ std::vector<GenerationResult> Generator::generate(const std::vector<GenerationRe
     need = std::max(need, cache_need(requests[r], "request " + std::to_string(r)));
   prepare_cache(need);
   torch::InferenceMode inference;
-  model_->prepare_inference();
-  GenerationRun run(model_, tokenizer_, eos_ids_, *cache_, stats_, options_.max_batch, on_sample, on_token);
+  const bool packed = model_->prepare_inference();
+  GenerationRun run(model_, tokenizer_, eos_ids_, *cache_, stats_, options_.max_batch, packed, on_sample, on_token);
   std::vector<std::shared_ptr<Job>> jobs;
   for (size_t r = 0; r < requests.size(); ++r) {
     jobs.push_back(std::make_shared<Job>());
@@ -440,8 +538,8 @@ void Generator::run_continuous(const Poll& poll, const OnSample& on_sample, cons
   prepare_cache(options_.max_seq_len > 0 ? std::min(options_.max_seq_len, context())
                                          : std::min<int64_t>(256, context()));
   torch::InferenceMode inference;
-  model_->prepare_inference();
-  GenerationRun run(model_, tokenizer_, eos_ids_, *cache_, stats_, options_.max_batch, on_sample, on_token,
+  const bool packed = model_->prepare_inference();
+  GenerationRun run(model_, tokenizer_, eos_ids_, *cache_, stats_, options_.max_batch, packed, on_sample, on_token,
                     [&](Job& job) { on_done(job.id, job.result); });
   for (;;) {
     ContinuousStatus status{!run.busy(), run.running(), run.waiting()};

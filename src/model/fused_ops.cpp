@@ -173,7 +173,7 @@ torch::Tensor decode_attention_t(const DecodeAttentionArgs& a, torch::Tensor& ca
         if (norm) rms_norm_head(x, norm, D, a.eps);
         rope_head(x, cs, sn, D);
       }
-      const int64_t slot = a.slot_begin + n;
+      const int64_t slot = a.slots ? a.slots[n] : a.slot_begin + n;
       for (int64_t g = 0; g < Hkv; ++g) {
         T* kd = kc + ((slot * Hkv + g) * Tmax + p) * D;
         T* vd = vc + ((slot * Hkv + g) * Tmax + p) * D;
@@ -195,7 +195,7 @@ torch::Tensor decode_attention_t(const DecodeAttentionArgs& a, torch::Tensor& ca
     std::vector<const float*> q(R);
     std::vector<float*> o(R);
     for (int64_t i = b; i < e; ++i) {
-      const int64_t n = i / Hkv, g = i % Hkv, L = a.positions[n] + 1, slot = a.slot_begin + n;
+      const int64_t n = i / Hkv, g = i % Hkv, L = a.positions[n] + 1, slot = a.slots ? a.slots[n] : a.slot_begin + n;
       for (int64_t r = 0; r < R; ++r) {
         q[r] = qkv + n * row_stride + (g * R + r) * D;
         o[r] = op + n * H * D + (g * R + r) * D;

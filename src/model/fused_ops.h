@@ -14,8 +14,10 @@ torch::Tensor silu_mul(const torch::Tensor& gu, int64_t I);
 
 struct DecodeAttentionArgs {
   torch::Tensor qkv;  // [N, >= (H + 2 Hkv) D] fp32: q, k, v of each row's one new token (row stride may be padded)
-  const int64_t* positions;  // [N]: the new token's position in its slot
-  int64_t slot_begin;        // row n uses cache slot slot_begin + n
+  const int64_t* positions;        // [N]: the new token's position in its slot
+  int64_t slot_begin;              // row n uses cache slot slot_begin + n, or slots[n] when `slots` is set
+  const int64_t* slots = nullptr;  // [N] or null. Rows may share a slot (a prompt's tokens, one row each): every
+                                   // row's key and value are stored before any row attends
   int64_t heads, kv_heads, head_dim;
   const float* cos;  // rope tables [P, D] fp32
   const float* sin;

@@ -319,10 +319,11 @@ void CausalLMImpl::repack() {
 }
 
 torch::Tensor CausalLMImpl::decode_layers(const torch::Tensor& input_ids, const torch::Tensor& positions,
-                                          KVCache& cache, int64_t slot_begin) {
+                                          KVCache& cache, int64_t slot_begin, const torch::Tensor& slots) {
   const int64_t N = input_ids.size(0);
   const int64_t I = config_.intermediate_size;
   auto pos = positions.reshape({N}).contiguous();
+  auto slot_ids = slots.defined() ? slots.to(torch::kInt64).contiguous() : slots;  // [N] or undefined
   ensure_rope_table(pos.max().item<int64_t>() + 1);
   auto x = model->embed_tokens(input_ids.reshape({N}));  // [N, C]
   for (int64_t i = 0; i < config_.num_hidden_layers; ++i) {
@@ -334,6 +335,7 @@ torch::Tensor CausalLMImpl::decode_layers(const torch::Tensor& input_ids, const 
     args.qkv = packed_linear(h, pl.qkv);  // [N, (H + 2 Hkv) D]
     args.positions = pos.data_ptr<int64_t>();
     args.slot_begin = slot_begin;
+    args.slots = slot_ids.defined() ? slot_ids.data_ptr<int64_t>() : nullptr;
     args.heads = config_.num_attention_heads;
     args.kv_heads = config_.num_key_value_heads;
     args.head_dim = config_.head_dim;
@@ -460,8 +462,8 @@ torch::Tensor CausalLMImpl::forward_cached(const CachedBatch& batch, KVCache& ca
     TORCH_CHECK(batch.slot_begin >= 0 && batch.slot_begin + batch.input_ids.size(0) <= cache.slots(), "slot range");
   }
   TORCH_CHECK(batch.key_len <= cache.max_len(), "key_len beyond the cache");
-  if (batch.input_ids.size(1) == 1 && use_packed() && !batch.slots.defined())
-    return decode_layers(batch.input_ids, batch.positions, cache, batch.slot_begin);
+  if (batch.input_ids.size(1) == 1 && use_packed())
+    return decode_layers(batch.input_ids, batch.positions, cache, batch.slot_begin, batch.slots);
   auto keys = torch::arange(batch.key_len).view({1, 1, batch.key_len});
   auto allowed = keys <= batch.positions.unsqueeze(-1);  // [N, T, L]
   return run_layers(batch.input_ids, batch.positions, allowed, &cache, &batch);
