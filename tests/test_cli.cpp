@@ -101,3 +101,47 @@ TEST(Cli, ErrorsNameTheFileAndExitNonZero) {
   EXPECT_EQ(r.exit_code, 0);
   EXPECT_NE(r.output.find("--num-generations"), std::string::npos);
 }
+
+TEST(Cli, EpisodesPlaysACommandEnvironmentAndWritesTheTrajectories) {
+  TempDir dir;
+  auto r = run_command(bin() + " init-model --arch qwen2 --size tiny --seed 3 --out " + (dir / "m"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  rlaif_test::write_text(dir / "p.jsonl",
+                         "{\"prompt\": \"Play.\", \"name\": \"a\"}\n{\"prompt\": \"Go.\", \"name\": \"b\"}\n");
+  const std::string program = std::string(RLAIF_REFERENCE_DIR) + "/../data/counting_env.py";
+  rlaif_test::write_text(dir / "env.toml", "[env]\ntype = \"command\"\ncommand = [\"/usr/bin/python3\", \"" + program +
+                                               "\"]\nmax_turns = 2\nmax_turn_tokens = 6\nmax_episode_tokens = 12\n");
+  const std::string base = bin() + " episodes --model " + (dir / "m") + " --prompts " + (dir / "p.jsonl") + " --out " +
+                           (dir / "e.jsonl") + " --num-episodes 3 --seed 2 --env ";
+  r = run_command(base + (dir / "env.toml"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("6 played, 0 failed"), std::string::npos) << r.output;
+  auto rows = rlaif::read_jsonl(dir / "e.jsonl");
+  ASSERT_EQ(rows.size(), 6u);
+  for (const auto& row : rows) {
+    const auto& v = row.value;
+    EXPECT_EQ(v["ended_by"], v["turns"] == 2 ? "max_turns" : "max_episode_tokens") << v.dump();
+    EXPECT_EQ(v["rewards"].size(), v["turns"].get<size_t>());
+    EXPECT_EQ(v["token_ids"].size(), v["policy_mask"].size());
+    EXPECT_EQ(v["token_ids"].size(), v["logprobs"].size());
+    EXPECT_NE(v["messages"][0]["content"].get<std::string>().find("\n\nStart "), std::string::npos);
+    int64_t policy = 0;
+    for (const auto& m : v["policy_mask"]) policy += m.get<int64_t>();
+    EXPECT_GT(policy, 0);
+    EXPECT_LE(policy, 12);
+  }
+  EXPECT_EQ(rows[3].value["line"], 2);
+  EXPECT_EQ(rows[3].value["episode"], 0);
+
+  // A typo in [env] names the key and its line; an environment that cannot run fails every episode: exit 1.
+  rlaif_test::write_text(dir / "bad.toml", "[env]\ntype = \"command\"\ncommand = [\"x\"]\nmax_turn = 2\n");
+  r = run_command(base + (dir / "bad.toml"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("unknown key \"max_turn\""), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("line 4"), std::string::npos) << r.output;
+  rlaif_test::write_text(dir / "gone.toml", "[env]\ntype = \"command\"\ncommand = [\"" + (dir / "no-such") + "\"]\n");
+  r = run_command(base + (dir / "gone.toml"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("every episode failed"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("cannot run"), std::string::npos) << r.output;
+}

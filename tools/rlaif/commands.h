@@ -19,5 +19,6 @@ Run add_report(CLI::App& app);
 Run add_demo_task(CLI::App& app);
 Run add_serve(CLI::App& app);
 Run add_export(CLI::App& app);
+Run add_episodes(CLI::App& app);
 
 }  // namespace rlaif_cli

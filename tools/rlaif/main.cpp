@@ -44,6 +44,9 @@ int main(int argc, char** argv) {
   auto* exp =
       app.add_subcommand("export", "write a trained model as a Hugging Face folder (LoRA merged) or an adapter");
   runs[exp] = rlaif_cli::add_export(*exp);
+  auto* episodes = app.add_subcommand(
+      "episodes", "play multi-turn episodes against an environment (OpenEnv HTTP or a command) and write them (JSONL)");
+  runs[episodes] = rlaif_cli::add_episodes(*episodes);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

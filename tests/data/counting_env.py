@@ -1,0 +1,20 @@
+# A command environment (docs/episodes.md) for the tests: three steps per episode; the reward of an action is its
+# length in characters mod 3; a row with "fail" fails at its reset. Observations name the row and the turn.
+import json, sys
+steps = {}
+for line in sys.stdin:
+    m = json.loads(line)
+    i = m["id"]
+    if m["op"] == "reset":
+        if m["row"].get("fail"):
+            print(json.dumps({"id": i, "error": "this row fails"}), flush=True)
+            continue
+        steps[i] = 0
+        print(json.dumps({"id": i, "observation": "Start " + str(m["row"].get("name", "")), "reward": None, "done": False}), flush=True)
+    elif m["op"] == "step":
+        steps[i] += 1
+        a = m["action"]
+        print(json.dumps({"id": i, "observation": "turn %d: you wrote %d characters" % (steps[i], len(a)),
+                          "reward": len(a) % 3, "done": steps[i] >= 3}), flush=True)
+    else:
+        steps.pop(i, None)

@@ -1,0 +1,185 @@
+// Multi-turn episodes with a real model and a real command environment (tests/data/counting_env.py): the sequence the
+// policy saw, its loss mask token by token against the rendered conversation, its log-probs against one forward over
+// the final sequence, and the environment's rewards reaching the turn that earned them.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "rlaif/episodes.h"
+#include "rlaif/init_model.h"
+#include "rlaif/model.h"
+#include "rlaif/model_folder.h"
+#include "rlaif/tokenizer.h"
+#include "test_util.h"
+
+namespace {
+
+using json = nlohmann::json;
+
+size_t code_points(const std::string& s) {
+  size_t n = 0;
+  for (unsigned char c : s) n += (c & 0xC0) != 0x80;
+  return n;
+}
+
+class Episodes : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    rlaif::InitModelOptions o;
+    o.arch = "qwen2";
+    o.size = "hidden=64,layers=2,heads=4,kv_heads=2,intermediate=128";
+    o.seed = 5;
+    rlaif::init_model(o, dir_ / "m");
+    model_ = rlaif::load_model(dir_ / "m");
+    tok_ = rlaif::Tokenizer::load(dir_ / "m");
+    env_config_.type = "command";
+    env_config_.command = {"/usr/bin/python3", std::string(RLAIF_REFERENCE_DIR) + "/../data/counting_env.py"};
+    env_config_.timeout_s = 20;
+  }
+  std::vector<std::vector<rlaif::Episode>> run(const std::vector<rlaif::EpisodeRequest>& requests,
+                                               const rlaif::EpisodeOptions& options, rlaif::EpisodeStats* stats) {
+    rlaif::GeneratorOptions go;
+    go.max_batch = 4;  // fewer slots than episodes: turns queue and take freed slots
+    rlaif::Generator gen(model_, tok_, rlaif::load_eos_token_ids(dir_ / "m", model_->config()), go);
+    auto env = rlaif::make_environment(env_config_);
+    return rlaif::run_episodes(gen, chat(), *env, requests, options, stats);
+  }
+  rlaif::ChatTemplate chat() const { return rlaif::ChatTemplate::for_tokenizer(tok_); }
+  std::string render(const nlohmann::ordered_json& messages, bool gen) const {
+    return chat().render_for(tok_, messages, gen);
+  }
+  rlaif_test::TempDir dir_;
+  rlaif::CausalLM model_ = nullptr;
+  rlaif::Tokenizer tok_;
+  rlaif::EnvConfig env_config_;
+};
+
+rlaif::EpisodeRequest request(const std::string& prompt, const std::string& name, int64_t g, uint64_t seed) {
+  rlaif::EpisodeRequest q;
+  q.messages = nlohmann::ordered_json::array({{{"role", "user"}, {"content", prompt}}});
+  q.row = {{"name", name}};
+  q.num_episodes = g;
+  q.seed = seed;
+  return q;
+}
+
+TEST_F(Episodes, TheSequenceIsTheConversationAndOnlyThePolicysTokensAreMasked) {
+  rlaif::EpisodeOptions options;
+  options.params.sampling.temperature = 1.0f;
+  options.max_turns = 4;
+  options.max_turn_tokens = 6;
+  options.max_episode_tokens = 64;
+  rlaif::EpisodeStats stats;
+  const auto episodes =
+      run({request("Play the game.", "alpha", 3, 11), request("Go.", "beta", 2, 12)}, options, &stats);
+  ASSERT_EQ(episodes.size(), 2u);
+  ASSERT_EQ(episodes[0].size(), 3u);
+  ASSERT_EQ(episodes[1].size(), 2u);
+  EXPECT_EQ(stats.episodes, 5);
+  EXPECT_EQ(stats.failed, 0);
+  EXPECT_EQ(stats.turns, 15);
+  std::set<std::string> first_turns;
+  for (size_t r = 0; r < episodes.size(); ++r)
+    for (const auto& ep : episodes[r]) {
+      ASSERT_EQ(ep.ended_by, "done") << ep.detail;
+      ASSERT_EQ(ep.turns, 3);
+      ASSERT_EQ(ep.messages.size(), 6u);  // the prompt with the reset's observation, then 3 x (assistant, user)...
+      // ... except that the last observation (done) is not shown to the policy: user, a, u, a, u, a.
+      EXPECT_EQ(ep.messages[0]["content"],
+                std::string(r == 0 ? "Play the game." : "Go.") + "\n\nStart " + (r == 0 ? "alpha" : "beta"));
+      first_turns.insert(ep.messages[1]["content"].get<std::string>());
+      ASSERT_EQ(ep.token_ids.size(), ep.policy_mask.size());
+      ASSERT_EQ(ep.token_ids.size(), ep.logprobs.size());
+      // The prompt: the template's rendering of the first message with the generation prompt.
+      const nlohmann::ordered_json first = nlohmann::ordered_json::array({ep.messages[0]});
+      const std::vector<int64_t> prompt(ep.token_ids.begin(), ep.token_ids.begin() + ep.prompt_length);
+      EXPECT_EQ(tok_.decode(prompt, false), render(first, true));
+      // Then alternating runs: the policy's turn (mask 1) and the template's text around the next observation.
+      std::vector<std::pair<bool, std::vector<int64_t>>> runs;
+      for (size_t i = static_cast<size_t>(ep.prompt_length); i < ep.token_ids.size(); ++i) {
+        const bool policy = ep.policy_mask[i] == 1;
+        if (runs.empty() || runs.back().first != policy) runs.push_back({policy, {}});
+        runs.back().second.push_back(ep.token_ids[i]);
+        if (!policy) {
+          EXPECT_EQ(ep.logprobs[i], 0.f);
+        }
+      }
+      for (size_t i = 0; i < static_cast<size_t>(ep.prompt_length); ++i) EXPECT_EQ(ep.policy_mask[i], 0);
+      ASSERT_EQ(runs.size(), 5u);  // turn, observation, turn, observation, turn
+      for (size_t k = 0; k < 3; ++k) {
+        ASSERT_TRUE(runs[2 * k].first);
+        const std::string text = ep.messages[2 * k + 1]["content"];
+        EXPECT_EQ(tok_.decode(runs[2 * k].second, true), text) << "turn " << k;
+        // The environment's reward for this turn's action.
+        ASSERT_TRUE(ep.rewards[k].has_value());
+        EXPECT_EQ(*ep.rewards[k], static_cast<double>(code_points(text) % 3)) << "turn " << k;
+        if (k == 2) break;
+        // The observation's run: the conversation's rendering from the end of the policy's text (less an
+        // end-of-turn token it sampled) to the next generation prompt.
+        nlohmann::ordered_json upto(ep.messages.begin(), ep.messages.begin() + static_cast<long>(2 * k + 1));
+        nlohmann::ordered_json next(ep.messages.begin(), ep.messages.begin() + static_cast<long>(2 * k + 3));
+        const std::string before = render(upto, true), after = render(next, true);
+        ASSERT_EQ(after.compare(0, before.size(), before), 0);
+        std::string expected = after.substr(before.size() + text.size());
+        const std::vector<int64_t> last = {runs[2 * k].second.back()};
+        if (tok_.decode(last, true).empty()) expected.erase(0, tok_.decode(last, false).size());
+        EXPECT_EQ(tok_.decode(runs[2 * k + 1].second, false), expected) << "observation " << k;
+        EXPECT_NE(expected.find("turn " + std::to_string(k + 1) + ": you wrote"), std::string::npos);
+      }
+      EXPECT_DOUBLE_EQ(ep.env_reward, *ep.rewards[0] + *ep.rewards[1] + *ep.rewards[2]);
+      // The log-probs the policy sampled with are those of one forward over the final sequence: each turn was
+      // conditioned on exactly these tokens.
+      torch::NoGradGuard ng;
+      auto lp = torch::log_softmax(model_->forward(torch::tensor(ep.token_ids).view({1, -1}))[0], -1);  // [T, V]
+      for (size_t i = 1; i < ep.token_ids.size(); ++i)
+        if (ep.policy_mask[i]) {
+          EXPECT_NEAR(ep.logprobs[i], lp[static_cast<long>(i) - 1][ep.token_ids[i]].item<float>(), 1e-3)
+              << "token " << i;
+        }
+    }
+  EXPECT_GT(first_turns.size(), 1u) << "episodes of one prompt draw from different streams";
+  EXPECT_GT(stats.observation_tokens, 0);
+  EXPECT_EQ(stats.policy_tokens, [&] {
+    int64_t n = 0;
+    for (const auto& g : episodes)
+      for (const auto& ep : g)
+        for (auto m : ep.policy_mask) n += m;
+    return n;
+  }());
+}
+
+TEST_F(Episodes, LimitsEndEpisodesAndAFailedResetLeavesTheOthers) {
+  rlaif::EpisodeOptions options;
+  options.params.sampling.temperature = 1.0f;
+  options.max_turns = 2;
+  options.max_turn_tokens = 5;
+  options.max_episode_tokens = 40;
+  auto bad = request("Go.", "gamma", 2, 3);
+  bad.row["fail"] = true;
+  rlaif::EpisodeStats stats;
+  const auto episodes = run({request("Go.", "alpha", 2, 1), bad}, options, &stats);
+  for (const auto& ep : episodes[0]) {
+    EXPECT_EQ(ep.ended_by, "max_turns");
+    EXPECT_EQ(ep.turns, 2);
+    EXPECT_EQ(ep.rewards.size(), 2u);
+    EXPECT_FALSE(ep.failed());
+  }
+  for (const auto& ep : episodes[1]) {
+    EXPECT_EQ(ep.ended_by, "env_error");
+    EXPECT_EQ(ep.detail, "this row fails");
+    EXPECT_TRUE(ep.failed());
+    EXPECT_TRUE(ep.token_ids.empty());
+  }
+  EXPECT_EQ(stats.failed, 2);
+
+  options.max_turns = 4;
+  options.max_episode_tokens = 7;  // the second turn may use only what the first left
+  const auto capped = run({request("Go.", "alpha", 2, 1)}, options, nullptr);
+  for (const auto& ep : capped[0]) {
+    int64_t policy = 0;
+    for (auto m : ep.policy_mask) policy += m;
+    EXPECT_LE(policy, 7);
+    EXPECT_TRUE(ep.ended_by == "max_episode_tokens" || ep.ended_by == "done") << ep.ended_by;
+  }
+}
+
+}  // namespace
