@@ -220,15 +220,19 @@ void CommandEnvironment::fail_now(int64_t episode, bool reset, const std::string
   replies_.push(std::move(r), reset);
 }
 
+CommandEnvironment::Pending CommandEnvironment::pending(bool reset) const {
+  const auto now = Clock::now();
+  return Pending{reset, now,
+                 now + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(config_.timeout_s))};
+}
+
 void CommandEnvironment::reset(int64_t episode, const nlohmann::json& row, uint64_t seed) {
   replies_.opened(episode);
   std::unique_lock<std::mutex> lock(mu_);
   if (!running_) start_program();
   if (!running_) return fail_now(episode, true, "env_died", "cannot start the environment program: " + exit_detail_);
   episodes_[episode] = generation_;
-  const auto now = Clock::now();
-  pending_[episode] = Pending{
-      true, now, now + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(config_.timeout_s))};
+  pending_[episode] = pending(true);
   send_line({{"id", std::to_string(episode)}, {"op", "reset"}, {"row", row}, {"seed", seed}});
 }
 
@@ -243,9 +247,7 @@ void CommandEnvironment::step(int64_t episode, const std::string& action) {
   else if (pending_.count(episode))
     cause = "env_error", detail = "episode " + std::to_string(episode) + " still waits for its last reply";
   if (!cause.empty()) return fail_now(episode, false, cause, detail);
-  const auto now = Clock::now();
-  pending_[episode] = Pending{
-      false, now, now + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(config_.timeout_s))};
+  pending_[episode] = pending(false);
   send_line({{"id", std::to_string(episode)}, {"op", "step"}, {"action", action}});
 }
 

@@ -37,7 +37,8 @@ class CommandEnvironment : public Environment {
   void io_loop(int generation);                // the I/O thread of one run of the program
   void on_line(const std::string& line, int generation);
   void fail_now(int64_t episode, bool reset, const std::string& cause, const std::string& detail);  // under mu_
-  void expire_overdue();  // fails requests past their deadline
+  Pending pending(bool reset) const;  // a request starting now, with its deadline
+  void expire_overdue();              // fails requests past their deadline
 
   EnvConfig config_;
   EnvReplies replies_;

@@ -16,7 +16,8 @@ using Clock = std::chrono::steady_clock;
 
 struct Live {
   Episode* episode = nullptr;
-  uint64_t seed = 0;     // the episode's own stream
+  const nlohmann::json* row = nullptr;  // the request's row, for the environment's reset
+  uint64_t seed = 0;                    // the episode's own stream
   std::string rendered;  // the chat template's rendering of `messages` with the generation prompt (the last turn's)
   int64_t policy_tokens = 0;
   bool ended = false;
@@ -50,6 +51,7 @@ std::vector<std::vector<Episode>> run_episodes(Generator& generator, const ChatT
     for (int64_t j = 0; j < requests[r].num_episodes; ++j) {
       Live l;
       l.episode = &out[r][static_cast<size_t>(j)];
+      l.row = &requests[r].row;
       l.episode->messages = requests[r].messages;
       l.seed = sample_seed(requests[r].seed, static_cast<uint64_t>(j));
       live.push_back(l);
@@ -133,11 +135,7 @@ std::vector<std::vector<Episode>> run_episodes(Generator& generator, const ChatT
     observe(e, reply);
   };
 
-  for (size_t e = 0; e < live.size(); ++e) {
-    size_t r = 0, j = e;
-    while (j >= static_cast<size_t>(requests[r].num_episodes)) j -= static_cast<size_t>(requests[r].num_episodes), ++r;
-    env.reset(static_cast<int64_t>(e), requests[r].row, live[e].seed);
-  }
+  for (size_t e = 0; e < live.size(); ++e) env.reset(static_cast<int64_t>(e), *live[e].row, live[e].seed);
   auto poll = [&](const Generator::ContinuousStatus& status) {
     Generator::Incoming in;
     // Nothing to decode: wait for the environments (their latency is hidden only while other episodes decode).
