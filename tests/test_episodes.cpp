@@ -8,6 +8,7 @@
 #include "rlaif/init_model.h"
 #include "rlaif/model.h"
 #include "rlaif/model_folder.h"
+#include "rlaif/sequence_batch.h"
 #include "rlaif/tokenizer.h"
 #include "test_util.h"
 
@@ -62,12 +63,17 @@ rlaif::EpisodeRequest request(const std::string& prompt, const std::string& name
   return q;
 }
 
+rlaif::EpisodeOptions sampling_options(int max_turns, int max_turn_tokens, int max_episode_tokens) {
+  rlaif::EpisodeOptions o;
+  o.params.sampling.temperature = 1.0f;
+  o.max_turns = max_turns;
+  o.max_turn_tokens = max_turn_tokens;
+  o.max_episode_tokens = max_episode_tokens;
+  return o;
+}
+
 TEST_F(Episodes, TheSequenceIsTheConversationAndOnlyThePolicysTokensAreMasked) {
-  rlaif::EpisodeOptions options;
-  options.params.sampling.temperature = 1.0f;
-  options.max_turns = 4;
-  options.max_turn_tokens = 6;
-  options.max_episode_tokens = 64;
+  auto options = sampling_options(4, 6, 64);
   rlaif::EpisodeStats stats;
   const auto episodes =
       run({request("Play the game.", "alpha", 3, 11), request("Go.", "beta", 2, 12)}, options, &stats);
@@ -148,11 +154,7 @@ TEST_F(Episodes, TheSequenceIsTheConversationAndOnlyThePolicysTokensAreMasked) {
 }
 
 TEST_F(Episodes, LimitsEndEpisodesAndAFailedResetLeavesTheOthers) {
-  rlaif::EpisodeOptions options;
-  options.params.sampling.temperature = 1.0f;
-  options.max_turns = 2;
-  options.max_turn_tokens = 5;
-  options.max_episode_tokens = 40;
+  auto options = sampling_options(2, 5, 40);
   auto bad = request("Go.", "gamma", 2, 3);
   bad.row["fail"] = true;
   rlaif::EpisodeStats stats;
@@ -180,6 +182,55 @@ TEST_F(Episodes, LimitsEndEpisodesAndAFailedResetLeavesTheOthers) {
     EXPECT_LE(policy, 7);
     EXPECT_TRUE(ep.ended_by == "max_episode_tokens" || ep.ended_by == "done") << ep.ended_by;
   }
+}
+
+// rlaif train's layout of an episode: its first prompt, then everything after it as the "completion", with the policy
+// mask keeping the observations' tokens out of the loss. The training log-probs equal one plain forward over the
+// whole sequence on the policy's tokens (the sampling log-probs too), and are exactly 0 on the others.
+TEST_F(Episodes, TheTrainingLayoutKeepsObservationsOutOfTheLoss) {
+  auto options = sampling_options(3, 5, 64);
+  const auto episodes = run({request("Play the game.", "alpha", 2, 4), request("Go.", "b", 1, 5)}, options, nullptr);
+  std::vector<const rlaif::Episode*> eps = {&episodes[0][0], &episodes[0][1], &episodes[1][0]};
+  std::vector<std::vector<int64_t>> prompts, completions;
+  std::vector<std::vector<uint8_t>> masks;
+  for (const auto* ep : eps) {
+    ASSERT_FALSE(ep->failed()) << ep->detail;
+    const auto cut = static_cast<std::ptrdiff_t>(ep->prompt_length);
+    prompts.emplace_back(ep->token_ids.begin(), ep->token_ids.begin() + cut);
+    completions.emplace_back(ep->token_ids.begin() + cut, ep->token_ids.end());
+    masks.emplace_back(ep->policy_mask.begin() + cut, ep->policy_mask.end());
+  }
+  std::vector<const std::vector<int64_t>*> p, c;
+  std::vector<const std::vector<uint8_t>*> m;
+  for (size_t i = 0; i < eps.size(); ++i)
+    p.push_back(&prompts[i]), c.push_back(&completions[i]), m.push_back(&masks[i]);
+  auto batch = rlaif::make_sequence_batch(p, c, 0);
+  rlaif::apply_policy_masks(batch, m);
+  torch::NoGradGuard ng;
+  auto lp = rlaif::completion_logprobs(model_, batch, 1.0);  // [3, Tc]
+  int64_t policy = 0, others = 0;
+  for (size_t i = 0; i < eps.size(); ++i) {
+    const auto& ids = eps[i]->token_ids;
+    auto full = torch::log_softmax(model_->forward(torch::tensor(ids).view({1, -1}))[0], -1);  // [T, V]
+    for (size_t t = 0; t < completions[i].size(); ++t) {
+      const size_t at = static_cast<size_t>(eps[i]->prompt_length) + t;
+      const float got = lp[static_cast<long>(i)][static_cast<long>(t)].item<float>();
+      if (masks[i][t]) {
+        ++policy;
+        EXPECT_NEAR(got, full[static_cast<long>(at) - 1][ids[at]].item<float>(), 1e-4) << "episode " << i << " " << t;
+        EXPECT_NEAR(got, eps[i]->logprobs[at], 1e-3);
+      } else {
+        ++others;
+        EXPECT_EQ(got, 0.f) << "observation token " << t << " of episode " << i << " is in the loss";
+      }
+    }
+  }
+  EXPECT_GT(policy, 0);
+  EXPECT_GT(others, 0);
+  EXPECT_EQ(batch.completion_mask.sum().item<double>(), static_cast<double>(policy));
+  // A mask that does not match its completion is refused.
+  masks[0].push_back(1);
+  EXPECT_THROW(rlaif::apply_policy_masks(batch, m), c10::Error);
 }
 
 }  // namespace

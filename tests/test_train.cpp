@@ -5,6 +5,7 @@
 // with bit-identical weights, also at 20 random moments on all cores with an HTTP judge and its cache.
 #include <atomic>
 #include <cmath>
+#include <fstream>
 #include <iterator>
 #include <random>
 
@@ -228,6 +229,134 @@ TEST(TrainRl, RewardRisesOnATaskWithAKnownReward) {
   EXPECT_GT(m.back()["kl"].get<double>(), 0.0);
   EXPECT_TRUE(fs::exists(dir / "out/final/model.safetensors"));
   EXPECT_TRUE(fs::exists(dir / "out/final/tokenizer.json"));
+}
+
+// A run.toml (write_config's) whose samples are episodes of tests/data/counting_env.py --letter-a (an action earns 1
+// when it contains "a"; two turns), with the environment's reward alone unless `judge` keeps the rule grader.
+std::string write_episode_config(const TempDir& dir, const std::string& extra, const std::string& env_extra = "",
+                                 bool judge = false) {
+  auto text = rlaif::read_file(write_config(dir, extra + "\nmax_completion_length = 40"));
+  if (!judge) text = text.substr(0, text.find("[judge]"));
+  text += "[env]\ntype = \"command\"\ncommand = [\"/usr/bin/python3\", \"" + std::string(RLAIF_REFERENCE_DIR) +
+          "/../data/counting_env.py\", \"--letter-a\"]\nmax_turns = 2\nmax_turn_tokens = 6\nmax_episode_tokens = 12\n" +
+          env_extra;
+  rlaif_test::write_text(dir / "run.toml", text);
+  return dir / "run.toml";
+}
+
+// Episodes against a command environment whose reward is known (tests/data/counting_env.py --letter-a: an action earns
+// 1 when it contains "a"): the environment's reward rises; an episode whose reset fails leaves its group; samples.jsonl
+// holds the trajectories.
+TEST(TrainRl, EpisodesRaiseTheEnvironmentsReward) {
+  TempDir dir;
+  make_model(dir);
+  write_prompts(dir / "prompts.jsonl", 16);
+  { std::ofstream(dir / "prompts.jsonl", std::ios::app) << "{\"prompt\": \"Broken\", \"fail\": true}\n"; }
+  auto c = rlaif::TrainConfig::from_toml(write_episode_config(
+      dir, "max_steps = 40\nsave_steps = 0\nbeta = 0.04\nlearning_rate = 2e-3\nlr_scheduler_type = \"constant\""));
+  EXPECT_FALSE(c.has_judge);
+  rlaif::run_rl(c, {false, true});
+  auto m = metrics(dir / "out/metrics.jsonl");
+  ASSERT_EQ(m.size(), 40u);
+  double first = 0, last = 0, failures = 0;
+  for (int i = 0; i < 10; ++i)
+    first += m[i]["env/reward"].get<double>() / 10, last += m[30 + i]["env/reward"].get<double>() / 10;
+  for (const auto& x : m) failures += x["env/failures"].get<double>();
+  EXPECT_GT(last, first + 0.6) << "environment reward " << first << " -> " << last;
+  std::printf("environment reward over steps 1-10: %.3f, 31-40: %.3f (at most 2)\n", first, last);
+  EXPECT_GT(failures, 0.0) << "the failing row was drawn at least once in 40 steps of 4 prompts";
+  double failed_share = 0;
+  for (const auto& x : m) failed_share += x.value("env/ended_by/failure", 0.0);
+  EXPECT_GT(failed_share, 0.0);
+  for (const char* key : {"env/turns_mean", "env/policy_token_share", "env/wait_s", "kl", "rewards/env_reward/mean"})
+    EXPECT_TRUE(m.back().contains(key)) << key;
+  EXPECT_GT(m.back()["env/policy_token_share"].get<double>(), 0.0);
+  EXPECT_LT(m.back()["env/policy_token_share"].get<double>(), 1.0);
+  int trajectories = 0;
+  for (const auto& r : rlaif::read_jsonl(dir / "out/samples.jsonl")) {
+    const auto& ep = r.value["episode"];
+    ASSERT_TRUE(ep.is_object()) << r.value.dump();
+    ASSERT_FALSE(ep["failed"].get<bool>()) << "a group whose episodes all failed is dropped";
+    ++trajectories;
+    EXPECT_EQ(ep["turns"], 2);
+    EXPECT_EQ(ep["ended_by"], "done");
+    EXPECT_DOUBLE_EQ(r.value["reward"].get<double>(), ep["env_reward"].get<double>());
+    EXPECT_NE(r.value["completion"].get<std::string>().find("[environment]\nturn 1: you wrote "), std::string::npos);
+  }
+  EXPECT_GT(trajectories, 0);
+}
+
+// With a judge too, an episode's reward is reward_weight x the environment's + judge_weight x the judge's verdict on
+// the trajectory (here a rule grader: the trajectory contains "b", which only the policy's turns can bring).
+TEST(TrainRl, EpisodeRewardMixesTheEnvironmentAndTheJudgeOnTheTrajectory) {
+  TempDir dir;
+  auto c = rlaif::TrainConfig::from_toml(
+      write_episode_config(dir, "max_steps = 3\nsave_steps = 0", "reward_weight = 2.0\njudge_weight = 0.5\n", true));
+  c.judge.graders[0].value = "b";
+  c.judge.graders[0].validate("test");
+  rlaif::run_rl(c, {false, true});
+  int with_b = 0, rows = 0;
+  for (const auto& r : rlaif::read_jsonl(dir / "out/samples.jsonl")) {
+    const auto& v = r.value;
+    std::string policy_text;
+    for (const auto& msg : v["episode"]["messages"])
+      if (msg["role"] == "assistant") policy_text += msg["content"].get<std::string>();
+    const bool b = policy_text.find('b') != std::string::npos;
+    with_b += b;
+    ++rows;
+    EXPECT_NEAR(v["reward"].get<double>(), 2.0 * v["episode"]["env_reward"].get<double>() + (b ? 0.5 : 0.0), 1e-9)
+        << v.dump();
+  }
+  EXPECT_GT(rows, 0);
+  std::printf("%d of %d trajectories with \"b\"\n", with_b, rows);
+}
+
+// Group judging of episodes: a prompt's trajectories go to the judge in one call (the test server scores each 7 of
+// 1..10), and its reward joins the environment's.
+TEST(TrainRl, GroupJudgingRanksAPromptsTrajectoriesInOneCall) {
+  rlaif_test::FaultServer server;
+  TempDir dir;
+  auto c = rlaif::TrainConfig::from_toml(
+      write_episode_config(dir, "max_steps = 2\nsave_steps = 0\njudge_mode = \"group\"", "judge_weight = 0.5\n", true));
+  use_http_judge(c, server);
+  c.judge.graders.clear();
+  rlaif::run_rl(c, {false, true});
+  EXPECT_EQ(server.requests(), 2 * c.prompts_per_step());
+  auto m = metrics(dir / "out/metrics.jsonl");
+  ASSERT_EQ(m.size(), 2u);
+  EXPECT_TRUE(m[0].contains("judge/position_corr"));
+  int rows = 0;
+  for (const auto& r : rlaif::read_jsonl(dir / "out/samples.jsonl")) {
+    EXPECT_NEAR(r.value["reward"].get<double>(), r.value["episode"]["env_reward"].get<double>() + 0.5 * 6.0 / 9, 1e-9);
+    EXPECT_EQ(r.value["scores"]["group_score"], 7.0);
+    ++rows;
+  }
+  EXPECT_GT(rows, 0);
+}
+
+TEST(TrainRl, EpisodeSettingsAreChecked) {
+  TempDir dir;
+  auto base = rlaif::read_file(write_config(dir));
+  const std::string env =
+      "[env]\ntype = \"command\"\ncommand = [\"/bin/cat\"]\nmax_turn_tokens = 8\nmax_episode_tokens = 64\n";
+  rlaif_test::write_text(dir / "a.toml", base + env);
+  rlaif_test::expect_error([&] { rlaif::TrainConfig::from_toml(dir / "a.toml").validate("a.toml"); },
+                           {"env.max_episode_tokens", "max_completion_length (16)"});
+  rlaif_test::write_text(dir / "b.toml", base + env + "max_turns = 0\n");
+  rlaif_test::expect_error(
+      [&] { rlaif::TrainConfig::from_toml(dir / "b.toml", {"train.max_completion_length=64"}).validate("b.toml"); },
+      {"env.max_turns", ">= 1"});
+  rlaif_test::write_text(dir / "c.toml", base + env + "turns = 2\n");
+  rlaif_test::expect_error([&] { rlaif::TrainConfig::from_toml(dir / "c.toml"); }, {"unknown key \"turns\"", "line"});
+  auto c = rlaif::TrainConfig::from_toml(dir / "a.toml", {"train.max_completion_length=64"});
+  c.validate("a.toml");
+  c.algorithm = rlaif::Algorithm::kOnlineDpo;
+  c.num_generations = 2;
+  rlaif_test::expect_error([&] { c.validate("a.toml"); }, {"env", "policy-gradient"});
+  auto no_judge = rlaif::TrainConfig::from_toml(dir / "a.toml", {"train.max_completion_length=64"});
+  no_judge.has_judge = false;
+  no_judge.judge_eval_labels = "labels.jsonl";
+  rlaif_test::expect_error([&] { no_judge.validate("a.toml"); }, {"train.judge_eval_labels", "has none"});
 }
 
 TEST(TrainRl, ConstantRewardWithoutKlLeavesWeightsUnchanged) {
@@ -671,6 +800,28 @@ TEST(TrainResume, KilledAnywhereAndResumedEndsBitIdentical) {
     ASSERT_EQ(m.size(), 8u);
     for (int i = 0; i < 8; ++i) EXPECT_EQ(m[i]["step"].get<int>(), i + 1);
   }
+}
+
+// Episodes resume like completions: killed mid-episode (the environment's program dies with the run) and resumed, a
+// run with a deterministic environment ends with the bytes of one never killed.
+TEST(TrainResume, KilledMidEpisodeAndResumedEndsBitIdentical) {
+  TempDir ref_dir, dir;
+  const std::string extra = "max_steps = 6\nsave_steps = 1\nsave_total_limit = 2\nbeta = 0.04";
+  ASSERT_EQ(run_train(write_episode_config(ref_dir, extra), "", false), 0);
+  const auto config = write_episode_config(dir, extra);
+  int step = 1;
+  for (int delay : {0, 5, 20}) {
+    EXPECT_EQ(run_train(config, "", step > 1, dir / ("out/checkpoint-" + std::to_string(step)), delay), -SIGKILL);
+    std::printf("killed %d ms after checkpoint-%d appeared; newest checkpoint now %s\n", delay, step,
+                rlaif::latest_checkpoint(dir / "out").c_str());
+    step += 1;
+  }
+  ASSERT_EQ(run_train(config, "", true), 0);
+  EXPECT_TRUE(same_weights(ref_dir / "out/final/model.safetensors", dir / "out/final/model.safetensors"));
+  auto m = metrics(dir / "out/metrics.jsonl");
+  ASSERT_EQ(m.size(), 6u);
+  auto ref = metrics(ref_dir / "out/metrics.jsonl");
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(m[i]["env/reward"], ref[i]["env/reward"]) << "step " << i + 1;
 }
 
 // Chaos on the real settings: all cores, the default precision, an HTTP judge with a cache, full fine-tuning and LoRA.

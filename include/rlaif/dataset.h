@@ -26,6 +26,8 @@ struct PromptRow {
   std::string reference;
   std::shared_ptr<const Rubric> rubric;  // RL: the row's own rubric or checklist (null = the judge's)
   nlohmann::ordered_json metadata;       // the row's other keys
+  nlohmann::ordered_json messages;       // RL: the conversation the prompt renders ("prompt" rows: one user message)
+  nlohmann::ordered_json source;         // RL: the row as read (what an environment's reset receives)
 };
 
 struct DatasetOptions {

@@ -46,6 +46,10 @@ struct EnvConfig {
   int max_turns = 4;
   int max_turn_tokens = 256;
   int max_episode_tokens = 1024;
+  // rlaif train: an episode's reward = reward_weight x the environment's rewards summed + judge_weight x the judge's
+  // reward on the whole trajectory (the judge only when the run has a [judge] or [[graders]]).
+  double reward_weight = 1.0;
+  double judge_weight = 1.0;
 
   // Reads the [env] table of `top` (none: type stays ""). Unknown keys are errors naming file, key and line.
   static EnvConfig read_table(TomlReader& top, const std::string& path);

@@ -48,6 +48,7 @@ struct Episode {
   std::vector<float> logprobs;       // per token: its sampling log-prob where policy_mask is 1, else 0
   int64_t prompt_length = 0;         // tokens of the first turn's prompt
   nlohmann::ordered_json messages;   // the conversation: the prompt, then assistant turns and observations (user)
+  size_t prompt_messages = 0;        // messages of the first prompt (the reset's observation in)
   std::vector<std::optional<double>> rewards;  // the environment's reward after each action
   double env_reward = 0;                       // their sum
   int turns = 0;                               // actions taken

@@ -5,6 +5,7 @@
 //   [pad pad p p p | c c c pad]      the logits at columns P-1 .. P+Tc-2 predict the completion tokens.
 #pragma once
 
+#include <cstdint>
 #include <vector>
 
 #include "rlaif/model.h"
@@ -23,6 +24,10 @@ struct SequenceBatch {
 // Builds the layout from token lists (prompt and completion of sequence i). Completions may be empty.
 SequenceBatch make_sequence_batch(const std::vector<const std::vector<int64_t>*>& prompts,
                                   const std::vector<const std::vector<int64_t>*>& completions, int64_t pad_id = 0);
+
+// Multi-turn episodes: completion i's tokens with masks[i][t] == 0 (observations, template tokens) leave the loss:
+// their completion_mask entries become 0. masks[i] has one entry per token of completion i.
+void apply_policy_masks(SequenceBatch& batch, const std::vector<const std::vector<uint8_t>*>& masks);
 
 // log softmax(logits / temperature) at each completion token, [N, Tc] (0 where masked). The output head runs only
 // over the Tc completion columns, a chunk of rows at a time (linear_token_logprobs: the logits are never stored). With

@@ -6,12 +6,14 @@
 //   [train]    the algorithm and its hyper-parameters, optimisation, checkpoints, logging
 //   [lora]     enabled, r, lora_alpha, lora_dropout, target_modules, use_rslora
 //   [judge] [rubric] [template] [[graders]]   the reward, exactly as in judge.toml
+//   [env]      multi-turn episodes against an environment instead of single completions (docs/episodes.md)
 #pragma once
 
 #include <string>
 #include <vector>
 
 #include "rlaif/choices.h"
+#include "rlaif/environment.h"
 #include "rlaif/judge.h"
 #include "rlaif/lora_config.h"
 #include "rlaif/rl_options.h"
@@ -109,6 +111,11 @@ struct TrainConfig {
   // [judge], [rubric], [template], [[graders]]
   JudgeConfig judge;
   bool has_judge = false;  // any of the judge tables present
+
+  // [env]: each of the G samples of a prompt is an episode (type "" = single completions). max_completion_length
+  // then bounds everything after the first prompt (the policy's turns and the observations).
+  EnvConfig env;
+  bool episodes() const { return !env.type.empty(); }
 
   int ddp_timeout = 1800;  // seconds a rank waits for the others (rendezvous, collectives) before it gives up
   int zero_stage = 0;      // 1: ZeRO stage 1, each rank keeps the optimizer state of its share of the weights only

@@ -1,3 +1,5 @@
+#include <cmath>
+
 #include "core/toml_reader.h"
 #include "rlaif/environment.h"
 
@@ -20,6 +22,8 @@ EnvConfig EnvConfig::read_table(TomlReader& top, const std::string& path) {
   r.get("max_turns", c.max_turns);
   r.get("max_turn_tokens", c.max_turn_tokens);
   r.get("max_episode_tokens", c.max_episode_tokens);
+  r.get("reward_weight", c.reward_weight);
+  r.get("judge_weight", c.judge_weight);
   r.check_unknown();
   return c;
 }
@@ -60,6 +64,9 @@ void EnvConfig::validate(const std::string& where) const {
   if (max_turn_tokens < 1) throw Error("must be >= 1", key("max_turn_tokens"));
   if (max_episode_tokens < max_turn_tokens)
     throw Error("must be >= max_turn_tokens (" + std::to_string(max_turn_tokens) + ")", key("max_episode_tokens"));
+  if (!std::isfinite(reward_weight) || !std::isfinite(judge_weight) || reward_weight < 0 || judge_weight < 0)
+    throw Error("reward_weight and judge_weight must be finite and >= 0", key("reward_weight"),
+                "1 and 1 add the environment's reward and the judge's");
 }
 
 }  // namespace rlaif

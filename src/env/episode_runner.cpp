@@ -97,6 +97,7 @@ std::vector<std::vector<Episode>> run_episodes(Generator& generator, const ChatT
     if (ep.token_ids.empty()) {  // the reset: the first prompt
       append(ep, tok.encode(full, false), false, nullptr);
       ep.prompt_length = static_cast<int64_t>(ep.token_ids.size());
+      ep.prompt_messages = ep.messages.size();
     } else {
       // The sequence so far is the last prompt's rendering, then the sampled tokens; the template must render the
       // conversation with that prefix unchanged, followed by the assistant's text.

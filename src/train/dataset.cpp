@@ -44,7 +44,10 @@ std::vector<PromptRow> load_dataset(const std::string& path, const Tokenizer& to
       if (!v["reference"].is_string()) throw Error("\"reference\" must be a string", where);
       row.reference = v["reference"].get<std::string>();
     }
-    if (!o.sft) row.rubric = read_row_rubric(v, where);
+    if (!o.sft) {
+      row.rubric = read_row_rubric(v, where);
+      row.source = v;
+    }
     for (const auto& [k, x] : v.items())
       if (k != "prompt" && k != "messages" && k != "completion" && k != "reference" &&
           (o.sft || (k != "rubric" && k != "checklist")))
@@ -53,6 +56,7 @@ std::vector<PromptRow> load_dataset(const std::string& path, const Tokenizer& to
       if (v.contains("prompt")) {
         if (!v["prompt"].is_string()) throw Error("\"prompt\" must be a string", where, shape);
         row.text = v["prompt"].get<std::string>();
+        if (!o.sft) row.messages = nlohmann::ordered_json::array({{{"role", "user"}, {"content", row.text}}});
         row.prompt_ids = tokenizer.encode(row.text, /*add_special_tokens=*/true);
         if (o.sft) {
           if (!v.contains("completion") || !v["completion"].is_string())
@@ -77,6 +81,7 @@ std::vector<PromptRow> load_dataset(const std::string& path, const Tokenizer& to
           row.completion_ids = tokenizer.encode(full.substr(prompt.size()), false);
         } else {
           row.text = conversation_text(m);
+          row.messages = m;
           row.prompt_ids = tokenizer.encode(chat.render_for(tokenizer, m, /*add_generation_prompt=*/true), false);
         }
       } else {

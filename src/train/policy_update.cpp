@@ -29,15 +29,18 @@ PolicyMicroBatches RlTrainer::prepare_micro_batches(const RolloutBatch& rb) {
     const int64_t e = std::min(N, s + n_max);
     std::vector<const Sample*> picked;
     std::vector<const std::vector<int64_t>*> prompts, completions;
+    std::vector<const std::vector<uint8_t>*> masks;
     for (int64_t k = s; k < e; ++k) {
       const auto [g, i] = mb.items[k];
       picked.push_back(&rb.samples[g][i]);
-      prompts.push_back(&rows_[rb.rows[g]].prompt_ids);
+      prompts.push_back(rb.prompt_ids.empty() ? &rows_[rb.rows[g]].prompt_ids : &rb.prompt_ids[g][i]);
       completions.push_back(&picked.back()->token_ids);
+      if (!rb.policy_mask.empty()) masks.push_back(&rb.policy_mask[g][i]);
     }
     auto b = make_sequence_batch(prompts, completions, pad_id_);
     auto sampler = torch::zeros_like(b.completion_mask);  // [n, T]
     auto sampler_a = sampler.accessor<float, 2>();
+    if (!masks.empty()) apply_policy_masks(b, masks);  // episodes: observations out of the loss and the KL
     for (size_t j = 0; j < picked.size(); ++j) {
       const auto& lp = picked[j]->logprobs;
       for (size_t t = 0; t < lp.size(); ++t) sampler_a[j][t] = lp[t];

@@ -18,7 +18,7 @@ RunOutcome RlTrainer::run() {
   replicas_->after_start();
   const nlohmann::json spent =
       started.extra.is_object() ? started.extra.value("judge_spend", nlohmann::json()) : nullptr;
-  if (spent.is_array()) {
+  if (spent.is_array() && judge_) {
     std::vector<double> v;  // each rank holds its share of the budgets (JudgeConfig::rank_share)
     for (const auto& x : spent) v.push_back(x.is_number() ? x.get<double>() : 0.0);
     judge_->restore_spend(v, 1.0 / dist_->world_size());
@@ -106,8 +106,14 @@ void RlTrainer::setup() {
   go.max_batch = c_.generation_batch_size;
   go.max_seq_len = need;
   gen_ = std::make_unique<Generator>(model_, *tokenizer_, eos, go);
-  judge_ = std::make_unique<Judge>(c_.judge.rank_share(dist_->rank(), dist_->world_size()));
-  stream_ = std::make_unique<JudgeStream>(*judge_);
+  if (c_.episodes()) {
+    chat_ = std::make_unique<ChatTemplate>(ChatTemplate::for_tokenizer(*tokenizer_));
+    env_ = make_environment(c_.env);
+  }
+  if (c_.has_judge) {  // (with [env] the environment's reward may be the only one)
+    judge_ = std::make_unique<Judge>(c_.judge.rank_share(dist_->rank(), dist_->world_size()));
+    stream_ = std::make_unique<JudgeStream>(*judge_);
+  }
   opt_ = make_adamw(c_, trainable_);
   replicas_ = std::make_unique<Replicas>(*dist_, c_, trainable_, *opt_);
   order_ = std::make_unique<DataOrder>(rows_.size(), c_.seed);
@@ -170,6 +176,7 @@ void RlTrainer::write_samples(const RolloutBatch& batch, int64_t step) {
                              {"valid", valid[g][i]},
                              {"reward", reward[g][i]}};
       if (batch.advantages.defined()) line["advantage"] = batch.advantages.accessor<double, 2>()[g][i];
+      if (!batch.episodes.empty()) line["episode"] = batch.episodes[g][i];
       const auto& j = batch.judged[g][i];
       if (j.ok) {
         line["scores"] = j.verdict.scores;
@@ -189,11 +196,12 @@ void RlTrainer::checkpoint(int64_t done_steps, const TrainerState& started, bool
   s.data_epoch = order_->epoch();
   s.data_position = order_->position();
   s.config_fingerprint = started.config_fingerprint;
-  s.extra["judge_spend"] = dist_->sum(judge_->spend());  // the job's: budgets continue on --resume
+  if (judge_) s.extra["judge_spend"] = dist_->sum(judge_->spend());  // the job's: budgets continue on --resume
   replicas_->save(s, contents());
 }
 
 void RlTrainer::log_judge_stats(nlohmann::json& m) {
+  if (!judge_) return;
   const auto& st = judge_->stats();
   auto job = dist_->sum({double(st.judged - last_stats_.judged), double(st.cache_hits - last_stats_.cache_hits),
                          double(st.pairs_ok - last_stats_.pairs_ok), double(st.flips - last_stats_.flips),

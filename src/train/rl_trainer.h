@@ -1,6 +1,7 @@
 // `rlaif train`: the RLAIF loop as one class whose methods are the step's named parts, each in a file of its own:
 //   rl_trainer.cpp      setup, run() (the step, top to bottom), logging, checkpoints
 //   rollout.cpp         draw prompts, roll out, judge, shape rewards, filter groups (dynamic sampling's rounds)
+//   episode_rollout.cpp with [env]: episodes instead of single completions, their rewards
 //   rollout_metrics.cpp the rollout's metrics (rewards, completions, judge, groups)
 //   policy_update.cpp   micro-batches, old and reference log-probs, KL in the reward, the policy-gradient update
 //   dpo_update.cpp      the online-DPO update
@@ -14,7 +15,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "rlaif/chat_template.h"
 #include "rlaif/dataset.h"
+#include "rlaif/environment.h"
 #include "rlaif/generator.h"
 #include "rlaif/judge.h"
 #include "rlaif/progress.h"
@@ -64,11 +67,19 @@ class RlTrainer {
   std::vector<size_t> draw_prompts(int64_t count);
   // `first`: the index of rows[0] among every rank's prompts of the round (it seeds the samples).
   RolloutBatch roll_out(const std::vector<size_t>& rows, int64_t first, int64_t step, int64_t round, bool stream);
-  void judge_pointwise(RolloutBatch& b, RolloutTally& t);  // results streamed during roll_out
-  void judge_groups(RolloutBatch& b, RolloutTally& t);     // all G completions of a prompt in one call
-  void judge_pairs(RolloutBatch& b, RolloutTally& t);      // online DPO: which of two is better
+  uint64_t rollout_seed(int64_t step, int64_t round, int64_t index) const;  // of a round's index-th prompt
+  void judge_pointwise(RolloutBatch& b, RolloutTally& t);                   // results streamed during roll_out
+  void judge_groups(RolloutBatch& b, RolloutTally& t);                      // all G completions of a prompt in one call
+  void judge_pairs(RolloutBatch& b, RolloutTally& t);                       // online DPO: which of two is better
   void shape_rewards(RolloutBatch& b) const;
   RolloutBatch filter_groups(const RolloutBatch& b, int64_t room, RolloutTally& t) const;
+
+  // episode_rollout.cpp: [env]
+  RolloutBatch roll_out_episodes(const std::vector<size_t>& rows, int64_t first, int64_t step, int64_t round,
+                                 RolloutTally& t);
+  void judge_episodes(RolloutBatch& b, RolloutTally& t);  // the environment's reward, and the judge's on trajectories
+  void rank_episodes(RolloutBatch& b, RolloutTally& t,    // group judging: a prompt's trajectories in one call
+                     const std::function<void(int64_t, int64_t, JudgeResult)>& add_judge);
 
   // policy_update.cpp: steps 3-5
   PolicyMicroBatches prepare_micro_batches(const RolloutBatch& b);
@@ -90,7 +101,9 @@ class RlTrainer {
   CausalLM model_{nullptr}, ref_{nullptr};
   std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<Generator> gen_;
-  std::unique_ptr<Judge> judge_;
+  std::unique_ptr<ChatTemplate> chat_;  // [env]: renders each turn of an episode
+  std::unique_ptr<Environment> env_;    // [env]
+  std::unique_ptr<Judge> judge_;        // null when [env]'s reward is the only one
   std::unique_ptr<JudgeStream> stream_;
   std::vector<PromptRow> rows_, eval_rows_;
   std::unique_ptr<DataOrder> order_;

@@ -25,13 +25,16 @@ RolloutBatch RlTrainer::collect_rollouts(int64_t step, nlohmann::json& m) {
     const std::vector<size_t> rows(drawn.begin() + first, drawn.begin() + first + need[dist_->rank()]);
     if (rows.empty()) continue;  // this rank is full; the others refill theirs
     auto t0 = Clock::now();
-    auto batch = roll_out(rows, first, step, round, /*stream=*/!pairwise && !group_mode);
+    auto batch = c_.episodes() ? roll_out_episodes(rows, first, step, round, tally)
+                               : roll_out(rows, first, step, round, /*stream=*/!pairwise && !group_mode);
     tally.generate_s += seconds_since(t0);
     for (size_t g = 0; g < batch.samples.size(); ++g)  // master-key answers, e.g. "Thought process:" alone
       for (const auto& sample : batch.samples[g])
         tally.content_free += is_content_free(sample.text, rows_[batch.rows[g]].text);
     auto t1 = Clock::now();
-    if (pairwise)
+    if (c_.episodes())
+      judge_episodes(batch, tally);
+    else if (pairwise)
       judge_pairs(batch, tally);
     else if (group_mode)
       judge_groups(batch, tally);
@@ -44,6 +47,10 @@ RolloutBatch RlTrainer::collect_rollouts(int64_t step, nlohmann::json& m) {
   rollout_metrics(gather_batch(*dist_, kept), gather_tally(*dist_, tally), c_, m);
   log_judge_stats(m);
   return kept;
+}
+
+uint64_t RlTrainer::rollout_seed(int64_t step, int64_t round, int64_t index) const {
+  return sample_seed(sample_seed(c_.seed, static_cast<uint64_t>(step)), static_cast<uint64_t>(round * 100003 + index));
 }
 
 std::vector<size_t> RlTrainer::draw_prompts(int64_t count) {
@@ -62,8 +69,7 @@ RolloutBatch RlTrainer::roll_out(const std::vector<size_t>& rows, int64_t first,
     GenerationRequest q;
     q.prompt_ids = rows_[rows[k]].prompt_ids;
     q.num_samples = G;
-    q.seed = sample_seed(sample_seed(c_.seed, static_cast<uint64_t>(step)),
-                         static_cast<uint64_t>(round * 100003 + first + static_cast<int64_t>(k)));
+    q.seed = rollout_seed(step, round, first + static_cast<int64_t>(k));
     q.params = generation_params();
     requests.push_back(std::move(q));
   }
@@ -81,8 +87,7 @@ RolloutBatch RlTrainer::roll_out(const std::vector<size_t>& rows, int64_t first,
 void RlTrainer::judge_pointwise(RolloutBatch& b, RolloutTally& t) {
   const int64_t B = b.groups(), G = c_.num_generations;
   auto judged = stream_->collect(static_cast<size_t>(B * G));
-  b.judge_reward = torch::zeros({B, G}, torch::kFloat64);
-  b.valid = torch::zeros({B, G}, torch::kBool);
+  b.start_judging(G);
   auto reward = b.judge_reward.accessor<double, 2>();
   auto valid = b.valid.accessor<bool, 2>();
   for (int64_t g = 0; g < B; ++g) {
@@ -107,8 +112,7 @@ void RlTrainer::judge_groups(RolloutBatch& b, RolloutTally& t) {
     asks.push_back(std::move(q));
   }
   auto ranked = judge_->rank(asks);
-  b.judge_reward = torch::zeros({B, G}, torch::kFloat64);
-  b.valid = torch::zeros({B, G}, torch::kBool);
+  b.start_judging(G);
   auto reward = b.judge_reward.accessor<double, 2>();
   auto valid = b.valid.accessor<bool, 2>();
   for (int64_t g = 0; g < B; ++g) {
@@ -141,8 +145,7 @@ void RlTrainer::judge_pairs(RolloutBatch& b, RolloutTally& t) {
     pairs.push_back({row.text, b.samples[g][0].text, b.samples[g][1].text, row.reference});
   }
   auto verdicts = judge_->compare(pairs);
-  b.judge_reward = torch::zeros({B, 2}, torch::kFloat64);
-  b.valid = torch::zeros({B, 2}, torch::kBool);
+  b.start_judging(2);
   for (int64_t g = 0; g < B; ++g) {
     const auto& v = verdicts[g];
     b.judged.emplace_back(2);

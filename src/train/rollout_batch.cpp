@@ -46,7 +46,8 @@ json batch_json(const RolloutBatch& b) {
           {"judge_reward", tensor_json(b.judge_reward)},
           {"valid", tensor_json(b.valid)},
           {"rewards", tensor_json(b.rewards)},
-          {"advantages", tensor_json(b.advantages)}};
+          {"advantages", tensor_json(b.advantages)},
+          {"episodes", b.episodes}};
 }
 
 RolloutBatch batch_from(const json& j) {
@@ -84,6 +85,7 @@ RolloutBatch batch_from(const json& j) {
   b.valid = tensor_from(j["valid"], B, G, torch::kBool);
   b.rewards = tensor_from(j["rewards"], B, G, torch::kFloat64);
   b.advantages = tensor_from(j["advantages"], B, G, torch::kFloat64);
+  for (const auto& group : j["episodes"]) b.episodes.push_back(group.get<std::vector<json>>());
   return b;
 }
 
@@ -129,12 +131,20 @@ RolloutBatch RolloutBatch::from_samples(std::vector<size_t> rows, std::vector<st
   return b;
 }
 
+void RolloutBatch::start_judging(int64_t G) {
+  judge_reward = torch::zeros({groups(), G}, torch::kFloat64);
+  valid = torch::zeros({groups(), G}, torch::kBool);
+}
+
 RolloutBatch RolloutBatch::select(const std::vector<int64_t>& index) const {
   RolloutBatch out;
   for (int64_t g : index) {
     out.rows.push_back(rows[g]);
     out.samples.push_back(samples[g]);
     if (!judged.empty()) out.judged.push_back(judged[g]);
+    if (!prompt_ids.empty()) out.prompt_ids.push_back(prompt_ids[g]);
+    if (!policy_mask.empty()) out.policy_mask.push_back(policy_mask[g]);
+    if (!episodes.empty()) out.episodes.push_back(episodes[g]);
   }
   auto idx = torch::tensor(index, torch::kInt64);
   out.lengths = select_groups(lengths, idx);
@@ -151,6 +161,9 @@ void RolloutBatch::append(RolloutBatch other) {
   rows.insert(rows.end(), other.rows.begin(), other.rows.end());
   for (auto& s : other.samples) samples.push_back(std::move(s));
   for (auto& j : other.judged) judged.push_back(std::move(j));
+  for (auto& p : other.prompt_ids) prompt_ids.push_back(std::move(p));
+  for (auto& m : other.policy_mask) policy_mask.push_back(std::move(m));
+  for (auto& e : other.episodes) episodes.push_back(std::move(e));
   lengths = cat_groups(lengths, other.lengths);
   truncated = cat_groups(truncated, other.truncated);
   judge_reward = cat_groups(judge_reward, other.judge_reward);

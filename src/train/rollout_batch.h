@@ -7,6 +7,7 @@
 #include <vector>
 
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include "rlaif/distributed.h"
 #include "rlaif/generator.h"
@@ -24,10 +25,17 @@ struct RolloutBatch {
   torch::Tensor valid;         // [B, G] bool: judged successfully (online DPO: a pair with a winner)
   torch::Tensor rewards;       // [B, G] float64: shaped (src/rl/rewards.cpp); 0 where !valid
   torch::Tensor advantages;    // [B, G] float64: 0 where !valid (undefined for online DPO)
+  // Episodes ([env]; empty for single completions). A sample is then everything after the episode's first prompt:
+  // the policy's turns and the observations between them, its text the trajectory as the judge reads it.
+  std::vector<std::vector<std::vector<int64_t>>> prompt_ids;   // [B][G] the first prompt, the reset's observation in
+  std::vector<std::vector<std::vector<uint8_t>>> policy_mask;  // [B][G] over the sample's tokens: 1 = the policy's
+  std::vector<std::vector<nlohmann::json>> episodes;           // [B][G] ended_by, turns, env rewards, messages
 
   // The completions of `rows` as generated (G each): lengths and truncated set, the judge's fields still empty.
   static RolloutBatch from_samples(std::vector<size_t> rows, std::vector<std::vector<Sample>> samples);
 
+  // judge_reward and valid as [B, G] zeros (G per group: 2 for online DPO's pairs), for the judge's results to fill.
+  void start_judging(int64_t G);
   int64_t groups() const { return static_cast<int64_t>(rows.size()); }  // B
   bool empty() const { return rows.empty(); }
   // The groups at `index` (in that order), every field with them.

@@ -145,6 +145,23 @@ int formatting_kinds(const std::string& text) {
   return list + header + bold + fence + emoji;
 }
 
+// Episodes' metrics from their summed counts (docs/metrics.md, env/...).
+static void episode_metrics(const std::map<std::string, double>& e, nlohmann::json& m) {
+  auto get = [&](const std::string& k) {
+    auto it = e.find(k);
+    return it == e.end() ? 0.0 : it->second;
+  };
+  const double n = get("episodes"), ended = n - get("failed");
+  const double tokens = get("policy_tokens") + get("observation_tokens");
+  m["env/reward"] = ended > 0 ? get("env_reward") / ended : 0.0;
+  m["env/failures"] = get("failed");
+  m["env/turns_mean"] = n > 0 ? get("turns") / n : 0.0;
+  m["env/policy_token_share"] = tokens > 0 ? get("policy_tokens") / tokens : 0.0;
+  m["env/wait_s"] = get("env_wait_s");
+  for (const auto& [k, x] : e)
+    if (k.rfind("ended_by/", 0) == 0) m["env/" + k] = n > 0 ? x / n : 0.0;
+}
+
 void rollout_metrics(const RolloutBatch& kept, const RolloutTally& t, const TrainConfig& c, nlohmann::json& m) {
   if (kept.empty()) {  // every group failed or had no signal
     m["reward"] = 0.0, m["reward_std"] = 0.0, m["reward_length_corr"] = 0.0, m["reward_format_corr"] = 0.0;
@@ -170,12 +187,14 @@ void rollout_metrics(const RolloutBatch& kept, const RolloutTally& t, const Trai
   int64_t tokens = 0;
   for (double l : len) tokens += static_cast<int64_t>(l);
   m["generate/tokens_per_s"] = t.generate_s > 0 ? tokens / t.generate_s : 0.0;
+  if (c.episodes()) episode_metrics(t.episodes, m);
 }
 
 RolloutTally gather_tally(Dist& dist, const RolloutTally& t) {
   if (dist.world_size() == 1) return t;
-  nlohmann::json mine = {t.generate_s, t.judge_s, t.failed,    t.groups_seen,  t.dropped,       t.flat,
-                         t.lengths,    t.clipped, t.latencies, t.content_free, t.group_rewards, t.group_positions};
+  nlohmann::json mine = {t.generate_s,    t.judge_s,         t.failed,  t.groups_seen, t.dropped,
+                         t.flat,          t.lengths,         t.clipped, t.latencies,   t.content_free,
+                         t.group_rewards, t.group_positions, t.episodes};
   RolloutTally all;
   for (const auto& bytes : dist.all_gather(mine.dump())) {
     auto j = nlohmann::json::parse(bytes);
@@ -191,6 +210,7 @@ RolloutTally gather_tally(Dist& dist, const RolloutTally& t) {
     all.content_free += j[9].get<int64_t>();
     for (double x : j[10]) all.group_rewards.push_back(x);
     for (double x : j[11]) all.group_positions.push_back(x);
+    for (const auto& [k, x] : j[12].items()) all.episodes[k] += x.get<double>();
   }
   return all;
 }

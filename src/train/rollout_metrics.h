@@ -2,6 +2,7 @@
 // Internal to the trainer.
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,9 @@ struct RolloutTally {
   std::vector<double> latencies;                       // seconds per judge call that went out (cache hits left out)
   int64_t content_free = 0;                            // completions without content (rlaif/content_check.h)
   std::vector<double> group_rewards, group_positions;  // group judging: each reward and where the judge saw it
+  // Episodes ([env]): sums over them — episodes, failed, turns, policy_tokens, observation_tokens, env_wait_s,
+  // env_reward (of those that did not fail) and ended_by/<why> (counts).
+  std::map<std::string, double> episodes;
 };
 
 // The rollout's metrics into m: rewards and their spread over the kept groups' valid samples, per criterion, grader

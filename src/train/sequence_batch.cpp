@@ -41,6 +41,19 @@ SequenceBatch make_sequence_batch(const std::vector<const std::vector<int64_t>*>
   return b;
 }
 
+void apply_policy_masks(SequenceBatch& b, const std::vector<const std::vector<uint8_t>*>& masks) {
+  TORCH_CHECK(static_cast<int64_t>(masks.size()) == b.completion_mask.size(0), "one policy mask per completion");
+  auto cm = b.completion_mask.accessor<float, 2>();
+  const size_t Tc = static_cast<size_t>(b.completion_mask.size(1));
+  for (size_t i = 0; i < masks.size(); ++i) {
+    const auto& m = *masks[i];
+    TORCH_CHECK(m.size() <= Tc && (m.empty() || cm[i][m.size() - 1] == 1) && (m.size() == Tc || cm[i][m.size()] == 0),
+                "completion ", i, ": its policy mask must have one entry per completion token");
+    for (size_t t = 0; t < m.size(); ++t)
+      if (!m[t]) cm[i][t] = 0;
+  }
+}
+
 torch::Tensor completion_logprobs(CausalLM& model, const SequenceBatch& b, double temperature, torch::Tensor* entropy,
                                   bool bf16) {
   struct Autocast {  // bf16 matmuls; weights cast once per forward (autocast's cache), cleared on exit

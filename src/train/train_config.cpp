@@ -162,7 +162,9 @@ TrainConfig TrainConfig::from_toml(const std::string& path, const std::vector<st
   }
   for (const char* k : {"judge", "rubric", "template", "graders"}) c.has_judge = c.has_judge || root.contains(k);
   c.judge = JudgeConfig::read_tables(top, path);
-  top.check_unknown(std::string("model, data, train, lora, ") + JudgeConfig::kTables);
+  c.env = EnvConfig::read_table(top, path);
+  if (c.episodes() && !c.has_judge) c.judge.backend = "none";  // the environment's reward alone
+  top.check_unknown(std::string("model, data, train, lora, env, ") + JudgeConfig::kTables);
   return c;
 }
 
@@ -237,9 +239,25 @@ void TrainConfig::validate(const std::string& where, bool rl) const {
   if (generation_batch_size < 1) fail("train.generation_batch_size", "must be >= 1");
   if (eval_steps > 0 && eval_prompts.empty())
     fail("train.eval_steps", "evaluation needs held-out prompts", "set data.eval_prompts");
-  if (!has_judge)
+  if (episodes()) {
+    env.validate(where);
+    if (online_dpo)
+      fail("env", "episodes train with a policy-gradient algorithm",
+           "use grpo, dr_grpo, dapo, gspo, rloo or reinforce_pp");
+    if (!eval_prompts.empty())
+      fail("data.eval_prompts", "held-out evaluation plays single completions, not episodes",
+           "leave data.eval_prompts unset in a run with [env]");
+    if (static_cast<int64_t>(env.max_episode_tokens) > max_completion_length)
+      fail("env.max_episode_tokens",
+           "is more than train.max_completion_length (" + std::to_string(max_completion_length) +
+               "), which bounds the whole episode after its first prompt",
+           "raise train.max_completion_length to cover the policy's turns and the observations");
+  }
+  if (!has_judge && !episodes())
     fail("judge", "no reward is configured",
-         "add a [judge] table (and [rubric]) or [[graders]] with [judge] backend = \"none\"");
+         "add a [judge] table (and [rubric]) or [[graders]] with [judge] backend = \"none\", or an [env]");
+  if (!has_judge && !judge_eval_labels.empty())
+    fail("train.judge_eval_labels", "the pre-flight gate checks a judge, and the run has none", "add a [judge] table");
   if (judge_mode == JudgeMode::kGroup && (judge.backend != "openai" || online_dpo))
     fail("train.judge_mode", "group judging needs an openai-compatible judge and a policy-gradient algorithm");
   if (!judge.panel.empty() && (judge_mode == JudgeMode::kGroup || online_dpo))
@@ -247,7 +265,7 @@ void TrainConfig::validate(const std::string& where, bool rl) const {
          "use judge_mode = \"pointwise\" and a policy-gradient algorithm");
   if (online_dpo && judge.backend != "openai")
     fail("judge.backend", "online_dpo needs pairwise preferences from an openai-compatible judge");
-  judge.validate(where);
+  if (has_judge) judge.validate(where);
   if (!(judge_min_agreement >= 0 && judge_min_agreement <= 1))
     fail("train.judge_min_agreement", "must be in [0, 1] (0 = report only)",
          "0.8 = refuse to train with a judge agreeing on less than 80%");
