@@ -231,29 +231,89 @@ TEST(TrainRl, RewardRisesOnATaskWithAKnownReward) {
   EXPECT_TRUE(fs::exists(dir / "out/final/tokenizer.json"));
 }
 
-// A run.toml (write_config's) whose samples are episodes of tests/data/counting_env.py --letter-a (an action earns 1
-// when it contains "a"; two turns), with the environment's reward alone unless `judge` keeps the rule grader.
+// tests/data/counting_env.py --letter-a as an [env] table: two turns, an action earns 1 when it contains "a".
+std::string letter_command_env() {
+  return "[env]\ntype = \"command\"\ncommand = [\"/usr/bin/python3\", \"" + std::string(RLAIF_REFERENCE_DIR) +
+         "/../data/counting_env.py\", \"--letter-a\"]\n";
+}
+
+// The same game over OpenEnv's HTTP protocol: one environment per server, so the run gets a pool of them. A reset
+// whose row's "env" says fail answers 400 (env_http_4xx).
+class LetterServers {
+ public:
+  explicit LetterServers(int n) {
+    for (int k = 0; k < n; ++k) {
+      auto s = std::make_unique<Server>();
+      s->http.Post("/reset", [p = s.get()](const httplib::Request& req, httplib::Response& res) {
+        if (nlohmann::json::parse(req.body).value("fail", false)) {
+          res.status = 400;
+          return;
+        }
+        p->steps = 0;
+        res.set_content(R"({"observation": {"text": "Start "}, "done": false})", "application/json");
+      });
+      s->http.Post("/step", [p = s.get()](const httplib::Request& req, httplib::Response& res) {
+        const auto action = nlohmann::json::parse(req.body)["action"]["message"].get<std::string>();
+        const nlohmann::json out = {{"observation",
+                                     {{"text", "turn " + std::to_string(++p->steps) + ": you wrote " +
+                                                   std::to_string(action.size()) + " characters"}}},
+                                    {"reward", action.find('a') != std::string::npos ? 1.0 : 0.0},
+                                    {"done", p->steps >= 2}};
+        res.set_content(out.dump(), "application/json");
+      });
+      s->port = s->http.bind_to_any_port("127.0.0.1");
+      s->thread = std::thread([p = s.get()] { p->http.listen_after_bind(); });
+      while (!s->http.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      servers_.push_back(std::move(s));
+    }
+  }
+  ~LetterServers() {
+    for (auto& s : servers_) {
+      s->http.stop();
+      s->thread.join();
+    }
+  }
+  std::string env_table() const {
+    std::string urls;
+    for (const auto& s : servers_)
+      urls += (urls.empty() ? "\"" : ", \"") + std::string("http://127.0.0.1:") + std::to_string(s->port) + "\"";
+    return "[env]\ntype = \"openenv\"\nbase_urls = [" + urls + "]\n";
+  }
+
+ private:
+  struct Server {
+    httplib::Server http;
+    std::thread thread;
+    int port = 0, steps = 0;
+  };
+  std::vector<std::unique_ptr<Server>> servers_;
+};
+
+// A run.toml (write_config's) whose samples are episodes of two turns against `env_table`, with the environment's
+// reward alone unless `judge` keeps the rule grader.
 std::string write_episode_config(const TempDir& dir, const std::string& extra, const std::string& env_extra = "",
-                                 bool judge = false) {
+                                 bool judge = false, const std::string& env_table = letter_command_env()) {
   auto text = rlaif::read_file(write_config(dir, extra + "\nmax_completion_length = 40"));
   if (!judge) text = text.substr(0, text.find("[judge]"));
-  text += "[env]\ntype = \"command\"\ncommand = [\"/usr/bin/python3\", \"" + std::string(RLAIF_REFERENCE_DIR) +
-          "/../data/counting_env.py\", \"--letter-a\"]\nmax_turns = 2\nmax_turn_tokens = 6\nmax_episode_tokens = 12\n" +
-          env_extra;
+  text += env_table + "max_turns = 2\nmax_turn_tokens = 6\nmax_episode_tokens = 12\n" + env_extra;
   rlaif_test::write_text(dir / "run.toml", text);
   return dir / "run.toml";
 }
 
-// Episodes against a command environment whose reward is known (tests/data/counting_env.py --letter-a: an action earns
-// 1 when it contains "a"): the environment's reward rises; an episode whose reset fails leaves its group; samples.jsonl
-// holds the trajectories.
-TEST(TrainRl, EpisodesRaiseTheEnvironmentsReward) {
+// Episodes against an environment whose reward is known (an action earns 1 when it contains "a"), as a command
+// program and as a pool of OpenEnv HTTP servers: the environment's reward rises; an episode whose reset fails leaves
+// its group; samples.jsonl holds the trajectories.
+void expect_episodes_raise_the_reward(const std::string& env_table) {
   TempDir dir;
   make_model(dir);
   write_prompts(dir / "prompts.jsonl", 16);
-  { std::ofstream(dir / "prompts.jsonl", std::ios::app) << "{\"prompt\": \"Broken\", \"fail\": true}\n"; }
+  {
+    std::ofstream(dir / "prompts.jsonl", std::ios::app)
+        << "{\"prompt\": \"Broken\", \"fail\": true, \"env\": {\"fail\": true}}\n";
+  }
   auto c = rlaif::TrainConfig::from_toml(write_episode_config(
-      dir, "max_steps = 40\nsave_steps = 0\nbeta = 0.04\nlearning_rate = 2e-3\nlr_scheduler_type = \"constant\""));
+      dir, "max_steps = 40\nsave_steps = 0\nbeta = 0.04\nlearning_rate = 2e-3\nlr_scheduler_type = \"constant\"", "",
+      false, env_table));
   EXPECT_FALSE(c.has_judge);
   rlaif::run_rl(c, {false, true});
   auto m = metrics(dir / "out/metrics.jsonl");
@@ -263,7 +323,8 @@ TEST(TrainRl, EpisodesRaiseTheEnvironmentsReward) {
     first += m[i]["env/reward"].get<double>() / 10, last += m[30 + i]["env/reward"].get<double>() / 10;
   for (const auto& x : m) failures += x["env/failures"].get<double>();
   EXPECT_GT(last, first + 0.6) << "environment reward " << first << " -> " << last;
-  std::printf("environment reward over steps 1-10: %.3f, 31-40: %.3f (at most 2)\n", first, last);
+  std::printf("%s: environment reward over steps 1-10: %.3f, 31-40: %.3f (at most 2)\n", c.env.type.c_str(), first,
+              last);
   EXPECT_GT(failures, 0.0) << "the failing row was drawn at least once in 40 steps of 4 prompts";
   double failed_share = 0;
   for (const auto& x : m) failed_share += x.value("env/ended_by/failure", 0.0);
@@ -284,6 +345,13 @@ TEST(TrainRl, EpisodesRaiseTheEnvironmentsReward) {
     EXPECT_NE(r.value["completion"].get<std::string>().find("[environment]\nturn 1: you wrote "), std::string::npos);
   }
   EXPECT_GT(trajectories, 0);
+}
+
+TEST(TrainRl, EpisodesRaiseACommandEnvironmentsReward) { expect_episodes_raise_the_reward(letter_command_env()); }
+
+TEST(TrainRl, EpisodesRaiseAnOpenEnvServersReward) {
+  LetterServers servers(4);
+  expect_episodes_raise_the_reward(servers.env_table());
 }
 
 // With a judge too, an episode's reward is reward_weight x the environment's + judge_weight x the judge's verdict on
