@@ -112,8 +112,8 @@ struct TrainConfig {
   JudgeConfig judge;
   bool has_judge = false;  // any of the judge tables present
 
-  // [env]: each of the G samples of a prompt is an episode (type "" = single completions). max_completion_length
-  // then bounds everything after the first prompt (the policy's turns and the observations).
+  // [env]: each of the G samples of a prompt is an episode (type "" = single completions). Its whole sequence must fit
+  // in max_prompt_length + max_completion_length tokens; its length is the policy's tokens.
   EnvConfig env;
   bool episodes() const { return !env.type.empty(); }
 

@@ -3,6 +3,7 @@
 // verdict on the whole trajectory, mixed by [env] reward_weight and judge_weight. An episode whose environment failed
 // leaves its group (never scored 0). The sample the update trains on is everything after the episode's first prompt;
 // its policy mask keeps the observations out of the loss and the KL.
+#include <algorithm>
 #include <functional>
 
 #include "rlaif/episodes.h"
@@ -94,6 +95,10 @@ RolloutBatch RlTrainer::roll_out_episodes(const std::vector<size_t>& rows, int64
       info[g].back()["prompt"] = ep.failed() ? rows_[rows[g]].text : prompt_text(ep);
     }
   auto b = RolloutBatch::from_samples(rows, std::move(samples));
+  auto lengths = b.lengths.accessor<int64_t, 2>();  // an episode's length: the policy's tokens
+  for (size_t g = 0; g < rows.size(); ++g)
+    for (size_t i = 0; i < masks[g].size(); ++i)
+      lengths[g][i] = std::count(masks[g][i].begin(), masks[g][i].end(), uint8_t{1});
   b.prompt_ids = std::move(prompts);
   b.policy_mask = std::move(masks);
   b.episodes = std::move(info);

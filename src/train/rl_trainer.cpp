@@ -126,6 +126,10 @@ void RlTrainer::setup() {
         dist_->world_size() > 1
             ? (" per rank, " + std::to_string(dist_->world_size()) + " ranks (" + dist_->env().launcher + ")").c_str()
             : "");
+  if (env_ && !o_.quiet && dist_->is_main())
+    std::fprintf(stderr,
+                 "train: each sample an episode against a %s environment (%d at once), at most %d turns of %d tokens\n",
+                 c_.env.type.c_str(), env_->capacity(), c_.env.max_turns, c_.env.max_turn_tokens);
 }
 
 GenerationParams RlTrainer::generation_params() const {
@@ -155,8 +159,9 @@ void RlTrainer::log_step(const RolloutBatch& batch, nlohmann::json& m, Progress&
   warn_integrity(m);
   if (step % c_.logging_steps == 0 || step == total_steps_) metrics_->write(m);
   bar.set_extra("reward " + std::to_string(m["reward"].get<double>()).substr(0, 6) +
-                (m.contains("kl") ? " kl " + std::to_string(m["kl"].get<double>()).substr(0, 7) : "") + " judge p50 " +
-                std::to_string(m["judge/latency_p50"].get<double>()).substr(0, 5) + "s");
+                (m.contains("kl") ? " kl " + std::to_string(m["kl"].get<double>()).substr(0, 7) : "") +
+                (judge_ ? " judge p50 " + std::to_string(m["judge/latency_p50"].get<double>()).substr(0, 5) + "s"
+                        : " env wait " + std::to_string(m["env/wait_s"].get<double>()).substr(0, 5) + "s"));
   bar.advance();
 }
 

@@ -165,7 +165,7 @@ void RlTrainer::shape_rewards(RolloutBatch& b) const {
     return;
   }
   RewardShaping s;
-  s.max_completion_length = c_.max_completion_length;
+  s.max_completion_length = c_.episodes() ? c_.env.max_episode_tokens : c_.max_completion_length;  // policy tokens
   s.overlong_buffer_length = c_.overlong_buffer_length;
   s.overlong_penalty_factor = c_.overlong_penalty_factor;
   s.missing_eos_penalty = c_.missing_eos_penalty;

@@ -244,6 +244,10 @@ void TrainConfig::validate(const std::string& where, bool rl) const {
     if (online_dpo)
       fail("env", "episodes train with a policy-gradient algorithm",
            "use grpo, dr_grpo, dapo, gspo, rloo or reinforce_pp");
+    if (overlong_buffer_length >= env.max_episode_tokens)
+      fail("train.overlong_buffer_length",
+           "must be less than env.max_episode_tokens (an episode's length is the "
+           "policy's tokens over its turns)");
     if (!eval_prompts.empty())
       fail("data.eval_prompts", "held-out evaluation plays single completions, not episodes",
            "leave data.eval_prompts unset in a run with [env]");
