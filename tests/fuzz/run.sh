@@ -25,7 +25,7 @@ declare -A sources=(
   [command_output]="src/judge/command_backend.cpp src/judge/rubric.cpp"
   [safetensors]="src/io/safetensors_header.cpp"
   [model_config]="src/model/config.cpp src/io/json_file.cpp"
-  [run_toml]="$judge_config_src src/train/train_config.cpp src/rl/rl_options.cpp src/model/lora_config.cpp src/core/cpu_features.cpp"
+  [run_toml]="$judge_config_src src/train/train_config.cpp src/env/env_config.cpp src/rl/rl_options.cpp src/model/lora_config.cpp src/core/cpu_features.cpp"
   [serve_request]="src/serve/serve_request.cpp src/generate/json_schema.cpp"
   [json_schema]="src/generate/json_schema.cpp $tokenizer_src"
 )
