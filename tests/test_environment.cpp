@@ -461,7 +461,7 @@ TEST(EnvConfig, ReadsTheEnvTableAndNamesWhatIsWrong) {
   rlaif_test::write_text(path, "[env]\ntype = \"openenv\"\n");
   rlaif_test::expect_error([&] { rlaif::EnvConfig::from_toml(path); }, {"env.base_urls", "at least one server"});
   rlaif_test::write_text(path, "[env]\ntype = \"gym\"\n");
-  rlaif_test::expect_error([&] { rlaif::EnvConfig::from_toml(path); }, {"env.type", "openenv or command"});
+  rlaif_test::expect_error([&] { rlaif::EnvConfig::from_toml(path); }, {"env.type", "openenv, command or tools"});
   rlaif_test::write_text(path, "[env]\ntype = \"command\"\ncommand = [\"x\"]\nmax_episode_tokens = 10\n");
   rlaif_test::expect_error([&] { rlaif::EnvConfig::from_toml(path); },
                            {"env.max_episode_tokens", ">= max_turn_tokens"});

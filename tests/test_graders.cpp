@@ -148,4 +148,42 @@ TEST(Graders, ARequiredGraderThatFailsZeroesTheReward) {
   EXPECT_EQ(r[1].reward, 1);
 }
 
+// An episode's sample: the judge reads the whole trajectory, the graders check its final answer only, so that a tool's
+// output holding the reference cannot pass a grader for the policy.
+TEST(Graders, AnEpisodesGradersCheckItsFinalAnswerNotTheTrajectory) {
+  rlaif::JudgeConfig c;
+  c.backend = "none";
+  rlaif::Grader exact;
+  exact.name = "correct";
+  exact.type = "contains";
+  exact.value = "{reference}";
+  exact.validate("g");
+  c.graders = {exact};
+  c.validate("judge.toml");
+  rlaif::Judge judge(c);
+  const std::string trajectory = "[assistant]\n<tool_call>...</tool_call>\n\n[tool lookup]\nLima: 417\n\n[assistant]\n";
+  rlaif::JudgeSample wrong{"Code of Lima?", trajectory + "It is 999.", "417", nullptr, std::string("It is 999.")};
+  rlaif::JudgeSample right{"Code of Lima?", trajectory + "It is 417.", "417", nullptr, std::string("It is 417.")};
+  rlaif::JudgeSample whole{"Code of Lima?", trajectory + "It is 999.", "417", nullptr, std::nullopt};
+  auto r = judge.judge({wrong, right, whole});
+  ASSERT_TRUE(r[0].ok && r[1].ok && r[2].ok);
+  EXPECT_EQ(r[0].grades.at("correct"), 0) << "the tool's output holds 417, the answer does not";
+  EXPECT_EQ(r[1].grades.at("correct"), 1);
+  EXPECT_EQ(r[2].grades.at("correct"), 1) << "without an answer the completion is graded";
+}
+
+// A json grader's schema is checked when the config is read, naming the keyword.
+TEST(Graders, AJsonGradersSchemaIsChecked) {
+  auto g = grader("json", "");
+  g.schema = {{"type", "object"}, {"properties", {{"n", {{"type", "int"}}}}}};
+  rlaif_test::expect_error([&] { g.validate("judge.toml: graders[0]"); },
+                           {"graders[0].schema.properties.n.type", "must be one of object"});
+  g.schema = {{"type", "object"}, {"required", "n"}};
+  rlaif_test::expect_error([&] { g.validate("judge.toml: graders[0]"); }, {"schema.required", "list of key names"});
+  g.schema = {{"type", "object"}, {"properties", {{"n", {{"type", "integer"}, {"minimum", 0}}}}}};
+  g.validate("g");
+  EXPECT_EQ(g.grade("{\"n\": 3}", ""), 1);
+  EXPECT_EQ(g.grade("{\"n\": -3}", ""), 0);
+}
+
 }  // namespace

@@ -356,8 +356,9 @@ TEST(TrainRl, EpisodesRaiseAnOpenEnvServersReward) {
   expect_episodes_raise_the_reward(servers.env_table());
 }
 
-// With a judge too, an episode's reward is reward_weight x the environment's + judge_weight x the judge's verdict on
-// the trajectory (here a rule grader: the trajectory contains "b", which only the policy's turns can bring).
+// With a judge too, an episode's reward is reward_weight x the environment's + judge_weight x the judge's verdict
+// (here a rule grader, which checks the episode's final answer: the policy's last turn contains "b"; a "b" in an
+// earlier turn does not count).
 TEST(TrainRl, EpisodeRewardMixesTheEnvironmentAndTheJudgeOnTheTrajectory) {
   TempDir dir;
   auto c = rlaif::TrainConfig::from_toml(
@@ -368,10 +369,10 @@ TEST(TrainRl, EpisodeRewardMixesTheEnvironmentAndTheJudgeOnTheTrajectory) {
   int with_b = 0, rows = 0;
   for (const auto& r : rlaif::read_jsonl(dir / "out/samples.jsonl")) {
     const auto& v = r.value;
-    std::string policy_text;
+    std::string last_turn;
     for (const auto& msg : v["episode"]["messages"])
-      if (msg["role"] == "assistant") policy_text += msg["content"].get<std::string>();
-    const bool b = policy_text.find('b') != std::string::npos;
+      if (msg["role"] == "assistant") last_turn = msg["content"].get<std::string>();
+    const bool b = last_turn.find('b') != std::string::npos;
     with_b += b;
     ++rows;
     EXPECT_NEAR(v["reward"].get<double>(), 2.0 * v["episode"]["env_reward"].get<double>() + (b ? 0.5 : 0.0), 1e-9)
@@ -427,6 +428,14 @@ TEST(TrainRl, EpisodeSettingsAreChecked) {
   no_judge.has_judge = false;
   no_judge.judge_eval_labels = "labels.jsonl";
   rlaif_test::expect_error([&] { no_judge.validate("a.toml"); }, {"train.judge_eval_labels", "has none"});
+  auto tools = rlaif::TrainConfig::from_toml(dir / "a.toml", {"train.max_completion_length=64"});
+  tools.env.type = "tools";
+  tools.env.tools.resize(1);
+  tools.env.tools[0].name = "lookup";
+  tools.env.tools[0].command = {"/bin/cat"};
+  tools.validate("a.toml");  // with the file's judge
+  tools.has_judge = false;
+  rlaif_test::expect_error([&] { tools.validate("a.toml"); }, {"env.type", "no reward of its own", "[[graders]]"});
 }
 
 TEST(TrainRl, ConstantRewardWithoutKlLeavesWeightsUnchanged) {

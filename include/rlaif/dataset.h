@@ -38,6 +38,9 @@ struct DatasetOptions {
 };
 
 // Reads every row; a bad row is an rlaif::Error naming file and line and saying what the row must look like.
+// A conversation as the judge reads it: a lone message's text, else one "role: text" line per message.
+std::string conversation_text(const nlohmann::ordered_json& messages);
+
 std::vector<PromptRow> load_dataset(const std::string& path, const Tokenizer& tokenizer, const DatasetOptions& options);
 
 // Epoch-by-epoch shuffled order: epoch e is a Fisher-Yates permutation seeded by (seed, e). The position is two

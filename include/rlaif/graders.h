@@ -37,5 +37,8 @@ struct Grader {
 
 // Whether `value` satisfies `schema` (the subset listed above); `why` receives the first violation.
 bool json_matches_schema(const nlohmann::json& value, const nlohmann::json& schema, std::string* why = nullptr);
+// "" when `schema` is written as that subset expects (each keyword's value of the right type, a known "type"); else
+// what is wrong and where, from `path` ("schema.properties.city.type: must be one of ...").
+std::string schema_error(const nlohmann::json& schema, const std::string& path = "schema");
 
 }  // namespace rlaif

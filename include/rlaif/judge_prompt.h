@@ -10,6 +10,7 @@
 
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 
 #include "rlaif/rubric.h"
@@ -19,6 +20,9 @@ namespace rlaif {
 struct JudgeSample {
   std::string prompt, completion, reference;       // reference "" = none (the rubric's reference is used if it has one)
   std::shared_ptr<const Rubric> rubric = nullptr;  // the data row's own rubric or checklist; null = the judge's
+  // What the rule graders check when it is not the completion: an episode's final answer (its last turn), while the
+  // judge reads the whole trajectory, so that a tool's output or an observation can never pass a grader.
+  std::optional<std::string> answer;
 };
 
 // The rubric a sample is graded on: its own when it has one, else the judge's.

@@ -51,6 +51,11 @@ void EnvReplies::count_bad_line() {
   ++stats_.bad_lines;
 }
 
+void EnvReplies::count_tool_call(const std::string& outcome) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++stats_.tool_calls[outcome];
+}
+
 EnvStats EnvReplies::stats() const {
   std::lock_guard<std::mutex> lock(mu_);
   return stats_;

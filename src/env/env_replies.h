@@ -27,6 +27,7 @@ class EnvReplies {
   void count_retry();
   void count_restart();
   void count_bad_line();
+  void count_tool_call(const std::string& outcome);
   EnvStats stats() const;
 
  private:

@@ -23,9 +23,14 @@ struct Live {
   bool ended = false;
 };
 
-// The user message an observation becomes: appended to a trailing user message (the prompt, at the reset), else new.
-void add_observation(nlohmann::ordered_json& messages, const std::string& observation) {
-  if (!messages.empty() && messages.back().value("role", "") == "user" && messages.back()["content"].is_string()) {
+// The messages an observation becomes: the environment's own (tools: `tool` messages), else a user message, appended
+// to a trailing user message (the prompt, at the reset) or new.
+void add_observation(nlohmann::ordered_json& messages, const EnvReply& reply) {
+  const std::string& observation = reply.observation;
+  if (!reply.messages.empty()) {
+    for (const auto& m : reply.messages) messages.push_back(m);
+  } else if (!messages.empty() && messages.back().value("role", "") == "user" &&
+             messages.back()["content"].is_string()) {
     std::string content = messages.back()["content"].get<std::string>();
     if (!observation.empty()) content += (content.empty() ? "" : "\n\n") + observation;
     messages.back()["content"] = content;
@@ -58,6 +63,7 @@ std::vector<std::vector<Episode>> run_episodes(Generator& generator, const ChatT
     }
   EpisodeStats st;
   size_t ended = 0;
+  const nlohmann::ordered_json extra = env.template_extra();  // tools: the tools the template shows the policy
   auto end = [&](int64_t e, const std::string& why, const std::string& detail = "") {
     Live& l = live[static_cast<size_t>(e)];
     if (l.ended) return;
@@ -92,8 +98,9 @@ std::vector<std::vector<Episode>> run_episodes(Generator& generator, const ChatT
   auto observe = [&](int64_t e, const EnvReply& reply) {
     Live& l = live[static_cast<size_t>(e)];
     Episode& ep = *l.episode;
-    add_observation(ep.messages, reply.observation);
-    const std::string full = chat.render_for(tok, ep.messages, /*add_generation_prompt=*/true);
+    const size_t assistant = ep.messages.size() - 1;  // the policy's last turn (after the reset: none)
+    add_observation(ep.messages, reply);
+    const std::string full = chat.render_for(tok, ep.messages, /*add_generation_prompt=*/true, extra);
     if (ep.token_ids.empty()) {  // the reset: the first prompt
       append(ep, tok.encode(full, false), false, nullptr);
       ep.prompt_length = static_cast<int64_t>(ep.token_ids.size());
@@ -102,7 +109,7 @@ std::vector<std::vector<Episode>> run_episodes(Generator& generator, const ChatT
       // The sequence so far is the last prompt's rendering, then the sampled tokens; the template must render the
       // conversation with that prefix unchanged, followed by the assistant's text.
       const std::string& before = l.rendered;
-      const std::string text = ep.messages[ep.messages.size() - 2]["content"].get<std::string>();
+      const std::string text = ep.messages[assistant]["content"].get<std::string>();
       if (full.compare(0, before.size(), before) != 0 || full.compare(before.size(), text.size(), text) != 0)
         return end(e, "template",
                    "the chat template renders earlier turns differently once a turn is added; multi-turn episodes "

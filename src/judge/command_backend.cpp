@@ -1,15 +1,9 @@
 #include "judge/command_backend.h"
 
-#include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <chrono>
-#include <cstring>
 #include <nlohmann/json.hpp>
+
+#include "core/subprocess.h"
 
 namespace rlaif {
 namespace {
@@ -73,7 +67,6 @@ void read_command_output(const std::string& out, std::vector<JudgeResult>& resul
 
 void run_command_batch(const std::vector<std::string>& argv, double timeout_s, const std::vector<JudgeSample>& samples,
                        std::vector<JudgeResult>& results) {
-  using Clock = std::chrono::steady_clock;
   results.assign(samples.size(), JudgeResult());
   nlohmann::json batch = nlohmann::json::array();
   for (size_t i = 0; i < samples.size(); ++i) {
@@ -91,79 +84,16 @@ void run_command_batch(const std::vector<std::string>& argv, double timeout_s, c
     }
     batch.push_back(row);
   }
-  std::string input = batch.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-
-  // The child of a multithreaded process may only call async-signal-safe functions before exec: no allocation (another
-  // thread may have held the allocator's lock at fork, and the child would wait for it forever). So argv is built here.
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  const std::string cannot_run = "cannot run " + argv[0] + ": ";
-  int in_pipe[2], out_pipe[2], err_pipe[2];
-  if (pipe(in_pipe) || pipe(out_pipe) || pipe(err_pipe)) return fail_all(results, "command_failed", "pipe() failed");
-  auto t0 = Clock::now();
-  pid_t pid = fork();
-  if (pid == 0) {
-    dup2(in_pipe[0], 0);
-    dup2(out_pipe[1], 1);
-    dup2(err_pipe[1], 2);
-    for (int fd : {in_pipe[0], in_pipe[1], out_pipe[0], out_pipe[1], err_pipe[0], err_pipe[1]}) close(fd);
-    execvp(args[0], args.data());
-    const char* why = std::strerror(errno);  // (glibc: a static text for known errors)
-    if (write(2, cannot_run.data(), cannot_run.size()) < 0 || write(2, why, std::strlen(why)) < 0 ||
-        write(2, "\n", 1) < 0)
-      _exit(127);
-    _exit(127);
-  }
-  close(in_pipe[0]);
-  close(out_pipe[1]);
-  close(err_pipe[1]);
-  for (int fd : {in_pipe[1], out_pipe[0], err_pipe[0]}) fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-  signal(SIGPIPE, SIG_IGN);
-  std::string out, err;
-  size_t written = 0;
-  bool in_open = true, out_open = true, err_open = true, timed_out = false;
-  while (out_open || err_open) {
-    double left = timeout_s - std::chrono::duration<double>(Clock::now() - t0).count();
-    if (left <= 0) {
-      timed_out = true;
-      break;
-    }
-    pollfd fds[3] = {{in_open ? in_pipe[1] : -1, POLLOUT, 0},
-                     {out_open ? out_pipe[0] : -1, POLLIN, 0},
-                     {err_open ? err_pipe[0] : -1, POLLIN, 0}};
-    poll(fds, 3, static_cast<int>(std::min(left, 1.0) * 1000) + 1);
-    if (in_open && (fds[0].revents & (POLLOUT | POLLERR | POLLHUP))) {
-      ssize_t n = write(in_pipe[1], input.data() + written, input.size() - written);
-      if (n > 0) written += static_cast<size_t>(n);
-      if (n < 0 || written == input.size()) close(in_pipe[1]), in_open = false;
-    }
-    char buf[65536];
-    for (int k : {1, 2}) {
-      if (!(fds[k].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-      int fd = k == 1 ? out_pipe[0] : err_pipe[0];
-      ssize_t n = read(fd, buf, sizeof(buf));
-      if (n > 0)
-        (k == 1 ? out : err).append(buf, static_cast<size_t>(n));
-      else if (n == 0)
-        close(fd), (k == 1 ? out_open : err_open) = false;
-    }
-  }
-  if (in_open) close(in_pipe[1]);
-  if (out_open) close(out_pipe[0]);
-  if (err_open) close(err_pipe[0]);
-  if (timed_out) kill(pid, SIGKILL);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  double latency = std::chrono::duration<double>(Clock::now() - t0).count();
-  for (auto& r : results) r.latency_s = latency, r.attempts = 1;
-  if (timed_out)
+  const std::string input = batch.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  const ProcessResult run = run_process(argv, input, timeout_s);
+  for (auto& r : results) r.latency_s = run.latency_s, r.attempts = 1;
+  if (!run.failure.empty()) return fail_all(results, "command_failed", run.failure);
+  if (run.timed_out)
     return fail_all(results, "command_timeout", "the command ran past " + std::to_string(timeout_s) + " s");
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+  if (run.exit_status != 0)
     return fail_all(results, "command_failed",
-                    "the command exited with status " + std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : -1) +
-                        ": " + err.substr(err.size() > 300 ? err.size() - 300 : 0));
-  read_command_output(out, results);
+                    "the command exited with status " + std::to_string(run.exit_status) + ": " + tail_of(run.err));
+  read_command_output(run.out, results);
 }
 
 void CommandBackend::score(const std::vector<JudgeSample>& samples, const Done& done, const std::function<bool()>&) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <set>
 
 #include "core/regex.h"
 #include "core/text.h"
@@ -62,6 +63,37 @@ bool json_matches_schema(const nlohmann::json& v, const nlohmann::json& s, std::
   return true;
 }
 
+std::string schema_error(const nlohmann::json& s, const std::string& path) {
+  if (!s.is_object()) return path + ": must be a JSON object";
+  auto at = [&](const char* k) { return path + "." + k + ": "; };
+  if (s.contains("type")) {
+    static const std::set<std::string> types = {"object", "array", "string", "number", "integer", "boolean", "null"};
+    if (!s["type"].is_string() || !types.count(s["type"].get<std::string>()))
+      return at("type") + "must be one of object, array, string, number, integer, boolean, null";
+  }
+  if (s.contains("enum") && !s["enum"].is_array()) return at("enum") + "must be a list";
+  for (const char* k : {"minimum", "maximum"})
+    if (s.contains(k) && !s[k].is_number()) return at(k) + "must be a number";
+  for (const char* k : {"minLength", "maxLength"})
+    if (s.contains(k) && !s[k].is_number_unsigned()) return at(k) + "must be an integer >= 0";
+  if (s.contains("required")) {
+    if (!s["required"].is_array()) return at("required") + "must be a list of key names";
+    for (const auto& r : s["required"])
+      if (!r.is_string()) return at("required") + "must be a list of key names";
+  }
+  if (s.contains("additionalProperties") && !s["additionalProperties"].is_boolean())
+    return at("additionalProperties") + "must be true or false";
+  if (s.contains("properties")) {
+    if (!s["properties"].is_object()) return at("properties") + "must be an object of schemas";
+    for (auto it = s["properties"].begin(); it != s["properties"].end(); ++it) {
+      std::string e = schema_error(it.value(), path + ".properties." + it.key());
+      if (!e.empty()) return e;
+    }
+  }
+  if (s.contains("items")) return schema_error(s["items"], path + ".items");
+  return "";
+}
+
 namespace {
 
 // `pattern` with each "{reference}" replaced by `reference` as a literal (\Q...\E, with any "\E" in it split) and each
@@ -99,7 +131,10 @@ void Grader::validate(const std::string& where) {
       throw Error("needs 0 <= min_chars <= max_chars (max_chars 0 = no maximum)", where);
   } else if (type == "content") {
     if (min_words < 1) throw Error("must be >= 1", where + ".min_words");
-  } else if (type != "json") {
+  } else if (type == "json") {
+    const std::string bad = schema.is_null() ? "" : schema_error(schema, where + ".schema");
+    if (!bad.empty()) throw Error("the schema is not one rlaif can check", bad, "see docs/config.md ([[graders]])");
+  } else {
     throw Error("unknown grader type \"" + type + "\"", where + ".type",
                 "use exact, contains, regex, json, length or content");
   }

@@ -358,7 +358,8 @@ std::vector<GroupResult> Judge::rank(const std::vector<GroupSample>& groups) {
 void Judge::apply_graders(const JudgeSample& s, JudgeResult& r, double judges_weight) const {
   if (!r.ok) return;  // a failed judgment stays failed: no partial reward
   for (const auto& g : config_.graders)
-    r.grades[g.name] = g.grade(s.completion, s.reference.empty() ? config_.rubric.reference : s.reference, s.prompt);
+    r.grades[g.name] = g.grade(s.answer ? *s.answer : s.completion,
+                               s.reference.empty() ? config_.rubric.reference : s.reference, s.prompt);
   mix_reward(r, judges_weight);
 }
 

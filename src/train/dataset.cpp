@@ -10,8 +10,6 @@
 #include "rlaif/sampler.h"
 
 namespace rlaif {
-namespace {
-
 std::string conversation_text(const nlohmann::ordered_json& messages) {
   if (messages.size() == 1 && messages[0].value("content", nlohmann::ordered_json()).is_string())
     return messages[0]["content"].get<std::string>();
@@ -22,8 +20,6 @@ std::string conversation_text(const nlohmann::ordered_json& messages) {
   }
   return out;
 }
-
-}  // namespace
 
 std::vector<PromptRow> load_dataset(const std::string& path, const Tokenizer& tokenizer, const DatasetOptions& o) {
   auto chat = ChatTemplate::for_tokenizer(tokenizer);

@@ -17,24 +17,28 @@ std::string message_text(const nlohmann::ordered_json& m) {
   return c.is_string() ? c.get<std::string>() : c.dump();
 }
 
-// The first prompt as the judge reads it: a lone message's text, else one "role: text" line per message.
-std::string prompt_text(const Episode& ep) {
-  if (ep.prompt_messages == 1) return message_text(ep.messages[0]);
-  std::string out;
-  for (size_t k = 0; k < ep.prompt_messages; ++k)
-    out += ep.messages[k].value("role", std::string("user")) + ": " + message_text(ep.messages[k]) + "\n";
-  return out;
-}
-
 // The trajectory after the first prompt: the policy's turns and the environment's observations, labelled.
 std::string trajectory_text(const Episode& ep) {
   std::string out;
   for (size_t k = ep.prompt_messages; k < ep.messages.size(); ++k) {
-    const bool policy = ep.messages[k].value("role", std::string()) == "assistant";
-    out += (out.empty() ? "" : "\n\n") + std::string(policy ? "[assistant]\n" : "[environment]\n") +
-           message_text(ep.messages[k]);
+    const std::string role = ep.messages[k].value("role", std::string());
+    const std::string label = role == "assistant" ? "[assistant]"
+                              : role == "tool"    ? "[tool " + ep.messages[k].value("name", std::string()) + "]"
+                                                  : "[environment]";
+    out += (out.empty() ? "" : "\n\n") + label + "\n" + message_text(ep.messages[k]);
   }
   return out;
+}
+
+// The policy's last turn: what the rule graders check (the judge reads the whole trajectory).
+std::string final_answer(const nlohmann::json& episode) {
+  const auto& messages = episode["messages"];
+  for (auto m = messages.rbegin(); m != messages.rend(); ++m)
+    if (m->value("role", std::string()) == "assistant") {
+      const auto& c = m->value("content", nlohmann::json());
+      return c.is_string() ? c.get<std::string>() : c.dump();
+    }
+  return "";
 }
 
 nlohmann::json episode_json(const Episode& ep) {
@@ -67,12 +71,17 @@ RolloutBatch RlTrainer::roll_out_episodes(const std::vector<size_t>& rows, int64
   o.max_turn_tokens = c_.env.max_turn_tokens;
   o.max_episode_tokens = c_.env.max_episode_tokens;
   EpisodeStats st;
+  const auto calls_before = env_->stats().tool_calls;
   auto played = run_episodes(*gen_, *chat_, *env_, requests, o, &st);
 
   auto& e = t.episodes;
   e["episodes"] += st.episodes, e["failed"] += st.failed, e["turns"] += st.turns;
   e["policy_tokens"] += st.policy_tokens, e["observation_tokens"] += st.observation_tokens;
   e["env_wait_s"] += st.env_wait_s;
+  for (const auto& [outcome, n] : env_->stats().tool_calls) {  // tools: this rollout's calls by outcome
+    const auto was = calls_before.find(outcome);
+    e["tool_calls/" + outcome] += static_cast<double>(n - (was == calls_before.end() ? 0 : was->second));
+  }
   std::vector<std::vector<Sample>> samples(rows.size());
   std::vector<std::vector<std::vector<int64_t>>> prompts(rows.size());
   std::vector<std::vector<std::vector<uint8_t>>> masks(rows.size());
@@ -92,7 +101,10 @@ RolloutBatch RlTrainer::roll_out_episodes(const std::vector<size_t>& rows, int64
       info[g].push_back(episode_json(ep));
       e["ended_by/" + (ep.failed() ? std::string("failure") : ep.ended_by)] += 1;
       if (!ep.failed()) e["env_reward"] += ep.env_reward;
-      info[g].back()["prompt"] = ep.failed() ? rows_[rows[g]].text : prompt_text(ep);
+      info[g].back()["prompt"] = ep.failed()
+                                     ? rows_[rows[g]].text
+                                     : conversation_text(nlohmann::ordered_json(std::vector<nlohmann::ordered_json>(
+                                           ep.messages.begin(), ep.messages.begin() + ep.prompt_messages)));
     }
   auto b = RolloutBatch::from_samples(rows, std::move(samples));
   auto lengths = b.lengths.accessor<int64_t, 2>();  // an episode's length: the policy's tokens
@@ -146,7 +158,8 @@ void RlTrainer::judge_episodes(RolloutBatch& b, RolloutTally& t) {
     for (int64_t i = 0; i < G; ++i) {
       if (!valid[g][i]) continue;
       const auto& row = rows_[b.rows[g]];
-      asks.push_back({b.episodes[g][i]["prompt"].get<std::string>(), b.samples[g][i].text, row.reference, row.rubric});
+      asks.push_back({b.episodes[g][i]["prompt"].get<std::string>(), b.samples[g][i].text, row.reference, row.rubric,
+                      final_answer(b.episodes[g][i])});
       asked.emplace_back(g, i);
     }
   const auto results = judge_->judge(asks);

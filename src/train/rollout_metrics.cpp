@@ -159,7 +159,10 @@ static void episode_metrics(const std::map<std::string, double>& e, nlohmann::js
   m["env/policy_token_share"] = tokens > 0 ? get("policy_tokens") / tokens : 0.0;
   m["env/wait_s"] = get("env_wait_s");
   for (const auto& [k, x] : e)
-    if (k.rfind("ended_by/", 0) == 0) m["env/" + k] = n > 0 ? x / n : 0.0;
+    if (k.rfind("ended_by/", 0) == 0)
+      m["env/" + k] = n > 0 ? x / n : 0.0;
+    else if (k.rfind("tool_calls/", 0) == 0)
+      m["env/" + k] = x;
 }
 
 void rollout_metrics(const RolloutBatch& kept, const RolloutTally& t, const TrainConfig& c, nlohmann::json& m) {

@@ -256,6 +256,9 @@ void TrainConfig::validate(const std::string& where, bool rl) const {
            "is more than train.max_completion_length (" + std::to_string(max_completion_length) +
                "), which bounds the whole episode after its first prompt",
            "raise train.max_completion_length to cover the policy's turns and the observations");
+    if (env.type == "tools" && !has_judge)
+      fail("env.type", "a tools environment gives no reward of its own",
+           "add a [judge] table (a trajectory rubric) or [[graders]] that reward the final answer");
   }
   if (!has_judge && !episodes())
     fail("judge", "no reward is configured",
