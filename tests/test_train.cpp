@@ -382,6 +382,51 @@ TEST(TrainRl, EpisodeRewardMixesTheEnvironmentAndTheJudgeOnTheTrajectory) {
   std::printf("%d of %d trajectories with \"b\"\n", with_b, rows);
 }
 
+// Held-out evaluation plays one episode per eval prompt (fixed seeds) and scores it as training does: the environment's
+// reward x reward_weight + the judge's x judge_weight, with the graders on the final answer.
+TEST(TrainRl, EpisodesAreEvaluatedOnHeldOutPrompts) {
+  TempDir dir;
+  make_model(dir);
+  write_prompts(dir / "eval.jsonl", 6, "Held out");
+  auto c = rlaif::TrainConfig::from_toml(
+      write_episode_config(dir, "max_steps = 2\nsave_steps = 0\neval_steps = 2\neval_samples = 5",
+                           "reward_weight = 2.0\njudge_weight = 0.5\n", true));
+  c.eval_prompts = dir / "eval.jsonl";
+  c.judge.graders[0].value = "b";
+  c.judge.graders[0].validate("test");
+  c.validate("run.toml");
+  rlaif::run_rl(c, {false, true});
+  std::map<int64_t, std::vector<nlohmann::json>> by_step;
+  for (const auto& r : rlaif::read_jsonl(dir / "out/eval_samples.jsonl")) by_step[r.value["step"]].push_back(r.value);
+  ASSERT_EQ(by_step.size(), 2u);
+  for (const auto& [step, lines] : by_step) {
+    ASSERT_EQ(lines.size(), 5u) << "eval_samples = 5 of the 6 held-out prompts";
+    for (const auto& v : lines) {
+      ASSERT_TRUE(v["ok"].get<bool>()) << v.dump();
+      const auto& ep = v["episode"];
+      EXPECT_EQ(ep["turns"], 2) << "the environment ends an episode after 2 actions";
+      EXPECT_EQ(v["prompt"].get<std::string>().rfind("Held out #", 0), 0u) << v["prompt"];
+      std::string last_turn;
+      for (const auto& msg : ep["messages"])
+        if (msg["role"] == "assistant") last_turn = msg["content"].get<std::string>();
+      const bool b = last_turn.find('b') != std::string::npos;
+      EXPECT_NEAR(v["reward"].get<double>(), 2.0 * ep["env_reward"].get<double>() + (b ? 0.5 : 0.0), 1e-9) << v.dump();
+      EXPECT_EQ(v["grades"]["regex"].get<double>(), b ? 1.0 : 0.0);
+      EXPECT_NE(v["completion"].get<std::string>().find("[environment]\nturn 1: you wrote "), std::string::npos);
+    }
+  }
+  double env_mean = 0;
+  for (const auto& v : by_step[0]) env_mean += v["episode"]["env_reward"].get<double>() / 5;
+  bool logged = false;
+  for (const auto& r : rlaif::read_jsonl(dir / "out/metrics.jsonl"))
+    if (const auto& m = r.value; m.contains("eval/reward") && m["step"] == 0) {
+      logged = true;
+      EXPECT_NEAR(m["eval/rewards/env_reward/mean"].get<double>(), env_mean, 1e-9);
+      EXPECT_EQ(m["eval/failures"], 0);
+    }
+  EXPECT_TRUE(logged);
+}
+
 // Group judging of episodes: a prompt's trajectories go to the judge in one call (the test server scores each 7 of
 // 1..10), and its reward joins the environment's.
 TEST(TrainRl, GroupJudgingRanksAPromptsTrajectoriesInOneCall) {

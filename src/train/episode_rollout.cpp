@@ -30,6 +30,12 @@ std::string trajectory_text(const Episode& ep) {
   return out;
 }
 
+// The episode's first prompt (the reset's observation in) as the judge reads it.
+std::string first_prompt_text(const Episode& ep) {
+  return conversation_text(nlohmann::ordered_json(std::vector<nlohmann::ordered_json>(
+      ep.messages.begin(), ep.messages.begin() + static_cast<std::ptrdiff_t>(ep.prompt_messages))));
+}
+
 // The policy's last turn: what the rule graders check (the judge reads the whole trajectory).
 std::string final_answer(const nlohmann::json& episode) {
   const auto& messages = episode["messages"];
@@ -52,6 +58,15 @@ nlohmann::json episode_json(const Episode& ep) {
 
 }  // namespace
 
+EpisodeOptions RlTrainer::episode_options() const {
+  EpisodeOptions o;
+  o.params = generation_params();
+  o.max_turns = c_.env.max_turns;
+  o.max_turn_tokens = c_.env.max_turn_tokens;
+  o.max_episode_tokens = c_.env.max_episode_tokens;
+  return o;
+}
+
 RolloutBatch RlTrainer::roll_out_episodes(const std::vector<size_t>& rows, int64_t first, int64_t step, int64_t round,
                                           RolloutTally& t) {
   const int64_t G = c_.num_generations;
@@ -65,11 +80,7 @@ RolloutBatch RlTrainer::roll_out_episodes(const std::vector<size_t>& rows, int64
     q.seed = rollout_seed(step, round, first + static_cast<int64_t>(k));
     requests.push_back(std::move(q));
   }
-  EpisodeOptions o;
-  o.params = generation_params();
-  o.max_turns = c_.env.max_turns;
-  o.max_turn_tokens = c_.env.max_turn_tokens;
-  o.max_episode_tokens = c_.env.max_episode_tokens;
+  const EpisodeOptions o = episode_options();
   EpisodeStats st;
   const auto calls_before = env_->stats().tool_calls;
   auto played = run_episodes(*gen_, *chat_, *env_, requests, o, &st);
@@ -101,10 +112,7 @@ RolloutBatch RlTrainer::roll_out_episodes(const std::vector<size_t>& rows, int64
       info[g].push_back(episode_json(ep));
       e["ended_by/" + (ep.failed() ? std::string("failure") : ep.ended_by)] += 1;
       if (!ep.failed()) e["env_reward"] += ep.env_reward;
-      info[g].back()["prompt"] = ep.failed()
-                                     ? rows_[rows[g]].text
-                                     : conversation_text(nlohmann::ordered_json(std::vector<nlohmann::ordered_json>(
-                                           ep.messages.begin(), ep.messages.begin() + ep.prompt_messages)));
+      info[g].back()["prompt"] = ep.failed() ? rows_[rows[g]].text : first_prompt_text(ep);
     }
   auto b = RolloutBatch::from_samples(rows, std::move(samples));
   auto lengths = b.lengths.accessor<int64_t, 2>();  // an episode's length: the policy's tokens
@@ -210,6 +218,48 @@ void RlTrainer::rank_episodes(RolloutBatch& b, RolloutTally& t,
       add_judge(g, ended[n], std::move(j));
     }
   }
+}
+
+std::vector<JudgeResult> RlTrainer::evaluate_episodes(size_t n, std::vector<JudgeSample>& samples,
+                                                      std::vector<nlohmann::json>& episodes) {
+  std::vector<EpisodeRequest> requests;
+  for (size_t k = 0; k < n; ++k) {
+    EpisodeRequest q;
+    q.messages = eval_rows_[k].messages;
+    q.row = eval_rows_[k].source;
+    q.seed = sample_seed(c_.seed ^ 0xE7A1ULL, k);
+    requests.push_back(std::move(q));
+  }
+  const auto played = run_episodes(*gen_, *chat_, *env_, requests, episode_options());
+  std::vector<JudgeResult> results(n);
+  std::vector<JudgeSample> asks;
+  std::vector<size_t> asked;
+  for (size_t k = 0; k < n; ++k) {
+    const Episode& ep = played[k].at(0);
+    episodes.push_back(episode_json(ep));
+    const auto& row = eval_rows_[k];
+    samples.push_back({ep.failed() ? row.text : first_prompt_text(ep), trajectory_text(ep), row.reference, row.rubric,
+                       final_answer(episodes.back())});
+    JudgeResult& r = results[k];
+    if (ep.failed()) {
+      r.failure = ep.ended_by, r.detail = ep.detail;
+      continue;
+    }
+    r.ok = true;
+    r.reward = c_.env.reward_weight * ep.env_reward;
+    if (c_.has_judge) asks.push_back(samples.back()), asked.push_back(k);
+  }
+  if (!asks.empty()) {
+    const auto judged = judge_->judge(asks);
+    for (size_t a = 0; a < asks.size(); ++a) {
+      const double env_part = results[asked[a]].reward;
+      JudgeResult& r = results[asked[a]] = judged[a];
+      if (r.ok) r.reward = env_part + c_.env.judge_weight * r.reward;
+    }
+  }
+  for (size_t k = 0; k < n; ++k)
+    if (results[k].ok) results[k].verdict.scores["env_reward"] = episodes[k]["env_reward"].get<double>();
+  return results;
 }
 
 }  // namespace rlaif

@@ -1,4 +1,4 @@
-// Evaluation during `rlaif train`: held-out prompts, one completion each, judged.
+// Evaluation during `rlaif train`: held-out prompts, one completion (with [env]: one episode) each, judged.
 #include "train/rl_trainer.h"
 
 namespace rlaif {
@@ -7,19 +7,26 @@ namespace rlaif {
 // and the samples written, so runs can be compared before and after training.
 void RlTrainer::evaluate(int64_t step) {
   const size_t n = std::min<size_t>(eval_rows_.size(), static_cast<size_t>(c_.eval_samples));
-  std::vector<GenerationRequest> requests;
-  for (size_t k = 0; k < n; ++k) {
-    GenerationRequest q;
-    q.prompt_ids = eval_rows_[k].prompt_ids;
-    q.seed = sample_seed(c_.seed ^ 0xE7A1ULL, k);
-    q.params = generation_params();
-    requests.push_back(std::move(q));
-  }
-  auto results = gen_->generate(requests);
   std::vector<JudgeSample> samples;
-  for (size_t k = 0; k < n; ++k)
-    samples.push_back({eval_rows_[k].text, results[k].samples[0].text, eval_rows_[k].reference, eval_rows_[k].rubric});
-  auto judged = judge_->judge(samples);
+  std::vector<JudgeResult> judged;
+  std::vector<nlohmann::json> episodes;  // with [env]: each prompt's episode
+  if (c_.episodes()) {
+    judged = evaluate_episodes(n, samples, episodes);
+  } else {
+    std::vector<GenerationRequest> requests;
+    for (size_t k = 0; k < n; ++k) {
+      GenerationRequest q;
+      q.prompt_ids = eval_rows_[k].prompt_ids;
+      q.seed = sample_seed(c_.seed ^ 0xE7A1ULL, k);
+      q.params = generation_params();
+      requests.push_back(std::move(q));
+    }
+    auto results = gen_->generate(requests);
+    for (size_t k = 0; k < n; ++k)
+      samples.push_back(
+          {eval_rows_[k].text, results[k].samples[0].text, eval_rows_[k].reference, eval_rows_[k].rubric});
+    judged = judge_->judge(samples);
+  }
   nlohmann::json m = {{"step", step}};
   double sum = 0;
   int64_t ok = 0;
@@ -44,6 +51,7 @@ void RlTrainer::evaluate(int64_t step) {
     }
     if (!eval_rows_[k].reference.empty()) line["reference"] = eval_rows_[k].reference;
     if (!eval_rows_[k].metadata.empty()) line["metadata"] = eval_rows_[k].metadata;
+    if (!episodes.empty()) line["episode"] = episodes[k];
     eval_log_->write(line);
   }
   m["eval/reward"] = ok ? sum / ok : 0.0;

@@ -18,6 +18,7 @@
 #include "rlaif/chat_template.h"
 #include "rlaif/dataset.h"
 #include "rlaif/environment.h"
+#include "rlaif/episodes.h"
 #include "rlaif/generator.h"
 #include "rlaif/judge.h"
 #include "rlaif/progress.h"
@@ -80,6 +81,11 @@ class RlTrainer {
   void judge_episodes(RolloutBatch& b, RolloutTally& t);  // the environment's reward, and the judge's on trajectories
   void rank_episodes(RolloutBatch& b, RolloutTally& t,    // group judging: a prompt's trajectories in one call
                      const std::function<void(int64_t, int64_t, JudgeResult)>& add_judge);
+  EpisodeOptions episode_options() const;
+  // Held-out evaluation on episodes: the first n eval rows, one episode each, judged as in training (an episode
+  // whose environment failed is a failed judgment); `episodes` receives each one's record.
+  std::vector<JudgeResult> evaluate_episodes(size_t n, std::vector<JudgeSample>& samples,
+                                             std::vector<nlohmann::json>& episodes);
 
   // policy_update.cpp: steps 3-5
   PolicyMicroBatches prepare_micro_batches(const RolloutBatch& b);

@@ -248,9 +248,6 @@ void TrainConfig::validate(const std::string& where, bool rl) const {
       fail("train.overlong_buffer_length",
            "must be less than env.max_episode_tokens (an episode's length is the "
            "policy's tokens over its turns)");
-    if (!eval_prompts.empty())
-      fail("data.eval_prompts", "held-out evaluation plays single completions, not episodes",
-           "leave data.eval_prompts unset in a run with [env]");
     if (static_cast<int64_t>(env.max_episode_tokens) > max_completion_length)
       fail("env.max_episode_tokens",
            "is more than train.max_completion_length (" + std::to_string(max_completion_length) +
