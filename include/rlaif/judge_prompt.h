@@ -22,7 +22,7 @@ struct JudgeSample {
   std::shared_ptr<const Rubric> rubric = nullptr;  // the data row's own rubric or checklist; null = the judge's
   // What the rule graders check when it is not the completion: an episode's final answer (its last turn), while the
   // judge reads the whole trajectory, so that a tool's output or an observation can never pass a grader.
-  std::optional<std::string> answer;
+  std::optional<std::string> answer = std::nullopt;
 };
 
 // The rubric a sample is graded on: its own when it has one, else the judge's.
