@@ -144,6 +144,8 @@ TEST_F(Episodes, TheSequenceIsTheConversationAndOnlyThePolicysTokensAreMasked) {
     }
   EXPECT_GT(first_turns.size(), 1u) << "episodes of one prompt draw from different streams";
   EXPECT_GT(stats.observation_tokens, 0);
+  // Later turns continued their episode's kept cache, so the log-prob check above also checks the reuse.
+  EXPECT_GT(stats.reused_tokens, 0);
   EXPECT_EQ(stats.policy_tokens, [&] {
     int64_t n = 0;
     for (const auto& g : episodes)
@@ -151,6 +153,30 @@ TEST_F(Episodes, TheSequenceIsTheConversationAndOnlyThePolicysTokensAreMasked) {
         for (auto m : ep.policy_mask) n += m;
     return n;
   }());
+}
+
+// Keeping each episode's cache between turns changes what is prefilled, not what is drawn: the same episodes as when
+// every turn prefills the whole conversation (tokens exactly, log-probs within 1e-4 in fp32), with every turn's
+// prompt token either prefilled or reused.
+TEST_F(Episodes, KeptCachesPlayTheSameEpisodesAsPrefillingEveryTurn) {
+  auto options = sampling_options(4, 6, 64);
+  const std::vector<rlaif::EpisodeRequest> requests = {request("Play the game.", "alpha", 3, 21),
+                                                       request("Go.", "beta", 2, 22)};
+  rlaif::EpisodeStats kept_stats, whole_stats;
+  const auto kept = run(requests, options, &kept_stats);
+  options.keep_cache = false;
+  const auto whole = run(requests, options, &whole_stats);
+  EXPECT_EQ(whole_stats.reused_tokens, 0);
+  EXPECT_GT(kept_stats.reused_tokens, 0);
+  EXPECT_EQ(kept_stats.prefill_tokens + kept_stats.reused_tokens, whole_stats.prefill_tokens);
+  for (size_t r = 0; r < requests.size(); ++r)
+    for (size_t j = 0; j < kept[r].size(); ++j) {
+      const auto &a = kept[r][j], &b = whole[r][j];
+      EXPECT_EQ(a.ended_by, b.ended_by);
+      ASSERT_EQ(a.token_ids, b.token_ids) << "request " << r << " episode " << j;
+      EXPECT_EQ(a.policy_mask, b.policy_mask);
+      for (size_t i = 0; i < a.logprobs.size(); ++i) EXPECT_NEAR(a.logprobs[i], b.logprobs[i], 1e-4);
+    }
 }
 
 TEST_F(Episodes, LimitsEndEpisodesAndAFailedResetLeavesTheOthers) {

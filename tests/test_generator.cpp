@@ -303,3 +303,134 @@ TEST(Generator, MixedStepsEqualSeparatePrefillsWhenSampling) {
     }
   }
 }
+
+namespace {
+
+// Conversations of several turns through run_continuous, as episodes run them: each turn's prompt is the previous
+// turn's prompt, its sample, then a few new tokens, handed over `delay` polls after that turn finished (an
+// environment's latency). With `keep`, each conversation keeps its cache under its index.
+struct Played {
+  std::vector<std::vector<rlaif::Sample>> turns;  // per conversation, per turn
+  std::vector<std::vector<int64_t>> prompt_lens;  // the same, each turn's prompt length
+  rlaif::GenerationStats stats;
+};
+Played play(rlaif::Generator& g, const rlaif::Tokenizer& tok, int convs, int turns, bool keep, int delay = 0) {
+  Played out;
+  out.turns.resize(static_cast<size_t>(convs));
+  out.prompt_lens.resize(static_cast<size_t>(convs));
+  std::vector<rlaif::GenerationRequest> last(static_cast<size_t>(convs));
+  std::vector<std::pair<int, std::pair<size_t, rlaif::GenerationRequest>>> queue;  // (ready at poll, request)
+  int polls = 0;
+  auto turn = [&](size_t c, std::vector<int64_t> prompt) {
+    rlaif::GenerationRequest q;
+    q.prompt_ids = std::move(prompt);
+    q.seed = 1000 * c + out.turns[c].size();
+    q.params.sampling.temperature = 1.0f;
+    q.params.max_new_tokens = 3 + static_cast<int64_t>((c * 5 + out.turns[c].size() * 3) % 7);  // staggered ends
+    q.keep_key = keep ? static_cast<int64_t>(c) : -1;
+    out.prompt_lens[c].push_back(static_cast<int64_t>(q.prompt_ids.size()));
+    last[c] = q;
+    queue.push_back({polls + delay, {c, std::move(q)}});
+  };
+  for (int c = 0; c < convs; ++c) turn(static_cast<size_t>(c), tok.encode("conversation " + std::to_string(c)));
+  int finished = 0;
+  const auto before = g.stats();
+  g.run_continuous(
+      [&](const rlaif::Generator::ContinuousStatus&) {
+        rlaif::Generator::Incoming in;
+        ++polls;
+        for (auto it = queue.begin(); it != queue.end();)
+          if (it->first <= polls) {
+            in.requests.push_back(std::move(it->second));
+            it = queue.erase(it);
+          } else {
+            ++it;
+          }
+        in.stop = finished == convs * turns;
+        return in;
+      },
+      {}, {},
+      [&](size_t c, rlaif::GenerationResult& r) {
+        const auto& s = r.samples.at(0);
+        out.turns[c].push_back(s);
+        ++finished;
+        if (out.turns[c].size() == static_cast<size_t>(turns)) return;
+        auto next = last[c].prompt_ids;
+        next.insert(next.end(), s.token_ids.begin(), s.token_ids.end());
+        for (int64_t id : tok.encode(" and then " + std::to_string(out.turns[c].size()))) next.push_back(id);
+        turn(c, std::move(next));
+      },
+      [&](size_t c, const std::string& e) { ADD_FAILURE() << "conversation " << c << ": " << e; });
+  out.stats = g.stats();
+  out.stats.prefill_tokens -= before.prefill_tokens;
+  out.stats.reused_tokens -= before.reused_tokens;
+  out.stats.evictions -= before.evictions;
+  out.stats.mixed_steps -= before.mixed_steps;
+  return out;
+}
+
+void expect_same_turns(const Played& a, const Played& b, double tol) {
+  ASSERT_EQ(a.turns.size(), b.turns.size());
+  for (size_t c = 0; c < a.turns.size(); ++c) {
+    ASSERT_EQ(a.turns[c].size(), b.turns[c].size());
+    for (size_t t = 0; t < a.turns[c].size(); ++t) {
+      EXPECT_EQ(a.turns[c][t].token_ids, b.turns[c][t].token_ids) << "conversation " << c << " turn " << t;
+      for (size_t i = 0; i < a.turns[c][t].logprobs.size() && i < b.turns[c][t].logprobs.size(); ++i)
+        EXPECT_NEAR(a.turns[c][t].logprobs[i], b.turns[c][t].logprobs[i], tol);
+    }
+  }
+}
+
+}  // namespace
+
+TEST(Generator, KeptSlotsPrefillOnlyTheNewTokensAndDrawTheSameSamples) {
+  // 5 conversations of 4 turns in 3 slots. A turn whose slot was kept prefills only its new tokens; one whose slot
+  // went to another conversation while it was away (evicted: next turns arrive 2 polls late) prefills it all. Either
+  // way each turn draws what it draws when every turn prefills its whole prompt (tokens exactly, log-probs within
+  // 1e-4 in fp32), on the plain path (batched prefills at offsets) and on the packed path (new tokens ridden in
+  // decode steps).
+  for (bool packed : {false, true}) {
+    SCOPED_TRACE(packed ? "packed" : "plain");
+    Fixture f("qwen3");
+    if (packed && !f.model->set_packed_inference(true, /*bf16=*/false)) {
+      GTEST_SKIP() << "CPU without AVX-512 or AVX2 + FMA";
+    }
+    auto g = f.generator(3);
+    const Played whole = play(g, f.tok, 5, 4, /*keep=*/false);
+    EXPECT_EQ(whole.stats.reused_tokens, 0);
+    for (int delay : {0, 2}) {
+      SCOPED_TRACE("delay " + std::to_string(delay));
+      const Played kept = play(g, f.tok, 5, 4, /*keep=*/true, delay);
+      expect_same_turns(kept, whole, 1e-4);
+      // Every prompt token is prefilled once or was kept.
+      EXPECT_EQ(kept.stats.prefill_tokens + kept.stats.reused_tokens, whole.stats.prefill_tokens);
+      if (delay == 0) {  // a waiting turn's kept slot is left to it
+        EXPECT_GT(kept.stats.reused_tokens, whole.stats.prefill_tokens / 2);
+      } else {  // the waiting first turns take the slots of conversations away
+        EXPECT_GT(kept.stats.evictions, 0);
+      }
+      if (packed) {
+        EXPECT_GT(kept.stats.mixed_steps, 0);
+      }
+    }
+    // With a slot for every conversation nothing is evicted, and every later turn reuses its whole history.
+    auto roomy = f.generator(5);
+    const Played all_kept = play(roomy, f.tok, 5, 4, /*keep=*/true, /*delay=*/2);
+    expect_same_turns(all_kept, whole, 1e-4);
+    EXPECT_EQ(all_kept.stats.evictions, 0);
+    int64_t history =
+        0;  // each later turn finds the previous turn's prompt and sample in the cache, less its last token
+    for (size_t c = 0; c < whole.turns.size(); ++c)
+      for (size_t t = 1; t < whole.turns[c].size(); ++t)
+        history += whole.prompt_lens[c][t - 1] + static_cast<int64_t>(whole.turns[c][t - 1].token_ids.size()) - 1;
+    EXPECT_EQ(all_kept.stats.reused_tokens, history);
+  }
+}
+
+TEST(Generator, KeepKeyNeedsOneSample) {
+  Fixture f;
+  auto g = f.generator(2);
+  auto r = request(f.tok, "x", 0, 2, 1.0f);
+  r.keep_key = 0;
+  rlaif_test::expect_error([&] { g.generate({r}); }, {"request 0", "keep_key", "num_samples"});
+}

@@ -333,6 +333,12 @@ void expect_episodes_raise_the_reward(const std::string& env_table) {
     EXPECT_TRUE(m.back().contains(key)) << key;
   EXPECT_GT(m.back()["env/policy_token_share"].get<double>(), 0.0);
   EXPECT_LT(m.back()["env/policy_token_share"].get<double>(), 1.0);
+  double reused = 0;  // later turns continue their episode's kept cache
+  for (const auto& x : m) {
+    EXPECT_LT(x["env/kv_reused_share"].get<double>(), 1.0);
+    reused += x["env/kv_reused_share"].get<double>();
+  }
+  EXPECT_GT(reused, 0.0);
   for (const auto& x : m)  // an episode's length is the policy's tokens, at most max_episode_tokens
     EXPECT_LE(x["completions/max_length"].get<double>(), 12.0);
   int trajectories = 0;

@@ -38,7 +38,11 @@ struct EpisodeOptions {
   GenerationParams params;  // sampling; max_new_tokens is replaced by the turn's budget
   int max_turns = 4;
   int max_turn_tokens = 256;
-  int max_episode_tokens = 1024;               // the policy's tokens over all turns
+  int max_episode_tokens = 1024;  // the policy's tokens over all turns
+  // Each episode's keys and values stay in the generator's cache between its turns, so a turn prefills only the
+  // tokens added since the last (the observation and the template's turn markers); off, each turn prefills the
+  // whole conversation again.
+  bool keep_cache = true;
   std::function<void(const Episode&)> on_end;  // called as each episode ends (e.g. a progress bar)
 };
 
@@ -62,6 +66,7 @@ struct EpisodeStats {
   int64_t episodes = 0, failed = 0, turns = 0;
   int64_t policy_tokens = 0, observation_tokens = 0;  // sampled by the policy; the others (prompts, observations)
   double env_wait_s = 0;                              // time the batch had nothing to decode, waiting for environments
+  int64_t prefill_tokens = 0, reused_tokens = 0;      // turns' prompt tokens prefilled; those kept in the cache instead
 };
 
 // Plays every request's episodes; returns them by request, then episode index. Throws rlaif::Error for a request

@@ -35,6 +35,11 @@ struct GenerationRequest {
   int64_t num_samples = 1;          // G
   uint64_t seed = 0;                // sample j uses the stream sample_seed(seed, j)
   GenerationParams params;
+  // >= 0 (with one sample): when the sample finishes, its slot keeps the keys and values of its sequence under this
+  // key, within the same run_continuous/generate call. A later request with the same key reuses them for the part of
+  // its prompt that starts with that sequence and prefills only the rest (a multi-turn episode's next turn). A kept
+  // slot is given to other work only when no free slot is left, least recently kept first.
+  int64_t keep_key = -1;
 };
 
 }  // namespace rlaif

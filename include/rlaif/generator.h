@@ -41,8 +41,10 @@ struct GeneratorOptions {
 
 struct GenerationStats {
   int64_t prefill_tokens = 0, decode_tokens = 0, decode_steps = 0;
-  int64_t prefills = 0;     // prefill forwards (the prompts waiting together share one)
-  int64_t mixed_steps = 0;  // decode steps whose forward also prefilled waiting prompts (packed path; among prefills)
+  int64_t prefills = 0;       // prefill forwards (the prompts waiting together share one)
+  int64_t mixed_steps = 0;    // decode steps whose forward also prefilled waiting prompts (packed path; among prefills)
+  int64_t reused_tokens = 0;  // prompt tokens not prefilled: their keys and values were kept (keep_key)
+  int64_t evictions = 0;      // kept slots given to other work before their key came back
   double prefill_seconds = 0, decode_seconds = 0, sample_seconds = 0;
 };
 

@@ -82,6 +82,7 @@ std::vector<std::vector<Episode>> run_episodes(Generator& generator, const ChatT
     q.prompt_ids = l.episode->token_ids;
     q.seed = sample_seed(l.seed, static_cast<uint64_t>(l.episode->turns));
     q.params = options.params;
+    if (options.keep_cache) q.keep_key = e;
     q.params.max_new_tokens = std::min<int64_t>(options.max_turn_tokens, options.max_episode_tokens - l.policy_tokens);
     next_turns.emplace_back(static_cast<size_t>(e), std::move(q));
   };
@@ -172,7 +173,10 @@ std::vector<std::vector<Episode>> run_episodes(Generator& generator, const ChatT
     env.step(static_cast<int64_t>(id), s.text);
   };
   auto on_error = [&](size_t id, const std::string& error) { end(static_cast<int64_t>(id), "context", error); };
+  const GenerationStats before = generator.stats();
   generator.run_continuous(poll, {}, {}, on_done, on_error);
+  st.prefill_tokens = generator.stats().prefill_tokens - before.prefill_tokens;
+  st.reused_tokens = generator.stats().reused_tokens - before.reused_tokens;
 
   for (const auto& l : live) {
     ++st.episodes;

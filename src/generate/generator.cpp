@@ -6,7 +6,9 @@
 #include <chrono>
 #include <cmath>
 #include <deque>
+#include <functional>
 #include <numeric>
+#include <tuple>
 
 #include "generate/json_schema_prefix.h"
 #include "rlaif/error.h"
@@ -61,12 +63,27 @@ struct Slot {
   std::string bytes;  // raw bytes of the completion so far (for stop strings)
   SamplerScratch scratch;
   JsonSchemaPrefix json;  // params.json_object: the JSON read so far, held to params.json_schema (or any object)
+  // While inactive, after a request with a keep_key finished here: the tokens whose keys and values the slot holds
+  // (positions [0, kept.size())), kept for the next request with that key.
+  int64_t kept_key = -1;
+  std::vector<int64_t> kept;
+  uint64_t kept_at = 0;  // when it was kept: the least recent goes first when slots run short
 };
 
 // Pending work: samples [first, first + count) of one request.
 struct Pending {
   std::shared_ptr<Job> job;
   int64_t first, count;
+};
+
+// Waiting samples given free slots: the first `slots.size()` of `item`. The first slot is prefilled (the others copy
+// its cache); its first `reuse` prompt tokens are in the cache already (a kept slot), so only the rest are prefilled.
+struct Placement {
+  Pending* item;
+  std::vector<int64_t> slots;
+  int64_t reuse = 0;
+  int64_t prompt_len() const { return static_cast<int64_t>(item->job->request.prompt_ids.size()); }
+  int64_t rows() const { return prompt_len() - reuse; }  // tokens to prefill
 };
 
 // The decoding slots and the waiting samples of a generation, with the steps of continuous batching as methods
@@ -145,70 +162,180 @@ class GenerationRun {
  private:
   // 1. Fills free slots with waiting samples. The waiting prompts that fit are prefilled together, right-padded to
   // the longest: a row's padding lies past its prompt in its own cache slot, where its decode steps overwrite it
-  // before any query reads it (a query at position p reads keys [0, p]). A prompt's samples share its prefill.
+  // before any query reads it (a query at position p reads keys [0, p]). A prompt's samples share its prefill; a
+  // prompt that continues a kept slot's sequence prefills only its new tokens, at their positions.
   void fill_free_slots() {
     while (!pending_.empty()) {
-      std::vector<int64_t> free;
-      for (int64_t i = 0; i < S_; ++i)
-        if (!slots_[i].active) free.push_back(i);
-      if (free.empty()) break;
-      struct Row {
-        Pending* item;
-        int64_t n, P, first;  // samples placed, prompt length, index in `free` of its first slot (the one prefilled)
-      };
-      std::vector<Row> rows;  // in waiting order, while free slots last and the padded batch stays small
-      int64_t placed = 0, T = 0;
-      for (auto& item : pending_) {
-        if (placed == static_cast<int64_t>(free.size())) break;
-        const int64_t P = static_cast<int64_t>(item.job->request.prompt_ids.size());
-        const int64_t padded = std::max(T, P) * static_cast<int64_t>(rows.size() + 1);
-        if (!rows.empty() && padded > kMaxPrefillTokens) break;
-        const int64_t n = std::min<int64_t>(item.count, static_cast<int64_t>(free.size()) - placed);
-        rows.push_back({&item, n, P, placed});
-        placed += n;
-        T = std::max(T, P);
-      }
-      const int64_t N = static_cast<int64_t>(rows.size());
+      int64_t T = 0, reach = 0;  // the longest row; the furthest position a padded row writes, plus one
+      const auto placed = place([&](const std::vector<Placement>& rows, const Placement& next) {
+        const int64_t t = std::max(T, next.rows());
+        const int64_t r = std::max(reach - T, next.reuse) + t;
+        if (!rows.empty() && (t * static_cast<int64_t>(rows.size() + 1) > kMaxPrefillTokens || r > cache_.max_len()))
+          return false;
+        T = t, reach = r;
+        return true;
+      });
+      if (placed.empty()) break;
+      const int64_t N = static_cast<int64_t>(placed.size());
       auto t0 = Clock::now();
-      std::vector<int64_t> ids(N * T, 0), slots(N), last(N);
-      bool contiguous = true;
-      for (int64_t r = 0; r < N; ++r) {
-        const auto& prompt = rows[r].item->job->request.prompt_ids;
-        std::copy(prompt.begin(), prompt.end(), ids.begin() + r * T);
-        slots[r] = free[rows[r].first];
-        last[r] = rows[r].P - 1;
-        contiguous = contiguous && slots[r] == slots[0] + r;
-        stats_.prefill_tokens += rows[r].P;
+      torch::Tensor at_last;  // [N, C]: each prompt's last hidden state
+      if (packed_ && std::any_of(placed.begin(), placed.end(), [](const Placement& p) { return p.reuse > 0; })) {
+        // Prompts that continue kept sequences: one row per new token, as in mixed_step. The decode kernels'
+        // attention over the kept keys costs less than the padded batch's, and there is no padding.
+        std::vector<int64_t> ids, pos, slot_of_row, last;
+        add_prompt_rows(placed, ids, pos, slot_of_row, last);
+        at_last = forward_rows(ids, pos, slot_of_row).index_select(0, torch::tensor(last, torch::kInt64));
+      } else {
+        std::vector<int64_t> ids(N * T, 0), pos(N * T), slots(N), last(N);
+        bool contiguous = true;
+        for (int64_t r = 0; r < N; ++r) {
+          const auto& p = placed[r];
+          const auto& prompt = p.item->job->request.prompt_ids;
+          std::copy(prompt.begin() + p.reuse, prompt.end(), ids.begin() + r * T);
+          std::iota(pos.begin() + r * T, pos.begin() + (r + 1) * T, p.reuse);
+          slots[r] = p.slots[0];
+          last[r] = p.rows() - 1;
+          contiguous = contiguous && slots[r] == slots[0] + r;
+        }
+        CachedBatch batch;
+        batch.input_ids = torch::tensor(ids, torch::kInt64).view({N, T});
+        batch.positions = torch::tensor(pos, torch::kInt64).view({N, T});
+        batch.slot_begin = slots[0];
+        if (!contiguous) batch.slots = torch::tensor(slots, torch::kInt64);
+        batch.key_len = reach;
+        auto hidden = model_->forward_cached(batch, cache_);                             // [N, T, C]
+        at_last = hidden.index({torch::arange(N), torch::tensor(last, torch::kInt64)});  // [N, C]
       }
-      CachedBatch batch;
-      batch.input_ids = torch::tensor(ids, torch::kInt64).view({N, T});
-      batch.positions = torch::arange(T, torch::kInt64).view({1, T}).expand({N, T}).contiguous();
-      batch.slot_begin = slots[0];
-      if (!contiguous) batch.slots = torch::tensor(slots, torch::kInt64);
-      batch.key_len = T;
-      auto hidden = model_->forward_cached(batch, cache_);                                  // [N, T, C]
-      auto at_last = hidden.index({torch::arange(N), torch::tensor(last, torch::kInt64)});  // [N, C]
-      auto logits = model_->logits(at_last).to(torch::kFloat32).contiguous();               // [N, V]
-      for (const auto& row : rows)
-        for (int64_t j = 1; j < row.n; ++j) cache_.copy_slot(free[row.first], free[row.first + j], row.P);
+      for (const auto& p : placed) stats_.prefill_tokens += p.rows();
+      auto logits = model_->logits(at_last).to(torch::kFloat32).contiguous();  // [N, V]
+      for (const auto& p : placed)
+        for (size_t j = 1; j < p.slots.size(); ++j) cache_.copy_slot(p.slots[0], p.slots[j], p.prompt_len());
       stats_.prefills += 1;
       stats_.prefill_seconds += seconds_since(t0);
-      for (int64_t r = 0; r < N; ++r)
-        start(*rows[r].item, rows[r].n, free.data() + rows[r].first, rows[r].P, logits.data_ptr<float>() + r * V_);
-      while (!pending_.empty() && pending_.front().count == 0) pending_.pop_front();
+      for (int64_t r = 0; r < N; ++r) start(placed[r], logits.data_ptr<float>() + r * V_);
+      drop_placed();
     }
   }
 
-  // The first n waiting samples of `item` start in `slots` (their prompt of P tokens is in the cache): each draws its
-  // first token from the prompt's last logits.
-  void start(Pending& item, int64_t n, const int64_t* slots, int64_t P, const float* row_logits) {
+  // Appends one row per token each placement prefills (its slot, its position) and, to `last`, the index of each
+  // placement's last row.
+  static void add_prompt_rows(const std::vector<Placement>& placed, std::vector<int64_t>& ids,
+                              std::vector<int64_t>& pos, std::vector<int64_t>& slot_of_row,
+                              std::vector<int64_t>& last) {
+    for (const auto& p : placed) {
+      const auto& prompt = p.item->job->request.prompt_ids;
+      for (int64_t t = p.reuse; t < p.prompt_len(); ++t) {
+        ids.push_back(prompt[t]);
+        pos.push_back(t);
+        slot_of_row.push_back(p.slots[0]);
+      }
+      last.push_back(static_cast<int64_t>(ids.size()) - 1);
+    }
+  }
+
+  // One forward of single-token rows, each with its own slot and position (rows of one slot see each other's keys
+  // as causal attention allows); returns their hidden states [R, C].
+  torch::Tensor forward_rows(const std::vector<int64_t>& ids, const std::vector<int64_t>& pos,
+                             const std::vector<int64_t>& slot_of_row) {
+    const int64_t R = static_cast<int64_t>(ids.size());
+    CachedBatch batch;
+    batch.input_ids = torch::tensor(ids, torch::kInt64).view({R, 1});
+    batch.positions = torch::tensor(pos, torch::kInt64).view({R, 1});
+    batch.slots = torch::tensor(slot_of_row, torch::kInt64);
+    batch.key_len = *std::max_element(pos.begin(), pos.end()) + 1;
+    return model_->forward_cached(batch, cache_).squeeze(1);
+  }
+
+  // The kept slot of a waiting request's keep_key, or -1, and how many of its prompt's tokens that slot holds (at
+  // least one prompt token is always prefilled, for the logits of the first draw).
+  std::pair<int64_t, int64_t> kept_for(const Pending& item) const {
     const auto& q = item.job->request;
+    if (q.keep_key < 0) return {-1, 0};
+    for (int64_t i = 0; i < S_; ++i) {
+      const Slot& s = slots_[i];
+      if (s.active || s.kept_key != q.keep_key) continue;
+      const int64_t limit = std::min<int64_t>(static_cast<int64_t>(s.kept.size()), q.prompt_ids.size() - 1);
+      int64_t n = 0;
+      while (n < limit && s.kept[n] == q.prompt_ids[n]) ++n;
+      return {i, n};
+    }
+    return {-1, 0};
+  }
+
+  // The free slots new work may take, in the order it takes them: never-kept slots, then kept slots whose key is not
+  // waiting (least recently kept first: evicted). A kept slot whose key is waiting is left to that request.
+  std::vector<int64_t> open_slots() const {
+    std::vector<int64_t> waiting_keys;
+    for (const auto& p : pending_)
+      if (p.count > 0 && p.job->request.keep_key >= 0) waiting_keys.push_back(p.job->request.keep_key);
+    std::vector<std::pair<uint64_t, int64_t>> order;  // (kept_at, slot); 0 = never kept
+    for (int64_t i = 0; i < S_; ++i) {
+      const Slot& s = slots_[i];
+      if (s.active) continue;
+      if (s.kept_key < 0)
+        order.emplace_back(0, i);
+      else if (std::find(waiting_keys.begin(), waiting_keys.end(), s.kept_key) == waiting_keys.end())
+        order.emplace_back(s.kept_at, i);
+    }
+    std::sort(order.begin(), order.end());
+    std::vector<int64_t> out;
+    for (const auto& o : order) out.push_back(o.second);
+    return out;
+  }
+
+  // Gives free slots to waiting samples in waiting order, while `fits(placed so far, next)` agrees (it is asked for
+  // each placement, and may record its size). A request whose kept slot is free takes it; the others take open
+  // slots, and wait when none is left.
+  std::vector<Placement> place(const std::function<bool(const std::vector<Placement>&, const Placement&)>& fits) {
+    std::vector<int64_t> open = open_slots();
+    std::vector<bool> claimed(static_cast<size_t>(S_), false);
+    std::vector<Placement> placed;
+    for (auto& item : pending_) {
+      if (item.count == 0) continue;
+      Placement p{&item, {}, 0};
+      const auto [kept_slot, reuse] = kept_for(item);
+      if (kept_slot >= 0) {
+        if (claimed[kept_slot]) continue;  // another request with the same key took it
+        p.slots = {kept_slot};
+        p.reuse = reuse;
+      } else {
+        if (open.empty()) continue;
+        const size_t n = std::min<size_t>(static_cast<size_t>(item.count), open.size());
+        p.slots.assign(open.begin(), open.begin() + static_cast<std::ptrdiff_t>(n));
+      }
+      if (!fits(placed, p)) break;
+      for (int64_t slot : p.slots) {
+        claimed[slot] = true;
+        const auto at = std::find(open.begin(), open.end(), slot);
+        if (at != open.end()) open.erase(at);
+      }
+      placed.push_back(std::move(p));
+    }
+    return placed;
+  }
+
+  // Drops the waiting entries whose samples all took slots.
+  void drop_placed() {
+    pending_.erase(std::remove_if(pending_.begin(), pending_.end(), [](const Pending& p) { return p.count == 0; }),
+                   pending_.end());
+  }
+
+  // The placed samples start in their slots (their prompt is in the cache): each draws its first token from the
+  // prompt's last logits.
+  void start(const Placement& p, const float* row_logits) {
+    Pending& item = *p.item;
+    const auto& q = item.job->request;
+    const int64_t n = static_cast<int64_t>(p.slots.size());
+    stats_.reused_tokens += p.reuse;
     for (int64_t j = 0; j < n; ++j) {
-      Slot& s = slots_[slots[j]];
+      Slot& s = slots_[p.slots[j]];
+      if (s.kept_key >= 0 && s.kept_key != q.keep_key) stats_.evictions += 1;
+      s.kept_key = -1;
+      s.kept.clear();
       s.active = true;
       s.job = item.job;
       s.sample = item.first + j;
-      s.len = P;
+      s.len = p.prompt_len();
       s.rng = SampleRng(sample_seed(q.seed, s.sample));
       if (q.params.json_object)
         s.json = JsonSchemaPrefix(q.params.json_schema ? q.params.json_schema : JsonSchema::any_object());
@@ -221,9 +348,15 @@ class GenerationRun {
     item.count -= n;
   }
 
-  // Whether the first waiting prompt can ride in a decode step (mixed_step); a longer one is prefilled alone.
-  bool waiting_rows_fit() const {
-    return static_cast<int64_t>(pending_.front().job->request.prompt_ids.size()) <= kMaxMixedRows;
+  // Whether the waiting prompts that can take slots now ride in a decode step together (mixed_step); more rows
+  // than that get a prefill forward of their own first, all together, rather than joining a step at a time.
+  bool waiting_rows_fit() {
+    int64_t rows = 0;
+    place([&](const std::vector<Placement>&, const Placement& next) {
+      rows += next.rows();
+      return true;
+    });
+    return rows > 0 && rows <= kMaxMixedRows;
   }
 
   // 1 + 2 in one forward (packed path only): a row for each active slot's next token, then one row per token of the
@@ -232,52 +365,29 @@ class GenerationRun {
   // causal attention allows. Logits are made only for the decode rows and each prompt's last row.
   void mixed_step() {
     auto t0 = Clock::now();
-    std::vector<int64_t> ids, pos, slot_of_row, free;
-    for (int64_t i = 0; i < S_; ++i) {
-      if (!slots_[i].active) {
-        free.push_back(i);
-        continue;
+    std::vector<int64_t> ids, pos, slot_of_row;
+    for (int64_t i = 0; i < S_; ++i)
+      if (slots_[i].active) {
+        ids.push_back(slots_[i].next_token);
+        pos.push_back(slots_[i].len);
+        slot_of_row.push_back(i);
       }
-      ids.push_back(slots_[i].next_token);
-      pos.push_back(slots_[i].len);
-      slot_of_row.push_back(i);
-    }
     const int64_t D = static_cast<int64_t>(ids.size());
-    struct Admit {
-      Pending* item;
-      int64_t n, P, first;  // samples placed, prompt length, index in `free` of its first slot
-    };
-    std::vector<Admit> admits;
-    int64_t placed = 0, prompt_rows = 0;
-    for (auto& item : pending_) {
-      const auto& prompt = item.job->request.prompt_ids;
-      const int64_t P = static_cast<int64_t>(prompt.size());
-      if (placed == static_cast<int64_t>(free.size()) || prompt_rows + P > kMaxMixedRows) break;
-      const int64_t n = std::min<int64_t>(item.count, static_cast<int64_t>(free.size()) - placed);
-      admits.push_back({&item, n, P, placed});
-      for (int64_t t = 0; t < P; ++t) {
-        ids.push_back(prompt[t]);
-        pos.push_back(t);
-        slot_of_row.push_back(free[placed]);
-      }
-      placed += n;
-      prompt_rows += P;
-    }
-    const int64_t R = static_cast<int64_t>(ids.size());
+    int64_t prompt_rows = 0;
+    const auto admits = place([&](const std::vector<Placement>&, const Placement& next) {
+      if (prompt_rows + next.rows() > kMaxMixedRows) return false;
+      prompt_rows += next.rows();
+      return true;
+    });
     std::vector<int64_t> logit_rows(D);  // the rows that need logits
     std::iota(logit_rows.begin(), logit_rows.end(), 0);
-    int64_t row = D;
-    for (const auto& a : admits) logit_rows.push_back((row += a.P) - 1);
-    CachedBatch batch;
-    batch.input_ids = torch::tensor(ids, torch::kInt64).view({R, 1});
-    batch.positions = torch::tensor(pos, torch::kInt64).view({R, 1});
-    batch.slots = torch::tensor(slot_of_row, torch::kInt64);
-    batch.key_len = *std::max_element(pos.begin(), pos.end()) + 1;
-    auto hidden = model_->forward_cached(batch, cache_).squeeze(1);                       // [R, C]
+    add_prompt_rows(admits, ids, pos, slot_of_row, logit_rows);
+    const int64_t R = static_cast<int64_t>(ids.size());
+    auto hidden = forward_rows(ids, pos, slot_of_row);                                    // [R, C]
     auto picked_rows = hidden.index_select(0, torch::tensor(logit_rows, torch::kInt64));  // [D + admits, C]
     auto logits = model_->logits(picked_rows).to(torch::kFloat32).contiguous();           // [D + admits, V]
     for (const auto& a : admits)
-      for (int64_t j = 1; j < a.n; ++j) cache_.copy_slot(free[a.first], free[a.first + j], a.P);
+      for (size_t j = 1; j < a.slots.size(); ++j) cache_.copy_slot(a.slots[0], a.slots[j], a.prompt_len());
     // The forward's time is shared between prefill and decode by their rows.
     const double spent = seconds_since(t0);
     stats_.prefill_tokens += prompt_rows;
@@ -287,9 +397,8 @@ class GenerationRun {
     stats_.decode_seconds += spent * D / R;
     sample_rows(logits, std::vector<int64_t>(slot_of_row.begin(), slot_of_row.begin() + D));
     for (size_t a = 0; a < admits.size(); ++a)
-      start(*admits[a].item, admits[a].n, free.data() + admits[a].first, admits[a].P,
-            logits.data_ptr<float>() + (D + static_cast<int64_t>(a)) * V_);
-    while (!pending_.empty() && pending_.front().count == 0) pending_.pop_front();
+      start(admits[a], logits.data_ptr<float>() + (D + static_cast<int64_t>(a)) * V_);
+    drop_placed();
     stats_.decode_steps += 1;
   }
 
@@ -303,12 +412,13 @@ class GenerationRun {
       }
     if (hi == 0) return false;
     auto t0 = Clock::now();
+    // An idle slot's row writes its key and value past the tokens a kept slot holds, where nothing is read.
     std::vector<int64_t> ids(hi, 0), pos(hi, 0);
-    for (int64_t i = 0; i < hi; ++i)
-      if (slots_[i].active) {
-        ids[i] = slots_[i].next_token;
-        pos[i] = slots_[i].len;
-      }
+    for (int64_t i = 0; i < hi; ++i) {
+      const Slot& s = slots_[i];
+      ids[i] = s.active ? s.next_token : 0;
+      pos[i] = s.active ? s.len : static_cast<int64_t>(s.kept.size());
+    }
     CachedBatch batch;
     batch.input_ids = torch::tensor(ids, torch::kInt64).view({hi, 1});
     batch.positions = torch::tensor(pos, torch::kInt64).view({hi, 1});
@@ -435,6 +545,13 @@ class GenerationRun {
   void finish(Slot& s) {
     s.out.text = utf8_lossy(s.bytes);
     Job& job = *s.job;
+    if (job.request.keep_key >= 0) {  // the cache holds the prompt and every drawn token but the last
+      s.kept = job.request.prompt_ids;
+      s.kept.insert(s.kept.end(), s.out.token_ids.begin(), s.out.token_ids.end());
+      s.kept.resize(static_cast<size_t>(s.len));
+      s.kept_key = job.request.keep_key;
+      s.kept_at = ++kept_count_;
+    }
     Sample& dst = job.result.samples[s.sample];
     dst = std::move(s.out);
     if (on_sample_) on_sample_(job.id, s.sample, dst);
@@ -463,6 +580,7 @@ class GenerationRun {
   OnDone on_done_;
   std::deque<Pending> pending_;
   std::vector<Slot> slots_;
+  uint64_t kept_count_ = 0;
 };
 
 }  // namespace
@@ -485,6 +603,8 @@ int64_t Generator::cache_need(const GenerationRequest& q, const std::string& whe
   if (q.prompt_ids.empty()) throw Error("empty prompt", where, "a prompt needs at least one token");
   if (q.num_samples < 1) throw Error("num_samples must be >= 1", where);
   if (q.params.max_new_tokens < 1) throw Error("max_new_tokens must be >= 1", where);
+  if (q.keep_key >= 0 && q.num_samples != 1)
+    throw Error("keep_key needs num_samples = 1", where, "a kept cache belongs to one sequence");
   validate(q.params.sampling);
   for (int64_t id : q.prompt_ids)
     if (id < 0 || id >= cfg.vocab_size)

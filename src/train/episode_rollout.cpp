@@ -89,9 +89,11 @@ RolloutBatch RlTrainer::roll_out_episodes(const std::vector<size_t>& rows, int64
   e["episodes"] += st.episodes, e["failed"] += st.failed, e["turns"] += st.turns;
   e["policy_tokens"] += st.policy_tokens, e["observation_tokens"] += st.observation_tokens;
   e["env_wait_s"] += st.env_wait_s;
+  e["prefill_tokens"] += st.prefill_tokens, e["reused_tokens"] += st.reused_tokens;
   for (const auto& [outcome, n] : env_->stats().tool_calls) {  // tools: this rollout's calls by outcome
     const auto was = calls_before.find(outcome);
-    e["tool_calls/" + outcome] += static_cast<double>(n - (was == calls_before.end() ? 0 : was->second));
+    const int64_t calls = n - (was == calls_before.end() ? 0 : was->second);
+    if (calls > 0) e["tool_calls/" + outcome] += static_cast<double>(calls);
   }
   std::vector<std::vector<Sample>> samples(rows.size());
   std::vector<std::vector<std::vector<int64_t>>> prompts(rows.size());

@@ -158,6 +158,8 @@ static void episode_metrics(const std::map<std::string, double>& e, nlohmann::js
   m["env/turns_mean"] = n > 0 ? get("turns") / n : 0.0;
   m["env/policy_token_share"] = tokens > 0 ? get("policy_tokens") / tokens : 0.0;
   m["env/wait_s"] = get("env_wait_s");
+  const double prompt_tokens = get("prefill_tokens") + get("reused_tokens");
+  m["env/kv_reused_share"] = prompt_tokens > 0 ? get("reused_tokens") / prompt_tokens : 0.0;
   for (const auto& [k, x] : e)
     if (k.rfind("ended_by/", 0) == 0)
       m["env/" + k] = n > 0 ? x / n : 0.0;

@@ -24,6 +24,7 @@ struct RolloutTally {
   int64_t content_free = 0;                            // completions without content (rlaif/content_check.h)
   std::vector<double> group_rewards, group_positions;  // group judging: each reward and where the judge saw it
   // Episodes ([env]): sums over them — episodes, failed, turns, policy_tokens, observation_tokens, env_wait_s,
+  // prefill_tokens, reused_tokens,
   // env_reward (of those that did not fail) and ended_by/<why> (counts).
   std::map<std::string, double> episodes;
 };
