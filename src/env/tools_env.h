@@ -14,6 +14,8 @@
 
 namespace rlaif {
 
+struct ToolCall;  // env/tool_calls.h
+
 class ToolsEnvironment : public Environment {
  public:
   explicit ToolsEnvironment(EnvConfig config);
@@ -30,7 +32,7 @@ class ToolsEnvironment : public Environment {
  private:
   EnvReply run_calls(int64_t episode, const std::string& action);  // on a worker thread
   // One call's `tool` message content; sets `failure` (and `detail`) when the episode must fail.
-  std::string run_call(const struct ToolCall& call, std::string& failure, std::string& detail);
+  std::string run_call(const ToolCall& call, std::string& failure, std::string& detail);
   std::string run_tool(const ToolSpec& tool, const nlohmann::json& arguments, std::string& failure,
                        std::string& detail);
 
