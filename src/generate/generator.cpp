@@ -150,8 +150,8 @@ class GenerationRun {
   }
 
   // One round: waiting samples take the free slots, then every active slot decodes one token. While slots decode,
-  // short prompts (kMaxMixedRows tokens in all) are prefilled in the decode step's own forward, one pass over the
-  // weights for both; a longer one gets a prefill forward of its own first.
+  // the waiting prompts that can take slots are prefilled in the decode step's own forward when they come to at most
+  // kMaxMixedRows tokens in all, one pass over the weights for both; more get a prefill forward of their own first.
   void step() {
     const int64_t busy = running();
     if (packed_ && busy > 0 && busy < S_ && !pending_.empty() && waiting_rows_fit()) return mixed_step();
